@@ -1,0 +1,83 @@
+/*
+ * config.h: the one read-only configuration, parsed from an INI file (or
+ * built from defaults when there is none).  Pure logic: no sockets, no
+ * libevent.  A reload builds a whole new struct config and swaps it in;
+ * nothing may keep a pointer into an old one across events.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_FILE	SYSCONFDIR "/tern/tern.ini"
+/* Where the built-in configuration keeps its data, under the cwd. */
+#define CONFIG_BUILTIN_DIR	"tern-data"
+
+#define CONFIG_HOST_SIZE	256
+#define CONFIG_PATH_SIZE	1024
+
+/* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
+struct config_listen {
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 text[80];	/* as written, for logs */
+};
+
+/* One client network in CIDR form ("192.0.2.0/24", "2001:db8::/32"). */
+struct config_net {
+	int		family;			/* AF_INET or AF_INET6 */
+	unsigned char	addr[16];		/* network, host bits zero */
+	unsigned	prefix;
+};
+
+enum config_bare_newlines {
+	CONFIG_BARE_REJECT,
+	CONFIG_BARE_NORMALIZE,
+};
+
+/*
+ * Owned by whoever called config_load() or config_default(); freed with
+ * config_free().  Durations are milliseconds, sizes octets.
+ */
+struct config {
+	char			 path[CONFIG_PATH_SIZE]; /* "" when built in */
+
+	/* [main] */
+	char			 hostname[CONFIG_HOST_SIZE];
+	char			 spool[CONFIG_PATH_SIZE];
+	enum log_target		 log;
+	int			 debug;
+	uint64_t		 shutdown_timeout;
+
+	/* [smtp] */
+	struct config_listen	*listen;
+	size_t			 nlisten;
+	uint64_t		 max_connections;
+	uint64_t		 max_connections_per_ip;
+	uint64_t		 max_message_size;
+	uint64_t		 max_recipients;
+	uint64_t		 max_errors;
+	uint64_t		 command_timeout;
+	uint64_t		 data_timeout;
+	enum config_bare_newlines bare_newlines;
+	char			**local_domains;	/* lowercase */
+	size_t			 nlocal_domains;
+	struct config_net	*relay_networks;
+	size_t			 nrelay_networks;
+};
+
+struct config	*config_default(void);
+struct config	*config_load(const char *, char **);
+void		 config_free(struct config *);
+void		 config_print(const struct config *, FILE *);
+
+int		 config_is_local_domain(const struct config *, const char *);
+int		 config_is_relay_client(const struct config *,
+		    const struct sockaddr *);
+
+#endif

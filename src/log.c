@@ -1,0 +1,207 @@
+/*
+ * log.c: the log targets (stderr, syslog, none), the debug switch, and
+ * escaping of peer text.  Logging never fails in a way that stops mail:
+ * a target that cannot take a line drops it.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_target	log_target = LOG_TARGET_STDERR;
+static int		log_debug_on;
+static const char	*log_ident = "ternd";
+
+void
+log_init(const char *ident, enum log_target target, int debug)
+{
+	log_ident = ident;
+	log_debug_on = debug;
+	log_set_target(target);
+}
+
+void
+log_set_target(enum log_target target)
+{
+	if (log_target == LOG_TARGET_SYSLOG && target != LOG_TARGET_SYSLOG)
+		closelog();
+	if (target == LOG_TARGET_SYSLOG && log_target != LOG_TARGET_SYSLOG)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	log_target = target;
+}
+
+void
+log_set_debug(int debug)
+{
+	log_debug_on = debug;
+}
+
+int
+log_is_debug(void)
+{
+	return log_debug_on;
+}
+
+const char *
+log_target_str(enum log_target target)
+{
+	switch (target) {
+	case LOG_TARGET_STDERR:
+		return "stderr";
+	case LOG_TARGET_SYSLOG:
+		return "syslog";
+	case LOG_TARGET_NONE:
+		return "none";
+	}
+	return "unknown";
+}
+
+/* Send one finished line to the target. */
+static void
+log_emit(int pri, const char *msg)
+{
+	struct tm	tm;
+	time_t		now;
+	char		stamp[32];
+
+	switch (log_target) {
+	case LOG_TARGET_NONE:
+		return;
+	case LOG_TARGET_SYSLOG:
+		syslog(pri, "%s", msg);
+		return;
+	case LOG_TARGET_STDERR:
+		now = time(NULL);
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+		fprintf(stderr, "%s %s[%ld]: %s\n", stamp, log_ident,
+		    (long)getpid(), msg);
+		return;
+	}
+}
+
+static void
+log_vlog(int pri, int with_errno, const char *fmt, va_list ap)
+{
+	char	msg[4096];
+	size_t	len;
+	int	saved = errno;
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (with_errno) {
+		len = strlen(msg);
+		snprintf(msg + len, sizeof msg - len, ": %s", strerror(saved));
+	}
+	log_emit(pri, msg);
+	errno = saved;
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_WARNING, 1, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_WARNING, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_INFO, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (!log_debug_on)
+		return;
+	va_start(ap, fmt);
+	log_vlog(LOG_DEBUG, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_CRIT, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_CRIT, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/*
+ * Make peer text safe for a log line: printable ASCII and UTF-8 pass,
+ * backslash and control octets become \\ and \xHH.  Always terminates dst
+ * and returns it; output that does not fit is cut and ends in "...".
+ */
+const char *
+log_escape(char *dst, size_t size, const char *src, size_t len)
+{
+	static const char	hex[] = "0123456789abcdef";
+	size_t			i, o = 0;
+	unsigned char		c;
+
+	if (size == 0)
+		return dst;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)src[i];
+		if (o + 5 >= size) {
+			if (size >= 4) {
+				o = o > size - 4 ? size - 4 : o;
+				memcpy(dst + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		if (c == '\\') {
+			dst[o++] = '\\';
+			dst[o++] = '\\';
+		} else if (c < 0x20 || c == 0x7f) {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		} else
+			dst[o++] = (char)c;
+	}
+	dst[o] = '\0';
+	return dst;
+}

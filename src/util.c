@@ -1,0 +1,298 @@
+/*
+ * util.c: x-allocators (allocation failure is fatal), bounded string
+ * copies, and the parsers for sizes ("25M") and durations ("30m").
+ * Owns no state and never logs except through fatal paths.
+ */
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void __attribute__((noreturn))
+util_oom(void)
+{
+	fputs("tern: out of memory\n", stderr);
+	abort();
+}
+
+void *
+xmalloc(size_t size)
+{
+	void	*p;
+
+	if (size == 0)
+		size = 1;
+	if ((p = malloc(size)) == NULL)
+		util_oom();
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void	*p;
+
+	if (n == 0 || size == 0)
+		n = size = 1;
+	if ((p = calloc(n, size)) == NULL)
+		util_oom();
+	return p;
+}
+
+void *
+xreallocarray(void *old, size_t n, size_t size)
+{
+	void	*p;
+
+	if (n == 0 || size == 0)
+		n = size = 1;
+	if (n > SIZE_MAX / size)
+		util_oom();
+	if ((p = realloc(old, n * size)) == NULL)
+		util_oom();
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		util_oom();
+	return p;
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char	*p;
+
+	if ((p = strndup(s, n)) == NULL)
+		util_oom();
+	return p;
+}
+
+int
+xasprintf(char **ret, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vasprintf(ret, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		util_oom();
+	return n;
+}
+
+/* Copy with truncation; returns strlen(src) so callers can detect it. */
+size_t
+util_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t	len = strlen(src);
+
+	if (size != 0) {
+		size_t n = len >= size ? size - 1 : len;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+size_t
+util_strlcat(char *dst, const char *src, size_t size)
+{
+	size_t	dlen = strnlen(dst, size);
+
+	if (dlen == size)
+		return size + strlen(src);
+	return dlen + util_strlcpy(dst + dlen, src, size - dlen);
+}
+
+/* snprintf that reports truncation as -1. */
+int
+util_snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size)
+		return -1;
+	return n;
+}
+
+void
+util_lowercase(char *s)
+{
+	for (; *s != '\0'; s++)
+		*s = tolower((unsigned char)*s);
+}
+
+/* A decimal number within [min, max]. */
+int
+util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
+    const char **cause)
+{
+	unsigned long long	 v;
+	char			*end;
+
+	if (!isdigit((unsigned char)*s)) {
+		*cause = "not a number";
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end != '\0') {
+		*cause = "not a number";
+		return -1;
+	}
+	if (errno == ERANGE || v > max) {
+		*cause = "too large";
+		return -1;
+	}
+	if (v < min) {
+		*cause = "too small";
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A number with an optional unit; the unit's multiplier comes from table. */
+struct util_unit {
+	const char	*suffix;
+	uint64_t	 mult;
+};
+
+static int
+util_parse_units(const char *s, const struct util_unit *units, size_t nunits,
+    uint64_t *out, const char **cause)
+{
+	unsigned long long	 v;
+	char			*end;
+	size_t			 i;
+
+	if (!isdigit((unsigned char)*s)) {
+		*cause = "not a number";
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE) {
+		*cause = "too large";
+		return -1;
+	}
+	for (i = 0; i < nunits; i++) {
+		if (strcasecmp(end, units[i].suffix) != 0)
+			continue;
+		if (units[i].mult != 0 && v > UINT64_MAX / units[i].mult) {
+			*cause = "too large";
+			return -1;
+		}
+		*out = v * units[i].mult;
+		return 0;
+	}
+	*cause = "unknown unit";
+	return -1;
+}
+
+/* "1024", "512K", "25M", "1G" (powers of 1024) into bytes. */
+int
+util_parse_size(const char *s, uint64_t *out, const char **cause)
+{
+	static const struct util_unit units[] = {
+		{ "", 1 }, { "B", 1 },
+		{ "K", 1024ULL }, { "KB", 1024ULL }, { "KiB", 1024ULL },
+		{ "M", 1024ULL * 1024 }, { "MB", 1024ULL * 1024 },
+		{ "MiB", 1024ULL * 1024 },
+		{ "G", 1024ULL * 1024 * 1024 }, { "GB", 1024ULL * 1024 * 1024 },
+		{ "GiB", 1024ULL * 1024 * 1024 },
+	};
+
+	return util_parse_units(s, units, nitems(units), out, cause);
+}
+
+/* "90" (seconds), "500ms", "30s", "30m", "2h", "1d", "1w" into ms. */
+int
+util_parse_duration(const char *s, uint64_t *out, const char **cause)
+{
+	static const struct util_unit units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "h", 3600000 }, { "d", 86400000 }, { "w", 604800000 },
+	};
+
+	return util_parse_units(s, units, nitems(units), out, cause);
+}
+
+/* yes/no, true/false, on/off, 1/0. */
+int
+util_parse_bool(const char *s, int *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	size_t	i;
+
+	for (i = 0; i < nitems(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The shortest exact form: 26214400 -> "25M". */
+void
+util_format_size(char *buf, size_t size, uint64_t v)
+{
+	static const char	units[] = "KMG";
+	int			i = -1;
+
+	while (v != 0 && v % 1024 == 0 && i < 2) {
+		v /= 1024;
+		i++;
+	}
+	if (i < 0)
+		snprintf(buf, size, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, size, "%llu%c", (unsigned long long)v, units[i]);
+}
+
+/* The largest exact unit: 1800000 -> "30m". */
+void
+util_format_duration(char *buf, size_t size, uint64_t ms)
+{
+	static const struct util_unit units[] = {
+		{ "w", 604800000 }, { "d", 86400000 }, { "h", 3600000 },
+		{ "m", 60000 }, { "s", 1000 },
+	};
+	size_t	i;
+
+	if (ms != 0) {
+		for (i = 0; i < nitems(units); i++) {
+			if (ms % units[i].mult == 0) {
+				snprintf(buf, size, "%llu%s",
+				    (unsigned long long)(ms / units[i].mult),
+				    units[i].suffix);
+				return;
+			}
+		}
+		snprintf(buf, size, "%llums", (unsigned long long)ms);
+		return;
+	}
+	snprintf(buf, size, "0s");
+}
