@@ -1,0 +1,98 @@
+#!/bin/sh
+# tern quick start.
+#
+#   contrib/quickstart.sh run    install what is missing, build, and run
+#                                ternd in the foreground on its built-in
+#                                configuration (127.0.0.1:2525, spool in
+#                                ./tern-data)
+#   contrib/quickstart.sh test   install what is missing, build, and run
+#                                every test (make check)
+#
+# Builds in ./build.  Set CONFIGURE_FLAGS (e.g. --enable-sanitizers) to
+# change how.  As root, missing Debian packages are installed with apt-get;
+# otherwise the script names them and stops.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build="$top/build"
+
+build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
+libc-ares-dev libinih-dev check"
+test_pkgs="python3 mandoc"
+
+usage() {
+	echo "usage: $0 run|test" >&2
+	exit 1
+}
+
+missing() {
+	for p in "$@"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		    grep -q 'install ok installed'; then
+			echo "$p"
+		fi
+	done
+}
+
+install_pkgs() {
+	# shellcheck disable=SC2086
+	need=$(missing $*)
+	[ -z "$need" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "quickstart: missing Debian packages:" $need >&2
+		echo "quickstart: run: sudo apt-get install" $need >&2
+		exit 1
+	fi
+	echo "quickstart: installing" $need
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $need >/dev/null
+}
+
+do_build() {
+	cd "$top"
+	if [ ! -x configure ] || [ configure.ac -nt configure ] ||
+	    [ Makefile.am -nt configure ]; then
+		autoreconf -fi
+	fi
+	mkdir -p "$build"
+	cd "$build"
+	if [ ! -f Makefile ] || [ "$top/configure" -nt Makefile ]; then
+		# shellcheck disable=SC2086
+		"$top/configure" ${CONFIGURE_FLAGS:-} >/dev/null
+	fi
+	make -j"$(nproc)" >/dev/null
+}
+
+[ $# -eq 1 ] || usage
+case "$1" in
+run)
+	install_pkgs $build_pkgs
+	do_build
+	cd "$top"
+	exec "$build/src/ternd"
+	;;
+test)
+	install_pkgs $build_pkgs $test_pkgs
+	do_build
+	cd "$build"
+	rc=0
+	make -j"$(nproc)" check || rc=$?
+	for f in $(find tests -name '*.trs'); do
+		if grep -q '^:test-result: \(FAIL\|ERROR\)' "$f"; then
+			echo "==== ${f%.trs}.log"
+			tail -n 60 "${f%.trs}.log"
+		fi
+	done
+	pass=$(cat $(find tests -name '*.trs') /dev/null |
+	    grep -c '^:test-result: PASS' || true)
+	fail=$(cat $(find tests -name '*.trs') /dev/null |
+	    grep -c '^:test-result: \(FAIL\|ERROR\)' || true)
+	echo "tests: $pass passed, $fail failed"
+	[ "$rc" -eq 0 ] && [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
+	;;
+*)
+	usage
+	;;
+esac

@@ -1,0 +1,752 @@
+/*
+ * queue.c: the spool directory.  It alone knows the spool's paths; it
+ * gives out queue ids, receives message content into incoming/, commits a
+ * message (content and envelope durable, then one rename) and recovers the
+ * spool at start-up.  It never deletes a committed message on its own, and
+ * never acknowledges a commit before the data and the directory entry are
+ * on disk.
+ */
+#include "autoconf.h"
+
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+
+#define QUEUE_MSG_BUFSIZE	16384
+#define QUEUE_NDIRS		1024	/* two characters of the id */
+#define QUEUE_TIME_LEN		11	/* of the id: microseconds */
+#define QUEUE_ENV_MAX		(64 * 1024 * 1024)
+
+/* The id alphabet: digits and capitals without I, L, O and U. */
+static const char queue_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* A message being received; owned by the transaction receiving it. */
+struct queue_msg {
+	char		 id[QUEUE_ID_LEN + 1];
+	int		 fd;
+	int		 error;		/* first write errno, or 0 */
+	uint64_t	 size;
+	size_t		 buflen;
+	char		 buf[QUEUE_MSG_BUFSIZE];
+};
+
+/* A commit request; owned by the queue until its callback has run. */
+struct queue_commit {
+	TAILQ_ENTRY(queue_commit) entry;
+	struct queue_msg	*msg;
+	char			*envtext;
+	size_t			 envlen;
+	queue_commit_cb		 cb;
+	void			*arg;
+	int			 cancelled;
+	int			 error;
+	unsigned		 dir;
+};
+TAILQ_HEAD(queue_commits, queue_commit);
+
+static struct {
+	struct event_base	*base;
+	struct event		*commit_ev;
+	struct queue_commits	 pending;
+	int			 spoolfd;
+	int			 incomingfd;
+	int			 queuefd;
+	int			 corruptfd;
+	int			 lockfd;
+	size_t			 count;
+	uint64_t		 last_usec;
+	char			 tag[5];
+	unsigned char		 dirmade[QUEUE_NDIRS / 8];
+} queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
+    .corruptfd = -1, .lockfd = -1 };
+
+static void	queue_commit_run_cb(evutil_socket_t, short, void *);
+
+/* The queue/XX directory of an id: its characters 10 and 11. */
+static unsigned
+queue_dir_index(const char *id)
+{
+	const char	*a = strchr(queue_alphabet, id[9]);
+	const char	*b = strchr(queue_alphabet, id[10]);
+
+	if (a == NULL || b == NULL || id[9] == '\0' || id[10] == '\0')
+		fatalx("queue: bad queue id \"%s\"", id);
+	return (unsigned)(a - queue_alphabet) * 32 +
+	    (unsigned)(b - queue_alphabet);
+}
+
+static void
+queue_dir_name(unsigned dir, char *buf, size_t size)
+{
+	util_snprintf(buf, size, "%c%c", queue_alphabet[dir / 32],
+	    queue_alphabet[dir % 32]);
+}
+
+/* Time-ordered and never reused: microseconds, strictly increasing. */
+void
+queue_id_new(char *id, size_t size)
+{
+	struct timeval	tv;
+	uint64_t	usec;
+	int		i;
+
+	if (size < QUEUE_ID_LEN + 1)
+		fatalx("queue_id_new: buffer too small");
+	gettimeofday(&tv, NULL);
+	usec = (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+	if (usec <= queue.last_usec)
+		usec = queue.last_usec + 1;
+	queue.last_usec = usec;
+	for (i = QUEUE_TIME_LEN - 1; i >= 0; i--) {
+		id[i] = queue_alphabet[usec & 31];
+		usec >>= 5;
+	}
+	memcpy(id + QUEUE_TIME_LEN, queue.tag, 4);
+	id[QUEUE_ID_LEN] = '\0';
+}
+
+int
+queue_is_id(const char *s)
+{
+	size_t	i;
+
+	for (i = 0; i < QUEUE_ID_LEN; i++) {
+		if (s[i] == '\0' || strchr(queue_alphabet, s[i]) == NULL)
+			return 0;
+	}
+	return s[i] == '\0';
+}
+
+static int
+queue_mkdirat(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int
+queue_opendir(int dirfd, const char *name)
+{
+	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Make queue/XX on first use; the new entry is synced into queue/. */
+static int
+queue_dir_ensure(unsigned dir)
+{
+	char	name[3];
+
+	if (queue.dirmade[dir / 8] & (1u << (dir % 8)))
+		return 0;
+	queue_dir_name(dir, name, sizeof name);
+	if (mkdirat(queue.queuefd, name, 0700) == -1) {
+		if (errno != EEXIST)
+			return -1;
+	} else if (fsync(queue.queuefd) == -1)
+		return -1;
+	queue.dirmade[dir / 8] |= 1u << (dir % 8);
+	return 0;
+}
+
+/* Read a whole small file relative to a directory. */
+static int
+queue_read_file(int dirfd, const char *name, char **bufp, size_t *lenp)
+{
+	struct stat	 st;
+	char		*buf;
+	size_t		 off = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || st.st_size > QUEUE_ENV_MAX) {
+		if (errno == 0)
+			errno = EFBIG;
+		close(fd);
+		return -1;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	while (off < (size_t)st.st_size) {
+		n = read(fd, buf + off, (size_t)st.st_size - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = '\0';
+	*bufp = buf;
+	*lenp = off;
+	return 0;
+}
+
+static int
+queue_write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t	n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Move a damaged message aside for a person to look at. */
+static void
+queue_to_corrupt(int dirfd, const char *id, const char *why)
+{
+	char	name[QUEUE_ID_LEN + 8];
+	int	i;
+
+	for (i = 0; i < 2; i++) {
+		util_snprintf(name, sizeof name, "%s.%s", id,
+		    i == 0 ? "env" : "msg");
+		if (renameat(dirfd, name, queue.corruptfd, name) == -1 &&
+		    errno != ENOENT)
+			log_warn("queue: %s: cannot move %s to corrupt/", id,
+			    name);
+	}
+	log_warnx("%s: moved to corrupt/: %s", id, why);
+}
+
+/*
+ * Recover one queue/XX (or hold/XX) directory: remove temporary files
+ * and content without an envelope (never acknowledged), set aside
+ * envelopes that do not parse or lack content, report the others.
+ */
+static void
+queue_recover_dir(int dirfd, const char *where, queue_scan_cb cb, void *arg)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	struct envelope	 env;
+	struct stat	 st;
+	char		 id[QUEUE_ID_LEN + 1], other[QUEUE_ID_LEN + 8];
+	char		*buf, *cause;
+	const char	*dot;
+	size_t		 len;
+	int		 fd;
+
+	if ((fd = dup(dirfd)) == -1 || (dp = fdopendir(fd)) == NULL) {
+		log_warn("queue: cannot read %s", where);
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		dot = strchr(de->d_name, '.');
+		if (dot == NULL || dot - de->d_name != QUEUE_ID_LEN) {
+			log_warnx("queue: %s/%s: unexpected file left alone",
+			    where, de->d_name);
+			continue;
+		}
+		memcpy(id, de->d_name, QUEUE_ID_LEN);
+		id[QUEUE_ID_LEN] = '\0';
+		if (strcmp(dot, ".tmp") == 0 || strcmp(dot, ".env.tmp") == 0) {
+			unlinkat(dirfd, de->d_name, 0);
+			continue;
+		}
+		if (strcmp(dot, ".msg") == 0) {
+			util_snprintf(other, sizeof other, "%s.env", id);
+			if (fstatat(dirfd, other, &st, 0) == -1 &&
+			    errno == ENOENT) {
+				log_info("%s: removed content never committed",
+				    id);
+				unlinkat(dirfd, de->d_name, 0);
+			}
+			continue;
+		}
+		if (strcmp(dot, ".env") != 0) {
+			log_warnx("queue: %s/%s: unexpected file left alone",
+			    where, de->d_name);
+			continue;
+		}
+		util_snprintf(other, sizeof other, "%s.msg", id);
+		if (fstatat(dirfd, other, &st, 0) == -1) {
+			queue_to_corrupt(dirfd, id, "envelope without content");
+			continue;
+		}
+		if (queue_read_file(dirfd, de->d_name, &buf, &len) == -1) {
+			log_warn("queue: %s: cannot read envelope", id);
+			continue;
+		}
+		envelope_init(&env);
+		if (envelope_parse(&env, buf, len, &cause) == -1 ||
+		    strcmp(env.id, id) != 0) {
+			queue_to_corrupt(dirfd, id, cause != NULL ? cause :
+			    "envelope names another id");
+			free(cause);
+		} else {
+			queue.count++;
+			if (cb != NULL)
+				cb(&env, arg);
+		}
+		envelope_clear(&env);
+		free(buf);
+	}
+	closedir(dp);
+}
+
+/* Walk queue/ and hold/: every XX directory below them. */
+static void
+queue_recover_tree(const char *top, queue_scan_cb cb, void *arg)
+{
+	char	name[3], where[16];
+	int	topfd, fd;
+	unsigned dir;
+
+	if ((topfd = queue_opendir(queue.spoolfd, top)) == -1) {
+		log_warn("queue: cannot open %s", top);
+		return;
+	}
+	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
+		queue_dir_name(dir, name, sizeof name);
+		if ((fd = queue_opendir(topfd, name)) == -1)
+			continue;
+		if (strcmp(top, "queue") == 0)
+			queue.dirmade[dir / 8] |= 1u << (dir % 8);
+		util_snprintf(where, sizeof where, "%s/%s", top, name);
+		queue_recover_dir(fd, where, cb, arg);
+		close(fd);
+	}
+	close(topfd);
+}
+
+/* Nothing in incoming/ was ever acknowledged. */
+static void
+queue_empty_incoming(void)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	int		 fd;
+
+	if ((fd = dup(queue.incomingfd)) == -1 ||
+	    (dp = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(queue.incomingfd, de->d_name, 0) == -1)
+			log_warn("queue: cannot remove incoming/%s",
+			    de->d_name);
+	}
+	closedir(dp);
+}
+
+static int
+queue_lock(const char *spool, char **cause)
+{
+	char	pid[32];
+	int	n;
+
+	queue.lockfd = openat(queue.spoolfd, "lock",
+	    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (queue.lockfd == -1) {
+		xasprintf(cause, "%s/lock: %s", spool, strerror(errno));
+		return -1;
+	}
+	if (flock(queue.lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			xasprintf(cause, "%s: spool is in use by another ternd",
+			    spool);
+		else
+			xasprintf(cause, "%s/lock: %s", spool,
+			    strerror(errno));
+		close(queue.lockfd);
+		queue.lockfd = -1;
+		return -1;
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(queue.lockfd, 0) == 0)
+		(void)pwrite(queue.lockfd, pid, (size_t)n, 0);
+	return 0;
+}
+
+/*
+ * Open (creating if needed) and lock the spool, recover it, and report
+ * every committed envelope to cb.
+ */
+int
+queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
+    void *arg, char **cause)
+{
+	static const char *const dirs[] = {
+		"incoming", "queue", "hold", "corrupt", "maildrop", "log"
+	};
+	unsigned char	r[4];
+	size_t		i;
+
+	queue.base = base;
+	TAILQ_INIT(&queue.pending);
+	if (mkdir(spool, 0700) == -1 && errno != EEXIST) {
+		xasprintf(cause, "%s: %s", spool, strerror(errno));
+		return -1;
+	}
+	if ((queue.spoolfd = open(spool, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		xasprintf(cause, "%s: %s", spool, strerror(errno));
+		return -1;
+	}
+	if (queue_lock(spool, cause) == -1)
+		return -1;
+	for (i = 0; i < nitems(dirs); i++) {
+		if (queue_mkdirat(queue.spoolfd, dirs[i]) == -1) {
+			xasprintf(cause, "%s/%s: %s", spool, dirs[i],
+			    strerror(errno));
+			return -1;
+		}
+	}
+	queue.incomingfd = queue_opendir(queue.spoolfd, "incoming");
+	queue.queuefd = queue_opendir(queue.spoolfd, "queue");
+	queue.corruptfd = queue_opendir(queue.spoolfd, "corrupt");
+	if (queue.incomingfd == -1 || queue.queuefd == -1 ||
+	    queue.corruptfd == -1) {
+		xasprintf(cause, "%s: %s", spool, strerror(errno));
+		return -1;
+	}
+	if (fsync(queue.spoolfd) == -1) {
+		xasprintf(cause, "%s: %s", spool, strerror(errno));
+		return -1;
+	}
+
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+		fatal("getrandom");
+	for (i = 0; i < 4; i++)
+		queue.tag[i] = queue_alphabet[r[i] & 31];
+
+	queue_empty_incoming();
+	queue_recover_tree("queue", cb, arg);
+	queue_recover_tree("hold", cb, arg);
+
+	if (base != NULL) {
+		queue.commit_ev = event_new(base, -1, 0, queue_commit_run_cb,
+		    NULL);
+		if (queue.commit_ev == NULL)
+			fatalx("queue: event_new");
+	}
+	return 0;
+}
+
+void
+queue_shutdown(void)
+{
+	struct queue_commit	*c;
+
+	/* Commits still waiting are run now: they were promised. */
+	if (!TAILQ_EMPTY(&queue.pending))
+		queue_commit_run_cb(-1, 0, NULL);
+	while ((c = TAILQ_FIRST(&queue.pending)) != NULL) {
+		TAILQ_REMOVE(&queue.pending, c, entry);
+		free(c);
+	}
+	if (queue.commit_ev != NULL)
+		event_free(queue.commit_ev);
+	queue.commit_ev = NULL;
+	if (queue.incomingfd != -1)
+		close(queue.incomingfd);
+	if (queue.queuefd != -1)
+		close(queue.queuefd);
+	if (queue.corruptfd != -1)
+		close(queue.corruptfd);
+	if (queue.spoolfd != -1)
+		close(queue.spoolfd);
+	if (queue.lockfd != -1)
+		close(queue.lockfd);
+	queue.incomingfd = queue.queuefd = queue.corruptfd = -1;
+	queue.spoolfd = queue.lockfd = -1;
+}
+
+size_t
+queue_count(void)
+{
+	return queue.count;
+}
+
+/* Start receiving a message: a new id and incoming/ID.msg. */
+struct queue_msg *
+queue_msg_new(char *id, size_t size)
+{
+	struct queue_msg	*m;
+	char			 name[QUEUE_ID_LEN + 8];
+
+	m = xmalloc(sizeof *m);
+	queue_id_new(m->id, sizeof m->id);
+	util_snprintf(name, sizeof name, "%s.msg", m->id);
+	m->fd = openat(queue.incomingfd, name,
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd == -1) {
+		log_warn("queue: incoming/%s", name);
+		free(m);
+		return NULL;
+	}
+	m->error = 0;
+	m->size = 0;
+	m->buflen = 0;
+	util_strlcpy(id, m->id, size);
+	return m;
+}
+
+static int
+queue_msg_flush(struct queue_msg *m)
+{
+	/* Blocking: a local file write of at most one buffer. */
+	if (m->error == 0 && m->buflen > 0 &&
+	    queue_write_all(m->fd, m->buf, m->buflen) == -1)
+		m->error = errno;
+	m->buflen = 0;
+	if (m->error != 0) {
+		errno = m->error;
+		return -1;
+	}
+	return 0;
+}
+
+int
+queue_msg_write(struct queue_msg *m, const void *data, size_t len)
+{
+	const char	*p = data;
+	size_t		 n;
+
+	if (m->error != 0) {
+		errno = m->error;
+		return -1;
+	}
+	m->size += len;
+	while (len > 0) {
+		if (m->buflen == sizeof m->buf && queue_msg_flush(m) == -1)
+			return -1;
+		n = sizeof m->buf - m->buflen;
+		if (n > len)
+			n = len;
+		memcpy(m->buf + m->buflen, p, n);
+		m->buflen += n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+uint64_t
+queue_msg_size(const struct queue_msg *m)
+{
+	return m->size;
+}
+
+static void
+queue_msg_unlink(const char *id)
+{
+	char	name[QUEUE_ID_LEN + 8];
+
+	util_snprintf(name, sizeof name, "%s.msg", id);
+	unlinkat(queue.incomingfd, name, 0);
+	util_snprintf(name, sizeof name, "%s.env", id);
+	unlinkat(queue.incomingfd, name, 0);
+}
+
+/* Throw away a message that will not be committed. */
+void
+queue_msg_abort(struct queue_msg *m)
+{
+	if (m == NULL)
+		return;
+	close(m->fd);
+	queue_msg_unlink(m->id);
+	free(m);
+}
+
+/*
+ * Ask for a commit.  The envelope is copied as text at once; the callback
+ * runs later from the loop, never before this returns.
+ */
+struct queue_commit *
+queue_msg_commit(struct queue_msg *m, const struct envelope *env,
+    queue_commit_cb cb, void *arg)
+{
+	struct queue_commit	*c;
+
+	c = xcalloc(1, sizeof *c);
+	c->msg = m;
+	c->cb = cb;
+	c->arg = arg;
+	c->dir = queue_dir_index(m->id);
+	if (strcmp(env->id, m->id) != 0)
+		fatalx("queue: commit of %s with envelope of %s", m->id,
+		    env->id);
+	if (envelope_write(env, &c->envtext, &c->envlen) == -1) {
+		log_warnx("%s: envelope cannot be written", m->id);
+		c->error = EINVAL;
+	}
+	TAILQ_INSERT_TAIL(&queue.pending, c, entry);
+	event_active(queue.commit_ev, 0, 0);
+	return c;
+}
+
+/* The requester went away: the commit still happens, silently. */
+void
+queue_commit_cancel(struct queue_commit *c)
+{
+	c->cancelled = 1;
+}
+
+/* Make one message durable in incoming/ and move it into queue/XX/. */
+static int
+queue_commit_one(struct queue_commit *c)
+{
+	struct queue_msg	*m = c->msg;
+	char			 name[QUEUE_ID_LEN + 8], dir[3], path[32];
+	int			 fd, moved = 0;
+
+	if (c->error != 0) {
+		errno = c->error;
+		return -1;
+	}
+	/*
+	 * Blocking: the sync that makes an accepted message durable.  All
+	 * commits requested in one loop iteration run here together so
+	 * their directory syncs are shared.
+	 */
+	if (queue_msg_flush(m) == -1 || fdatasync(m->fd) == -1)
+		goto fail;
+	util_snprintf(name, sizeof name, "%s.env", m->id);
+	fd = openat(queue.incomingfd, name,
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1)
+		goto fail;
+	if (queue_write_all(fd, c->envtext, c->envlen) == -1 ||
+	    fdatasync(fd) == -1) {
+		close(fd);
+		goto fail;
+	}
+	close(fd);
+	if (queue_dir_ensure(c->dir) == -1)
+		goto fail;
+	queue_dir_name(c->dir, dir, sizeof dir);
+	util_snprintf(name, sizeof name, "%s.msg", m->id);
+	if (util_snprintf(path, sizeof path, "%s/%s", dir, name) == -1)
+		goto fail;
+	if (renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
+		goto fail;
+	moved = 1;
+	util_snprintf(name, sizeof name, "%s.env", m->id);
+	util_snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
+		goto fail;
+	return 0;
+
+fail:
+	c->error = errno;
+	if (moved) {
+		util_snprintf(path, sizeof path, "%s/%s.msg", dir, m->id);
+		unlinkat(queue.queuefd, path, 0);
+	}
+	queue_msg_unlink(m->id);
+	errno = c->error;
+	return -1;
+}
+
+/* Sync a queue/XX directory after entries were renamed into it. */
+static int
+queue_dir_sync(unsigned dir)
+{
+	char	name[3];
+	int	fd, rc;
+
+	queue_dir_name(dir, name, sizeof name);
+	if ((fd = queue_opendir(queue.queuefd, name)) == -1)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/*
+ * A directory that cannot be synced leaves its new entries of unknown
+ * durability: none of them was acknowledged, so take them all back.
+ */
+static void
+queue_dir_sync_failed(struct queue_commits *batch, unsigned dir, int error)
+{
+	struct queue_commit	*c;
+	char			 name[3], path[QUEUE_ID_LEN + 12];
+
+	queue_dir_name(dir, name, sizeof name);
+	TAILQ_FOREACH(c, batch, entry) {
+		if (c->dir != dir || c->error != 0)
+			continue;
+		errno = error;
+		log_warn("%s: queue directory sync failed", c->msg->id);
+		c->error = error;
+		util_snprintf(path, sizeof path, "%s/%s.env", name, c->msg->id);
+		unlinkat(queue.queuefd, path, 0);
+		util_snprintf(path, sizeof path, "%s/%s.msg", name, c->msg->id);
+		unlinkat(queue.queuefd, path, 0);
+	}
+}
+
+/* Run every pending commit, sync their directories, then call back. */
+static void
+queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct queue_commits	 batch;
+	struct queue_commit	*c;
+	unsigned char		 synced[QUEUE_NDIRS / 8];
+
+	TAILQ_INIT(&batch);
+	TAILQ_CONCAT(&batch, &queue.pending, entry);
+	memset(synced, 0, sizeof synced);
+
+	TAILQ_FOREACH(c, &batch, entry) {
+		if (queue_commit_one(c) == -1)
+			log_warn("%s: commit failed", c->msg->id);
+	}
+	TAILQ_FOREACH(c, &batch, entry) {
+		if (c->error != 0 || synced[c->dir / 8] & (1u << (c->dir % 8)))
+			continue;
+		if (queue_dir_sync(c->dir) == -1)
+			queue_dir_sync_failed(&batch, c->dir, errno);
+		else
+			synced[c->dir / 8] |= 1u << (c->dir % 8);
+	}
+	while ((c = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, c, entry);
+		close(c->msg->fd);
+		if (c->error == 0)
+			queue.count++;
+		if (!c->cancelled && c->cb != NULL)
+			c->cb(c->arg, c->error);
+		free(c->msg);
+		free(c->envtext);
+		free(c);
+	}
+}

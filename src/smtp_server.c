@@ -1,0 +1,451 @@
+/*
+ * smtp_server.c: the SMTP listeners, the session caps (in total and per
+ * client address) and the list of live sessions, which it drains when the
+ * daemon stops.  It owns a small record per connection; the session itself
+ * belongs to smtp_session.c and reports its end through a callback.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "log.h"
+#include "smtp_server.h"
+#include "smtp_session.h"
+#include "util.h"
+
+#define SMTP_SERVER_BACKLOG	1024
+#define SMTP_SERVER_IP_BUCKETS	4096
+
+/* Connections from one client address. */
+struct smtp_server_ip {
+	LIST_ENTRY(smtp_server_ip) entry;
+	int			 family;
+	unsigned char		 addr[16];
+	unsigned		 count;
+};
+LIST_HEAD(smtp_server_ip_list, smtp_server_ip);
+
+/* One live connection; owned by the server, freed when its session ends. */
+struct smtp_server_client {
+	TAILQ_ENTRY(smtp_server_client) entry;
+	struct smtp_session	*session;
+	struct smtp_server_ip	*ip;
+};
+TAILQ_HEAD(smtp_server_clients, smtp_server_client);
+
+/* One listening socket. */
+struct smtp_server_listener {
+	struct evconnlistener	*lev;
+	char			 text[80];
+};
+
+static struct {
+	struct event_base		*base;
+	const struct config		*conf;
+	struct smtp_server_listener	*listeners;
+	size_t				 nlisteners;
+	struct smtp_server_clients	 clients;
+	size_t				 nclients;
+	struct smtp_server_ip_list	 ips[SMTP_SERVER_IP_BUCKETS];
+	struct event			*resume_ev;
+	int				 paused;
+	int				 stopping;
+	void				(*stopped)(void);
+} server;
+
+static void	smtp_server_accept_cb(struct evconnlistener *, evutil_socket_t,
+		    struct sockaddr *, int, void *);
+static void	smtp_server_error_cb(struct evconnlistener *, void *);
+
+/* The address bytes that identify a client, IPv4-mapped folded to IPv4. */
+static void
+smtp_server_ip_key(const struct sockaddr *sa, int *family,
+    unsigned char addr[16])
+{
+	const struct sockaddr_in6	*sin6;
+
+	memset(addr, 0, 16);
+	if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			*family = AF_INET;
+			memcpy(addr, &sin6->sin6_addr.s6_addr[12], 4);
+			return;
+		}
+		*family = AF_INET6;
+		memcpy(addr, &sin6->sin6_addr, 16);
+		return;
+	}
+	*family = AF_INET;
+	memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+}
+
+static struct smtp_server_ip *
+smtp_server_ip_get(const struct sockaddr *sa)
+{
+	struct smtp_server_ip	*ip;
+	unsigned char		 addr[16];
+	unsigned		 h = 2166136261u;
+	int			 family;
+	size_t			 i;
+
+	smtp_server_ip_key(sa, &family, addr);
+	for (i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 16777619u;
+	h %= SMTP_SERVER_IP_BUCKETS;
+	LIST_FOREACH(ip, &server.ips[h], entry) {
+		if (ip->family == family && memcmp(ip->addr, addr, 16) == 0)
+			return ip;
+	}
+	ip = xcalloc(1, sizeof *ip);
+	ip->family = family;
+	memcpy(ip->addr, addr, 16);
+	LIST_INSERT_HEAD(&server.ips[h], ip, entry);
+	return ip;
+}
+
+static void
+smtp_server_ip_put(struct smtp_server_ip *ip)
+{
+	if (--ip->count == 0) {
+		LIST_REMOVE(ip, entry);
+		free(ip);
+	}
+}
+
+static void
+smtp_server_pause(void)
+{
+	size_t	i;
+
+	for (i = 0; i < server.nlisteners; i++)
+		evconnlistener_disable(server.listeners[i].lev);
+	server.paused = 1;
+}
+
+static void
+smtp_server_resume(void)
+{
+	size_t	i;
+
+	if (!server.paused || server.stopping)
+		return;
+	for (i = 0; i < server.nlisteners; i++)
+		evconnlistener_enable(server.listeners[i].lev);
+	server.paused = 0;
+}
+
+static void
+smtp_server_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	smtp_server_resume();
+}
+
+static void
+smtp_server_closed_cb(struct smtp_session *s, void *arg)
+{
+	struct smtp_server_client	*c = arg;
+
+	TAILQ_REMOVE(&server.clients, c, entry);
+	server.nclients--;
+	smtp_server_ip_put(c->ip);
+	free(c);
+	smtp_server_resume();
+	if (server.stopping && server.nclients == 0 && server.stopped != NULL)
+		server.stopped();
+}
+
+/* Refuse a connection before any session exists for it. */
+static void
+smtp_server_refuse(evutil_socket_t fd, const char *why)
+{
+	char	line[512];
+	int	n;
+
+	n = snprintf(line, sizeof line, "421 4.7.0 %s Error: %s\r\n",
+	    server.conf->hostname, why);
+	if (n > 0)
+		(void)write(fd, line, (size_t)n);
+	close(fd);
+}
+
+static void
+smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_server_client	*c;
+	struct smtp_server_ip		*ip;
+	uint64_t			 per_ip;
+	int				 one = 1;
+
+	if (server.stopping) {
+		close(fd);
+		return;
+	}
+	if (server.nclients >= server.conf->max_connections) {
+		log_info("refused connection: %zu sessions (max_connections)",
+		    server.nclients);
+		smtp_server_refuse(fd, "too many connections");
+		return;
+	}
+	ip = smtp_server_ip_get(sa);
+	per_ip = server.conf->max_connections_per_ip;
+	if (per_ip != 0 && ip->count >= per_ip) {
+		log_info("refused connection: %u sessions from one address "
+		    "(max_connections_per_ip)", ip->count);
+		smtp_server_refuse(fd, "too many connections from your "
+		    "address");
+		return;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	ip->count++;
+	c = xcalloc(1, sizeof *c);
+	c->ip = ip;
+	TAILQ_INSERT_TAIL(&server.clients, c, entry);
+	server.nclients++;
+	c->session = smtp_session_new(fd, sa, (socklen_t)salen,
+	    smtp_server_closed_cb, c);
+	if (c->session == NULL) {
+		TAILQ_REMOVE(&server.clients, c, entry);
+		server.nclients--;
+		smtp_server_ip_put(ip);
+		free(c);
+	}
+}
+
+/* accept() failed: out of descriptors pauses listening for a second. */
+static void
+smtp_server_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct timeval	tv = { 1, 0 };
+	int		err = EVUTIL_SOCKET_ERROR();
+
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM) {
+		log_warnx("accept: %s; pausing listeners", strerror(err));
+		smtp_server_pause();
+		evtimer_add(server.resume_ev, &tv);
+		return;
+	}
+	if (err != EAGAIN && err != ECONNABORTED && err != EINTR)
+		log_warnx("accept: %s", strerror(err));
+}
+
+static int
+smtp_server_bind(const struct config_listen *l, int *skippable, char **cause)
+{
+	int	fd, one = 1;
+
+	*skippable = 0;
+	fd = socket(l->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		*skippable = errno == EAFNOSUPPORT;
+		xasprintf(cause, "listen %s: %s", l->text, strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (l->ss.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+		    sizeof one);
+	if (bind(fd, (const struct sockaddr *)&l->ss, l->sslen) == -1 ||
+	    listen(fd, SMTP_SERVER_BACKLOG) == -1) {
+		*skippable = errno == EADDRNOTAVAIL;
+		xasprintf(cause, "listen %s: %s", l->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+smtp_server_listeners_free(struct smtp_server_listener *ls, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		evconnlistener_free(ls[i].lev);
+	free(ls);
+}
+
+/*
+ * Open every listen address of a configuration.  An address family the
+ * host lacks is skipped with a warning as long as one address works.
+ */
+static int
+smtp_server_listen(const struct config *conf,
+    struct smtp_server_listener **lsp, size_t *np, char **cause)
+{
+	struct smtp_server_listener	*ls;
+	size_t				 i, n = 0;
+	int				 fd, skippable;
+	char				*why;
+
+	ls = xcalloc(conf->nlisten, sizeof *ls);
+	for (i = 0; i < conf->nlisten; i++) {
+		if ((fd = smtp_server_bind(&conf->listen[i], &skippable,
+		    &why)) == -1) {
+			if (skippable) {
+				log_warnx("%s; skipped", why);
+				free(why);
+				continue;
+			}
+			*cause = why;
+			smtp_server_listeners_free(ls, n);
+			return -1;
+		}
+		ls[n].lev = evconnlistener_new(server.base,
+		    smtp_server_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE |
+		    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (ls[n].lev == NULL)
+			fatalx("evconnlistener_new");
+		evconnlistener_set_error_cb(ls[n].lev, smtp_server_error_cb);
+		util_strlcpy(ls[n].text, conf->listen[i].text,
+		    sizeof ls[n].text);
+		n++;
+	}
+	if (n == 0) {
+		xasprintf(cause, "no address to listen on");
+		free(ls);
+		return -1;
+	}
+	*lsp = ls;
+	*np = n;
+	return 0;
+}
+
+int
+smtp_server_init(struct event_base *base, const struct config *conf,
+    char **cause)
+{
+	size_t	i;
+
+	server.base = base;
+	server.conf = conf;
+	TAILQ_INIT(&server.clients);
+	for (i = 0; i < SMTP_SERVER_IP_BUCKETS; i++)
+		LIST_INIT(&server.ips[i]);
+	if ((server.resume_ev = evtimer_new(base, smtp_server_resume_cb,
+	    NULL)) == NULL)
+		fatalx("evtimer_new");
+	if (smtp_server_listen(conf, &server.listeners, &server.nlisteners,
+	    cause) == -1)
+		return -1;
+	for (i = 0; i < server.nlisteners; i++)
+		log_info("listening on %s", server.listeners[i].text);
+	return 0;
+}
+
+static int
+smtp_server_same_listen(const struct config *a, const struct config *b)
+{
+	size_t	i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++) {
+		if (a->listen[i].sslen != b->listen[i].sslen ||
+		    memcmp(&a->listen[i].ss, &b->listen[i].ss,
+		    a->listen[i].sslen) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A reload.  Listeners are reopened only when the addresses changed, and
+ * the old ones stay if the new ones cannot be opened.
+ */
+int
+smtp_server_set_config(const struct config *conf, char **cause)
+{
+	struct smtp_server_listener	*ls;
+	size_t				 n, i;
+
+	if (!smtp_server_same_listen(server.conf, conf)) {
+		smtp_server_listeners_free(server.listeners,
+		    server.nlisteners);
+		server.listeners = NULL;
+		server.nlisteners = 0;
+		if (smtp_server_listen(conf, &ls, &n, cause) == -1) {
+			/* Put the old addresses back. */
+			char *why = NULL;
+			if (smtp_server_listen(server.conf, &server.listeners,
+			    &server.nlisteners, &why) == -1) {
+				log_warnx("cannot reopen listeners: %s", why);
+				free(why);
+			}
+			return -1;
+		}
+		server.listeners = ls;
+		server.nlisteners = n;
+		for (i = 0; i < n; i++)
+			log_info("listening on %s", ls[i].text);
+		if (server.paused)
+			smtp_server_pause();
+	}
+	server.conf = conf;
+	return 0;
+}
+
+/* Stop accepting and drain every session; call done when none is left. */
+void
+smtp_server_shutdown(void (*done)(void))
+{
+	struct smtp_server_client	*c, *next;
+
+	server.stopping = 1;
+	server.stopped = done;
+	smtp_server_listeners_free(server.listeners, server.nlisteners);
+	server.listeners = NULL;
+	server.nlisteners = 0;
+	if (server.nclients == 0) {
+		done();
+		return;
+	}
+	for (c = TAILQ_FIRST(&server.clients); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		smtp_session_drain(c->session);
+	}
+}
+
+/* The bound on draining has passed: close whatever is left. */
+void
+smtp_server_close_all(void)
+{
+	struct smtp_server_client	*c;
+
+	while ((c = TAILQ_FIRST(&server.clients)) != NULL)
+		smtp_session_close(c->session, "daemon stopping");
+}
+
+size_t
+smtp_server_session_count(void)
+{
+	return server.nclients;
+}
+
+void
+smtp_server_free(void)
+{
+	server.stopped = NULL;
+	smtp_server_close_all();
+	smtp_server_listeners_free(server.listeners, server.nlisteners);
+	server.listeners = NULL;
+	server.nlisteners = 0;
+	if (server.resume_ev != NULL)
+		event_free(server.resume_ev);
+	server.resume_ev = NULL;
+}

@@ -1,0 +1,20 @@
+/*
+ * smtp_server.h: the SMTP listeners and the limits on who may connect.
+ */
+#ifndef SMTP_SERVER_H
+#define SMTP_SERVER_H
+
+#include <stddef.h>
+
+struct event_base;
+struct config;
+
+int	 smtp_server_init(struct event_base *, const struct config *,
+	    char **);
+int	 smtp_server_set_config(const struct config *, char **);
+void	 smtp_server_shutdown(void (*)(void));
+void	 smtp_server_close_all(void);
+size_t	 smtp_server_session_count(void);
+void	 smtp_server_free(void);
+
+#endif

@@ -1,0 +1,1083 @@
+/*
+ * smtp_session.c: one inbound SMTP session.  It owns its bufferevent, its
+ * transaction (MAIL to the end of DATA) and the message being received,
+ * and answers every command from one reply table.  The bytes it reads are
+ * parsed by smtp_parse.c and addr.c; it never blocks the loop except for
+ * spool writes, and it answers 250 to DATA only after the spool reports
+ * the message committed.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "addr.h"
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_parse.h"
+#include "smtp_session.h"
+#include "util.h"
+
+/* Stop reading while this much output waits for a client to take it. */
+#define SMTP_OUTPUT_HIWAT	(64 * 1024)
+/* Stop reading while this much input waits to be processed. */
+#define SMTP_INPUT_HIWAT	(256 * 1024)
+/* DATA is fed to the dot machine in chunks of at most this. */
+#define SMTP_DATA_CHUNK		16384
+
+enum smtp_state {
+	SMTP_STATE_CMD,		/* waiting for a command */
+	SMTP_STATE_DATA,	/* receiving message data */
+	SMTP_STATE_COMMIT,	/* waiting for the spool to commit */
+	SMTP_STATE_CLOSING,	/* flushing the last reply */
+};
+
+/* Session flags. */
+#define SMTP_F_HELO		0x01	/* HELO or EHLO seen */
+#define SMTP_F_EHLO		0x02	/* it was EHLO */
+#define SMTP_F_QUIT		0x04	/* close once output is flushed */
+#define SMTP_F_PAUSED		0x08	/* reading stopped for backpressure */
+#define SMTP_F_DRAIN		0x10	/* daemon stopping: no new work */
+#define SMTP_F_DISCARD		0x20	/* inside an overlong command line */
+
+/* Why a transaction's data will not be queued. */
+enum smtp_tx_error {
+	SMTP_TX_OK,
+	SMTP_TX_TOO_BIG,
+	SMTP_TX_WRITE,
+};
+
+/* One transaction, MAIL to the end of DATA; owned by its session. */
+struct smtp_tx {
+	struct envelope		 env;
+	struct queue_msg	*msg;
+	struct queue_commit	*commit;
+	struct smtp_data	 dot;
+	uint64_t		 size;
+	enum smtp_tx_error	 error;
+	char			 id[ENVELOPE_ID_SIZE];
+};
+
+/* One client connection; owned by the server through closed_cb. */
+struct smtp_session {
+	struct bufferevent	*bev;
+	enum smtp_state		 state;
+	int			 flags;
+	unsigned		 errors;
+	unsigned		 commands;
+	struct smtp_tx		*tx;
+	smtp_session_closed_cb	 closed_cb;
+	void			*closed_arg;
+	struct sockaddr_storage	 ss;
+	char			 addr[64];
+	char			 helo[256];
+};
+
+/* The reply table: every answer tern gives a client, one place. */
+enum smtp_reply {
+	SMTP_R_GREETING,
+	SMTP_R_OK,
+	SMTP_R_HELO,
+	SMTP_R_MAIL_OK,
+	SMTP_R_RCPT_OK,
+	SMTP_R_DATA,
+	SMTP_R_QUEUED,
+	SMTP_R_QUIT,
+	SMTP_R_HELP,
+	SMTP_R_VRFY,
+	SMTP_R_SHUTDOWN,
+	SMTP_R_TIMEOUT,
+	SMTP_R_TOO_MANY_ERRORS,
+	SMTP_R_TOO_MANY_RCPTS,
+	SMTP_R_SPOOL_ERROR,
+	SMTP_R_UNKNOWN,
+	SMTP_R_LINE_TOO_LONG,
+	SMTP_R_BARE_NEWLINE,
+	SMTP_R_HELO_SYNTAX,
+	SMTP_R_EHLO_SYNTAX,
+	SMTP_R_MAIL_SYNTAX,
+	SMTP_R_RCPT_SYNTAX,
+	SMTP_R_DATA_SYNTAX,
+	SMTP_R_VRFY_SYNTAX,
+	SMTP_R_NOT_IMPLEMENTED,
+	SMTP_R_NEED_HELO,
+	SMTP_R_NEED_MAIL,
+	SMTP_R_NEED_RCPT,
+	SMTP_R_NESTED_MAIL,
+	SMTP_R_BAD_SENDER,
+	SMTP_R_BAD_RCPT,
+	SMTP_R_BAD_PARAM,
+	SMTP_R_SIZE,
+	SMTP_R_NEED_UTF8,
+	SMTP_R_RELAY_DENIED,
+	SMTP_R_DATA_BARE,
+	SMTP_R_DATA_LONG_LINE,
+};
+
+static const struct smtp_reply_entry {
+	int		 code;
+	const char	*esc;		/* NULL: none (greeting, HELO) */
+	const char	*text;		/* one "%s" at most */
+} smtp_replies[] = {
+	[SMTP_R_GREETING] = { 220, NULL, "%s ESMTP tern" },
+	[SMTP_R_OK] = { 250, "2.0.0", "Ok" },
+	[SMTP_R_HELO] = { 250, NULL, "%s" },
+	[SMTP_R_MAIL_OK] = { 250, "2.1.0", "Ok" },
+	[SMTP_R_RCPT_OK] = { 250, "2.1.5", "Ok" },
+	[SMTP_R_DATA] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
+	[SMTP_R_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
+	[SMTP_R_QUIT] = { 221, "2.0.0", "Bye" },
+	[SMTP_R_HELP] = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
+	    "RSET NOOP QUIT VRFY HELP" },
+	[SMTP_R_VRFY] = { 252, "2.0.0", "Cannot VRFY user, but will accept "
+	    "message and attempt delivery" },
+	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down" },
+	[SMTP_R_TIMEOUT] = { 421, "4.4.2", "%s Error: timeout exceeded" },
+	[SMTP_R_TOO_MANY_ERRORS] = { 421, "4.7.0",
+	    "%s Error: too many errors" },
+	[SMTP_R_TOO_MANY_RCPTS] = { 452, "4.5.3",
+	    "Error: too many recipients" },
+	[SMTP_R_SPOOL_ERROR] = { 451, "4.3.0",
+	    "Error: queue file write error" },
+	[SMTP_R_UNKNOWN] = { 500, "5.5.2", "Error: command not recognized" },
+	[SMTP_R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
+	[SMTP_R_BARE_NEWLINE] = { 500, "5.5.2",
+	    "Error: bare CR or LF in command" },
+	[SMTP_R_HELO_SYNTAX] = { 501, "5.5.4", "Syntax: HELO hostname" },
+	[SMTP_R_EHLO_SYNTAX] = { 501, "5.5.4", "Syntax: EHLO hostname" },
+	[SMTP_R_MAIL_SYNTAX] = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
+	[SMTP_R_RCPT_SYNTAX] = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
+	[SMTP_R_DATA_SYNTAX] = { 501, "5.5.4", "Syntax: DATA" },
+	[SMTP_R_VRFY_SYNTAX] = { 501, "5.5.4", "Syntax: VRFY address" },
+	[SMTP_R_NOT_IMPLEMENTED] = { 502, "5.5.1",
+	    "Error: command not implemented" },
+	[SMTP_R_NEED_HELO] = { 503, "5.5.1", "Error: send HELO/EHLO first" },
+	[SMTP_R_NEED_MAIL] = { 503, "5.5.1", "Error: need MAIL command" },
+	[SMTP_R_NEED_RCPT] = { 503, "5.5.1", "Error: need RCPT command" },
+	[SMTP_R_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
+	[SMTP_R_BAD_SENDER] = { 501, "5.1.7", "Bad sender address syntax" },
+	[SMTP_R_BAD_RCPT] = { 501, "5.1.3", "Bad recipient address syntax" },
+	[SMTP_R_BAD_PARAM] = { 555, "5.5.4", "Unsupported parameter" },
+	[SMTP_R_SIZE] = { 552, "5.3.4", "Message size exceeds fixed limit" },
+	[SMTP_R_NEED_UTF8] = { 553, "5.6.7",
+	    "Non-ASCII address requires SMTPUTF8" },
+	[SMTP_R_RELAY_DENIED] = { 554, "5.7.1", "%s: Relay access denied" },
+	[SMTP_R_DATA_BARE] = { 554, "5.6.0",
+	    "Message contains bare CR or LF" },
+	[SMTP_R_DATA_LONG_LINE] = { 554, "5.6.0",
+	    "Message contains a line longer than 1000 octets" },
+};
+
+/* Verb policy flags. */
+#define SMTP_V_NEEDS_HELO	0x01
+#define SMTP_V_NEEDS_MAIL	0x02
+#define SMTP_V_NEEDS_RCPT	0x04
+
+static void	smtp_cmd_helo(struct smtp_session *, const char *);
+static void	smtp_cmd_ehlo(struct smtp_session *, const char *);
+static void	smtp_cmd_mail(struct smtp_session *, const char *);
+static void	smtp_cmd_rcpt(struct smtp_session *, const char *);
+static void	smtp_cmd_data(struct smtp_session *, const char *);
+static void	smtp_cmd_rset(struct smtp_session *, const char *);
+static void	smtp_cmd_noop(struct smtp_session *, const char *);
+static void	smtp_cmd_quit(struct smtp_session *, const char *);
+static void	smtp_cmd_vrfy(struct smtp_session *, const char *);
+static void	smtp_cmd_help(struct smtp_session *, const char *);
+static void	smtp_cmd_unimplemented(struct smtp_session *, const char *);
+
+/* The verb table: what each command needs before it may run. */
+static const struct smtp_verb_entry {
+	enum smtp_verb	 verb;
+	int		 flags;
+	void		(*handler)(struct smtp_session *, const char *);
+} smtp_verbs[] = {
+	{ SMTP_VERB_HELO, 0, smtp_cmd_helo },
+	{ SMTP_VERB_EHLO, 0, smtp_cmd_ehlo },
+	{ SMTP_VERB_MAIL, SMTP_V_NEEDS_HELO, smtp_cmd_mail },
+	{ SMTP_VERB_RCPT, SMTP_V_NEEDS_MAIL, smtp_cmd_rcpt },
+	{ SMTP_VERB_DATA, SMTP_V_NEEDS_MAIL | SMTP_V_NEEDS_RCPT,
+	    smtp_cmd_data },
+	{ SMTP_VERB_RSET, 0, smtp_cmd_rset },
+	{ SMTP_VERB_NOOP, 0, smtp_cmd_noop },
+	{ SMTP_VERB_QUIT, 0, smtp_cmd_quit },
+	{ SMTP_VERB_VRFY, 0, smtp_cmd_vrfy },
+	{ SMTP_VERB_HELP, 0, smtp_cmd_help },
+	{ SMTP_VERB_EXPN, 0, smtp_cmd_unimplemented },
+	{ SMTP_VERB_STARTTLS, 0, smtp_cmd_unimplemented },
+	{ SMTP_VERB_AUTH, 0, smtp_cmd_unimplemented },
+	{ SMTP_VERB_ETRN, 0, smtp_cmd_unimplemented },
+	{ SMTP_VERB_BDAT, 0, smtp_cmd_unimplemented },
+};
+
+/* EHLO keywords, in the order advertised. */
+static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
+
+static const struct smtp_ehlo_entry {
+	const char	*keyword;
+	void		(*value)(struct smtp_session *, char *, size_t);
+} smtp_ehlo_keywords[] = {
+	{ "PIPELINING", NULL },
+	{ "SIZE", smtp_ehlo_size },
+	{ "8BITMIME", NULL },
+	{ "ENHANCEDSTATUSCODES", NULL },
+	{ "SMTPUTF8", NULL },
+};
+
+/* MAIL FROM parameters. */
+static enum smtp_reply smtp_param_size(struct smtp_session *, const char *);
+static enum smtp_reply smtp_param_body(struct smtp_session *, const char *);
+static enum smtp_reply smtp_param_smtputf8(struct smtp_session *,
+		    const char *);
+
+static const struct smtp_param_entry {
+	const char	*keyword;
+	int		 has_value;
+	enum smtp_reply	(*handler)(struct smtp_session *, const char *);
+} smtp_mail_params[] = {
+	{ "SIZE", 1, smtp_param_size },
+	{ "BODY", 1, smtp_param_body },
+	{ "SMTPUTF8", 0, smtp_param_smtputf8 },
+};
+
+/* The timeout that guards each state (RFC 5321 4.5.3.2). */
+enum smtp_timeout {
+	SMTP_TIMEOUT_NONE,
+	SMTP_TIMEOUT_COMMAND,
+	SMTP_TIMEOUT_DATA,
+};
+
+static const struct smtp_state_entry {
+	const char		*name;
+	enum smtp_timeout	 timeout;
+} smtp_states[] = {
+	[SMTP_STATE_CMD] = { "command", SMTP_TIMEOUT_COMMAND },
+	[SMTP_STATE_DATA] = { "data", SMTP_TIMEOUT_DATA },
+	[SMTP_STATE_COMMIT] = { "commit", SMTP_TIMEOUT_NONE },
+	[SMTP_STATE_CLOSING] = { "closing", SMTP_TIMEOUT_COMMAND },
+};
+
+static struct event_base	*smtp_base;
+static const struct config	*smtp_conf;
+
+/* Scratch space for one command line and for unstuffed data. */
+static char	smtp_line[SMTP_LINE_MAX + 1];
+static char	smtp_data_out[2 * SMTP_DATA_CHUNK];
+
+static void	smtp_read_cb(struct bufferevent *, void *);
+static void	smtp_write_cb(struct bufferevent *, void *);
+static void	smtp_event_cb(struct bufferevent *, short, void *);
+static void	smtp_process(struct smtp_session *);
+static void	smtp_after(struct smtp_session *);
+static void	smtp_commit_cb(void *, int);
+
+void
+smtp_session_init(struct event_base *base, const struct config *conf)
+{
+	smtp_base = base;
+	smtp_conf = conf;
+}
+
+/* A reload: new limits apply to the next command of every session. */
+void
+smtp_session_set_config(const struct config *conf)
+{
+	smtp_conf = conf;
+}
+
+static void
+smtp_set_timeouts(struct smtp_session *s)
+{
+	struct timeval	rtv, wtv;
+	uint64_t	ms = 0;
+
+	switch (smtp_states[s->state].timeout) {
+	case SMTP_TIMEOUT_NONE:
+		ms = 0;
+		break;
+	case SMTP_TIMEOUT_COMMAND:
+		ms = smtp_conf->command_timeout;
+		break;
+	case SMTP_TIMEOUT_DATA:
+		ms = smtp_conf->data_timeout;
+		break;
+	}
+	rtv.tv_sec = (time_t)(ms / 1000);
+	rtv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
+	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, ms != 0 ? &rtv : NULL, &wtv);
+}
+
+/* Every state change goes through here: trace it and re-arm the timer. */
+static void
+smtp_enter_state(struct smtp_session *s, enum smtp_state state)
+{
+	if (s->state != state)
+		log_debug("smtp [%s]: %s -> %s", s->addr,
+		    smtp_states[s->state].name, smtp_states[state].name);
+	s->state = state;
+	smtp_set_timeouts(s);
+	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING)
+		bufferevent_disable(s->bev, EV_READ);
+	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
+		bufferevent_enable(s->bev, EV_READ);
+}
+
+/* Write one reply line; text and arg come from the table. */
+static void
+smtp_reply_line(struct smtp_session *s, int code, char sep, const char *esc,
+    const char *text, const char *arg)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	char		 line[SMTP_LINE_MAX + 256];
+	const char	*pct;
+	size_t		 n;
+
+	n = (size_t)snprintf(line, sizeof line, "%d%c", code, sep);
+	if (esc != NULL)
+		n += (size_t)snprintf(line + n, sizeof line - n, "%s ", esc);
+	if ((pct = strstr(text, "%s")) != NULL) {
+		n += (size_t)snprintf(line + n, sizeof line - n, "%.*s%s%s",
+		    (int)(pct - text), text, arg != NULL ? arg : "", pct + 2);
+	} else
+		n += (size_t)snprintf(line + n, sizeof line - n, "%s", text);
+	if (n > sizeof line - 3)
+		n = sizeof line - 3;
+	if (log_is_debug()) {
+		char	esc_line[LOG_ESCAPE_SIZE];
+
+		log_debug("smtp [%s]: >>> %s", s->addr,
+		    log_escape(esc_line, sizeof esc_line, line, n));
+	}
+	memcpy(line + n, "\r\n", 2);
+	evbuffer_add(out, line, n + 2);
+}
+
+/*
+ * Answer with an entry of the reply table.  Errors are counted; past the
+ * limit the session is told so and closed.
+ */
+static void
+smtp_reply(struct smtp_session *s, enum smtp_reply r, const char *arg)
+{
+	const struct smtp_reply_entry	*e = &smtp_replies[r];
+
+	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
+	if (e->code == 421) {
+		s->flags |= SMTP_F_QUIT;
+		return;
+	}
+	if (e->code >= 400 && ++s->errors > smtp_conf->max_errors) {
+		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
+		smtp_reply_line(s, e->code, ' ', e->esc, e->text,
+		    smtp_conf->hostname);
+		log_info("too many errors from [%s]", s->addr);
+		s->flags |= SMTP_F_QUIT;
+	}
+}
+
+static void
+smtp_tx_free(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (tx == NULL)
+		return;
+	if (tx->commit != NULL)
+		queue_commit_cancel(tx->commit);
+	queue_msg_abort(tx->msg);
+	envelope_clear(&tx->env);
+	free(tx);
+	s->tx = NULL;
+}
+
+/* Client-supplied text made safe for a header: printable ASCII only. */
+static void
+smtp_sanitize(char *dst, size_t size, const char *src)
+{
+	size_t	i;
+
+	for (i = 0; src[i] != '\0' && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = (c < 0x21 || c > 0x7e) ? '?' : (char)c;
+	}
+	dst[i] = '\0';
+}
+
+static void
+smtp_hello(struct smtp_session *s, const char *args, int ehlo)
+{
+	if (*args == '\0') {
+		smtp_reply(s, ehlo ? SMTP_R_EHLO_SYNTAX : SMTP_R_HELO_SYNTAX,
+		    NULL);
+		return;
+	}
+	/* HELO and EHLO reset any transaction (RFC 5321 4.1.4). */
+	smtp_tx_free(s);
+	smtp_sanitize(s->helo, sizeof s->helo, args);
+	s->flags |= SMTP_F_HELO;
+	if (ehlo)
+		s->flags |= SMTP_F_EHLO;
+	else
+		s->flags &= ~SMTP_F_EHLO;
+}
+
+static void
+smtp_cmd_helo(struct smtp_session *s, const char *args)
+{
+	smtp_hello(s, args, 0);
+	if (s->flags & SMTP_F_HELO && *args != '\0')
+		smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
+}
+
+static void
+smtp_ehlo_size(struct smtp_session *s, char *buf, size_t size)
+{
+	snprintf(buf, size, "%" PRIu64, smtp_conf->max_message_size);
+}
+
+static void
+smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	const struct smtp_ehlo_entry	*e;
+	char				 text[128], value[64];
+	size_t				 i;
+
+	smtp_hello(s, args, 1);
+	if (*args == '\0')
+		return;
+	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
+	for (i = 0; i < nitems(smtp_ehlo_keywords); i++) {
+		e = &smtp_ehlo_keywords[i];
+		if (e->value != NULL) {
+			e->value(s, value, sizeof value);
+			snprintf(text, sizeof text, "%s %s", e->keyword, value);
+		} else
+			util_strlcpy(text, e->keyword, sizeof text);
+		smtp_reply_line(s, 250, i + 1 == nitems(smtp_ehlo_keywords) ?
+		    ' ' : '-', NULL, "%s", text);
+	}
+}
+
+static enum smtp_reply
+smtp_param_size(struct smtp_session *s, const char *value)
+{
+	uint64_t	 size;
+	const char	*cause;
+
+	if (util_parse_uint(value, 0, UINT64_MAX, &size, &cause) == -1)
+		return SMTP_R_BAD_PARAM;
+	if (size > smtp_conf->max_message_size)
+		return SMTP_R_SIZE;
+	return SMTP_R_OK;
+}
+
+static enum smtp_reply
+smtp_param_body(struct smtp_session *s, const char *value)
+{
+	if (strcasecmp(value, "8BITMIME") == 0)
+		s->tx->env.body = ENVELOPE_BODY_8BITMIME;
+	else if (strcasecmp(value, "7BIT") == 0)
+		s->tx->env.body = ENVELOPE_BODY_7BIT;
+	else
+		return SMTP_R_BAD_PARAM;
+	return SMTP_R_OK;
+}
+
+static enum smtp_reply
+smtp_param_smtputf8(struct smtp_session *s, const char *value)
+{
+	s->tx->env.smtputf8 = 1;
+	return SMTP_R_OK;
+}
+
+/* Run each MAIL parameter through its handler; the first failure wins. */
+static enum smtp_reply
+smtp_mail_params_apply(struct smtp_session *s, const char *rest)
+{
+	struct smtp_param	 params[SMTP_PARAMS_MAX];
+	const struct smtp_param_entry *e;
+	char			 buf[SMTP_LINE_MAX];
+	size_t			 n, i, j;
+	enum smtp_reply		 r;
+
+	util_strlcpy(buf, rest, sizeof buf);
+	if (smtp_parse_params(buf, params, nitems(params), &n) == -1)
+		return SMTP_R_BAD_PARAM;
+	for (i = 0; i < n; i++) {
+		e = NULL;
+		for (j = 0; j < nitems(smtp_mail_params); j++) {
+			if (strcasecmp(params[i].key,
+			    smtp_mail_params[j].keyword) == 0)
+				e = &smtp_mail_params[j];
+		}
+		if (e == NULL || (e->has_value != (params[i].value != NULL)))
+			return SMTP_R_BAD_PARAM;
+		if ((r = e->handler(s, params[i].value)) != SMTP_R_OK)
+			return r;
+	}
+	return SMTP_R_OK;
+}
+
+static void
+smtp_cmd_mail(struct smtp_session *s, const char *args)
+{
+	struct addr	 a;
+	const char	*rest, *cause;
+	char		 buf[ADDR_PATH_SIZE];
+	enum smtp_reply	 r;
+	int		 rc, utf8;
+
+	if (s->tx != NULL) {
+		smtp_reply(s, SMTP_R_NESTED_MAIL, NULL);
+		return;
+	}
+	s->tx = xcalloc(1, sizeof *s->tx);
+	envelope_init(&s->tx->env);
+
+	/* Parameters first: SMTPUTF8 decides which paths are valid. */
+	rc = addr_parse_path(args, ADDR_ALLOW_NULL | ADDR_ALLOW_UTF8, &a,
+	    &rest, &cause);
+	if (rc != 0) {
+		smtp_tx_free(s);
+		smtp_reply(s, SMTP_R_BAD_SENDER, NULL);
+		return;
+	}
+	if ((r = smtp_mail_params_apply(s, rest)) != SMTP_R_OK) {
+		smtp_tx_free(s);
+		smtp_reply(s, r, NULL);
+		return;
+	}
+	utf8 = addr_is_utf8(&a);
+	if (utf8 && !s->tx->env.smtputf8) {
+		smtp_tx_free(s);
+		smtp_reply(s, SMTP_R_NEED_UTF8, NULL);
+		return;
+	}
+	if (addr_format(&a, buf, sizeof buf) == -1) {
+		smtp_tx_free(s);
+		smtp_reply(s, SMTP_R_BAD_SENDER, NULL);
+		return;
+	}
+	envelope_set_str(&s->tx->env.sender, buf);
+	smtp_reply(s, SMTP_R_MAIL_OK, NULL);
+}
+
+static int
+smtp_has_rcpt(const struct envelope *env, const char *addr)
+{
+	size_t	i;
+
+	for (i = 0; i < env->nrcpts; i++) {
+		if (strcmp(env->rcpts[i].addr, addr) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Local domains take any plain local part; everything else needs a relay
+ * client.  A local part that could route (@ % !) is never taken, so no
+ * address form turns tern into an open relay.
+ */
+static int
+smtp_rcpt_is_allowed(struct smtp_session *s, const struct addr *a)
+{
+	if (config_is_local_domain(smtp_conf, a->domain))
+		return !addr_has_routing(a);
+	return config_is_relay_client(smtp_conf,
+	    (const struct sockaddr *)&s->ss);
+}
+
+static void
+smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct addr	 a;
+	const char	*rest, *cause;
+	char		 buf[ADDR_PATH_SIZE], path[ADDR_PATH_SIZE];
+	int		 rc, flags;
+
+	flags = ADDR_ALLOW_POSTMASTER;
+	if (s->tx->env.smtputf8)
+		flags |= ADDR_ALLOW_UTF8;
+	rc = addr_parse_path(args, flags, &a, &rest, &cause);
+	if (rc == ADDR_ERR_UTF8) {
+		smtp_reply(s, SMTP_R_NEED_UTF8, NULL);
+		return;
+	}
+	if (rc != 0) {
+		smtp_reply(s, SMTP_R_BAD_RCPT, NULL);
+		return;
+	}
+	while (*rest == ' ')
+		rest++;
+	if (*rest != '\0') {
+		smtp_reply(s, SMTP_R_BAD_PARAM, NULL);
+		return;
+	}
+	/* A bare <Postmaster> is the postmaster of our own host. */
+	if (a.domain[0] == '\0')
+		util_strlcpy(a.domain, smtp_conf->local_domains[0],
+		    sizeof a.domain);
+	if (addr_format(&a, buf, sizeof buf) == -1 ||
+	    addr_format_path(&a, path, sizeof path) == -1) {
+		smtp_reply(s, SMTP_R_BAD_RCPT, NULL);
+		return;
+	}
+	if (!smtp_rcpt_is_allowed(s, &a)) {
+		char	esc[LOG_ESCAPE_SIZE];
+
+		log_info("reject: RCPT from [%s]: relay access denied: to=%s",
+		    s->addr, log_escape(esc, sizeof esc, path, strlen(path)));
+		smtp_reply(s, SMTP_R_RELAY_DENIED, path);
+		return;
+	}
+	if (s->tx->env.nrcpts >= smtp_conf->max_recipients) {
+		smtp_reply(s, SMTP_R_TOO_MANY_RCPTS, NULL);
+		return;
+	}
+	if (!smtp_has_rcpt(&s->tx->env, buf))
+		envelope_add_rcpt(&s->tx->env, buf);
+	smtp_reply(s, SMTP_R_RCPT_OK, NULL);
+}
+
+static const char *
+smtp_protocol(struct smtp_session *s)
+{
+	if (s->tx->env.smtputf8)
+		return "UTF8SMTP";
+	return (s->flags & SMTP_F_EHLO) ? "ESMTP" : "SMTP";
+}
+
+/* Our trace header, the first bytes of every stored message. */
+static int
+smtp_write_received(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		 hdr[2048], date[64], forclause[ADDR_PATH_SIZE + 16];
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	int		 n;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	forclause[0] = '\0';
+	if (tx->env.nrcpts == 1)
+		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
+		    tx->env.rcpts[0].addr);
+	n = snprintf(hdr, sizeof hdr, "Received: from %s ([%s%s])\r\n"
+	    "\tby %s (tern) with %s id %s%s; %s\r\n", s->helo,
+	    strchr(s->addr, ':') != NULL ? "IPv6:" : "", s->addr,
+	    smtp_conf->hostname, smtp_protocol(s), tx->id, forclause, date);
+	if (n < 0 || (size_t)n >= sizeof hdr)
+		n = (int)strlen(hdr);
+	return queue_msg_write(tx->msg, hdr, (size_t)n);
+}
+
+static void
+smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_DATA_SYNTAX, NULL);
+		return;
+	}
+	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
+	if (tx->msg == NULL || smtp_write_received(s) == -1) {
+		smtp_tx_free(s);
+		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		return;
+	}
+	tx->size = 0;
+	smtp_data_init(&tx->dot,
+	    smtp_conf->bare_newlines == CONFIG_BARE_NORMALIZE);
+	smtp_reply(s, SMTP_R_DATA, NULL);
+	smtp_enter_state(s, SMTP_STATE_DATA);
+}
+
+static void
+smtp_cmd_rset(struct smtp_session *s, const char *args)
+{
+	smtp_tx_free(s);
+	smtp_reply(s, SMTP_R_OK, NULL);
+}
+
+static void
+smtp_cmd_noop(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, SMTP_R_OK, NULL);
+}
+
+static void
+smtp_cmd_quit(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, SMTP_R_QUIT, NULL);
+	s->flags |= SMTP_F_QUIT;
+}
+
+static void
+smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, *args == '\0' ? SMTP_R_VRFY_SYNTAX : SMTP_R_VRFY, NULL);
+}
+
+static void
+smtp_cmd_help(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, SMTP_R_HELP, NULL);
+}
+
+static void
+smtp_cmd_unimplemented(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, SMTP_R_NOT_IMPLEMENTED, NULL);
+}
+
+/* Check a verb's policy flags, then run its handler. */
+static void
+smtp_dispatch(struct smtp_session *s, char *line)
+{
+	const struct smtp_verb_entry	*v = NULL;
+	struct smtp_cmd			 cmd;
+	char				 esc[LOG_ESCAPE_SIZE];
+	size_t				 i;
+	int				 rc;
+
+	s->commands++;
+	rc = smtp_parse_cmd(line, &cmd);
+	log_debug("smtp [%s]: <<< %s", s->addr,
+	    log_escape(esc, sizeof esc, line, strlen(line)));
+	for (i = 0; i < nitems(smtp_verbs); i++) {
+		if (smtp_verbs[i].verb == cmd.verb)
+			v = &smtp_verbs[i];
+	}
+	if (v == NULL) {
+		smtp_reply(s, SMTP_R_UNKNOWN, NULL);
+		return;
+	}
+	if ((v->flags & SMTP_V_NEEDS_HELO) && !(s->flags & SMTP_F_HELO)) {
+		smtp_reply(s, SMTP_R_NEED_HELO, NULL);
+		return;
+	}
+	if ((v->flags & SMTP_V_NEEDS_MAIL) && s->tx == NULL) {
+		smtp_reply(s, SMTP_R_NEED_MAIL, NULL);
+		return;
+	}
+	if ((v->flags & SMTP_V_NEEDS_RCPT) && s->tx->env.nrcpts == 0) {
+		smtp_reply(s, SMTP_R_NEED_RCPT, NULL);
+		return;
+	}
+	if (rc == -1) {
+		smtp_reply(s, cmd.verb == SMTP_VERB_MAIL ?
+		    SMTP_R_MAIL_SYNTAX : SMTP_R_RCPT_SYNTAX, NULL);
+		return;
+	}
+	v->handler(s, cmd.args);
+}
+
+/*
+ * Take one command line off the input.  Returns 0 when a line was
+ * handled, -1 when more input is needed.
+ */
+static int
+smtp_process_line(struct smtp_session *s)
+{
+	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer_ptr	 eol;
+	size_t			 eol_len, len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos == -1) {
+		/* No end yet: an overlong line is dropped as it comes. */
+		if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
+			s->flags |= SMTP_F_DISCARD;
+			evbuffer_drain(in, evbuffer_get_length(in));
+		}
+		return -1;
+	}
+	len = (size_t)eol.pos + 1;
+	if ((s->flags & SMTP_F_DISCARD) || len > SMTP_LINE_MAX) {
+		s->flags &= ~SMTP_F_DISCARD;
+		evbuffer_drain(in, len);
+		smtp_reply(s, SMTP_R_LINE_TOO_LONG, NULL);
+		return 0;
+	}
+	evbuffer_remove(in, smtp_line, len);
+	if (smtp_parse_line(smtp_line, len) != SMTP_LINE_OK) {
+		smtp_reply(s, SMTP_R_BARE_NEWLINE, NULL);
+		return 0;
+	}
+	smtp_line[len - 2] = '\0';
+	smtp_dispatch(s, smtp_line);
+	return 0;
+}
+
+/* The client's final dot has arrived: refuse, or ask for a commit. */
+static void
+smtp_data_end(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	enum smtp_reply	 r = SMTP_R_OK;
+
+	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
+		r = SMTP_R_DATA_LONG_LINE;
+	else if (tx->dot.error != SMTP_DATA_OK)
+		r = SMTP_R_DATA_BARE;
+	else if (tx->error == SMTP_TX_TOO_BIG)
+		r = SMTP_R_SIZE;
+	else if (tx->error == SMTP_TX_WRITE)
+		r = SMTP_R_SPOOL_ERROR;
+	if (r != SMTP_R_OK) {
+		log_info("reject: DATA from [%s]: %s", s->addr,
+		    smtp_replies[r].text);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, r, NULL);
+		return;
+	}
+	util_strlcpy(tx->env.id, tx->id, sizeof tx->env.id);
+	tx->env.arrival = time(NULL);
+	tx->env.next_attempt = tx->env.arrival;
+	tx->env.size = queue_msg_size(tx->msg);
+	util_strlcpy(tx->env.client_addr, s->addr, sizeof tx->env.client_addr);
+	util_strlcpy(tx->env.helo, s->helo, sizeof tx->env.helo);
+	util_strlcpy(tx->env.protocol, smtp_protocol(s),
+	    sizeof tx->env.protocol);
+	smtp_enter_state(s, SMTP_STATE_COMMIT);
+	tx->commit = queue_msg_commit(tx->msg, &tx->env, smtp_commit_cb, s);
+	tx->msg = NULL;			/* the commit owns it now */
+}
+
+/* Feed what has arrived of the message to the dot machine. */
+static void
+smtp_process_data(struct smtp_session *s)
+{
+	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec	 v;
+	struct smtp_tx		*tx = s->tx;
+	size_t			 consumed, outlen, chunk;
+	int			 rc;
+
+	while (s->state == SMTP_STATE_DATA && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		chunk = v.iov_len > SMTP_DATA_CHUNK ? SMTP_DATA_CHUNK :
+		    v.iov_len;
+		rc = smtp_data_feed(&tx->dot, v.iov_base, chunk, &consumed,
+		    smtp_data_out, &outlen);
+		if (tx->error == SMTP_TX_OK && tx->dot.error == SMTP_DATA_OK) {
+			tx->size += outlen;
+			if (tx->size > smtp_conf->max_message_size)
+				tx->error = SMTP_TX_TOO_BIG;
+			else if (queue_msg_write(tx->msg, smtp_data_out,
+			    outlen) == -1) {
+				log_warn("[%s]: queue file write", s->addr);
+				tx->error = SMTP_TX_WRITE;
+			}
+		}
+		evbuffer_drain(in, consumed);
+		if (rc == SMTP_DATA_END)
+			smtp_data_end(s);
+	}
+}
+
+/* Work through buffered input until it runs out or we must wait. */
+static void
+smtp_process(struct smtp_session *s)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	while (!(s->flags & SMTP_F_QUIT)) {
+		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIWAT) {
+			s->flags |= SMTP_F_PAUSED;
+			bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
+		if (s->state == SMTP_STATE_DATA) {
+			smtp_process_data(s);
+			if (s->state == SMTP_STATE_DATA)
+				return;
+			continue;
+		}
+		if (s->state != SMTP_STATE_CMD)
+			return;
+		if ((s->flags & SMTP_F_DRAIN) && s->tx == NULL) {
+			smtp_reply(s, SMTP_R_SHUTDOWN, smtp_conf->hostname);
+			return;
+		}
+		if (smtp_process_line(s) == -1)
+			return;
+	}
+}
+
+/* Last step of every callback: close if the session is done. */
+static void
+smtp_after(struct smtp_session *s)
+{
+	if (!(s->flags & SMTP_F_QUIT))
+		return;
+	if (s->state != SMTP_STATE_CLOSING)
+		smtp_enter_state(s, SMTP_STATE_CLOSING);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		smtp_session_close(s, "done");
+}
+
+static void
+smtp_commit_cb(void *arg, int error)
+{
+	struct smtp_session	*s = arg;
+	struct smtp_tx		*tx = s->tx;
+	char			 esc[LOG_ESCAPE_SIZE];
+
+	tx->commit = NULL;
+	if (error != 0) {
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+	} else {
+		log_info("%s: client=[%s], helo=%s", tx->id, s->addr,
+		    log_escape(esc, sizeof esc, s->helo, strlen(s->helo)));
+		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
+		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
+		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
+		    tx->env.nrcpts);
+		smtp_reply(s, SMTP_R_QUEUED, tx->id);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+	}
+	smtp_process(s);
+	smtp_after(s);
+}
+
+static void
+smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/* Output drained: resume a paused reader, or finish closing. */
+static void
+smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	if (s->flags & SMTP_F_QUIT) {
+		smtp_after(s);
+		return;
+	}
+	if (s->flags & SMTP_F_PAUSED) {
+		s->flags &= ~SMTP_F_PAUSED;
+		if (s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_DATA)
+			bufferevent_enable(s->bev, EV_READ);
+		smtp_process(s);
+		smtp_after(s);
+	}
+}
+
+static void
+smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_WRITING) || (s->flags & SMTP_F_QUIT)) {
+			smtp_session_close(s, "write timeout");
+			return;
+		}
+		log_info("timeout after %s from [%s]",
+		    smtp_states[s->state].name, s->addr);
+		smtp_reply(s, SMTP_R_TIMEOUT, smtp_conf->hostname);
+		smtp_after(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		smtp_session_close(s, s->state == SMTP_STATE_DATA ?
+		    "lost connection after DATA" : "disconnect");
+	else
+		smtp_session_close(s, "connection error");
+}
+
+/* A new client: greet it and start reading. */
+struct smtp_session *
+smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
+    smtp_session_closed_cb cb, void *arg)
+{
+	struct smtp_session	*s;
+	const void		*ip;
+
+	s = xcalloc(1, sizeof *s);
+	s->closed_cb = cb;
+	s->closed_arg = arg;
+	if (salen > sizeof s->ss)
+		salen = sizeof s->ss;
+	memcpy(&s->ss, sa, salen);
+	if (sa->sa_family == AF_INET6)
+		ip = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	else
+		ip = &((const struct sockaddr_in *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, ip, s->addr, sizeof s->addr) == NULL)
+		util_strlcpy(s->addr, "unknown", sizeof s->addr);
+	/* An IPv4 client on a dual-stack socket is shown as IPv4. */
+	if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
+		memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
+
+	s->bev = bufferevent_socket_new(smtp_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		log_warnx("bufferevent_socket_new failed for [%s]", s->addr);
+		close(fd);
+		free(s);
+		return NULL;
+	}
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	log_info("connect from [%s]", s->addr);
+	smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+	s->state = SMTP_STATE_CMD;
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	return s;
+}
+
+/* The daemon is stopping: finish the transaction in progress, then go. */
+void
+smtp_session_drain(struct smtp_session *s)
+{
+	s->flags |= SMTP_F_DRAIN;
+	if (s->state == SMTP_STATE_CMD && s->tx == NULL &&
+	    !(s->flags & SMTP_F_QUIT)) {
+		smtp_reply(s, SMTP_R_SHUTDOWN, smtp_conf->hostname);
+		smtp_after(s);
+	}
+}
+
+/* The one teardown: cancel what is pending, log once, free. */
+void
+smtp_session_close(struct smtp_session *s, const char *reason)
+{
+	log_info("disconnect from [%s] commands=%u errors=%u (%s)", s->addr,
+	    s->commands, s->errors, reason);
+	smtp_tx_free(s);
+	bufferevent_free(s->bev);
+	if (s->closed_cb != NULL)
+		s->closed_cb(s, s->closed_arg);
+	free(s);
+}

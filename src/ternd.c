@@ -1,0 +1,251 @@
+/*
+ * ternd.c: the daemon.  Reads the configuration, opens the spool and the
+ * listeners, and runs the one event loop until told to stop.  It wires the
+ * modules together and owns the configuration in force; it holds no
+ * protocol state of its own.
+ */
+#include "autoconf.h"
+
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_server.h"
+#include "smtp_session.h"
+#include "util.h"
+
+static struct {
+	struct event_base	*base;
+	struct config		*conf;
+	const char		*conf_file;	/* NULL: built in */
+	int			 debug_flag;	/* -d */
+	struct event		*sigterm_ev;
+	struct event		*sigint_ev;
+	struct event		*sighup_ev;
+	struct event		*stop_timer;
+	int			 stopping;
+} ternd;
+
+static void __attribute__((noreturn))
+ternd_usage(void)
+{
+	fprintf(stderr, "usage: ternd [-dnV] [-c file]\n");
+	exit(1);
+}
+
+/* -c FILE, else the default file if it exists, else the built-in one. */
+static struct config *
+ternd_load_config(const char *file, char **cause)
+{
+	if (file != NULL)
+		return config_load(file, cause);
+	if (access(CONFIG_DEFAULT_FILE, F_OK) == 0) {
+		ternd.conf_file = CONFIG_DEFAULT_FILE;
+		return config_load(CONFIG_DEFAULT_FILE, cause);
+	}
+	return config_default();
+}
+
+static void
+ternd_apply_log(const struct config *conf)
+{
+	if (ternd.debug_flag) {
+		log_set_target(LOG_TARGET_STDERR);
+		log_set_debug(1);
+	} else {
+		log_set_target(conf->log);
+		log_set_debug(conf->debug);
+	}
+}
+
+/* SIGHUP: a bad new file is reported and the old one kept. */
+static void
+ternd_reload(void)
+{
+	struct config	*conf;
+	char		*cause = NULL;
+
+	if (ternd.conf_file == NULL) {
+		log_warnx("reload: running on the built-in configuration, "
+		    "nothing to reload");
+		return;
+	}
+	if ((conf = config_load(ternd.conf_file, &cause)) == NULL) {
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    cause);
+		free(cause);
+		return;
+	}
+	if (strcmp(conf->spool, ternd.conf->spool) != 0) {
+		log_warnx("reload: spool cannot change while running; "
+		    "keeping %s until restart", ternd.conf->spool);
+		util_strlcpy(conf->spool, ternd.conf->spool,
+		    sizeof conf->spool);
+	}
+	if (smtp_server_set_config(conf, &cause) == -1) {
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    cause);
+		free(cause);
+		config_free(conf);
+		return;
+	}
+	smtp_session_set_config(conf);
+	ternd_apply_log(conf);
+	config_free(ternd.conf);
+	ternd.conf = conf;
+	log_info("configuration reloaded from %s", ternd.conf_file);
+}
+
+static void
+ternd_stopped(void)
+{
+	event_base_loopexit(ternd.base, NULL);
+}
+
+static void
+ternd_stop_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	log_info("shutdown_timeout reached: closing %zu sessions",
+	    smtp_server_session_count());
+	smtp_server_close_all();
+	event_base_loopexit(ternd.base, NULL);
+}
+
+/* SIGTERM: stop accepting; let transactions finish within the bound. */
+static void
+ternd_stop(void)
+{
+	struct timeval	tv;
+	uint64_t	ms = ternd.conf->shutdown_timeout;
+
+	if (ternd.stopping)
+		return;
+	ternd.stopping = 1;
+	log_info("stopping");
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	ternd.stop_timer = evtimer_new(ternd.base, ternd_stop_timer_cb, NULL);
+	evtimer_add(ternd.stop_timer, &tv);
+	smtp_server_shutdown(ternd_stopped);
+}
+
+static void
+ternd_signal_cb(evutil_socket_t sig, short events, void *arg)
+{
+	switch (sig) {
+	case SIGHUP:
+		ternd_reload();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		ternd_stop();
+		break;
+	}
+}
+
+/* As many descriptors as we may have: every session needs one. */
+static void
+ternd_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const char	*file = NULL;
+	char		*cause = NULL;
+	int		 ch, check_only = 0;
+
+	while ((ch = getopt(argc, argv, "c:dnV")) != -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 'd':
+			ternd.debug_flag = 1;
+			break;
+		case 'n':
+			check_only = 1;
+			break;
+		case 'V':
+			printf("ternd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			ternd_usage();
+		}
+	}
+	if (optind != argc)
+		ternd_usage();
+
+	ternd.conf_file = file;
+	if ((ternd.conf = ternd_load_config(file, &cause)) == NULL) {
+		fprintf(stderr, "ternd: %s\n", cause);
+		free(cause);
+		return 1;
+	}
+	if (check_only) {
+		config_print(ternd.conf, stdout);
+		config_free(ternd.conf);
+		return 0;
+	}
+
+	log_init("ternd", LOG_TARGET_STDERR, 0);
+	ternd_apply_log(ternd.conf);
+	log_info("ternd %s starting (%s)", PACKAGE_VERSION,
+	    ternd.conf_file != NULL ? ternd.conf_file :
+	    "built-in configuration");
+	signal(SIGPIPE, SIG_IGN);
+	ternd_raise_nofile();
+
+	if ((ternd.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	if (queue_init(ternd.base, ternd.conf->spool, NULL, NULL,
+	    &cause) == -1)
+		fatalx("%s", cause);
+	log_info("spool %s: %zu messages in queue", ternd.conf->spool,
+	    queue_count());
+	smtp_session_init(ternd.base, ternd.conf);
+	if (smtp_server_init(ternd.base, ternd.conf, &cause) == -1)
+		fatalx("%s", cause);
+
+	ternd.sigterm_ev = evsignal_new(ternd.base, SIGTERM, ternd_signal_cb,
+	    NULL);
+	ternd.sigint_ev = evsignal_new(ternd.base, SIGINT, ternd_signal_cb,
+	    NULL);
+	ternd.sighup_ev = evsignal_new(ternd.base, SIGHUP, ternd_signal_cb,
+	    NULL);
+	evsignal_add(ternd.sigterm_ev, NULL);
+	evsignal_add(ternd.sigint_ev, NULL);
+	evsignal_add(ternd.sighup_ev, NULL);
+
+	log_info("ready");
+	event_base_dispatch(ternd.base);
+
+	smtp_server_free();
+	queue_shutdown();
+	event_free(ternd.sigterm_ev);
+	event_free(ternd.sigint_ev);
+	event_free(ternd.sighup_ev);
+	if (ternd.stop_timer != NULL)
+		event_free(ternd.stop_timer);
+	event_base_free(ternd.base);
+	config_free(ternd.conf);
+	log_info("stopped");
+	return 0;
+}
