@@ -167,23 +167,52 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/* Length of the valid UTF-8 sequence at s (not C1 controls), or 0. */
+static size_t
+log_utf8_len(const unsigned char *s, size_t len)
+{
+	size_t		n, i;
+	unsigned	cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (n > len)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0xa0) || (n == 3 && cp < 0x800) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
 /*
- * Make peer text safe for a log line: printable ASCII and UTF-8 pass,
- * backslash and control octets become \\ and \xHH.  Always terminates dst
- * and returns it; output that does not fit is cut and ends in "...".
+ * Make peer text safe for a log line: printable ASCII and valid UTF-8
+ * (C1 controls excluded) pass; backslash and any other octet become \\
+ * and \xHH.  Always terminates dst and returns it; output that does not
+ * fit is cut and ends in "...".
  */
 const char *
 log_escape(char *dst, size_t size, const char *src, size_t len)
 {
-	static const char	hex[] = "0123456789abcdef";
-	size_t			i, o = 0;
-	unsigned char		c;
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*s = (const unsigned char *)src;
+	size_t			 i = 0, o = 0, n;
 
 	if (size == 0)
 		return dst;
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)src[i];
-		if (o + 5 >= size) {
+	while (i < len) {
+		if (o + 8 >= size) {
 			if (size >= 4) {
 				o = o > size - 4 ? size - 4 : o;
 				memcpy(dst + o, "...", 3);
@@ -191,16 +220,23 @@ log_escape(char *dst, size_t size, const char *src, size_t len)
 			}
 			break;
 		}
-		if (c == '\\') {
+		if (s[i] == '\\') {
 			dst[o++] = '\\';
 			dst[o++] = '\\';
-		} else if (c < 0x20 || c == 0x7f) {
+			i++;
+		} else if (s[i] >= 0x20 && s[i] < 0x7f) {
+			dst[o++] = (char)s[i++];
+		} else if (s[i] >= 0x80 && (n = log_utf8_len(s + i, len - i))) {
+			memcpy(dst + o, s + i, n);
+			o += n;
+			i += n;
+		} else {
 			dst[o++] = '\\';
 			dst[o++] = 'x';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 0xf];
-		} else
-			dst[o++] = (char)c;
+			dst[o++] = hex[s[i] >> 4];
+			dst[o++] = hex[s[i] & 0xf];
+			i++;
+		}
 	}
 	dst[o] = '\0';
 	return dst;

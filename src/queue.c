@@ -147,6 +147,53 @@ queue_opendir(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* mkdir -p: the spool and any missing parents, owner-only. */
+static int
+queue_mkdir_parents(const char *path)
+{
+	char	buf[4096], *p;
+
+	if (util_strlcpy(buf, path, sizeof buf) >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/*
+ * Make every queue/XX directory at start-up, so no commit pays for a
+ * directory creation and its sync.
+ */
+static int
+queue_dirs_make(void)
+{
+	char		name[3];
+	unsigned	dir;
+	int		made = 0;
+
+	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
+		queue_dir_name(dir, name, sizeof name);
+		if (mkdirat(queue.queuefd, name, 0700) == 0)
+			made = 1;
+		else if (errno != EEXIST)
+			return -1;
+		queue.dirmade[dir / 8] |= 1u << (dir % 8);
+	}
+	if (made && fsync(queue.queuefd) == -1)
+		return -1;
+	return 0;
+}
+
 /* Make queue/XX on first use; the new entry is synced into queue/. */
 static int
 queue_dir_ensure(unsigned dir)
@@ -299,6 +346,7 @@ queue_recover_dir(int dirfd, const char *where, queue_scan_cb cb, void *arg)
 			continue;
 		}
 		envelope_init(&env);
+		cause = NULL;
 		if (envelope_parse(&env, buf, len, &cause) == -1 ||
 		    strcmp(env.id, id) != 0) {
 			queue_to_corrupt(dirfd, id, cause != NULL ? cause :
@@ -408,8 +456,10 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	size_t		i;
 
 	queue.base = base;
+	queue.count = 0;
+	memset(queue.dirmade, 0, sizeof queue.dirmade);
 	TAILQ_INIT(&queue.pending);
-	if (mkdir(spool, 0700) == -1 && errno != EEXIST) {
+	if (queue_mkdir_parents(spool) == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
 		return -1;
 	}
@@ -448,6 +498,10 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	queue_empty_incoming();
 	queue_recover_tree("queue", cb, arg);
 	queue_recover_tree("hold", cb, arg);
+	if (queue_dirs_make() == -1) {
+		xasprintf(cause, "%s/queue: %s", spool, strerror(errno));
+		return -1;
+	}
 
 	if (base != NULL) {
 		queue.commit_ev = event_new(base, -1, 0, queue_commit_run_cb,
@@ -629,7 +683,7 @@ queue_commit_one(struct queue_commit *c)
 
 	if (c->error != 0) {
 		errno = c->error;
-		return -1;
+		goto fail;
 	}
 	/*
 	 * Blocking: the sync that makes an accepted message durable.  All

@@ -90,6 +90,7 @@ struct smtp_data {
 	int			normalize;
 	size_t			linelen;	/* octets of the current line */
 	enum smtp_data_error	error;		/* first error seen */
+	int			pending;	/* owed to next out, or -1 */
 };
 
 #define SMTP_DATA_MORE	0

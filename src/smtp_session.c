@@ -917,7 +917,8 @@ smtp_process(struct smtp_session *s)
 		}
 		if (s->state != SMTP_STATE_CMD)
 			return;
-		if ((s->flags & SMTP_F_DRAIN) && s->tx == NULL) {
+		if (s->flags & SMTP_F_DRAIN) {
+			smtp_tx_free(s);
 			smtp_reply(s, SMTP_R_SHUTDOWN, smtp_conf->hostname);
 			return;
 		}
@@ -1062,8 +1063,9 @@ void
 smtp_session_drain(struct smtp_session *s)
 {
 	s->flags |= SMTP_F_DRAIN;
-	if (s->state == SMTP_STATE_CMD && s->tx == NULL &&
-	    !(s->flags & SMTP_F_QUIT)) {
+	if (s->state == SMTP_STATE_CMD && !(s->flags & SMTP_F_QUIT)) {
+		/* Only a message already in DATA may finish. */
+		smtp_tx_free(s);
 		smtp_reply(s, SMTP_R_SHUTDOWN, smtp_conf->hostname);
 		smtp_after(s);
 	}

@@ -1,0 +1,1336 @@
+/*
+ * config.c: the INI file, parsed with inih through one key table that
+ * also gives every default and drives config_print(), and the questions
+ * asked of the result (is this domain ours, may this client relay).
+ * Pure logic: never touches the network beyond a numeric address
+ * conversion and the host name lookup of the default hostname, never
+ * includes libevent, and never changes a struct config once returned.
+ */
+#include "autoconf.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/* Longest line accepted in a file, end of line excluded. */
+#define CONFIG_LINE_MAX		4096
+/* How long the default hostname may wait for its canonical name. */
+#define CONFIG_CANON_TIMEOUT_MS	2000
+/* How much of a bad value an error message quotes. */
+#define CONFIG_QUOTE_SIZE	128
+/* Separators between the items of a list. */
+#define CONFIG_LIST_SEP		" \t,"
+
+struct config_key;
+
+/*
+ * What a type of key knows: how to read a value into a struct config
+ * (replacing what was there; on error *cause says why, quoting the bad
+ * part, and the struct is unchanged), how to print it back in the same
+ * syntax, and how to free what it allocated.
+ */
+struct config_type {
+	int	(*parse)(struct config *, const struct config_key *,
+		    const char *, char **);
+	void	(*print)(const struct config *, const struct config_key *,
+		    FILE *);
+	void	(*clear)(struct config *, const struct config_key *);
+};
+
+/* One value of an enum key. */
+struct config_choice {
+	const char	*name;
+	int		 value;
+};
+
+/* One key of the file: where it lives, its type, default and bounds. */
+struct config_key {
+	const char			*section;
+	const char			*name;
+	const struct config_type	*type;
+	size_t				 offset;
+	size_t				 count;	/* lists: offset of the count */
+	size_t				 size;	/* strings: field size */
+	const char			*dflt;	/* NULL: computed at load */
+	uint64_t			 min;
+	uint64_t			 max;
+	const struct config_choice	*choices;
+};
+
+/* State of one config_load() while inih runs. */
+struct config_parse {
+	struct config	*c;
+	const char	*path;
+	FILE		*f;
+	char		*line;		/* getline() buffer */
+	size_t		 linesize;
+	int		 lineno;
+	int		*seen;		/* line of each key, 0 if not given */
+	char		*cause;
+};
+
+static int	config_parse_host(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_path(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_bool(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_uint(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_size(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_duration(struct config *,
+		    const struct config_key *, const char *, char **);
+static int	config_parse_enum(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_listen(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_nets(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_domains(struct config *,
+		    const struct config_key *, const char *, char **);
+
+static void	config_print_string(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_bool(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_uint(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_size(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_duration(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_enum(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_listen(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_nets(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_domains(const struct config *,
+		    const struct config_key *, FILE *);
+
+static void	config_clear_listen(struct config *, const struct config_key *);
+static void	config_clear_nets(struct config *, const struct config_key *);
+static void	config_clear_domains(struct config *,
+		    const struct config_key *);
+
+static const struct config_type config_type_host = {
+	config_parse_host, config_print_string, NULL
+};
+static const struct config_type config_type_path = {
+	config_parse_path, config_print_string, NULL
+};
+static const struct config_type config_type_bool = {
+	config_parse_bool, config_print_bool, NULL
+};
+static const struct config_type config_type_uint = {
+	config_parse_uint, config_print_uint, NULL
+};
+static const struct config_type config_type_size = {
+	config_parse_size, config_print_size, NULL
+};
+static const struct config_type config_type_duration = {
+	config_parse_duration, config_print_duration, NULL
+};
+static const struct config_type config_type_enum = {
+	config_parse_enum, config_print_enum, NULL
+};
+static const struct config_type config_type_listen = {
+	config_parse_listen, config_print_listen, config_clear_listen
+};
+static const struct config_type config_type_nets = {
+	config_parse_nets, config_print_nets, config_clear_nets
+};
+static const struct config_type config_type_domains = {
+	config_parse_domains, config_print_domains, config_clear_domains
+};
+
+static const struct config_choice config_choices_log[] = {
+	{ "syslog", LOG_TARGET_SYSLOG },
+	{ "stderr", LOG_TARGET_STDERR },
+	{ "none", LOG_TARGET_NONE },
+	{ NULL, 0 }
+};
+
+static const struct config_choice config_choices_bare[] = {
+	{ "reject", CONFIG_BARE_REJECT },
+	{ "normalize", CONFIG_BARE_NORMALIZE },
+	{ NULL, 0 }
+};
+
+/* Enum keys are stored through an int. */
+_Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target");
+_Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
+    "enum config_bare_newlines");
+
+#define CONFIG_OFF(f)	offsetof(struct config, f)
+#define CONFIG_K	1024ULL
+#define CONFIG_G	(1024ULL * 1024 * 1024)
+#define CONFIG_S	1000ULL
+#define CONFIG_D	(86400ULL * 1000)
+#define CONFIG_COUNT_MAX 1000000
+
+/* Every key, in the order config_print() writes them. */
+static const struct config_key config_keys[] = {
+	{ "main", "hostname", &config_type_host, CONFIG_OFF(hostname), 0,
+	  CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
+	{ "main", "spool", &config_type_path, CONFIG_OFF(spool), 0,
+	  CONFIG_PATH_SIZE, "/var/spool/tern", 0, 0, NULL },
+	{ "main", "log", &config_type_enum, CONFIG_OFF(log), 0, 0,
+	  "syslog", 0, 0, config_choices_log },
+	{ "main", "debug", &config_type_bool, CONFIG_OFF(debug), 0, 0,
+	  "no", 0, 0, NULL },
+	{ "main", "shutdown_timeout", &config_type_duration,
+	  CONFIG_OFF(shutdown_timeout), 0, 0, "30s", 0, CONFIG_D, NULL },
+
+	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
+	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },
+	{ "smtp", "max_connections", &config_type_uint,
+	  CONFIG_OFF(max_connections), 0, 0, "1000", 1, CONFIG_COUNT_MAX,
+	  NULL },
+	{ "smtp", "max_connections_per_ip", &config_type_uint,
+	  CONFIG_OFF(max_connections_per_ip), 0, 0, "50", 0,
+	  CONFIG_COUNT_MAX, NULL },
+	{ "smtp", "max_message_size", &config_type_size,
+	  CONFIG_OFF(max_message_size), 0, 0, "25M", CONFIG_K,
+	  64 * CONFIG_G, NULL },
+	{ "smtp", "max_recipients", &config_type_uint,
+	  CONFIG_OFF(max_recipients), 0, 0, "1000", 1, 100000, NULL },
+	{ "smtp", "max_errors", &config_type_uint, CONFIG_OFF(max_errors), 0,
+	  0, "20", 1, CONFIG_COUNT_MAX, NULL },
+	{ "smtp", "command_timeout", &config_type_duration,
+	  CONFIG_OFF(command_timeout), 0, 0, "5m", CONFIG_S, CONFIG_D, NULL },
+	{ "smtp", "data_timeout", &config_type_duration,
+	  CONFIG_OFF(data_timeout), 0, 0, "5m", CONFIG_S, CONFIG_D, NULL },
+	{ "smtp", "bare_newlines", &config_type_enum,
+	  CONFIG_OFF(bare_newlines), 0, 0, "reject", 0, 0,
+	  config_choices_bare },
+	{ "smtp", "local_domains", &config_type_domains,
+	  CONFIG_OFF(local_domains), CONFIG_OFF(nlocal_domains), 0, NULL, 0,
+	  0, NULL },
+	{ "smtp", "relay_networks", &config_type_nets,
+	  CONFIG_OFF(relay_networks), CONFIG_OFF(nrelay_networks), 0,
+	  "127.0.0.0/8 ::1/128", 0, 0, NULL },
+};
+
+/* Where the built-in configuration differs from a file's defaults. */
+static const struct {
+	const char	*section;
+	const char	*name;
+	const char	*value;
+} config_builtin[] = {
+	{ "main", "log", "stderr" },
+	{ "smtp", "listen", "127.0.0.1:2525 [::1]:2525" },
+};
+
+#define CONFIG_FIELD(c, k, t)	((t *)(void *)((char *)(c) + (k)->offset))
+#define CONFIG_CFIELD(c, k, t)	\
+	((const t *)(const void *)((const char *)(c) + (k)->offset))
+#define CONFIG_COUNT(c, k)	((size_t *)(void *)((char *)(c) + (k)->count))
+#define CONFIG_CCOUNT(c, k)	\
+	((const size_t *)(const void *)((const char *)(c) + (k)->count))
+
+static int
+config_is_section(const char *section)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (strcmp(config_keys[i].section, section) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* The index of a key in config_keys, or -1. */
+static int
+config_find_key(const char *section, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* "why "text"" with the text made printable and cut to a sane length. */
+static void
+config_bad(char **cause, const char *why, const char *text, size_t len)
+{
+	char	quoted[CONFIG_QUOTE_SIZE];
+
+	log_escape(quoted, sizeof quoted, text, len);
+	xasprintf(cause, "%s \"%s\"", why, quoted);
+}
+
+/*
+ * A domain name as RFC 1035 section 2.3.1 spells host names: labels of
+ * letters, digits and inner hyphens, at most 63 octets each and 253 in
+ * all.  An all-numeric last label is refused so that an IP address never
+ * passes for a domain.
+ */
+static int
+config_is_domain(const char *s, size_t len)
+{
+	size_t	i, label = 0, start = 0;
+	int	numeric = 1;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (i = 0; i <= len; i++) {
+		if (i == len || s[i] == '.') {
+			label = i - start;
+			if (label == 0 || label > 63 || s[start] == '-' ||
+			    s[i - 1] == '-')
+				return 0;
+			start = i + 1;
+			continue;
+		}
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	}
+	for (i = len - label; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			numeric = 0;
+	}
+	return !numeric;
+}
+
+/* Length of a domain without its one trailing dot. */
+static size_t
+config_domain_len(const char *s)
+{
+	size_t	len = strlen(s);
+
+	if (len > 1 && s[len - 1] == '.')
+		len--;
+	return len;
+}
+
+static int
+config_parse_host(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	size_t	len = config_domain_len(value);
+
+	if (!config_is_domain(value, len)) {
+		config_bad(cause, "not a valid domain name", value,
+		    strlen(value));
+		return -1;
+	}
+	if (len >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	memcpy(CONFIG_FIELD(c, k, char), value, len);
+	CONFIG_FIELD(c, k, char)[len] = '\0';
+	return 0;
+}
+
+static int
+config_parse_path(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	if (value[0] != '/') {
+		config_bad(cause, "not an absolute path", value, strlen(value));
+		return -1;
+	}
+	if (strlen(value) >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
+}
+
+static void
+config_print_string(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	fputs(CONFIG_CFIELD(c, k, char), fp);
+}
+
+static int
+config_parse_bool(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	int	v;
+
+	if (util_parse_bool(value, &v) == -1) {
+		config_bad(cause, "not yes or no", value, strlen(value));
+		return -1;
+	}
+	*CONFIG_FIELD(c, k, int) = v;
+	return 0;
+}
+
+static void
+config_print_bool(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	fputs(*CONFIG_CFIELD(c, k, int) ? "yes" : "no", fp);
+}
+
+/*
+ * The common end of the number types: report a parse failure or a value
+ * out of the key's range (printed with the type's own formatter).
+ */
+static int
+config_check_number(const struct config_key *k, const char *value,
+    int rc, const char *why, uint64_t v,
+    void (*format)(char *, size_t, uint64_t), char **cause)
+{
+	char	lo[32], hi[32], msg[96];
+
+	if (rc == -1 && strcmp(why, "too large") != 0) {
+		config_bad(cause, why, value, strlen(value));
+		return -1;
+	}
+	if (rc == -1 || v < k->min || v > k->max) {
+		format(lo, sizeof lo, k->min);
+		format(hi, sizeof hi, k->max);
+		util_snprintf(msg, sizeof msg, "out of range (%s to %s)", lo,
+		    hi);
+		config_bad(cause, msg, value, strlen(value));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+config_format_uint(char *buf, size_t size, uint64_t v)
+{
+	util_snprintf(buf, size, "%llu", (unsigned long long)v);
+}
+
+static int
+config_parse_uint(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	const char	*why = NULL;
+	uint64_t	 v = 0;
+	int		 rc;
+
+	rc = util_parse_uint(value, 0, UINT64_MAX, &v, &why);
+	if (config_check_number(k, value, rc, why, v, config_format_uint,
+	    cause) == -1)
+		return -1;
+	*CONFIG_FIELD(c, k, uint64_t) = v;
+	return 0;
+}
+
+static void
+config_print_uint(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	fprintf(fp, "%llu",
+	    (unsigned long long)*CONFIG_CFIELD(c, k, uint64_t));
+}
+
+static int
+config_parse_size(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	const char	*why = NULL;
+	uint64_t	 v = 0;
+	int		 rc;
+
+	rc = util_parse_size(value, &v, &why);
+	if (config_check_number(k, value, rc, why, v, util_format_size,
+	    cause) == -1)
+		return -1;
+	*CONFIG_FIELD(c, k, uint64_t) = v;
+	return 0;
+}
+
+static void
+config_print_size(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	char	buf[32];
+
+	util_format_size(buf, sizeof buf, *CONFIG_CFIELD(c, k, uint64_t));
+	fputs(buf, fp);
+}
+
+static int
+config_parse_duration(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	const char	*why = NULL;
+	uint64_t	 v = 0;
+	int		 rc;
+
+	rc = util_parse_duration(value, &v, &why);
+	if (config_check_number(k, value, rc, why, v, util_format_duration,
+	    cause) == -1)
+		return -1;
+	*CONFIG_FIELD(c, k, uint64_t) = v;
+	return 0;
+}
+
+static void
+config_print_duration(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	char	buf[32];
+
+	util_format_duration(buf, sizeof buf,
+	    *CONFIG_CFIELD(c, k, uint64_t));
+	fputs(buf, fp);
+}
+
+static int
+config_parse_enum(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	const struct config_choice	*ch;
+	char				 msg[96] = "not one of";
+
+	for (ch = k->choices; ch->name != NULL; ch++) {
+		if (strcasecmp(ch->name, value) == 0) {
+			*CONFIG_FIELD(c, k, int) = ch->value;
+			return 0;
+		}
+	}
+	for (ch = k->choices; ch->name != NULL; ch++) {
+		util_strlcat(msg, ch == k->choices ? " " : ", ", sizeof msg);
+		util_strlcat(msg, ch->name, sizeof msg);
+	}
+	config_bad(cause, msg, value, strlen(value));
+	return -1;
+}
+
+static void
+config_print_enum(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const struct config_choice	*ch;
+	int				 v = *CONFIG_CFIELD(c, k, int);
+
+	for (ch = k->choices; ch->name != NULL; ch++) {
+		if (ch->value == v) {
+			fputs(ch->name, fp);
+			return;
+		}
+	}
+	fatalx("config: [%s] %s holds unknown value %d", k->section, k->name,
+	    v);
+}
+
+/* The next item of a list: *item and *len, or 0 at the end. */
+static int
+config_next_item(const char **p, const char **item, size_t *len)
+{
+	*p += strspn(*p, CONFIG_LIST_SEP);
+	if (**p == '\0')
+		return 0;
+	*item = *p;
+	*len = strcspn(*p, CONFIG_LIST_SEP);
+	*p += *len;
+	return 1;
+}
+
+/* A list that is empty or the one word "none". */
+static int
+config_is_none(const char *value)
+{
+	const char	*p = value, *item;
+	size_t		 len;
+
+	if (!config_next_item(&p, &item, &len))
+		return 1;
+	if (len != 4 || strncasecmp(item, "none", 4) != 0)
+		return 0;
+	return !config_next_item(&p, &item, &len);
+}
+
+/*
+ * One numeric address of a listen entry (the part before the port) into
+ * l->ss; never asks DNS.
+ */
+static int
+config_listen_addr(struct config_listen *l, const char *host, int family,
+    const char *port)
+{
+	struct addrinfo	 hints, *res;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		return -1;
+	if (res->ai_addrlen > sizeof l->ss) {
+		freeaddrinfo(res);
+		return -1;
+	}
+	memcpy(&l->ss, res->ai_addr, res->ai_addrlen);
+	l->sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/*
+ * One listen entry ("192.0.2.1:25", "[2001:db8::1]:25", "*:25") appended
+ * to the list; "*" gives two entries, 0.0.0.0 and [::].
+ */
+static int
+config_listen_entry(struct config_listen **ls, size_t *n, const char *item,
+    size_t len, char **cause)
+{
+	struct config_listen	 l[2];
+	char			 entry[sizeof l[0].text], *host, *port;
+	const char		*why = NULL;
+	uint64_t		 num;
+	size_t			 i, j, nl = 1;
+	int			 family = AF_INET;
+
+	memset(l, 0, sizeof l);
+	if (len >= sizeof entry) {
+		config_bad(cause, "too long", item, len);
+		return -1;
+	}
+	memcpy(entry, item, len);
+	entry[len] = '\0';
+	host = entry;
+	if (entry[0] == '[') {
+		family = AF_INET6;
+		if ((port = strchr(entry, ']')) == NULL || (port[1] != ':' &&
+		    port[1] != '\0')) {
+			config_bad(cause, "not a numeric IPv6 address", entry,
+			    len);
+			return -1;
+		}
+		host++;
+		*port++ = '\0';
+		port = *port == ':' ? port + 1 : NULL;
+	} else if ((port = strchr(entry, ':')) != NULL) {
+		if (strchr(port + 1, ':') != NULL) {
+			config_bad(cause, "IPv6 address not in brackets", entry,
+			    len);
+			return -1;
+		}
+		*port++ = '\0';
+	}
+	if (port == NULL) {
+		config_bad(cause, "no port", entry, len);
+		return -1;
+	}
+	if (util_parse_uint(port, 1, 65535, &num, &why) == -1) {
+		config_bad(cause, "port not a number from 1 to 65535", item,
+		    len);
+		return -1;
+	}
+	if (family == AF_INET && strcmp(host, "*") == 0) {
+		nl = 2;
+		if (config_listen_addr(&l[0], "0.0.0.0", AF_INET, port) == -1 ||
+		    config_listen_addr(&l[1], "::", AF_INET6, port) == -1)
+			fatalx("config: cannot convert wildcard addresses");
+	} else if (config_listen_addr(&l[0], host, family, port) == -1) {
+		config_bad(cause, family == AF_INET ?
+		    "not a numeric IPv4 address" :
+		    "not a numeric IPv6 address", item, len);
+		return -1;
+	}
+	for (j = 0; j < nl; j++) {
+		memcpy(l[j].text, item, len);
+		l[j].text[len] = '\0';
+		for (i = 0; i < *n; i++) {
+			if ((*ls)[i].sslen == l[j].sslen &&
+			    memcmp(&(*ls)[i].ss, &l[j].ss, l[j].sslen) == 0) {
+				config_bad(cause, "address listed twice", item,
+				    len);
+				return -1;
+			}
+		}
+		*ls = xreallocarray(*ls, *n + 1, sizeof **ls);
+		(*ls)[(*n)++] = l[j];
+	}
+	return 0;
+}
+
+static int
+config_parse_listen(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct config_listen	*ls = NULL;
+	const char		*p = value, *item;
+	size_t			 n = 0, len;
+
+	while (config_next_item(&p, &item, &len)) {
+		if (config_listen_entry(&ls, &n, item, len, cause) == -1) {
+			free(ls);
+			return -1;
+		}
+	}
+	if (n == 0) {
+		config_bad(cause, "no address", value, strlen(value));
+		return -1;
+	}
+	config_clear_listen(c, k);
+	*CONFIG_FIELD(c, k, struct config_listen *) = ls;
+	*CONFIG_COUNT(c, k) = n;
+	return 0;
+}
+
+/*
+ * The entries as written; the two halves of a "*" share one text and
+ * are printed once.
+ */
+static void
+config_print_listen(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const struct config_listen	*ls;
+	size_t				 i, n;
+
+	ls = *CONFIG_CFIELD(c, k, struct config_listen *);
+	n = *CONFIG_CCOUNT(c, k);
+	for (i = 0; i < n; i++) {
+		if (i > 0 && strcmp(ls[i].text, ls[i - 1].text) == 0)
+			continue;
+		fprintf(fp, "%s%s", i > 0 ? " " : "", ls[i].text);
+	}
+}
+
+static void
+config_clear_listen(struct config *c, const struct config_key *k)
+{
+	free(*CONFIG_FIELD(c, k, struct config_listen *));
+	*CONFIG_FIELD(c, k, struct config_listen *) = NULL;
+	*CONFIG_COUNT(c, k) = 0;
+}
+
+/* One network in CIDR form; a bare address is a network of one. */
+static int
+config_net_entry(struct config_net *net, const char *item, size_t len,
+    char **cause)
+{
+	char		 text[64], *slash;
+	const char	*why = NULL;
+	uint64_t	 prefix;
+	unsigned	 bits, i;
+
+	memset(net, 0, sizeof *net);
+	if (len >= sizeof text) {
+		config_bad(cause, "not a network", item, len);
+		return -1;
+	}
+	memcpy(text, item, len);
+	text[len] = '\0';
+	if ((slash = strchr(text, '/')) != NULL)
+		*slash = '\0';
+	if (inet_pton(AF_INET, text, net->addr) == 1) {
+		net->family = AF_INET;
+		bits = 32;
+	} else if (inet_pton(AF_INET6, text, net->addr) == 1) {
+		net->family = AF_INET6;
+		bits = 128;
+	} else {
+		config_bad(cause, "not an IP address", item, len);
+		return -1;
+	}
+	net->prefix = bits;
+	if (slash != NULL) {
+		if (util_parse_uint(slash + 1, 0, bits, &prefix, &why) == -1) {
+			config_bad(cause, net->family == AF_INET ?
+			    "prefix length not from 0 to 32" :
+			    "prefix length not from 0 to 128", item, len);
+			return -1;
+		}
+		net->prefix = (unsigned)prefix;
+	}
+	for (i = net->prefix; i < bits; i++) {
+		if (net->addr[i / 8] & (0x80 >> (i % 8))) {
+			config_bad(cause, "host bits set", item, len);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+config_parse_nets(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct config_net	*nets = NULL;
+	const char		*p = value, *item;
+	size_t			 n = 0, len;
+
+	if (!config_is_none(value)) {
+		while (config_next_item(&p, &item, &len)) {
+			nets = xreallocarray(nets, n + 1, sizeof *nets);
+			if (config_net_entry(&nets[n], item, len,
+			    cause) == -1) {
+				free(nets);
+				return -1;
+			}
+			n++;
+		}
+	}
+	config_clear_nets(c, k);
+	*CONFIG_FIELD(c, k, struct config_net *) = nets;
+	*CONFIG_COUNT(c, k) = n;
+	return 0;
+}
+
+static void
+config_print_nets(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const struct config_net	*nets;
+	char			 buf[INET6_ADDRSTRLEN];
+	size_t			 i, n;
+
+	nets = *CONFIG_CFIELD(c, k, struct config_net *);
+	n = *CONFIG_CCOUNT(c, k);
+	if (n == 0)
+		fputs("none", fp);
+	for (i = 0; i < n; i++) {
+		if (inet_ntop(nets[i].family, nets[i].addr, buf,
+		    sizeof buf) == NULL)
+			fatal("config: inet_ntop");
+		fprintf(fp, "%s%s/%u", i > 0 ? " " : "", buf, nets[i].prefix);
+	}
+}
+
+static void
+config_clear_nets(struct config *c, const struct config_key *k)
+{
+	free(*CONFIG_FIELD(c, k, struct config_net *));
+	*CONFIG_FIELD(c, k, struct config_net *) = NULL;
+	*CONFIG_COUNT(c, k) = 0;
+}
+
+static void
+config_free_domains(char **d, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(d[i]);
+	free(d);
+}
+
+/*
+ * Domains lowercased without a trailing dot; one listed twice is kept
+ * once.  At least one is needed: the postmaster of a bare
+ * "<Postmaster>" lives in the first.
+ */
+static int
+config_parse_domains(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char		**d = NULL, *s;
+	const char	 *p = value, *item;
+	size_t		  n = 0, len, dlen, i;
+
+	while (config_next_item(&p, &item, &len)) {
+		dlen = len;
+		if (dlen > 1 && item[dlen - 1] == '.')
+			dlen--;
+		if (!config_is_domain(item, dlen)) {
+			config_bad(cause, "not a valid domain name", item,
+			    len);
+			config_free_domains(d, n);
+			return -1;
+		}
+		s = xstrndup(item, dlen);
+		util_lowercase(s);
+		for (i = 0; i < n; i++) {
+			if (strcmp(d[i], s) == 0)
+				break;
+		}
+		if (i < n) {
+			free(s);
+			continue;
+		}
+		d = xreallocarray(d, n + 1, sizeof *d);
+		d[n++] = s;
+	}
+	if (n == 0) {
+		config_bad(cause, "no domain", value, strlen(value));
+		return -1;
+	}
+	config_clear_domains(c, k);
+	*CONFIG_FIELD(c, k, char **) = d;
+	*CONFIG_COUNT(c, k) = n;
+	return 0;
+}
+
+static void
+config_print_domains(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	char *const	*d;
+	size_t		 i, n = *CONFIG_CCOUNT(c, k);
+
+	d = *(char **const *)(const void *)((const char *)c + k->offset);
+	for (i = 0; i < n; i++)
+		fprintf(fp, "%s%s", i > 0 ? " " : "", d[i]);
+}
+
+static void
+config_clear_domains(struct config *c, const struct config_key *k)
+{
+	config_free_domains(*CONFIG_FIELD(c, k, char **), *CONFIG_COUNT(c, k));
+	*CONFIG_FIELD(c, k, char **) = NULL;
+	*CONFIG_COUNT(c, k) = 0;
+}
+
+/* Set one key from text that is known to be good (a default). */
+static void
+config_set_builtin(struct config *c, const struct config_key *k,
+    const char *value)
+{
+	char	*cause;
+
+	if (k->type->parse(c, k, value, &cause) == -1)
+		fatalx("config: built-in [%s] %s: %s", k->section, k->name,
+		    cause);
+}
+
+/* A new struct config holding every default that is not computed. */
+static struct config *
+config_new(void)
+{
+	struct config	*c;
+	size_t		 i;
+
+	c = xcalloc(1, sizeof *c);
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (config_keys[i].dflt != NULL)
+			config_set_builtin(c, &config_keys[i],
+			    config_keys[i].dflt);
+	}
+	return c;
+}
+
+#if defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 34)
+#define CONFIG_HAVE_GAI_A
+#endif
+#endif
+
+#ifdef CONFIG_HAVE_GAI_A
+/* One asynchronous canonical name lookup and what it points into. */
+struct config_canon {
+	struct gaicb	cb;
+	struct addrinfo	hints;
+	char		name[CONFIG_HOST_SIZE];
+};
+
+/*
+ * The canonical name of host into buf, waiting at most
+ * CONFIG_CANON_TIMEOUT_MS.  A lookup still running when the wait ends
+ * is left to finish on its own; its request cannot be freed under it.
+ */
+static int
+config_canon_name(const char *host, char *buf, size_t size)
+{
+	struct config_canon	*q;
+	struct gaicb		*list[1];
+	struct timespec		 now, end, left;
+	int			 rc = -1, err;
+
+	q = xcalloc(1, sizeof *q);
+	util_strlcpy(q->name, host, sizeof q->name);
+	q->hints.ai_flags = AI_CANONNAME;
+	q->hints.ai_socktype = SOCK_STREAM;
+	q->cb.ar_name = q->name;
+	q->cb.ar_request = &q->hints;
+	list[0] = &q->cb;
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+		free(q);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += CONFIG_CANON_TIMEOUT_MS / 1000;
+	end.tv_nsec += (CONFIG_CANON_TIMEOUT_MS % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	while ((err = gai_error(&q->cb)) == EAI_INPROGRESS) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = end.tv_sec - now.tv_sec;
+		left.tv_nsec = end.tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0)
+			break;
+		(void)gai_suspend((const struct gaicb *const *)list, 1, &left);
+	}
+	if (err == EAI_INPROGRESS) {
+		if (gai_cancel(&q->cb) == EAI_NOTCANCELED)
+			return -1;
+		err = gai_error(&q->cb);
+	}
+	if (err == 0) {
+		if (q->cb.ar_result->ai_canonname != NULL &&
+		    util_strlcpy(buf, q->cb.ar_result->ai_canonname,
+		    size) < size)
+			rc = 0;
+		freeaddrinfo(q->cb.ar_result);
+	}
+	free(q);
+	return rc;
+}
+#else
+/* The canonical name of host into buf. */
+static int
+config_canon_name(const char *host, char *buf, size_t size)
+{
+	struct addrinfo	 hints, *res;
+	int		 rc = -1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_flags = AI_CANONNAME;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return -1;
+	if (res->ai_canonname != NULL &&
+	    util_strlcpy(buf, res->ai_canonname, size) < size)
+		rc = 0;
+	freeaddrinfo(res);
+	return rc;
+}
+#endif
+
+/*
+ * The default hostname: the system's name, fully qualified through the
+ * resolver when it is not already and the answer comes quickly;
+ * "localhost" when the system's name is not a valid domain name.
+ */
+static void
+config_default_hostname(char *buf, size_t size)
+{
+	char	name[CONFIG_HOST_SIZE], canon[CONFIG_HOST_SIZE];
+
+	if (gethostname(name, sizeof name) == -1)
+		name[0] = '\0';
+	name[sizeof name - 1] = '\0';
+	if (strchr(name, '.') == NULL && name[0] != '\0' &&
+	    config_canon_name(name, canon, sizeof canon) == 0 &&
+	    strchr(canon, '.') != NULL &&
+	    config_is_domain(canon, config_domain_len(canon)))
+		util_strlcpy(name, canon, sizeof name);
+	if (!config_is_domain(name, config_domain_len(name)))
+		util_strlcpy(name, "localhost", sizeof name);
+	util_strlcpy(buf, name, size);
+	buf[config_domain_len(buf)] = '\0';
+}
+
+/*
+ * Fill the computed defaults a file left out: hostname, then
+ * local_domains from the hostname in force.
+ */
+static void
+config_compute(struct config *c, int hostname_set, int domains_set)
+{
+	char	value[CONFIG_HOST_SIZE + sizeof " localhost"];
+
+	if (!hostname_set)
+		config_default_hostname(c->hostname, sizeof c->hostname);
+	if (!domains_set) {
+		util_snprintf(value, sizeof value, "%s localhost",
+		    c->hostname);
+		config_set_builtin(c, &config_keys[config_find_key("smtp",
+		    "local_domains")], value);
+	}
+}
+
+struct config *
+config_default(void)
+{
+	struct config	*c;
+	char		 cwd[CONFIG_PATH_SIZE];
+	size_t		 i;
+	int		 k;
+
+	c = config_new();
+	for (i = 0; i < nitems(config_builtin); i++) {
+		k = config_find_key(config_builtin[i].section,
+		    config_builtin[i].name);
+		config_set_builtin(c, &config_keys[k], config_builtin[i].value);
+	}
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		fatal("getcwd");
+	if (util_snprintf(c->spool, sizeof c->spool, "%s/%s/spool",
+	    strcmp(cwd, "/") == 0 ? "" : cwd, CONFIG_BUILTIN_DIR) == -1)
+		fatalx("current directory too long for the built-in spool");
+	config_compute(c, 0, 0);
+	c->path[0] = '\0';
+	return c;
+}
+
+/*
+ * A section header must name a known section.  Checked on the raw line
+ * because inih only reports key = value lines; a malformed header is
+ * left for inih to report as a syntax error.
+ */
+static int
+config_check_header(struct config_parse *p, const char *s)
+{
+	const char	*end;
+	char		 name[64], quoted[CONFIG_QUOTE_SIZE];
+	size_t		 len;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s != '[' || (end = strchr(s + 1, ']')) == NULL)
+		return 0;
+	len = end - (s + 1);
+	if (len < sizeof name) {
+		memcpy(name, s + 1, len);
+		name[len] = '\0';
+		if (config_is_section(name))
+			return 0;
+	}
+	log_escape(quoted, sizeof quoted, s + 1, len);
+	xasprintf(&p->cause, "%s:%d: [%s] unknown section", p->path,
+	    p->lineno, quoted);
+	return -1;
+}
+
+/*
+ * inih's reader: one whole line per call, counted, so that errors can
+ * name their line.  Returning NULL ends the parse, also on an error
+ * (the cause is then set).
+ */
+static char *
+config_read_cb(char *str, int num, void *arg)
+{
+	struct config_parse	*p = arg;
+	ssize_t			 len;
+	size_t			 text;
+	const char		*s;
+
+	if ((len = getline(&p->line, &p->linesize, p->f)) == -1)
+		return NULL;
+	p->lineno++;
+	if ((size_t)len != strlen(p->line)) {
+		xasprintf(&p->cause, "%s:%d: NUL character in line", p->path,
+		    p->lineno);
+		return NULL;
+	}
+	text = strcspn(p->line, "\r\n");
+	if (text > CONFIG_LINE_MAX || len + 1 > num) {
+		xasprintf(&p->cause, "%s:%d: line longer than %d characters",
+		    p->path, p->lineno, CONFIG_LINE_MAX);
+		return NULL;
+	}
+	s = p->line;
+	if (p->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	if (config_check_header(p, s) == -1)
+		return NULL;
+	memcpy(str, p->line, len + 1);
+	return str;
+}
+
+/* inih's handler: one key = value line; 0 stops the parse. */
+static int
+config_handler_cb(void *arg, const char *section, const char *name,
+    const char *value)
+{
+	struct config_parse	*p = arg;
+	char			*why, quoted[CONFIG_QUOTE_SIZE];
+	int			 k;
+
+	if (*section == '\0' || (k = config_find_key(section, name)) == -1) {
+		log_escape(quoted, sizeof quoted, name, strlen(name));
+		if (*section == '\0')
+			xasprintf(&p->cause, "%s:%d: %s: key outside any "
+			    "section", p->path, p->lineno, quoted);
+		else
+			xasprintf(&p->cause, "%s:%d: [%s] %s: unknown key",
+			    p->path, p->lineno, section, quoted);
+		return 0;
+	}
+	if (p->seen[k] != 0) {
+		xasprintf(&p->cause, "%s:%d: [%s] %s: given twice (first on "
+		    "line %d)", p->path, p->lineno, section, name, p->seen[k]);
+		return 0;
+	}
+	p->seen[k] = p->lineno;
+	if (config_keys[k].type->parse(p->c, &config_keys[k], value,
+	    &why) == -1) {
+		xasprintf(&p->cause, "%s:%d: [%s] %s: %s", p->path, p->lineno,
+		    section, name, why);
+		free(why);
+		return 0;
+	}
+	return 1;
+}
+
+struct config *
+config_load(const char *path, char **cause)
+{
+	struct config_parse	 p;
+	int			 rc, seen[nitems(config_keys)];
+
+	memset(&p, 0, sizeof p);
+	memset(seen, 0, sizeof seen);
+	p.path = path;
+	p.seen = seen;
+	if (strlen(path) >= sizeof p.c->path) {
+		xasprintf(cause, "%s: file name too long", path);
+		return NULL;
+	}
+	if ((p.f = fopen(path, "r")) == NULL) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	p.c = config_new();
+	util_strlcpy(p.c->path, path, sizeof p.c->path);
+
+	ini_allow_multiline = 0;
+	ini_stop_on_first_error = 1;
+	ini_allow_no_value = 0;
+	ini_use_stack = 1;
+	ini_max_line = CONFIG_LINE_MAX + 3;
+	rc = ini_parse_stream(config_read_cb, &p, config_handler_cb, &p);
+
+	if (p.cause == NULL && ferror(p.f))
+		xasprintf(&p.cause, "%s: %s", path, strerror(errno));
+	if (p.cause == NULL && rc > 0)
+		xasprintf(&p.cause, "%s:%d: syntax error: not \"[section]\" "
+		    "nor \"key = value\"", path, rc);
+	if (p.cause == NULL && rc < 0)
+		xasprintf(&p.cause, "%s: cannot parse (%d)", path, rc);
+	free(p.line);
+	fclose(p.f);
+	if (p.cause != NULL) {
+		config_free(p.c);
+		*cause = p.cause;
+		return NULL;
+	}
+	config_compute(p.c, seen[config_find_key("main", "hostname")] != 0,
+	    seen[config_find_key("smtp", "local_domains")] != 0);
+	return p.c;
+}
+
+void
+config_free(struct config *c)
+{
+	size_t	i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (config_keys[i].type->clear != NULL)
+			config_keys[i].type->clear(c, &config_keys[i]);
+	}
+	free(c);
+}
+
+/* The configuration in force as an INI file config_load() reads back. */
+void
+config_print(const struct config *c, FILE *fp)
+{
+	const char	*section = NULL;
+	size_t		 i;
+
+	fprintf(fp, "# tern configuration in force, from %s\n",
+	    c->path[0] != '\0' ? c->path : "the built-in defaults");
+	for (i = 0; i < nitems(config_keys); i++) {
+		if (section == NULL ||
+		    strcmp(section, config_keys[i].section) != 0) {
+			section = config_keys[i].section;
+			fprintf(fp, "\n[%s]\n", section);
+		}
+		fprintf(fp, "%s = ", config_keys[i].name);
+		config_keys[i].type->print(c, &config_keys[i], fp);
+		fputc('\n', fp);
+	}
+}
+
+int
+config_is_local_domain(const struct config *c, const char *domain)
+{
+	size_t	i, len = config_domain_len(domain);
+
+	if (len == 0)
+		return 0;
+	for (i = 0; i < c->nlocal_domains; i++) {
+		if (strlen(c->local_domains[i]) == len &&
+		    strncasecmp(c->local_domains[i], domain, len) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether the first prefix bits of two addresses agree. */
+static int
+config_prefix_match(const unsigned char *a, const unsigned char *b,
+    unsigned prefix)
+{
+	unsigned	full = prefix / 8, rest = prefix % 8;
+	unsigned char	mask;
+
+	if (memcmp(a, b, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (unsigned char)(0xff << (8 - rest));
+	return (a[full] & mask) == (b[full] & mask);
+}
+
+/*
+ * Whether a client address is in relay_networks; an IPv4-mapped IPv6
+ * address is also matched as the IPv4 address it carries.
+ */
+int
+config_is_relay_client(const struct config *c, const struct sockaddr *sa)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+	const unsigned char		*a4 = NULL, *a6 = NULL;
+	size_t				 i;
+
+	if (sa->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)(const void *)sa;
+		a4 = (const unsigned char *)&sin->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+		a6 = sin6->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			a4 = a6 + 12;
+	} else
+		return 0;
+	for (i = 0; i < c->nrelay_networks; i++) {
+		const struct config_net	*net = &c->relay_networks[i];
+
+		if (net->family == AF_INET && a4 != NULL &&
+		    config_prefix_match(net->addr, a4, net->prefix))
+			return 1;
+		if (net->family == AF_INET6 && a6 != NULL &&
+		    config_prefix_match(net->addr, a6, net->prefix))
+			return 1;
+	}
+	return 0;
+}

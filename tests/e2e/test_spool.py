@@ -1,0 +1,335 @@
+"""
+test_spool.py: what ternd keeps on disk.  An accepted message is stored
+as queue/XX/ID.msg (our Received header and the data, byte for byte) and
+ID.env (the envelope); it survives kill -9; what was never acknowledged
+never appears in the queue; start-up recovery cleans what a crash left;
+one daemon per spool; queue ids are unique and time-ordered.
+"""
+
+import email.utils
+import datetime
+import os
+import random
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ternlib  # noqa: E402
+from ternlib import HOSTNAME, HELO, TernTestCase, queued_id  # noqa: E402
+
+DATE_RE = (rb"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?[0-9]{1,2} "
+           rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+           rb"[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}")
+
+# Content with dot-led lines (stuffed on the wire) and 8-bit octets.
+CONTENT = (b"From: Sender <sender@example.org>\r\n"
+           b"To: rcpt@local.test\r\n"
+           b"Subject: spool test\r\n"
+           b"MIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n"
+           b"\r\n"
+           b".one leading dot\r\n"
+           b"..two leading dots\r\n"
+           b".\r\n"
+           b"caf\xc3\xa9 \xe2\x82\xac \xff\xfe\x80 raw octets\r\n"
+           b"\ttab and trailing space \r\n"
+           b"\r\n"
+           b"last line\r\n")
+
+ENV_KEYS = ["version", "id", "arrival", "sender", "size", "body",
+            "smtputf8", "client-address", "helo", "protocol", "tries",
+            "next-attempt"]
+
+
+def split_received(test, msg, qid, proto=b"ESMTP", helo=HELO, rcpt=None):
+    """Check msg starts with our Received header; return the rest."""
+    rx = (rb"Received: from " + re.escape(helo.encode()) +
+          rb" \(\[127\.0\.0\.1\]\)\r\n"
+          rb"\tby " + re.escape(HOSTNAME.encode()) + rb" \(tern\) with " +
+          proto + rb" id " + qid.encode())
+    if rcpt is not None:
+        rx += rb"\r\n\tfor <" + re.escape(rcpt.encode()) + rb">;"
+    else:
+        rx += rb";"
+    rx += rb"(?: |\r\n\t)(" + DATE_RE + rb")\r\n"
+    m = re.match(rx, msg)
+    test.assertIsNotNone(m, "no matching Received header at the start of "
+                         "%r" % msg[:300])
+    when = email.utils.parsedate_to_datetime(m.group(1).decode())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    test.assertLess(abs((now - when).total_seconds()), 300, m.group(1))
+    return msg[m.end():]
+
+
+class Stored(TernTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.t = self.tern(smtp={"max_message_size": "10M"})
+
+    def test_message_and_envelope(self):
+        c = self.t.session()
+        r = c.mail("sender@example.org", ["rcpt@local.test"], CONTENT,
+                   params=" BODY=8BITMIME")
+        qid = queued_id(r)
+        self.assertRegex(qid, r"^[0-9A-Z]{15}$")
+        d = self.t.path("queue", qid[9:11])
+        self.assertEqual(sorted(os.listdir(d)), [qid + ".env", qid + ".msg"])
+        self.assertEqual(self.t.queued(), [qid])
+        msg = self.t.read_msg(qid)
+        rest = split_received(self, msg, qid, rcpt="rcpt@local.test")
+        self.assertEqual(rest, CONTENT)
+
+        fields, rcpts = self.t.read_env(qid)
+        for key in ENV_KEYS:
+            self.assertIn(key, fields)
+        self.assertEqual(fields["version"], "1")
+        self.assertEqual(fields["id"], qid)
+        self.assertEqual(fields["sender"], "<sender@example.org>")
+        self.assertEqual(int(fields["size"]),
+                         os.path.getsize(self.t.qpath(qid, "msg")))
+        self.assertEqual(fields["tries"], "0")
+        self.assertEqual(fields["helo"], HELO)
+        self.assertEqual(fields["protocol"], "ESMTP")
+        self.assertIn("127.0.0.1", fields["client-address"])
+        self.assertEqual(rcpts, [{"rcpt": "<rcpt@local.test>",
+                                  "rcpt-state": "pending"}])
+
+    def test_several_recipients(self):
+        c = self.t.session()
+        to = ["a@local.test", "b@example.test", "c@remote.example"]
+        qid = queued_id(c.mail("sender@example.org", to, CONTENT))
+        rest = split_received(self, self.t.read_msg(qid), qid)
+        self.assertEqual(rest, CONTENT)
+        _, rcpts = self.t.read_env(qid)
+        self.assertEqual([r["rcpt"] for r in rcpts],
+                         ["<%s>" % a for a in to])
+        for r in rcpts:
+            self.assertEqual(r.get("rcpt-state"), "pending", r)
+
+    def test_null_sender(self):
+        c = self.t.session()
+        qid = queued_id(c.mail("", ["rcpt@local.test"], CONTENT))
+        fields, _ = self.t.read_env(qid)
+        self.assertEqual(fields["sender"], "<>")
+
+    def test_helo_protocol(self):
+        c = self.t.raw()
+        self.assertEqual(c.cmd("HELO old.example").code, 250)
+        qid = queued_id(c.mail("s@example.org", ["rcpt@local.test"],
+                               CONTENT))
+        rest = split_received(self, self.t.read_msg(qid), qid, b"SMTP",
+                              "old.example", "rcpt@local.test")
+        self.assertEqual(rest, CONTENT)
+        fields, _ = self.t.read_env(qid)
+        self.assertEqual(fields["protocol"], "SMTP")
+        self.assertEqual(fields["helo"], "old.example")
+
+    def test_smtputf8_protocol(self):
+        c = self.t.session()
+        rcpt = "\u00fcser@local.test"
+        qid = queued_id(c.mail("j\u00f6rg@example.org", [rcpt], CONTENT,
+                               params=" SMTPUTF8"))
+        rest = split_received(self, self.t.read_msg(qid), qid,
+                              b"UTF8SMTP", HELO, rcpt)
+        self.assertEqual(rest, CONTENT)
+        fields, rcpts = self.t.read_env(qid)
+        self.assertEqual(fields["sender"], "<j\u00f6rg@example.org>")
+        self.assertEqual(rcpts[0]["rcpt"], "<%s>" % rcpt)
+
+    def test_large_message_byte_identical(self):
+        rnd = random.Random(5321)
+        # Any octet but NUL, CR and LF.
+        table = (bytes(range(256)).replace(b"\r", b"r").replace(b"\n", b"n")
+                 .replace(b"\x00", b"0"))
+        lines = [b"Subject: large\r\n", b"\r\n"]
+        size = 0
+        while size < 1500000:
+            n = rnd.randrange(0, 990)
+            line = rnd.randbytes(n).translate(table)
+            if rnd.random() < 0.1:
+                line = b"." * rnd.randrange(1, 4) + line
+            lines.append(line + b"\r\n")
+            size += n + 2
+        content = b"".join(lines)
+        c = self.t.session()
+        qid = queued_id(c.mail("s@example.org", ["rcpt@local.test"],
+                               content, params=" BODY=8BITMIME"))
+        rest = split_received(self, self.t.read_msg(qid), qid,
+                              rcpt="rcpt@local.test")
+        self.assertTrue(rest == content, "stored content differs")
+
+    def test_spool_layout(self):
+        for sub in ("incoming", "queue", "corrupt", "hold", "maildrop"):
+            self.assertTrue(os.path.isdir(self.t.path(sub)), sub)
+        self.assertTrue(os.path.exists(self.t.path("lock")))
+        self.assertEqual(self.t.files("incoming"), [])
+
+
+class Durability(TernTestCase):
+
+    def test_survives_kill9(self):
+        t = self.tern()
+        c = t.session()
+        qid = queued_id(c.mail("s@example.org", ["rcpt@local.test"],
+                               CONTENT))
+        msg = t.read_msg(qid)
+        env = t.read_env_bytes(qid)
+        t.kill9()
+        t.start()
+        self.assertEqual(t.queued(), [qid])
+        self.assertEqual(t.read_msg(qid), msg)
+        self.assertEqual(t.read_env_bytes(qid), env)
+        self.assertEqual(split_received(self, msg, qid,
+                                        rcpt="rcpt@local.test"), CONTENT)
+        # And the restarted daemon takes new mail.
+        qid2 = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.queued(), sorted([qid, qid2]))
+
+    def start_data(self, c):
+        self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        # Stuffed, and without the final dot.
+        c.send(ternlib.dot_stuff(CONTENT)[:-3] + b"x" * 5000 + b"\r\nmore")
+
+    def test_client_gone_mid_data(self):
+        t = self.tern()
+        c = t.session()
+        self.start_data(c)
+        c.close()
+        t.kill9()
+        t.start()
+        self.assertEqual(t.files("incoming"), [])
+        self.assertEqual(t.queue_files(), [])
+
+    def test_daemon_killed_mid_data(self):
+        t = self.tern()
+        c = t.session()
+        self.start_data(c)
+        try:
+            ternlib.wait_for(lambda: t.files("incoming"), 2,
+                             "a file in incoming/")
+        except AssertionError:
+            pass	# the daemon may hold the start in memory; still valid
+        t.kill9()
+        c.close()
+        t.start()
+        self.assertEqual(t.files("incoming"), [])
+        self.assertEqual(t.queue_files(), [])
+
+    def test_client_gone_then_normal_mail(self):
+        t = self.tern()
+        c = t.session()
+        self.start_data(c)
+        c.close()
+        qid = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.queued(), [qid])
+        ternlib.wait_for(lambda: t.files("incoming") == [], 5,
+                         "incoming/ to be emptied of the abandoned message")
+        t.restart()
+        self.assertEqual(t.queued(), [qid])
+
+
+class Recovery(TernTestCase):
+
+    def plant(self, t, rel, data):
+        p = t.path(*rel.split("/"))
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    def test_recovery_at_start(self):
+        t = self.tern()
+        keep = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        lost = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.stop(), 0)
+        keep_msg = t.read_msg(keep)
+        keep_env = t.read_env_bytes(keep)
+        # A committed envelope whose content is gone.
+        os.unlink(t.qpath(lost, "msg"))
+        orphan = "0000000001AB000"
+        garbage = "0000000001AB001"
+        self.plant(t, "incoming/0000000001AB002.msg", b"partial")
+        self.plant(t, "incoming/junk", b"junk")
+        self.plant(t, "queue/%s/%s.msg" % (orphan[9:11], orphan), CONTENT)
+        self.plant(t, "queue/%s/%s.msg" % (garbage[9:11], garbage), CONTENT)
+        self.plant(t, "queue/%s/%s.env" % (garbage[9:11], garbage),
+                   b"\x00\x01 this is not an envelope\n\xff\n")
+        t.start()
+
+        self.assertEqual(t.files("incoming"), [])
+        self.assertEqual(t.queued(), [keep])
+        self.assertFalse(os.path.exists(t.qpath(orphan, "msg")))
+        self.assertFalse(os.path.exists(t.qpath(garbage, "env")))
+        self.assertFalse(os.path.exists(t.qpath(lost, "env")))
+        corrupt = t.files("corrupt")
+        for qid in (garbage, lost):
+            self.assertTrue(any(qid in name for name in corrupt),
+                            "%s not in corrupt/: %r" % (qid, corrupt))
+        self.assertFalse(any(orphan in name for name in corrupt), corrupt)
+        self.assertEqual(t.read_msg(keep), keep_msg)
+        self.assertEqual(t.read_env_bytes(keep), keep_env)
+        # The garbage is kept as it was, for a person to look at.
+        contents = []
+        for name in corrupt:
+            with open(t.path("corrupt", name), "rb") as f:
+                contents.append(f.read())
+        self.assertIn(b"\x00\x01 this is not an envelope\n\xff\n", contents)
+        # And the daemon serves.
+        qid = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.queued(), sorted([keep, qid]))
+
+    def test_two_daemons_one_spool(self):
+        t = self.tern()
+        conf2 = os.path.join(t.dir, "second.ini")
+        port2 = ternlib.free_port()
+        with open(t.conf) as f:
+            text = f.read()
+        with open(conf2, "w") as f:
+            f.write(text.replace("127.0.0.1:%d" % t.port,
+                                 "127.0.0.1:%d" % port2))
+        rc, out, err = ternlib.run_ternd(["-c", conf2])
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(err, r"(?i)lock|in use")
+        # The first one is undisturbed.
+        self.assertTrue(t.is_running())
+        qid = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.queued(), [qid])
+        self.assertTrue(os.path.exists(t.path("lock")))
+
+
+class QueueIds(TernTestCase):
+
+    def test_ids_unique_and_increasing(self):
+        t = self.tern()
+        ids = []
+        c = t.session()
+        for i in range(6):
+            ids.append(queued_id(c.mail("s@example.org", ["r@local.test"],
+                                        b"Subject: %d\r\n\r\nx\r\n" % i)))
+        c.close()
+        for _ in range(2):
+            ids.append(t.send_message("s@example.org", ["r@local.test"],
+                                      CONTENT))
+        for qid in ids:
+            self.assertRegex(qid, r"^[0-9A-Z]{15}$")
+            self.assertTrue(os.path.exists(t.qpath(qid, "msg")), qid)
+        self.assertEqual(len(set(ids)), len(ids), ids)
+        self.assertEqual(ids, sorted(ids), "ids not in order of acceptance")
+        self.assertEqual(t.queued(), sorted(ids))
+
+    def test_ids_increase_across_restart(self):
+        t = self.tern()
+        first = t.send_message("s@example.org", ["r@local.test"], CONTENT)
+        t.kill9()
+        t.start()
+        second = t.send_message("s@example.org", ["r@local.test"], CONTENT)
+        self.assertLess(first, second)
+
+
+if __name__ == "__main__":
+    ternlib.main()

@@ -1,0 +1,1333 @@
+/*
+ * check_queue.c: the spool.  Queue ids (form, order, uniqueness),
+ * receiving and committing a message (the bytes on disk, an envelope that
+ * reads back, a callback that runs from the loop and only once), abort
+ * and cancel, recovery of a spool in each state a crash or a person can
+ * leave it, the one-daemon lock, and a disk that refuses writes.  Every
+ * test runs in its own process on its own spool under /tmp.
+ */
+#include "autoconf.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+
+/* The id alphabet queue.c documents: digits, capitals but I, L, O, U. */
+#define ID_ALPHABET	"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#define ID_TIME_LEN	11
+#define MSG_BUFSIZE	16384		/* queue.c's write buffer */
+#define NIDS		10000
+#define NMANY		8
+#define PATH_SIZE	512
+
+static char			 top[64];	/* every spool of this run */
+static char			 spool[128];	/* this test's spool */
+static struct event_base	*base;
+
+/* What a commit callback saw. */
+struct result {
+	int	calls;
+	int	error;
+};
+
+/* What the recovery scan reported. */
+struct scan {
+	size_t	n;
+	struct {
+		char	id[QUEUE_ID_LEN + 1];
+		char	sender[64];
+		size_t	nrcpts;
+		char	rcpt0[64];
+	} seen[8];
+};
+
+static void
+commit_cb(void *arg, int error)
+{
+	struct result	*r = arg;
+
+	r->calls++;
+	r->error = error;
+}
+
+static void
+scan_cb(const struct envelope *env, void *arg)
+{
+	struct scan	*sc = arg;
+
+	ck_assert_uint_lt(sc->n, nitems(sc->seen));
+	util_strlcpy(sc->seen[sc->n].id, env->id, sizeof sc->seen[sc->n].id);
+	util_strlcpy(sc->seen[sc->n].sender, env->sender != NULL ?
+	    env->sender : "(null)", sizeof sc->seen[sc->n].sender);
+	sc->seen[sc->n].nrcpts = env->nrcpts;
+	util_strlcpy(sc->seen[sc->n].rcpt0, env->nrcpts > 0 ?
+	    env->rcpts[0].addr : "", sizeof sc->seen[sc->n].rcpt0);
+	sc->n++;
+}
+
+/* A path below this test's spool. */
+static void __attribute__((format(printf, 3, 4)))
+spath(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	n = snprintf(buf, size, "%s/", spool);
+	ck_assert(n > 0 && (size_t)n < size);
+	va_start(ap, fmt);
+	n = vsnprintf(buf + n, size - (size_t)n, fmt, ap);
+	va_end(ap);
+	ck_assert(n >= 0);
+}
+
+/* Where a committed message of id lives: queue/XX/ID.ext. */
+static void
+qpath(char *buf, size_t size, const char *top_dir, const char *id,
+    const char *ext)
+{
+	spath(buf, size, "%s/%c%c/%s.%s", top_dir, id[9], id[10], id, ext);
+}
+
+static int
+exists(const char *path)
+{
+	struct stat	st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* Files (not directories) below path, recursively; -1 if unreadable. */
+static int
+count_files(const char *path)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	struct stat	 st;
+	char		 sub[PATH_SIZE];
+	int		 n = 0, k;
+
+	if ((dp = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
+			if ((k = count_files(sub)) > 0)
+				n += k;
+		} else
+			n++;
+	}
+	closedir(dp);
+	return n;
+}
+
+static int
+count_spool(const char *sub)
+{
+	char	path[PATH_SIZE];
+
+	spath(path, sizeof path, "%s", sub);
+	return count_files(path);
+}
+
+/* rm -r of a tree this test made. */
+static void
+remove_tree(int at, const char *name)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	int		 fd;
+
+	if (unlinkat(at, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+		return;
+	if ((fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == -1)
+		return;
+	if ((dp = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			remove_tree(dirfd(dp), de->d_name);
+	}
+	closedir(dp);
+	unlinkat(at, name, AT_REMOVEDIR);
+}
+
+/* A whole file, NUL-terminated, or NULL. */
+static char *
+read_all(const char *path, size_t *lenp)
+{
+	struct stat	 st;
+	char		*buf;
+	size_t		 off = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return NULL;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	while (off < (size_t)st.st_size &&
+	    (n = read(fd, buf + off, (size_t)st.st_size - off)) > 0)
+		off += (size_t)n;
+	close(fd);
+	buf[off] = '\0';
+	*lenp = off;
+	return buf;
+}
+
+static void
+write_all(const char *path, const char *data, size_t len)
+{
+	int	fd;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_msg(fd != -1, "%s: %s", path, strerror(errno));
+	ck_assert_msg(write(fd, data, len) == (ssize_t)len, "%s", path);
+	close(fd);
+}
+
+/* Same file, same size, not written since before was taken. */
+static void
+check_untouched(const char *path, const struct stat *before)
+{
+	struct stat	st;
+
+	ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
+	ck_assert_msg(st.st_ino == before->st_ino &&
+	    st.st_size == before->st_size &&
+	    st.st_mtim.tv_sec == before->st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == before->st_mtim.tv_nsec,
+	    "%s was replaced or changed", path);
+}
+
+static void
+make_dir(const char *path)
+{
+	ck_assert_msg(mkdir(path, 0700) == 0 || errno == EEXIST, "%s: %s",
+	    path, strerror(errno));
+}
+
+/* Message bytes that exercise every octet value, by position and seed. */
+static void
+fill(char *buf, size_t len, unsigned seed)
+{
+	uint32_t	x;
+	size_t		i;
+
+	for (i = 0; i < len; i++) {
+		x = (uint32_t)i * 2654435761u + seed * 40503u;
+		x ^= x >> 15;
+		buf[i] = (char)(x & 0xff);
+	}
+}
+
+static void
+make_env(struct envelope *env, const char *id, const char *sender,
+    const char *const *rcpts, size_t nrcpts, uint64_t size)
+{
+	size_t	i;
+
+	envelope_init(env);
+	util_strlcpy(env->id, id, sizeof env->id);
+	env->arrival = env->next_attempt = time(NULL);
+	envelope_set_str(&env->sender, sender);
+	env->size = size;
+	util_strlcpy(env->client_addr, "192.0.2.1", sizeof env->client_addr);
+	util_strlcpy(env->helo, "client.example.net", sizeof env->helo);
+	util_strlcpy(env->protocol, "ESMTP", sizeof env->protocol);
+	for (i = 0; i < nrcpts; i++)
+		envelope_add_rcpt(env, rcpts[i]);
+}
+
+/* The envelope as envelope_write() puts it, for files made by hand. */
+static char *
+env_text(const char *id, const char *sender, const char *rcpt, size_t *lenp)
+{
+	struct envelope	 env;
+	char		*text;
+
+	make_env(&env, id, sender, &rcpt, 1, 0);
+	ck_assert_int_eq(envelope_write(&env, &text, lenp), 0);
+	envelope_clear(&env);
+	return text;
+}
+
+static void
+init_spool(queue_scan_cb cb, void *arg)
+{
+	char	*cause = NULL;
+
+	ck_assert_msg(queue_init(base, spool, cb, arg, &cause) == 0,
+	    "queue_init: %s", cause);
+}
+
+/* queue/XX/ID.msg holds exactly want. */
+static void
+check_msg_file(const char *top_dir, const char *id, const char *want,
+    size_t wantlen)
+{
+	char	 path[PATH_SIZE], *got;
+	size_t	 len, i;
+
+	qpath(path, sizeof path, top_dir, id, "msg");
+	got = read_all(path, &len);
+	ck_assert_msg(got != NULL, "%s: %s", path, strerror(errno));
+	ck_assert_msg(len == wantlen, "%s: %zu octets, want %zu", path, len,
+	    wantlen);
+	for (i = 0; i < len && got[i] == want[i]; i++)
+		;
+	ck_assert_msg(i == len, "%s: differs at octet %zu", path, i);
+	free(got);
+}
+
+/* queue/XX/ID.env parses back to this id, sender and recipients. */
+static void
+check_env_file(const char *top_dir, const char *id, const char *sender,
+    const char *const *rcpts, size_t nrcpts)
+{
+	struct envelope	 env;
+	char		 path[PATH_SIZE], *text, *cause = NULL;
+	size_t		 len, i;
+
+	qpath(path, sizeof path, top_dir, id, "env");
+	text = read_all(path, &len);
+	ck_assert_msg(text != NULL, "%s: %s", path, strerror(errno));
+	envelope_init(&env);
+	ck_assert_msg(envelope_parse(&env, text, len, &cause) == 0,
+	    "%s: %s", path, cause);
+	ck_assert_str_eq(env.id, id);
+	ck_assert_str_eq(env.sender, sender);
+	ck_assert_uint_eq(env.nrcpts, nrcpts);
+	for (i = 0; i < nrcpts; i++) {
+		ck_assert_str_eq(env.rcpts[i].addr, rcpts[i]);
+		ck_assert_int_eq(env.rcpts[i].state, ENVELOPE_RCPT_PENDING);
+	}
+	envelope_clear(&env);
+	free(text);
+}
+
+/* Receive data in one write and ask for its commit. */
+static struct queue_commit *
+start_commit(char *id, size_t idsize, const char *data, size_t len,
+    const char *sender, const char *rcpt, struct result *r)
+{
+	struct queue_msg	*m;
+	struct queue_commit	*c;
+	struct envelope		 env;
+
+	m = queue_msg_new(id, idsize);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, data, len), 0);
+	make_env(&env, id, sender, &rcpt, 1, len);
+	c = queue_msg_commit(m, &env, commit_cb, r);
+	envelope_clear(&env);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(r->calls, 0);
+	return c;
+}
+
+static void
+setup(void)
+{
+	log_init("check_queue", LOG_TARGET_NONE, 0);
+	ck_assert(util_snprintf(spool, sizeof spool, "%s/spool.XXXXXX",
+	    top) != -1);
+	ck_assert_ptr_nonnull(mkdtemp(spool));
+	base = event_base_new();
+	ck_assert_ptr_nonnull(base);
+}
+
+static void
+teardown(void)
+{
+	queue_shutdown();
+	event_base_free(base);
+	remove_tree(AT_FDCWD, spool);
+}
+
+/*
+ * Queue ids.
+ */
+
+START_TEST(test_id_form)
+{
+	struct timeval	 before, after;
+	char		 id[QUEUE_ID_LEN + 1];
+	uint64_t	 usec = 0, lo, hi;
+	size_t		 i;
+
+	init_spool(NULL, NULL);
+	gettimeofday(&before, NULL);
+	queue_id_new(id, sizeof id);
+	gettimeofday(&after, NULL);
+
+	ck_assert_uint_eq(strlen(id), QUEUE_ID_LEN);
+	for (i = 0; i < QUEUE_ID_LEN; i++)
+		ck_assert_msg(id[i] != '\0' && strchr(ID_ALPHABET, id[i]) !=
+		    NULL, "\"%s\": bad character at %zu", id, i);
+	ck_assert_int_eq(queue_is_id(id), 1);
+
+	/* The head is microseconds since the epoch, most significant first. */
+	for (i = 0; i < ID_TIME_LEN; i++)
+		usec = usec * 32 + (uint64_t)(strchr(ID_ALPHABET, id[i]) -
+		    ID_ALPHABET);
+	lo = (uint64_t)before.tv_sec * 1000000 + (uint64_t)before.tv_usec;
+	hi = (uint64_t)after.tv_sec * 1000000 + (uint64_t)after.tv_usec;
+	ck_assert_msg(usec >= lo && usec <= hi, "\"%s\": time %llu not in "
+	    "[%llu, %llu]", id, (unsigned long long)usec,
+	    (unsigned long long)lo, (unsigned long long)hi);
+	queue_shutdown();
+}
+END_TEST
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+START_TEST(test_id_order)
+{
+	char	(*ids)[QUEUE_ID_LEN + 1];
+	size_t	 i;
+
+	init_spool(NULL, NULL);
+	ids = xcalloc(NIDS, sizeof *ids);
+	/* A tight loop: many ids fall in the same microsecond. */
+	for (i = 0; i < NIDS; i++)
+		queue_id_new(ids[i], sizeof ids[i]);
+	for (i = 0; i < NIDS; i++) {
+		ck_assert_msg(queue_is_id(ids[i]), "\"%s\"", ids[i]);
+		if (i > 0)
+			ck_assert_msg(strcmp(ids[i - 1], ids[i]) < 0,
+			    "id %zu \"%s\" not after \"%s\"", i, ids[i],
+			    ids[i - 1]);
+	}
+	qsort(ids, NIDS, sizeof *ids, id_cmp);
+	for (i = 1; i < NIDS; i++)
+		ck_assert_msg(strcmp(ids[i - 1], ids[i]) != 0,
+		    "\"%s\" given twice", ids[i]);
+	free(ids);
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_id_small_buffer)
+{
+	char	id[QUEUE_ID_LEN];
+
+	init_spool(NULL, NULL);
+	queue_id_new(id, sizeof id);
+}
+END_TEST
+
+static const struct {
+	const char	*text;
+	int		 want;
+} is_ids[] = {
+	{ "000000000000000", 1 },
+	{ "ZZZZZZZZZZZZZZZ", 1 },
+	{ "0123456789ABCDE", 1 },
+	{ "1FGHJKMNPQRSTVW", 1 },
+	{ "XYZ0123456789AB", 1 },
+	{ "", 0 },
+	{ "0", 0 },
+	{ "0123456789ABCD", 0 },		/* 14 */
+	{ "0123456789ABCDEF", 0 },		/* 16 */
+	{ "0123456789ABCDE0123456789ABCDE", 0 },
+	{ "0123456789abcde", 0 },
+	{ "0123456789ABCDe", 0 },
+	{ "z23456789ABCDEF", 0 },
+	{ "0123456789ABCDI", 0 },		/* I, L, O, U are not used */
+	{ "0123456789ABCDL", 0 },
+	{ "0123456789ABCDO", 0 },
+	{ "0123456789ABCDU", 0 },
+	{ "0123456789ABCD-", 0 },
+	{ "0123456789ABCD.", 0 },
+	{ "0123456789ABCD/", 0 },
+	{ "0123456789ABCD ", 0 },
+	{ " 123456789ABCDE", 0 },
+	{ "0123456789ABCD\n", 0 },
+	{ "0123456789ABC\xc3\x89", 0 },
+	{ "../../etc/passw", 0 },
+	{ "0123456789ABCDE.msg", 0 },
+};
+
+START_TEST(test_is_id)
+{
+	ck_assert_msg(queue_is_id(is_ids[_i].text) == is_ids[_i].want,
+	    "\"%s\": want %d", is_ids[_i].text, is_ids[_i].want);
+}
+END_TEST
+
+/*
+ * Receiving and committing.
+ */
+
+/* Write sizes around the 16 KiB buffer; a message is their sum. */
+static const struct {
+	size_t	n;
+	size_t	size[8];
+} writes[] = {
+	{ 1, { 0 } },
+	{ 1, { 1 } },
+	{ 3, { 5, 0, 7 } },
+	{ 1, { MSG_BUFSIZE - 1 } },
+	{ 1, { MSG_BUFSIZE } },
+	{ 1, { MSG_BUFSIZE + 1 } },
+	{ 3, { MSG_BUFSIZE - 1, 1, 1 } },
+	{ 2, { MSG_BUFSIZE, MSG_BUFSIZE } },
+	{ 7, { 73, 2, 40000, 0, 511, MSG_BUFSIZE, 3 } },
+	{ 1, { 5 * MSG_BUFSIZE + 17 } },
+	{ 2, { 1, 1000000 } },
+};
+
+START_TEST(test_commit)
+{
+	static const char *const rcpts[] = {
+		"bob@example.net", "carol@example.com", "dave@example.org"
+	};
+	struct queue_msg	*m;
+	struct queue_commit	*c;
+	struct envelope		 env;
+	struct result		 r = { 0, 0 };
+	char			 id[QUEUE_ID_LEN + 1], path[PATH_SIZE];
+	char			*data;
+	size_t			 i, off, total = 0, nrcpts = 1 + _i % 3;
+
+	for (i = 0; i < writes[_i].n; i++)
+		total += writes[_i].size[i];
+	data = xmalloc(total + 1);
+	fill(data, total, (unsigned)_i);
+
+	init_spool(NULL, NULL);
+	ck_assert_uint_eq(queue_count(), 0);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_msg(queue_is_id(id), "\"%s\"", id);
+	spath(path, sizeof path, "incoming/%s.msg", id);
+	ck_assert_msg(exists(path), "%s missing while receiving", path);
+
+	for (off = 0, i = 0; i < writes[_i].n; i++) {
+		ck_assert_int_eq(queue_msg_write(m, data + off,
+		    writes[_i].size[i]), 0);
+		off += writes[_i].size[i];
+		ck_assert_uint_eq(queue_msg_size(m), off);
+	}
+
+	make_env(&env, id, "alice@example.org", rcpts, nrcpts, total);
+	c = queue_msg_commit(m, &env, commit_cb, &r);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(r.calls, 0);
+	/* The envelope was taken at once: the caller may reuse its own. */
+	envelope_clear(&env);
+
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_msg(r.error == 0, "commit: %s", strerror(r.error));
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+
+	check_msg_file("queue", id, data, total);
+	check_env_file("queue", id, "alice@example.org", rcpts, nrcpts);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	ck_assert_uint_eq(queue_count(), 1);
+	free(data);
+	queue_shutdown();
+}
+END_TEST
+
+/* Commits asked for before the loop runs complete in one pass. */
+START_TEST(test_commit_many)
+{
+	struct queue_msg	*m[NMANY];
+	struct result		 r[NMANY];
+	struct envelope		 env;
+	char			 id[NMANY][QUEUE_ID_LEN + 1], sender[64];
+	char			 rcpt[64], *data[NMANY];
+	const char		*rp = rcpt;
+	size_t			 len[NMANY], off[NMANY], i, j, n;
+
+	init_spool(NULL, NULL);
+	for (i = 0; i < NMANY; i++) {
+		m[i] = queue_msg_new(id[i], sizeof id[i]);
+		ck_assert_ptr_nonnull(m[i]);
+		for (j = 0; j < i; j++)
+			ck_assert_str_ne(id[j], id[i]);
+		len[i] = 1000 + i * 7919;
+		data[i] = xmalloc(len[i]);
+		fill(data[i], len[i], 100 + (unsigned)i);
+		off[i] = 0;
+		r[i].calls = r[i].error = 0;
+	}
+	/* Interleaved writes of several sizes, as concurrent sessions do. */
+	for (j = 0; j < 64; j++) {
+		for (i = 0; i < NMANY; i++) {
+			n = 1 + (i * 31 + j * 977) % 3000;
+			if (n > len[i] - off[i])
+				n = len[i] - off[i];
+			ck_assert_int_eq(queue_msg_write(m[i], data[i] + off[i],
+			    n), 0);
+			off[i] += n;
+		}
+	}
+	for (i = 0; i < NMANY; i++)
+		ck_assert_uint_eq(off[i], len[i]);
+
+	/* Asked for in reverse order of reception. */
+	for (i = NMANY; i-- > 0; ) {
+		snprintf(sender, sizeof sender, "s%zu@example.org", i);
+		snprintf(rcpt, sizeof rcpt, "r%zu@example.net", i);
+		make_env(&env, id[i], sender, &rp, 1, len[i]);
+		ck_assert_ptr_nonnull(queue_msg_commit(m[i], &env, commit_cb,
+		    &r[i]));
+		envelope_clear(&env);
+	}
+	for (i = 0; i < NMANY; i++)
+		ck_assert_int_eq(r[i].calls, 0);
+
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_msg(r[i].calls == 1, "commit %zu: %d calls", i,
+		    r[i].calls);
+		ck_assert_msg(r[i].error == 0, "commit %zu: %s", i,
+		    strerror(r[i].error));
+	}
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		snprintf(sender, sizeof sender, "s%zu@example.org", i);
+		snprintf(rcpt, sizeof rcpt, "r%zu@example.net", i);
+		check_msg_file("queue", id[i], data[i], len[i]);
+		check_env_file("queue", id[i], sender, &rp, 1);
+		free(data[i]);
+	}
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 2 * NMANY);
+	ck_assert_uint_eq(queue_count(), NMANY);
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_abort)
+{
+	struct queue_msg	*m;
+	struct result		 r = { 0, 0 };
+	char			 id[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char			 path[PATH_SIZE], data[3 * MSG_BUFSIZE];
+
+	fill(data, sizeof data, 7);
+	init_spool(NULL, NULL);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, data, sizeof data), 0);
+	spath(path, sizeof path, "incoming/%s.msg", id);
+	ck_assert(exists(path));
+	queue_msg_abort(m);
+	queue_msg_abort(NULL);
+
+	ck_assert_msg(!exists(path), "%s left behind", path);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_uint_eq(queue_count(), 0);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(count_spool("queue"), 0);
+
+	/* The spool still takes mail afterwards. */
+	start_commit(id2, sizeof id2, data, 100, "a@example.org",
+	    "b@example.net", &r);
+	ck_assert_str_ne(id, id2);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.error, 0);
+	check_msg_file("queue", id2, data, 100);
+	ck_assert_uint_eq(queue_count(), 1);
+	queue_shutdown();
+}
+END_TEST
+
+/* A cancelled commit stays silent but still happens. */
+START_TEST(test_cancel)
+{
+	static const char *const rcpt = "b@example.net";
+	struct queue_commit	*c;
+	struct result		 r1 = { 0, 0 }, r2 = { 0, 0 };
+	char			 id1[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char			 data[1000];
+
+	fill(data, sizeof data, 3);
+	init_spool(NULL, NULL);
+	c = start_commit(id1, sizeof id1, data, sizeof data, "a@example.org",
+	    rcpt, &r1);
+	start_commit(id2, sizeof id2, data, 500, "c@example.org", rcpt, &r2);
+	queue_commit_cancel(c);
+
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r1.calls, 0);
+	ck_assert_int_eq(r2.calls, 1);
+	ck_assert_int_eq(r2.error, 0);
+	check_msg_file("queue", id1, data, sizeof data);
+	check_env_file("queue", id1, "a@example.org", &rcpt, 1);
+	check_msg_file("queue", id2, data, 500);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_uint_eq(queue_count(), 2);
+	queue_shutdown();
+}
+END_TEST
+
+/* Commits still waiting at shutdown were promised: they complete. */
+START_TEST(test_shutdown_completes)
+{
+	static const char *const rcpt = "b@example.net";
+	struct result	r = { 0, 0 };
+	char		id[QUEUE_ID_LEN + 1], data[300];
+
+	fill(data, sizeof data, 11);
+	init_spool(NULL, NULL);
+	start_commit(id, sizeof id, data, sizeof data, "a@example.org", rcpt,
+	    &r);
+	queue_shutdown();
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.error, 0);
+	check_msg_file("queue", id, data, sizeof data);
+	check_env_file("queue", id, "a@example.org", &rcpt, 1);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+}
+END_TEST
+
+/*
+ * An envelope that cannot be written (envelope_write() refuses one
+ * without recipients) fails the commit, and leaves nothing behind.
+ */
+START_TEST(test_commit_bad_envelope)
+{
+	struct queue_msg	*m;
+	struct envelope		 env;
+	struct result		 r = { 0, 0 };
+	char			 id[QUEUE_ID_LEN + 1], data[100];
+
+	fill(data, sizeof data, 19);
+	init_spool(NULL, NULL);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, data, sizeof data), 0);
+	make_env(&env, id, "a@example.org", NULL, 0, sizeof data);
+	ck_assert_ptr_nonnull(queue_msg_commit(m, &env, commit_cb, &r));
+	envelope_clear(&env);
+	ck_assert_int_eq(r.calls, 0);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_ne(r.error, 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_msg(count_spool("incoming") == 0, "incoming/ keeps %d "
+	    "files after a failed commit", count_spool("incoming"));
+	ck_assert_uint_eq(queue_count(), 0);
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_commit_wrong_envelope)
+{
+	static const char *const rcpt = "b@example.net";
+	struct queue_msg	*m;
+	struct envelope		 env;
+	struct result		 r = { 0, 0 };
+	char			 id[QUEUE_ID_LEN + 1];
+
+	init_spool(NULL, NULL);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	make_env(&env, "000000000000000", "a@example.org", &rcpt, 1, 0);
+	queue_msg_commit(m, &env, commit_cb, &r);
+}
+END_TEST
+
+/*
+ * Recovery.
+ */
+
+#define NPREP	2
+
+static const char *const prep_rcpt = "rcpt@example.net";
+
+static void
+prep_body(char *buf, size_t size, size_t i)
+{
+	snprintf(buf, size, "Subject: message %zu\r\n\r\nbody %zu\r\n", i, i);
+}
+
+/* Child side of prepare(): 0 on success. */
+static int
+prepare_child(int fd)
+{
+	struct event_base	*b;
+	struct queue_msg	*m;
+	struct envelope		 env;
+	struct result		 r[NPREP];
+	char			 ids[NPREP][QUEUE_ID_LEN + 1], body[128];
+	char			 sender[64], *cause = NULL;
+	size_t			 i;
+
+	if ((b = event_base_new()) == NULL)
+		return 2;
+	if (queue_init(b, spool, NULL, NULL, &cause) == -1)
+		return 3;
+	for (i = 0; i < NPREP; i++) {
+		r[i].calls = r[i].error = 0;
+		if ((m = queue_msg_new(ids[i], sizeof ids[i])) == NULL)
+			return 4;
+		prep_body(body, sizeof body, i);
+		if (queue_msg_write(m, body, strlen(body)) == -1)
+			return 5;
+		snprintf(sender, sizeof sender, "sender%zu@example.org", i);
+		make_env(&env, ids[i], sender, &prep_rcpt, 1, strlen(body));
+		queue_msg_commit(m, &env, commit_cb, &r[i]);
+		envelope_clear(&env);
+	}
+	event_base_loop(b, EVLOOP_NONBLOCK);
+	for (i = 0; i < NPREP; i++) {
+		if (r[i].calls != 1 || r[i].error != 0)
+			return 6;
+	}
+	queue_shutdown();
+	event_base_free(b);
+	if (write(fd, ids, sizeof ids) != (ssize_t)sizeof ids)
+		return 7;
+	return 0;
+}
+
+/*
+ * Commit NPREP messages with a queue_init/commit/shutdown cycle of its
+ * own, in a child process so that this one starts recovery afresh.
+ */
+static void
+prepare(char ids[NPREP][QUEUE_ID_LEN + 1])
+{
+	pid_t	pid;
+	int	p[2], status;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		close(p[0]);
+		_exit(prepare_child(p[1]));
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], ids, NPREP * (QUEUE_ID_LEN + 1)),
+	    NPREP * (QUEUE_ID_LEN + 1));
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "preparing child failed: status %d", status);
+}
+
+/* Hand-made ids; XX is characters 10 and 11. */
+#define ID_ORPHAN	"000000000AB0001"	/* .msg, no .env */
+#define ID_GARBAGE	"000000000AB0002"	/* .env does not parse */
+#define ID_NOMSG	"000000000CD0003"	/* .env, no .msg */
+#define ID_OTHER	"000000000CD0004"	/* .env names another id */
+#define ID_NAMED	"000000000CD0009"
+#define ID_EMPTY	"000000000EF0005"	/* .env is empty */
+#define ID_TMP		"000000000EF0006"	/* .env.tmp */
+#define ID_TMP2		"000000000EF0007"	/* .tmp */
+#define ID_INCOMING	"000000000GH0008"	/* whole pair in incoming/ */
+#define ID_HOLDBAD	"000000000JK000A"	/* garbage in hold/ */
+
+static const struct {
+	const char	*id;
+	const char	*ext;
+} gone_to_corrupt[] = {
+	{ ID_GARBAGE, "env" }, { ID_GARBAGE, "msg" },
+	{ ID_NOMSG, "env" },
+	{ ID_OTHER, "env" }, { ID_OTHER, "msg" },
+	{ ID_EMPTY, "env" }, { ID_EMPTY, "msg" },
+};
+
+static const char garbage[] = "this is not an envelope\n\x01\x02\n";
+
+START_TEST(test_recovery)
+{
+	struct stat	 before[2 * NPREP];
+	struct scan	 sc;
+	char		 ids[NPREP][QUEUE_ID_LEN + 1], path[PATH_SIZE];
+	char		 body[128], *text, *got;
+	size_t		 i, j, len, found;
+
+	prepare(ids);
+	for (i = 0; i < NPREP; i++)
+		ck_assert_msg(queue_is_id(ids[i]), "\"%.15s\"", ids[i]);
+
+	/* The second one is held: a person moved it to hold/XX/. */
+	spath(path, sizeof path, "hold/%c%c", ids[1][9], ids[1][10]);
+	make_dir(path);
+	for (j = 0; j < 2; j++) {
+		char	from[PATH_SIZE], to[PATH_SIZE];
+
+		qpath(from, sizeof from, "queue", ids[1], j ? "msg" : "env");
+		qpath(to, sizeof to, "hold", ids[1], j ? "msg" : "env");
+		ck_assert_int_eq(rename(from, to), 0);
+	}
+	for (i = 0; i < NPREP; i++) {
+		qpath(path, sizeof path, i ? "hold" : "queue", ids[i], "env");
+		ck_assert_int_eq(stat(path, &before[2 * i]), 0);
+		qpath(path, sizeof path, i ? "hold" : "queue", ids[i], "msg");
+		ck_assert_int_eq(stat(path, &before[2 * i + 1]), 0);
+	}
+
+	/* incoming/: never acknowledged, whatever it holds. */
+	spath(path, sizeof path, "incoming/junk");
+	write_all(path, "junk", 4);
+	spath(path, sizeof path, "incoming/%s.msg", ID_INCOMING);
+	write_all(path, "x", 1);
+	text = env_text(ID_INCOMING, "a@example.org", "b@example.net", &len);
+	spath(path, sizeof path, "incoming/%s.env", ID_INCOMING);
+	write_all(path, text, len);
+	free(text);
+
+	spath(path, sizeof path, "queue/AB");
+	make_dir(path);
+	spath(path, sizeof path, "queue/CD");
+	make_dir(path);
+	spath(path, sizeof path, "queue/EF");
+	make_dir(path);
+	spath(path, sizeof path, "hold/JK");
+	make_dir(path);
+
+	qpath(path, sizeof path, "queue", ID_ORPHAN, "msg");
+	write_all(path, "orphan", 6);
+	qpath(path, sizeof path, "queue", ID_GARBAGE, "env");
+	write_all(path, garbage, sizeof garbage - 1);
+	qpath(path, sizeof path, "queue", ID_GARBAGE, "msg");
+	write_all(path, "garbage's content", 17);
+	text = env_text(ID_NOMSG, "a@example.org", "b@example.net", &len);
+	qpath(path, sizeof path, "queue", ID_NOMSG, "env");
+	write_all(path, text, len);
+	free(text);
+	text = env_text(ID_NAMED, "a@example.org", "b@example.net", &len);
+	qpath(path, sizeof path, "queue", ID_OTHER, "env");
+	write_all(path, text, len);
+	free(text);
+	qpath(path, sizeof path, "queue", ID_OTHER, "msg");
+	write_all(path, "other", 5);
+	qpath(path, sizeof path, "queue", ID_EMPTY, "env");
+	write_all(path, "", 0);
+	qpath(path, sizeof path, "queue", ID_EMPTY, "msg");
+	write_all(path, "empty", 5);
+	qpath(path, sizeof path, "queue", ID_TMP, "env.tmp");
+	write_all(path, "half", 4);
+	qpath(path, sizeof path, "queue", ID_TMP2, "tmp");
+	write_all(path, "half", 4);
+	spath(path, sizeof path, "queue/EF/README");
+	write_all(path, "a person's note", 15);
+	qpath(path, sizeof path, "hold", ID_HOLDBAD, "env");
+	write_all(path, garbage, sizeof garbage - 1);
+	qpath(path, sizeof path, "hold", ID_HOLDBAD, "msg");
+	write_all(path, "held garbage", 12);
+
+	memset(&sc, 0, sizeof sc);
+	init_spool(scan_cb, &sc);
+
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	qpath(path, sizeof path, "queue", ID_ORPHAN, "msg");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	qpath(path, sizeof path, "queue", ID_TMP, "env.tmp");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	qpath(path, sizeof path, "queue", ID_TMP2, "tmp");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	spath(path, sizeof path, "queue/EF/README");
+	ck_assert_msg(exists(path), "%s removed", path);
+
+	for (i = 0; i < nitems(gone_to_corrupt); i++) {
+		qpath(path, sizeof path, "queue", gone_to_corrupt[i].id,
+		    gone_to_corrupt[i].ext);
+		ck_assert_msg(!exists(path), "%s still in queue/", path);
+		spath(path, sizeof path, "corrupt/%s.%s",
+		    gone_to_corrupt[i].id, gone_to_corrupt[i].ext);
+		ck_assert_msg(exists(path), "%s missing", path);
+	}
+	spath(path, sizeof path, "corrupt/%s.env", ID_HOLDBAD);
+	ck_assert_msg(exists(path), "%s missing", path);
+	spath(path, sizeof path, "corrupt/%s.msg", ID_HOLDBAD);
+	ck_assert_msg(exists(path), "%s missing", path);
+	ck_assert_int_eq(count_spool("corrupt"), 9);
+	ck_assert_int_eq(count_spool("hold"), 2);
+	ck_assert_int_eq(count_spool("queue"), 3);
+
+	/* Set aside as they were, for a person to read. */
+	spath(path, sizeof path, "corrupt/%s.env", ID_GARBAGE);
+	got = read_all(path, &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(len, sizeof garbage - 1);
+	ck_assert(memcmp(got, garbage, len) == 0);
+	free(got);
+
+	/* Committed messages: untouched, each reported once. */
+	for (i = 0; i < NPREP; i++) {
+		const char	*where = i ? "hold" : "queue";
+		char		 sender[64];
+
+		qpath(path, sizeof path, where, ids[i], "env");
+		check_untouched(path, &before[2 * i]);
+		qpath(path, sizeof path, where, ids[i], "msg");
+		check_untouched(path, &before[2 * i + 1]);
+		prep_body(body, sizeof body, i);
+		check_msg_file(where, ids[i], body, strlen(body));
+		snprintf(sender, sizeof sender, "sender%zu@example.org", i);
+		check_env_file(where, ids[i], sender, &prep_rcpt, 1);
+
+		found = 0;
+		for (j = 0; j < sc.n; j++) {
+			if (strcmp(sc.seen[j].id, ids[i]) != 0)
+				continue;
+			found++;
+			ck_assert_str_eq(sc.seen[j].sender, sender);
+			ck_assert_uint_eq(sc.seen[j].nrcpts, 1);
+			ck_assert_str_eq(sc.seen[j].rcpt0, prep_rcpt);
+		}
+		ck_assert_msg(found == 1, "%s reported %zu times", ids[i],
+		    found);
+	}
+	ck_assert_uint_eq(sc.n, NPREP);
+	ck_assert_uint_eq(queue_count(), NPREP);
+	queue_shutdown();
+}
+END_TEST
+
+/* A recovered queue/XX takes new commits, and a scan may have no cb. */
+START_TEST(test_recovery_then_commit)
+{
+	char		ids[NPREP][QUEUE_ID_LEN + 1], id[QUEUE_ID_LEN + 1];
+	char		data[200];
+	struct result	r = { 0, 0 };
+
+	prepare(ids);
+	init_spool(NULL, NULL);
+	ck_assert_uint_eq(queue_count(), NPREP);
+	fill(data, sizeof data, 5);
+	start_commit(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net", &r);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.error, 0);
+	check_msg_file("queue", id, data, sizeof data);
+	ck_assert_uint_eq(queue_count(), NPREP + 1);
+	ck_assert_int_eq(count_spool("queue"), 2 * (NPREP + 1));
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * One module, opened again in the same process: nothing of the first
+ * spool may carry over.
+ */
+START_TEST(test_reinit_count)
+{
+	struct result	 r = { 0, 0 };
+	struct scan	 sc;
+	char		 id[QUEUE_ID_LEN + 1], data[100];
+
+	fill(data, sizeof data, 9);
+	init_spool(NULL, NULL);
+	start_commit(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net", &r);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.error, 0);
+	ck_assert_uint_eq(queue_count(), 1);
+	queue_shutdown();
+
+	memset(&sc, 0, sizeof sc);
+	init_spool(scan_cb, &sc);
+	ck_assert_uint_eq(sc.n, 1);
+	ck_assert_str_eq(sc.seen[0].id, id);
+	ck_assert_msg(queue_count() == 1, "queue_count() %zu after re-open, "
+	    "spool holds 1", queue_count());
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_reinit_other_spool)
+{
+	struct result	 r = { 0, 0 };
+	char		 path[PATH_SIZE], name[3], id[QUEUE_ID_LEN + 1];
+	char		 first[sizeof spool], data[100];
+	size_t		 a, b;
+
+	/* A first spool whose queue/ has every XX directory. */
+	for (a = 0; a < 32; a++) {
+		for (b = 0; b < 32; b++) {
+			if (a == 0 && b == 0) {
+				spath(path, sizeof path, "queue");
+				make_dir(path);
+			}
+			name[0] = ID_ALPHABET[a];
+			name[1] = ID_ALPHABET[b];
+			name[2] = '\0';
+			spath(path, sizeof path, "queue/%s", name);
+			make_dir(path);
+		}
+	}
+	init_spool(NULL, NULL);
+	queue_shutdown();
+
+	/* A second, empty one in the same process. */
+	util_strlcpy(first, spool, sizeof first);
+	ck_assert(util_snprintf(spool, sizeof spool, "%s/spool.XXXXXX",
+	    top) != -1);
+	ck_assert_ptr_nonnull(mkdtemp(spool));
+	init_spool(NULL, NULL);
+	fill(data, sizeof data, 13);
+	start_commit(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net", &r);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_msg(r.error == 0, "commit in a second spool: %s",
+	    strerror(r.error));
+	check_msg_file("queue", id, data, sizeof data);
+	queue_shutdown();
+	remove_tree(AT_FDCWD, first);
+}
+END_TEST
+
+/*
+ * The lock: one daemon per spool.
+ */
+
+/* queue_init() in a child: its exit status, and its cause in buf. */
+static int
+init_in_child(char *buf, size_t size)
+{
+	pid_t	 pid;
+	ssize_t	 n;
+	char	*cause = NULL;
+	int	 p[2], status, rc;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		close(p[0]);
+		rc = queue_init(NULL, spool, NULL, NULL, &cause);
+		if (rc == -1 && cause != NULL &&
+		    write(p[1], cause, strlen(cause)) == -1)
+			_exit(2);
+		if (rc == 0)
+			queue_shutdown();
+		_exit(rc == 0 ? 0 : 1);
+	}
+	close(p[1]);
+	n = read(p[0], buf, size - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+START_TEST(test_lock)
+{
+	char	cause[1024];
+
+	init_spool(NULL, NULL);
+	ck_assert_msg(init_in_child(cause, sizeof cause) == 1,
+	    "second queue_init on a spool in use succeeded");
+	ck_assert_msg(strstr(cause, "in use") != NULL, "cause \"%s\"", cause);
+	ck_assert_msg(strstr(cause, spool) != NULL, "cause \"%s\"", cause);
+	queue_shutdown();
+
+	ck_assert_msg(init_in_child(cause, sizeof cause) == 0,
+	    "queue_init after the first stopped: %s", cause);
+	init_spool(NULL, NULL);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A disk that refuses writes: files may not grow past FSIZE_LIMIT
+ * octets (RLIMIT_FSIZE, SIGXFSZ ignored, so write(2) says EFBIG).
+ */
+#define FSIZE_LIMIT	(MSG_BUFSIZE + 3616)
+
+static const struct {
+	size_t	len;
+	int	write_fails;	/* queue_msg_write() itself fails */
+	int	abort;		/* then queue_msg_abort(), not commit */
+} full[] = {
+	{ 3 * MSG_BUFSIZE, 1, 0 },	/* fails while receiving */
+	{ 3 * MSG_BUFSIZE, 1, 1 },
+	{ MSG_BUFSIZE + 8000, 0, 0 },	/* fails on the commit's flush */
+	{ 10 * MSG_BUFSIZE, 1, 0 },
+};
+
+START_TEST(test_write_error)
+{
+	struct queue_msg	*m;
+	struct envelope		 env;
+	struct rlimit		 old, rl;
+	struct result		 r = { 0, 0 };
+	const char		*rcpt = "b@example.net";
+	char			 id[QUEUE_ID_LEN + 1], *data;
+	size_t			 off, n;
+	int			 rc = 0, saved = 0;
+
+	data = xmalloc(full[_i].len);
+	fill(data, full[_i].len, 17);
+	init_spool(NULL, NULL);
+	ck_assert(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = FSIZE_LIMIT;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	for (off = 0; off < full[_i].len && rc == 0; off += n) {
+		n = full[_i].len - off < 5000 ? full[_i].len - off : 5000;
+		if ((rc = queue_msg_write(m, data + off, n)) == -1)
+			saved = errno;
+	}
+	if (full[_i].abort)
+		queue_msg_abort(m);
+	else {
+		make_env(&env, id, "a@example.org", &rcpt, 1, full[_i].len);
+		ck_assert_ptr_nonnull(queue_msg_commit(m, &env, commit_cb,
+		    &r));
+		envelope_clear(&env);
+		ck_assert_int_eq(r.calls, 0);
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	}
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+
+	if (full[_i].write_fails) {
+		ck_assert_int_eq(rc, -1);
+		ck_assert_msg(saved == EFBIG, "write: %s", strerror(saved));
+	} else
+		ck_assert_int_eq(rc, 0);
+	if (!full[_i].abort) {
+		ck_assert_int_eq(r.calls, 1);
+		ck_assert_msg(r.error == EFBIG, "commit callback error %d (%s)",
+		    r.error, strerror(r.error));
+	}
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_uint_eq(queue_count(), 0);
+
+	/* With room again, the next message commits. */
+	memset(&r, 0, sizeof r);
+	start_commit(id, sizeof id, data, full[_i].len, "a@example.org",
+	    rcpt, &r);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.error, 0);
+	check_msg_file("queue", id, data, full[_i].len);
+	ck_assert_uint_eq(queue_count(), 1);
+	free(data);
+	queue_shutdown();
+}
+END_TEST
+
+static Suite *
+queue_suite(void)
+{
+	Suite	*s = suite_create("queue");
+	TCase	*tc;
+
+	tc = tcase_create("id");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_id_form);
+	tcase_add_test(tc, test_id_order);
+	tcase_add_exit_test(tc, test_id_small_buffer, 1);
+	tcase_add_loop_test(tc, test_is_id, 0, nitems(is_ids));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("commit");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_commit, 0, nitems(writes));
+	tcase_add_test(tc, test_commit_many);
+	tcase_add_test(tc, test_abort);
+	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_shutdown_completes);
+	tcase_add_test(tc, test_commit_bad_envelope);
+	tcase_add_exit_test(tc, test_commit_wrong_envelope, 1);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("recovery");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_recovery);
+	tcase_add_test(tc, test_recovery_then_commit);
+	tcase_add_test(tc, test_reinit_count);
+	tcase_add_test(tc, test_reinit_other_spool);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lock");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_lock);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("write_error");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_write_error, 0, nitems(full));
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 failed;
+
+	util_strlcpy(top, "/tmp/check_queue.XXXXXX", sizeof top);
+	if (mkdtemp(top) == NULL) {
+		perror(top);
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(queue_suite());
+	/*
+	 * queue.c keeps module state and some tests fork or limit file
+	 * sizes: every test needs a process of its own, whatever CK_FORK
+	 * says.
+	 */
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	remove_tree(AT_FDCWD, top);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
