@@ -71,42 +71,6 @@ addr_is_qtext(unsigned char c)
 	return c >= 32 && c <= 126 && c != '"' && c != '\\';
 }
 
-/*
- * Length of the well-formed UTF-8 sequence (2 to 4 octets, RFC 3629: no
- * overlong forms, no surrogates, nothing above U+10FFFF) at p, or 0.
- * Stops at the first octet that does not fit, so never passes a NUL.
- */
-static size_t
-addr_utf8_len(const unsigned char *p)
-{
-	unsigned char	lo = 0x80, hi = 0xbf;
-	size_t		n, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0;
-		else if (p[0] == 0xed)
-			hi = 0x9f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90;
-		else if (p[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++) {
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	}
-	return n;
-}
-
 static int
 addr_fail(struct addr_parser *ps, const char *cause)
 {
@@ -137,7 +101,7 @@ addr_take_utf8(struct addr_parser *ps)
 {
 	size_t	n;
 
-	if ((n = addr_utf8_len((const unsigned char *)ps->p)) == 0) {
+	if ((n = util_utf8_len((const unsigned char *)ps->p, 4)) == 0) {
 		addr_fail(ps, "invalid UTF-8");
 		return 0;
 	}

@@ -75,24 +75,6 @@ static const struct dsn_kind dsn_kinds[] = {
 		"any further.", 0 },
 };
 
-/* Well-formed UTF-8 lead octets and the range of the octet after each. */
-static const struct dsn_utf8_lead {
-	unsigned char	 lo;
-	unsigned char	 hi;
-	unsigned char	 len;
-	unsigned char	 next_lo;
-	unsigned char	 next_hi;
-} dsn_utf8_leads[] = {
-	{ 0xc2, 0xdf, 2, 0x80, 0xbf },
-	{ 0xe0, 0xe0, 3, 0xa0, 0xbf },
-	{ 0xe1, 0xec, 3, 0x80, 0xbf },
-	{ 0xed, 0xed, 3, 0x80, 0x9f },
-	{ 0xee, 0xef, 3, 0x80, 0xbf },
-	{ 0xf0, 0xf0, 4, 0x90, 0xbf },
-	{ 0xf1, 0xf3, 4, 0x80, 0xbf },
-	{ 0xf4, 0xf4, 4, 0x80, 0x8f },
-};
-
 static const char *const dsn_days[] = {
 	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
 };
@@ -173,31 +155,6 @@ dsn_buf_printf(struct dsn_buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Length of the well-formed UTF-8 sequence at p, or 0 if there is none. */
-static size_t
-dsn_utf8_len(const unsigned char *p)
-{
-	const struct dsn_utf8_lead	*l = NULL;
-	size_t				 i;
-
-	for (i = 0; i < nitems(dsn_utf8_leads); i++) {
-		if (p[0] >= dsn_utf8_leads[i].lo &&
-		    p[0] <= dsn_utf8_leads[i].hi) {
-			l = &dsn_utf8_leads[i];
-			break;
-		}
-	}
-	if (l == NULL)
-		return 0;
-	if (p[1] < l->next_lo || p[1] > l->next_hi)
-		return 0;
-	for (i = 2; i < l->len; i++) {
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	}
-	return l->len;
-}
-
 /* The code point of a well-formed UTF-8 sequence of len octets. */
 static unsigned long
 dsn_utf8_decode(const unsigned char *p, size_t len)
@@ -241,7 +198,7 @@ dsn_clean(const char *s, int utf8, size_t max)
 		} else if (*p < 0x80) {
 			dsn_buf_add(&b, p, 1);
 			p++;
-		} else if (utf8 && (n = dsn_utf8_len(p)) != 0) {
+		} else if (utf8 && (n = util_utf8_len(p, 4)) != 0) {
 			dsn_buf_add(&b, p, n);
 			p += n;
 		} else {
@@ -426,7 +383,7 @@ dsn_typed_addr(const char *type, size_t typelen, const char *addr)
 	}
 	dsn_buf_adds(&b, "utf-8; ");
 	for (p = (const unsigned char *)clean; *p != '\0'; p += n) {
-		n = *p < 0x80 ? 1 : dsn_utf8_len(p);
+		n = *p < 0x80 ? 1 : util_utf8_len(p, 4);
 		if (n == 0) {
 			dsn_buf_add(&b, "?", 1);
 			n = 1;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static enum log_target	log_target = LOG_TARGET_STDERR;
 static int		log_debug_on;
@@ -167,35 +168,6 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-/* Length of the valid UTF-8 sequence at s (not C1 controls), or 0. */
-static size_t
-log_utf8_len(const unsigned char *s, size_t len)
-{
-	size_t		n, i;
-	unsigned	cp;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n > len)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0xa0) || (n == 3 && cp < 0x800) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /*
  * Make peer text safe for a log line: printable ASCII and valid UTF-8
  * (C1 controls excluded) pass; backslash and any other octet become \\
@@ -226,7 +198,9 @@ log_escape(char *dst, size_t size, const char *src, size_t len)
 			i++;
 		} else if (s[i] >= 0x20 && s[i] < 0x7f) {
 			dst[o++] = (char)s[i++];
-		} else if (s[i] >= 0x80 && (n = log_utf8_len(s + i, len - i))) {
+		} else if (s[i] >= 0x80 &&
+		    (n = util_utf8_len(s + i, len - i)) != 0 &&
+		    !(s[i] == 0xc2 && s[i + 1] < 0xa0)) {	/* C1 */
 			memcpy(dst + o, s + i, n);
 			o += n;
 			i += n;

@@ -74,42 +74,6 @@ smtp_parse_hexval(unsigned char c)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence (2 to 4 octets, RFC 3629) at
- * p, or 0.  Stops at the first octet that does not fit, so never passes a
- * NUL.
- */
-static size_t
-smtp_parse_utf8_len(const unsigned char *p)
-{
-	unsigned char	lo = 0x80, hi = 0xbf;
-	size_t		n, i;
-
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		if (p[0] == 0xe0)
-			lo = 0xa0;
-		else if (p[0] == 0xed)
-			hi = 0x9f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		if (p[0] == 0xf0)
-			lo = 0x90;
-		else if (p[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++) {
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	}
-	return n;
-}
-
-/*
  * Check one line as read, its final LF included: only CRLF may end it,
  * and no other CR, LF or NUL may appear in it.
  */
@@ -217,7 +181,7 @@ smtp_parse_params(char *s, struct smtp_param *params, size_t max, size_t *n)
 				if (*p >= 33 && *p <= 126 && *p != '=')
 					len = 1;
 				else if (*p >= 0x80)
-					len = smtp_parse_utf8_len(p);
+					len = util_utf8_len(p, 4);
 				else
 					len = 0;
 				if (len == 0)

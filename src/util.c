@@ -138,6 +138,45 @@ util_lowercase(char *s)
 		*s = tolower((unsigned char)*s);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF) at p, looking at no more than len
+ * octets, or 0.  It stops at the first octet that does not fit, so in a
+ * NUL-terminated string it never passes the NUL.
+ */
+size_t
+util_utf8_len(const unsigned char *p, size_t len)
+{
+	unsigned char	lo = 0x80, hi = 0xbf;
+	size_t		n, i;
+
+	if (len == 0)
+		return 0;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n > len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++) {
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
 /* A decimal number within [min, max]. */
 int
 util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,

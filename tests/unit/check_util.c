@@ -370,6 +370,39 @@ START_TEST(test_snprintf)
 }
 END_TEST
 
+static const struct {
+	const char	*in;
+	size_t		 len;
+	size_t		 want;
+} utf8_cases[] = {
+	{ "\xc3\xa9", 2, 2 },			/* U+00E9 */
+	{ "\xc3\xa9", 1, 0 },			/* cut short */
+	{ "\xc2\x80", 2, 2 },			/* U+0080, C1 but well formed */
+	{ "\xe2\x82\xac", 3, 3 },		/* U+20AC */
+	{ "\xf0\x9f\x98\x80", 4, 4 },		/* U+1F600 */
+	{ "\xf0\x9f\x98\x80", 3, 0 },
+	{ "\xc0\xaf", 2, 0 },			/* overlong */
+	{ "\xe0\x80\xaf", 3, 0 },		/* overlong */
+	{ "\xed\xa0\x80", 3, 0 },		/* surrogate */
+	{ "\xf4\x90\x80\x80", 4, 0 },		/* above U+10FFFF */
+	{ "\xf5\x80\x80\x80", 4, 0 },
+	{ "\x80", 1, 0 },			/* lone continuation */
+	{ "a", 1, 0 },				/* ASCII is not a sequence */
+	{ "\xe2\x82", 4, 0 },			/* NUL stops it */
+	{ "\xc3\xa9", 0, 0 },
+};
+
+START_TEST(test_utf8_len)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(utf8_cases); i++)
+		ck_assert_msg(util_utf8_len((const unsigned char *)
+		    utf8_cases[i].in, utf8_cases[i].len) == utf8_cases[i].want,
+		    "case %zu", i);
+}
+END_TEST
+
 START_TEST(test_lowercase)
 {
 	char	buf[] = "MiXeD.Example-123.COM\xc3\x89";
@@ -440,6 +473,7 @@ util_suite(void)
 	tcase_add_loop_test(tc, test_strlcat, 0, nitems(lcat));
 	tcase_add_test(tc, test_snprintf);
 	tcase_add_test(tc, test_lowercase);
+	tcase_add_test(tc, test_utf8_len);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("alloc");
