@@ -33,13 +33,6 @@
 #define DSN_HOST_MAX	255
 #define DSN_BOUNDARY_MAX 70	/* RFC 2046 section 5.1.1 */
 
-/* A growing output buffer; owned by the function that declares it. */
-struct dsn_buf {
-	char	*data;
-	size_t	 len;
-	size_t	 size;
-};
-
 /* What differs between the four kinds of report. */
 struct dsn_kind {
 	const char	*action;	/* RFC 3464 Action: value */
@@ -83,10 +76,6 @@ static const char *const dsn_months[] = {
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 };
 
-static void	dsn_buf_vprintf(struct dsn_buf *, const char *, va_list)
-		    __attribute__((format(printf, 2, 0)));
-static void	dsn_buf_printf(struct dsn_buf *, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
 
 const char *
 dsn_action_str(enum dsn_action action)
@@ -94,65 +83,6 @@ dsn_action_str(enum dsn_action action)
 	if ((size_t)action >= nitems(dsn_kinds))
 		return "unknown";
 	return dsn_kinds[action].action;
-}
-
-/* Make room for len more octets and a NUL. */
-static void
-dsn_buf_reserve(struct dsn_buf *b, size_t len)
-{
-	size_t	size;
-
-	if (b->size - b->len > len)
-		return;
-	size = b->size == 0 ? 1024 : b->size;
-	while (size - b->len <= len) {
-		if (size > SIZE_MAX / 2)
-			fatalx("dsn: report too large");
-		size *= 2;
-	}
-	b->data = xreallocarray(b->data, size, 1);
-	b->size = size;
-}
-
-static void
-dsn_buf_add(struct dsn_buf *b, const void *data, size_t len)
-{
-	dsn_buf_reserve(b, len);
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->data[b->len] = '\0';
-}
-
-static void
-dsn_buf_adds(struct dsn_buf *b, const char *s)
-{
-	dsn_buf_add(b, s, strlen(s));
-}
-
-static void
-dsn_buf_vprintf(struct dsn_buf *b, const char *fmt, va_list ap)
-{
-	va_list	ap2;
-	int	n;
-
-	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap2);
-	va_end(ap2);
-	if (n < 0)
-		fatalx("dsn: bad format");
-	dsn_buf_reserve(b, (size_t)n);
-	vsnprintf(b->data + b->len, b->size - b->len, fmt, ap);
-	b->len += (size_t)n;
-}
-
-static void
-dsn_buf_printf(struct dsn_buf *b, const char *fmt, ...)
-{
-	va_list	ap;
-
-	va_start(ap, fmt);
-	dsn_buf_vprintf(b, fmt, ap);
-	va_end(ap);
 }
 
 /* The code point of a well-formed UTF-8 sequence of len octets. */
@@ -178,11 +108,11 @@ static char *
 dsn_clean(const char *s, int utf8, size_t max)
 {
 	const unsigned char	*p = (const unsigned char *)s;
-	struct dsn_buf		 b = { NULL, 0, 0 };
+	struct util_buf		 b = { NULL, 0, 0 };
 	size_t			 n;
 	int			 space = 0;
 
-	dsn_buf_add(&b, "", 0);
+	util_buf_add(&b, "", 0);
 	while (*p != '\0' && b.len <= max) {
 		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
 			space = 1;
@@ -190,19 +120,19 @@ dsn_clean(const char *s, int utf8, size_t max)
 			continue;
 		}
 		if (space && b.len > 0)
-			dsn_buf_add(&b, " ", 1);
+			util_buf_add(&b, " ", 1);
 		space = 0;
 		if (*p < 0x20 || *p == 0x7f) {
-			dsn_buf_add(&b, "?", 1);
+			util_buf_add(&b, "?", 1);
 			p++;
 		} else if (*p < 0x80) {
-			dsn_buf_add(&b, p, 1);
+			util_buf_add(&b, p, 1);
 			p++;
 		} else if (utf8 && (n = util_utf8_len(p, 4)) != 0) {
-			dsn_buf_add(&b, p, n);
+			util_buf_add(&b, p, n);
 			p += n;
 		} else {
-			dsn_buf_add(&b, "?", 1);
+			util_buf_add(&b, "?", 1);
 			p++;
 		}
 	}
@@ -213,7 +143,7 @@ dsn_clean(const char *s, int utf8, size_t max)
 		while (n > 0 && b.data[n - 1] == ' ')
 			n--;
 		b.len = n;
-		dsn_buf_add(&b, "...", 3);
+		util_buf_add(&b, "...", 3);
 	}
 	return b.data;
 }
@@ -288,7 +218,7 @@ dsn_date(char *buf, size_t size, time_t t)
  * The caller ends the last line.
  */
 static void
-dsn_wrap(struct dsn_buf *b, size_t col, const char *indent, const char *text,
+dsn_wrap(struct util_buf *b, size_t col, const char *indent, const char *text,
     size_t width)
 {
 	const char	*w = text, *end;
@@ -301,11 +231,11 @@ dsn_wrap(struct dsn_buf *b, size_t col, const char *indent, const char *text,
 		wlen = end - w;
 		if (!first) {
 			if (col + 1 + wlen <= width) {
-				dsn_buf_add(b, " ", 1);
+				util_buf_add(b, " ", 1);
 				col++;
 			} else {
-				dsn_buf_add(b, "\r\n", 2);
-				dsn_buf_add(b, indent, ilen);
+				util_buf_add(b, "\r\n", 2);
+				util_buf_add(b, indent, ilen);
 				col = ilen;
 			}
 		}
@@ -313,14 +243,14 @@ dsn_wrap(struct dsn_buf *b, size_t col, const char *indent, const char *text,
 			n = DSN_LINE_MAX - col;
 			while (n > 1 && ((unsigned char)w[n] & 0xc0) == 0x80)
 				n--;
-			dsn_buf_add(b, w, n);
-			dsn_buf_add(b, "\r\n", 2);
-			dsn_buf_add(b, indent, ilen);
+			util_buf_add(b, w, n);
+			util_buf_add(b, "\r\n", 2);
+			util_buf_add(b, indent, ilen);
 			col = ilen;
 			w += n;
 			wlen -= n;
 		}
-		dsn_buf_add(b, w, wlen);
+		util_buf_add(b, w, wlen);
 		col += wlen;
 		first = 0;
 		w = *end == ' ' ? end + 1 : end;
@@ -329,23 +259,23 @@ dsn_wrap(struct dsn_buf *b, size_t col, const char *indent, const char *text,
 
 /* Append a header field, its clean value folded (RFC 5322 section 2.2.3). */
 static void
-dsn_field(struct dsn_buf *b, const char *name, const char *value)
+dsn_field(struct util_buf *b, const char *name, const char *value)
 {
-	dsn_buf_adds(b, name);
-	dsn_buf_add(b, ": ", 2);
+	util_buf_adds(b, name);
+	util_buf_add(b, ": ", 2);
 	dsn_wrap(b, strlen(name) + 2, " ", value, DSN_FOLD);
-	dsn_buf_add(b, "\r\n", 2);
+	util_buf_add(b, "\r\n", 2);
 }
 
 /* dsn_field with a printf value; the arguments must already be clean. */
 static void __attribute__((format(printf, 3, 4)))
-dsn_fieldf(struct dsn_buf *b, const char *name, const char *fmt, ...)
+dsn_fieldf(struct util_buf *b, const char *name, const char *fmt, ...)
 {
-	struct dsn_buf	value = { NULL, 0, 0 };
+	struct util_buf	value = { NULL, 0, 0 };
 	va_list		ap;
 
 	va_start(ap, fmt);
-	dsn_buf_vprintf(&value, fmt, ap);
+	util_buf_vprintf(&value, fmt, ap);
 	va_end(ap);
 	dsn_field(b, name, value.data);
 	free(value.data);
@@ -359,7 +289,7 @@ dsn_fieldf(struct dsn_buf *b, const char *name, const char *fmt, ...)
 static char *
 dsn_typed_addr(const char *type, size_t typelen, const char *addr)
 {
-	struct dsn_buf		 b = { NULL, 0, 0 };
+	struct util_buf		 b = { NULL, 0, 0 };
 	char			*clean, *t;
 	const unsigned char	*p;
 	size_t			 n;
@@ -376,22 +306,22 @@ dsn_typed_addr(const char *type, size_t typelen, const char *addr)
 			plain = 0;
 	}
 	if (plain && strcasecmp(t, "utf-8") != 0) {
-		dsn_buf_printf(&b, "%s; %s", t, clean);
+		util_buf_printf(&b, "%s; %s", t, clean);
 		free(t);
 		free(clean);
 		return b.data;
 	}
-	dsn_buf_adds(&b, "utf-8; ");
+	util_buf_adds(&b, "utf-8; ");
 	for (p = (const unsigned char *)clean; *p != '\0'; p += n) {
 		n = *p < 0x80 ? 1 : util_utf8_len(p, 4);
 		if (n == 0) {
-			dsn_buf_add(&b, "?", 1);
+			util_buf_add(&b, "?", 1);
 			n = 1;
 		} else if (*p > 0x20 && *p < 0x7f && *p != '+' &&
 		    *p != '=' && *p != '\\')
-			dsn_buf_add(&b, p, 1);
+			util_buf_add(&b, p, 1);
 		else
-			dsn_buf_printf(&b, "\\x{%lX}", dsn_utf8_decode(p, n));
+			util_buf_printf(&b, "\\x{%lX}", dsn_utf8_decode(p, n));
 	}
 	free(t);
 	free(clean);
@@ -423,7 +353,7 @@ dsn_relay_host(const char *relay)
 
 /* The text/plain part: what happened, in words, for a person. */
 static void
-dsn_text_part(struct dsn_buf *b, const struct envelope *env,
+dsn_text_part(struct util_buf *b, const struct envelope *env,
     const size_t *rcpts, size_t nrcpts, const struct dsn_kind *k,
     const char *mta, const char *arrival)
 {
@@ -431,9 +361,9 @@ dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 	char				*addr, *reason, *relay, *id, *line;
 	size_t				 i;
 
-	dsn_buf_printf(b, "This is the mail system at %s.\r\n\r\n", mta);
+	util_buf_printf(b, "This is the mail system at %s.\r\n\r\n", mta);
 	dsn_wrap(b, 0, "", k->intro, DSN_WRAP);
-	dsn_buf_add(b, "\r\n", 2);
+	util_buf_add(b, "\r\n", 2);
 	for (i = 0; i < nrcpts; i++) {
 		r = &env->rcpts[rcpts[i]];
 		addr = dsn_clean(r->addr, 1, SIZE_MAX);
@@ -441,17 +371,17 @@ dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 		    DSN_ERROR_MAX);
 		xasprintf(&line, "<%s>: %s", addr,
 		    *reason != '\0' ? reason : k->reason);
-		dsn_buf_add(b, "\r\n", 2);
+		util_buf_add(b, "\r\n", 2);
 		dsn_wrap(b, 0, "    ", line, DSN_WRAP);
-		dsn_buf_add(b, "\r\n", 2);
+		util_buf_add(b, "\r\n", 2);
 		free(line);
 		if (r->relay != NULL) {
 			relay = dsn_clean(r->relay, 0, DSN_HOST_MAX + 8);
 			if (*relay != '\0') {
-				dsn_buf_add(b, "    ", 4);
+				util_buf_add(b, "    ", 4);
 				xasprintf(&line, "Remote server: %s", relay);
 				dsn_wrap(b, 4, "    ", line, DSN_WRAP);
-				dsn_buf_add(b, "\r\n", 2);
+				util_buf_add(b, "\r\n", 2);
 				free(line);
 			}
 			free(relay);
@@ -466,16 +396,16 @@ dsn_text_part(struct dsn_buf *b, const struct envelope *env,
 	else
 		xasprintf(&line, "Your message arrived at %s on %s.", mta,
 		    arrival);
-	dsn_buf_add(b, "\r\n", 2);
+	util_buf_add(b, "\r\n", 2);
 	dsn_wrap(b, 0, "", line, DSN_WRAP);
-	dsn_buf_add(b, "\r\n", 2);
+	util_buf_add(b, "\r\n", 2);
 	free(line);
 	free(id);
 }
 
 /* The message/delivery-status part (RFC 3464 section 2). */
 static void
-dsn_status_part(struct dsn_buf *b, const struct envelope *env,
+dsn_status_part(struct util_buf *b, const struct envelope *env,
     const size_t *rcpts, size_t nrcpts, const struct dsn_kind *k,
     const char *mta, const char *arrival, const char *now)
 {
@@ -494,7 +424,7 @@ dsn_status_part(struct dsn_buf *b, const struct envelope *env,
 	dsn_field(b, "Arrival-Date", arrival);
 	for (i = 0; i < nrcpts; i++) {
 		r = &env->rcpts[rcpts[i]];
-		dsn_buf_add(b, "\r\n", 2);
+		util_buf_add(b, "\r\n", 2);
 		if (r->orcpt != NULL) {
 			if ((semi = strchr(r->orcpt, ';')) != NULL)
 				s = dsn_typed_addr(r->orcpt,
@@ -542,20 +472,20 @@ dsn_has_8bit(const char *s, size_t len)
 
 /* Append a message with every line ended by CRLF, bare CR and LF alike. */
 static void
-dsn_add_crlf(struct dsn_buf *b, const char *s, size_t len)
+dsn_add_crlf(struct util_buf *b, const char *s, size_t len)
 {
 	size_t	i, start = 0;
 
 	for (i = 0; i < len; i++) {
 		if (s[i] != '\r' && s[i] != '\n')
 			continue;
-		dsn_buf_add(b, s + start, i - start);
-		dsn_buf_add(b, "\r\n", 2);
+		util_buf_add(b, s + start, i - start);
+		util_buf_add(b, "\r\n", 2);
 		if (s[i] == '\r' && i + 1 < len && s[i + 1] == '\n')
 			i++;
 		start = i + 1;
 	}
-	dsn_buf_add(b, s + start, len - start);
+	util_buf_add(b, s + start, len - start);
 }
 
 /* Whether needle occurs in len octets at s. */
@@ -572,7 +502,7 @@ dsn_has_text(const char *s, size_t len, const char *needle)
  */
 static void
 dsn_boundary(char *buf, size_t size, const char *id,
-    const struct dsn_buf *text, const struct dsn_buf *status,
+    const struct util_buf *text, const struct util_buf *status,
     const char *original, size_t original_len)
 {
 	char		base[DSN_BOUNDARY_MAX - 22];	/* and "_%lu" */
@@ -624,9 +554,9 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
     const struct dsn_params *p, char **out, size_t *outlen)
 {
 	const struct dsn_kind	*k;
-	struct dsn_buf		 b = { NULL, 0, 0 };
-	struct dsn_buf		 text = { NULL, 0, 0 };
-	struct dsn_buf		 status = { NULL, 0, 0 };
+	struct util_buf		 b = { NULL, 0, 0 };
+	struct util_buf		 text = { NULL, 0, 0 };
+	struct util_buf		 status = { NULL, 0, 0 };
 	char			 now[DSN_DATE_SIZE], arrival[DSN_DATE_SIZE];
 	char			 boundary[DSN_BOUNDARY_MAX + 1];
 	char			*sender;
@@ -664,7 +594,6 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	text8 = dsn_has_8bit(text.data, text.len);
 	orig8 = dsn_has_8bit(p->original, hlen);
 
-	dsn_buf_reserve(&b, p->original_len + 8192);
 	dsn_fieldf(&b, "From", "Mail Delivery System <MAILER-DAEMON@%s>",
 	    p->reporting_mta);
 	dsn_fieldf(&b, "To", "<%s>", sender);
@@ -677,24 +606,24 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	    "report-type=delivery-status; boundary=\"%s\"", boundary);
 	if (text8 || orig8)
 		dsn_field(&b, "Content-Transfer-Encoding", "8bit");
-	dsn_buf_add(&b, "\r\n", 2);
-	dsn_buf_adds(&b, "This is a delivery status notification in MIME "
+	util_buf_add(&b, "\r\n", 2);
+	util_buf_adds(&b, "This is a delivery status notification in MIME "
 	    "format.\r\n");
 	free(sender);
 
-	dsn_buf_printf(&b, "\r\n--%s\r\n", boundary);
+	util_buf_printf(&b, "\r\n--%s\r\n", boundary);
 	dsn_field(&b, "Content-Type", "text/plain; charset=utf-8");
 	dsn_field(&b, "Content-Description", "Notification");
 	if (text8)
 		dsn_field(&b, "Content-Transfer-Encoding", "8bit");
-	dsn_buf_add(&b, "\r\n", 2);
-	dsn_buf_add(&b, text.data, text.len);
+	util_buf_add(&b, "\r\n", 2);
+	util_buf_add(&b, text.data, text.len);
 
-	dsn_buf_printf(&b, "\r\n--%s\r\n", boundary);
+	util_buf_printf(&b, "\r\n--%s\r\n", boundary);
 	dsn_field(&b, "Content-Type", "message/delivery-status");
 	dsn_field(&b, "Content-Description", "Delivery report");
-	dsn_buf_add(&b, "\r\n", 2);
-	dsn_buf_add(&b, status.data, status.len);
+	util_buf_add(&b, "\r\n", 2);
+	util_buf_add(&b, status.data, status.len);
 
 	/*
 	 * The original goes back as it came: an 8-bit original makes this
@@ -702,17 +631,17 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	 * bounded when it was received; only bare CR and LF are mended.
 	 */
 	if (hlen != 0) {
-		dsn_buf_printf(&b, "\r\n--%s\r\n", boundary);
+		util_buf_printf(&b, "\r\n--%s\r\n", boundary);
 		dsn_field(&b, "Content-Type", p->full ? "message/rfc822" :
 		    "text/rfc822-headers");
 		dsn_field(&b, "Content-Description", p->full ?
 		    "Your message" : "Headers of your message");
 		if (orig8)
 			dsn_field(&b, "Content-Transfer-Encoding", "8bit");
-		dsn_buf_add(&b, "\r\n", 2);
+		util_buf_add(&b, "\r\n", 2);
 		dsn_add_crlf(&b, p->original, hlen);
 	}
-	dsn_buf_printf(&b, "\r\n--%s--\r\n", boundary);
+	util_buf_printf(&b, "\r\n--%s--\r\n", boundary);
 
 	free(text.data);
 	free(status.data);

@@ -27,13 +27,6 @@
 /* Latest time the format can hold: 9999-12-31T23:59:59Z. */
 #define ENVELOPE_TIME_MAX	253402300799LL
 
-/* The text being written. */
-struct envelope_out {
-	char	*buf;
-	size_t	 len;
-	size_t	 size;
-};
-
 /* Where the parser stands and what it has seen. */
 struct envelope_parser {
 	struct envelope	*env;
@@ -53,7 +46,7 @@ struct envelope_key {
 #define ENVELOPE_K_RCPT		0x2	/* of the latest rcpt: */
 #define ENVELOPE_K_END		0x4	/* the last line */
 	int		(*parse)(struct envelope_parser *, const char *);
-	int		(*write)(struct envelope_out *, const char *,
+	int		(*write)(struct util_buf *, const char *,
 			    const struct envelope *,
 			    const struct envelope_rcpt *);
 };
@@ -296,61 +289,36 @@ envelope_lookup(const char *const *names, size_t n, const char *value)
 	return -1;
 }
 
-static void
-envelope_out_add(struct envelope_out *o, const char *s, size_t n)
-{
-	size_t	want;
-
-	if (n > SIZE_MAX - o->len - 1)
-		fatalx("envelope: text too large");
-	if (o->len + n + 1 > o->size) {
-		want = o->size == 0 ? 1024 : o->size;
-		while (want < o->len + n + 1)
-			want = want > SIZE_MAX / 2 ? o->len + n + 1 : want * 2;
-		o->buf = xreallocarray(o->buf, want, 1);
-		o->size = want;
-	}
-	memcpy(o->buf + o->len, s, n);
-	o->len += n;
-	o->buf[o->len] = '\0';
-}
-
-static void
-envelope_out_str(struct envelope_out *o, const char *s)
-{
-	envelope_out_add(o, s, strlen(s));
-}
-
 /* A whole line: key, ": ", value as it is, newline. */
 static void
-envelope_out_line(struct envelope_out *o, const char *key, const char *value)
+envelope_out_line(struct util_buf *o, const char *key, const char *value)
 {
-	envelope_out_str(o, key);
-	envelope_out_add(o, ": ", 2);
-	envelope_out_str(o, value);
-	envelope_out_add(o, "\n", 1);
+	util_buf_adds(o, key);
+	util_buf_add(o, ": ", 2);
+	util_buf_adds(o, value);
+	util_buf_add(o, "\n", 1);
 }
 
 /* A line of free text: control octets become '?'. */
 static void
-envelope_out_text(struct envelope_out *o, const char *key, const char *value)
+envelope_out_text(struct util_buf *o, const char *key, const char *value)
 {
 	size_t	start, i;
 
-	envelope_out_str(o, key);
-	envelope_out_add(o, ": ", 2);
+	util_buf_adds(o, key);
+	util_buf_add(o, ": ", 2);
 	start = o->len;
-	envelope_out_str(o, value);
+	util_buf_adds(o, value);
 	for (i = start; i < o->len; i++) {
-		if (envelope_is_control((unsigned char)o->buf[i]))
-			o->buf[i] = '?';
+		if (envelope_is_control((unsigned char)o->data[i]))
+			o->data[i] = '?';
 	}
-	envelope_out_add(o, "\n", 1);
+	util_buf_add(o, "\n", 1);
 }
 
 /* Free text held in a fixed array, which must be terminated. */
 static int
-envelope_out_array(struct envelope_out *o, const char *key, const char *value,
+envelope_out_array(struct util_buf *o, const char *key, const char *value,
     size_t size)
 {
 	if (strnlen(value, size) == size)
@@ -361,27 +329,27 @@ envelope_out_array(struct envelope_out *o, const char *key, const char *value,
 
 /* "<addr>"; an address with a control octet is refused, not altered. */
 static int
-envelope_out_path(struct envelope_out *o, const char *key, const char *addr)
+envelope_out_path(struct util_buf *o, const char *key, const char *addr)
 {
 	if (addr == NULL || envelope_has_control(addr))
 		return -1;
-	envelope_out_str(o, key);
-	envelope_out_add(o, ": <", 3);
-	envelope_out_str(o, addr);
-	envelope_out_add(o, ">\n", 2);
+	util_buf_adds(o, key);
+	util_buf_add(o, ": <", 3);
+	util_buf_adds(o, addr);
+	util_buf_add(o, ">\n", 2);
 	return 0;
 }
 
 /* Optional free text: written only when set and not empty. */
 static void
-envelope_out_opt(struct envelope_out *o, const char *key, const char *value)
+envelope_out_opt(struct util_buf *o, const char *key, const char *value)
 {
 	if (value != NULL && *value != '\0')
 		envelope_out_text(o, key, value);
 }
 
 static int
-envelope_out_time(struct envelope_out *o, const char *key, time_t t)
+envelope_out_time(struct util_buf *o, const char *key, time_t t)
 {
 	char	buf[ENVELOPE_TIME_SIZE];
 
@@ -392,7 +360,7 @@ envelope_out_time(struct envelope_out *o, const char *key, time_t t)
 }
 
 static void
-envelope_out_num(struct envelope_out *o, const char *key, uint64_t v)
+envelope_out_num(struct util_buf *o, const char *key, uint64_t v)
 {
 	char	buf[32];
 
@@ -401,7 +369,7 @@ envelope_out_num(struct envelope_out *o, const char *key, uint64_t v)
 }
 
 static int
-envelope_w_version(struct envelope_out *o, const char *key,
+envelope_w_version(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_num(o, key, ENVELOPE_VERSION);
@@ -409,7 +377,7 @@ envelope_w_version(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_id(struct envelope_out *o, const char *key,
+envelope_w_id(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if (!envelope_is_id(env->id, sizeof env->id))
@@ -419,21 +387,21 @@ envelope_w_id(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_arrival(struct envelope_out *o, const char *key,
+envelope_w_arrival(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_time(o, key, env->arrival);
 }
 
 static int
-envelope_w_sender(struct envelope_out *o, const char *key,
+envelope_w_sender(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_path(o, key, env->sender);
 }
 
 static int
-envelope_w_size(struct envelope_out *o, const char *key,
+envelope_w_size(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_num(o, key, env->size);
@@ -441,7 +409,7 @@ envelope_w_size(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_body(struct envelope_out *o, const char *key,
+envelope_w_body(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if ((size_t)env->body >= nitems(envelope_body_names))
@@ -451,7 +419,7 @@ envelope_w_body(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_smtputf8(struct envelope_out *o, const char *key,
+envelope_w_smtputf8(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_line(o, key, envelope_bool_names[env->smtputf8 != 0]);
@@ -459,7 +427,7 @@ envelope_w_smtputf8(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_client_addr(struct envelope_out *o, const char *key,
+envelope_w_client_addr(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_array(o, key, env->client_addr,
@@ -467,14 +435,14 @@ envelope_w_client_addr(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_helo(struct envelope_out *o, const char *key,
+envelope_w_helo(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_array(o, key, env->helo, sizeof env->helo);
 }
 
 static int
-envelope_w_protocol(struct envelope_out *o, const char *key,
+envelope_w_protocol(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_array(o, key, env->protocol,
@@ -482,7 +450,7 @@ envelope_w_protocol(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_ret(struct envelope_out *o, const char *key,
+envelope_w_ret(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if ((size_t)env->ret >= nitems(envelope_ret_names))
@@ -493,7 +461,7 @@ envelope_w_ret(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_envid(struct envelope_out *o, const char *key,
+envelope_w_envid(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_opt(o, key, env->envid);
@@ -501,7 +469,7 @@ envelope_w_envid(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_tries(struct envelope_out *o, const char *key,
+envelope_w_tries(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_num(o, key, env->tries);
@@ -509,14 +477,14 @@ envelope_w_tries(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_next_attempt(struct envelope_out *o, const char *key,
+envelope_w_next_attempt(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	return envelope_out_time(o, key, env->next_attempt);
 }
 
 static int
-envelope_w_last_error(struct envelope_out *o, const char *key,
+envelope_w_last_error(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_opt(o, key, env->last_error);
@@ -524,7 +492,7 @@ envelope_w_last_error(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_rcpt(struct envelope_out *o, const char *key,
+envelope_w_rcpt(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if (r->addr == NULL || *r->addr == '\0')
@@ -533,7 +501,7 @@ envelope_w_rcpt(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_state(struct envelope_out *o, const char *key,
+envelope_w_state(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if ((size_t)r->state >= nitems(envelope_state_names))
@@ -544,7 +512,7 @@ envelope_w_state(struct envelope_out *o, const char *key,
 
 /* NEVER stands alone (RFC 3461 4.1); the others in table order. */
 static int
-envelope_w_notify(struct envelope_out *o, const char *key,
+envelope_w_notify(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	char	buf[64];
@@ -573,7 +541,7 @@ envelope_w_notify(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_orcpt(struct envelope_out *o, const char *key,
+envelope_w_orcpt(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_opt(o, key, r->orcpt);
@@ -582,7 +550,7 @@ envelope_w_orcpt(struct envelope_out *o, const char *key,
 
 /* A status is written only when it is a well-formed RFC 3463 code. */
 static int
-envelope_w_status(struct envelope_out *o, const char *key,
+envelope_w_status(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	if (strnlen(r->status, sizeof r->status) == sizeof r->status)
@@ -596,7 +564,7 @@ envelope_w_status(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_error(struct envelope_out *o, const char *key,
+envelope_w_error(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_opt(o, key, r->error);
@@ -604,7 +572,7 @@ envelope_w_error(struct envelope_out *o, const char *key,
 }
 
 static int
-envelope_w_relay(struct envelope_out *o, const char *key,
+envelope_w_relay(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_opt(o, key, r->relay);
@@ -613,7 +581,7 @@ envelope_w_relay(struct envelope_out *o, const char *key,
 
 /* The last line counts the recipients: a file cut short has none. */
 static int
-envelope_w_end(struct envelope_out *o, const char *key,
+envelope_w_end(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	envelope_out_num(o, key, env->nrcpts);
@@ -1159,7 +1127,7 @@ envelope_parse(struct envelope *env, const char *buf, size_t len,
 int
 envelope_write(const struct envelope *env, char **bufp, size_t *lenp)
 {
-	struct envelope_out		 o;
+	struct util_buf		 o;
 	const struct envelope_key	*k;
 	size_t				 i, j;
 
@@ -1188,12 +1156,12 @@ envelope_write(const struct envelope *env, char **bufp, size_t *lenp)
 		    k->write(&o, k->name, env, NULL) == -1)
 			goto fail;
 	}
-	*bufp = o.buf;
+	*bufp = o.data;
 	*lenp = o.len;
 	return 0;
 
 fail:
-	free(o.buf);
+	free(o.data);
 	errno = EINVAL;
 	return -1;
 }

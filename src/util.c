@@ -92,6 +92,65 @@ xasprintf(char **ret, const char *fmt, ...)
 	return n;
 }
 
+/* Make room for len more octets and the NUL. */
+static void
+util_buf_reserve(struct util_buf *b, size_t len)
+{
+	size_t	size;
+
+	if (b->size - b->len > len)
+		return;
+	size = b->size == 0 ? 1024 : b->size;
+	while (size - b->len <= len) {
+		if (size > SIZE_MAX / 2)
+			util_oom();
+		size *= 2;
+	}
+	b->data = xreallocarray(b->data, size, 1);
+	b->size = size;
+}
+
+void
+util_buf_add(struct util_buf *b, const void *data, size_t len)
+{
+	util_buf_reserve(b, len);
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+}
+
+void
+util_buf_adds(struct util_buf *b, const char *s)
+{
+	util_buf_add(b, s, strlen(s));
+}
+
+void
+util_buf_vprintf(struct util_buf *b, const char *fmt, va_list ap)
+{
+	va_list	ap2;
+	int	n;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		util_oom();
+	util_buf_reserve(b, (size_t)n);
+	vsnprintf(b->data + b->len, b->size - b->len, fmt, ap);
+	b->len += (size_t)n;
+}
+
+void
+util_buf_printf(struct util_buf *b, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	util_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+}
+
 /* Copy with truncation; returns strlen(src) so callers can detect it. */
 size_t
 util_strlcpy(char *dst, const char *src, size_t size)

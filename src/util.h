@@ -11,12 +11,26 @@
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* A growing text buffer, NUL-terminated; owned by whoever declares it. */
+struct util_buf {
+	char	*data;
+	size_t	 len;
+	size_t	 size;
+};
+
 void		*xmalloc(size_t);
 void		*xcalloc(size_t, size_t);
 void		*xreallocarray(void *, size_t, size_t);
 char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 int		 xasprintf(char **, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+void		 util_buf_add(struct util_buf *, const void *, size_t);
+void		 util_buf_adds(struct util_buf *, const char *);
+void		 util_buf_vprintf(struct util_buf *, const char *, va_list)
+		    __attribute__((format(printf, 2, 0)));
+void		 util_buf_printf(struct util_buf *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 size_t		 util_strlcpy(char *, const char *, size_t);
