@@ -72,7 +72,6 @@ static struct {
 	size_t			 count;
 	uint64_t		 last_usec;
 	char			 tag[5];
-	unsigned char		 dirmade[QUEUE_NDIRS / 8];
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
     .corruptfd = -1, .lockfd = -1 };
 
@@ -187,28 +186,9 @@ queue_dirs_make(void)
 			made = 1;
 		else if (errno != EEXIST)
 			return -1;
-		queue.dirmade[dir / 8] |= 1u << (dir % 8);
 	}
 	if (made && fsync(queue.queuefd) == -1)
 		return -1;
-	return 0;
-}
-
-/* Make queue/XX on first use; the new entry is synced into queue/. */
-static int
-queue_dir_ensure(unsigned dir)
-{
-	char	name[3];
-
-	if (queue.dirmade[dir / 8] & (1u << (dir % 8)))
-		return 0;
-	queue_dir_name(dir, name, sizeof name);
-	if (mkdirat(queue.queuefd, name, 0700) == -1) {
-		if (errno != EEXIST)
-			return -1;
-	} else if (fsync(queue.queuefd) == -1)
-		return -1;
-	queue.dirmade[dir / 8] |= 1u << (dir % 8);
 	return 0;
 }
 
@@ -379,8 +359,6 @@ queue_recover_tree(const char *top, queue_scan_cb cb, void *arg)
 		queue_dir_name(dir, name, sizeof name);
 		if ((fd = queue_opendir(topfd, name)) == -1)
 			continue;
-		if (strcmp(top, "queue") == 0)
-			queue.dirmade[dir / 8] |= 1u << (dir % 8);
 		util_snprintf(where, sizeof where, "%s/%s", top, name);
 		queue_recover_dir(fd, where, cb, arg);
 		close(fd);
@@ -457,7 +435,6 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 
 	queue.base = base;
 	queue.count = 0;
-	memset(queue.dirmade, 0, sizeof queue.dirmade);
 	TAILQ_INIT(&queue.pending);
 	if (queue_mkdir_parents(spool) == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
@@ -703,8 +680,6 @@ queue_commit_one(struct queue_commit *c)
 		goto fail;
 	}
 	close(fd);
-	if (queue_dir_ensure(c->dir) == -1)
-		goto fail;
 	queue_dir_name(c->dir, dir, sizeof dir);
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
 	if (util_snprintf(path, sizeof path, "%s/%s", dir, name) == -1)
