@@ -2,9 +2,11 @@
  * queue.c: the spool directory.  It alone knows the spool's paths; it
  * gives out queue ids, receives message content into incoming/, commits a
  * message (content and envelope durable, then one rename) and recovers the
- * spool at start-up.  It never deletes a committed message on its own, and
- * never acknowledges a commit before the data and the directory entry are
- * on disk.
+ * spool at start-up; then it gives delivery the content and envelope of a
+ * committed message, rewrites the envelope whole and removes the message
+ * when asked.  It never deletes a committed message on its own, and never
+ * acknowledges a commit before the data and the directory entry are on
+ * disk.
  */
 #include "autoconf.h"
 
@@ -32,6 +34,9 @@
 #define QUEUE_NDIRS		1024	/* two characters of the id */
 #define QUEUE_TIME_LEN		11	/* of the id: microseconds */
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
+#define QUEUE_HDRS_MAX		(1024 * 1024)
+#define QUEUE_READ_CHUNK	16384
+#define QUEUE_PATH_SIZE		32	/* "XX/ID.env.tmp" below queue/ */
 
 /* The id alphabet: digits and capitals without I, L, O and U. */
 static const char queue_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -95,6 +100,26 @@ queue_dir_name(unsigned dir, char *buf, size_t size)
 {
 	util_snprintf(buf, size, "%c%c", queue_alphabet[dir / 32],
 	    queue_alphabet[dir % 32]);
+}
+
+/*
+ * The name below queue/ of one of a message's files, "XX/ID.ext".  The id
+ * may come from outside (a control socket): one that is not a queue id
+ * fails with EINVAL, so it can never name another file.
+ */
+static int
+queue_path(const char *id, const char *ext, char *buf, size_t size)
+{
+	char	dir[3];
+
+	if (!queue_is_id(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	queue_dir_name(queue_dir_index(id), dir, sizeof dir);
+	if (util_snprintf(buf, size, "%s/%s.%s", dir, id, ext) == -1)
+		fatalx("queue: path of %s.%s too long", id, ext);
+	return 0;
 }
 
 /* Time-ordered and never reused: microseconds, strictly increasing. */
@@ -192,37 +217,108 @@ queue_dirs_make(void)
 	return 0;
 }
 
-/* Read a whole small file relative to a directory. */
-static int
-queue_read_file(int dirfd, const char *name, char **bufp, size_t *lenp)
+/*
+ * The length of the header section at the start of buf, through its
+ * first empty line; 0 while no empty line is complete.
+ */
+static size_t
+queue_hdrs_end(const char *buf, size_t len)
 {
-	struct stat	 st;
-	char		*buf;
-	size_t		 off = 0;
-	ssize_t		 n;
-	int		 fd;
+	const char	*p = buf, *end = buf + len, *nl;
 
-	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	if (fstat(fd, &st) == -1 || st.st_size > QUEUE_ENV_MAX) {
-		if (errno == 0)
-			errno = EFBIG;
-		close(fd);
-		return -1;
+	while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (nl == p || (nl == p + 1 && *p == '\r'))
+			return (size_t)(nl + 1 - buf);
+		p = nl + 1;
 	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	while (off < (size_t)st.st_size) {
-		n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
+	return 0;
+}
+
+/*
+ * Read a file from its start into a NUL-terminated heap buffer: at most
+ * max octets and, with hdrs, only through the end of the header section.
+ * The buffer grows as it fills, so a short file costs a small one.
+ */
+static int
+queue_read_fd(int fd, size_t max, int hdrs, char **bufp, size_t *lenp)
+{
+	char	*buf;
+	size_t	 size, off = 0, end = 0;
+	ssize_t	 n;
+
+	size = max < QUEUE_READ_CHUNK ? max : QUEUE_READ_CHUNK;
+	buf = xmalloc(size + 1);
+	while (off < max && end == 0) {
+		if (off == size) {
+			size = size > max / 2 ? max : size * 2;
+			buf = xreallocarray(buf, size + 1, 1);
+		}
+		if ((n = read(fd, buf + off, size - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return -1;
+		}
+		if (n == 0)
 			break;
 		off += (size_t)n;
+		if (hdrs)
+			end = queue_hdrs_end(buf, off);
 	}
-	close(fd);
+	if (end != 0)
+		off = end;
 	buf[off] = '\0';
 	*bufp = buf;
 	*lenp = off;
+	return 0;
+}
+
+/* queue_read_fd() of a file named relative to a directory. */
+static int
+queue_read_at(int dirfd, const char *name, size_t max, int hdrs,
+    char **bufp, size_t *lenp)
+{
+	int	fd, rc, saved;
+
+	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	rc = queue_read_fd(fd, max, hdrs, bufp, lenp);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+/* A whole envelope file; EFBIG past QUEUE_ENV_MAX. */
+static int
+queue_read_env(int dirfd, const char *name, char **bufp, size_t *lenp)
+{
+	if (queue_read_at(dirfd, name, QUEUE_ENV_MAX + 1, 0, bufp,
+	    lenp) == -1)
+		return -1;
+	if (*lenp > QUEUE_ENV_MAX) {
+		free(*bufp);
+		errno = EFBIG;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Envelope text read from the file of id, which it must name.  On error
+ * env is cleared again and *cause says why.
+ */
+static int
+queue_env_parse(const char *id, const char *buf, size_t len,
+    struct envelope *env, char **cause)
+{
+	if (envelope_parse(env, buf, len, cause) == -1)
+		return -1;
+	if (strcmp(env->id, id) != 0) {
+		envelope_clear(env);
+		xasprintf(cause, "envelope names another id");
+		return -1;
+	}
 	return 0;
 }
 
@@ -241,6 +337,27 @@ queue_write_all(int fd, const char *buf, size_t len)
 		buf += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* A new file holding buf, its data synced; removed again on error. */
+static int
+queue_write_synced(int dirfd, const char *name, const char *buf, size_t len)
+{
+	int	fd, saved;
+
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+	if (fd == -1)
+		return -1;
+	if (queue_write_all(fd, buf, len) == -1 || fdatasync(fd) == -1) {
+		saved = errno;
+		close(fd);
+		unlinkat(dirfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	close(fd);
 	return 0;
 }
 
@@ -268,7 +385,8 @@ queue_to_corrupt(int dirfd, const char *id, const char *why)
  * envelopes that do not parse or lack content, report the others.
  */
 static void
-queue_recover_dir(int dirfd, const char *where, queue_scan_cb cb, void *arg)
+queue_recover_dir(int dirfd, const char *where, int held, queue_scan_cb cb,
+    void *arg)
 {
 	DIR		*dp;
 	struct dirent	*de;
@@ -321,21 +439,18 @@ queue_recover_dir(int dirfd, const char *where, queue_scan_cb cb, void *arg)
 			queue_to_corrupt(dirfd, id, "envelope without content");
 			continue;
 		}
-		if (queue_read_file(dirfd, de->d_name, &buf, &len) == -1) {
+		if (queue_read_env(dirfd, de->d_name, &buf, &len) == -1) {
 			log_warn("queue: %s: cannot read envelope", id);
 			continue;
 		}
 		envelope_init(&env);
-		cause = NULL;
-		if (envelope_parse(&env, buf, len, &cause) == -1 ||
-		    strcmp(env.id, id) != 0) {
-			queue_to_corrupt(dirfd, id, cause != NULL ? cause :
-			    "envelope names another id");
+		if (queue_env_parse(id, buf, len, &env, &cause) == -1) {
+			queue_to_corrupt(dirfd, id, cause);
 			free(cause);
 		} else {
 			queue.count++;
 			if (cb != NULL)
-				cb(&env, arg);
+				cb(&env, held, arg);
 		}
 		envelope_clear(&env);
 		free(buf);
@@ -343,9 +458,9 @@ queue_recover_dir(int dirfd, const char *where, queue_scan_cb cb, void *arg)
 	closedir(dp);
 }
 
-/* Walk queue/ and hold/: every XX directory below them. */
+/* Walk queue/ or hold/: every XX directory below it. */
 static void
-queue_recover_tree(const char *top, queue_scan_cb cb, void *arg)
+queue_recover_tree(const char *top, int held, queue_scan_cb cb, void *arg)
 {
 	char	name[3], where[16];
 	int	topfd, fd;
@@ -360,7 +475,7 @@ queue_recover_tree(const char *top, queue_scan_cb cb, void *arg)
 		if ((fd = queue_opendir(topfd, name)) == -1)
 			continue;
 		util_snprintf(where, sizeof where, "%s/%s", top, name);
-		queue_recover_dir(fd, where, cb, arg);
+		queue_recover_dir(fd, where, held, cb, arg);
 		close(fd);
 	}
 	close(topfd);
@@ -473,8 +588,8 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 		queue.tag[i] = queue_alphabet[r[i] & 31];
 
 	queue_empty_incoming();
-	queue_recover_tree("queue", cb, arg);
-	queue_recover_tree("hold", cb, arg);
+	queue_recover_tree("queue", 0, cb, arg);
+	queue_recover_tree("hold", 1, cb, arg);
 	if (queue_dirs_make() == -1) {
 		xasprintf(cause, "%s/queue: %s", spool, strerror(errno));
 		return -1;
@@ -655,8 +770,8 @@ static int
 queue_commit_one(struct queue_commit *c)
 {
 	struct queue_msg	*m = c->msg;
-	char			 name[QUEUE_ID_LEN + 8], dir[3], path[32];
-	int			 fd, moved = 0;
+	char			 name[QUEUE_ID_LEN + 8], path[QUEUE_PATH_SIZE];
+	int			 moved = 0;
 
 	if (c->error != 0) {
 		errno = c->error;
@@ -670,35 +785,24 @@ queue_commit_one(struct queue_commit *c)
 	if (queue_msg_flush(m) == -1 || fdatasync(m->fd) == -1)
 		goto fail;
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	fd = openat(queue.incomingfd, name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd == -1)
+	if (queue_write_synced(queue.incomingfd, name, c->envtext,
+	    c->envlen) == -1)
 		goto fail;
-	if (queue_write_all(fd, c->envtext, c->envlen) == -1 ||
-	    fdatasync(fd) == -1) {
-		close(fd);
-		goto fail;
-	}
-	close(fd);
-	queue_dir_name(c->dir, dir, sizeof dir);
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	if (util_snprintf(path, sizeof path, "%s/%s", dir, name) == -1)
-		goto fail;
-	if (renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
+	if (queue_path(m->id, "msg", path, sizeof path) == -1 ||
+	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
 		goto fail;
 	moved = 1;
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	util_snprintf(path, sizeof path, "%s/%s", dir, name);
-	if (renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
+	if (queue_path(m->id, "env", path, sizeof path) == -1 ||
+	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
 		goto fail;
 	return 0;
 
 fail:
 	c->error = errno;
-	if (moved) {
-		util_snprintf(path, sizeof path, "%s/%s.msg", dir, m->id);
+	if (moved && queue_path(m->id, "msg", path, sizeof path) == 0)
 		unlinkat(queue.queuefd, path, 0);
-	}
 	queue_msg_unlink(m->id);
 	errno = c->error;
 	return -1;
@@ -727,19 +831,18 @@ static void
 queue_dir_sync_failed(struct queue_commits *batch, unsigned dir, int error)
 {
 	struct queue_commit	*c;
-	char			 name[3], path[QUEUE_ID_LEN + 12];
+	char			 path[QUEUE_PATH_SIZE];
 
-	queue_dir_name(dir, name, sizeof name);
 	TAILQ_FOREACH(c, batch, entry) {
 		if (c->dir != dir || c->error != 0)
 			continue;
 		errno = error;
 		log_warn("%s: queue directory sync failed", c->msg->id);
 		c->error = error;
-		util_snprintf(path, sizeof path, "%s/%s.env", name, c->msg->id);
-		unlinkat(queue.queuefd, path, 0);
-		util_snprintf(path, sizeof path, "%s/%s.msg", name, c->msg->id);
-		unlinkat(queue.queuefd, path, 0);
+		if (queue_path(c->msg->id, "env", path, sizeof path) == 0)
+			unlinkat(queue.queuefd, path, 0);
+		if (queue_path(c->msg->id, "msg", path, sizeof path) == 0)
+			unlinkat(queue.queuefd, path, 0);
 	}
 }
 
@@ -778,4 +881,123 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 		free(c->envtext);
 		free(c);
 	}
+}
+
+/*
+ * Delivery's side: committed messages in queue/XX/ are read, their
+ * envelopes rewritten after each attempt, and removed when done.
+ * Blocking: small local file operations, as for the commit.
+ */
+
+/* Read and parse queue/XX/ID.env into env, made by envelope_init(). */
+int
+queue_env_load(const char *id, struct envelope *env, char **cause)
+{
+	char	 path[QUEUE_PATH_SIZE], *buf;
+	size_t	 len;
+	int	 rc, saved;
+
+	if (queue_path(id, "env", path, sizeof path) == -1) {
+		xasprintf(cause, "not a queue id");
+		errno = EINVAL;
+		return -1;
+	}
+	if (queue_read_env(queue.queuefd, path, &buf, &len) == -1) {
+		saved = errno;
+		xasprintf(cause, "queue/%s: %s", path, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if ((rc = queue_env_parse(id, buf, len, env, cause)) == -1)
+		errno = EINVAL;
+	free(buf);
+	return rc;
+}
+
+/*
+ * Replace queue/XX/ID.env whole: a temporary file, its data synced, then
+ * renamed over the envelope.  The directory is not synced: after a power
+ * loss the older envelope may come back, which can only repeat a
+ * delivery, never lose the message.  A message already removed is not
+ * brought back (ENOENT).  On error nothing has changed.
+ */
+int
+queue_env_update(const struct envelope *env)
+{
+	struct stat	 st;
+	char		 path[QUEUE_PATH_SIZE], tmp[QUEUE_PATH_SIZE], *text;
+	size_t		 len;
+	int		 rc, saved;
+
+	if (queue_path(env->id, "env", path, sizeof path) == -1 ||
+	    queue_path(env->id, "env.tmp", tmp, sizeof tmp) == -1 ||
+	    fstatat(queue.queuefd, path, &st, 0) == -1 ||
+	    envelope_write(env, &text, &len) == -1)
+		return -1;
+	/* Blocking: the data sync that keeps the envelope whole. */
+	unlinkat(queue.queuefd, tmp, 0);	/* left by a failed rewrite */
+	rc = queue_write_synced(queue.queuefd, tmp, text, len);
+	if (rc == 0 && (rc = renameat(queue.queuefd, tmp, queue.queuefd,
+	    path)) == -1) {
+		saved = errno;
+		unlinkat(queue.queuefd, tmp, 0);
+		errno = saved;
+	}
+	free(text);
+	return rc;
+}
+
+/*
+ * The message is done.  Its envelope goes first: that is the point of no
+ * return, and content left without one is removed by recovery.  Nothing
+ * is synced: a message that comes back after a power loss is delivered
+ * again, never lost.
+ */
+int
+queue_remove(const char *id)
+{
+	char	path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, "env", path, sizeof path) == -1 ||
+	    unlinkat(queue.queuefd, path, 0) == -1)
+		return -1;
+	queue.count--;
+	queue_path(id, "msg", path, sizeof path);
+	if (unlinkat(queue.queuefd, path, 0) == -1)
+		log_warn("%s: cannot remove content", id);
+	return 0;
+}
+
+/* The content, queue/XX/ID.msg, open for reading. */
+int
+queue_msg_open(const char *id)
+{
+	char	path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, "msg", path, sizeof path) == -1)
+		return -1;
+	return openat(queue.queuefd, path, O_RDONLY | O_CLOEXEC);
+}
+
+/* The header section of the content, up to QUEUE_HDRS_MAX octets. */
+int
+queue_msg_headers(const char *id, char **bufp, size_t *lenp)
+{
+	char	path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, "msg", path, sizeof path) == -1)
+		return -1;
+	return queue_read_at(queue.queuefd, path, QUEUE_HDRS_MAX, 1, bufp,
+	    lenp);
+}
+
+/* At most max octets of the content, from its start. */
+int
+queue_msg_read(const char *id, size_t max, char **bufp, size_t *lenp)
+{
+	char	path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, "msg", path, sizeof path) == -1)
+		return -1;
+	return queue_read_at(queue.queuefd, path, max, 0, bufp, lenp);
 }

@@ -1,7 +1,8 @@
 /*
  * queue.h: the spool, and the only code that knows its paths.  Messages
  * are received into incoming/, made durable and committed into queue/XX/
- * by one rename, recovered at start-up.
+ * by one rename, recovered at start-up, then read, rewritten and removed
+ * by delivery.
  */
 #ifndef QUEUE_H
 #define QUEUE_H
@@ -20,8 +21,11 @@ struct queue_commit;
 
 /* Called once per commit, from the loop, unless cancelled. */
 typedef void	(*queue_commit_cb)(void *, int);
-/* Called per committed envelope by queue_init(); may be NULL. */
-typedef void	(*queue_scan_cb)(const struct envelope *, void *);
+/*
+ * Called per committed envelope by queue_init(), held 1 for one under
+ * hold/XX/ and 0 under queue/XX/; may be NULL.
+ */
+typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
@@ -38,5 +42,12 @@ void		 queue_msg_abort(struct queue_msg *);
 struct queue_commit *queue_msg_commit(struct queue_msg *,
 		    const struct envelope *, queue_commit_cb, void *);
 void		 queue_commit_cancel(struct queue_commit *);
+
+int		 queue_env_load(const char *, struct envelope *, char **);
+int		 queue_env_update(const struct envelope *);
+int		 queue_remove(const char *);
+int		 queue_msg_open(const char *);
+int		 queue_msg_headers(const char *, char **, size_t *);
+int		 queue_msg_read(const char *, size_t, char **, size_t *);
 
 #endif

@@ -3,8 +3,10 @@
  * receiving and committing a message (the bytes on disk, an envelope that
  * reads back, a callback that runs from the loop and only once), abort
  * and cancel, recovery of a spool in each state a crash or a person can
- * leave it, the one-daemon lock, and a disk that refuses writes.  Every
- * test runs in its own process on its own spool under /tmp.
+ * leave it, the one-daemon lock, a disk that refuses writes, and what
+ * delivery does with a committed message (load and rewrite its envelope,
+ * read its content, remove it).  Every test runs in its own process on
+ * its own spool under /tmp.
  */
 #include "autoconf.h"
 
@@ -59,6 +61,7 @@ struct scan {
 		char	sender[64];
 		size_t	nrcpts;
 		char	rcpt0[64];
+		int	held;
 	} seen[8];
 };
 
@@ -72,7 +75,7 @@ commit_cb(void *arg, int error)
 }
 
 static void
-scan_cb(const struct envelope *env, void *arg)
+scan_cb(const struct envelope *env, int held, void *arg)
 {
 	struct scan	*sc = arg;
 
@@ -83,6 +86,7 @@ scan_cb(const struct envelope *env, void *arg)
 	sc->seen[sc->n].nrcpts = env->nrcpts;
 	util_strlcpy(sc->seen[sc->n].rcpt0, env->nrcpts > 0 ?
 	    env->rcpts[0].addr : "", sizeof sc->seen[sc->n].rcpt0);
+	sc->seen[sc->n].held = held;
 	sc->n++;
 }
 
@@ -333,6 +337,27 @@ check_env_file(const char *top_dir, const char *id, const char *sender,
 	}
 	envelope_clear(&env);
 	free(text);
+}
+
+/* queue_env_load() of id gives this sender and these recipients. */
+static void
+check_load(const char *id, const char *sender, const char *const *rcpts,
+    size_t nrcpts)
+{
+	struct envelope	 env;
+	char		*cause = NULL;
+	size_t		 i;
+
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0,
+	    "queue_env_load %s: %s", id, cause);
+	ck_assert_ptr_null(cause);
+	ck_assert_str_eq(env.id, id);
+	ck_assert_str_eq(env.sender, sender);
+	ck_assert_uint_eq(env.nrcpts, nrcpts);
+	for (i = 0; i < nrcpts; i++)
+		ck_assert_str_eq(env.rcpts[i].addr, rcpts[i]);
+	envelope_clear(&env);
 }
 
 /* Receive data in one write and ask for its commit. */
@@ -883,8 +908,9 @@ START_TEST(test_recovery)
 {
 	struct stat	 before[2 * NPREP];
 	struct scan	 sc;
+	struct envelope	 env;
 	char		 ids[NPREP][QUEUE_ID_LEN + 1], path[PATH_SIZE];
-	char		 body[128], *text, *got;
+	char		 body[128], *text, *got, *cause = NULL;
 	size_t		 i, j, len, found;
 
 	prepare(ids);
@@ -1017,12 +1043,25 @@ START_TEST(test_recovery)
 			ck_assert_str_eq(sc.seen[j].sender, sender);
 			ck_assert_uint_eq(sc.seen[j].nrcpts, 1);
 			ck_assert_str_eq(sc.seen[j].rcpt0, prep_rcpt);
+			ck_assert_msg(sc.seen[j].held == (i != 0),
+			    "%s in %s/ reported with held %d", ids[i], where,
+			    sc.seen[j].held);
 		}
 		ck_assert_msg(found == 1, "%s reported %zu times", ids[i],
 		    found);
 	}
 	ck_assert_uint_eq(sc.n, NPREP);
 	ck_assert_uint_eq(queue_count(), NPREP);
+
+	/* Delivery sees queue/ only: a held message is not loaded. */
+	check_load(ids[0], "sender0@example.org", &prep_rcpt, 1);
+	envelope_init(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_env_load(ids[1], &env, &cause), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	envelope_clear(&env);
 	queue_shutdown();
 }
 END_TEST
@@ -1259,6 +1298,619 @@ START_TEST(test_write_error)
 }
 END_TEST
 
+/*
+ * Delivery: loading and rewriting an envelope, reading the content,
+ * removing a message.
+ */
+
+/* Commit data at once, as start_commit() and one loop pass. */
+static void
+commit_now(char *id, size_t idsize, const char *data, size_t len,
+    const char *sender, const char *rcpt)
+{
+	struct result	r = { 0, 0 };
+
+	start_commit(id, idsize, data, len, sender, rcpt, &r);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_msg(r.error == 0, "commit: %s", strerror(r.error));
+}
+
+START_TEST(test_env_load)
+{
+	static const char *const rcpts[] = {
+		"bob@example.net", "carol@example.com"
+	};
+	struct queue_msg	*m;
+	struct envelope		 env, got;
+	struct result		 r = { 0, 0 };
+	char			 id[QUEUE_ID_LEN + 1], *cause = NULL;
+	char			 data[500];
+
+	fill(data, sizeof data, 23);
+	init_spool(NULL, NULL);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, data, sizeof data), 0);
+	make_env(&env, id, "alice@example.org", rcpts, 2, sizeof data);
+	env.rcpts[1].notify = ENVELOPE_NOTIFY_FAILURE;
+	ck_assert_ptr_nonnull(queue_msg_commit(m, &env, commit_cb, &r));
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.error, 0);
+
+	envelope_init(&got);
+	ck_assert_msg(queue_env_load(id, &got, &cause) == 0, "%s", cause);
+	ck_assert_str_eq(got.id, id);
+	ck_assert_str_eq(got.sender, "alice@example.org");
+	ck_assert_int_eq(got.arrival, env.arrival);
+	ck_assert_uint_eq(got.size, sizeof data);
+	ck_assert_str_eq(got.client_addr, "192.0.2.1");
+	ck_assert_str_eq(got.helo, "client.example.net");
+	ck_assert_uint_eq(got.nrcpts, 2);
+	ck_assert_str_eq(got.rcpts[0].addr, rcpts[0]);
+	ck_assert_str_eq(got.rcpts[1].addr, rcpts[1]);
+	ck_assert_int_eq(got.rcpts[1].notify, ENVELOPE_NOTIFY_FAILURE);
+	ck_assert_int_eq(got.rcpts[0].state, ENVELOPE_RCPT_PENDING);
+	envelope_clear(&got);
+	envelope_clear(&env);
+	queue_shutdown();
+}
+END_TEST
+
+/* What cannot be loaded: each fails with a cause and a clear envelope. */
+static const struct {
+	const char	*id;
+	const char	*env;		/* file made by hand, or NULL */
+	int		 error;
+	const char	*cause;		/* part of the cause */
+} bad_loads[] = {
+	{ "000000000AB0001", NULL, ENOENT, "No such file" },
+	{ "000000000AB0002", "this is not an envelope\n", EINVAL, "line 1" },
+	{ "000000000AB0003", "", EINVAL, "empty" },
+	{ "000000000AB0004", "(other id)", EINVAL, "another id" },
+	{ "000000000AB000", NULL, EINVAL, "not a queue id" },
+	{ "../queue/AB/000000000AB0005", NULL, EINVAL, "not a queue id" },
+};
+
+START_TEST(test_env_load_fails)
+{
+	struct envelope	 env;
+	char		 path[PATH_SIZE], *text, *cause = NULL;
+	const char	*id = bad_loads[_i].id;
+	size_t		 len;
+
+	init_spool(NULL, NULL);
+	if (bad_loads[_i].env != NULL) {
+		qpath(path, sizeof path, "queue", id, "msg");
+		write_all(path, "content", 7);
+		qpath(path, sizeof path, "queue", id, "env");
+		if (strcmp(bad_loads[_i].env, "(other id)") == 0) {
+			text = env_text("000000000AB0009", "a@example.org",
+			    "b@example.net", &len);
+			write_all(path, text, len);
+			free(text);
+		} else
+			write_all(path, bad_loads[_i].env,
+			    strlen(bad_loads[_i].env));
+	}
+	envelope_init(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	ck_assert_msg(errno == bad_loads[_i].error, "%s: errno %d (%s)", id,
+	    errno, strerror(errno));
+	ck_assert_ptr_nonnull(cause);
+	ck_assert_msg(strstr(cause, bad_loads[_i].cause) != NULL,
+	    "%s: cause \"%s\"", id, cause);
+	ck_assert_ptr_null(env.sender);
+	ck_assert_uint_eq(env.nrcpts, 0);
+	envelope_clear(&env);
+	free(cause);
+	queue_shutdown();
+}
+END_TEST
+
+/* The delivery results of a first attempt, as delivery records them. */
+static void
+attempt_results(struct envelope *env, time_t next)
+{
+	env->tries = 1;
+	env->next_attempt = next;
+	envelope_set_str(&env->last_error, "451 4.7.1 Try again later");
+	env->rcpts[0].state = ENVELOPE_RCPT_SENT;
+	util_strlcpy(env->rcpts[0].status, "2.0.0",
+	    sizeof env->rcpts[0].status);
+	envelope_set_str(&env->rcpts[0].relay,
+	    "mx.example.net[198.51.100.3]:25");
+	util_strlcpy(env->rcpts[1].status, "4.7.1",
+	    sizeof env->rcpts[1].status);
+	envelope_set_str(&env->rcpts[1].error, "451 4.7.1 Try again later");
+}
+
+START_TEST(test_env_update)
+{
+	static const char *const rcpts[] = {
+		"bob@example.net", "carol@example.com"
+	};
+	struct envelope	 env;
+	struct stat	 envst, msgst, st;
+	char		 id[QUEUE_ID_LEN + 1], path[PATH_SIZE], tmp[PATH_SIZE];
+	char		 data[300], *cause = NULL;
+	time_t		 next = time(NULL) + 3600;
+
+	fill(data, sizeof data, 29);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, sizeof data, "alice@example.org",
+	    rcpts[0]);
+	/* A second recipient, written by hand, so both states show. */
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	envelope_add_rcpt(&env, rcpts[1]);
+	ck_assert_int_eq(queue_env_update(&env), 0);
+	check_load(id, "alice@example.org", rcpts, 2);
+
+	qpath(path, sizeof path, "queue", id, "env");
+	qpath(tmp, sizeof tmp, "queue", id, "env.tmp");
+	ck_assert_int_eq(stat(path, &envst), 0);
+	qpath(path, sizeof path, "queue", id, "msg");
+	ck_assert_int_eq(stat(path, &msgst), 0);
+	/* A temporary file left by a rewrite that did not finish. */
+	write_all(tmp, "half", 4);
+
+	attempt_results(&env, next);
+	ck_assert_int_eq(queue_env_update(&env), 0);
+	envelope_clear(&env);
+	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
+	qpath(path, sizeof path, "queue", id, "env");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_msg(st.st_ino != envst.st_ino, "envelope written in place");
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	qpath(path, sizeof path, "queue", id, "msg");
+	check_untouched(path, &msgst);
+	check_msg_file("queue", id, data, sizeof data);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	ck_assert_uint_eq(queue_count(), 1);
+
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	ck_assert_uint_eq(env.tries, 1);
+	ck_assert_int_eq(env.next_attempt, next);
+	ck_assert_str_eq(env.last_error, "451 4.7.1 Try again later");
+	ck_assert_uint_eq(env.nrcpts, 2);
+	ck_assert_int_eq(env.rcpts[0].state, ENVELOPE_RCPT_SENT);
+	ck_assert_str_eq(env.rcpts[0].status, "2.0.0");
+	ck_assert_str_eq(env.rcpts[0].relay, "mx.example.net[198.51.100.3]:25");
+	ck_assert_int_eq(env.rcpts[1].state, ENVELOPE_RCPT_PENDING);
+	ck_assert_str_eq(env.rcpts[1].status, "4.7.1");
+	ck_assert_str_eq(env.rcpts[1].error, "451 4.7.1 Try again later");
+	envelope_clear(&env);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A rewrite that fails leaves the old envelope as it was and no
+ * temporary file: a disk that refuses to grow a file past FSIZE_LIMIT
+ * (the tests run as root, so permissions would not stop them), an
+ * envelope envelope_write() refuses, a message already removed, and a
+ * rename refused.
+ */
+#define ENV_FSIZE_LIMIT	512
+
+START_TEST(test_env_update_fails)
+{
+	static const char *const rcpt = "b@example.net";
+	struct envelope	 env;
+	struct rlimit	 old, rl;
+	struct stat	 before;
+	char		 id[QUEUE_ID_LEN + 1], path[PATH_SIZE], tmp[PATH_SIZE];
+	char		 data[100], big[4000], *was, *now, *cause = NULL;
+	size_t		 wlen, nlen;
+	int		 rc, saved;
+
+	fill(data, sizeof data, 31);
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	qpath(path, sizeof path, "queue", id, "env");
+	qpath(tmp, sizeof tmp, "queue", id, "env.tmp");
+	ck_assert_int_eq(stat(path, &before), 0);
+	was = read_all(path, &wlen);
+	ck_assert_ptr_nonnull(was);
+	ck_assert_uint_lt(wlen, ENV_FSIZE_LIMIT);
+
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	env.tries = 7;
+	envelope_set_str(&env.last_error, big);
+	ck_assert(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = ENV_FSIZE_LIMIT;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	errno = 0;
+	rc = queue_env_update(&env);
+	saved = errno;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	ck_assert_int_eq(rc, -1);
+	ck_assert_msg(saved == EFBIG, "errno %d (%s)", saved, strerror(saved));
+	check_untouched(path, &before);
+	now = read_all(path, &nlen);
+	ck_assert_ptr_nonnull(now);
+	ck_assert(nlen == wlen && memcmp(now, was, wlen) == 0);
+	free(now);
+	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
+
+	/* No recipients: envelope_write() refuses it. */
+	envelope_clear(&env);
+	make_env(&env, id, "a@example.org", NULL, 0, sizeof data);
+	errno = 0;
+	ck_assert_int_eq(queue_env_update(&env), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	check_untouched(path, &before);
+	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
+	envelope_clear(&env);
+	check_load(id, "a@example.org", &rcpt, 1);
+
+	/* Removed: a late rewrite must not bring its envelope back. */
+	ck_assert_int_eq(queue_remove(id), 0);
+	make_env(&env, id, "a@example.org", &rcpt, 1, sizeof data);
+	errno = 0;
+	ck_assert_int_eq(queue_env_update(&env), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_msg(!exists(path), "%s brought back", path);
+	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
+	ck_assert_int_eq(count_spool("queue"), 0);
+
+	/* A rename that fails: a directory where the envelope should be. */
+	make_dir(path);
+	errno = 0;
+	ck_assert_int_eq(queue_env_update(&env), -1);
+	ck_assert_int_eq(errno, EISDIR);
+	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
+	ck_assert_int_eq(rmdir(path), 0);
+	envelope_clear(&env);
+	free(was);
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_remove)
+{
+	struct stat	 before[2];
+	char		 id1[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char		 path[PATH_SIZE], data[2000], *cause = NULL;
+	struct envelope	 env;
+
+	fill(data, sizeof data, 37);
+	init_spool(NULL, NULL);
+	commit_now(id1, sizeof id1, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	commit_now(id2, sizeof id2, data, 1000, "c@example.org",
+	    "d@example.net");
+	ck_assert_uint_eq(queue_count(), 2);
+	qpath(path, sizeof path, "queue", id2, "env");
+	ck_assert_int_eq(stat(path, &before[0]), 0);
+	qpath(path, sizeof path, "queue", id2, "msg");
+	ck_assert_int_eq(stat(path, &before[1]), 0);
+
+	ck_assert_int_eq(queue_remove(id1), 0);
+	qpath(path, sizeof path, "queue", id1, "env");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	qpath(path, sizeof path, "queue", id1, "msg");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	ck_assert_uint_eq(queue_count(), 1);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	qpath(path, sizeof path, "queue", id2, "env");
+	check_untouched(path, &before[0]);
+	qpath(path, sizeof path, "queue", id2, "msg");
+	check_untouched(path, &before[1]);
+
+	errno = 0;
+	ck_assert_int_eq(queue_remove(id1), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_uint_eq(queue_count(), 1);
+	errno = 0;
+	ck_assert_int_eq(queue_msg_open(id1), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id1, &env, &cause), -1);
+	envelope_clear(&env);
+	free(cause);
+
+	ck_assert_int_eq(queue_remove(id2), 0);
+	ck_assert_uint_eq(queue_count(), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	queue_shutdown();
+}
+END_TEST
+
+/* Content whose envelope went first is gone at the next start. */
+START_TEST(test_remove_then_recover)
+{
+	char	id[QUEUE_ID_LEN + 1], path[PATH_SIZE], data[100];
+
+	fill(data, sizeof data, 41);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	/* As if the process died between the two unlinks. */
+	qpath(path, sizeof path, "queue", id, "env");
+	ck_assert_int_eq(unlink(path), 0);
+	queue_shutdown();
+	init_spool(NULL, NULL);
+	ck_assert_uint_eq(queue_count(), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_int_eq(count_spool("corrupt"), 0);
+	queue_shutdown();
+}
+END_TEST
+
+START_TEST(test_msg_open)
+{
+	char	 id[QUEUE_ID_LEN + 1], *data, *got;
+	size_t	 len = 3 * MSG_BUFSIZE + 17, off = 0;
+	ssize_t	 n;
+	int	 fd, flags;
+
+	data = xmalloc(len);
+	got = xmalloc(len + 1);
+	fill(data, len, 43);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, len, "a@example.org",
+	    "b@example.net");
+	fd = queue_msg_open(id);
+	ck_assert_msg(fd != -1, "queue_msg_open: %s", strerror(errno));
+	ck_assert((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+	flags = fcntl(fd, F_GETFL);
+	ck_assert_int_eq(flags & O_ACCMODE, O_RDONLY);
+	while ((n = read(fd, got + off, len + 1 - off)) > 0)
+		off += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	close(fd);
+	ck_assert_uint_eq(off, len);
+	ck_assert(memcmp(got, data, len) == 0);
+
+	errno = 0;
+	ck_assert_int_eq(queue_msg_open("000000000AB0001"), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	free(got);
+	free(data);
+	queue_shutdown();
+}
+END_TEST
+
+/* Content and the length of its header section. */
+static const struct {
+	const char	*content;
+	size_t		 hdrlen;
+} hdrs[] = {
+	{ "A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore\r\n", 14 },
+	{ "\r\nbody\r\n", 2 },
+	{ "A: 1\r\nB: 2\r\n", 12 },
+	{ "A: 1\r\nB: 2", 10 },
+	{ "", 0 },
+	{ "A: 1\n\nbody\n", 6 },
+	{ "\nbody\n", 1 },
+	{ "A: 1\r\n \r\n\t\r\nB: 2\r\n\r\nbody", 20 },
+	{ "A: x\rB\r\n\r\nbody", 10 },
+	{ "A: 1\r\n\r\r\n\r\nbody", 11 },
+	{ "A: 1\n \nB: 2\n\nbody", 13 },
+	{ "Received: from a\r\n\tby b\r\nReceived: from c\r\n\r\n"
+	  "Received: in the body\r\n", 45 },
+};
+
+START_TEST(test_msg_headers)
+{
+	const char	*content = hdrs[_i].content;
+	char		 id[QUEUE_ID_LEN + 1], *buf;
+	size_t		 len;
+
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, content, strlen(content), "a@example.org",
+	    "b@example.net");
+	buf = NULL;
+	ck_assert_int_eq(queue_msg_headers(id, &buf, &len), 0);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_msg(len == hdrs[_i].hdrlen, "case %d: %zu octets, want %zu",
+	    _i, len, hdrs[_i].hdrlen);
+	ck_assert(memcmp(buf, content, len) == 0);
+	ck_assert_int_eq(buf[len], '\0');
+	free(buf);
+	queue_shutdown();
+}
+END_TEST
+
+#define HDRS_MAX	(1024 * 1024)	/* queue.c's cap */
+#define READ_CHUNK	16384		/* and its first read */
+
+/*
+ * Header sections around the sizes queue.c reads in: the empty line cut
+ * by a read, and header sections past the cap.
+ */
+static const struct {
+	size_t	hdrlen;		/* where the empty line ends, or 0 */
+	size_t	total;
+	size_t	want;
+} big_hdrs[] = {
+	{ READ_CHUNK + 1, READ_CHUNK + 100, READ_CHUNK + 1 },
+	{ READ_CHUNK + 2, READ_CHUNK + 100, READ_CHUNK + 2 },
+	{ READ_CHUNK, 3 * READ_CHUNK, READ_CHUNK },
+	{ 4 * READ_CHUNK + 3, 5 * HDRS_MAX, 4 * READ_CHUNK + 3 },
+	{ HDRS_MAX, HDRS_MAX + 10, HDRS_MAX },
+	{ HDRS_MAX + 2, HDRS_MAX + 10, HDRS_MAX },
+	{ 0, HDRS_MAX - 1, HDRS_MAX - 1 },
+	{ 0, HDRS_MAX, HDRS_MAX },
+	{ 0, 2 * HDRS_MAX + 7, HDRS_MAX },
+};
+
+/* Header lines "X: xxx...\r\n" filling len octets, then body octets. */
+static char *
+make_headers(size_t hdrlen, size_t total)
+{
+	char	*data;
+	size_t	 i;
+
+	data = xmalloc(total);
+	for (i = 0; i < total; i++)
+		data[i] = i % 70 == 0 ? 'X' : i % 70 == 1 ? ':' : 'x';
+	for (i = 68; i < total; i += 70) {
+		data[i] = '\r';
+		if (i + 1 < total)
+			data[i + 1] = '\n';
+	}
+	if (hdrlen != 0) {
+		/* A line ends just before the empty line, and is not empty. */
+		memcpy(data + hdrlen - 4, "\r\n\r\n", 4);
+		memset(data + hdrlen - 6, 'x', 2);
+	}
+	return data;
+}
+
+/* Where the first empty line of data ends, by a plain scan; 0 if none. */
+static size_t
+first_empty_line(const char *data, size_t len)
+{
+	size_t	i, start = 0;
+
+	for (i = 0; i < len; i++) {
+		if (data[i] != '\n')
+			continue;
+		if (i == start || (i == start + 1 && data[start] == '\r'))
+			return i + 1;
+		start = i + 1;
+	}
+	return 0;
+}
+
+START_TEST(test_msg_headers_big)
+{
+	char	id[QUEUE_ID_LEN + 1], *data, *buf;
+	size_t	len;
+
+	data = make_headers(big_hdrs[_i].hdrlen, big_hdrs[_i].total);
+	ck_assert_uint_eq(first_empty_line(data, big_hdrs[_i].total),
+	    big_hdrs[_i].hdrlen);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, big_hdrs[_i].total, "a@example.org",
+	    "b@example.net");
+	ck_assert_int_eq(queue_msg_headers(id, &buf, &len), 0);
+	ck_assert_msg(len == big_hdrs[_i].want, "case %d: %zu octets, want "
+	    "%zu", _i, len, big_hdrs[_i].want);
+	ck_assert(memcmp(buf, data, len) == 0);
+	ck_assert_int_eq(buf[len], '\0');
+	free(buf);
+	free(data);
+	queue_shutdown();
+}
+END_TEST
+
+#define READ_TOTAL	(5 * READ_CHUNK + 123)
+
+static const struct {
+	size_t	max;
+	size_t	want;
+} reads[] = {
+	{ 0, 0 },
+	{ 1, 1 },
+	{ 100, 100 },
+	{ READ_CHUNK - 1, READ_CHUNK - 1 },
+	{ READ_CHUNK, READ_CHUNK },
+	{ READ_CHUNK + 1, READ_CHUNK + 1 },
+	{ 3 * READ_CHUNK + 5, 3 * READ_CHUNK + 5 },
+	{ READ_TOTAL - 1, READ_TOTAL - 1 },
+	{ READ_TOTAL, READ_TOTAL },
+	{ READ_TOTAL + 1, READ_TOTAL },
+	{ 100 * READ_TOTAL, READ_TOTAL },
+	{ SIZE_MAX, READ_TOTAL },
+};
+
+START_TEST(test_msg_read)
+{
+	char	id[QUEUE_ID_LEN + 1], *data, *buf = NULL;
+	size_t	len = 12345;
+
+	data = xmalloc(READ_TOTAL);
+	fill(data, READ_TOTAL, 47);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, READ_TOTAL, "a@example.org",
+	    "b@example.net");
+	ck_assert_int_eq(queue_msg_read(id, reads[_i].max, &buf, &len), 0);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_msg(len == reads[_i].want, "max %zu: %zu octets, want %zu",
+	    reads[_i].max, len, reads[_i].want);
+	ck_assert(memcmp(buf, data, len) == 0);
+	ck_assert_int_eq(buf[len], '\0');
+	free(buf);
+
+	errno = 0;
+	ck_assert_int_eq(queue_msg_read("000000000AB0001", reads[_i].max,
+	    &buf, &len), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_int_eq(queue_msg_headers("000000000AB0001", &buf, &len),
+	    -1);
+	ck_assert_int_eq(errno, ENOENT);
+	free(data);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * An id that is not a queue id (from a control socket, say) is refused
+ * by every function, and no file anywhere in the spool changes.
+ */
+START_TEST(test_bad_ids)
+{
+	static const char *const rcpt = "b@example.net";
+	const char	*id = is_ids[_i].text;
+	struct envelope	 env;
+	char		 keep[QUEUE_ID_LEN + 1], *buf = NULL, *cause = NULL;
+	char		 data[50];
+	size_t		 len;
+
+	if (is_ids[_i].want)
+		return;
+	fill(data, sizeof data, 53);
+	init_spool(NULL, NULL);
+	commit_now(keep, sizeof keep, data, sizeof data, "a@example.org",
+	    "b@example.net");
+
+	envelope_init(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	make_env(&env, "", "a@example.org", &rcpt, 1, 0);
+	util_strlcpy(env.id, id, sizeof env.id);
+	errno = 0;
+	ck_assert_int_eq(queue_env_update(&env), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	envelope_clear(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_remove(id), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(queue_msg_open(id), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(queue_msg_headers(id, &buf, &len), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(queue_msg_read(id, 100, &buf, &len), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(buf);
+
+	ck_assert_uint_eq(queue_count(), 1);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	ck_assert_int_eq(count_files(spool), 3);	/* and the lock */
+	check_msg_file("queue", keep, data, sizeof data);
+	queue_shutdown();
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -1303,6 +1955,22 @@ queue_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, test_write_error, 0, nitems(full));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("delivery");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_env_load);
+	tcase_add_loop_test(tc, test_env_load_fails, 0, nitems(bad_loads));
+	tcase_add_test(tc, test_env_update);
+	tcase_add_test(tc, test_env_update_fails);
+	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_remove_then_recover);
+	tcase_add_test(tc, test_msg_open);
+	tcase_add_loop_test(tc, test_msg_headers, 0, nitems(hdrs));
+	tcase_add_loop_test(tc, test_msg_headers_big, 0, nitems(big_hdrs));
+	tcase_add_loop_test(tc, test_msg_read, 0, nitems(reads));
+	tcase_add_loop_test(tc, test_bad_ids, 0, nitems(is_ids));
 	suite_add_tcase(s, tc);
 	return s;
 }
