@@ -37,6 +37,8 @@
 #define CONFIG_QUOTE_SIZE	128
 /* Separators between the items of a list. */
 #define CONFIG_LIST_SEP		" \t,"
+/* The port of a gateway written without one. */
+#define CONFIG_SMTP_PORT	25
 
 struct config_key;
 
@@ -66,7 +68,8 @@ struct config_key {
 	const char			*name;
 	const struct config_type	*type;
 	size_t				 offset;
-	size_t				 count;	/* lists: offset of the count */
+	size_t				 count;	/* lists: offset of the count;
+						   gateway: of the port */
 	size_t				 size;	/* strings: field size */
 	const char			*dflt;	/* NULL: computed at load */
 	uint64_t			 min;
@@ -90,6 +93,8 @@ static int	config_parse_host(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_path(struct config *, const struct config_key *,
 		    const char *, char **);
+static int	config_parse_opt_path(struct config *,
+		    const struct config_key *, const char *, char **);
 static int	config_parse_bool(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_uint(struct config *, const struct config_key *,
@@ -105,6 +110,10 @@ static int	config_parse_listen(struct config *, const struct config_key *,
 static int	config_parse_nets(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_domains(struct config *,
+		    const struct config_key *, const char *, char **);
+static int	config_parse_dns(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_gateway(struct config *,
 		    const struct config_key *, const char *, char **);
 
 static void	config_print_string(const struct config *,
@@ -125,6 +134,8 @@ static void	config_print_nets(const struct config *,
 		    const struct config_key *, FILE *);
 static void	config_print_domains(const struct config *,
 		    const struct config_key *, FILE *);
+static void	config_print_gateway(const struct config *,
+		    const struct config_key *, FILE *);
 
 static void	config_clear_listen(struct config *, const struct config_key *);
 static void	config_clear_nets(struct config *, const struct config_key *);
@@ -136,6 +147,9 @@ static const struct config_type config_type_host = {
 };
 static const struct config_type config_type_path = {
 	config_parse_path, config_print_string, NULL
+};
+static const struct config_type config_type_opt_path = {
+	config_parse_opt_path, config_print_string, NULL
 };
 static const struct config_type config_type_bool = {
 	config_parse_bool, config_print_bool, NULL
@@ -161,6 +175,12 @@ static const struct config_type config_type_nets = {
 static const struct config_type config_type_domains = {
 	config_parse_domains, config_print_domains, config_clear_domains
 };
+static const struct config_type config_type_dns = {
+	config_parse_dns, config_print_string, NULL
+};
+static const struct config_type config_type_gateway = {
+	config_parse_gateway, config_print_gateway, NULL
+};
 
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
@@ -184,6 +204,7 @@ _Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
 #define CONFIG_K	1024ULL
 #define CONFIG_G	(1024ULL * 1024 * 1024)
 #define CONFIG_S	1000ULL
+#define CONFIG_HR	(3600ULL * 1000)
 #define CONFIG_D	(86400ULL * 1000)
 #define CONFIG_COUNT_MAX 1000000
 
@@ -228,6 +249,42 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "relay_networks", &config_type_nets,
 	  CONFIG_OFF(relay_networks), CONFIG_OFF(nrelay_networks), 0,
 	  "127.0.0.0/8 ::1/128", 0, 0, NULL },
+
+	{ "delivery", "queue_interval", &config_type_duration,
+	  CONFIG_OFF(queue_interval), 0, 0, "30m", CONFIG_S, CONFIG_D, NULL },
+	{ "delivery", "max_tries", &config_type_uint, CONFIG_OFF(max_tries),
+	  0, 0, "20", 1, 1000, NULL },
+	{ "delivery", "max_deliveries", &config_type_uint,
+	  CONFIG_OFF(max_deliveries), 0, 0, "30", 1, 10000, NULL },
+	{ "delivery", "max_per_destination", &config_type_uint,
+	  CONFIG_OFF(max_per_destination), 0, 0, "10", 1, 1000, NULL },
+	{ "delivery", "remote_port", &config_type_uint,
+	  CONFIG_OFF(remote_port), 0, 0, "25", 1, 65535, NULL },
+	{ "delivery", "dns_servers", &config_type_dns, CONFIG_OFF(dns_servers),
+	  0, CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "delivery", "gateway", &config_type_gateway, CONFIG_OFF(gateway),
+	  CONFIG_OFF(gateway_port), CONFIG_HOST_SIZE, "", 0, 0, NULL },
+	{ "delivery", "gateway_all", &config_type_bool,
+	  CONFIG_OFF(gateway_all), 0, 0, "no", 0, 0, NULL },
+	{ "delivery", "gateway_after_tries", &config_type_uint,
+	  CONFIG_OFF(gateway_after_tries), 0, 0, "0", 0, 1000, NULL },
+	{ "delivery", "gateway_tls_verify", &config_type_bool,
+	  CONFIG_OFF(gateway_tls_verify), 0, 0, "no", 0, 0, NULL },
+	{ "delivery", "gateway_auth_file", &config_type_opt_path,
+	  CONFIG_OFF(gateway_auth_file), 0, CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "delivery", "starttls", &config_type_bool, CONFIG_OFF(starttls), 0,
+	  0, "yes", 0, 0, NULL },
+	{ "delivery", "connect_timeout", &config_type_duration,
+	  CONFIG_OFF(connect_timeout), 0, 0, "30s", CONFIG_S, CONFIG_HR, NULL },
+	{ "delivery", "reply_timeout", &config_type_duration,
+	  CONFIG_OFF(reply_timeout), 0, 0, "5m", CONFIG_S, CONFIG_HR, NULL },
+	{ "delivery", "data_timeout", &config_type_duration,
+	  CONFIG_OFF(delivery_data_timeout), 0, 0, "10m", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "delivery", "idle_timeout", &config_type_duration,
+	  CONFIG_OFF(idle_timeout), 0, 0, "5s", CONFIG_S, CONFIG_HR, NULL },
+	{ "delivery", "max_received_headers", &config_type_uint,
+	  CONFIG_OFF(max_received_headers), 0, 0, "100", 1, 1000, NULL },
 };
 
 /* Where the built-in configuration differs from a file's defaults. */
@@ -246,6 +303,10 @@ static const struct {
 #define CONFIG_COUNT(c, k)	((size_t *)(void *)((char *)(c) + (k)->count))
 #define CONFIG_CCOUNT(c, k)	\
 	((const size_t *)(const void *)((const char *)(c) + (k)->count))
+#define CONFIG_PORT(c, k)	\
+	((uint64_t *)(void *)((char *)(c) + (k)->count))
+#define CONFIG_CPORT(c, k)	\
+	((const uint64_t *)(const void *)((const char *)(c) + (k)->count))
 
 static int
 config_is_section(const char *section)
@@ -361,6 +422,18 @@ config_parse_path(struct config *c, const struct config_key *k,
 	}
 	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
 	return 0;
+}
+
+/* A path that may be left empty: the feature it names is not used. */
+static int
+config_parse_opt_path(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	if (*value == '\0') {
+		CONFIG_FIELD(c, k, char)[0] = '\0';
+		return 0;
+	}
+	return config_parse_path(c, k, value, cause);
 }
 
 static void
@@ -566,6 +639,42 @@ config_is_none(const char *value)
 }
 
 /*
+ * Split "host", "host:port", "[host]" or "[host]:port" in place into
+ * *host, without brackets, and *port, NULL when none is given; *v6 says
+ * whether there were brackets.  A colon outside brackets always starts
+ * the port, so an IPv6 address must be bracketed to be told from one.
+ */
+static int
+config_split_port(char *entry, char **host, char **port, int *v6,
+    const char **why)
+{
+	char	*end;
+
+	*host = entry;
+	*port = NULL;
+	*v6 = entry[0] == '[';
+	if (*v6) {
+		if ((end = strchr(entry, ']')) == NULL ||
+		    (end[1] != ':' && end[1] != '\0')) {
+			*why = "not a numeric IPv6 address";
+			return -1;
+		}
+		(*host)++;
+		*end++ = '\0';
+		if (*end == ':')
+			*port = end + 1;
+	} else if ((end = strchr(entry, ':')) != NULL) {
+		if (strchr(end + 1, ':') != NULL) {
+			*why = "IPv6 address not in brackets";
+			return -1;
+		}
+		*end = '\0';
+		*port = end + 1;
+	}
+	return 0;
+}
+
+/*
  * One numeric address of a listen entry (the part before the port) into
  * l->ss; never asks DNS.
  */
@@ -604,7 +713,7 @@ config_listen_entry(struct config_listen **ls, size_t *n, const char *item,
 	const char		*why = NULL;
 	uint64_t		 num;
 	size_t			 i, j, nl = 1;
-	int			 family = AF_INET;
+	int			 family, v6;
 
 	memset(l, 0, sizeof l);
 	if (len >= sizeof entry) {
@@ -613,28 +722,13 @@ config_listen_entry(struct config_listen **ls, size_t *n, const char *item,
 	}
 	memcpy(entry, item, len);
 	entry[len] = '\0';
-	host = entry;
-	if (entry[0] == '[') {
-		family = AF_INET6;
-		if ((port = strchr(entry, ']')) == NULL || (port[1] != ':' &&
-		    port[1] != '\0')) {
-			config_bad(cause, "not a numeric IPv6 address", entry,
-			    len);
-			return -1;
-		}
-		host++;
-		*port++ = '\0';
-		port = *port == ':' ? port + 1 : NULL;
-	} else if ((port = strchr(entry, ':')) != NULL) {
-		if (strchr(port + 1, ':') != NULL) {
-			config_bad(cause, "IPv6 address not in brackets", entry,
-			    len);
-			return -1;
-		}
-		*port++ = '\0';
+	if (config_split_port(entry, &host, &port, &v6, &why) == -1) {
+		config_bad(cause, why, item, len);
+		return -1;
 	}
+	family = v6 ? AF_INET6 : AF_INET;
 	if (port == NULL) {
-		config_bad(cause, "no port", entry, len);
+		config_bad(cause, "no port", item, len);
 		return -1;
 	}
 	if (util_parse_uint(port, 1, 65535, &num, &why) == -1) {
@@ -897,6 +991,172 @@ config_clear_domains(struct config *c, const struct config_key *k)
 	config_free_domains(*CONFIG_FIELD(c, k, char **), *CONFIG_COUNT(c, k));
 	*CONFIG_FIELD(c, k, char **) = NULL;
 	*CONFIG_COUNT(c, k) = 0;
+}
+
+/*
+ * One dns_servers entry: "ip", "ip:port", "[ipv6]" or "[ipv6]:port",
+ * or a bare IPv6 address without a port as resolv.conf writes it.
+ * Addresses are read with inet_pton(), as the resolver reads them, so
+ * nothing passes here that the resolver would refuse at start: no
+ * names, no scope, no short IPv4 forms.
+ */
+static int
+config_dns_entry(const char *item, size_t len, char **cause)
+{
+	char		 entry[INET6_ADDRSTRLEN + sizeof "[]:65535"];
+	char		*host, *port;
+	unsigned char	 addr[16];
+	const char	*why = NULL;
+	uint64_t	 num;
+	int		 v6;
+
+	if (len >= sizeof entry) {
+		config_bad(cause, "too long", item, len);
+		return -1;
+	}
+	memcpy(entry, item, len);
+	entry[len] = '\0';
+	if (entry[0] != '[' && strchr(entry, ':') != strrchr(entry, ':')) {
+		host = entry;
+		port = NULL;
+		v6 = 1;
+	} else if (config_split_port(entry, &host, &port, &v6, &why) == -1) {
+		config_bad(cause, why, item, len);
+		return -1;
+	}
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1) {
+		config_bad(cause, v6 ? "not a numeric IPv6 address" :
+		    "not a numeric IPv4 address", item, len);
+		return -1;
+	}
+	if (port != NULL &&
+	    util_parse_uint(port, 1, 65535, &num, &why) == -1) {
+		config_bad(cause, "port not a number from 1 to 65535", item,
+		    len);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The DNS servers as written, one space between entries: the daemon
+ * hands this text to the resolver module, which reads it again.
+ * Empty: the servers of /etc/resolv.conf.
+ */
+static int
+config_parse_dns(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char		*list;
+	const char	*p = value, *item;
+	size_t		 len, used = 0;
+
+	list = xcalloc(1, k->size);
+	while (config_next_item(&p, &item, &len)) {
+		if (config_dns_entry(item, len, cause) == -1) {
+			free(list);
+			return -1;
+		}
+		if (used + (used > 0) + len >= k->size) {
+			config_bad(cause, "too long", value, strlen(value));
+			free(list);
+			return -1;
+		}
+		if (used > 0)
+			list[used++] = ' ';
+		memcpy(list + used, item, len);
+		used += len;
+	}
+	memcpy(CONFIG_FIELD(c, k, char), list, used + 1);
+	free(list);
+	return 0;
+}
+
+/*
+ * The gateway: "host", "host:port", "ipv4", "ipv4:port", "[ipv6]" or
+ * "[ipv6]:port".  The host is kept without brackets (a name lowercased
+ * without its trailing dot, an address in inet_ntop() form) and the
+ * port, CONFIG_SMTP_PORT when none is given, goes where k->count says.
+ * Empty: no gateway.
+ */
+static int
+config_parse_gateway(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char		 entry[CONFIG_HOST_SIZE + sizeof ":65535"];
+	char		 host[INET6_ADDRSTRLEN], *name, *port;
+	unsigned char	 addr[16];
+	const char	*why = NULL;
+	uint64_t	 num = CONFIG_SMTP_PORT;
+	size_t		 len = strlen(value);
+	int		 v6;
+
+	if (len == 0) {
+		CONFIG_FIELD(c, k, char)[0] = '\0';
+		*CONFIG_PORT(c, k) = CONFIG_SMTP_PORT;
+		return 0;
+	}
+	if (strcspn(value, CONFIG_LIST_SEP) != len) {
+		config_bad(cause, "more than one host", value, len);
+		return -1;
+	}
+	if (len >= sizeof entry) {
+		config_bad(cause, "too long", value, len);
+		return -1;
+	}
+	memcpy(entry, value, len + 1);
+	if (config_split_port(entry, &name, &port, &v6, &why) == -1) {
+		config_bad(cause, why, value, len);
+		return -1;
+	}
+	if (port != NULL &&
+	    util_parse_uint(port, 1, 65535, &num, &why) == -1) {
+		config_bad(cause, "port not a number from 1 to 65535", value,
+		    len);
+		return -1;
+	}
+	if (v6) {
+		if (inet_pton(AF_INET6, name, addr) != 1) {
+			config_bad(cause, "not a numeric IPv6 address", value,
+			    len);
+			return -1;
+		}
+		if (inet_ntop(AF_INET6, addr, host, sizeof host) == NULL)
+			fatal("config: inet_ntop");
+		name = host;
+	} else if (inet_pton(AF_INET, name, addr) != 1) {
+		len = config_domain_len(name);
+		if (!config_is_domain(name, len)) {
+			config_bad(cause, "not a host name or IPv4 address",
+			    value, strlen(value));
+			return -1;
+		}
+		name[len] = '\0';
+		util_lowercase(name);
+	}
+	if (strlen(name) >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), name, k->size);
+	*CONFIG_PORT(c, k) = num;
+	return 0;
+}
+
+/* Brackets around an IPv6 address, the port only when not the default. */
+static void
+config_print_gateway(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const char	*host = CONFIG_CFIELD(c, k, char);
+	uint64_t	 port = *CONFIG_CPORT(c, k);
+	int		 v6 = strchr(host, ':') != NULL;
+
+	if (*host == '\0')
+		return;
+	fprintf(fp, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
+	if (port != CONFIG_SMTP_PORT)
+		fprintf(fp, ":%llu", (unsigned long long)port);
 }
 
 /* Set one key from text that is known to be good (a default). */
@@ -1187,6 +1447,32 @@ config_handler_cb(void *arg, const char *section, const char *name,
 	return 1;
 }
 
+/*
+ * What no single key can check, once the whole file is read: keys that
+ * only mean something with another set.  The error names the line of
+ * the key that is set in vain.
+ */
+static int
+config_check(struct config_parse *p)
+{
+	const struct config	*c = p->c;
+	const char		*name = NULL;
+	int			 k;
+
+	if (c->gateway[0] == '\0') {
+		if (c->gateway_all)
+			name = "gateway_all";
+		else if (c->gateway_after_tries > 0)
+			name = "gateway_after_tries";
+	}
+	if (name == NULL)
+		return 0;
+	k = config_find_key("delivery", name);
+	xasprintf(&p->cause, "%s:%d: [delivery] %s: needs a gateway",
+	    p->path, p->seen[k], name);
+	return -1;
+}
+
 struct config *
 config_load(const char *path, char **cause)
 {
@@ -1222,6 +1508,8 @@ config_load(const char *path, char **cause)
 		    "nor \"key = value\"", path, rc);
 	if (p.cause == NULL && rc < 0)
 		xasprintf(&p.cause, "%s: cannot parse (%d)", path, rc);
+	if (p.cause == NULL)
+		(void)config_check(&p);
 	free(p.line);
 	fclose(p.f);
 	if (p.cause != NULL) {

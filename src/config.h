@@ -69,6 +69,26 @@ struct config {
 	size_t			 nlocal_domains;
 	struct config_net	*relay_networks;
 	size_t			 nrelay_networks;
+
+	/* [delivery] */
+	uint64_t		 queue_interval;
+	uint64_t		 max_tries;
+	uint64_t		 max_deliveries;
+	uint64_t		 max_per_destination;
+	uint64_t		 remote_port;
+	char			 dns_servers[CONFIG_PATH_SIZE];	/* as written */
+	char			 gateway[CONFIG_HOST_SIZE];	/* "" for none */
+	uint64_t		 gateway_port;
+	int			 gateway_all;
+	uint64_t		 gateway_after_tries;		/* 0: never */
+	int			 gateway_tls_verify;
+	char			 gateway_auth_file[CONFIG_PATH_SIZE];
+	int			 starttls;
+	uint64_t		 connect_timeout;
+	uint64_t		 reply_timeout;
+	uint64_t		 delivery_data_timeout;
+	uint64_t		 idle_timeout;
+	uint64_t		 max_received_headers;
 };
 
 struct config	*config_default(void);

@@ -1,9 +1,9 @@
 /*
  * check_config.c: the configuration module.  Good files give the values
  * they say; every bad file is refused with a cause naming the file, the
- * line and the key; defaults, the built-in configuration, the
- * print -> load round trip, the shipped example file, and the local
- * domain and relay client questions.
+ * line and the key (also for keys that need another key); defaults, the
+ * built-in configuration, the print -> load round trip, the shipped
+ * example file, and the local domain and relay client questions.
  */
 #include "autoconf.h"
 
@@ -106,6 +106,24 @@ assert_same(const struct config *a, const struct config *b)
 		ck_assert_mem_eq(a->relay_networks[i].addr,
 		    b->relay_networks[i].addr, 16);
 	}
+	ck_assert_uint_eq(a->queue_interval, b->queue_interval);
+	ck_assert_uint_eq(a->max_tries, b->max_tries);
+	ck_assert_uint_eq(a->max_deliveries, b->max_deliveries);
+	ck_assert_uint_eq(a->max_per_destination, b->max_per_destination);
+	ck_assert_uint_eq(a->remote_port, b->remote_port);
+	ck_assert_str_eq(a->dns_servers, b->dns_servers);
+	ck_assert_str_eq(a->gateway, b->gateway);
+	ck_assert_uint_eq(a->gateway_port, b->gateway_port);
+	ck_assert_int_eq(a->gateway_all, b->gateway_all);
+	ck_assert_uint_eq(a->gateway_after_tries, b->gateway_after_tries);
+	ck_assert_int_eq(a->gateway_tls_verify, b->gateway_tls_verify);
+	ck_assert_str_eq(a->gateway_auth_file, b->gateway_auth_file);
+	ck_assert_int_eq(a->starttls, b->starttls);
+	ck_assert_uint_eq(a->connect_timeout, b->connect_timeout);
+	ck_assert_uint_eq(a->reply_timeout, b->reply_timeout);
+	ck_assert_uint_eq(a->delivery_data_timeout, b->delivery_data_timeout);
+	ck_assert_uint_eq(a->idle_timeout, b->idle_timeout);
+	ck_assert_uint_eq(a->max_received_headers, b->max_received_headers);
 }
 
 /* The port and printable address of a listen entry. */
@@ -251,6 +269,76 @@ static const struct {
 	{ "[smtp]\nmax_errors = 3\n[main]\ndebug = yes\n[smtp]\n"
 	  "max_recipients = 4\n",
 	  offsetof(struct config, max_recipients), 0, 4 },
+	/* [delivery], each number at both ends of its range */
+	{ "[delivery]\nqueue_interval = 1s\n",
+	  offsetof(struct config, queue_interval), 0, 1000 },
+	{ "[delivery]\nqueue_interval = 1d\n",
+	  offsetof(struct config, queue_interval), 0, 86400000 },
+	{ "[delivery]\nqueue_interval = 45m\n",
+	  offsetof(struct config, queue_interval), 0, 2700000 },
+	{ "[delivery]\nqueue_interval = 90\n",
+	  offsetof(struct config, queue_interval), 0, 90000 },
+	{ "[delivery]\nmax_tries = 1\n",
+	  offsetof(struct config, max_tries), 0, 1 },
+	{ "[delivery]\nmax_tries = 1000\n",
+	  offsetof(struct config, max_tries), 0, 1000 },
+	{ "[delivery]\nmax_deliveries = 1\n",
+	  offsetof(struct config, max_deliveries), 0, 1 },
+	{ "[delivery]\nmax_deliveries = 10000\n",
+	  offsetof(struct config, max_deliveries), 0, 10000 },
+	{ "[delivery]\nmax_per_destination = 1\n",
+	  offsetof(struct config, max_per_destination), 0, 1 },
+	{ "[delivery]\nmax_per_destination = 1000\n",
+	  offsetof(struct config, max_per_destination), 0, 1000 },
+	{ "[delivery]\nremote_port = 1\n",
+	  offsetof(struct config, remote_port), 0, 1 },
+	{ "[delivery]\nremote_port = 65535\n",
+	  offsetof(struct config, remote_port), 0, 65535 },
+	{ "[delivery]\nremote_port = 2525\n",
+	  offsetof(struct config, remote_port), 0, 2525 },
+	{ "[delivery]\ngateway_after_tries = 0\n",
+	  offsetof(struct config, gateway_after_tries), 0, 0 },
+	{ "[delivery]\ngateway = mx.example.org\ngateway_after_tries = 1\n",
+	  offsetof(struct config, gateway_after_tries), 0, 1 },
+	{ "[delivery]\ngateway_after_tries = 1000\ngateway = 192.0.2.1\n",
+	  offsetof(struct config, gateway_after_tries), 0, 1000 },
+	{ "[delivery]\ngateway = mx.example.org\ngateway_all = yes\n",
+	  offsetof(struct config, gateway_all), 1, 1 },
+	{ "[delivery]\ngateway_all = no\n",
+	  offsetof(struct config, gateway_all), 1, 0 },
+	{ "[delivery]\ngateway_tls_verify = yes\n",
+	  offsetof(struct config, gateway_tls_verify), 1, 1 },
+	{ "[delivery]\ngateway_tls_verify = off\n",
+	  offsetof(struct config, gateway_tls_verify), 1, 0 },
+	{ "[delivery]\nstarttls = no\n",
+	  offsetof(struct config, starttls), 1, 0 },
+	{ "[delivery]\nstarttls = TRUE\n",
+	  offsetof(struct config, starttls), 1, 1 },
+	{ "[delivery]\nconnect_timeout = 1s\n",
+	  offsetof(struct config, connect_timeout), 0, 1000 },
+	{ "[delivery]\nconnect_timeout = 1h\n",
+	  offsetof(struct config, connect_timeout), 0, 3600000 },
+	{ "[delivery]\nreply_timeout = 1000ms\n",
+	  offsetof(struct config, reply_timeout), 0, 1000 },
+	{ "[delivery]\nreply_timeout = 60m\n",
+	  offsetof(struct config, reply_timeout), 0, 3600000 },
+	{ "[delivery]\ndata_timeout = 1s\n",
+	  offsetof(struct config, delivery_data_timeout), 0, 1000 },
+	{ "[delivery]\ndata_timeout = 3600\n",
+	  offsetof(struct config, delivery_data_timeout), 0, 3600000 },
+	{ "[delivery]\nidle_timeout = 1500ms\n",
+	  offsetof(struct config, idle_timeout), 0, 1500 },
+	{ "[delivery]\nidle_timeout = 1h\n",
+	  offsetof(struct config, idle_timeout), 0, 3600000 },
+	{ "[delivery]\nmax_received_headers = 1\n",
+	  offsetof(struct config, max_received_headers), 0, 1 },
+	{ "[delivery]\nmax_received_headers = 1000\n",
+	  offsetof(struct config, max_received_headers), 0, 1000 },
+	/* A gateway with no port gets 25. */
+	{ "[delivery]\ngateway = mx.example.org\n",
+	  offsetof(struct config, gateway_port), 0, 25 },
+	{ "[delivery]\ngateway =\n",
+	  offsetof(struct config, gateway_port), 0, 25 },
 };
 
 START_TEST(test_good_numbers)
@@ -272,7 +360,10 @@ START_TEST(test_good_numbers)
 END_TEST
 
 /* Good files: strings and lists, compared in a printable form. */
-enum what { W_HOSTNAME, W_SPOOL, W_LISTEN, W_NETS, W_DOMAINS };
+enum what {
+	W_HOSTNAME, W_SPOOL, W_LISTEN, W_NETS, W_DOMAINS, W_DNS, W_GATEWAY,
+	W_AUTH_FILE
+};
 
 static const struct {
 	const char	*text;
@@ -312,6 +403,37 @@ static const struct {
 	{ "[main]\nhostname = mx.example.net\n", W_DOMAINS,
 	  "mx.example.net localhost" },
 	{ "[main]\nhostname = LocalHost\n", W_DOMAINS, "localhost" },
+	/* dns_servers: kept as written, one space between entries */
+	{ "[delivery]\ndns_servers =\n", W_DNS, "" },
+	{ "[delivery]\ndns_servers = 192.0.2.53\n", W_DNS, "192.0.2.53" },
+	{ "[delivery]\ndns_servers = 192.0.2.53:5353 [2001:db8::53] "
+	  "[::1]:53 2001:db8::54\n", W_DNS,
+	  "192.0.2.53:5353 [2001:db8::53] [::1]:53 2001:db8::54" },
+	{ "[delivery]\ndns_servers = 127.0.0.1:1 ,\t[::1]:65535,::1\n",
+	  W_DNS, "127.0.0.1:1 [::1]:65535 ::1" },
+	{ "[delivery]\ndns_servers = [2001:DB8::53]:53\n", W_DNS,
+	  "[2001:DB8::53]:53" },
+	/* gateway: the host, without brackets, and the port */
+	{ "[delivery]\ngateway =\n", W_GATEWAY, " 25" },
+	{ "[delivery]\ngateway = mx.example.org\n", W_GATEWAY,
+	  "mx.example.org 25" },
+	{ "[delivery]\ngateway = Smart.Example.NET.:587\n", W_GATEWAY,
+	  "smart.example.net 587" },
+	{ "[delivery]\ngateway = localhost:1\n", W_GATEWAY, "localhost 1" },
+	{ "[delivery]\ngateway = 192.0.2.1\n", W_GATEWAY, "192.0.2.1 25" },
+	{ "[delivery]\ngateway = 127.0.0.1:2525\n", W_GATEWAY,
+	  "127.0.0.1 2525" },
+	{ "[delivery]\ngateway = [2001:DB8:0:0::1]\n", W_GATEWAY,
+	  "2001:db8::1 25" },
+	{ "[delivery]\ngateway = [::1]:65535\n", W_GATEWAY, "::1 65535" },
+	{ "[delivery]\ngateway = [::ffff:192.0.2.1]:465\n", W_GATEWAY,
+	  "::ffff:192.0.2.1 465" },
+	{ "[delivery]\ngateway = x1-y.example:025\n", W_GATEWAY,
+	  "x1-y.example 25" },
+	/* gateway_auth_file */
+	{ "[delivery]\ngateway_auth_file =\n", W_AUTH_FILE, "" },
+	{ "[delivery]\ngateway_auth_file = /etc/tern/gateway auth\n",
+	  W_AUTH_FILE, "/etc/tern/gateway auth" },
 };
 
 START_TEST(test_good_strings)
@@ -334,6 +456,16 @@ START_TEST(test_good_strings)
 		break;
 	case W_DOMAINS:
 		domains_text(c, got, sizeof got);
+		break;
+	case W_DNS:
+		util_strlcpy(got, c->dns_servers, sizeof got);
+		break;
+	case W_GATEWAY:
+		util_snprintf(got, sizeof got, "%s %llu", c->gateway,
+		    (unsigned long long)c->gateway_port);
+		break;
+	case W_AUTH_FILE:
+		util_strlcpy(got, c->gateway_auth_file, sizeof got);
 		break;
 	}
 	ck_assert_msg(strcmp(got, good_strings[_i].want) == 0,
@@ -497,6 +629,171 @@ static const struct {
 	  "a123456789012345678901234567890123456789012345678901234567890123"
 	  ".example\n", 2, "local_domains", "not a valid domain name" },
 	{ "[smtp]\nlocal_domains =\n", 2, "local_domains", "no domain" },
+	/* [delivery]: the section is named too */
+	{ "[delivery]\nmax_try = 3\n", 2, "[delivery] max_try",
+	  "unknown key" },
+	{ "[smtp]\ngateway = mx.example.org\n", 2, "[smtp] gateway",
+	  "unknown key" },
+	{ "[delivery]\nmax_tries = 3\nmax_tries = 4\n", 3,
+	  "[delivery] max_tries", "twice (first on line 2)" },
+	{ "[delivery]\nqueue_interval = 0\n", 2, "[delivery] queue_interval",
+	  "out of range (1s to 1d) \"0\"" },
+	{ "[delivery]\nqueue_interval = 999ms\n", 2,
+	  "[delivery] queue_interval", "out of range" },
+	{ "[delivery]\nqueue_interval = 25h\n", 2,
+	  "[delivery] queue_interval", "out of range" },
+	{ "[delivery]\nqueue_interval = soon\n", 2,
+	  "[delivery] queue_interval", "not a number" },
+	{ "[delivery]\nmax_tries = 0\n", 2, "[delivery] max_tries",
+	  "out of range (1 to 1000) \"0\"" },
+	{ "[delivery]\nmax_tries = 1001\n", 2, "[delivery] max_tries",
+	  "out of range" },
+	{ "[delivery]\nmax_tries = many\n", 2, "[delivery] max_tries",
+	  "not a number \"many\"" },
+	{ "[delivery]\nmax_deliveries = 0\n", 2, "[delivery] max_deliveries",
+	  "out of range (1 to 10000)" },
+	{ "[delivery]\nmax_deliveries = 10001\n", 2,
+	  "[delivery] max_deliveries", "out of range" },
+	{ "[delivery]\nmax_per_destination = 0\n", 2,
+	  "[delivery] max_per_destination", "out of range (1 to 1000)" },
+	{ "[delivery]\nmax_per_destination = 1001\n", 2,
+	  "[delivery] max_per_destination", "out of range" },
+	{ "[delivery]\nremote_port = 0\n", 2, "[delivery] remote_port",
+	  "out of range (1 to 65535)" },
+	{ "[delivery]\nremote_port = 65536\n", 2, "[delivery] remote_port",
+	  "out of range" },
+	{ "[delivery]\nremote_port = smtp\n", 2, "[delivery] remote_port",
+	  "not a number" },
+	{ "[delivery]\ngateway_after_tries = 1001\n", 2,
+	  "[delivery] gateway_after_tries", "out of range (0 to 1000)" },
+	{ "[delivery]\ngateway_after_tries = -1\n", 2,
+	  "[delivery] gateway_after_tries", "not a number" },
+	{ "[delivery]\ngateway_all = always\n", 2, "[delivery] gateway_all",
+	  "not yes or no \"always\"" },
+	{ "[delivery]\ngateway_tls_verify = strict\n", 2,
+	  "[delivery] gateway_tls_verify", "not yes or no" },
+	{ "[delivery]\nstarttls = required\n", 2, "[delivery] starttls",
+	  "not yes or no" },
+	{ "[delivery]\nstarttls =\n", 2, "[delivery] starttls",
+	  "not yes or no" },
+	{ "[delivery]\nconnect_timeout = 0\n", 2,
+	  "[delivery] connect_timeout", "out of range (1s to 1h)" },
+	{ "[delivery]\nconnect_timeout = 61m\n", 2,
+	  "[delivery] connect_timeout", "out of range" },
+	{ "[delivery]\nreply_timeout = 500ms\n", 2,
+	  "[delivery] reply_timeout", "out of range (1s to 1h)" },
+	{ "[delivery]\nreply_timeout = 2h\n", 2, "[delivery] reply_timeout",
+	  "out of range" },
+	{ "[delivery]\ndata_timeout = 3601s\n", 2, "[delivery] data_timeout",
+	  "out of range (1s to 1h) \"3601s\"" },
+	{ "[delivery]\ndata_timeout = 0\n", 2, "[delivery] data_timeout",
+	  "out of range" },
+	{ "[delivery]\nidle_timeout = 0\n", 2, "[delivery] idle_timeout",
+	  "out of range (1s to 1h)" },
+	{ "[delivery]\nidle_timeout = 1d\n", 2, "[delivery] idle_timeout",
+	  "out of range" },
+	{ "[delivery]\nidle_timeout = 5 s\n", 2, "[delivery] idle_timeout",
+	  "unknown unit" },
+	{ "[delivery]\nmax_received_headers = 0\n", 2,
+	  "[delivery] max_received_headers", "out of range (1 to 1000)" },
+	{ "[delivery]\nmax_received_headers = 1001\n", 2,
+	  "[delivery] max_received_headers", "out of range" },
+	{ "[delivery]\ngateway_auth_file = gateway.auth\n", 2,
+	  "[delivery] gateway_auth_file",
+	  "not an absolute path \"gateway.auth\"" },
+	/* gateway */
+	{ "[delivery]\ngateway = mx.example.org:0\n", 2, "[delivery] gateway",
+	  "port not a number from 1 to 65535 \"mx.example.org:0\"" },
+	{ "[delivery]\ngateway = mx.example.org:65536\n", 2,
+	  "[delivery] gateway", "port not a number from 1 to 65535" },
+	{ "[delivery]\ngateway = mx.example.org:\n", 2, "[delivery] gateway",
+	  "port not a number" },
+	{ "[delivery]\ngateway = mx.example.org:smtp\n", 2,
+	  "[delivery] gateway", "port not a number" },
+	{ "[delivery]\ngateway = [2001:db8::1]:0\n", 2, "[delivery] gateway",
+	  "port not a number" },
+	{ "[delivery]\ngateway = [2001:db8::1]:99999\n", 2,
+	  "[delivery] gateway", "port not a number" },
+	{ "[delivery]\ngateway = [2001:db8::1\n", 2, "[delivery] gateway",
+	  "not a numeric IPv6 address \"[2001:db8::1\"" },
+	{ "[delivery]\ngateway = [2001:db8::1]587\n", 2, "[delivery] gateway",
+	  "not a numeric IPv6 address" },
+	{ "[delivery]\ngateway = [192.0.2.1]\n", 2, "[delivery] gateway",
+	  "not a numeric IPv6 address" },
+	{ "[delivery]\ngateway = [mx.example.org]:25\n", 2,
+	  "[delivery] gateway", "not a numeric IPv6 address" },
+	{ "[delivery]\ngateway = [fe80::1%eth0]\n", 2, "[delivery] gateway",
+	  "not a numeric IPv6 address" },
+	{ "[delivery]\ngateway = []:25\n", 2, "[delivery] gateway",
+	  "not a numeric IPv6 address" },
+	{ "[delivery]\ngateway = 2001:db8::1\n", 2, "[delivery] gateway",
+	  "IPv6 address not in brackets" },
+	{ "[delivery]\ngateway = ::1:25\n", 2, "[delivery] gateway",
+	  "not in brackets" },
+	{ "[delivery]\ngateway = bad_host.example\n", 2, "[delivery] gateway",
+	  "not a host name or IPv4 address \"bad_host.example\"" },
+	{ "[delivery]\ngateway = 300.0.0.1:25\n", 2, "[delivery] gateway",
+	  "not a host name or IPv4 address" },
+	{ "[delivery]\ngateway = 127.1\n", 2, "[delivery] gateway",
+	  "not a host name or IPv4 address" },
+	{ "[delivery]\ngateway = :25\n", 2, "[delivery] gateway",
+	  "not a host name or IPv4 address" },
+	{ "[delivery]\ngateway = -mx.example\n", 2, "[delivery] gateway",
+	  "not a host name" },
+	{ "[delivery]\ngateway = a.example b.example\n", 2,
+	  "[delivery] gateway", "more than one host" },
+	{ "[delivery]\ngateway = a.example,b.example\n", 2,
+	  "[delivery] gateway", "more than one host" },
+	{ "[delivery]\ngateway = "
+	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
+	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
+	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
+	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
+	  "example\n", 2, "[delivery] gateway", "too long" },
+	/* dns_servers */
+	{ "[delivery]\ndns_servers = dns.example.org\n", 2,
+	  "[delivery] dns_servers",
+	  "not a numeric IPv4 address \"dns.example.org\"" },
+	{ "[delivery]\ndns_servers = 192.0.2.1 300.0.0.1\n", 2,
+	  "[delivery] dns_servers",
+	  "not a numeric IPv4 address \"300.0.0.1\"" },
+	{ "[delivery]\ndns_servers = 127.1\n", 2, "[delivery] dns_servers",
+	  "not a numeric IPv4 address" },
+	{ "[delivery]\ndns_servers = none\n", 2, "[delivery] dns_servers",
+	  "not a numeric IPv4 address" },
+	{ "[delivery]\ndns_servers = 192.0.2.1:0\n", 2,
+	  "[delivery] dns_servers",
+	  "port not a number from 1 to 65535 \"192.0.2.1:0\"" },
+	{ "[delivery]\ndns_servers = 192.0.2.1:65536\n", 2,
+	  "[delivery] dns_servers", "port not a number" },
+	{ "[delivery]\ndns_servers = 192.0.2.1:\n", 2,
+	  "[delivery] dns_servers", "port not a number" },
+	{ "[delivery]\ndns_servers = [::1]:domain\n", 2,
+	  "[delivery] dns_servers", "port not a number" },
+	{ "[delivery]\ndns_servers = [::1\n", 2, "[delivery] dns_servers",
+	  "not a numeric IPv6 address \"[::1\"" },
+	{ "[delivery]\ndns_servers = [::1]53\n", 2, "[delivery] dns_servers",
+	  "not a numeric IPv6 address" },
+	{ "[delivery]\ndns_servers = [192.0.2.1]\n", 2,
+	  "[delivery] dns_servers", "not a numeric IPv6 address" },
+	{ "[delivery]\ndns_servers = fe80::1%eth0\n", 2,
+	  "[delivery] dns_servers", "not a numeric IPv6 address" },
+	{ "[delivery]\ndns_servers = 2001:db8::zz\n", 2,
+	  "[delivery] dns_servers", "not a numeric IPv6 address" },
+	{ "[delivery]\ndns_servers = :53\n", 2, "[delivery] dns_servers",
+	  "not a numeric IPv4 address" },
+	{ "[delivery]\ndns_servers = "
+	  "[1234:5678:9abc:def0:1234:5678:9abc:def0%averyverylonginterface]"
+	  ":53\n", 2, "[delivery] dns_servers", "too long" },
+	/* keys that need a gateway */
+	{ "[delivery]\ngateway_all = yes\n", 2, "[delivery] gateway_all",
+	  "needs a gateway" },
+	{ "[delivery]\nmax_tries = 3\n\ngateway_after_tries = 2\n", 4,
+	  "[delivery] gateway_after_tries", "needs a gateway" },
+	{ "[delivery]\ngateway =\ngateway_all = on\n", 3,
+	  "[delivery] gateway_all", "needs a gateway" },
+	{ "[delivery]\ngateway_all = no\ngateway_after_tries = 1000\n", 3,
+	  "[delivery] gateway_after_tries", "needs a gateway" },
 };
 
 START_TEST(test_bad)
@@ -539,6 +836,89 @@ START_TEST(test_bad_exact)
 	    "%s:5: [smtp] max_recipients: not a number \"abc\"", path);
 	ck_assert_str_eq(cause, want);
 	free(cause);
+}
+END_TEST
+
+/* A key that needs another: the documented form of the error. */
+START_TEST(test_bad_exact_needs)
+{
+	struct config	*c;
+	char		 path[PATH_MAX], *cause, want[PATH_MAX + 128];
+
+	c = load_text("[delivery]\nmax_tries = 5\n\ngateway_all = yes\n",
+	    path, sizeof path, &cause);
+	ck_assert_ptr_null(c);
+	util_snprintf(want, sizeof want,
+	    "%s:4: [delivery] gateway_all: needs a gateway", path);
+	ck_assert_str_eq(cause, want);
+	free(cause);
+}
+END_TEST
+
+/* [delivery] data_timeout is its own key, apart from [smtp]'s. */
+START_TEST(test_two_data_timeouts)
+{
+	struct config	*c;
+
+	c = load_ok("[smtp]\ndata_timeout = 2h\n[delivery]\n"
+	    "data_timeout = 3m\n");
+	ck_assert_uint_eq(c->data_timeout, 7200000);
+	ck_assert_uint_eq(c->delivery_data_timeout, 180000);
+	config_free(c);
+
+	c = load_ok("[delivery]\ndata_timeout = 1h\n");
+	ck_assert_uint_eq(c->data_timeout, 300000);
+	ck_assert_uint_eq(c->delivery_data_timeout, 3600000);
+	config_free(c);
+
+	c = load_ok("[smtp]\ndata_timeout = 1s\n");
+	ck_assert_uint_eq(c->data_timeout, 1000);
+	ck_assert_uint_eq(c->delivery_data_timeout, 600000);
+	config_free(c);
+}
+END_TEST
+
+/*
+ * dns_servers up to its field's size: as many entries as fit load, one
+ * more is refused as too long rather than cut short.
+ */
+START_TEST(test_dns_servers_long)
+{
+	struct config	*c;
+	char		*text, path[PATH_MAX], *cause, one[64];
+	const char	*head = "[delivery]\ndns_servers =";
+	size_t		 i, size = 4096, list = 0, n;
+
+	text = xmalloc(size);
+	util_strlcpy(text, head, size);
+	for (n = 0; ; n++) {
+		util_snprintf(one, sizeof one, "[2001:db8::%zx]:5353", n);
+		if (list + (n > 0) + strlen(one) >= CONFIG_PATH_SIZE)
+			break;
+		list += (n > 0) + strlen(one);
+		util_strlcat(text, " ", size);
+		util_strlcat(text, one, size);
+	}
+	ck_assert_uint_gt(n, 10);
+	util_strlcat(text, "\n", size);
+	c = load_ok(text);
+	ck_assert_uint_eq(strlen(c->dns_servers), list);
+	/* one is now the entry that did not fit */
+	ck_assert_ptr_null(strstr(c->dns_servers, one));
+	for (i = 0; i < n; i++) {
+		util_snprintf(one, sizeof one, "[2001:db8::%zx]:5353", i);
+		ck_assert_msg(strstr(c->dns_servers, one) != NULL, "%s", one);
+	}
+	config_free(c);
+
+	text[strlen(text) - 1] = '\0';
+	util_strlcat(text, " 192.0.2.1\n", size);
+	c = load_text(text, path, sizeof path, &cause);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(cause, "[delivery] dns_servers: too long") !=
+	    NULL, "%s", cause);
+	free(cause);
+	free(text);
 }
 END_TEST
 
@@ -652,6 +1032,25 @@ START_TEST(test_defaults)
 	nets_text(c, buf, sizeof buf);
 	ck_assert_str_eq(buf, "127.0.0.0/8 ::1/128");
 
+	ck_assert_uint_eq(c->queue_interval, 30 * 60 * 1000);
+	ck_assert_uint_eq(c->max_tries, 20);
+	ck_assert_uint_eq(c->max_deliveries, 30);
+	ck_assert_uint_eq(c->max_per_destination, 10);
+	ck_assert_uint_eq(c->remote_port, 25);
+	ck_assert_str_eq(c->dns_servers, "");
+	ck_assert_str_eq(c->gateway, "");
+	ck_assert_uint_eq(c->gateway_port, 25);
+	ck_assert_int_eq(c->gateway_all, 0);
+	ck_assert_uint_eq(c->gateway_after_tries, 0);
+	ck_assert_int_eq(c->gateway_tls_verify, 0);
+	ck_assert_str_eq(c->gateway_auth_file, "");
+	ck_assert_int_eq(c->starttls, 1);
+	ck_assert_uint_eq(c->connect_timeout, 30000);
+	ck_assert_uint_eq(c->reply_timeout, 300000);
+	ck_assert_uint_eq(c->delivery_data_timeout, 600000);
+	ck_assert_uint_eq(c->idle_timeout, 5000);
+	ck_assert_uint_eq(c->max_received_headers, 100);
+
 	/* The hostname comes from the system: a name without end dot. */
 	ck_assert_uint_gt(strlen(c->hostname), 0);
 	ck_assert_int_ne(c->hostname[strlen(c->hostname) - 1], '.');
@@ -705,6 +1104,20 @@ static const char *const round_trip[] = {
 	"[smtp]\nrelay_networks = 192.0.2.0/24 2001:db8::/32 10.1.2.3\n"
 	"max_message_size = 1025K\ncommand_timeout = 61m\n",
 	"[smtp]\nlisten = [::]:25, 0.0.0.0:26\nlocal_domains = a\n",
+	"[delivery]\nqueue_interval = 90\nmax_tries = 1\n"
+	"max_deliveries = 10000\nmax_per_destination = 1\n"
+	"remote_port = 2525\n"
+	"dns_servers = 192.0.2.53:5353, [2001:db8::53] 2001:db8::54 [::1]:53\n"
+	"gateway = [2001:DB8::1]:587\ngateway_all = yes\n"
+	"gateway_after_tries = 3\ngateway_tls_verify = on\n"
+	"gateway_auth_file = /etc/tern/gw auth\nstarttls = no\n"
+	"connect_timeout = 1500ms\nreply_timeout = 1h\ndata_timeout = 1s\n"
+	"idle_timeout = 61s\nmax_received_headers = 1000\n",
+	"[delivery]\ngateway = Smart.Example.NET.\n"
+	"gateway_after_tries = 1000\n",
+	"[delivery]\ngateway = 192.0.2.1:25\ngateway_all = yes\n",
+	"[delivery]\ngateway = mx.example.org:2525\n",
+	"[delivery]\ngateway = [::1]\ndns_servers = ::1\n",
 };
 
 /* Print c, load the output, compare; the second print is identical. */
@@ -773,6 +1186,57 @@ START_TEST(test_print_form)
 	    "bare_newlines = reject\n"
 	    "local_domains = mx.example.org localhost\n"
 	    "relay_networks = 127.0.0.0/8 ::1/128\n"));
+	ck_assert_ptr_nonnull(strstr(text, "\n[delivery]\n"
+	    "queue_interval = 30m\nmax_tries = 20\nmax_deliveries = 30\n"
+	    "max_per_destination = 10\nremote_port = 25\ndns_servers = \n"
+	    "gateway = \ngateway_all = no\ngateway_after_tries = 0\n"
+	    "gateway_tls_verify = no\ngateway_auth_file = \nstarttls = yes\n"
+	    "connect_timeout = 30s\nreply_timeout = 5m\ndata_timeout = 10m\n"
+	    "idle_timeout = 5s\nmax_received_headers = 100\n"));
+	free(text);
+	config_free(c);
+}
+END_TEST
+
+/* How one value is printed: the line config_print() writes for it. */
+static const struct {
+	const char	*text;
+	const char	*want;
+} print_values[] = {
+	{ "[delivery]\ngateway = mx.example.org\n",
+	  "\ngateway = mx.example.org\n" },
+	{ "[delivery]\ngateway = Mx.Example.ORG.:25\n",
+	  "\ngateway = mx.example.org\n" },
+	{ "[delivery]\ngateway = mx.example.org:587\n",
+	  "\ngateway = mx.example.org:587\n" },
+	{ "[delivery]\ngateway = 192.0.2.1:2525\n",
+	  "\ngateway = 192.0.2.1:2525\n" },
+	{ "[delivery]\ngateway = [2001:DB8:0::1]\n",
+	  "\ngateway = [2001:db8::1]\n" },
+	{ "[delivery]\ngateway = [2001:db8::1]:587\n",
+	  "\ngateway = [2001:db8::1]:587\n" },
+	{ "[delivery]\ndns_servers = 192.0.2.1,\t[::1]:53   ::2\n",
+	  "\ndns_servers = 192.0.2.1 [::1]:53 ::2\n" },
+	{ "[delivery]\ngateway_auth_file = /etc/tern/gw\n",
+	  "\ngateway_auth_file = /etc/tern/gw\n" },
+	{ "[delivery]\nqueue_interval = 120\n", "\nqueue_interval = 2m\n" },
+	{ "[delivery]\nidle_timeout = 1500ms\n",
+	  "\nidle_timeout = 1500ms\n" },
+};
+
+START_TEST(test_print_value)
+{
+	struct config	*c = load_ok(print_values[_i].text);
+	char		*text;
+	size_t		 len;
+	FILE		*fp;
+
+	ck_assert_ptr_nonnull(fp = open_memstream(&text, &len));
+	config_print(c, fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_msg(strstr(text, print_values[_i].want) != NULL,
+	    "%s: no \"%s\" in\n%s", print_values[_i].text,
+	    print_values[_i].want, text);
 	free(text);
 	config_free(c);
 }
@@ -988,11 +1452,14 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_good_numbers, 0, nitems(good_numbers));
 	tcase_add_loop_test(tc, test_good_strings, 0, nitems(good_strings));
 	tcase_add_test(tc, test_long_list);
+	tcase_add_test(tc, test_two_data_timeouts);
+	tcase_add_test(tc, test_dns_servers_long);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad");
 	tcase_add_loop_test(tc, test_bad, 0, nitems(bad));
 	tcase_add_test(tc, test_bad_exact);
+	tcase_add_test(tc, test_bad_exact_needs);
 	tcase_add_test(tc, test_bad_escaped);
 	tcase_add_test(tc, test_long_line);
 	tcase_add_test(tc, test_missing_file);
@@ -1010,6 +1477,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_round_trip, 0, nitems(round_trip));
 	tcase_add_test(tc, test_round_trip_builtin);
 	tcase_add_test(tc, test_print_form);
+	tcase_add_loop_test(tc, test_print_value, 0, nitems(print_values));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("queries");
