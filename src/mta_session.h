@@ -1,0 +1,114 @@
+/*
+ * mta_session.h: one outbound SMTP connection (RFC 5321, client side).
+ * It connects to the first of its addresses that answers, greets with EHLO
+ * (HELO when EHLO is refused), upgrades with STARTTLS when offered,
+ * authenticates when told to, then runs the transactions its owner hands
+ * it one at a time, pipelined when the peer allows, and reports every
+ * recipient's outcome.
+ */
+#ifndef MTA_SESSION_H
+#define MTA_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dns.h"
+
+struct event_base;
+struct mta_session;
+
+enum mta_result {
+	MTA_NONE,		/* no outcome yet */
+	MTA_OK,			/* accepted by the peer */
+	MTA_TEMP,		/* try again later */
+	MTA_PERM,		/* failed for good */
+};
+
+#define MTA_STATUS_SIZE	16
+#define MTA_TEXT_SIZE	600
+#define MTA_RELAY_SIZE	(DNS_HOST_SIZE + 64)
+
+/*
+ * An outcome: the enhanced status ("2.0.0", "4.4.1", "5.1.1") and a
+ * one-line text for logs and bounces, either what the peer said
+ * ("mx.example[192.0.2.1] said: 550 5.1.1 No such user (in reply to RCPT
+ * TO command)") or our own reason ("connect to mx.example[192.0.2.1]:25:
+ * Connection refused").  Text a peer sent is made printable ASCII.  reply
+ * holds the peer's reply alone, for a bounce's Diagnostic-Code.
+ */
+struct mta_status {
+	enum mta_result	 result;
+	char		 status[MTA_STATUS_SIZE];
+	char		 text[MTA_TEXT_SIZE];
+	char		 reply[MTA_TEXT_SIZE];	/* "550 5.1.1 ...", or "" */
+};
+
+/* One recipient of a transaction; addr is owned by the caller. */
+struct mta_rcpt {
+	const char		*addr;
+	struct mta_status	 st;
+	char			 relay[MTA_RELAY_SIZE];	/* "host[ip]:port" */
+};
+
+/* One message to some recipients; everything owned by the caller. */
+struct mta_tx {
+	const char	*sender;	/* "" for the null reverse path */
+	int		 msgfd;		/* the content, read from offset 0 */
+	uint64_t	 size;		/* octets in msgfd */
+	int		 body_8bit;	/* BODY=8BITMIME */
+	int		 smtputf8;	/* needs SMTPUTF8 */
+	struct mta_rcpt	*rcpts;
+	size_t		 nrcpts;
+};
+
+/* How to reach a destination; copied by mta_session_new(). */
+struct mta_session_params {
+	const char		*helo;		/* our host name */
+	const char		*name;		/* destination, for logs */
+	const struct dns_target	*targets;	/* in the order to try */
+	size_t			 ntargets;
+	uint16_t		 port;
+	int			 starttls;	/* use STARTTLS when offered */
+	int			 tls_verify;	/* demand a valid certificate
+						   for name; implies TLS */
+	const char		*auth_user;	/* AUTH after TLS, or NULL */
+	const char		*auth_pass;
+	uint64_t		 connect_timeout;	/* ms, per address */
+	uint64_t		 reply_timeout;		/* ms, per reply */
+	uint64_t		 data_timeout;		/* ms, for the final dot */
+};
+
+/*
+ * ready: connected and greeted (or done with a transaction); idle, may be
+ * given a transaction or told to quit.  done: every recipient of the
+ * transaction has an outcome.  closed: the connection is gone (failed to
+ * connect, dropped, 421, timed out); the status says why (MTA_TEMP, or
+ * MTA_PERM when the peer is ourselves); the session frees itself when the
+ * callback returns.  A transaction in flight gets done() before closed();
+ * in that done() mta_session_is_closing() is 1 and the session must not
+ * be given another transaction.  No callback ever comes from inside
+ * mta_session_new() or mta_session_send(), and none after
+ * mta_session_quit(), which may be called from any callback: idle, the
+ * session says QUIT (waiting at most a second for the reply), otherwise
+ * it just drops the connection; either way it frees itself.
+ */
+struct mta_session_cb {
+	void	(*ready)(struct mta_session *, void *);
+	void	(*done)(struct mta_session *, struct mta_tx *, void *);
+	void	(*closed)(struct mta_session *, const struct mta_status *,
+		    void *);
+};
+
+int		 mta_session_init(char **);
+void		 mta_session_shutdown(void);
+struct mta_session *mta_session_new(struct event_base *,
+		    const struct mta_session_params *,
+		    const struct mta_session_cb *, void *);
+void		 mta_session_send(struct mta_session *, struct mta_tx *);
+void		 mta_session_quit(struct mta_session *);
+void		 mta_session_close(struct mta_session *);
+int		 mta_session_is_closing(const struct mta_session *);
+const char	*mta_session_relay(const struct mta_session *);
+int		 mta_session_tls(const struct mta_session *);
+
+#endif
