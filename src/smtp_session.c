@@ -273,6 +273,7 @@ static const struct smtp_state_entry {
 
 static struct event_base	*smtp_base;
 static const struct config	*smtp_conf;
+static smtp_session_queued_cb	 smtp_queued;
 
 /* Scratch space for one command line and for unstuffed data. */
 static char	smtp_line[SMTP_LINE_MAX + 1];
@@ -286,10 +287,12 @@ static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
 
 void
-smtp_session_init(struct event_base *base, const struct config *conf)
+smtp_session_init(struct event_base *base, const struct config *conf,
+    smtp_session_queued_cb queued)
 {
 	smtp_base = base;
 	smtp_conf = conf;
+	smtp_queued = queued;
 }
 
 /* A reload: new limits apply to the next command of every session. */
@@ -958,6 +961,8 @@ smtp_commit_cb(void *arg, int error)
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
 		    tx->env.nrcpts);
+		if (smtp_queued != NULL)
+			smtp_queued(&tx->env);
 		smtp_reply(s, SMTP_R_QUEUED, tx->id);
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);

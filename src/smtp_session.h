@@ -9,11 +9,16 @@
 struct event_base;
 struct config;
 struct smtp_session;
+struct envelope;
 
 /* Told once when a session has closed, just before it is freed. */
 typedef void	(*smtp_session_closed_cb)(struct smtp_session *, void *);
 
-void	 smtp_session_init(struct event_base *, const struct config *);
+/* Told of every message committed to the queue, before its 250. */
+typedef void	(*smtp_session_queued_cb)(const struct envelope *);
+
+void	 smtp_session_init(struct event_base *, const struct config *,
+	    smtp_session_queued_cb);
 void	 smtp_session_set_config(const struct config *);
 struct smtp_session *smtp_session_new(int, const struct sockaddr *,
 	    socklen_t, smtp_session_closed_cb, void *);

@@ -18,8 +18,12 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "dns.h"
 #include "log.h"
+#include "mta.h"
+#include "mta_session.h"
 #include "queue.h"
+#include "scheduler.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "util.h"
@@ -35,6 +39,20 @@ static struct {
 	struct event		*stop_timer;
 	int			 stopping;
 } ternd;
+
+/* Every message found in the spool at start-up goes to the scheduler. */
+static void
+ternd_scan_cb(const struct envelope *env, int held, void *arg)
+{
+	scheduler_add(env, held);
+}
+
+/* A message just accepted is attempted at once. */
+static void
+ternd_queued_cb(const struct envelope *env)
+{
+	scheduler_add(env, 0);
+}
 
 static void __attribute__((noreturn))
 ternd_usage(void)
@@ -99,7 +117,17 @@ ternd_reload(void)
 		config_free(conf);
 		return;
 	}
+	if (strcmp(conf->dns_servers, ternd.conf->dns_servers) != 0 &&
+	    dns_set_servers(conf->dns_servers, &cause) == -1) {
+		log_warnx("reload: dns_servers: %s; keeping the old servers",
+		    cause);
+		free(cause);
+		util_strlcpy(conf->dns_servers, ternd.conf->dns_servers,
+		    sizeof conf->dns_servers);
+	}
 	smtp_session_set_config(conf);
+	mta_set_config(conf);
+	scheduler_set_config(conf);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
 	ternd.conf = conf;
@@ -215,12 +243,18 @@ main(int argc, char **argv)
 
 	if ((ternd.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	if (queue_init(ternd.base, ternd.conf->spool, NULL, NULL,
+	scheduler_init(ternd.base, ternd.conf);
+	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
 	    &cause) == -1)
 		fatalx("%s", cause);
 	log_info("spool %s: %zu messages in queue", ternd.conf->spool,
 	    queue_count());
-	smtp_session_init(ternd.base, ternd.conf);
+	if (dns_init(ternd.base, ternd.conf->dns_servers, &cause) == -1)
+		fatalx("dns_servers: %s", cause);
+	if (mta_session_init(&cause) == -1)
+		fatalx("%s", cause);
+	mta_init(ternd.base, ternd.conf);
+	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
 	if (smtp_server_init(ternd.base, ternd.conf, &cause) == -1)
 		fatalx("%s", cause);
 
@@ -238,6 +272,10 @@ main(int argc, char **argv)
 	event_base_dispatch(ternd.base);
 
 	smtp_server_free();
+	mta_shutdown();
+	scheduler_shutdown();
+	mta_session_shutdown();
+	dns_shutdown();
 	queue_shutdown();
 	event_free(ternd.sigterm_ev);
 	event_free(ternd.sigint_ev);

@@ -35,6 +35,12 @@ CONFIG_KEYS = {
              "max_message_size", "max_recipients", "max_errors",
              "command_timeout", "data_timeout", "bare_newlines",
              "local_domains", "relay_networks"],
+    "delivery": ["queue_interval", "max_tries", "max_deliveries",
+                 "max_per_destination", "remote_port", "dns_servers",
+                 "gateway", "gateway_all", "gateway_after_tries",
+                 "gateway_tls_verify", "gateway_auth_file", "starttls",
+                 "connect_timeout", "reply_timeout", "data_timeout",
+                 "idle_timeout", "max_received_headers"],
 }
 
 START_TIMEOUT = 15.0	# a sanitizer build starts slowly
@@ -338,7 +344,8 @@ class Tern:
     """One ternd under test: temporary directory, spool, configuration
     and log; start, stop, signal, restart and look at what it did."""
 
-    def __init__(self, main=None, smtp=None, args=(), start=True):
+    def __init__(self, main=None, smtp=None, args=(), start=True,
+                 sections=None):
         self.dir = tempfile.mkdtemp(prefix="tern-e2e-")
         self.spool = os.path.join(self.dir, "spool")
         os.mkdir(self.spool)
@@ -361,14 +368,19 @@ class Tern:
         self.proc = None
         self.saved_log = None
         self.conns = []
-        self.write_config(main, smtp)
+        self.sections = {}	# further sections: name -> {key: value}
+        self.write_config(main, smtp, sections)
         if start:
             self.start()
 
-    def write_config(self, main=None, smtp=None):
+    def write_config(self, main=None, smtp=None, sections=None):
         """Merge overrides (a value of None removes the key) and write the
-        configuration file."""
-        for section, over in ((self.main, main), (self.smtp, smtp)):
+        configuration file.  sections: overrides of further sections
+        ({"delivery": {...}}), written after [smtp]."""
+        pairs = [(self.main, main), (self.smtp, smtp)]
+        for name, over in (sections or {}).items():
+            pairs.append((self.sections.setdefault(name, {}), over))
+        for section, over in pairs:
             for key, value in (over or {}).items():
                 if value is None:
                     section.pop(key, None)
@@ -378,6 +390,9 @@ class Tern:
         lines += ["%s = %s" % kv for kv in self.main.items()]
         lines += ["", "[smtp]"]
         lines += ["%s = %s" % kv for kv in self.smtp.items()]
+        for name, section in self.sections.items():
+            lines += ["", "[%s]" % name]
+            lines += ["%s = %s" % kv for kv in section.items()]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
