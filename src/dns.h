@@ -21,7 +21,7 @@ enum dns_status {
 	DNS_TEMPFAIL,		/* SERVFAIL, timeout, refused: try later */
 	DNS_NXDOMAIN,		/* the domain does not exist: 5.1.2 */
 	DNS_NULLMX,		/* RFC 7505 "MX 0 .": 5.1.10 */
-	DNS_NOHOST,		/* no address for any exchanger: 5.1.2 */
+	DNS_NOHOST,		/* no address for any exchanger: 5.4.4 */
 };
 
 /* One address to connect to, in the order of trying. */

@@ -631,7 +631,10 @@ mta_session_closed_cb(struct mta_session *s, const struct mta_status *st,
 	mta_pump_waiting();
 }
 
-/* Stop: every connection is dropped, no job is called back. */
+/*
+ * Stop, once the loop has: every connection is dropped at once, no job is
+ * called back.
+ */
 void
 mta_shutdown(void)
 {
@@ -642,7 +645,7 @@ mta_shutdown(void)
 	for (i = 0; i < MTA_NBUCKETS; i++) {
 		while ((d = TAILQ_FIRST(&mta.buckets[i])) != NULL) {
 			while ((c = TAILQ_FIRST(&d->conns)) != NULL) {
-				mta_session_quit(c->s);
+				mta_session_free(c->s);
 				mta_conn_free(c);
 			}
 			if (d->query != NULL)

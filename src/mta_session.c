@@ -972,10 +972,15 @@ mta_reply_auth(struct mta_session *s)
 }
 
 /* The reply to QUIT, whatever it is, ends the connection. */
+/*
+ * The peer closes after its 221: wait for that (bounded by the QUIT
+ * timeout), so a connection counts against the caps until it is gone.
+ */
 static void
 mta_reply_quit(struct mta_session *s)
 {
-	mta_quit_done(s);
+	if (s->reply_code != 221)
+		mta_quit_done(s);
 }
 
 /* A reply nobody asked for (a 421 before hanging up): the end. */
@@ -1748,6 +1753,13 @@ mta_session_quit(struct mta_session *s)
 	mta_conn_drop(s);
 	mta_enter_state(s, MTA_STATE_CLOSED);
 	mta_defer(s, MTA_DEFER_FREE);
+}
+
+/* The loop has stopped: drop the connection and free, no callbacks. */
+void
+mta_session_free(struct mta_session *s)
+{
+	mta_free(s);
 }
 
 /*

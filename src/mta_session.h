@@ -107,6 +107,7 @@ struct mta_session *mta_session_new(struct event_base *,
 void		 mta_session_send(struct mta_session *, struct mta_tx *);
 void		 mta_session_quit(struct mta_session *);
 void		 mta_session_close(struct mta_session *);
+void		 mta_session_free(struct mta_session *);
 int		 mta_session_is_closing(const struct mta_session *);
 const char	*mta_session_relay(const struct mta_session *);
 int		 mta_session_tls(const struct mta_session *);
