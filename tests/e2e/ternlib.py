@@ -74,6 +74,19 @@ def wait_for(predicate, timeout, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+_silent_dns = None
+
+
+def silent_dns_server():
+    """A "127.0.0.1:PORT" where a UDP socket is bound and never read:
+    a DNS server that never answers, for the default configuration."""
+    global _silent_dns
+    if _silent_dns is None:
+        _silent_dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _silent_dns.bind(("127.0.0.1", 0))
+    return "127.0.0.1:%d" % _silent_dns.getsockname()[1]
+
+
 def free_port():
     """A loopback TCP port nobody listens on right now."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -368,7 +381,10 @@ class Tern:
         self.proc = None
         self.saved_log = None
         self.conns = []
-        self.sections = {}	# further sections: name -> {key: value}
+        # Further sections: name -> {key: value}.  DNS goes to a loopback
+        # socket that never answers, so no test ever asks a real resolver
+        # and a relayed message stays queued unless a test says otherwise.
+        self.sections = {"delivery": {"dns_servers": silent_dns_server()}}
         self.write_config(main, smtp, sections)
         if start:
             self.start()
