@@ -1,0 +1,600 @@
+#!/bin/sh
+# Relay benchmark: end-to-end throughput of ternd against Postfix on the
+# same machine, in the same run.  See contrib/bench/README.
+#
+#   contrib/bench/relay.sh
+#
+# smtp-source injects BENCH_MESSAGES messages over BENCH_SESSIONS parallel
+# sessions into the server, which relays every one of them to its own
+# smtp-sink on loopback.  The figure is the time from the first injection
+# until the sink has received the last message.  ternd relays through its
+# gateway (gateway_all), Postfix through its relayhost.
+#
+# Everything runs on loopback, in a temporary directory, and is stopped
+# and removed at exit.  The system's own mail service is never touched.
+# As root, missing Debian packages (postfix for smtp-source, smtp-sink and
+# the postfix command; python3) are installed with apt-get.
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+
+TERND=${BENCH_TERND:-${TERND:-$top/build/src/ternd}}
+messages=${BENCH_MESSAGES:-5000}
+sessions=${BENCH_SESSIONS:-20}
+size=${BENCH_SIZE:-4096}
+warmup=${BENCH_WARMUP:-0}
+reuse=${BENCH_REUSE:-no}
+servers=${BENCH_SERVERS:-tern postfix}
+run_timeout=${BENCH_TIMEOUT:-300}
+stall=${BENCH_STALL:-30}
+tmpbase=${BENCH_TMPDIR:-/var/tmp}
+keep=${BENCH_KEEP:-no}
+
+if [ $# -gt 0 ]; then
+	echo "usage: $0 (settings in the environment, see" \
+	    "contrib/bench/README)" >&2
+	exit 1
+fi
+for v in "$messages" "$sessions" "$size" "$warmup" "$run_timeout" \
+    "$stall"; do
+	case "$v" in
+	''|*[!0-9]*)
+		echo "bench: not a number: '$v'" >&2
+		exit 1
+		;;
+	esac
+done
+if [ "$messages" -eq 0 ] || [ "$sessions" -eq 0 ]; then
+	echo "bench: BENCH_MESSAGES and BENCH_SESSIONS must be above 0" >&2
+	exit 1
+fi
+
+T=
+run_pid=
+ternd_pid=
+pf_started=
+tern_sink_pid=
+postfix_sink_pid=
+failed=
+
+say() {
+	echo "bench: $*"
+}
+
+die() {
+	echo "bench: $*" >&2
+	failed=yes
+	exit 1
+}
+
+has() {
+	case " $servers " in
+	*" $1 "*) return 0 ;;
+	esac
+	return 1
+}
+
+# Send SIGTERM to one process we started and wait (up to 10 s) for it to
+# go; SIGKILL if it does not.
+stop_pid() {
+	kill -0 "$1" 2>/dev/null || return 0
+	kill -TERM "$1"
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		echo "bench: $2 did not stop on SIGTERM; killing it" >&2
+		kill -KILL "$1"
+	fi
+	wait "$1" 2>/dev/null
+}
+
+# Stop what we started, by pid or by the private instance's own command.
+cleanup() {
+	rc=$?
+	set +e
+	[ "$rc" -ne 0 ] && failed=yes
+	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
+	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
+	if [ -n "$pf_started" ]; then
+		postfix -c "$T/pf/etc" stop >/dev/null 2>&1
+		# master waits for its children; give it a moment.
+		i=0
+		while [ -f "$T/pf/queue/pid/master.pid" ] &&
+		    kill -0 "$(awk '{print $1}' "$T/pf/queue/pid/master.pid")" \
+		    2>/dev/null && [ "$i" -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+	fi
+	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
+	[ -n "$postfix_sink_pid" ] && stop_pid "$postfix_sink_pid" smtp-sink
+	if [ -n "$T" ] && [ -d "$T" ]; then
+		if [ "$keep" = yes ] || [ -n "$failed" ]; then
+			echo "bench: kept $T (logs: ternd.log, pf/maillog," \
+			    "*.out; sink dumps: sink-*/dump)" >&2
+		else
+			rm -rf "$T"
+		fi
+	fi
+}
+trap cleanup EXIT
+trap 'failed=yes; exit 130' INT TERM HUP
+
+install_pkgs() {
+	need=
+	[ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/smtp-sink ] &&
+	    [ -x /usr/sbin/postfix ] || need="$need postfix"
+	command -v python3 >/dev/null 2>&1 || need="$need python3"
+	[ -z "$need" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		die "missing Debian packages:$need (run as root to install)"
+	fi
+	say "installing$need"
+	echo "postfix postfix/main_mailer_type select No configuration" |
+	    debconf-set-selections
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $need >/dev/null
+}
+
+free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# Wait until something accepts connections on 127.0.0.1:$1.
+wait_port() {
+	python3 - "$1" <<'EOF'
+import socket, sys, time
+end = time.monotonic() + 15
+while time.monotonic() < end:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+
+count_files() {
+	find "$1" -type f -name "${2:-*}" 2>/dev/null | wc -l | tr -d ' '
+}
+
+# Messages a server still holds: ternd's envelopes, Postfix's queue files
+# outside the hold queue (there is none here).
+tern_queued() {
+	count_files "$T/tern/spool/queue" '*.env'
+}
+
+postfix_queued() {
+	n=0
+	for q in maildrop incoming active deferred; do
+		n=$((n + $(count_files "$T/pf/queue/$q")))
+	done
+	echo "$n"
+}
+
+# CPU time (user + system, in clock ticks) of a process and everything
+# below it, including children that have exited and were reaped (their
+# time is in the parent's cutime and cstime).
+tree_cpu() {
+	python3 - "$1" <<'EOF'
+import os, sys
+stats = {}
+for name in os.listdir("/proc"):
+    if name.isdigit():
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                s = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces; the fields after it do not.
+        stats[int(name)] = s[s.rfind(")") + 2:].split()
+children = {}
+for pid, f in stats.items():
+    children.setdefault(int(f[1]), []).append(pid)
+total, todo = 0, [int(sys.argv[1])]
+while todo:
+    pid = todo.pop()
+    if pid in stats:
+        f = stats[pid]
+        total += sum(int(x) for x in f[11:15])
+    todo.extend(children.get(pid, []))
+print(total)
+EOF
+}
+
+# An smtp-sink for one server: name.  It counts messages (-c, one
+# "sess=N quit=N mesg=N" record per event, each ended by a carriage
+# return, on its stdout) and appends every message to one dump file (-D)
+# so the recipients can be checked afterwards.  Sets sink_port.
+start_sink() {
+	sink_port=$(free_port)
+	mkdir -p "$T/sink-$1"
+	sink_user=
+	if [ "$(id -u)" -eq 0 ]; then
+		sink_user="-u nobody"
+		chown nobody "$T/sink-$1"
+	fi
+	# shellcheck disable=SC2086
+	/usr/sbin/smtp-sink $sink_user -c -D "$T/sink-$1/dump" \
+	    "127.0.0.1:$sink_port" 256 >"$T/sink-$1/count.out" \
+	    2>"$T/sink-$1/stderr.out" &
+	case "$1" in
+	tern)	tern_sink_pid=$! ;;
+	*)	postfix_sink_pid=$! ;;
+	esac
+	wait_port "$sink_port" ||
+	    die "smtp-sink for $1 did not start:" \
+	    "$(cat "$T/sink-$1/stderr.out")"
+}
+
+# ---------------------------------------------------------------- ternd
+
+start_ternd() {
+	start_sink tern
+	tern_sink_port=$sink_port
+	tern_port=$(free_port)
+	mkdir -p "$T/tern"
+	cat >"$T/tern/tern.ini" <<EOF
+[main]
+hostname = bench.test
+spool = $T/tern/spool
+log = stderr
+shutdown_timeout = 5s
+
+[smtp]
+listen = 127.0.0.1:$tern_port
+max_connections = $((sessions + 1000))
+max_connections_per_ip = 0
+local_domains = bench.test
+relay_networks = 127.0.0.0/8
+
+[delivery]
+gateway = 127.0.0.1:$tern_sink_port
+gateway_all = yes
+EOF
+	"$TERND" -c "$T/tern/tern.ini" 2>"$T/ternd.log" &
+	ternd_pid=$!
+	wait_port "$tern_port" ||
+	    die "ternd did not start: $(tail -n 5 "$T/ternd.log")"
+	kill -0 "$ternd_pid" 2>/dev/null ||
+	    die "ternd exited: $(tail -n 5 "$T/ternd.log")"
+	say "ternd $ternd_pid on 127.0.0.1:$tern_port, relaying to" \
+	    "smtp-sink on 127.0.0.1:$tern_sink_port"
+}
+
+# -------------------------------------------------------------- Postfix
+
+# A private instance: own configuration, queue and data directories,
+# listening on one loopback port, relaying everything to its smtp-sink.
+# Queue manager and delivery settings stay at Postfix's defaults.
+start_postfix() {
+	start_sink postfix
+	pf_sink_port=$sink_port
+	pf_port=$(free_port)
+	mkdir -p "$T/pf/etc" "$T/pf/queue" "$T/pf/data"
+	chown postfix "$T/pf/data"
+	chmod 700 "$T/pf/data"
+	cat >"$T/pf/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $T/pf/queue
+data_directory = $T/pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+relayhost = [127.0.0.1]:$pf_sink_port
+maillog_file_prefixes = $T/pf
+maillog_file = $T/pf/maillog
+syslog_name = postfix-bench
+biff = no
+EOF
+	cat >"$T/pf/etc/master.cf" <<EOF
+127.0.0.1:$pf_port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+	postfix -c "$T/pf/etc" check >"$T/pf/check.out" 2>&1 ||
+	    die "postfix check failed: $(cat "$T/pf/check.out")" \
+	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
+	pf_started=yes
+	postfix -c "$T/pf/etc" start >"$T/pf/start.out" 2>&1 ||
+	    die "postfix did not start: $(cat "$T/pf/start.out")" \
+	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
+	wait_port "$pf_port" || die "postfix is not listening on $pf_port"
+	pf_master=$(awk '{print $1}' "$T/pf/queue/pid/master.pid")
+	say "postfix master $pf_master on 127.0.0.1:$pf_port, relaying to" \
+	    "smtp-sink on 127.0.0.1:$pf_sink_port (destination concurrency" \
+	    "$(postconf -c "$T/pf/etc" -h default_destination_concurrency_limit))"
+}
+
+# ----------------------------------------------------------------- runs
+
+# One run, timed: name port count rcpt pid.  Starts smtp-source, then
+# watches the sink's counter until it has count more messages than when
+# the run began.  Gives up when the run takes longer than BENCH_TIMEOUT,
+# when the sink gets nothing new for BENCH_STALL seconds after the
+# injection has ended, or when process pid (the server) is gone.  The
+# result, in res, is
+#   RESULT status=S elapsed=X inject=X got=N rc=N
+# with status ok, timeout, stall, died or source (smtp-source failed).
+# The watcher runs in the background so that a signal reaches the trap
+# at once (the shell waits for a foreground command before it runs a
+# trap); it ends smtp-source when it is told to stop.
+relay_run() {
+	# shellcheck disable=SC2086
+	python3 - "$T/sink-$1/count.out" "$3" "$run_timeout" "$stall" "$5" \
+	    "$T/$1-source.out" /usr/sbin/smtp-source $source_opts \
+	    -s "$sessions" -m "$3" -l "$size" -M client.bench.test \
+	    -f sender@bench.test -t "$4" "127.0.0.1:$2" \
+	    >"$T/$1-run.out" 2>&1 <<'EOF' &
+import os, re, signal, subprocess, sys, time
+
+counter, want, limit, stall, pid, out = sys.argv[1:7]
+want, limit, stall, pid = int(want), float(limit), float(stall), int(pid)
+record = re.compile(rb"mesg=(\d+)\r")
+
+def received():
+    """The sink's message count: its last complete counter record."""
+    try:
+        with open(counter, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256))
+            found = record.findall(f.read())
+    except OSError:
+        return 0
+    return int(found[-1]) if found else 0
+
+def alive(p):
+    try:
+        os.kill(p, 0)
+        return True
+    except OSError:
+        return False
+
+src = None
+
+def stop(signo, frame):
+    if src is not None and src.poll() is None:
+        src.kill()
+        src.wait()
+    sys.exit(1)
+
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGHUP, stop)
+
+base = received()
+t0 = time.monotonic()
+with open(out, "ab") as log:
+    src = subprocess.Popen(sys.argv[7:], stdout=log, stderr=log)
+rc, inject, status = None, None, None
+last, last_t = base, t0
+while True:
+    now = time.monotonic()
+    got = received() - base
+    if rc is None and src.poll() is not None:
+        rc, inject = src.returncode, now - t0
+    if got >= want:
+        status = "ok"
+        break
+    if rc is not None and rc != 0:
+        status = "source"
+        break
+    if not alive(pid):
+        status = "died"
+        break
+    if got != last:
+        last, last_t = got, now
+    if now - t0 > limit:
+        status = "timeout"
+        break
+    if rc is not None and now - max(last_t, t0 + inject) > stall:
+        status = "stall"
+        break
+    time.sleep(0.01)
+elapsed = now - t0
+if rc is None:
+    # The sink has everything before smtp-source has said goodbye, or
+    # the run is given up: let it finish, or end it.
+    try:
+        rc = src.wait(timeout=10 if status == "ok" else 0.1)
+    except subprocess.TimeoutExpired:
+        src.kill()
+        rc = src.wait()
+    inject = time.monotonic() - t0
+print("RESULT status=%s elapsed=%.3f inject=%.3f got=%d rc=%d" %
+      (status, elapsed, inject, got, rc))
+EOF
+	run_pid=$!
+	wait "$run_pid" || true
+	run_pid=
+	res=$(tail -n 1 "$T/$1-run.out")
+}
+
+field() {
+	echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+# Recipients the sink got for one run: name rcpt.  Prints "total
+# distinct" of the recipients made from rcpt (smtp-source -N puts a
+# sequence number in front of it).
+sink_rcpts() {
+	grep '^X-Rcpt-Args: ' "$T/sink-$1/dump" 2>/dev/null | awk -v r="$2>" '
+	substr($2, length($2) - length(r) + 1) == r {
+		n++
+		if (!($2 in seen))
+			d++
+		seen[$2] = 1
+	}
+	END { printf "%d %d\n", n, d }'
+}
+
+# Warm-up (untimed) and timed run for one server: name port pid
+# queued-function.  Sets elapsed, rate and check.
+measure() {
+	if [ "$warmup" -gt 0 ]; then
+		say "$1: $warmup warm-up messages"
+		relay_run "$1" "$2" "$warmup" warm@relay.bench.test "$3"
+		[ "$(field "$res" status)" = ok ] ||
+		    die "$1: warm-up failed ($res):" \
+		    "$(tail -n 3 "$T/$1-source.out")"
+	fi
+	say "$1: $messages timed messages"
+	c0=$(tree_cpu "$3")
+	relay_run "$1" "$2" "$messages" rcpt@relay.bench.test "$3"
+	c1=$(tree_cpu "$3")
+	status=$(field "$res" status)
+	got=$(field "$res" got)
+	case "$status" in
+	ok) ;;
+	source)
+		die "$1: smtp-source failed (exit $(field "$res" rc)):" \
+		    "$(tail -n 3 "$T/$1-source.out")"
+		;;
+	died)
+		die "$1: the server died during the run" \
+		    "(see the logs)"
+		;;
+	timeout|stall)
+		if [ "$status" = timeout ]; then
+			why="gave up after ${run_timeout}s"
+		else
+			why="nothing more reached the sink for ${stall}s"
+		fi
+		if [ "$got" -eq 0 ]; then
+			why="$why; the sink received nothing: $1 does not"
+			why="$why relay (no delivery to the gateway?)"
+		fi
+		die "$1: $why; the sink has $got of $messages messages," \
+		    "$($4) still queued"
+		;;
+	*)
+		die "$1: the run gave no result: $res"
+		;;
+	esac
+	elapsed=$(field "$res" elapsed)
+	rate=$(awk -v n="$messages" -v e="$elapsed" \
+	    'BEGIN { printf "%.1f", n / e }')
+	cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
+	    'BEGIN { printf "%.1f", t / hz }')
+	# What else is on its way (duplicates) arrives within moments; and
+	# the server should let go of every message it delivered.
+	i=0
+	while [ "$($4)" -ne 0 ] && [ "$i" -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 0.5
+	queued=$($4)
+	counts=$(sink_rcpts "$1" rcpt@relay.bench.test)
+	total=${counts% *}
+	distinct=${counts#* }
+	if [ "$total" -ne "$messages" ] || [ "$distinct" -ne "$messages" ]
+	then
+		die "$1: injected $messages messages, the sink has $total" \
+		    "recipients of this run ($distinct distinct)"
+	fi
+	check="injected in $(field "$res" inject) s; $total at the sink,"
+	check="$check all distinct; CPU $cpu s"
+	if [ "$queued" -ne 0 ]; then
+		say "$1: warning: $queued messages still queued after" \
+		    "delivery"
+		check="$check; $queued still queued"
+	fi
+}
+
+# Log lines that speak of trouble, without their time stamps, counted.
+problems() {
+	lines=$(sed 's/^[^]]*\]: //' "$1" | grep -v 'errors=0' |
+	    grep -iE 'fatal|warn|error|fail|refused|timeout|denied' |
+	    sort | uniq -c | sort -rn | head -n 10) || true
+	if [ -n "$lines" ]; then
+		say "$2 logged problems:"
+		echo "$lines" | sed 's/^/  /'
+	fi
+}
+
+# ----------------------------------------------------------------- main
+
+if has tern && ! [ -x "$TERND" ]; then
+	die "no ternd at $TERND (build it, or set BENCH_TERND)"
+fi
+install_pkgs
+[ -d "$tmpbase" ] || die "no directory $tmpbase (BENCH_TMPDIR)"
+T=$(mktemp -d "$tmpbase/tern-bench.XXXXXX")
+# Postfix's daemons run as the postfix user and must reach their queue;
+# smtp-sink runs as nobody and writes its dump below.
+chmod 755 "$T"
+
+if [ "$reuse" = yes ]; then
+	source_opts="-N -d"
+	conn_desc="one connection per session, reused (-d)"
+else
+	source_opts="-N"
+	conn_desc="a new connection per message"
+fi
+
+say "$(nproc) CPUs; spools in $T ($(df -PT "$T" | awk 'NR == 2 {print $2}'))"
+has tern && start_ternd
+has postfix && start_postfix
+
+if has tern; then
+	measure tern "$tern_port" "$ternd_pid" tern_queued
+	tern_elapsed=$elapsed
+	tern_rate=$rate
+	tern_check=$check
+	problems "$T/ternd.log" ternd
+fi
+if has postfix; then
+	measure postfix "$pf_port" "$pf_master" postfix_queued
+	pf_elapsed=$elapsed
+	pf_rate=$rate
+	pf_check=$check
+	problems "$T/pf/maillog" postfix
+fi
+
+echo
+echo "== relay: $messages messages of $size octets, $sessions parallel" \
+    "sessions, $conn_desc, each server to its own smtp-sink"
+has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+    tern "$messages" "$tern_elapsed" "$tern_rate" "$tern_check"
+has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+    postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
+if has tern && has postfix; then
+	awk -v a="$tern_rate" -v b="$pf_rate" \
+	    'BEGIN { printf "ratio tern/postfix: %.2f\n", a / b }'
+fi
+exit 0
