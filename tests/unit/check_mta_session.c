@@ -56,6 +56,7 @@
 /* Script step flags. */
 #define FS_CLOSE	0x01	/* close once the reply is out */
 #define FS_TLS		0x02	/* start TLS once the reply is out */
+#define FS_CLOSE_LATER	0x04	/* close 200 ms after the reply is out */
 
 /*
  * One step of a fake server's script: the line the client must send
@@ -84,6 +85,7 @@ struct fake {
 	const struct step	*pending;	/* reply waiting for delay */
 	int			 data_mode;
 	int			 close_pending;
+	int			 close_later;
 	int			 tls_pending;
 
 	int			 connections;
@@ -114,6 +116,7 @@ struct client {
 	char			 order[16];	/* R, D, C in order */
 	struct mta_status	 closed_st;
 	int			 tls_at_ready;
+	int			 stay_idle;	/* no quit when out of work */
 	char			 relay[MTA_RELAY_SIZE];
 };
 
@@ -176,6 +179,7 @@ fake_conn_close(struct fake *f)
 	f->pending = NULL;
 	f->data_mode = 0;
 	f->close_pending = 0;
+	f->close_later = 0;
 	f->tls_pending = 0;
 	evtimer_del(f->delay_ev);
 	check_finished();
@@ -196,6 +200,13 @@ fake_after_reply(struct fake *f)
 
 	if (f->close_pending) {
 		fake_conn_close(f);
+		return;
+	}
+	if (f->close_later) {
+		struct timeval	tv = { 0, 200000 };
+
+		f->close_later = 0;
+		evtimer_add(f->delay_ev, &tv);	/* pending NULL: close */
 		return;
 	}
 	if (!f->tls_pending)
@@ -233,6 +244,8 @@ fake_send(struct fake *f, const struct step *st)
 	}
 	if (st->flags & FS_CLOSE)
 		f->close_pending = 1;
+	if (st->flags & FS_CLOSE_LATER)
+		f->close_later = 1;
 	if (st->flags & FS_TLS)
 		f->tls_pending = 1;
 	if (evbuffer_get_length(out) == 0)
@@ -246,6 +259,10 @@ fake_delay_cb(evutil_socket_t fd, short what, void *arg)
 	const struct step	*st = f->pending;
 
 	f->pending = NULL;
+	if (st == NULL) {
+		fake_conn_close(f);
+		return;
+	}
 	fake_send(f, st);
 	fake_process(f);
 }
@@ -369,7 +386,7 @@ fake_write_cb(struct bufferevent *bev, void *arg)
 	struct fake	*f = arg;
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
-	    (f->close_pending || f->tls_pending))
+	    (f->close_pending || f->close_later || f->tls_pending))
 		fake_after_reply(f);
 }
 
@@ -506,6 +523,8 @@ client_next(struct client *c)
 		c->in_call = 0;
 		return;
 	}
+	if (c->stay_idle)
+		return;
 	c->quit = 1;
 	c->finished = 1;
 	mta_session_quit(c->s);
@@ -1486,6 +1505,57 @@ START_TEST(test_421_rset)
 }
 END_TEST
 
+/* An idle connection the peer closes is noticed at once: closed(). */
+START_TEST(test_idle_peer_closes)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250 8BITMIME\r\n",
+		    FS_CLOSE_LATER },
+	};
+	struct client	 c;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.stay_idle = 1;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RC");
+	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", "lost connection "
+	    "with " MX1 "[" IP1 "] while idle");
+}
+END_TEST
+
+/*
+ * A 421 right behind the EHLO reply ends the session with its own text,
+ * before it was ever reported ready.
+ */
+START_TEST(test_idle_421)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250 8BITMIME\r\n"
+		    "421 4.4.2 idle too long\r\n", FS_CLOSE },
+	};
+	struct client	 c;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.stay_idle = 1;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "C");
+	ck_assert_int_eq(c.closed_st.result, MTA_TEMP);
+	ck_assert_str_eq(c.closed_st.status, "4.4.2");
+	ck_assert_ptr_nonnull(strstr(c.closed_st.text,
+	    "said: 421 4.4.2 idle too long"));
+}
+END_TEST
+
 /* Too big for the peer's SIZE: refused before a command is sent, and
  * the session stays ready for the next one. */
 START_TEST(test_size_refused)
@@ -2056,6 +2126,8 @@ main(void)
 	tcase_add_test(tc, test_drop_in_data);
 	tcase_add_test(tc, test_421_rcpt);
 	tcase_add_test(tc, test_421_rset);
+	tcase_add_test(tc, test_idle_peer_closes);
+	tcase_add_test(tc, test_idle_421);
 	tcase_add_test(tc, test_helo_fallback);
 	tcase_add_test(tc, test_loop);
 	tcase_add_loop_test(tc, test_protocol_error, 0, 2);
