@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,35 @@ static struct {
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
     .corruptfd = -1, .lockfd = -1 };
 
+/*
+ * A batch of commits handed to a sync worker.  While a worker has it,
+ * the worker alone touches its commits, except the cancelled flag; the
+ * loop gets it back through the done pipe.
+ */
+struct queue_batch {
+	TAILQ_ENTRY(queue_batch) entry;
+	struct queue_commits	 commits;
+};
+TAILQ_HEAD(queue_batches, queue_batch);
+
+#define QUEUE_WORKERS_MAX	16
+
+/* The sync workers: threads that only sync, write and rename files. */
+static struct {
+	pthread_t		 threads[QUEUE_WORKERS_MAX];
+	size_t			 n;
+	size_t			 busy;		/* batches out; loop only */
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;
+	struct queue_batches	 todo;		/* under lock */
+	struct queue_batches	 done;		/* under lock */
+	int			 stop;		/* under lock */
+	int			 pipe[2];	/* a byte per batch done */
+	struct event		*done_ev;
+} queue_workers = { .pipe = { -1, -1 } };
+
 static void	queue_commit_run_cb(evutil_socket_t, short, void *);
+static void	queue_stop_workers(void);
 
 /* The queue/XX directory of an id: its characters 10 and 11. */
 static unsigned
@@ -610,6 +639,7 @@ queue_shutdown(void)
 	struct queue_commit	*c;
 
 	/* Commits still waiting are run now: they were promised. */
+	queue_stop_workers();
 	if (!TAILQ_EMPTY(&queue.pending))
 		queue_commit_run_cb(-1, 0, NULL);
 	while ((c = TAILQ_FIRST(&queue.pending)) != NULL) {
@@ -778,9 +808,9 @@ queue_commit_one(struct queue_commit *c)
 		goto fail;
 	}
 	/*
-	 * Blocking: the sync that makes an accepted message durable.  All
-	 * commits requested in one loop iteration run here together so
-	 * their directory syncs are shared.
+	 * The syncs that make an accepted message durable: on a sync
+	 * worker, or blocking the loop when there are none.  The commits of
+	 * one batch share their directory syncs.
 	 */
 	if (queue_msg_flush(m) == -1 || fdatasync(m->fd) == -1)
 		goto fail;
@@ -836,8 +866,6 @@ queue_dir_sync_failed(struct queue_commits *batch, unsigned dir, int error)
 	TAILQ_FOREACH(c, batch, entry) {
 		if (c->dir != dir || c->error != 0)
 			continue;
-		errno = error;
-		log_warn("%s: queue directory sync failed", c->msg->id);
 		c->error = error;
 		if (queue_path(c->msg->id, "env", path, sizeof path) == 0)
 			unlinkat(queue.queuefd, path, 0);
@@ -846,41 +874,212 @@ queue_dir_sync_failed(struct queue_commits *batch, unsigned dir, int error)
 	}
 }
 
-/* Run every pending commit, sync their directories, then call back. */
+/*
+ * Make a batch durable: every commit, then each directory touched synced
+ * once.  Runs on a sync worker (or inline without workers): touches only
+ * files and the batch, never logs.
+ */
 static void
-queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
+queue_batch_run(struct queue_commits *batch)
 {
-	struct queue_commits	 batch;
 	struct queue_commit	*c;
 	unsigned char		 synced[QUEUE_NDIRS / 8];
 
-	TAILQ_INIT(&batch);
-	TAILQ_CONCAT(&batch, &queue.pending, entry);
 	memset(synced, 0, sizeof synced);
-
-	TAILQ_FOREACH(c, &batch, entry) {
-		if (queue_commit_one(c) == -1)
-			log_warn("%s: commit failed", c->msg->id);
-	}
-	TAILQ_FOREACH(c, &batch, entry) {
+	TAILQ_FOREACH(c, batch, entry)
+		(void)queue_commit_one(c);
+	TAILQ_FOREACH(c, batch, entry) {
 		if (c->error != 0 || synced[c->dir / 8] & (1u << (c->dir % 8)))
 			continue;
 		if (queue_dir_sync(c->dir) == -1)
-			queue_dir_sync_failed(&batch, c->dir, errno);
+			queue_dir_sync_failed(batch, c->dir, errno);
 		else
 			synced[c->dir / 8] |= 1u << (c->dir % 8);
 	}
-	while ((c = TAILQ_FIRST(&batch)) != NULL) {
-		TAILQ_REMOVE(&batch, c, entry);
+}
+
+/* Back on the loop: report failures, count, call back, free. */
+static void
+queue_batch_finish(struct queue_commits *batch)
+{
+	struct queue_commit	*c;
+
+	while ((c = TAILQ_FIRST(batch)) != NULL) {
+		TAILQ_REMOVE(batch, c, entry);
 		close(c->msg->fd);
 		if (c->error == 0)
 			queue.count++;
+		else {
+			errno = c->error;
+			log_warn("%s: commit failed", c->msg->id);
+		}
 		if (!c->cancelled && c->cb != NULL)
 			c->cb(c->arg, c->error);
 		free(c->msg);
 		free(c->envtext);
 		free(c);
 	}
+}
+
+static void *
+queue_worker_main(void *arg)
+{
+	struct queue_batch	*b;
+	char			 byte = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&queue_workers.lock);
+		while (TAILQ_EMPTY(&queue_workers.todo) && !queue_workers.stop)
+			pthread_cond_wait(&queue_workers.cond,
+			    &queue_workers.lock);
+		if ((b = TAILQ_FIRST(&queue_workers.todo)) == NULL) {
+			pthread_mutex_unlock(&queue_workers.lock);
+			return NULL;
+		}
+		TAILQ_REMOVE(&queue_workers.todo, b, entry);
+		pthread_mutex_unlock(&queue_workers.lock);
+
+		queue_batch_run(&b->commits);
+
+		pthread_mutex_lock(&queue_workers.lock);
+		TAILQ_INSERT_TAIL(&queue_workers.done, b, entry);
+		pthread_mutex_unlock(&queue_workers.lock);
+		while (write(queue_workers.pipe[1], &byte, 1) == -1 &&
+		    errno == EINTR)
+			;
+	}
+}
+
+/* Batches the workers finished: their callbacks run on the loop. */
+static void
+queue_workers_done(void)
+{
+	struct queue_batches	 done;
+	struct queue_batch	*b;
+
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&queue_workers.lock);
+	TAILQ_CONCAT(&done, &queue_workers.done, entry);
+	pthread_mutex_unlock(&queue_workers.lock);
+	while ((b = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, b, entry);
+		queue_workers.busy--;
+		queue_batch_finish(&b->commits);
+		free(b);
+	}
+}
+
+static void
+queue_workers_done_cb(evutil_socket_t fd, short events, void *arg)
+{
+	char	buf[256];
+
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	queue_workers_done();
+	/* Commits that waited for a free worker go now, as one batch. */
+	if (!TAILQ_EMPTY(&queue.pending))
+		event_active(queue.commit_ev, 0, 0);
+}
+
+/*
+ * Start n sync workers (0: commits run on the loop).  The syncs that make
+ * an accepted message durable then run beside the loop, several at once,
+ * and commits requested while every worker is busy wait as one batch.
+ */
+int
+queue_start_workers(size_t n, char **cause)
+{
+	size_t	i;
+	int	error;
+
+	if (n > QUEUE_WORKERS_MAX)
+		n = QUEUE_WORKERS_MAX;
+	if (n == 0 || queue.base == NULL)
+		return 0;
+	if (pipe2(queue_workers.pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+		xasprintf(cause, "sync workers: pipe: %s", strerror(errno));
+		return -1;
+	}
+	pthread_mutex_init(&queue_workers.lock, NULL);
+	pthread_cond_init(&queue_workers.cond, NULL);
+	TAILQ_INIT(&queue_workers.todo);
+	TAILQ_INIT(&queue_workers.done);
+	queue_workers.stop = 0;
+	queue_workers.busy = 0;
+	queue_workers.done_ev = event_new(queue.base, queue_workers.pipe[0],
+	    EV_READ | EV_PERSIST, queue_workers_done_cb, NULL);
+	if (queue_workers.done_ev == NULL ||
+	    event_add(queue_workers.done_ev, NULL) == -1)
+		fatalx("queue: sync workers: event_new");
+	for (i = 0; i < n; i++) {
+		error = pthread_create(&queue_workers.threads[i], NULL,
+		    queue_worker_main, NULL);
+		if (error != 0) {
+			xasprintf(cause, "sync workers: %s", strerror(error));
+			queue_workers.n = i;
+			return -1;
+		}
+	}
+	queue_workers.n = n;
+	return 0;
+}
+
+/* Let the workers finish what they hold, then stop them. */
+static void
+queue_stop_workers(void)
+{
+	size_t	i;
+
+	if (queue_workers.n == 0)
+		return;
+	pthread_mutex_lock(&queue_workers.lock);
+	queue_workers.stop = 1;
+	pthread_cond_broadcast(&queue_workers.cond);
+	pthread_mutex_unlock(&queue_workers.lock);
+	for (i = 0; i < queue_workers.n; i++)
+		pthread_join(queue_workers.threads[i], NULL);
+	queue_workers.n = 0;
+	queue_workers_done();
+	event_free(queue_workers.done_ev);
+	queue_workers.done_ev = NULL;
+	close(queue_workers.pipe[0]);
+	close(queue_workers.pipe[1]);
+	queue_workers.pipe[0] = queue_workers.pipe[1] = -1;
+	pthread_cond_destroy(&queue_workers.cond);
+	pthread_mutex_destroy(&queue_workers.lock);
+}
+
+/*
+ * End of a loop iteration with commits pending: hand them to a free
+ * worker as one batch, or run them here when there are no workers.
+ */
+static void
+queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct queue_commits	 batch;
+	struct queue_batch	*b;
+
+	if (TAILQ_EMPTY(&queue.pending))
+		return;
+	if (queue_workers.n == 0) {
+		TAILQ_INIT(&batch);
+		TAILQ_CONCAT(&batch, &queue.pending, entry);
+		/* Blocking: the syncs, when there are no workers. */
+		queue_batch_run(&batch);
+		queue_batch_finish(&batch);
+		return;
+	}
+	if (queue_workers.busy >= queue_workers.n)
+		return;		/* queue_workers_done_cb() comes back */
+	b = xcalloc(1, sizeof *b);
+	TAILQ_INIT(&b->commits);
+	TAILQ_CONCAT(&b->commits, &queue.pending, entry);
+	queue_workers.busy++;
+	pthread_mutex_lock(&queue_workers.lock);
+	TAILQ_INSERT_TAIL(&queue_workers.todo, b, entry);
+	pthread_cond_signal(&queue_workers.cond);
+	pthread_mutex_unlock(&queue_workers.lock);
 }
 
 /*

@@ -29,6 +29,7 @@ typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
+int		 queue_start_workers(size_t, char **);
 void		 queue_shutdown(void);
 size_t		 queue_count(void);
 

@@ -592,6 +592,76 @@ START_TEST(test_commit)
 }
 END_TEST
 
+/*
+ * With sync workers, commits come back through the loop later, in any
+ * number of batches; every one exactly once, all durable and counted.
+ */
+START_TEST(test_commit_workers)
+{
+	struct result	 r[NMANY];
+	char		 id[NMANY][QUEUE_ID_LEN + 1], data[NMANY][64];
+	char		*cause = NULL;
+	size_t		 i, done, rounds;
+
+	init_spool(NULL, NULL);
+	ck_assert_msg(queue_start_workers(3, &cause) == 0, "%s", cause);
+	for (i = 0; i < NMANY; i++) {
+		r[i].calls = r[i].error = 0;
+		snprintf(data[i], sizeof data[i], "Subject: %zu\r\n\r\nbody "
+		    "%zu\r\n", i, i);
+		start_commit(id[i], sizeof id[i], data[i], strlen(data[i]),
+		    "a@example.org", "b@example.net", &r[i]);
+		/* Half of them while earlier batches are out. */
+		if (i % 2 == 1)
+			ck_assert_int_ne(event_base_loop(base,
+			    EVLOOP_NONBLOCK), -1);
+	}
+	for (rounds = 0; rounds < 5000; rounds++) {
+		for (done = 0, i = 0; i < NMANY; i++)
+			done += r[i].calls;
+		if (done == NMANY)
+			break;
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_ONCE), -1);
+	}
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_msg(r[i].calls == 1, "commit %zu: %d calls", i,
+		    r[i].calls);
+		ck_assert_int_eq(r[i].error, 0);
+		check_msg_file("queue", id[i], data[i], strlen(data[i]));
+	}
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_uint_eq(queue_count(), NMANY);
+	queue_shutdown();
+}
+END_TEST
+
+/* Commits still out when the queue shuts down are finished, called back. */
+START_TEST(test_commit_workers_shutdown)
+{
+	struct result	 r[NMANY];
+	char		 id[NMANY][QUEUE_ID_LEN + 1];
+	char		*cause = NULL;
+	size_t		 i;
+
+	init_spool(NULL, NULL);
+	ck_assert_msg(queue_start_workers(2, &cause) == 0, "%s", cause);
+	for (i = 0; i < NMANY; i++) {
+		r[i].calls = r[i].error = 0;
+		start_commit(id[i], sizeof id[i], "x\r\n", 3,
+		    "a@example.org", "b@example.net", &r[i]);
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	}
+	queue_shutdown();
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		ck_assert_int_eq(r[i].error, 0);
+		check_msg_file("queue", id[i], "x\r\n", 3);
+	}
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 2 * NMANY);
+}
+END_TEST
+
 /* Commits asked for before the loop runs complete in one pass. */
 START_TEST(test_commit_many)
 {
@@ -1930,6 +2000,8 @@ queue_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, test_commit, 0, nitems(writes));
 	tcase_add_test(tc, test_commit_many);
+	tcase_add_test(tc, test_commit_workers);
+	tcase_add_test(tc, test_commit_workers_shutdown);
 	tcase_add_test(tc, test_abort);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_shutdown_completes);
