@@ -190,13 +190,42 @@ scheduler_active(void)
 	return sched.nactive;
 }
 
+static const char *
+sched_domain(const char *addr)
+{
+	const char	*at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+/* Whether a recipient is still to be sent to another host. */
+static int
+sched_is_remote(const struct envelope_rcpt *r)
+{
+	return r->state == ENVELOPE_RCPT_PENDING &&
+	    !config_is_local_domain(sched.conf, sched_domain(r->addr));
+}
+
+/* Local recipients wait for local delivery, not for the scheduler. */
+static int
+sched_has_remote(const struct envelope *env)
+{
+	size_t	i;
+
+	for (i = 0; i < env->nrcpts; i++) {
+		if (sched_is_remote(&env->rcpts[i]))
+			return 1;
+	}
+	return 0;
+}
+
 /* A message now in the queue: at start-up, or just committed. */
 void
 scheduler_add(const struct envelope *env, int held)
 {
 	struct sched_msg	*m;
 
-	if (held)
+	if (held || !sched_has_remote(env))
 		return;
 	m = xcalloc(1, sizeof *m);
 	util_strlcpy(m->id, env->id, sizeof m->id);
@@ -214,14 +243,6 @@ sched_delay(const struct envelope *env)
 	return (double)(tv.tv_sec - env->arrival) + tv.tv_usec / 1e6;
 }
 
-static const char *
-sched_domain(const char *addr)
-{
-	const char	*at = strrchr(addr, '@');
-
-	return at != NULL ? at + 1 : "";
-}
-
 /* The log line of one recipient and attempt, in Postfix's layout. */
 static void
 sched_log_rcpt(const struct sched_attempt *a, const struct envelope_rcpt *r,
@@ -230,7 +251,8 @@ sched_log_rcpt(const struct sched_attempt *a, const struct envelope_rcpt *r,
 	char	eaddr[LOG_ESCAPE_SIZE], etext[LOG_ESCAPE_SIZE];
 	double	delay = sched_delay(&a->env);
 
-	log_info("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)",
+	log_mail(strcmp(relay, "local") == 0 ? "local" : "smtp",
+	    "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)",
 	    a->env.id, log_escape(eaddr, sizeof eaddr, r->addr,
 	    strlen(r->addr)), relay, delay < 0 ? 0.0 : delay,
 	    r->status[0] != '\0' ? r->status : "4.0.0", status,
@@ -347,12 +369,9 @@ sched_make_jobs(struct sched_attempt *a)
 
 	a->jobs = xcalloc(env->nrcpts, sizeof *a->jobs);
 	for (i = 0; i < env->nrcpts; i++) {
-		if (env->rcpts[i].state != ENVELOPE_RCPT_PENDING ||
-		    a->failed[i])
+		if (!sched_is_remote(&env->rcpts[i]) || a->failed[i])
 			continue;
 		domain = sched_domain(env->rcpts[i].addr);
-		if (config_is_local_domain(sched.conf, domain))
-			continue;
 		for (j = 0; j < a->njobs; j++) {
 			if (strcasecmp(a->jobs[j].job.domain, domain) == 0)
 				break;
@@ -510,8 +529,8 @@ sched_bounce_cb(void *arg, int error)
 		for (i = 0; i < a->env.nrcpts; i++)
 			a->failed[i] = 0;
 	} else {
-		log_info("%s: sender non-delivery notification: %s",
-		    a->env.id, a->benv.id);
+		log_mail("bounce", "%s: sender non-delivery notification: "
+		    "%s", a->env.id, a->benv.id);
 		scheduler_add(&a->benv, 0);
 	}
 	sched_record(a);
@@ -589,7 +608,6 @@ sched_record(struct sched_attempt *a)
 {
 	struct envelope	*env = &a->env;
 	size_t		 i, pending = 0, failed = 0;
-	char		 esc[LOG_ESCAPE_SIZE];
 
 	for (i = 0; i < env->nrcpts; i++)
 		failed += a->failed[i];
@@ -613,7 +631,7 @@ sched_record(struct sched_attempt *a)
 		if (queue_remove(env->id) == -1)
 			log_warn("%s: cannot remove from the queue", env->id);
 		else
-			log_info("%s: removed", env->id);
+			log_mail("qmgr", "%s: removed", env->id);
 		sched_attempt_end(a, 0);
 		return;
 	}
@@ -625,11 +643,7 @@ sched_record(struct sched_attempt *a)
 	    (time_t)(sched.conf->queue_interval / 1000);
 	if (a->changed && queue_env_update(env) == -1)
 		log_warn("%s: cannot update envelope", env->id);
-	if (a->njobs == 0 && failed == 0)
-		log_debug("%s: waiting for local delivery (%s)", env->id,
-		    log_escape(esc, sizeof esc, env->rcpts[0].addr,
-		    strlen(env->rcpts[0].addr)));
-	sched_attempt_end(a, 1);
+	sched_attempt_end(a, sched_has_remote(env));
 }
 
 /* Stop: nothing more is attempted; attempts in flight are dropped. */
