@@ -509,13 +509,16 @@ class NextHop:
             self._error("session #%d: %r" % (sess.index, e))
         finally:
             sess.ended = time.monotonic()
+            # Leave before closing: the client may open its next
+            # connection as soon as it sees this one close, and closing
+            # lets another thread run before this one could leave.
+            self.gauge.leave()
+            if self.shared is not None:
+                self.shared.leave()
             try:
                 w.sock.close()
             except OSError:
                 pass
-            self.gauge.leave()
-            if self.shared is not None:
-                self.shared.leave()
 
     def _point(self, w, sess, point, drop, stall):
         """Drop or stall here if told to; returns the end reason or None."""
