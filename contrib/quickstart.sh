@@ -18,7 +18,7 @@ build="$top/build"
 
 build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
 libc-ares-dev libinih-dev check"
-test_pkgs="python3 mandoc dnsmasq-base"
+test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm"
 
 usage() {
 	echo "usage: $0 run|test" >&2

@@ -39,6 +39,11 @@
 #define CONFIG_LIST_SEP		" \t,"
 /* The port of a gateway written without one. */
 #define CONFIG_SMTP_PORT	25
+#define CONFIG_SYSLOG_PORT	514
+
+/* A host[:port] key's port when none is written: k->min, else SMTP's. */
+#define CONFIG_DFLT_PORT(k)	\
+	((k)->min != 0 ? (k)->min : CONFIG_SMTP_PORT)
 
 struct config_key;
 
@@ -92,6 +97,8 @@ struct config_parse {
 static int	config_parse_host(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_path(struct config *, const struct config_key *,
+		    const char *, char **);
+static int	config_parse_name(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_opt_path(struct config *,
 		    const struct config_key *, const char *, char **);
@@ -151,6 +158,9 @@ static const struct config_type config_type_path = {
 static const struct config_type config_type_opt_path = {
 	config_parse_opt_path, config_print_string, NULL
 };
+static const struct config_type config_type_name = {
+	config_parse_name, config_print_string, NULL
+};
 static const struct config_type config_type_bool = {
 	config_parse_bool, config_print_bool, NULL
 };
@@ -186,6 +196,8 @@ static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
 	{ "stderr", LOG_TARGET_STDERR },
 	{ "none", LOG_TARGET_NONE },
+	{ "file", LOG_TARGET_FILE },
+	{ "remote", LOG_TARGET_REMOTE },
 	{ NULL, 0 }
 };
 
@@ -216,10 +228,17 @@ static const struct config_key config_keys[] = {
 	  CONFIG_PATH_SIZE, "/var/spool/tern", 0, 0, NULL },
 	{ "main", "log", &config_type_enum, CONFIG_OFF(log), 0, 0,
 	  "syslog", 0, 0, config_choices_log },
+	{ "main", "log_server", &config_type_gateway, CONFIG_OFF(log_server),
+	  CONFIG_OFF(log_server_port), CONFIG_HOST_SIZE, "", CONFIG_SYSLOG_PORT,
+	  0, NULL },
 	{ "main", "debug", &config_type_bool, CONFIG_OFF(debug), 0, 0,
 	  "no", 0, 0, NULL },
 	{ "main", "shutdown_timeout", &config_type_duration,
 	  CONFIG_OFF(shutdown_timeout), 0, 0, "30s", 0, CONFIG_D, NULL },
+	{ "main", "user", &config_type_name, CONFIG_OFF(user), 0,
+	  CONFIG_NAME_SIZE, "tern", 0, 0, NULL },
+	{ "main", "group", &config_type_name, CONFIG_OFF(group), 0,
+	  CONFIG_NAME_SIZE, "", 1, 0, NULL },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },
@@ -441,6 +460,39 @@ config_print_string(const struct config *c, const struct config_key *k,
     FILE *fp)
 {
 	fputs(CONFIG_CFIELD(c, k, char), fp);
+}
+
+/*
+ * A user or group name: what useradd accepts, so a typo is reported here
+ * rather than as an unknown user at start-up.  A key with min 1 may be
+ * left empty (group: the user's primary group).
+ */
+static int
+config_parse_name(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	size_t	i, len = strlen(value);
+
+	if (len == 0 && k->min == 0) {
+		config_bad(cause, "must not be empty", value, len);
+		return -1;
+	}
+	if (len >= k->size) {
+		config_bad(cause, "too long", value, len);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char	ch = value[i];
+
+		if (!isalnum(ch) && ch != '_' && ch != '.' &&
+		    (ch != '-' || i == 0) && (ch != '$' || i != len - 1)) {
+			config_bad(cause, "not a valid user or group name",
+			    value, len);
+			return -1;
+		}
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
 }
 
 static int
@@ -1076,7 +1128,7 @@ config_parse_dns(struct config *c, const struct config_key *k,
  * The gateway: "host", "host:port", "ipv4", "ipv4:port", "[ipv6]" or
  * "[ipv6]:port".  The host is kept without brackets (a name lowercased
  * without its trailing dot, an address in inet_ntop() form) and the
- * port, CONFIG_SMTP_PORT when none is given, goes where k->count says.
+ * port, CONFIG_DFLT_PORT() when none is given, goes where k->count says.
  * Empty: no gateway.
  */
 static int
@@ -1087,13 +1139,13 @@ config_parse_gateway(struct config *c, const struct config_key *k,
 	char		 host[INET6_ADDRSTRLEN], *name, *port;
 	unsigned char	 addr[16];
 	const char	*why = NULL;
-	uint64_t	 num = CONFIG_SMTP_PORT;
+	uint64_t	 num = CONFIG_DFLT_PORT(k);
 	size_t		 len = strlen(value);
 	int		 v6;
 
 	if (len == 0) {
 		CONFIG_FIELD(c, k, char)[0] = '\0';
-		*CONFIG_PORT(c, k) = CONFIG_SMTP_PORT;
+		*CONFIG_PORT(c, k) = CONFIG_DFLT_PORT(k);
 		return 0;
 	}
 	if (strcspn(value, CONFIG_LIST_SEP) != len) {
@@ -1155,7 +1207,7 @@ config_print_gateway(const struct config *c, const struct config_key *k,
 	if (*host == '\0')
 		return;
 	fprintf(fp, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
-	if (port != CONFIG_SMTP_PORT)
+	if (port != CONFIG_DFLT_PORT(k))
 		fprintf(fp, ":%llu", (unsigned long long)port);
 }
 
@@ -1459,6 +1511,12 @@ config_check(struct config_parse *p)
 	const char		*name = NULL;
 	int			 k;
 
+	if (c->log == LOG_TARGET_REMOTE && c->log_server[0] == '\0') {
+		k = config_find_key("main", "log");
+		xasprintf(&p->cause, "%s:%d: [main] log: remote needs a "
+		    "log_server", p->path, p->seen[k]);
+		return -1;
+	}
 	if (c->gateway[0] == '\0') {
 		if (c->gateway_all)
 			name = "gateway_all";

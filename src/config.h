@@ -20,6 +20,7 @@
 
 #define CONFIG_HOST_SIZE	256
 #define CONFIG_PATH_SIZE	1024
+#define CONFIG_NAME_SIZE	64	/* user and group names */
 
 /* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
 struct config_listen {
@@ -51,8 +52,12 @@ struct config {
 	char			 hostname[CONFIG_HOST_SIZE];
 	char			 spool[CONFIG_PATH_SIZE];
 	enum log_target		 log;
+	char			 log_server[CONFIG_HOST_SIZE];	/* "" for none */
+	uint64_t		 log_server_port;
 	int			 debug;
 	uint64_t		 shutdown_timeout;
+	char			 user[CONFIG_NAME_SIZE];
+	char			 group[CONFIG_NAME_SIZE];	/* "": user's */
 
 	/* [smtp] */
 	struct config_listen	*listen;

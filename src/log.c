@@ -1,11 +1,20 @@
 /*
- * log.c: the log targets (stderr, syslog, none), the debug switch, and
- * escaping of peer text.  Logging never fails in a way that stops mail:
- * a target that cannot take a line drops it.
+ * log.c: the log targets (stderr, syslog, a daily file, a remote RFC 5424
+ * server over UDP, none), the debug switch, and escaping of peer text.
+ * Logging never fails in a way that stops mail or blocks for long: a
+ * target that cannot take a line drops it, counts it, and the count is
+ * reported with the next line that goes through.
  */
 #include "autoconf.h"
 
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +29,30 @@ static enum log_target	log_target = LOG_TARGET_STDERR;
 static int		log_debug_on;
 static const char	*log_ident = "ternd";
 
+/* The syslog(3) tag now in use: the ident, or "ident/sub" (log_mail). */
+static char		log_tag[64];
+
+/* file: the spool's log directory and the day's file, opened lazily. */
+static char		log_dir[PATH_MAX];
+static int		log_file_fd = -1;
+static int		log_file_mon = -1, log_file_mday = -1;
+
+/* file and remote: the host name the lines carry. */
+static char		log_host[256] = "localhost";
+
+/* remote: where the datagrams go. */
+static struct sockaddr_storage log_server;
+static socklen_t	log_server_len;
+static int		log_sock = -1;
+
+/* Lines a failing target could not take since the last report. */
+static unsigned long	log_dropped;
+
+static const char *const log_months[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
 void
 log_init(const char *ident, enum log_target target, int debug)
 {
@@ -28,14 +61,89 @@ log_init(const char *ident, enum log_target target, int debug)
 	log_set_target(target);
 }
 
+static void
+log_file_close(void)
+{
+	if (log_file_fd != -1)
+		close(log_file_fd);
+	log_file_fd = -1;
+	log_file_mon = log_file_mday = -1;
+}
+
 void
 log_set_target(enum log_target target)
 {
 	if (log_target == LOG_TARGET_SYSLOG && target != LOG_TARGET_SYSLOG)
 		closelog();
-	if (target == LOG_TARGET_SYSLOG && log_target != LOG_TARGET_SYSLOG)
-		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	if (target == LOG_TARGET_SYSLOG && log_target != LOG_TARGET_SYSLOG) {
+		snprintf(log_tag, sizeof log_tag, "%s", log_ident);
+		openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	}
+	if (target != LOG_TARGET_FILE)
+		log_file_close();
+	if (target != LOG_TARGET_REMOTE && log_sock != -1) {
+		close(log_sock);
+		log_sock = -1;
+	}
+	if (target == LOG_TARGET_REMOTE && log_sock == -1) {
+		/* Non-blocking: a full socket buffer drops, never waits. */
+		log_sock = socket(log_server.ss_family == AF_UNSPEC ? AF_INET :
+		    log_server.ss_family, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+	}
 	log_target = target;
+}
+
+/* The daily files go to DIR/log; the next line opens the file anew. */
+void
+log_set_spool(const char *spool)
+{
+	snprintf(log_dir, sizeof log_dir, "%s/log", spool);
+	log_file_close();
+}
+
+void
+log_set_hostname(const char *host)
+{
+	snprintf(log_host, sizeof log_host, "%s", host);
+}
+
+/*
+ * Where remote lines go.  A host name is resolved here, once, with
+ * getaddrinfo(): this runs at start and reload only, never while mail
+ * moves, so its wait cannot hold up the event loop.  On failure the old
+ * server is kept when there was one, and *cause says why.
+ */
+int
+log_set_server(const char *host, unsigned port, char **cause)
+{
+	struct addrinfo	 hints, *res;
+	char		 serv[8];
+	int		 rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_DGRAM;
+	snprintf(serv, sizeof serv, "%u", port);
+	if ((rc = getaddrinfo(host, serv, &hints, &res)) != 0) {
+		xasprintf(cause, "%s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	if (res->ai_addrlen > sizeof log_server) {
+		freeaddrinfo(res);
+		xasprintf(cause, "%s: address too long", host);
+		return -1;
+	}
+	if (log_sock != -1 && res->ai_family != log_server.ss_family) {
+		close(log_sock);
+		log_sock = -1;
+	}
+	memcpy(&log_server, res->ai_addr, res->ai_addrlen);
+	log_server_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (log_target == LOG_TARGET_REMOTE && log_sock == -1)
+		log_set_target(LOG_TARGET_REMOTE);
+	return 0;
 }
 
 void
@@ -60,13 +168,97 @@ log_target_str(enum log_target target)
 		return "syslog";
 	case LOG_TARGET_NONE:
 		return "none";
+	case LOG_TARGET_FILE:
+		return "file";
+	case LOG_TARGET_REMOTE:
+		return "remote";
 	}
 	return "unknown";
 }
 
-/* Send one finished line to the target. */
-static void
-log_emit(int pri, const char *msg)
+/* The day's file, reopened when the local date is not the open one's. */
+static int
+log_file_open(const struct tm *tm)
+{
+	char	path[PATH_MAX + 32];
+
+	if (log_file_fd != -1 && tm->tm_mon == log_file_mon &&
+	    tm->tm_mday == log_file_mday)
+		return log_file_fd;
+	log_file_close();
+	if (log_dir[0] == '\0')
+		return -1;
+	snprintf(path, sizeof path, "%s/sys%02d%02d.txt", log_dir,
+	    tm->tm_mon + 1, tm->tm_mday);
+	log_file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NONBLOCK, 0640);
+	if (log_file_fd == -1 && errno == ENOENT && mkdir(log_dir, 0750) == 0)
+		log_file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT |
+		    O_CLOEXEC | O_NONBLOCK, 0640);
+	if (log_file_fd != -1) {
+		log_file_mon = tm->tm_mon;
+		log_file_mday = tm->tm_mday;
+	}
+	return log_file_fd;
+}
+
+/* One line in the classic syslog layout, so log tools read the file. */
+static int
+log_file_write(const char *tag, const char *msg)
+{
+	struct tm	tm;
+	time_t		now = time(NULL);
+	char		line[4096 + 512];
+	int		fd, len;
+
+	localtime_r(&now, &tm);
+	if ((fd = log_file_open(&tm)) == -1)
+		return -1;
+	len = snprintf(line, sizeof line, "%s %2d %02d:%02d:%02d %s %s[%ld]: "
+	    "%s\n", log_months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, log_host, tag, (long)getpid(), msg);
+	if (len < 0)
+		return -1;
+	if ((size_t)len >= sizeof line) {
+		len = sizeof line - 1;
+		line[len - 1] = '\n';
+	}
+	/* One write with O_APPEND: whole lines, even from two processes. */
+	return write(fd, line, len) == len ? 0 : -1;
+}
+
+/*
+ * One RFC 5424 message in one datagram (RFC 5426): facility mail, UTC
+ * time stamp, APP-NAME the tag, PROCID the pid, no MSGID, no structured
+ * data.  Sent without waiting; a refused or full socket drops it.
+ */
+static int
+log_remote_write(int pri, const char *tag, const char *msg)
+{
+	struct timespec	ts;
+	struct tm	tm;
+	char		dgram[4096 + 512], stamp[32];
+	int		len;
+
+	if (log_sock == -1 || log_server_len == 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+	len = snprintf(dgram, sizeof dgram, "<%d>1 %s.%06ldZ %s %s %ld - - %s",
+	    LOG_MAIL | pri, stamp, ts.tv_nsec / 1000, log_host[0] != '\0' ?
+	    log_host : "-", tag, (long)getpid(), msg);
+	if (len < 0)
+		return -1;
+	if ((size_t)len >= sizeof dgram)
+		len = sizeof dgram - 1;
+	return sendto(log_sock, dgram, len, MSG_DONTWAIT,
+	    (struct sockaddr *)&log_server, log_server_len) == len ? 0 : -1;
+}
+
+/* The line to one target: 0 if it took it. */
+static int
+log_write(int pri, const char *tag, const char *msg)
 {
 	struct tm	tm;
 	time_t		now;
@@ -74,22 +266,60 @@ log_emit(int pri, const char *msg)
 
 	switch (log_target) {
 	case LOG_TARGET_NONE:
-		return;
+		return 0;
 	case LOG_TARGET_SYSLOG:
+		/* glibc keeps the connection; openlog() only swaps the tag. */
+		if (strcmp(tag, log_tag) != 0) {
+			snprintf(log_tag, sizeof log_tag, "%s", tag);
+			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		}
 		syslog(pri, "%s", msg);
-		return;
+		return 0;
 	case LOG_TARGET_STDERR:
 		now = time(NULL);
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-		fprintf(stderr, "%s %s[%ld]: %s\n", stamp, log_ident,
+		fprintf(stderr, "%s %s[%ld]: %s\n", stamp, tag,
 		    (long)getpid(), msg);
-		return;
+		return 0;
+	case LOG_TARGET_FILE:
+		return log_file_write(tag, msg);
+	case LOG_TARGET_REMOTE:
+		return log_remote_write(pri, tag, msg);
 	}
+	return -1;
+}
+
+/*
+ * Send one finished line to the target, tagged "ident" or "ident/sub".
+ * Lines dropped before are reported once, ahead of the first that the
+ * target takes again.
+ */
+static void
+log_emit(int pri, const char *sub, const char *msg)
+{
+	char	tag[64], note[80];
+
+	if (sub != NULL)
+		snprintf(tag, sizeof tag, "%s/%s", log_ident, sub);
+	else
+		snprintf(tag, sizeof tag, "%s", log_ident);
+	if (log_dropped > 0) {
+		snprintf(note, sizeof note, "log target failed: %lu lines "
+		    "dropped", log_dropped);
+		if (log_write(LOG_WARNING, log_ident, note) == -1) {
+			log_dropped++;
+			return;
+		}
+		log_dropped = 0;
+	}
+	if (log_write(pri, tag, msg) == -1)
+		log_dropped++;
 }
 
 static void
-log_vlog(int pri, int with_errno, const char *fmt, va_list ap)
+log_vlog(int pri, const char *sub, int with_errno, const char *fmt,
+    va_list ap)
 {
 	char	msg[4096];
 	size_t	len;
@@ -100,7 +330,7 @@ log_vlog(int pri, int with_errno, const char *fmt, va_list ap)
 		len = strlen(msg);
 		snprintf(msg + len, sizeof msg - len, ": %s", strerror(saved));
 	}
-	log_emit(pri, msg);
+	log_emit(pri, sub, msg);
 	errno = saved;
 }
 
@@ -110,7 +340,7 @@ log_warn(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	log_vlog(LOG_WARNING, 1, fmt, ap);
+	log_vlog(LOG_WARNING, NULL, 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -120,7 +350,7 @@ log_warnx(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	log_vlog(LOG_WARNING, 0, fmt, ap);
+	log_vlog(LOG_WARNING, NULL, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -130,7 +360,7 @@ log_info(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	log_vlog(LOG_INFO, 0, fmt, ap);
+	log_vlog(LOG_INFO, NULL, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -142,7 +372,22 @@ log_debug(const char *fmt, ...)
 	if (!log_debug_on)
 		return;
 	va_start(ap, fmt);
-	log_vlog(LOG_DEBUG, 0, fmt, ap);
+	log_vlog(LOG_DEBUG, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A line of the mail flow, tagged "ident/sub" the way Postfix tags its
+ * programs ("smtpd", "qmgr", "smtp", "bounce") so that log tools such as
+ * pflogsumm recognise what kind of line it is.
+ */
+void
+log_mail(const char *sub, const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_INFO, sub, 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -152,7 +397,7 @@ fatal(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	log_vlog(LOG_CRIT, 1, fmt, ap);
+	log_vlog(LOG_CRIT, NULL, 1, fmt, ap);
 	va_end(ap);
 	exit(1);
 }
@@ -163,7 +408,7 @@ fatalx(const char *fmt, ...)
 	va_list	ap;
 
 	va_start(ap, fmt);
-	log_vlog(LOG_CRIT, 0, fmt, ap);
+	log_vlog(LOG_CRIT, NULL, 0, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -251,10 +251,9 @@ sched_log_rcpt(const struct sched_attempt *a, const struct envelope_rcpt *r,
 	char	eaddr[LOG_ESCAPE_SIZE], etext[LOG_ESCAPE_SIZE];
 	double	delay = sched_delay(&a->env);
 
-	log_mail(strcmp(relay, "local") == 0 ? "local" : "smtp",
-	    "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)",
-	    a->env.id, log_escape(eaddr, sizeof eaddr, r->addr,
-	    strlen(r->addr)), relay, delay < 0 ? 0.0 : delay,
+	log_mail("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
+	    "status=%s (%s)", a->env.id, log_escape(eaddr, sizeof eaddr,
+	    r->addr, strlen(r->addr)), relay, delay < 0 ? 0.0 : delay,
 	    r->status[0] != '\0' ? r->status : "4.0.0", status,
 	    log_escape(etext, sizeof etext, text, strlen(text)));
 }

@@ -955,9 +955,10 @@ smtp_commit_cb(void *arg, int error)
 		smtp_enter_state(s, SMTP_STATE_CMD);
 		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
 	} else {
-		log_info("%s: client=[%s], helo=%s", tx->id, s->addr,
-		    log_escape(esc, sizeof esc, s->helo, strlen(s->helo)));
-		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
+		log_mail("smtpd", "%s: client=[%s], helo=%s", tx->id,
+		    s->addr, log_escape(esc, sizeof esc, s->helo,
+		    strlen(s->helo)));
+		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
 		    tx->env.nrcpts);

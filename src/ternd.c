@@ -22,11 +22,16 @@
 #include "log.h"
 #include "mta.h"
 #include "mta_session.h"
+#include "notify.h"
+#include "priv.h"
 #include "queue.h"
 #include "scheduler.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "util.h"
+
+/* Threads that sync accepted messages beside the loop. */
+#define TERND_SYNC_WORKERS	4
 
 static struct {
 	struct event_base	*base;
@@ -37,7 +42,9 @@ static struct {
 	struct event		*sigint_ev;
 	struct event		*sighup_ev;
 	struct event		*stop_timer;
+	struct event		*notify_timer;	/* STATUS updates */
 	int			 stopping;
+	int			 dropped;	/* started as root */
 } ternd;
 
 /* Every message found in the spool at start-up goes to the scheduler. */
@@ -77,6 +84,16 @@ ternd_load_config(const char *file, char **cause)
 static void
 ternd_apply_log(const struct config *conf)
 {
+	char	*cause;
+
+	log_set_spool(conf->spool);
+	log_set_hostname(conf->hostname);
+	if (conf->log == LOG_TARGET_REMOTE && log_set_server(conf->log_server,
+	    (unsigned)conf->log_server_port, &cause) == -1) {
+		/* Lines to a server that does not resolve are dropped. */
+		log_warnx("log_server %s", cause);
+		free(cause);
+	}
 	if (ternd.debug_flag) {
 		log_set_target(LOG_TARGET_STDERR);
 		log_set_debug(1);
@@ -84,6 +101,36 @@ ternd_apply_log(const struct config *conf)
 		log_set_target(conf->log);
 		log_set_debug(conf->debug);
 	}
+}
+
+/* Seconds between STATUS updates to the service manager. */
+#define TERND_STATUS_INTERVAL	10
+
+/* The STATUS line the service manager shows: what ternd is doing now. */
+static void
+ternd_status(char *buf, size_t size)
+{
+	snprintf(buf, size, "%squeue: %zu messages, sessions: %zu inbound, "
+	    "%zu outbound", ternd.stopping ? "stopping; " : "", queue_count(),
+	    smtp_server_session_count(), mta_active());
+}
+
+static void
+ternd_notify_ready(void)
+{
+	char	status[128];
+
+	ternd_status(status, sizeof status);
+	notify_ready(status);
+}
+
+static void
+ternd_notify_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	char	status[128];
+
+	ternd_status(status, sizeof status);
+	notify_status(status);
 }
 
 /* SIGHUP: a bad new file is reported and the old one kept. */
@@ -109,6 +156,22 @@ ternd_reload(void)
 		    "keeping %s until restart", ternd.conf->spool);
 		util_strlcpy(conf->spool, ternd.conf->spool,
 		    sizeof conf->spool);
+	}
+	/*
+	 * Root is gone: closing the listeners to bind new ones could lose
+	 * the ports below 1024 for good.
+	 */
+	if (ternd.dropped && (conf->nlisten != ternd.conf->nlisten ||
+	    memcmp(conf->listen, ternd.conf->listen,
+	    conf->nlisten * sizeof *conf->listen) != 0)) {
+		log_warnx("reload: listen cannot change after dropping root; "
+		    "keeping the listeners until restart");
+		free(conf->listen);
+		conf->listen = xcalloc(ternd.conf->nlisten,
+		    sizeof *conf->listen);
+		memcpy(conf->listen, ternd.conf->listen,
+		    ternd.conf->nlisten * sizeof *conf->listen);
+		conf->nlisten = ternd.conf->nlisten;
 	}
 	if (smtp_server_set_config(conf, &cause) == -1) {
 		log_warnx("reload failed: %s; keeping the old configuration",
@@ -155,11 +218,14 @@ ternd_stop(void)
 {
 	struct timeval	tv;
 	uint64_t	ms = ternd.conf->shutdown_timeout;
+	char		status[128];
 
 	if (ternd.stopping)
 		return;
 	ternd.stopping = 1;
 	log_info("stopping");
+	ternd_status(status, sizeof status);
+	notify_stopping(status);
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	ternd.stop_timer = evtimer_new(ternd.base, ternd_stop_timer_cb, NULL);
@@ -172,7 +238,12 @@ ternd_signal_cb(evutil_socket_t sig, short events, void *arg)
 {
 	switch (sig) {
 	case SIGHUP:
+		/* The manager waits for READY=1 after RELOADING=1. */
+		if (!ternd.stopping)
+			notify_reloading();
 		ternd_reload();
+		if (!ternd.stopping)
+			ternd_notify_ready();
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -240,6 +311,7 @@ main(int argc, char **argv)
 	    "built-in configuration");
 	signal(SIGPIPE, SIG_IGN);
 	ternd_raise_nofile();
+	notify_init();
 
 	if ((ternd.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
@@ -257,6 +329,11 @@ main(int argc, char **argv)
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
 	if (smtp_server_init(ternd.base, ternd.conf, &cause) == -1)
 		fatalx("%s", cause);
+	/* Root was only needed for the ports below 1024 and the spool. */
+	ternd.dropped = geteuid() == 0;
+	if (priv_drop(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
+	    ternd.conf->path[0] == '\0', &cause) == -1)
+		fatalx("%s", cause);
 
 	ternd.sigterm_ev = evsignal_new(ternd.base, SIGTERM, ternd_signal_cb,
 	    NULL);
@@ -267,8 +344,18 @@ main(int argc, char **argv)
 	evsignal_add(ternd.sigterm_ev, NULL);
 	evsignal_add(ternd.sigint_ev, NULL);
 	evsignal_add(ternd.sighup_ev, NULL);
+	if (queue_start_workers(TERND_SYNC_WORKERS, &cause) == -1)
+		fatalx("%s", cause);
 
 	log_info("ready");
+	if (notify_is_enabled()) {
+		struct timeval	tv = { TERND_STATUS_INTERVAL, 0 };
+
+		ternd_notify_ready();
+		ternd.notify_timer = event_new(ternd.base, -1, EV_PERSIST,
+		    ternd_notify_timer_cb, NULL);
+		evtimer_add(ternd.notify_timer, &tv);
+	}
 	event_base_dispatch(ternd.base);
 
 	smtp_server_free();
@@ -280,6 +367,9 @@ main(int argc, char **argv)
 	event_free(ternd.sigterm_ev);
 	event_free(ternd.sigint_ev);
 	event_free(ternd.sighup_ev);
+	if (ternd.notify_timer != NULL)
+		event_free(ternd.notify_timer);
+	notify_shutdown();
 	if (ternd.stop_timer != NULL)
 		event_free(ternd.stop_timer);
 	event_base_free(ternd.base);

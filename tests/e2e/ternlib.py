@@ -30,7 +30,8 @@ VERSION = "0.1.0"
 
 # Every key the contract names, per section.
 CONFIG_KEYS = {
-    "main": ["hostname", "spool", "log", "debug", "shutdown_timeout"],
+    "main": ["hostname", "spool", "log", "log_server", "debug",
+             "shutdown_timeout", "user", "group"],
     "smtp": ["listen", "max_connections", "max_connections_per_ip",
              "max_message_size", "max_recipients", "max_errors",
              "command_timeout", "data_timeout", "bare_newlines",
@@ -358,8 +359,12 @@ class Tern:
     and log; start, stop, signal, restart and look at what it did."""
 
     def __init__(self, main=None, smtp=None, args=(), start=True,
-                 sections=None):
+                 sections=None, env=None):
         self.dir = tempfile.mkdtemp(prefix="tern-e2e-")
+        if os.geteuid() == 0:
+            # Started as root, ternd drops to "nobody" (below): it must
+            # still reach its spool and re-read its configuration.
+            os.chmod(self.dir, 0o711)
         self.spool = os.path.join(self.dir, "spool")
         os.mkdir(self.spool)
         self.conf = os.path.join(self.dir, "tern.ini")
@@ -367,11 +372,14 @@ class Tern:
         self.outfile = os.path.join(self.dir, "ternd.out")
         self.port = free_port()
         self.args = list(args)
+        self.env = env  # ternd's environment; None: ours
         self.main = {
             "hostname": HOSTNAME,
             "spool": self.spool,
             "log": "stderr",
             "debug": "yes",
+            # Ignored unless ternd starts as root, as the tests do in CI.
+            "user": "nobody",
         }
         self.smtp = {
             "listen": "127.0.0.1:%d" % self.port,
@@ -411,6 +419,7 @@ class Tern:
             lines += ["%s = %s" % kv for kv in section.items()]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o644)
 
     def path(self, *parts):
         return os.path.join(self.spool, *parts)
@@ -425,7 +434,8 @@ class Tern:
         try:
             self.proc = subprocess.Popen(
                 [TERND, "-c", self.conf] + self.args, cwd=self.dir,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env=self.env)
         finally:
             out.close()
             err.close()

@@ -76,8 +76,12 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_str_eq(a->hostname, b->hostname);
 	ck_assert_str_eq(a->spool, b->spool);
 	ck_assert_int_eq(a->log, b->log);
+	ck_assert_str_eq(a->log_server, b->log_server);
+	ck_assert_uint_eq(a->log_server_port, b->log_server_port);
 	ck_assert_int_eq(a->debug, b->debug);
 	ck_assert_uint_eq(a->shutdown_timeout, b->shutdown_timeout);
+	ck_assert_str_eq(a->user, b->user);
+	ck_assert_str_eq(a->group, b->group);
 	ck_assert_uint_eq(a->nlisten, b->nlisten);
 	for (i = 0; i < a->nlisten; i++) {
 		ck_assert_uint_eq(a->listen[i].sslen, b->listen[i].sslen);
@@ -262,6 +266,10 @@ static const struct {
 	  LOG_TARGET_NONE },
 	{ "[main]\nlog = syslog\n", offsetof(struct config, log), 1,
 	  LOG_TARGET_SYSLOG },
+	{ "[main]\nlog = file\n", offsetof(struct config, log), 1,
+	  LOG_TARGET_FILE },
+	{ "[main]\nlog = Remote\nlog_server = 192.0.2.9\n",
+	  offsetof(struct config, log), 1, LOG_TARGET_REMOTE },
 	{ "[smtp]\nbare_newlines = normalize\n",
 	  offsetof(struct config, bare_newlines), 1, CONFIG_BARE_NORMALIZE },
 	{ "[smtp]\nbare_newlines = reject\n",
@@ -339,6 +347,13 @@ static const struct {
 	  offsetof(struct config, gateway_port), 0, 25 },
 	{ "[delivery]\ngateway =\n",
 	  offsetof(struct config, gateway_port), 0, 25 },
+	/* A log server with no port gets syslog's 514. */
+	{ "[main]\nlog_server = logs.example.org\n",
+	  offsetof(struct config, log_server_port), 0, 514 },
+	{ "[main]\nlog_server =\n",
+	  offsetof(struct config, log_server_port), 0, 514 },
+	{ "[main]\nlog_server = [::1]:1514\n",
+	  offsetof(struct config, log_server_port), 0, 1514 },
 };
 
 START_TEST(test_good_numbers)
@@ -362,7 +377,7 @@ END_TEST
 /* Good files: strings and lists, compared in a printable form. */
 enum what {
 	W_HOSTNAME, W_SPOOL, W_LISTEN, W_NETS, W_DOMAINS, W_DNS, W_GATEWAY,
-	W_AUTH_FILE
+	W_AUTH_FILE, W_LOG_SERVER, W_USER, W_GROUP
 };
 
 static const struct {
@@ -413,6 +428,20 @@ static const struct {
 	  W_DNS, "127.0.0.1:1 [::1]:65535 ::1" },
 	{ "[delivery]\ndns_servers = [2001:DB8::53]:53\n", W_DNS,
 	  "[2001:DB8::53]:53" },
+	/* log_server: like the gateway, 514 by default */
+	{ "[main]\nlog_server =\n", W_LOG_SERVER, " 514" },
+	/* user and group */
+	{ "[main]\nuser = mail\n", W_USER, "mail" },
+	{ "[main]\nuser = _tern-2.x\n", W_USER, "_tern-2.x" },
+	{ "[main]\nuser = machine$\n", W_USER, "machine$" },
+	{ "[main]\ngroup =\n", W_GROUP, "" },
+	{ "[main]\ngroup = nogroup\n", W_GROUP, "nogroup" },
+	{ "[main]\nlog_server = Logs.Example.ORG.\n", W_LOG_SERVER,
+	  "logs.example.org 514" },
+	{ "[main]\nlog_server = 127.0.0.1:5514\n", W_LOG_SERVER,
+	  "127.0.0.1 5514" },
+	{ "[main]\nlog_server = [2001:DB8::1]\n", W_LOG_SERVER,
+	  "2001:db8::1 514" },
 	/* gateway: the host, without brackets, and the port */
 	{ "[delivery]\ngateway =\n", W_GATEWAY, " 25" },
 	{ "[delivery]\ngateway = mx.example.org\n", W_GATEWAY,
@@ -466,6 +495,16 @@ START_TEST(test_good_strings)
 		break;
 	case W_AUTH_FILE:
 		util_strlcpy(got, c->gateway_auth_file, sizeof got);
+		break;
+	case W_LOG_SERVER:
+		util_snprintf(got, sizeof got, "%s %llu", c->log_server,
+		    (unsigned long long)c->log_server_port);
+		break;
+	case W_USER:
+		util_strlcpy(got, c->user, sizeof got);
+		break;
+	case W_GROUP:
+		util_strlcpy(got, c->group, sizeof got);
 		break;
 	}
 	ck_assert_msg(strcmp(got, good_strings[_i].want) == 0,
@@ -550,11 +589,24 @@ static const struct {
 	{ "[smtp]\ndata_timeout = 2d\n", 2, "data_timeout", "out of range" },
 	{ "[main]\nshutdown_timeout = -1s\n", 2, "shutdown_timeout",
 	  "not a number" },
+	/* user and group names */
+	{ "[main]\nuser =\n", 2, "user", "must not be empty" },
+	{ "[main]\nuser = -tern\n", 2, "user",
+	  "not a valid user or group name" },
+	{ "[main]\nuser = te:rn\n", 2, "user",
+	  "not a valid user or group name" },
+	{ "[main]\nuser = a$b\n", 2, "user",
+	  "not a valid user or group name" },
+	{ "[main]\ngroup = /etc\n", 2, "group",
+	  "not a valid user or group name" },
+	{ "[main]\nuser = "
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	  2, "user", "too long" },
 	/* bools and enums */
 	{ "[main]\ndebug = maybe\n", 2, "debug", "not yes or no" },
 	{ "[main]\ndebug =\n", 2, "debug", "not yes or no" },
-	{ "[main]\nlog = file\n", 2, "log",
-	  "not one of syslog, stderr, none \"file\"" },
+	{ "[main]\nlog = files\n", 2, "log",
+	  "not one of syslog, stderr, none, file, remote \"files\"" },
 	{ "[smtp]\nbare_newlines = accept\n", 2, "bare_newlines",
 	  "not one of reject, normalize" },
 	/* listen */
@@ -785,6 +837,17 @@ static const struct {
 	{ "[delivery]\ndns_servers = "
 	  "[1234:5678:9abc:def0:1234:5678:9abc:def0%averyverylonginterface]"
 	  ":53\n", 2, "[delivery] dns_servers", "too long" },
+	{ "[main]\nlog_server = 192.0.2.1:0\n", 2, "[main] log_server",
+	  "port not a number from 1 to 65535" },
+	{ "[main]\nlog_server = a b\n", 2, "[main] log_server",
+	  "more than one host" },
+	{ "[main]\nlog_server = [192.0.2.1]\n", 2, "[main] log_server",
+	  "not a numeric IPv6 address" },
+	/* remote logging needs a server */
+	{ "[main]\nhostname = x.example\nlog = remote\n", 3, "[main] log",
+	  "needs a log_server" },
+	{ "[main]\nlog = remote\nlog_server =\n", 2, "[main] log",
+	  "needs a log_server" },
 	/* keys that need a gateway */
 	{ "[delivery]\ngateway_all = yes\n", 2, "[delivery] gateway_all",
 	  "needs a gateway" },
@@ -1017,8 +1080,12 @@ START_TEST(test_defaults)
 
 	ck_assert_str_eq(c->spool, "/var/spool/tern");
 	ck_assert_int_eq(c->log, LOG_TARGET_SYSLOG);
+	ck_assert_str_eq(c->log_server, "");
+	ck_assert_uint_eq(c->log_server_port, 514);
 	ck_assert_int_eq(c->debug, 0);
 	ck_assert_uint_eq(c->shutdown_timeout, 30000);
+	ck_assert_str_eq(c->user, "tern");
+	ck_assert_str_eq(c->group, "");
 	listen_text(c, buf, sizeof buf);
 	ck_assert_str_eq(buf, "127.0.0.1 25 127.0.0.1:25; ::1 25 [::1]:25");
 	ck_assert_uint_eq(c->max_connections, 1000);
@@ -1093,7 +1160,7 @@ END_TEST
 static const char *const round_trip[] = {
 	"",
 	"[main]\nhostname = mx.example.org\nspool = /srv/tern\nlog = none\n"
-	"debug = yes\nshutdown_timeout = 1500ms\n"
+	"debug = yes\nshutdown_timeout = 1500ms\nuser = mail\ngroup = adm\n"
 	"[smtp]\nlisten = *:2525 192.0.2.1:25 [2001:db8::1]:587\n"
 	"max_connections = 7\nmax_connections_per_ip = 0\n"
 	"max_message_size = 1536\nmax_recipients = 100000\nmax_errors = 1\n"
@@ -1177,7 +1244,7 @@ START_TEST(test_print_form)
 	ck_assert_int_eq(fclose(fp), 0);
 	ck_assert_ptr_nonnull(strstr(text, "\n[main]\nhostname = "
 	    "mx.example.org\nspool = /var/spool/tern\nlog = syslog\n"
-	    "debug = no\nshutdown_timeout = 30s\n"));
+	    "log_server = \ndebug = no\nshutdown_timeout = 30s\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\n[smtp]\n"
 	    "listen = 127.0.0.1:25 [::1]:25\nmax_connections = 1000\n"
 	    "max_connections_per_ip = 50\nmax_message_size = 25M\n"

@@ -1,0 +1,228 @@
+/*
+ * priv.c: ternd's privileges.  Started as root, ternd binds its
+ * listeners and opens its spool first, then becomes the configured user
+ * and group for good; it never runs mail as root.  Started as anyone
+ * else it stays that user.  Either way the spool root must belong to the
+ * user ternd runs as and must not be writable by anyone else, since
+ * whoever can write it can inject or read mail.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "priv.h"
+#include "util.h"
+
+/* Used when the built-in configuration starts as root without "tern". */
+#define PRIV_FALLBACK_USER	"nobody"
+
+/*
+ * Hand what a run as root left behind to the run-as user: entries owned
+ * by root, down to depth levels below dirfd (queue/XX/ID.* is two).
+ * Never follows symbolic links, and leaves anything owned by someone
+ * other than root alone.
+ */
+static int
+priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
+    gid_t gid, char **cause)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	struct stat	 st;
+	char		 sub[PATH_MAX];
+	int		 fd, rc = 0;
+
+	if ((fd = dup(dirfd)) == -1 || (dir = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (de = readdir(dir)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;	/* gone meanwhile */
+		(void)snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+		if (st.st_uid == 0 && (S_ISREG(st.st_mode) ||
+		    S_ISDIR(st.st_mode)) && fchownat(dirfd, de->d_name, uid,
+		    gid, AT_SYMLINK_NOFOLLOW) == -1) {
+			xasprintf(cause, "chown %s: %s", sub, strerror(errno));
+			rc = -1;
+			break;
+		}
+		if (S_ISDIR(st.st_mode) && depth > 1) {
+			int	subfd = openat(dirfd, de->d_name, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (subfd == -1) {
+				xasprintf(cause, "%s: %s", sub,
+				    strerror(errno));
+				rc = -1;
+				break;
+			}
+			rc = priv_chown_tree(subfd, sub, depth - 1, uid, gid,
+			    cause);
+			close(subfd);
+		}
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* The spool root: owned by uid, not writable by group or others. */
+static int
+priv_check_spool(const char *spool, uid_t uid, const char *user,
+    char **cause)
+{
+	struct stat	st;
+
+	if (lstat(spool, &st) == -1) {
+		xasprintf(cause, "spool %s: %s", spool, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		xasprintf(cause, "spool %s: not a directory", spool);
+		return -1;
+	}
+	if (st.st_uid != uid) {
+		xasprintf(cause, "spool %s: owned by uid %lu, expected %s "
+		    "(uid %lu)", spool, (unsigned long)st.st_uid, user,
+		    (unsigned long)uid);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		xasprintf(cause, "spool %s: mode %04o is group/world writable",
+		    spool, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	/* The mailbox roots will be checked here the same way. */
+	return 0;
+}
+
+/*
+ * Called once the listeners are bound and the spool is open.  As root:
+ * resolve user/group ("" group: the user's primary group), give the
+ * spool to them, check it, and drop every id for good.  builtin allows
+ * falling back to "nobody" when the default user does not exist, so the
+ * quick start works as root on a fresh machine.
+ */
+int
+priv_drop(const char *user, const char *group, const char *spool,
+    int builtin, char **cause)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+	char		 name[256];
+	uid_t		 uid;
+	gid_t		 gid;
+	int		 fd;
+
+	if (geteuid() != 0) {
+		struct passwd *me = getpwuid(geteuid());
+
+		log_debug("not started as root: running as uid %lu, "
+		    "user and group ignored", (unsigned long)geteuid());
+		if (me != NULL)
+			util_strlcpy(name, me->pw_name, sizeof name);
+		else
+			(void)snprintf(name, sizeof name, "uid %lu",
+			    (unsigned long)geteuid());
+		return priv_check_spool(spool, geteuid(), name, cause);
+	}
+
+	if (*user == '\0') {
+		xasprintf(cause, "user: must not be empty when started as "
+		    "root");
+		return -1;
+	}
+	errno = 0;
+	if ((pw = getpwnam(user)) == NULL && builtin &&
+	    strcmp(user, "tern") == 0) {
+		log_warnx("user tern does not exist: the built-in "
+		    "configuration runs as %s", PRIV_FALLBACK_USER);
+		user = PRIV_FALLBACK_USER;
+		pw = getpwnam(user);
+	}
+	if (pw == NULL) {
+		xasprintf(cause, "user: unknown user \"%s\" (create it, see "
+		    "ternd(8))", user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		xasprintf(cause, "user: \"%s\" is root; ternd does not run "
+		    "mail as root", user);
+		return -1;
+	}
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	util_strlcpy(name, pw->pw_name, sizeof name);
+	if (*group != '\0') {
+		if ((gr = getgrnam(group)) == NULL) {
+			xasprintf(cause, "group: unknown group \"%s\"", group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+
+	/* A first start as root created the tree as root. */
+	if ((fd = open(spool, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		xasprintf(cause, "spool %s: %s", spool, strerror(errno));
+		return -1;
+	}
+	{
+		struct stat st;
+
+		if (fstat(fd, &st) == 0 && st.st_uid == 0 &&
+		    fchown(fd, uid, gid) == -1) {
+			xasprintf(cause, "chown %s: %s", spool,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	if (priv_chown_tree(fd, spool, 3, uid, gid, cause) == -1) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (priv_check_spool(spool, uid, name, cause) == -1)
+		return -1;
+
+	if (setgroups(1, &gid) == -1) {
+		xasprintf(cause, "setgroups: %s", strerror(errno));
+		return -1;
+	}
+	if (setresgid(gid, gid, gid) == -1) {
+		xasprintf(cause, "setresgid %lu: %s", (unsigned long)gid,
+		    strerror(errno));
+		return -1;
+	}
+	if (setresuid(uid, uid, uid) == -1) {
+		xasprintf(cause, "setresuid %lu: %s", (unsigned long)uid,
+		    strerror(errno));
+		return -1;
+	}
+	if (setuid(0) != -1 || seteuid(0) != -1) {
+		xasprintf(cause, "could get root back after dropping it");
+		return -1;
+	}
+	log_info("running as %s (uid %lu, gid %lu)", name,
+	    (unsigned long)uid, (unsigned long)gid);
+	return 0;
+}
