@@ -217,25 +217,6 @@ mta_dest_fail(struct mta_dest *d, const struct mta_status *st)
 	}
 }
 
-static void
-mta_status_set(struct mta_status *st, enum mta_result result,
-    const char *status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-mta_status_set(struct mta_status *st, enum mta_result result,
-    const char *status, const char *fmt, ...)
-{
-	va_list	ap;
-
-	st->result = result;
-	util_strlcpy(st->status, status, sizeof st->status);
-	st->reply[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(st->text, sizeof st->text, fmt, ap);
-	va_end(ap);
-}
-
 /* Whether an address is one of ours on the port mail would go to. */
 static int
 mta_is_self(const struct sockaddr_storage *ss, unsigned port)
@@ -312,17 +293,17 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 	case DNS_OK:
 		break;
 	case DNS_TEMPFAIL:
-		mta_status_set(&st, MTA_TEMP, "4.4.3", "%s", res->error);
+		mta_status_fill(&st, MTA_TEMP, "4.4.3", "%s", res->error);
 		goto fail;
 	case DNS_NXDOMAIN:
-		mta_status_set(&st, d->gateway ? MTA_TEMP : MTA_PERM,
+		mta_status_fill(&st, d->gateway ? MTA_TEMP : MTA_PERM,
 		    d->gateway ? "4.4.3" : "5.1.2", "%s", res->error);
 		goto fail;
 	case DNS_NULLMX:
-		mta_status_set(&st, MTA_PERM, "5.1.10", "%s", res->error);
+		mta_status_fill(&st, MTA_PERM, "5.1.10", "%s", res->error);
 		goto fail;
 	case DNS_NOHOST:
-		mta_status_set(&st, d->gateway ? MTA_TEMP : MTA_PERM,
+		mta_status_fill(&st, d->gateway ? MTA_TEMP : MTA_PERM,
 		    d->gateway ? "4.4.3" : "5.4.4", "%s", res->error);
 		goto fail;
 	}
@@ -333,7 +314,7 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 	d->ntargets = mta_drop_self(d->targets, res->ntargets,
 	    mta_dest_port(d));
 	if (d->ntargets == 0) {
-		mta_status_set(&st, MTA_PERM, "5.4.6",
+		mta_status_fill(&st, MTA_PERM, "5.4.6",
 		    "mail for %s loops back to myself", d->name);
 		goto fail;
 	}

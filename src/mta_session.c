@@ -318,13 +318,8 @@ mta_session_shutdown(void)
 }
 
 /* Fill in one of our own outcomes; the text is made printable. */
-static void
-mta_status_set(struct mta_status *st, enum mta_result result,
-    const char *status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-mta_status_set(struct mta_status *st, enum mta_result result,
+void
+mta_status_fill(struct mta_status *st, enum mta_result result,
     const char *status, const char *fmt, ...)
 {
 	va_list	ap;
@@ -612,7 +607,7 @@ mta_protocol_error(struct mta_session *s, const char *why)
 		mta_quit_done(s);
 		return;
 	}
-	mta_status_set(&st, MTA_TEMP, "4.5.0", "protocol error from %s: %s "
+	mta_status_fill(&st, MTA_TEMP, "4.5.0", "protocol error from %s: %s "
 	    "(in reply to %s)", s->peer, why,
 	    reply_to != NULL ? reply_to : "unknown command");
 	mta_fail(s, &st, 0);
@@ -653,7 +648,7 @@ mta_connect(struct mta_session *s)
 		error = errno;
 		if (fd != -1)
 			close(fd);
-		mta_status_set(&st, MTA_TEMP, "4.4.1", "connect to %s: %s",
+		mta_status_fill(&st, MTA_TEMP, "4.4.1", "connect to %s: %s",
 		    s->relay, strerror(error));
 		s->last = st;
 		log_info("%s", st.text);
@@ -690,7 +685,7 @@ mta_connect_failed(struct mta_session *s, int error)
 {
 	struct mta_status	st;
 
-	mta_status_set(&st, MTA_TEMP, "4.4.1", "connect to %s: %s", s->relay,
+	mta_status_fill(&st, MTA_TEMP, "4.4.1", "connect to %s: %s", s->relay,
 	    strerror(error));
 	mta_address_failed(s, &st, 0);
 }
@@ -749,7 +744,7 @@ mta_auth(struct mta_session *s)
 		return;
 	}
 	if (!(s->flags & MTA_F_TLS)) {
-		mta_status_set(&st, MTA_TEMP, "4.7.4", "refusing to send "
+		mta_status_fill(&st, MTA_TEMP, "4.7.4", "refusing to send "
 		    "credentials without TLS to %s", s->peer);
 		mta_fail(s, &st, 1);
 		return;
@@ -757,13 +752,13 @@ mta_auth(struct mta_session *s)
 	ulen = strlen(s->auth_user);
 	plen = strlen(s->auth_pass);
 	if (ulen > MTA_AUTH_MAX || plen > MTA_AUTH_MAX) {
-		mta_status_set(&st, MTA_TEMP, "4.7.0", "SASL credentials for "
+		mta_status_fill(&st, MTA_TEMP, "4.7.0", "SASL credentials for "
 		    "%s are too long", s->peer);
 		mta_close(s, &st, 1);
 		return;
 	}
 	if (!(s->ext & (MTA_EXT_AUTH_PLAIN | MTA_EXT_AUTH_LOGIN))) {
-		mta_status_set(&st, MTA_TEMP, "4.7.0", "SASL authentication "
+		mta_status_fill(&st, MTA_TEMP, "4.7.0", "SASL authentication "
 		    "failed: %s offered no supported mechanism", s->peer);
 		mta_fail(s, &st, 1);
 		return;
@@ -800,7 +795,7 @@ mta_after_hello(struct mta_session *s)
 			return;
 		}
 		if (s->tls_verify) {
-			mta_status_set(&st, MTA_TEMP, "4.7.4", "TLS is "
+			mta_status_fill(&st, MTA_TEMP, "4.7.4", "TLS is "
 			    "required, but was not offered by host %s",
 			    s->peer);
 			mta_fail(s, &st, 1);
@@ -838,7 +833,7 @@ mta_reply_ehlo(struct mta_session *s)
 
 	if (s->reply_code / 100 == 2) {
 		if (strcasecmp(s->peer_name, s->helo) == 0) {
-			mta_status_set(&st, MTA_PERM, "5.4.6", "mail for %s "
+			mta_status_fill(&st, MTA_PERM, "5.4.6", "mail for %s "
 			    "loops back to myself", s->name);
 			log_info("%s: %s", s->peer, st.text);
 			mta_close(s, &st, 1);
@@ -924,7 +919,7 @@ mta_tls_failed(struct mta_session *s, const char *why)
 {
 	struct mta_status	st;
 
-	mta_status_set(&st, MTA_TEMP, "4.7.5", "TLS handshake with %s "
+	mta_status_fill(&st, MTA_TEMP, "4.7.5", "TLS handshake with %s "
 	    "failed: %s", s->peer, why);
 	if (s->tls_verify) {
 		mta_fail(s, &st, 0);
@@ -1023,15 +1018,15 @@ mta_tx_check(struct mta_session *s, struct mta_tx *tx)
 	for (i = 0; i < tx->nrcpts; i++)
 		sane = sane && mta_addr_is_sane(tx->rcpts[i].addr);
 	if (!sane) {
-		mta_status_set(&st, MTA_PERM, "5.1.3", "malformed address in "
+		mta_status_fill(&st, MTA_PERM, "5.1.3", "malformed address in "
 		    "the envelope");
 	} else if ((s->ext & MTA_EXT_SIZE) && s->ext_size != 0 &&
 	    tx->size > s->ext_size) {
-		mta_status_set(&st, MTA_PERM, "5.3.4", "message size %" PRIu64
+		mta_status_fill(&st, MTA_PERM, "5.3.4", "message size %" PRIu64
 		    " exceeds size limit %" PRIu64 " of %s", tx->size,
 		    s->ext_size, s->relay);
 	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8)) {
-		mta_status_set(&st, MTA_PERM, "5.6.7", "SMTPUTF8 is required, "
+		mta_status_fill(&st, MTA_PERM, "5.6.7", "SMTPUTF8 is required, "
 		    "but was not offered by host %s", s->peer);
 	} else
 		return 0;
@@ -1357,7 +1352,7 @@ mta_body_fill(struct mta_session *s)
 		if (n == -1) {
 			/* Never end a message we could not read whole. */
 			log_warn("mta %s: message file read", s->relay);
-			mta_status_set(&st, MTA_TEMP, "4.3.0", "error reading "
+			mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading "
 			    "the message file: %s", strerror(errno));
 			mta_close(s, &st, 0);
 			return;
@@ -1608,10 +1603,10 @@ mta_event_cb(struct bufferevent *bev, short what, void *arg)
 		break;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		mta_status_set(&st, MTA_TEMP, "4.4.2", "conversation with %s "
+		mta_status_fill(&st, MTA_TEMP, "4.4.2", "conversation with %s "
 		    "timed out while %s", s->peer, doing);
 	else
-		mta_status_set(&st, MTA_TEMP, "4.4.2", "lost connection with "
+		mta_status_fill(&st, MTA_TEMP, "4.4.2", "lost connection with "
 		    "%s while %s", s->peer, doing);
 	mta_fail(s, &st, 0);
 }
@@ -1716,7 +1711,7 @@ mta_session_new(struct event_base *base,
 	snprintf(s->relay, sizeof s->relay, "%s", s->name);
 	util_strlcpy(s->peer, s->name, sizeof s->peer);
 	if (s->ntargets == 0) {
-		mta_status_set(&s->st, MTA_TEMP, "4.4.1", "no address to "
+		mta_status_fill(&s->st, MTA_TEMP, "4.4.1", "no address to "
 		    "connect to for %s", s->name);
 		s->state = MTA_STATE_CLOSED;
 		mta_defer(s, MTA_DEFER_CLOSED);
@@ -1771,7 +1766,7 @@ mta_session_close(struct mta_session *s)
 {
 	if (s->state != MTA_STATE_READY || s->bev == NULL)
 		fatalx("mta_session_close: session not idle");
-	mta_status_set(&s->st, MTA_TEMP, "4.4.2", "connection with %s "
+	mta_status_fill(&s->st, MTA_TEMP, "4.4.2", "connection with %s "
 	    "closed after use", s->peer);
 	evtimer_del(s->ev);
 	mta_quit_start(s, MTA_AFTER_CLOSE);

@@ -99,6 +99,9 @@ struct mta_session_cb {
 		    void *);
 };
 
+void		 mta_status_fill(struct mta_status *, enum mta_result,
+		    const char *, const char *, ...)
+		    __attribute__((format(printf, 4, 5)));
 int		 mta_session_init(char **);
 void		 mta_session_shutdown(void);
 struct mta_session *mta_session_new(struct event_base *,
