@@ -340,7 +340,7 @@ addr_parse_route(struct addr_parser *ps)
 
 /* Mailbox = Local-part "@" ( Domain / address-literal ). */
 static int
-addr_parse_mailbox(struct addr_parser *ps, struct addr *a)
+addr_parse_mailbox(struct addr_parser *ps, struct addr *a, int flags)
 {
 	struct addr_buf	b;
 	int		rc;
@@ -354,6 +354,9 @@ addr_parse_mailbox(struct addr_parser *ps, struct addr *a)
 		rc = addr_parse_dot_string(ps, &b);
 	if (rc == -1)
 		return -1;
+	/* A bare local part, for the caller to qualify. */
+	if (*ps->p == '>' && (flags & ADDR_ALLOW_BARE))
+		return 0;
 	if (*ps->p != '@') {
 		if (*ps->p == '\\')
 			return addr_fail(ps, "backslash outside quotes");
@@ -405,10 +408,13 @@ addr_parse_path(const char *s, int flags, struct addr *a, const char **rest,
 		a->local[10] = '\0';
 		ps.p += 10;
 	} else {
-		if (*ps.p == '@')
+		/* A source route must end in a whole mailbox. */
+		if (*ps.p == '@') {
 			rc = addr_parse_route(&ps);
+			flags &= ~ADDR_ALLOW_BARE;
+		}
 		if (rc == 0)
-			rc = addr_parse_mailbox(&ps, a);
+			rc = addr_parse_mailbox(&ps, a, flags);
 		if (rc == 0 && *ps.p != '>') {
 			if (*ps.p == '\0')
 				rc = addr_fail(&ps, "missing >");

@@ -29,6 +29,7 @@ struct addr {
 #define ADDR_ALLOW_NULL		0x01	/* "<>" (MAIL FROM) */
 #define ADDR_ALLOW_POSTMASTER	0x02	/* "<Postmaster>" (RCPT TO) */
 #define ADDR_ALLOW_UTF8		0x04	/* UTF-8 per RFC 6531 (SMTPUTF8) */
+#define ADDR_ALLOW_BARE		0x08	/* "<local>", domain left empty */
 
 /* Results of addr_parse_path() other than 0. */
 #define ADDR_ERR_SYNTAX		-1

@@ -25,6 +25,7 @@
 
 #include <ini.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
@@ -122,6 +123,8 @@ static int	config_parse_dns(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_gateway(struct config *,
 		    const struct config_key *, const char *, char **);
+static int	config_parse_addr(struct config *, const struct config_key *,
+		    const char *, char **);
 
 static void	config_print_string(const struct config *,
 		    const struct config_key *, FILE *);
@@ -191,6 +194,9 @@ static const struct config_type config_type_dns = {
 static const struct config_type config_type_gateway = {
 	config_parse_gateway, config_print_gateway, NULL
 };
+static const struct config_type config_type_addr = {
+	config_parse_addr, config_print_string, NULL
+};
 
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
@@ -239,6 +245,8 @@ static const struct config_key config_keys[] = {
 	  CONFIG_NAME_SIZE, "tern", 0, 0, NULL },
 	{ "main", "group", &config_type_name, CONFIG_OFF(group), 0,
 	  CONFIG_NAME_SIZE, "", 1, 0, NULL },
+	{ "main", "control_socket", &config_type_path,
+	  CONFIG_OFF(control_socket), 0, CONFIG_PATH_SIZE, NULL, 0, 0, NULL },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },
@@ -268,6 +276,39 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "relay_networks", &config_type_nets,
 	  CONFIG_OFF(relay_networks), CONFIG_OFF(nrelay_networks), 0,
 	  "127.0.0.0/8 ::1/128", 0, 0, NULL },
+	{ "smtp", "submission_listen", &config_type_listen,
+	  CONFIG_OFF(submission_listen), CONFIG_OFF(nsubmission_listen), 0,
+	  "", 1, 0, NULL },
+	{ "smtp", "smtps_listen", &config_type_listen,
+	  CONFIG_OFF(smtps_listen), CONFIG_OFF(nsmtps_listen), 0, "", 1, 0,
+	  NULL },
+	{ "smtp", "tls_cert", &config_type_opt_path, CONFIG_OFF(tls_cert), 0,
+	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "smtp", "tls_key", &config_type_opt_path, CONFIG_OFF(tls_key), 0,
+	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "smtp", "auth_plaintext", &config_type_bool,
+	  CONFIG_OFF(auth_plaintext), 0, 0, "no", 0, 0, NULL },
+	{ "smtp", "auth_sender_check", &config_type_bool,
+	  CONFIG_OFF(auth_sender_check), 0, 0, "yes", 0, 0, NULL },
+	{ "smtp", "auth_max_failures", &config_type_uint,
+	  CONFIG_OFF(auth_max_failures), 0, 0, "3", 1, 100, NULL },
+	{ "smtp", "auth_failure_delay", &config_type_duration,
+	  CONFIG_OFF(auth_failure_delay), 0, 0, "1s", 0, 60 * CONFIG_S,
+	  NULL },
+	{ "smtp", "etrn_networks", &config_type_nets,
+	  CONFIG_OFF(etrn_networks), CONFIG_OFF(netrn_networks), 0, NULL, 0,
+	  0, NULL },
+
+	{ "local", "default_domain", &config_type_host,
+	  CONFIG_OFF(default_domain), 0, CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
+	{ "local", "users", &config_type_opt_path, CONFIG_OFF(users), 0,
+	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "local", "aliases", &config_type_opt_path, CONFIG_OFF(aliases), 0,
+	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "local", "mailboxes", &config_type_path, CONFIG_OFF(mailboxes), 0,
+	  CONFIG_PATH_SIZE, "/var/lib/tern/mail", 0, 0, NULL },
+	{ "local", "postmaster", &config_type_addr, CONFIG_OFF(postmaster), 0,
+	  CONFIG_ADDR_SIZE, NULL, 0, 0, NULL },
 
 	{ "delivery", "queue_interval", &config_type_duration,
 	  CONFIG_OFF(queue_interval), 0, 0, "30m", CONFIG_S, CONFIG_D, NULL },
@@ -304,6 +345,9 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(idle_timeout), 0, 0, "5s", CONFIG_S, CONFIG_HR, NULL },
 	{ "delivery", "max_received_headers", &config_type_uint,
 	  CONFIG_OFF(max_received_headers), 0, 0, "100", 1, 1000, NULL },
+	{ "delivery", "delay_notice_after", &config_type_duration,
+	  CONFIG_OFF(delay_notice_after), 0, 0, "4h", 0, 30 * CONFIG_D,
+	  NULL },
 };
 
 /* Where the built-in configuration differs from a file's defaults. */
@@ -440,6 +484,30 @@ config_parse_path(struct config *c, const struct config_key *k,
 		return -1;
 	}
 	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
+}
+
+/* A mailbox address, local@domain, stored lowercased. */
+static int
+config_parse_addr(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct addr	 a;
+	const char	*rest, *why;
+	char		 path[ADDR_PATH_SIZE + 2], buf[ADDR_PATH_SIZE];
+	size_t		 i;
+
+	if (util_snprintf(path, sizeof path, "<%s>", value) == -1 ||
+	    addr_parse_path(path, 0, &a, &rest, &why) != 0 || *rest != '\0' ||
+	    addr_has_routing(&a) || addr_format(&a, buf, sizeof buf) == -1 ||
+	    strlen(buf) >= k->size) {
+		config_bad(cause, "not an address (local@domain)", value,
+		    strlen(value));
+		return -1;
+	}
+	for (i = 0; buf[i] != '\0'; i++)
+		buf[i] = (char)tolower((unsigned char)buf[i]);
+	util_strlcpy(CONFIG_FIELD(c, k, char), buf, k->size);
 	return 0;
 }
 
@@ -830,7 +898,8 @@ config_parse_listen(struct config *c, const struct config_key *k,
 			return -1;
 		}
 	}
-	if (n == 0) {
+	/* A key with min 1 may be left empty: nothing listens there. */
+	if (n == 0 && k->min == 0) {
 		config_bad(cause, "no address", value, strlen(value));
 		return -1;
 	}
@@ -1356,22 +1425,55 @@ config_default_hostname(char *buf, size_t size)
 	buf[config_domain_len(buf)] = '\0';
 }
 
+/* Whether a file set a key; seen is NULL for the built-in config. */
+static int
+config_is_seen(const int *seen, const char *section, const char *name)
+{
+	return seen != NULL && seen[config_find_key(section, name)] != 0;
+}
+
 /*
  * Fill the computed defaults a file left out: hostname, then
- * local_domains from the hostname in force.
+ * local_domains from the hostname in force, then what follows from
+ * those and the spool.
  */
 static void
-config_compute(struct config *c, int hostname_set, int domains_set)
+config_compute(struct config *c, const int *seen)
 {
-	char	value[CONFIG_HOST_SIZE + sizeof " localhost"];
+	char	value[CONFIG_PATH_SIZE + sizeof " localhost"];
+	size_t	i;
 
-	if (!hostname_set)
+	if (!config_is_seen(seen, "main", "hostname"))
 		config_default_hostname(c->hostname, sizeof c->hostname);
-	if (!domains_set) {
+	if (!config_is_seen(seen, "smtp", "local_domains")) {
 		util_snprintf(value, sizeof value, "%s localhost",
 		    c->hostname);
 		config_set_builtin(c, &config_keys[config_find_key("smtp",
 		    "local_domains")], value);
+	}
+	if (!config_is_seen(seen, "local", "default_domain"))
+		util_strlcpy(c->default_domain, c->local_domains[0],
+		    sizeof c->default_domain);
+	for (i = 0; c->default_domain[i] != '\0'; i++)
+		c->default_domain[i] =
+		    (char)tolower((unsigned char)c->default_domain[i]);
+	if (!config_is_seen(seen, "local", "postmaster")) {
+		util_snprintf(value, sizeof value, "postmaster@%s",
+		    c->default_domain);
+		config_set_builtin(c, &config_keys[config_find_key("local",
+		    "postmaster")], value);
+	}
+	if (!config_is_seen(seen, "main", "control_socket") &&
+	    util_snprintf(c->control_socket, sizeof c->control_socket,
+	    "%s/control.sock", c->spool) == -1)
+		fatalx("config: spool path too long for the control socket");
+	if (!config_is_seen(seen, "smtp", "etrn_networks")) {
+		c->etrn_networks = xreallocarray(NULL,
+		    c->nrelay_networks + 1, sizeof *c->etrn_networks);
+		if (c->nrelay_networks > 0)
+			memcpy(c->etrn_networks, c->relay_networks,
+			    c->nrelay_networks * sizeof *c->etrn_networks);
+		c->netrn_networks = c->nrelay_networks;
 	}
 }
 
@@ -1392,9 +1494,11 @@ config_default(void)
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		fatal("getcwd");
 	if (util_snprintf(c->spool, sizeof c->spool, "%s/%s/spool",
+	    strcmp(cwd, "/") == 0 ? "" : cwd, CONFIG_BUILTIN_DIR) == -1 ||
+	    util_snprintf(c->mailboxes, sizeof c->mailboxes, "%s/%s/mail",
 	    strcmp(cwd, "/") == 0 ? "" : cwd, CONFIG_BUILTIN_DIR) == -1)
 		fatalx("current directory too long for the built-in spool");
-	config_compute(c, 0, 0);
+	config_compute(c, NULL);
 	c->path[0] = '\0';
 	return c;
 }
@@ -1523,11 +1627,42 @@ config_check(struct config_parse *p)
 		else if (c->gateway_after_tries > 0)
 			name = "gateway_after_tries";
 	}
-	if (name == NULL)
+	if (name != NULL) {
+		k = config_find_key("delivery", name);
+		xasprintf(&p->cause, "%s:%d: [delivery] %s: needs a gateway",
+		    p->path, p->seen[k], name);
+		return -1;
+	}
+	name = NULL;
+	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+		name = c->tls_cert[0] == '\0' ? "tls_key" : "tls_cert";
+	if (name != NULL) {
+		k = config_find_key("smtp", name);
+		xasprintf(&p->cause, "%s:%d: [smtp] %s: needs %s too",
+		    p->path, p->seen[k], name, c->tls_cert[0] == '\0' ?
+		    "tls_cert" : "tls_key");
+		return -1;
+	}
+	if (c->nsmtps_listen > 0 && c->tls_cert[0] == '\0') {
+		k = config_find_key("smtp", "smtps_listen");
+		xasprintf(&p->cause, "%s:%d: [smtp] smtps_listen: needs "
+		    "tls_cert and tls_key", p->path, p->seen[k]);
+		return -1;
+	}
+	return 0;
+}
+
+/* After the computed defaults: the default domain must be ours. */
+static int
+config_check_local(const struct config *c, const char *path,
+    const int *seen, char **cause)
+{
+	if (config_is_local_domain(c, c->default_domain))
 		return 0;
-	k = config_find_key("delivery", name);
-	xasprintf(&p->cause, "%s:%d: [delivery] %s: needs a gateway",
-	    p->path, p->seen[k], name);
+	xasprintf(cause, "%s:%d: [local] default_domain: %s is not one of "
+	    "[smtp] local_domains", path,
+	    seen[config_find_key("local", "default_domain")],
+	    c->default_domain);
 	return -1;
 }
 
@@ -1575,8 +1710,11 @@ config_load(const char *path, char **cause)
 		*cause = p.cause;
 		return NULL;
 	}
-	config_compute(p.c, seen[config_find_key("main", "hostname")] != 0,
-	    seen[config_find_key("smtp", "local_domains")] != 0);
+	config_compute(p.c, seen);
+	if (config_check_local(p.c, path, seen, cause) == -1) {
+		config_free(p.c);
+		return NULL;
+	}
 	return p.c;
 }
 
@@ -1647,11 +1785,12 @@ config_prefix_match(const unsigned char *a, const unsigned char *b,
 }
 
 /*
- * Whether a client address is in relay_networks; an IPv4-mapped IPv6
+ * Whether a client address is in a list of networks; an IPv4-mapped IPv6
  * address is also matched as the IPv4 address it carries.
  */
-int
-config_is_relay_client(const struct config *c, const struct sockaddr *sa)
+static int
+config_is_in_nets(const struct config_net *nets, size_t nnets,
+    const struct sockaddr *sa)
 {
 	const struct sockaddr_in	*sin;
 	const struct sockaddr_in6	*sin6;
@@ -1668,8 +1807,8 @@ config_is_relay_client(const struct config *c, const struct sockaddr *sa)
 			a4 = a6 + 12;
 	} else
 		return 0;
-	for (i = 0; i < c->nrelay_networks; i++) {
-		const struct config_net	*net = &c->relay_networks[i];
+	for (i = 0; i < nnets; i++) {
+		const struct config_net	*net = &nets[i];
 
 		if (net->family == AF_INET && a4 != NULL &&
 		    config_prefix_match(net->addr, a4, net->prefix))
@@ -1679,4 +1818,16 @@ config_is_relay_client(const struct config *c, const struct sockaddr *sa)
 			return 1;
 	}
 	return 0;
+}
+
+int
+config_is_relay_client(const struct config *c, const struct sockaddr *sa)
+{
+	return config_is_in_nets(c->relay_networks, c->nrelay_networks, sa);
+}
+
+int
+config_is_etrn_client(const struct config *c, const struct sockaddr *sa)
+{
+	return config_is_in_nets(c->etrn_networks, c->netrn_networks, sa);
 }

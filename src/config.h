@@ -21,6 +21,7 @@
 #define CONFIG_HOST_SIZE	256
 #define CONFIG_PATH_SIZE	1024
 #define CONFIG_NAME_SIZE	64	/* user and group names */
+#define CONFIG_ADDR_SIZE	520	/* local@domain */
 
 /* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
 struct config_listen {
@@ -58,6 +59,7 @@ struct config {
 	uint64_t		 shutdown_timeout;
 	char			 user[CONFIG_NAME_SIZE];
 	char			 group[CONFIG_NAME_SIZE];	/* "": user's */
+	char			 control_socket[CONFIG_PATH_SIZE];
 
 	/* [smtp] */
 	struct config_listen	*listen;
@@ -74,6 +76,25 @@ struct config {
 	size_t			 nlocal_domains;
 	struct config_net	*relay_networks;
 	size_t			 nrelay_networks;
+	struct config_listen	*submission_listen;
+	size_t			 nsubmission_listen;
+	struct config_listen	*smtps_listen;
+	size_t			 nsmtps_listen;
+	char			 tls_cert[CONFIG_PATH_SIZE];	/* "": no TLS */
+	char			 tls_key[CONFIG_PATH_SIZE];
+	int			 auth_plaintext;
+	int			 auth_sender_check;
+	uint64_t		 auth_max_failures;
+	uint64_t		 auth_failure_delay;
+	struct config_net	*etrn_networks;
+	size_t			 netrn_networks;
+
+	/* [local] */
+	char			 default_domain[CONFIG_HOST_SIZE];
+	char			 users[CONFIG_PATH_SIZE];	/* "": none */
+	char			 aliases[CONFIG_PATH_SIZE];	/* "": none */
+	char			 mailboxes[CONFIG_PATH_SIZE];
+	char			 postmaster[CONFIG_ADDR_SIZE];
 
 	/* [delivery] */
 	uint64_t		 queue_interval;
@@ -94,6 +115,7 @@ struct config {
 	uint64_t		 delivery_data_timeout;
 	uint64_t		 idle_timeout;
 	uint64_t		 max_received_headers;
+	uint64_t		 delay_notice_after;		/* 0: never */
 };
 
 struct config	*config_default(void);
@@ -103,6 +125,8 @@ void		 config_print(const struct config *, FILE *);
 
 int		 config_is_local_domain(const struct config *, const char *);
 int		 config_is_relay_client(const struct config *,
+		    const struct sockaddr *);
+int		 config_is_etrn_client(const struct config *,
 		    const struct sockaddr *);
 
 #endif

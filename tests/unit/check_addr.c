@@ -18,6 +18,7 @@
 #define N	ADDR_ALLOW_NULL
 #define P	ADDR_ALLOW_POSTMASTER
 #define U	ADDR_ALLOW_UTF8
+#define B	ADDR_ALLOW_BARE
 #define SYN	ADDR_ERR_SYNTAX
 #define UTF	ADDR_ERR_UTF8
 
@@ -30,6 +31,14 @@ static const struct {
 	const char	*rest;
 	int		 routing;	/* addr_has_routing() on success */
 } paths[] = {
+	/* A bare local part, for the caller to qualify, only when asked. */
+	{ "<alice>", B, 0, "alice", "", "", 0 },
+	{ "<\"a b\">", B, 0, "\"a b\"", "", "", 0 },
+	{ "<alice> SIZE=1", B, 0, "alice", "", " SIZE=1", 0 },
+	{ "<alice>", N | P | U, SYN, NULL, NULL, NULL, 0 },
+	{ "<@a.example:alice>", B, SYN, NULL, NULL, NULL, 0 },
+	{ "<alice@>", B, SYN, NULL, NULL, NULL, 0 },
+	{ "<a%b>", B, 0, "a%b", "", "", 1 },
 	/* Plain mailboxes. */
 	{ "<user@example.com>", 0, 0, "user", "example.com", "", 0 },
 	{ " <user@example.com>", 0, 0, "user", "example.com", "", 0 },

@@ -857,6 +857,36 @@ static const struct {
 	  "[delivery] gateway_all", "needs a gateway" },
 	{ "[delivery]\ngateway_all = no\ngateway_after_tries = 1000\n", 3,
 	  "[delivery] gateway_after_tries", "needs a gateway" },
+	/* TLS needs both files; implicit TLS needs TLS */
+	{ "[smtp]\ntls_cert = /etc/tern/cert.pem\n", 2, "[smtp] tls_cert",
+	  "needs tls_key too" },
+	{ "[smtp]\n\ntls_key = /etc/tern/key.pem\n", 3, "[smtp] tls_key",
+	  "needs tls_cert too" },
+	{ "[smtp]\nsmtps_listen = *:465\n", 2, "[smtp] smtps_listen",
+	  "needs tls_cert and tls_key" },
+	{ "[smtp]\nsubmission_listen = 127.0.0.1\n", 2,
+	  "[smtp] submission_listen", "" },
+	{ "[smtp]\ntls_cert = cert.pem\n", 2, "[smtp] tls_cert",
+	  "not an absolute path" },
+	{ "[smtp]\nauth_max_failures = 0\n", 2, "[smtp] auth_max_failures",
+	  "" },
+	{ "[smtp]\nauth_failure_delay = 2m\n", 2,
+	  "[smtp] auth_failure_delay", "" },
+	{ "[smtp]\netrn_networks = 10.0.0.0/33\n", 2, "[smtp] etrn_networks",
+	  "" },
+	/* [local] */
+	{ "[smtp]\nlocal_domains = a.example\n[local]\n"
+	  "default_domain = b.example\n", 4, "[local] default_domain",
+	  "b.example is not one of [smtp] local_domains" },
+	{ "[local]\npostmaster = nobody\n", 2, "[local] postmaster",
+	  "not an address" },
+	{ "[local]\npostmaster = a%b@x.example\n", 2, "[local] postmaster",
+	  "not an address" },
+	{ "[local]\nmailboxes = mail\n", 2, "[local] mailboxes",
+	  "not an absolute path" },
+	{ "[local]\nusers = users\n", 2, "[local] users",
+	  "not an absolute path" },
+	{ "[local]\nshell = /bin/sh\n", 2, "[local] shell", "unknown key" },
 };
 
 START_TEST(test_bad)
@@ -1364,7 +1394,9 @@ START_TEST(test_example_file)
 			continue;
 		/* Computed defaults are shown with an example value. */
 		if (strncmp(line, "hostname ", 9) == 0 ||
-		    strncmp(line, "local_domains ", 14) == 0)
+		    strncmp(line, "local_domains ", 14) == 0 ||
+		    strncmp(line, "default_domain ", 15) == 0 ||
+		    strncmp(line, "postmaster ", 11) == 0)
 			eq[3] = '\0';
 		util_snprintf(want, sizeof want, "\n# %s", line);
 		ck_assert_msg(strstr(example, want) != NULL,
