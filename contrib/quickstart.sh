@@ -17,8 +17,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
 
 build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
-libc-ares-dev libinih-dev check"
-test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm"
+libc-ares-dev libinih-dev libcrypt-dev check"
+test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx"
 
 usage() {
 	echo "usage: $0 run|test" >&2

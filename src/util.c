@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -188,6 +189,25 @@ util_snprintf(char *buf, size_t size, const char *fmt, ...)
 	if (n < 0 || (size_t)n >= size)
 		return -1;
 	return n;
+}
+
+/* Write all of buf, through short writes and signals; 0 or -1. */
+int
+util_write_all(int fd, const void *buf, size_t len)
+{
+	const char	*p = buf;
+	ssize_t		 n;
+
+	while (len > 0) {
+		if ((n = write(fd, p, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 void

@@ -38,6 +38,7 @@ size_t		 util_strlcat(char *, const char *, size_t);
 int		 util_snprintf(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 void		 util_lowercase(char *);
+int		 util_write_all(int, const void *, size_t);
 size_t		 util_utf8_len(const unsigned char *, size_t);
 
 int		 util_parse_size(const char *, uint64_t *, const char **);
