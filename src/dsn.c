@@ -38,6 +38,7 @@ struct dsn_kind {
 	const char	*action;	/* RFC 3464 Action: value */
 	const char	*subject;
 	const char	*status;	/* when the recipient has none */
+	const char	*classes;	/* status classes the action allows */
 	const char	*reason;	/* when the recipient has no error */
 	const char	*intro;
 	int		 last_attempt;	/* give Last-Attempt-Date */
@@ -45,23 +46,23 @@ struct dsn_kind {
 
 static const struct dsn_kind dsn_kinds[] = {
 	[DSN_ACTION_FAILED] = {
-		"failed", "Undelivered Mail Returned to Sender", "5.0.0",
+		"failed", "Undelivered Mail Returned to Sender", "5.0.0", "45",
 		"delivery failed",
 		"Your message could not be delivered to the recipients listed "
 		"below, and the mail system has stopped trying.", 1 },
 	[DSN_ACTION_DELAYED] = {
-		"delayed", "Delayed Mail (still being retried)", "4.0.0",
+		"delayed", "Delayed Mail (still being retried)", "4.0.0", "4",
 		"delivery is delayed",
 		"Your message has not yet been delivered to the recipients "
 		"listed below. The mail system will keep trying; you do not "
 		"need to send it again.", 1 },
 	[DSN_ACTION_DELIVERED] = {
-		"delivered", "Successful Mail Delivery Report", "2.0.0",
+		"delivered", "Successful Mail Delivery Report", "2.0.0", "2",
 		"delivered",
 		"Your message was delivered to the recipients listed below.",
 		0 },
 	[DSN_ACTION_RELAYED] = {
-		"relayed", "Successful Mail Delivery Report", "2.0.0",
+		"relayed", "Successful Mail Delivery Report", "2.0.0", "2",
 		"relayed",
 		"Your message was passed on to the next mail system for the "
 		"recipients listed below. That system may not report on them "
@@ -355,7 +356,7 @@ dsn_relay_host(const char *relay)
 static void
 dsn_text_part(struct util_buf *b, const struct envelope *env,
     const size_t *rcpts, size_t nrcpts, const struct dsn_kind *k,
-    const char *mta, const char *arrival)
+    const char *mta, const char *arrival, const char *until)
 {
 	const struct envelope_rcpt	*r;
 	char				*addr, *reason, *relay, *id, *line;
@@ -401,13 +402,22 @@ dsn_text_part(struct util_buf *b, const struct envelope *env,
 	util_buf_add(b, "\r\n", 2);
 	free(line);
 	free(id);
+	if (until != NULL) {
+		xasprintf(&line, "The mail system will keep trying until %s; "
+		    "if the message is still not delivered by then, it will "
+		    "be returned to you.", until);
+		util_buf_add(b, "\r\n", 2);
+		dsn_wrap(b, 0, "", line, DSN_WRAP);
+		util_buf_add(b, "\r\n", 2);
+		free(line);
+	}
 }
 
 /* The message/delivery-status part (RFC 3464 section 2). */
 static void
 dsn_status_part(struct util_buf *b, const struct envelope *env,
     const size_t *rcpts, size_t nrcpts, const struct dsn_kind *k,
-    const char *mta, const char *arrival, const char *now)
+    const char *mta, const char *arrival, const char *now, const char *until)
 {
 	const struct envelope_rcpt	*r;
 	const char			*semi;
@@ -438,7 +448,8 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		dsn_field(b, "Final-Recipient", s);
 		free(s);
 		dsn_field(b, "Action", k->action);
-		dsn_field(b, "Status", dsn_is_status(r->status) ? r->status :
+		dsn_field(b, "Status", dsn_is_status(r->status) &&
+		    strchr(k->classes, r->status[0]) != NULL ? r->status :
 		    k->status);
 		if (r->relay != NULL) {
 			s = dsn_relay_host(r->relay);
@@ -454,6 +465,8 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		}
 		if (k->last_attempt)
 			dsn_field(b, "Last-Attempt-Date", now);
+		if (until != NULL)
+			dsn_field(b, "Will-Retry-Until", until);
 	}
 }
 
@@ -558,6 +571,8 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	struct util_buf		 text = { NULL, 0, 0 };
 	struct util_buf		 status = { NULL, 0, 0 };
 	char			 now[DSN_DATE_SIZE], arrival[DSN_DATE_SIZE];
+	char			 until[DSN_DATE_SIZE];
+	const char		*untilp = NULL;
 	char			 boundary[DSN_BOUNDARY_MAX + 1];
 	char			*sender;
 	size_t			 hlen;
@@ -582,11 +597,15 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 		return -1;
 	}
 	k = &dsn_kinds[p->action];
+	/* Will-Retry-Until belongs in a delay report alone (RFC 3464 2.3.9). */
+	if (p->action == DSN_ACTION_DELAYED && p->retry_until > 0 &&
+	    dsn_date(until, sizeof until, p->retry_until) == 0)
+		untilp = until;
 
 	dsn_text_part(&text, env, rcpts, nrcpts, k, p->reporting_mta,
-	    arrival);
+	    arrival, untilp);
 	dsn_status_part(&status, env, rcpts, nrcpts, k, p->reporting_mta,
-	    arrival, now);
+	    arrival, now, untilp);
 	hlen = p->full ? p->original_len :
 	    dsn_headers_len(p->original, p->original_len);
 	dsn_boundary(boundary, sizeof boundary, p->id, &text, &status,

@@ -31,6 +31,7 @@ struct dsn_params {
 	const char	*original;	/* the original message as queued */
 	size_t		 original_len;
 	int		 full;		/* return all of it, not headers */
+	time_t		 retry_until;	/* delayed: when we give up; 0 */
 };
 
 /*

@@ -507,6 +507,7 @@ mta_submit(struct mta_job *job)
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st.result = MTA_NONE;
+		job->tx.rcpts[i].dsn = 0;
 		util_strlcpy(job->tx.rcpts[i].relay, "none",
 		    sizeof job->tx.rcpts[i].relay);
 	}

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -58,6 +59,14 @@
 #define MTA_AUTH_MAX		255
 /* "host[ip]" */
 #define MTA_PEER_SIZE		(DNS_HOST_SIZE + INET6_ADDRSTRLEN + 2)
+/*
+ * Octets of a command line: RFC 3461 section 4 lets ENVID and RET lengthen
+ * MAIL, and NOTIFY and ORCPT lengthen RCPT, by some 600 octets.
+ */
+#define MTA_CMD_MAX		(SMTP_TEXT_LINE_MAX + 600)
+/* Octets of the xtext of ENVID and of ORCPT (RFC 3461 4.4, 4.2). */
+#define MTA_ENVID_MAX		100
+#define MTA_ORCPT_MAX		500
 
 /*
  * The state is what the session waits for: the connect, a reply to the
@@ -104,6 +113,7 @@ enum mta_state {
 #define MTA_EXT_AUTH		0x20
 #define MTA_EXT_AUTH_PLAIN	0x40
 #define MTA_EXT_AUTH_LOGIN	0x80
+#define MTA_EXT_DSN		0x100
 
 /* Work done from the top of the loop, most important last. */
 enum mta_defer {
@@ -278,6 +288,7 @@ static const struct mta_ehlo_entry {
 	{ "SMTPUTF8", MTA_EXT_SMTPUTF8, NULL },
 	{ "STARTTLS", MTA_EXT_STARTTLS, NULL },
 	{ "AUTH", MTA_EXT_AUTH, mta_ehlo_auth },
+	{ "DSN", MTA_EXT_DSN, NULL },
 };
 
 static SSL_CTX	*mta_tls_ctx;
@@ -483,7 +494,7 @@ mta_command(struct mta_session *s, const char *hidden, const char *fmt, ...)
 static void
 mta_command(struct mta_session *s, const char *hidden, const char *fmt, ...)
 {
-	char	line[SMTP_TEXT_LINE_MAX];
+	char	line[MTA_CMD_MAX];
 	char	esc[LOG_ESCAPE_SIZE];
 	va_list	ap;
 	int	n;
@@ -1044,6 +1055,8 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 		memset(&tx->rcpts[i].st, 0, sizeof tx->rcpts[i].st);
 		util_strlcpy(tx->rcpts[i].relay, s->relay,
 		    sizeof tx->rcpts[i].relay);
+		tx->rcpts[i].tls = mta_session_tls(s);
+		tx->rcpts[i].dsn = 0;
 	}
 	if (s->state == MTA_STATE_CLOSED && s->tx == NULL &&
 	    !(s->flags & MTA_F_QUIT)) {
@@ -1070,18 +1083,145 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 	mta_tx_send(s);
 }
 
+/*
+ * An ORCPT value (RFC 3461 4.2): the address type, ";", and the address
+ * as xtext, or for the type "utf-8" as the utf-8-addr-xtext of RFC 6533
+ * section 3, where "+", "=", the backslash and every character outside
+ * printable ASCII are written "\x{HEX}".  Returns -1 when the value
+ * cannot be written or would be longer than the 500 octets allowed; the
+ * parameter is then left out rather than sent broken.
+ */
+static int
+mta_orcpt_encode(const char *orcpt, char *out, size_t size)
+{
+	const unsigned char	*p;
+	const char		*semi, *addr;
+	struct util_buf		 b = { NULL, 0, 0 };
+	unsigned long		 cp;
+	size_t			 tlen, n, i;
+	int			 rc = -1;
+
+	if ((semi = strchr(orcpt, ';')) == NULL)
+		return -1;
+	tlen = (size_t)(semi - orcpt);
+	if (tlen == 0 || tlen > 32)
+		return -1;
+	for (i = 0; i < tlen; i++) {
+		if (!isalnum((unsigned char)orcpt[i]) && orcpt[i] != '-')
+			return -1;
+	}
+	addr = semi + 1;
+	while (*addr == ' ')
+		addr++;
+	if (*addr == '\0')
+		return -1;
+	if (tlen != 5 || strncasecmp(orcpt, "utf-8", 5) != 0) {
+		if (tlen + 1 >= size || smtp_xtext_encode(addr, out + tlen + 1,
+		    size - tlen - 1) == -1)
+			return -1;
+		memcpy(out, orcpt, tlen + 1);
+		return strlen(out) <= MTA_ORCPT_MAX ? 0 : -1;
+	}
+	util_buf_add(&b, orcpt, tlen + 1);
+	for (p = (const unsigned char *)addr; *p != '\0'; p += n) {
+		if (*p > 0x20 && *p < 0x7f && *p != '+' && *p != '=' &&
+		    *p != '\\') {
+			util_buf_add(&b, p, 1);
+			n = 1;
+			continue;
+		}
+		if (*p < 0x80)
+			n = 1;
+		else if ((n = util_utf8_len(p, 4)) == 0)
+			goto done;
+		cp = n == 1 ? *p : *p & (0xff >> (n + 1));
+		for (i = 1; i < n; i++)
+			cp = (cp << 6) | (p[i] & 0x3f);
+		util_buf_printf(&b, "\\x{%lX}", cp);
+	}
+	if (b.len <= MTA_ORCPT_MAX && b.len < size) {
+		memcpy(out, b.data, b.len);
+		out[b.len] = '\0';
+		rc = 0;
+	}
+done:
+	free(b.data);
+	return rc;
+}
+
 /* MAIL FROM with the parameters the peer understands. */
 static void
 mta_send_mail(struct mta_session *s)
 {
 	struct mta_tx	*tx = s->tx;
-	char		 size[32] = "";
+	char		 size[32] = "", ret[16] = "";
+	char		 envid[sizeof " ENVID=" + MTA_ENVID_MAX] = "";
 
 	if (s->ext & MTA_EXT_SIZE)
 		snprintf(size, sizeof size, " SIZE=%" PRIu64, tx->size);
-	mta_command(s, NULL, "MAIL FROM:<%s>%s%s%s", tx->sender, size,
+	if ((s->ext & MTA_EXT_DSN) && tx->ret != ENVELOPE_RET_NONE)
+		snprintf(ret, sizeof ret, " RET=%s",
+		    tx->ret == ENVELOPE_RET_FULL ? "FULL" : "HDRS");
+	if ((s->ext & MTA_EXT_DSN) && tx->envid != NULL &&
+	    *tx->envid != '\0') {
+		memcpy(envid, " ENVID=", 7);
+		if (smtp_xtext_encode(tx->envid, envid + 7,
+		    sizeof envid - 7) == -1) {
+			log_info("mta %s: ENVID too long to pass on", s->relay);
+			envid[0] = '\0';
+		}
+	}
+	mta_command(s, NULL, "MAIL FROM:<%s>%s%s%s%s%s", tx->sender, size,
 	    tx->body_8bit && (s->ext & MTA_EXT_8BITMIME) ?
-	    " BODY=8BITMIME" : "", tx->smtputf8 ? " SMTPUTF8" : "");
+	    " BODY=8BITMIME" : "", tx->smtputf8 ? " SMTPUTF8" : "", ret,
+	    envid);
+}
+
+/* NOTIFY= keywords (RFC 3461 4.1); NEVER stands alone. */
+static const struct {
+	int		 flag;
+	const char	*name;
+} mta_notify_names[] = {
+	{ ENVELOPE_NOTIFY_SUCCESS, "SUCCESS" },
+	{ ENVELOPE_NOTIFY_FAILURE, "FAILURE" },
+	{ ENVELOPE_NOTIFY_DELAY, "DELAY" },
+};
+
+/* RCPT TO, with NOTIFY and ORCPT for a peer that offers DSN. */
+static void
+mta_send_rcpt(struct mta_session *s, struct mta_rcpt *r)
+{
+	char	notify[sizeof " NOTIFY=SUCCESS,FAILURE,DELAY"] = "";
+	char	orcpt[sizeof " ORCPT=" + MTA_ORCPT_MAX] = "";
+	size_t	i;
+
+	if (!(s->ext & MTA_EXT_DSN)) {
+		mta_command(s, NULL, "RCPT TO:<%s>", r->addr);
+		return;
+	}
+	r->dsn = 1;
+	if (r->notify & ENVELOPE_NOTIFY_NEVER)
+		util_strlcpy(notify, " NOTIFY=NEVER", sizeof notify);
+	else {
+		for (i = 0; i < nitems(mta_notify_names); i++) {
+			if (!(r->notify & mta_notify_names[i].flag))
+				continue;
+			util_strlcat(notify, notify[0] == '\0' ? " NOTIFY=" :
+			    ",", sizeof notify);
+			util_strlcat(notify, mta_notify_names[i].name,
+			    sizeof notify);
+		}
+	}
+	if (r->orcpt != NULL) {
+		memcpy(orcpt, " ORCPT=", 7);
+		if (mta_orcpt_encode(r->orcpt, orcpt + 7,
+		    sizeof orcpt - 7) == -1) {
+			log_info("mta %s: ORCPT of <%s> cannot be passed on",
+			    s->relay, r->addr);
+			orcpt[0] = '\0';
+		}
+	}
+	mta_command(s, NULL, "RCPT TO:<%s>%s%s", r->addr, notify, orcpt);
 }
 
 /*
@@ -1106,8 +1246,7 @@ mta_tx_send(struct mta_session *s)
 			s->snd = MTA_STATE_RCPT;
 			break;
 		case MTA_STATE_RCPT:
-			mta_command(s, NULL, "RCPT TO:<%s>",
-			    tx->rcpts[s->snd_rcpt].addr);
+			mta_send_rcpt(s, &tx->rcpts[s->snd_rcpt]);
 			if (++s->snd_rcpt == tx->nrcpts)
 				s->snd = MTA_STATE_DATA;
 			break;

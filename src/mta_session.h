@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "dns.h"
+#include "envelope.h"
 
 struct event_base;
 struct mta_session;
@@ -43,11 +44,20 @@ struct mta_status {
 	char		 reply[MTA_TEXT_SIZE];	/* "550 5.1.1 ...", or "" */
 };
 
-/* One recipient of a transaction; addr is owned by the caller. */
+/*
+ * One recipient of a transaction; addr and orcpt are owned by the caller.
+ * notify and orcpt go to a peer that offers DSN (RFC 3461); dsn says,
+ * once the transaction is done, whether they went, so that the peer, not
+ * we, reports on the recipient from then on.
+ */
 struct mta_rcpt {
 	const char		*addr;
+	int			 notify;	/* ENVELOPE_NOTIFY_*, 0: none */
+	const char		*orcpt;		/* "rfc822;a@b", or NULL */
 	struct mta_status	 st;
 	char			 relay[MTA_RELAY_SIZE];	/* "host[ip]:port" */
+	int			 dsn;		/* the peer took DSN */
+	int			 tls;		/* sent over TLS */
 };
 
 /* One message to some recipients; everything owned by the caller. */
@@ -57,6 +67,8 @@ struct mta_tx {
 	uint64_t	 size;		/* octets in msgfd */
 	int		 body_8bit;	/* BODY=8BITMIME */
 	int		 smtputf8;	/* needs SMTPUTF8 */
+	enum envelope_ret ret;		/* RET=, for a peer with DSN */
+	const char	*envid;		/* ENVID= decoded, or NULL */
 	struct mta_rcpt	*rcpts;
 	size_t		 nrcpts;
 };

@@ -327,7 +327,9 @@ class NextHop:
     with.  size: the SIZE it advertises and enforces.  tls: (certfile,
     keyfile) to offer STARTTLS.  auth: (user, password) to offer AUTH
     PLAIN LOGIN (only after TLS when tls is given, unless auth_plain is
-    true); auth_required refuses MAIL before AUTH.
+    true); auth_required refuses MAIL before AUTH.  dsn: advertise DSN
+    (RFC 3461); the parameters are taken as sent, and the MAIL and RCPT
+    commands in Session.commands show them.
 
     Behaviour, changeable at any time with configure() (or by assigning
     the attribute):
@@ -350,7 +352,8 @@ class NextHop:
 
     def __init__(self, addrs="127.0.0.2", port=0, name="nexthop.test",
                  size=10485760, tls=None, auth=None, auth_required=False,
-                 auth_plain=False, gauge=None, start=True, **behaviour):
+                 auth_plain=False, gauge=None, start=True, dsn=False,
+                 **behaviour):
         self.addrs = [addrs] if isinstance(addrs, str) else list(addrs)
         self.port = port
         self.name = name
@@ -359,6 +362,7 @@ class NextHop:
         self.auth_cred = auth
         self.auth_required = auth_required
         self.auth_plain = auth_plain
+        self.dsn = dsn
         self.lock = threading.Lock()
         self.gauge = Gauge()
         self.shared = gauge
@@ -553,6 +557,8 @@ class NextHop:
             lines.append("STARTTLS")
         if self.auth_cred and (sess.tls or not self.tls or self.auth_plain):
             lines.append("AUTH PLAIN LOGIN")
+        if self.dsn:
+            lines.append("DSN")
         lines.append("ENHANCEDSTATUSCODES")
         return "".join("250%s%s\r\n" % ("-" if i < len(lines) - 1 else " ",
                                          text)

@@ -136,15 +136,16 @@ static const struct {
 	const char	*subject;
 	const char	*status;
 	int		 last_attempt;
+	const char	*classes;	/* of a recipient's status kept */
 } actions[] = {
 	{ DSN_ACTION_FAILED, "failed", "Undelivered Mail Returned to Sender",
-	  "5.0.0", 1 },
+	  "5.0.0", 1, "45" },
 	{ DSN_ACTION_DELAYED, "delayed", "Delayed Mail (still being retried)",
-	  "4.0.0", 1 },
+	  "4.0.0", 1, "4" },
 	{ DSN_ACTION_DELIVERED, "delivered", "Successful Mail Delivery Report",
-	  "2.0.0", 0 },
+	  "2.0.0", 0, "2" },
 	{ DSN_ACTION_RELAYED, "relayed", "Successful Mail Delivery Report",
-	  "2.0.0", 0 },
+	  "2.0.0", 0, "2" },
 };
 
 /* A report to build: which recipients, which action, which options. */
@@ -593,6 +594,20 @@ action_index(enum dsn_action action)
 	return 0;
 }
 
+/*
+ * The Status a recipient gets: its own when the class suits the action
+ * (2 for a success, 4 for a delay, 4 or 5 for a failure), else the
+ * action's default.
+ */
+static const char *
+status_for(const struct rspec *s, size_t a)
+{
+	if (s->want_status != NULL &&
+	    strchr(actions[a].classes, s->want_status[0]) != NULL)
+		return s->want_status;
+	return actions[a].status;
+}
+
 /* The text part: one line per recipient naming it and the reason. */
 static void
 check_text_part(const struct part *p, const struct rcase *c)
@@ -655,8 +670,7 @@ check_status_part(const struct part *p, const struct rcase *c)
 		field_maybe(b, "Original-Recipient", s->want_orcpt);
 		field_is(b, "Final-Recipient", s->want_final);
 		field_is(b, "Action", actions[a].str);
-		field_is(b, "Status", s->want_status != NULL ?
-		    s->want_status : actions[a].status);
+		field_is(b, "Status", status_for(s, a));
 		field_maybe(b, "Remote-MTA", s->want_remote);
 		field_maybe(b, "Diagnostic-Code", s->want_diag);
 		field_maybe(b, "Last-Attempt-Date", actions[a].last_attempt ?
@@ -775,6 +789,53 @@ START_TEST(test_no_original)
 	check_status_part(&r.parts[1], &c);
 	report_free(&r);
 	free(out);
+	envelope_clear(&env);
+}
+END_TEST
+
+/*
+ * Will-Retry-Until: in a delay report, once per recipient with the date
+ * given, and said in words in the text part; never in another report,
+ * nor when no date is given.
+ */
+START_TEST(test_retry_until)
+{
+	static const size_t	 sel[] = { 2, 0 };
+	enum dsn_action		 action = actions[_i % nitems(actions)].action;
+	struct fields		 blocks[MAX_BLOCKS];
+	struct envelope		 env;
+	struct dsn_params	 p;
+	struct report		 r;
+	char			*orig, *out, *text;
+	size_t			 origlen, outlen, nblocks, i;
+	int			 given = _i < (int)nitems(actions);
+	int			 shown = given && action == DSN_ACTION_DELAYED;
+
+	orig = original_new(&origlen);
+	env_fill(&env, SENDER, NULL);
+	params_fill(&p, action, 0, orig, origlen);
+	if (given)
+		p.retry_until = NOW + 3600;
+	ck_assert_int_eq(dsn_build(&env, sel, nitems(sel), &p, &out,
+	    &outlen), 0);
+	report_parse(&r, out, outlen);
+	ck_assert_uint_eq(r.nparts, 3);
+	nblocks = blocks_parse(blocks, MAX_BLOCKS, r.parts[1].body,
+	    r.parts[1].bodylen);
+	ck_assert_uint_eq(nblocks, 1 + nitems(sel));
+	ck_assert_uint_eq(fields_count(&blocks[0], "Will-Retry-Until"), 0);
+	for (i = 1; i < nblocks; i++)
+		field_maybe(&blocks[i], "Will-Retry-Until", shown ?
+		    "Tue, 14 Nov 2023 23:13:20 +0000" : NULL);
+	text = squeeze(r.parts[0].body, r.parts[0].bodylen);
+	ck_assert_int_eq(strstr(text, "keep trying until Tue, 14 Nov 2023 "
+	    "23:13:20 +0000") != NULL, shown);
+	free(text);
+	for (i = 0; i < nblocks; i++)
+		fields_free(&blocks[i]);
+	report_free(&r);
+	free(out);
+	free(orig);
 	envelope_clear(&env);
 }
 END_TEST
@@ -1359,7 +1420,7 @@ START_TEST(test_python)
 	argv[n++] = (char *)actions[_i / 2].str;
 	for (i = 0; i < nitems(sel); i++) {
 		argv[n++] = (char *)rspecs[sel[i]].want_final;
-		argv[n++] = (char *)rspecs[sel[i]].want_status;
+		argv[n++] = (char *)status_for(&rspecs[sel[i]], _i / 2);
 	}
 	argv[n] = NULL;
 	ck_assert_int_eq(python_run(out, outlen, argv, 0), 0);
@@ -1382,6 +1443,7 @@ dsn_suite(void)
 	tc = tcase_create("report");
 	tcase_add_loop_test(tc, test_report, 0, nitems(rcases));
 	tcase_add_test(tc, test_no_original);
+	tcase_add_loop_test(tc, test_retry_until, 0, 2 * nitems(actions));
 	tcase_add_loop_test(tc, test_original, 0, 2 * nitems(originals));
 	tcase_add_loop_test(tc, test_date_zone, 0, nitems(zones));
 	suite_add_tcase(s, tc);

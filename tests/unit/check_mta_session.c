@@ -123,7 +123,7 @@ struct client {
 /* A transaction with its recipients and content file. */
 struct ttx {
 	struct mta_tx	 tx;
-	struct mta_rcpt	 rcpts[4];
+	struct mta_rcpt	 rcpts[8];
 };
 
 static struct event_base	*base;
@@ -1735,6 +1735,203 @@ START_TEST(test_sanitize)
 }
 END_TEST
 
+/*
+ * DSN parameters (RFC 3461) for a peer that offers DSN, as xtext: "+",
+ * "=", controls, spaces and octets above 127 become "+XX"; an ORCPT of
+ * type utf-8 is RFC 6533 utf-8-addr-xtext.  Without DSN in the EHLO
+ * reply none is sent and no recipient is marked as passed on.
+ */
+static const char *const dsn_rcpts[] = { "a@mx1.test", "b@mx1.test",
+    "c@mx1.test", "d@mx1.test", NULL };
+
+static void
+dsn_tx(struct ttx *t, const char *content, size_t len)
+{
+	ttx_init(t, SENDER, dsn_rcpts, content, len);
+	t->tx.ret = ENVELOPE_RET_HDRS;
+	t->tx.envid = "Q+1=2 \x01\xc3\xa9";
+	t->rcpts[0].notify = ENVELOPE_NOTIFY_SUCCESS | ENVELOPE_NOTIFY_DELAY;
+	t->rcpts[0].orcpt = "rfc822;A+b=c@Example.test";
+	t->rcpts[1].notify = ENVELOPE_NOTIFY_NEVER;
+	t->rcpts[2].notify = ENVELOPE_NOTIFY_SUCCESS |
+	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY;
+	t->rcpts[2].orcpt = "utf-8;j\xc3\xb6+x=\\@ex\xc3\xa4mple.test";
+	t->rcpts[3].orcpt = "rfc822;tab\there@x.test";
+}
+
+START_TEST(test_dsn_offered)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250-PIPELINING\r\n"
+		    "250-dsn\r\n250 8BITMIME\r\n", 0 },
+		{ "MAIL FROM:", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<a@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<b@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<c@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<d@", "250 2.1.5 Ok\r\n", 0 },
+		{ "DATA", "354 go ahead\r\n", 0 },
+		{ ".", "250 2.0.0 Ok\r\n", 0 },
+	};
+	static const char content[] = "x\r\n";
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	size_t		 i;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	dsn_tx(&t, content, sizeof content - 1);
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
+	    "MAIL FROM:<" SENDER "> RET=HDRS ENVID=Q+2B1+3D2+20+01+C3+A9\r\n"
+	    "RCPT TO:<a@mx1.test> NOTIFY=SUCCESS,DELAY "
+	    "ORCPT=rfc822;A+2Bb+3Dc@Example.test\r\n"
+	    "RCPT TO:<b@mx1.test> NOTIFY=NEVER\r\n"
+	    "RCPT TO:<c@mx1.test> NOTIFY=SUCCESS,FAILURE,DELAY "
+	    "ORCPT=utf-8;j\\x{F6}\\x{2B}x\\x{3D}\\x{5C}@ex\\x{E4}mple.test\r\n"
+	    "RCPT TO:<d@mx1.test> ORCPT=rfc822;tab+09here@x.test\r\n"
+	    "DATA\r\nx\r\n.\r\nQUIT\r\n");
+	for (i = 0; i < 4; i++) {
+		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		ck_assert_int_eq(t.rcpts[i].dsn, 1);
+	}
+	ttx_free(&t);
+}
+END_TEST
+
+START_TEST(test_dsn_not_offered)
+{
+	static const struct step script[] = {
+		GREET, EHLO_PIPE,
+		{ "MAIL FROM:", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<a@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<b@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<c@", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<d@", "250 2.1.5 Ok\r\n", 0 },
+		{ "DATA", "354 go ahead\r\n", 0 },
+		{ ".", "250 2.0.0 Ok\r\n", 0 },
+	};
+	static const char content[] = "x\r\n";
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	size_t		 i;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	dsn_tx(&t, content, sizeof content - 1);
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
+	    "MAIL FROM:<" SENDER "> SIZE=3\r\n"
+	    "RCPT TO:<a@mx1.test>\r\nRCPT TO:<b@mx1.test>\r\n"
+	    "RCPT TO:<c@mx1.test>\r\nRCPT TO:<d@mx1.test>\r\n"
+	    "DATA\r\nx\r\n.\r\nQUIT\r\n");
+	for (i = 0; i < 4; i++) {
+		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		ck_assert_int_eq(t.rcpts[i].dsn, 0);
+	}
+	ttx_free(&t);
+}
+END_TEST
+
+/*
+ * What cannot be passed on whole is left out, never cut or sent broken:
+ * an ENVID over 100 octets of xtext, an ORCPT over 500, one without a
+ * type, with a bad type, or of type utf-8 that is not UTF-8.  The
+ * longest lines still go out.
+ */
+START_TEST(test_dsn_too_long)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250 DSN\r\n", 0 },
+		{ "MAIL FROM:", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<", "250 2.1.5 Ok\r\n", 0 },
+		{ "DATA", "354 go ahead\r\n", 0 },
+		{ ".", "250 2.0.0 Ok\r\n", 0 },
+	};
+	static const char content[] = "x\r\n";
+	char		 envid[40], orcpt[600], fits[520], addr[520];
+	char		 want[4096], mail[160];
+	const char	*rcpts[6];
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	size_t		 i;
+
+	/*
+	 * _i 0: 34 "+" are 102 octets of xtext, too many; _i 1: 33 "+"
+	 * and a letter are 100, just right.
+	 */
+	memset(envid, '+', 34);
+	envid[33] = _i == 0 ? '+' : 'x';
+	envid[34] = '\0';
+	if (_i == 0)
+		util_strlcpy(mail, "MAIL FROM:<" SENDER ">", sizeof mail);
+	else {
+		util_strlcpy(mail, "MAIL FROM:<" SENDER "> ENVID=",
+		    sizeof mail);
+		for (i = 0; i < 33; i++)
+			util_strlcat(mail, "+2B", sizeof mail);
+		util_strlcat(mail, "x", sizeof mail);
+	}
+	/* 500 octets of "rfc822;" and address, then one more. */
+	memcpy(orcpt, "rfc822;", 7);
+	memset(orcpt + 7, 'o', 494);
+	orcpt[501] = '\0';
+	util_strlcpy(fits, orcpt, sizeof fits);
+	fits[500] = '\0';
+	/* The longest address we send, with the longest ORCPT. */
+	memset(addr, 'l', 500);
+	memcpy(addr + 500, "@mx1.test", 10);
+	rcpts[0] = addr;
+	rcpts[1] = "b@mx1.test";
+	rcpts[2] = "c@mx1.test";
+	rcpts[3] = "d@mx1.test";
+	rcpts[4] = "e@mx1.test";
+	rcpts[5] = NULL;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	ttx_init(&t, SENDER, rcpts, content, sizeof content - 1);
+	t.tx.envid = envid;
+	t.rcpts[0].notify = ENVELOPE_NOTIFY_SUCCESS |
+	    ENVELOPE_NOTIFY_FAILURE | ENVELOPE_NOTIFY_DELAY;
+	t.rcpts[0].orcpt = fits;
+	t.rcpts[1].orcpt = orcpt;
+	t.rcpts[2].orcpt = "no-type@x.test";
+	t.rcpts[3].orcpt = "rfc 822;d@x.test";
+	t.rcpts[4].orcpt = "utf-8;\xff@x.test";
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	snprintf(want, sizeof want, "EHLO " HELO "\r\n%s\r\n"
+	    "RCPT TO:<%s> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=%s\r\n"
+	    "RCPT TO:<b@mx1.test>\r\nRCPT TO:<c@mx1.test>\r\n"
+	    "RCPT TO:<d@mx1.test>\r\nRCPT TO:<e@mx1.test>\r\n"
+	    "DATA\r\nx\r\n.\r\nQUIT\r\n", mail, addr, fits);
+	ck_assert_str_eq(fake_transcript(f, 0), want);
+	for (i = 0; i < 5; i++) {
+		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		ck_assert_int_eq(t.rcpts[i].dsn, 1);
+	}
+	ttx_free(&t);
+}
+END_TEST
+
 /* Replies that are not replies: 4.5.0, and the next address. */
 START_TEST(test_protocol_error)
 {
@@ -2109,6 +2306,9 @@ main(void)
 	tcase_add_test(tc, test_size_refused);
 	tcase_add_test(tc, test_smtputf8_refused);
 	tcase_add_test(tc, test_sanitize);
+	tcase_add_test(tc, test_dsn_offered);
+	tcase_add_test(tc, test_dsn_not_offered);
+	tcase_add_loop_test(tc, test_dsn_too_long, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("connection");
