@@ -45,6 +45,7 @@ struct envelope_key {
 #define ENVELOPE_K_REQUIRED	0x1	/* in every envelope or rcpt */
 #define ENVELOPE_K_RCPT		0x2	/* of the latest rcpt: */
 #define ENVELOPE_K_END		0x4	/* the last line */
+#define ENVELOPE_K_LIST		0x8	/* repeated, after the recipients */
 	int		(*parse)(struct envelope_parser *, const char *);
 	int		(*write)(struct util_buf *, const char *,
 			    const struct envelope *,
@@ -94,6 +95,11 @@ envelope_clear(struct envelope *env)
 		free(r->relay);
 	}
 	free(env->rcpts);
+	for (i = 0; i < env->nattempts; i++) {
+		free(env->attempts[i].relay);
+		free(env->attempts[i].text);
+	}
+	free(env->attempts);
 	free(env->sender);
 	free(env->envid);
 	free(env->last_error);
@@ -130,6 +136,44 @@ envelope_add_rcpt(struct envelope *env, const char *addr)
 	r->state = ENVELOPE_RCPT_PENDING;
 	envelope_set_str(&r->addr, addr);
 	return r;
+}
+
+/*
+ * Append an attempt of recipient rcpt (see struct envelope_attempt),
+ * dropping the oldest when ENVELOPE_ATTEMPTS_MAX are kept already.
+ */
+void
+envelope_add_attempt(struct envelope *env, time_t when, size_t rcpt,
+    int tls, const char *status, const char *relay, const char *text)
+{
+	struct envelope_attempt	*at;
+
+	if (env->nattempts == ENVELOPE_ATTEMPTS_MAX) {
+		free(env->attempts[0].relay);
+		free(env->attempts[0].text);
+		memmove(&env->attempts[0], &env->attempts[1],
+		    (env->nattempts - 1) * sizeof *env->attempts);
+		env->nattempts--;
+	}
+	if (env->nattempts == env->attempts_alloc) {
+		env->attempts_alloc = env->attempts_alloc == 0 ? 4 :
+		    env->attempts_alloc * 2;
+		if (env->attempts_alloc > ENVELOPE_ATTEMPTS_MAX)
+			env->attempts_alloc = ENVELOPE_ATTEMPTS_MAX;
+		env->attempts = xreallocarray(env->attempts,
+		    env->attempts_alloc, sizeof *env->attempts);
+	}
+	at = &env->attempts[env->nattempts++];
+	memset(at, 0, sizeof *at);
+	at->when = when;
+	at->rcpt = rcpt;
+	at->tls = tls < 0 ? -1 : tls != 0;
+	util_strlcpy(at->status, status != NULL ? status : "",
+	    sizeof at->status);
+	if (relay != NULL && *relay != '\0')
+		at->relay = xstrdup(relay);
+	if (text != NULL && *text != '\0')
+		at->text = xstrdup(text);
 }
 
 const char *
@@ -579,6 +623,66 @@ envelope_w_relay(struct util_buf *o, const char *key,
 	return 0;
 }
 
+/* Written only once the sender was told of a delay (RFC 3464). */
+static int
+envelope_w_delay_notified(struct util_buf *o, const char *key,
+    const struct envelope *env, const struct envelope_rcpt *r)
+{
+	if (r->delay_notified)
+		envelope_out_line(o, key, envelope_bool_names[1]);
+	return 0;
+}
+
+/* Names of an attempt's tls field, indexed by tls + 1. */
+static const char *const envelope_tls_names[] = { "-", "plain", "tls" };
+
+/*
+ * "attempt: <epoch> <rcpt> <tls|plain|-> <status|-> <relay|-> <text>",
+ * one line per attempt kept, oldest first.  A relay is one word: a space
+ * in it is written as '?', like a control octet.
+ */
+static int
+envelope_w_attempt(struct util_buf *o, const char *key,
+    const struct envelope *env, const struct envelope_rcpt *r)
+{
+	const struct envelope_attempt	*at;
+	struct util_buf			 v;
+	char				 head[128];
+	size_t				 i, j, start;
+
+	for (i = 0; i < env->nattempts; i++) {
+		at = &env->attempts[i];
+		if (at->when < 0 || at->when > ENVELOPE_TIME_MAX ||
+		    at->rcpt >= env->nrcpts || at->tls < -1 || at->tls > 1)
+			return -1;
+		if (strnlen(at->status, sizeof at->status) ==
+		    sizeof at->status || (at->status[0] != '\0' &&
+		    !envelope_is_status(at->status)))
+			return -1;
+		memset(&v, 0, sizeof v);
+		util_snprintf(head, sizeof head, "%lld %zu %s %s ",
+		    (long long)at->when, at->rcpt,
+		    envelope_tls_names[at->tls + 1],
+		    at->status[0] != '\0' ? at->status : "-");
+		util_buf_adds(&v, head);
+		start = v.len;
+		util_buf_adds(&v, at->relay != NULL && *at->relay != '\0' ?
+		    at->relay : "-");
+		for (j = start; j < v.len; j++) {
+			if (v.data[j] == ' ')
+				v.data[j] = '?';
+		}
+		if (at->text != NULL && *at->text != '\0') {
+			util_buf_add(&v, " ", 1);
+			util_buf_adds(&v, at->text);
+		}
+		util_buf_add(&v, "", 1);
+		envelope_out_text(o, key, v.data);
+		free(v.data);
+	}
+	return 0;
+}
+
 /* The last line counts the recipients: a file cut short has none. */
 static int
 envelope_w_end(struct util_buf *o, const char *key,
@@ -902,6 +1006,66 @@ envelope_p_relay(struct envelope_parser *p, const char *value)
 	    &envelope_cur_rcpt(p)->relay);
 }
 
+static int
+envelope_p_delay_notified(struct envelope_parser *p, const char *value)
+{
+	int	i;
+
+	i = envelope_lookup(envelope_bool_names,
+	    nitems(envelope_bool_names), value);
+	if (i == -1)
+		return envelope_fail_value(p, "bad rcpt-delay-notified", value);
+	envelope_cur_rcpt(p)->delay_notified = i;
+	return 0;
+}
+
+/* The next space-separated word of *s, cut off in place; NULL if none. */
+static char *
+envelope_word(char **s)
+{
+	char	*w = *s, *sp;
+
+	if (w == NULL || *w == '\0' || *w == ' ')
+		return NULL;
+	if ((sp = strchr(w, ' ')) != NULL) {
+		*sp = '\0';
+		*s = sp + 1;
+	} else
+		*s = NULL;
+	return w;
+}
+
+/* One attempt line; its rcpt index is checked against the count at end. */
+static int
+envelope_p_attempt(struct envelope_parser *p, const char *value)
+{
+	char		*copy, *s, *when, *rcpt, *tls, *status, *relay;
+	uint64_t	 t, n;
+	int		 i, rc = 0;
+
+	copy = s = xstrdup(value);
+	when = envelope_word(&s);
+	rcpt = envelope_word(&s);
+	tls = envelope_word(&s);
+	status = envelope_word(&s);
+	relay = envelope_word(&s);
+	if (relay == NULL ||
+	    envelope_parse_num(when, ENVELOPE_TIME_MAX, &t) == -1 ||
+	    envelope_parse_num(rcpt, SIZE_MAX, &n) == -1 ||
+	    (i = envelope_lookup(envelope_tls_names,
+	    nitems(envelope_tls_names), tls)) == -1 ||
+	    (strcmp(status, "-") != 0 &&
+	    (strlen(status) >= ENVELOPE_STATUS_SIZE ||
+	    !envelope_is_status(status))))
+		rc = envelope_fail_value(p, "bad attempt", value);
+	else
+		envelope_add_attempt(p->env, (time_t)t, (size_t)n, i - 1,
+		    strcmp(status, "-") == 0 ? "" : status,
+		    strcmp(relay, "-") == 0 ? NULL : relay, s);
+	free(copy);
+	return rc;
+}
+
 static int	envelope_p_end(struct envelope_parser *, const char *);
 
 static const struct envelope_key envelope_keys[] = {
@@ -938,6 +1102,11 @@ static const struct envelope_key envelope_keys[] = {
 	    envelope_p_status, envelope_w_status },
 	{ "rcpt-error", ENVELOPE_K_RCPT, envelope_p_error, envelope_w_error },
 	{ "rcpt-relay", ENVELOPE_K_RCPT, envelope_p_relay, envelope_w_relay },
+	{ "rcpt-delay-notified", ENVELOPE_K_RCPT,
+	    envelope_p_delay_notified, envelope_w_delay_notified },
+
+	/* After the recipients: the attempt history, one line each. */
+	{ "attempt", ENVELOPE_K_LIST, envelope_p_attempt, envelope_w_attempt },
 
 	{ "end", ENVELOPE_K_END | ENVELOPE_K_REQUIRED,
 	    envelope_p_end, envelope_w_end },
@@ -988,6 +1157,12 @@ envelope_p_end(struct envelope_parser *p, const char *value)
 		return envelope_fail_at(p, p->line,
 		    "end counts %llu recipients, %zu were read",
 		    (unsigned long long)n, p->env->nrcpts);
+	for (i = 0; i < p->env->nattempts; i++) {
+		if (p->env->attempts[i].rcpt >= p->env->nrcpts)
+			return envelope_fail_at(p, p->line,
+			    "an attempt names recipient %zu of %zu",
+			    p->env->attempts[i].rcpt, p->env->nrcpts);
+	}
 	p->ended = 1;
 	return 0;
 }
@@ -1048,7 +1223,7 @@ envelope_parse_line(struct envelope_parser *p, char *line)
 			return envelope_fail_at(p, p->line, "duplicate %s",
 			    k->name);
 		p->rseen |= bit;
-	} else {
+	} else if ((k->flags & ENVELOPE_K_LIST) == 0) {
 		if (p->seen & bit)
 			return envelope_fail_at(p, p->line, "duplicate %s",
 			    k->name);
@@ -1136,7 +1311,8 @@ envelope_write(const struct envelope *env, char **bufp, size_t *lenp)
 		goto fail;
 	for (i = 0; i < nitems(envelope_keys); i++) {
 		k = &envelope_keys[i];
-		if ((k->flags & (ENVELOPE_K_RCPT | ENVELOPE_K_END)) != 0)
+		if ((k->flags & (ENVELOPE_K_RCPT | ENVELOPE_K_END |
+		    ENVELOPE_K_LIST)) != 0)
 			continue;
 		if (k->write(&o, k->name, env, NULL) == -1)
 			goto fail;
@@ -1149,6 +1325,12 @@ envelope_write(const struct envelope *env, char **bufp, size_t *lenp)
 			if (k->write(&o, k->name, env, &env->rcpts[j]) == -1)
 				goto fail;
 		}
+	}
+	for (i = 0; i < nitems(envelope_keys); i++) {
+		k = &envelope_keys[i];
+		if ((k->flags & ENVELOPE_K_LIST) != 0 &&
+		    k->write(&o, k->name, env, NULL) == -1)
+			goto fail;
 	}
 	for (i = 0; i < nitems(envelope_keys); i++) {
 		k = &envelope_keys[i];

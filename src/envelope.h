@@ -47,7 +47,26 @@ struct envelope_rcpt {
 	char				 status[ENVELOPE_STATUS_SIZE];
 	char				*error;	/* last reply or reason */
 	char				*relay;	/* "host[ip]:port" */
+	int				 delay_notified; /* DSN delay sent */
 };
+
+/*
+ * One delivery attempt of one recipient, for a person asking why a
+ * message waits; owned by its envelope.  tls: 1 sent under TLS, 0 in
+ * plaintext, -1 no connection (or local delivery).  status may be "";
+ * relay and text are heap or NULL.
+ */
+struct envelope_attempt {
+	time_t		 when;
+	size_t		 rcpt;			/* index into rcpts */
+	int		 tls;
+	char		 status[ENVELOPE_STATUS_SIZE];
+	char		*relay;			/* "host[ip]:port" */
+	char		*text;
+};
+
+/* The newest attempts kept in an envelope; older ones are dropped. */
+#define ENVELOPE_ATTEMPTS_MAX	50
 
 /*
  * Owned by whoever initialised it; envelope_clear() frees what it holds.
@@ -72,12 +91,18 @@ struct envelope {
 	struct envelope_rcpt	*rcpts;
 	size_t			 nrcpts;
 	size_t			 rcpts_alloc;
+
+	struct envelope_attempt	*attempts;	/* oldest first */
+	size_t			 nattempts;
+	size_t			 attempts_alloc;
 };
 
 void	 envelope_init(struct envelope *);
 void	 envelope_clear(struct envelope *);
 void	 envelope_set_str(char **, const char *);
 struct envelope_rcpt *envelope_add_rcpt(struct envelope *, const char *);
+void	 envelope_add_attempt(struct envelope *, time_t, size_t, int,
+	    const char *, const char *, const char *);
 int	 envelope_write(const struct envelope *, char **, size_t *);
 int	 envelope_parse(struct envelope *, const char *, size_t, char **);
 const char *envelope_rcpt_state_str(enum envelope_rcpt_state);

@@ -73,13 +73,14 @@ static struct {
 	int			 spoolfd;
 	int			 incomingfd;
 	int			 queuefd;
+	int			 holdfd;
 	int			 corruptfd;
 	int			 lockfd;
 	size_t			 count;
 	uint64_t		 last_usec;
 	char			 tag[5];
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
-    .corruptfd = -1, .lockfd = -1 };
+    .holdfd = -1, .corruptfd = -1, .lockfd = -1 };
 
 /*
  * A batch of commits handed to a sync worker.  While a worker has it,
@@ -351,24 +352,6 @@ queue_env_parse(const char *id, const char *buf, size_t len,
 	return 0;
 }
 
-static int
-queue_write_all(int fd, const char *buf, size_t len)
-{
-	ssize_t	n;
-
-	while (len > 0) {
-		n = write(fd, buf, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A new file holding buf, its data synced; removed again on error. */
 static int
 queue_write_synced(int dirfd, const char *name, const char *buf, size_t len)
@@ -379,7 +362,7 @@ queue_write_synced(int dirfd, const char *name, const char *buf, size_t len)
 	    0600);
 	if (fd == -1)
 		return -1;
-	if (queue_write_all(fd, buf, len) == -1 || fdatasync(fd) == -1) {
+	if (util_write_all(fd, buf, len) == -1 || fdatasync(fd) == -1) {
 		saved = errno;
 		close(fd);
 		unlinkat(dirfd, name, 0);
@@ -572,8 +555,10 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
     void *arg, char **cause)
 {
 	static const char *const dirs[] = {
-		"incoming", "queue", "hold", "corrupt", "maildrop", "log"
+		"incoming", "queue", "hold", "corrupt", QUEUE_MAILDROP,
+		"log"
 	};
+	struct stat	st;
 	unsigned char	r[4];
 	size_t		i;
 
@@ -591,6 +576,15 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	}
 	if (queue_lock(spool, cause) == -1)
 		return -1;
+	/*
+	 * Others may pass through the spool to maildrop/ but list nothing:
+	 * every directory below stays owner-only.  A spool others may write
+	 * is left as it is, for priv_check_spool() to refuse.
+	 */
+	if (fstat(queue.spoolfd, &st) == 0 &&
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 &&
+	    fchmod(queue.spoolfd, 0711) == -1)
+		log_warn("queue: %s: cannot set mode 0711", spool);
 	for (i = 0; i < nitems(dirs); i++) {
 		if (queue_mkdirat(queue.spoolfd, dirs[i]) == -1) {
 			xasprintf(cause, "%s/%s: %s", spool, dirs[i],
@@ -598,11 +592,20 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 			return -1;
 		}
 	}
+	/*
+	 * Started as root, maildrop/ opens only once priv_drop() has given
+	 * it to the run-as user and group, so no file takes root's group.
+	 */
+	if (geteuid() != 0 && fchmodat(queue.spoolfd, QUEUE_MAILDROP,
+	    QUEUE_MAILDROP_MODE, 0) == -1)
+		log_warn("queue: %s/%s: cannot set mode %04o", spool,
+		    QUEUE_MAILDROP, QUEUE_MAILDROP_MODE);
 	queue.incomingfd = queue_opendir(queue.spoolfd, "incoming");
 	queue.queuefd = queue_opendir(queue.spoolfd, "queue");
+	queue.holdfd = queue_opendir(queue.spoolfd, "hold");
 	queue.corruptfd = queue_opendir(queue.spoolfd, "corrupt");
 	if (queue.incomingfd == -1 || queue.queuefd == -1 ||
-	    queue.corruptfd == -1) {
+	    queue.holdfd == -1 || queue.corruptfd == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
 		return -1;
 	}
@@ -653,13 +656,16 @@ queue_shutdown(void)
 		close(queue.incomingfd);
 	if (queue.queuefd != -1)
 		close(queue.queuefd);
+	if (queue.holdfd != -1)
+		close(queue.holdfd);
 	if (queue.corruptfd != -1)
 		close(queue.corruptfd);
 	if (queue.spoolfd != -1)
 		close(queue.spoolfd);
 	if (queue.lockfd != -1)
 		close(queue.lockfd);
-	queue.incomingfd = queue.queuefd = queue.corruptfd = -1;
+	queue.incomingfd = queue.queuefd = queue.holdfd = -1;
+	queue.corruptfd = -1;
 	queue.spoolfd = queue.lockfd = -1;
 }
 
@@ -698,7 +704,7 @@ queue_msg_flush(struct queue_msg *m)
 {
 	/* Blocking: a local file write of at most one buffer. */
 	if (m->error == 0 && m->buflen > 0 &&
-	    queue_write_all(m->fd, m->buf, m->buflen) == -1)
+	    util_write_all(m->fd, m->buf, m->buflen) == -1)
 		m->error = errno;
 	m->buflen = 0;
 	if (m->error != 0) {
@@ -1083,63 +1089,134 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 }
 
 /*
- * Delivery's side: committed messages in queue/XX/ are read, their
- * envelopes rewritten after each attempt, and removed when done.
+ * Delivery's side: committed messages in queue/XX/ (or held in hold/XX/)
+ * are read, their envelopes rewritten after each attempt, moved between
+ * the two trees, and removed when done.
  * Blocking: small local file operations, as for the commit.
  */
 
-/* Read and parse queue/XX/ID.env into env, made by envelope_init(). */
-int
-queue_env_load(const char *id, struct envelope *env, char **cause)
+/*
+ * The tree (queue/ or hold/) holding the envelope of id: its descriptor,
+ * and *held set to 0 or 1.  -1 with ENOENT when neither has it, EINVAL
+ * for what is not a queue id.
+ */
+static int
+queue_find(const char *id, int *held)
 {
-	char	 path[QUEUE_PATH_SIZE], *buf;
-	size_t	 len;
-	int	 rc, saved;
+	struct stat	st;
+	char		path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, "env", path, sizeof path) == -1)
+		return -1;
+	if (fstatat(queue.queuefd, path, &st, 0) == 0) {
+		*held = 0;
+		return queue.queuefd;
+	}
+	if (errno != ENOENT)
+		return -1;
+	if (queue.holdfd != -1 && fstatat(queue.holdfd, path, &st, 0) == 0) {
+		*held = 1;
+		return queue.holdfd;
+	}
+	if (errno != ENOENT)
+		return -1;
+	errno = ENOENT;
+	return -1;
+}
+
+/*
+ * Open one of a message's files, looking in queue/ then hold/.  A message
+ * moved between the two trees meanwhile is found in the other one.
+ */
+static int
+queue_open_file(const char *id, const char *ext)
+{
+	char	path[QUEUE_PATH_SIZE];
+	int	fd;
+
+	if (queue_path(id, ext, path, sizeof path) == -1)
+		return -1;
+	fd = openat(queue.queuefd, path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 && errno == ENOENT && queue.holdfd != -1)
+		fd = openat(queue.holdfd, path, O_RDONLY | O_CLOEXEC);
+	return fd;
+}
+
+/* Read and parse the envelope of id into env, made by envelope_init(). */
+static int
+queue_env_load_held(const char *id, struct envelope *env, int *held,
+    char **cause)
+{
+	char		 path[QUEUE_PATH_SIZE], *buf;
+	size_t		 len;
+	int		 fd, rc, saved;
 
 	if (queue_path(id, "env", path, sizeof path) == -1) {
 		xasprintf(cause, "not a queue id");
 		errno = EINVAL;
 		return -1;
 	}
-	if (queue_read_env(queue.queuefd, path, &buf, &len) == -1) {
+	if ((fd = queue_open_file(id, "env")) == -1 ||
+	    queue_read_fd(fd, QUEUE_ENV_MAX + 1, 0, &buf, &len) == -1) {
 		saved = errno;
+		if (fd != -1)
+			close(fd);
 		xasprintf(cause, "queue/%s: %s", path, strerror(saved));
 		errno = saved;
+		return -1;
+	}
+	close(fd);
+	if (len > QUEUE_ENV_MAX) {
+		free(buf);
+		xasprintf(cause, "queue/%s: %s", path, strerror(EFBIG));
+		errno = EFBIG;
 		return -1;
 	}
 	if ((rc = queue_env_parse(id, buf, len, env, cause)) == -1)
 		errno = EINVAL;
 	free(buf);
+	if (rc == 0 && held != NULL) {
+		/* The tree it was read from: the one holding it now. */
+		if (queue_find(id, held) == -1)
+			*held = 0;
+	}
 	return rc;
 }
 
+/* Read and parse the envelope of id (queued or held). */
+int
+queue_env_load(const char *id, struct envelope *env, char **cause)
+{
+	return queue_env_load_held(id, env, NULL, cause);
+}
+
 /*
- * Replace queue/XX/ID.env whole: a temporary file, its data synced, then
- * renamed over the envelope.  The directory is not synced: after a power
- * loss the older envelope may come back, which can only repeat a
- * delivery, never lose the message.  A message already removed is not
- * brought back (ENOENT).  On error nothing has changed.
+ * Replace ID.env whole, in the tree holding it: a temporary file, its
+ * data synced, then renamed over the envelope.  The directory is not
+ * synced: after a power loss the older envelope may come back, which can
+ * only repeat a delivery, never lose the message.  A message already
+ * removed is not brought back (ENOENT): the loop alone removes and
+ * rewrites, so nothing comes between the check and the rename.  On error
+ * nothing has changed.
  */
 int
 queue_env_update(const struct envelope *env)
 {
-	struct stat	 st;
 	char		 path[QUEUE_PATH_SIZE], tmp[QUEUE_PATH_SIZE], *text;
 	size_t		 len;
-	int		 rc, saved;
+	int		 dirfd, held, rc, saved;
 
 	if (queue_path(env->id, "env", path, sizeof path) == -1 ||
 	    queue_path(env->id, "env.tmp", tmp, sizeof tmp) == -1 ||
-	    fstatat(queue.queuefd, path, &st, 0) == -1 ||
+	    (dirfd = queue_find(env->id, &held)) == -1 ||
 	    envelope_write(env, &text, &len) == -1)
 		return -1;
 	/* Blocking: the data sync that keeps the envelope whole. */
-	unlinkat(queue.queuefd, tmp, 0);	/* left by a failed rewrite */
-	rc = queue_write_synced(queue.queuefd, tmp, text, len);
-	if (rc == 0 && (rc = renameat(queue.queuefd, tmp, queue.queuefd,
-	    path)) == -1) {
+	unlinkat(dirfd, tmp, 0);	/* left by a failed rewrite */
+	rc = queue_write_synced(dirfd, tmp, text, len);
+	if (rc == 0 && (rc = renameat(dirfd, tmp, dirfd, path)) == -1) {
 		saved = errno;
-		unlinkat(queue.queuefd, tmp, 0);
+		unlinkat(dirfd, tmp, 0);
 		errno = saved;
 	}
 	free(text);
@@ -1147,56 +1224,279 @@ queue_env_update(const struct envelope *env)
 }
 
 /*
- * The message is done.  Its envelope goes first: that is the point of no
- * return, and content left without one is removed by recovery.  Nothing
- * is synced: a message that comes back after a power loss is delivered
- * again, never lost.
+ * The message is done (or deleted), queued or held.  Its envelope goes
+ * first: that is the point of no return, and content left without one is
+ * removed by recovery.  Nothing is synced: a message that comes back
+ * after a power loss is delivered again, never lost.
  */
 int
 queue_remove(const char *id)
 {
 	char	path[QUEUE_PATH_SIZE];
+	int	dirfd, held;
 
-	if (queue_path(id, "env", path, sizeof path) == -1 ||
-	    unlinkat(queue.queuefd, path, 0) == -1)
+	if ((dirfd = queue_find(id, &held)) == -1)
+		return -1;
+	queue_path(id, "env", path, sizeof path);
+	if (unlinkat(dirfd, path, 0) == -1)
 		return -1;
 	queue.count--;
 	queue_path(id, "msg", path, sizeof path);
-	if (unlinkat(queue.queuefd, path, 0) == -1)
+	if (unlinkat(dirfd, path, 0) == -1)
 		log_warn("%s: cannot remove content", id);
 	return 0;
 }
 
-/* The content, queue/XX/ID.msg, open for reading. */
+/* The hold/XX directory of an id, made when first needed. */
+static int
+queue_hold_dir(const char *id)
+{
+	char	name[3];
+
+	queue_dir_name(queue_dir_index(id), name, sizeof name);
+	if (mkdirat(queue.holdfd, name, 0700) == 0) {
+		if (fsync(queue.holdfd) == -1)
+			return -1;
+	} else if (errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/*
+ * Move a message from one tree to the other.  The content is linked into
+ * the destination first (a crash here leaves content without an envelope
+ * there, which recovery removes), then the envelope is renamed across
+ * (the commit point: one atomic step), then the old content is unlinked
+ * (a crash before leaves content without an envelope in the source, also
+ * removed by recovery).  The destination directory is synced after the
+ * rename, so an acknowledged move survives a power loss.
+ */
+static int
+queue_move(const char *id, int fromfd, int tofd)
+{
+	char	env[QUEUE_PATH_SIZE], msg[QUEUE_PATH_SIZE], name[3];
+	int	dirfd, saved;
+
+	if (queue_path(id, "env", env, sizeof env) == -1 ||
+	    queue_path(id, "msg", msg, sizeof msg) == -1)
+		return -1;
+	/* Content there without an envelope was never moved: stale. */
+	if (unlinkat(tofd, msg, 0) == -1 && errno != ENOENT)
+		return -1;
+	if (linkat(fromfd, msg, tofd, msg, 0) == -1)
+		return -1;
+	if (renameat(fromfd, env, tofd, env) == -1) {
+		saved = errno;
+		unlinkat(tofd, msg, 0);
+		errno = saved;
+		return -1;
+	}
+	queue_dir_name(queue_dir_index(id), name, sizeof name);
+	if ((dirfd = queue_opendir(tofd, name)) == -1 || fsync(dirfd) == -1)
+		log_warn("%s: cannot sync the directory it moved to", id);
+	if (dirfd != -1)
+		close(dirfd);
+	if (unlinkat(fromfd, msg, 0) == -1)
+		log_warn("%s: cannot remove the old content link", id);
+	return 0;
+}
+
+/*
+ * Put a queued message on hold: never attempted until released.  0 when
+ * it is held now (or was already), -1 with ENOENT when there is no such
+ * message.
+ */
+int
+queue_hold(const char *id)
+{
+	int	held;
+
+	if (queue_find(id, &held) == -1)
+		return -1;
+	if (held)
+		return 0;
+	/* Blocking: a link, a rename and a directory sync. */
+	if (queue_hold_dir(id) == -1)
+		return -1;
+	return queue_move(id, queue.queuefd, queue.holdfd);
+}
+
+/* Give a held message back to the queue; as queue_hold(). */
+int
+queue_release(const char *id)
+{
+	int	held;
+
+	if (queue_find(id, &held) == -1)
+		return -1;
+	if (!held)
+		return 0;
+	/* Blocking: a link, a rename and a directory sync. */
+	return queue_move(id, queue.holdfd, queue.queuefd);
+}
+
+/* The content, queued or held, open for reading. */
 int
 queue_msg_open(const char *id)
 {
-	char	path[QUEUE_PATH_SIZE];
-
-	if (queue_path(id, "msg", path, sizeof path) == -1)
-		return -1;
-	return openat(queue.queuefd, path, O_RDONLY | O_CLOEXEC);
+	return queue_open_file(id, "msg");
 }
 
 /* The header section of the content, up to QUEUE_HDRS_MAX octets. */
 int
 queue_msg_headers(const char *id, char **bufp, size_t *lenp)
 {
-	char	path[QUEUE_PATH_SIZE];
+	int	fd, rc, saved;
 
-	if (queue_path(id, "msg", path, sizeof path) == -1)
+	if ((fd = queue_open_file(id, "msg")) == -1)
 		return -1;
-	return queue_read_at(queue.queuefd, path, QUEUE_HDRS_MAX, 1, bufp,
-	    lenp);
+	rc = queue_read_fd(fd, QUEUE_HDRS_MAX, 1, bufp, lenp);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
 }
 
 /* At most max octets of the content, from its start. */
 int
 queue_msg_read(const char *id, size_t max, char **bufp, size_t *lenp)
 {
-	char	path[QUEUE_PATH_SIZE];
+	int	fd, rc, saved;
 
-	if (queue_path(id, "msg", path, sizeof path) == -1)
+	if ((fd = queue_open_file(id, "msg")) == -1)
 		return -1;
-	return queue_read_at(queue.queuefd, path, max, 0, bufp, lenp);
+	rc = queue_read_fd(fd, max, 0, bufp, lenp);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+/*
+ * The tool's side: reading the spool of a daemon that may be running,
+ * without its lock, recovery or workers.  What a reader sees is always a
+ * committed message (envelopes appear and move by rename); one that goes
+ * away while it is read is left out.
+ */
+
+/* Read-only use of a spool: only the read functions may be called. */
+int
+queue_open_readonly(const char *spool, char **cause)
+{
+	queue.count = 0;
+	if ((queue.spoolfd = open(spool, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		xasprintf(cause, "%s: %s", spool, strerror(errno));
+		return -1;
+	}
+	if ((queue.queuefd = queue_opendir(queue.spoolfd, "queue")) == -1) {
+		xasprintf(cause, "%s/queue: %s", spool, strerror(errno));
+		queue_shutdown();
+		return -1;
+	}
+	/* A spool never used for a hold may lack hold/. */
+	if ((queue.holdfd = queue_opendir(queue.spoolfd, "hold")) == -1 &&
+	    errno != ENOENT) {
+		xasprintf(cause, "%s/hold: %s", spool, strerror(errno));
+		queue_shutdown();
+		return -1;
+	}
+	return 0;
+}
+
+/* One envelope found by queue_list(). */
+struct queue_entry {
+	char	id[QUEUE_ID_LEN + 1];
+};
+
+static int
+queue_entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct queue_entry *)a)->id,
+	    ((const struct queue_entry *)b)->id);
+}
+
+/* Add the ids of every ID.env of one tree to the list. */
+static int
+queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
+    size_t *alloc)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	char		 name[3];
+	unsigned	 dir;
+	size_t		 len;
+	int		 fd;
+
+	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
+		queue_dir_name(dir, name, sizeof name);
+		if ((fd = queue_opendir(topfd, name)) == -1) {
+			if (errno == ENOENT)
+				continue;
+			return -1;
+		}
+		if ((dp = fdopendir(fd)) == NULL) {
+			close(fd);
+			return -1;
+		}
+		while ((de = readdir(dp)) != NULL) {
+			len = strlen(de->d_name);
+			if (len != QUEUE_ID_LEN + 4 ||
+			    strcmp(de->d_name + QUEUE_ID_LEN, ".env") != 0)
+				continue;
+			if (*n == *alloc) {
+				*alloc = *alloc == 0 ? 256 : *alloc * 2;
+				*list = xreallocarray(*list, *alloc,
+				    sizeof **list);
+			}
+			memcpy((*list)[*n].id, de->d_name, QUEUE_ID_LEN);
+			(*list)[*n].id[QUEUE_ID_LEN] = '\0';
+			if (queue_is_id((*list)[*n].id))
+				(*n)++;
+		}
+		closedir(dp);
+	}
+	return 0;
+}
+
+/*
+ * Every committed envelope, queued and held, to cb in id order (which is
+ * arrival order).  An envelope that cannot be read or parsed is logged
+ * and left out; -1 only when a tree cannot be read.
+ */
+int
+queue_list(queue_scan_cb cb, void *arg, char **cause)
+{
+	struct queue_entry	*list = NULL;
+	struct envelope		 env;
+	size_t			 n = 0, alloc = 0, i;
+	char			*why;
+	int			 held;
+
+	if (queue_list_tree(queue.queuefd, &list, &n, &alloc) == -1 ||
+	    (queue.holdfd != -1 &&
+	    queue_list_tree(queue.holdfd, &list, &n, &alloc) == -1)) {
+		xasprintf(cause, "cannot read the spool: %s",
+		    strerror(errno));
+		free(list);
+		return -1;
+	}
+	if (n > 1)
+		qsort(list, n, sizeof *list, queue_entry_cmp);
+	for (i = 0; i < n; i++) {
+		/* Seen in both trees while it moved: once is enough. */
+		if (i > 0 && strcmp(list[i].id, list[i - 1].id) == 0)
+			continue;
+		envelope_init(&env);
+		if (queue_env_load_held(list[i].id, &env, &held, &why) == -1) {
+			if (errno != ENOENT)
+				log_warnx("%s: %s", list[i].id, why);
+			free(why);
+			continue;
+		}
+		cb(&env, held, arg);
+		envelope_clear(&env);
+	}
+	free(list);
+	return 0;
 }

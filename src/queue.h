@@ -1,8 +1,8 @@
 /*
  * queue.h: the spool, and the only code that knows its paths.  Messages
  * are received into incoming/, made durable and committed into queue/XX/
- * by one rename, recovered at start-up, then read, rewritten and removed
- * by delivery.
+ * by one rename, recovered at start-up, then read, rewritten, held and
+ * released, and removed by delivery; a tool reads it without the daemon.
  */
 #ifndef QUEUE_H
 #define QUEUE_H
@@ -16,14 +16,23 @@ struct event_base;
 
 #define QUEUE_ID_LEN	15
 
+/*
+ * Local submission, below the spool: anyone may drop a file there (it
+ * takes the directory's group, the daemon's), nobody else may list or
+ * remove one.  Sticky and setgid, writable and searchable by all.
+ */
+#define QUEUE_MAILDROP		"maildrop"
+#define QUEUE_MAILDROP_MODE	03733
+
 struct queue_msg;
 struct queue_commit;
 
 /* Called once per commit, from the loop, unless cancelled. */
 typedef void	(*queue_commit_cb)(void *, int);
 /*
- * Called per committed envelope by queue_init(), held 1 for one under
- * hold/XX/ and 0 under queue/XX/; may be NULL.
+ * Called per committed envelope by queue_init() and queue_list(), held 1
+ * for one under hold/XX/ and 0 under queue/XX/; may be NULL for
+ * queue_init().
  */
 typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
@@ -44,9 +53,16 @@ struct queue_commit *queue_msg_commit(struct queue_msg *,
 		    const struct envelope *, queue_commit_cb, void *);
 void		 queue_commit_cancel(struct queue_commit *);
 
+/* For a tool: the read functions below, without lock or recovery. */
+int		 queue_open_readonly(const char *, char **);
+int		 queue_list(queue_scan_cb, void *, char **);
+
+/* These find held messages too. */
 int		 queue_env_load(const char *, struct envelope *, char **);
 int		 queue_env_update(const struct envelope *);
 int		 queue_remove(const char *);
+int		 queue_hold(const char *);
+int		 queue_release(const char *);
 int		 queue_msg_open(const char *);
 int		 queue_msg_headers(const char *, char **, size_t *);
 int		 queue_msg_read(const char *, size_t, char **, size_t *);

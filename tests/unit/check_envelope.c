@@ -5,7 +5,8 @@
  * refused naming the right line; every prefix of a valid text but the
  * whole is refused; every octet is corrupted in turn and whatever still
  * parses must write back to a text that parses the same; free text loses
- * its control octets, while ids and addresses holding one are refused.
+ * its control octets, while ids and addresses holding one are refused;
+ * the attempt history reads, writes back and keeps its newest lines.
  * Every text is handed over in a buffer of exactly its length, so the
  * sanitizers catch any read past the end.
  */
@@ -181,6 +182,7 @@ env_eq(const struct envelope *a, const struct envelope *b)
 		str_eq(ra->status, rb->status, "rcpt-status", i);
 		str_eq(ra->error, rb->error, "rcpt-error", i);
 		str_eq(ra->relay, rb->relay, "rcpt-relay", i);
+		ck_assert_int_eq(ra->delay_notified, rb->delay_notified);
 	}
 }
 
@@ -409,6 +411,93 @@ START_TEST(test_notify_text)
 	free(text);
 	round_trip(&env);
 	envelope_clear(&env);
+}
+END_TEST
+
+/*
+ * rcpt-delay-notified: "yes" is written after the recipient's other
+ * lines once the sender was told of a delay, and nothing otherwise; both
+ * "yes" and "no" read back, anything else, a second one or one before
+ * any rcpt is refused.
+ */
+static const struct {
+	const char	*line;		/* inserted after line 22 (bob's) */
+	int		 want;		/* bob's flag, or -1: refused */
+	const char	*cause;
+} delay_lines[] = {
+	{ "rcpt-delay-notified: yes", 1, NULL },
+	{ "rcpt-delay-notified: no", 0, NULL },
+	{ "rcpt-delay-notified: maybe", -1,
+	  "line 23: bad rcpt-delay-notified \"maybe\"" },
+	{ "rcpt-delay-notified: ", -1, "line 23: bad rcpt-delay-notified "
+	  "\"\"" },
+	{ "rcpt-delay-notified: Yes", -1,
+	  "line 23: bad rcpt-delay-notified \"Yes\"" },
+	{ "rcpt-delay-notified: yes\nrcpt-delay-notified: yes", -1,
+	  "line 24: duplicate rcpt-delay-notified" },
+};
+
+START_TEST(test_delay_notified)
+{
+	struct envelope	 env;
+	char		*text, *cause;
+	const char	*lines[NEXAMPLE + 1];
+	size_t		 len, i, n = 0;
+
+	example_env(&env);
+	text = write_env(&env, &len);
+	ck_assert_ptr_null(strstr(text, "delay-notified"));
+	free(text);
+	env.rcpts[0].delay_notified = 1;
+	text = write_env(&env, &len);
+	ck_assert_msg(strstr(text, "\nrcpt-relay: mx.example.net"
+	    "[198.51.100.3]:25\nrcpt-delay-notified: yes\nrcpt: "
+	    "<carol@example.net>\nrcpt-state: sent\nend: 2\n") != NULL, "%s",
+	    text);
+	free(text);
+	round_trip(&env);
+	envelope_clear(&env);
+
+	for (i = 0; i < NEXAMPLE; i++) {
+		lines[n++] = example[i];
+		if (i == 21)
+			lines[n++] = delay_lines[_i].line;
+	}
+	text = join(lines, n, &len);
+	if (delay_lines[_i].want == -1) {
+		ck_assert_int_eq(parse(&env, text, len, &cause), -1);
+		ck_assert_str_eq(cause, delay_lines[_i].cause);
+		free(cause);
+	} else {
+		ck_assert_int_eq(parse(&env, text, len, NULL), 0);
+		ck_assert_int_eq(env.rcpts[0].delay_notified,
+		    delay_lines[_i].want);
+		ck_assert_int_eq(env.rcpts[1].delay_notified, 0);
+		envelope_clear(&env);
+	}
+	free(text);
+}
+END_TEST
+
+/* Before any rcpt it belongs to nobody. */
+START_TEST(test_delay_notified_early)
+{
+	struct envelope	 env;
+	char		*text, *cause;
+	const char	*lines[NEXAMPLE + 1];
+	size_t		 len, i, n = 0;
+
+	for (i = 0; i < NEXAMPLE; i++) {
+		if (i == 15)
+			lines[n++] = "rcpt-delay-notified: yes";
+		lines[n++] = example[i];
+	}
+	text = join(lines, n, &len);
+	ck_assert_int_eq(parse(&env, text, len, &cause), -1);
+	ck_assert_str_eq(cause, "line 16: rcpt-delay-notified before any "
+	    "rcpt");
+	free(cause);
+	free(text);
 }
 END_TEST
 
@@ -1281,6 +1370,200 @@ START_TEST(test_state_str)
 }
 END_TEST
 
+/*
+ * The attempt history.
+ */
+
+/* A minimal envelope of two recipients, then the given attempt lines. */
+static char *
+attempt_text(const char *const *attempts, size_t n, size_t *lenp)
+{
+	static const char *const head[] = {
+		"version: 1",
+		"id: A",
+		"arrival: 2026-11-28T11:17:04Z",
+		"sender: <a@example.org>",
+		"size: 10",
+		"body: 7bit",
+		"smtputf8: no",
+		"client-address: ",
+		"helo: ",
+		"protocol: ",
+		"tries: 1",
+		"next-attempt: 2026-11-28T12:17:04Z",
+		"rcpt: <b@example.net>",
+		"rcpt-state: pending",
+		"rcpt: <c@example.com>",
+		"rcpt-state: sent",
+	};
+	const char	*lines[nitems(head) + 8];
+	size_t		 i, k = 0;
+
+	ck_assert_uint_le(n, 7);
+	for (i = 0; i < nitems(head); i++)
+		lines[k++] = head[i];
+	for (i = 0; i < n; i++)
+		lines[k++] = attempts[i];
+	lines[k++] = "end: 2";
+	return join(lines, k, lenp);
+}
+
+/* Read as written, fields as meant, and written back octet for octet. */
+START_TEST(test_attempts_read)
+{
+	static const char *const attempts[] = {
+		"attempt: 1795864624 0 plain 4.7.1 mx.example.net"
+		    "[198.51.100.3]:25 mx.example.net said: 451 4.7.1 later",
+		"attempt: 1795864625 1 tls 2.0.0 mx.example.com"
+		    "[192.0.2.9]:25 250 2.0.0 Ok",
+		"attempt: 1795864626 0 - 4.4.1 - connect to x: refused",
+		"attempt: 1795864627 1 - - -",
+	};
+	struct envelope	 env;
+	char		*text, *out, *cause;
+	size_t		 len, outlen;
+
+	text = attempt_text(attempts, nitems(attempts), &len);
+	ck_assert_msg(parse(&env, text, len, &cause) == 0, "%s", cause);
+	ck_assert_uint_eq(env.nattempts, 4);
+	ck_assert(env.attempts[0].when == ARRIVAL);
+	ck_assert_uint_eq(env.attempts[0].rcpt, 0);
+	ck_assert_int_eq(env.attempts[0].tls, 0);
+	ck_assert_str_eq(env.attempts[0].status, "4.7.1");
+	ck_assert_str_eq(env.attempts[0].relay,
+	    "mx.example.net[198.51.100.3]:25");
+	ck_assert_str_eq(env.attempts[0].text,
+	    "mx.example.net said: 451 4.7.1 later");
+	ck_assert_int_eq(env.attempts[1].tls, 1);
+	ck_assert_uint_eq(env.attempts[1].rcpt, 1);
+	ck_assert_str_eq(env.attempts[1].text, "250 2.0.0 Ok");
+	ck_assert_int_eq(env.attempts[2].tls, -1);
+	ck_assert_ptr_null(env.attempts[2].relay);
+	ck_assert_str_eq(env.attempts[2].text, "connect to x: refused");
+	ck_assert_str_eq(env.attempts[3].status, "");
+	ck_assert_ptr_null(env.attempts[3].relay);
+	ck_assert_ptr_null(env.attempts[3].text);
+	ck_assert_int_eq(envelope_write(&env, &out, &outlen), 0);
+	ck_assert_uint_eq(outlen, len);
+	ck_assert(memcmp(out, text, len) == 0);
+	free(out);
+	envelope_clear(&env);
+	ck_assert_ptr_null(env.attempts);
+	ck_assert_uint_eq(env.nattempts, 0);
+	free(text);
+}
+END_TEST
+
+/* Attempt lines that are refused, naming their line (17) or end (18). */
+static const struct {
+	const char	*line;
+	size_t		 at;
+} bad_attempts[] = {
+	{ "attempt: ", 17 },
+	{ "attempt: 1795864624", 17 },
+	{ "attempt: 1795864624 0 tls 2.0.0", 17 },
+	{ "attempt: x 0 tls 2.0.0 - t", 17 },
+	{ "attempt: -1 0 tls 2.0.0 - t", 17 },
+	{ "attempt: 253402300800 0 tls 2.0.0 - t", 17 },
+	{ "attempt: 1795864624 -1 tls 2.0.0 - t", 17 },
+	{ "attempt: 1795864624 0 TLS 2.0.0 - t", 17 },
+	{ "attempt: 1795864624 0 tls 2.0 - t", 17 },
+	{ "attempt: 1795864624 0 tls 2.0.0.0.0.0.0.0.0 - t", 17 },
+	{ "attempt: 1795864624  0 tls 2.0.0 - t", 17 },
+	{ "attempt: 1795864624 2 tls 2.0.0 - t", 18 },
+};
+
+START_TEST(test_attempts_bad)
+{
+	struct envelope	 env;
+	char		*text, *cause, want[16];
+	size_t		 len;
+
+	text = attempt_text(&bad_attempts[_i].line, 1, &len);
+	ck_assert_msg(parse(&env, text, len, &cause) == -1, "%s accepted",
+	    bad_attempts[_i].line);
+	snprintf(want, sizeof want, "line %zu:", bad_attempts[_i].at);
+	ck_assert_msg(strncmp(cause, want, strlen(want)) == 0,
+	    "%s: cause \"%s\"", bad_attempts[_i].line, cause);
+	ck_assert_ptr_null(env.attempts);
+	free(cause);
+	free(text);
+}
+END_TEST
+
+/* The newest ENVELOPE_ATTEMPTS_MAX are kept, in order, through a file. */
+START_TEST(test_attempts_kept)
+{
+	struct envelope	 env, back;
+	char		 text[32], *out, *cause;
+	size_t		 i, len, n = ENVELOPE_ATTEMPTS_MAX + 13;
+
+	ck_assert_uint_eq(ENVELOPE_ATTEMPTS_MAX, 50);
+	example_env(&env);
+	for (i = 0; i < n; i++) {
+		snprintf(text, sizeof text, "try %zu", i);
+		envelope_add_attempt(&env, ARRIVAL + (time_t)i, i % 2,
+		    (int)(i % 3) - 1, "4.0.0", "r[192.0.2.1]:25", text);
+		ck_assert_uint_eq(env.nattempts,
+		    i < ENVELOPE_ATTEMPTS_MAX ? i + 1 : ENVELOPE_ATTEMPTS_MAX);
+	}
+	ck_assert(env.attempts[0].when == ARRIVAL + 13);
+	ck_assert_str_eq(env.attempts[0].text, "try 13");
+	ck_assert_str_eq(env.attempts[ENVELOPE_ATTEMPTS_MAX - 1].text,
+	    "try 62");
+	ck_assert_int_eq(envelope_write(&env, &out, &len), 0);
+	ck_assert_msg(parse(&back, out, len, &cause) == 0, "%s", cause);
+	ck_assert_uint_eq(back.nattempts, ENVELOPE_ATTEMPTS_MAX);
+	for (i = 0; i < ENVELOPE_ATTEMPTS_MAX; i++) {
+		ck_assert(back.attempts[i].when == env.attempts[i].when);
+		ck_assert_uint_eq(back.attempts[i].rcpt, env.attempts[i].rcpt);
+		ck_assert_int_eq(back.attempts[i].tls, env.attempts[i].tls);
+		ck_assert_str_eq(back.attempts[i].text, env.attempts[i].text);
+	}
+	/* The history follows the recipients, just before end. */
+	ck_assert_ptr_nonnull(strstr(out, "rcpt-state: sent\nattempt: "));
+	ck_assert_ptr_nonnull(strstr(out, "try 62\nend: 2\n"));
+	free(out);
+	envelope_clear(&back);
+	envelope_clear(&env);
+}
+END_TEST
+
+/*
+ * A relay with a space, text with control octets: made harmless, so the
+ * line still reads back with the same fields.  An attempt naming no
+ * recipient of the envelope is refused.
+ */
+START_TEST(test_attempts_sanitize)
+{
+	struct envelope	 env, back;
+	char		*out, *cause;
+	size_t		 len;
+
+	example_env(&env);
+	envelope_add_attempt(&env, ARRIVAL, 1, 7, NULL, "bad relay",
+	    "a\r\nb\x01" "c");
+	ck_assert_int_eq(env.attempts[0].tls, 1);
+	ck_assert_int_eq(envelope_write(&env, &out, &len), 0);
+	ck_assert_msg(parse(&back, out, len, &cause) == 0, "%s", cause);
+	ck_assert_str_eq(back.attempts[0].relay, "bad?relay");
+	ck_assert_str_eq(back.attempts[0].text, "a??b?c");
+	ck_assert_str_eq(back.attempts[0].status, "");
+	free(out);
+	envelope_clear(&back);
+
+	env.attempts[0].rcpt = env.nrcpts;
+	errno = 0;
+	ck_assert_int_eq(envelope_write(&env, &out, &len), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	env.attempts[0].rcpt = 0;
+	util_strlcpy(env.attempts[0].status, "x",
+	    sizeof env.attempts[0].status);
+	ck_assert_int_eq(envelope_write(&env, &out, &len), -1);
+	envelope_clear(&env);
+}
+END_TEST
+
 static Suite *
 envelope_suite(void)
 {
@@ -1294,6 +1577,8 @@ envelope_suite(void)
 	tcase_add_test(tc, test_round_trip_rcpts);
 	tcase_add_loop_test(tc, test_notify_text, 0, nitems(notifies));
 	tcase_add_test(tc, test_thousand_rcpts);
+	tcase_add_loop_test(tc, test_delay_notified, 0, nitems(delay_lines));
+	tcase_add_test(tc, test_delay_notified_early);
 	tcase_add_test(tc, test_minimal);
 	tcase_add_test(tc, test_any_order);
 	tcase_add_loop_test(tc, test_times, 0, nitems(times));
@@ -1316,6 +1601,13 @@ envelope_suite(void)
 	tcase_add_test(tc, test_sanitize);
 	tcase_add_loop_test(tc, test_write_refused, 0, REFUSE_LAST);
 	tcase_add_test(tc, test_write_refused_base);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("attempts");
+	tcase_add_test(tc, test_attempts_read);
+	tcase_add_loop_test(tc, test_attempts_bad, 0, nitems(bad_attempts));
+	tcase_add_test(tc, test_attempts_kept);
+	tcase_add_test(tc, test_attempts_sanitize);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("api");

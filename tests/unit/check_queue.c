@@ -5,11 +5,13 @@
  * and cancel, recovery of a spool in each state a crash or a person can
  * leave it, the one-daemon lock, a disk that refuses writes, and what
  * delivery does with a committed message (load and rewrite its envelope,
- * read its content, remove it).  Every test runs in its own process on
- * its own spool under /tmp.
+ * read its content, hold and release it with a crash at each step,
+ * remove it), and a tool's read-only listing.  Every test runs in its
+ * own process on its own spool under /tmp.
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -1123,11 +1125,12 @@ START_TEST(test_recovery)
 	ck_assert_uint_eq(sc.n, NPREP);
 	ck_assert_uint_eq(queue_count(), NPREP);
 
-	/* Delivery sees queue/ only: a held message is not loaded. */
+	/* The read functions find a held message too. */
 	check_load(ids[0], "sender0@example.org", &prep_rcpt, 1);
+	check_load(ids[1], "sender1@example.org", &prep_rcpt, 1);
 	envelope_init(&env);
 	errno = 0;
-	ck_assert_int_eq(queue_env_load(ids[1], &env, &cause), -1);
+	ck_assert_int_eq(queue_env_load(ID_ORPHAN, &env, &cause), -1);
 	ck_assert_int_eq(errno, ENOENT);
 	ck_assert_ptr_nonnull(cause);
 	free(cause);
@@ -1981,6 +1984,319 @@ START_TEST(test_bad_ids)
 }
 END_TEST
 
+/*
+ * Hold and release: the message moves between queue/ and hold/ whole,
+ * keeps its count, and every read function still finds it.
+ */
+START_TEST(test_hold_release)
+{
+	struct envelope	 env;
+	struct stat	 st;
+	char		 id1[QUEUE_ID_LEN + 1], id2[QUEUE_ID_LEN + 1];
+	char		 path[PATH_SIZE], data[300], *buf, *cause = NULL;
+	size_t		 len;
+	int		 fd;
+
+	fill(data, sizeof data, 59);
+	memcpy(data, "A: 1\r\n\r\n", 8);
+	init_spool(NULL, NULL);
+	commit_now(id1, sizeof id1, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	commit_now(id2, sizeof id2, data, 100, "c@example.org",
+	    "d@example.net");
+	qpath(path, sizeof path, "queue", id1, "msg");
+	ck_assert_int_eq(stat(path, &st), 0);
+
+	ck_assert_int_eq(queue_hold(id1), 0);
+	ck_assert_uint_eq(queue_count(), 2);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	ck_assert_int_eq(count_spool("hold"), 2);
+	qpath(path, sizeof path, "queue", id1, "env");
+	ck_assert_msg(!exists(path), "%s kept", path);
+	check_msg_file("hold", id1, data, sizeof data);
+	check_env_file("hold", id1, "a@example.org",
+	    (const char *const []){ "b@example.net" }, 1);
+	/* The same file, linked across: the content is never copied. */
+	qpath(path, sizeof path, "hold", id1, "msg");
+	check_untouched(path, &st);
+
+	/* Every read function finds it held. */
+	check_load(id1, "a@example.org",
+	    (const char *const []){ "b@example.net" }, 1);
+	fd = queue_msg_open(id1);
+	ck_assert_int_ne(fd, -1);
+	close(fd);
+	ck_assert_int_eq(queue_msg_headers(id1, &buf, &len), 0);
+	ck_assert_uint_eq(len, 8);
+	free(buf);
+	ck_assert_int_eq(queue_msg_read(id1, 50, &buf, &len), 0);
+	ck_assert_uint_eq(len, 50);
+	ck_assert(memcmp(buf, data, 50) == 0);
+	free(buf);
+
+	/* A rewrite stays where the message is. */
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id1, &env, &cause), 0);
+	env.tries = 7;
+	ck_assert_int_eq(queue_env_update(&env), 0);
+	envelope_clear(&env);
+	qpath(path, sizeof path, "queue", id1, "env");
+	ck_assert_msg(!exists(path), "%s made by a rewrite", path);
+	ck_assert_int_eq(count_spool("hold"), 2);
+
+	/* Holding twice changes nothing. */
+	ck_assert_int_eq(queue_hold(id1), 0);
+	ck_assert_int_eq(count_spool("hold"), 2);
+	ck_assert_int_eq(count_spool("queue"), 2);
+
+	ck_assert_int_eq(queue_release(id1), 0);
+	ck_assert_int_eq(count_spool("hold"), 0);
+	ck_assert_int_eq(count_spool("queue"), 4);
+	check_msg_file("queue", id1, data, sizeof data);
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id1, &env, &cause), 0);
+	ck_assert_uint_eq(env.tries, 7);
+	envelope_clear(&env);
+	ck_assert_int_eq(queue_release(id1), 0);
+	ck_assert_int_eq(count_spool("queue"), 4);
+
+	/* Unknown and bad ids. */
+	errno = 0;
+	ck_assert_int_eq(queue_hold("000000000AB0001"), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_int_eq(queue_release("000000000AB0001"), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_int_eq(queue_hold("../queue/AB/x"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_int_eq(queue_release("000000000AB000"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* A held message is removed from hold/. */
+	ck_assert_int_eq(queue_hold(id2), 0);
+	ck_assert_int_eq(queue_remove(id2), 0);
+	ck_assert_int_eq(count_spool("hold"), 0);
+	ck_assert_uint_eq(queue_count(), 1);
+
+	/* After a restart the held one is reported held. */
+	ck_assert_int_eq(queue_hold(id1), 0);
+	queue_shutdown();
+	{
+		struct scan	sc;
+
+		memset(&sc, 0, sizeof sc);
+		init_spool(scan_cb, &sc);
+		ck_assert_uint_eq(sc.n, 1);
+		ck_assert_str_eq(sc.seen[0].id, id1);
+		ck_assert_int_eq(sc.seen[0].held, 1);
+	}
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A crash at each step of a move between the trees: after the content
+ * is linked (0), after the envelope is renamed (1).  Recovery keeps
+ * exactly one whole message, held or not as the commit point says.
+ */
+static const struct {
+	int	 hold;		/* 1: queue -> hold, 0: hold -> queue */
+	int	 step;
+	int	 held_after;
+} crashes[] = {
+	{ 1, 0, 0 }, { 1, 1, 1 },
+	{ 0, 0, 1 }, { 0, 1, 0 },
+};
+
+START_TEST(test_hold_crash)
+{
+	struct scan	 sc;
+	char		 id[QUEUE_ID_LEN + 1], from[PATH_SIZE], to[PATH_SIZE];
+	char		 data[200];
+	const char	*src, *dst, *after;
+	int		 hold = crashes[_i].hold;
+
+	fill(data, sizeof data, 61);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	if (!hold)
+		ck_assert_int_eq(queue_hold(id), 0);
+	queue_shutdown();
+
+	src = hold ? "queue" : "hold";
+	dst = hold ? "hold" : "queue";
+	spath(to, sizeof to, "%s/%c%c", dst, id[9], id[10]);
+	make_dir(to);
+	qpath(from, sizeof from, src, id, "msg");
+	qpath(to, sizeof to, dst, id, "msg");
+	ck_assert_int_eq(link(from, to), 0);
+	if (crashes[_i].step >= 1) {
+		qpath(from, sizeof from, src, id, "env");
+		qpath(to, sizeof to, dst, id, "env");
+		ck_assert_int_eq(rename(from, to), 0);
+	}
+
+	memset(&sc, 0, sizeof sc);
+	init_spool(scan_cb, &sc);
+	ck_assert_uint_eq(sc.n, 1);
+	ck_assert_str_eq(sc.seen[0].id, id);
+	ck_assert_int_eq(sc.seen[0].held, crashes[_i].held_after);
+	ck_assert_uint_eq(queue_count(), 1);
+	after = crashes[_i].held_after ? "hold" : "queue";
+	ck_assert_int_eq(count_spool(after), 2);
+	ck_assert_int_eq(count_spool(crashes[_i].held_after ? "queue" :
+	    "hold"), 0);
+	ck_assert_int_eq(count_spool("corrupt"), 0);
+	check_msg_file(after, id, data, sizeof data);
+	check_load(id, "a@example.org",
+	    (const char *const []){ "b@example.net" }, 1);
+
+	/* And the move can be made again from there. */
+	ck_assert_int_eq(crashes[_i].held_after ? queue_release(id) :
+	    queue_hold(id), 0);
+	check_msg_file(crashes[_i].held_after ? "queue" : "hold", id, data,
+	    sizeof data);
+	queue_shutdown();
+}
+END_TEST
+
+/* Content left in the other tree by a crash does not stop a move. */
+START_TEST(test_hold_stale_link)
+{
+	char	id[QUEUE_ID_LEN + 1], path[PATH_SIZE], data[64];
+
+	fill(data, sizeof data, 67);
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net");
+	spath(path, sizeof path, "hold/%c%c", id[9], id[10]);
+	make_dir(path);
+	qpath(path, sizeof path, "hold", id, "msg");
+	write_all(path, "stale", 5);
+	ck_assert_int_eq(queue_hold(id), 0);
+	check_msg_file("hold", id, data, sizeof data);
+	ck_assert_int_eq(count_spool("hold"), 2);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	queue_shutdown();
+}
+END_TEST
+
+/* What queue_list() reported, in order. */
+struct listed {
+	size_t	n;
+	char	ids[8][QUEUE_ID_LEN + 1];
+	int	held[8];
+	size_t	nrcpts[8];
+};
+
+static void
+list_cb(const struct envelope *env, int held, void *arg)
+{
+	struct listed	*l = arg;
+
+	ck_assert_uint_lt(l->n, nitems(l->ids));
+	util_strlcpy(l->ids[l->n], env->id, sizeof l->ids[l->n]);
+	l->held[l->n] = held;
+	l->nrcpts[l->n] = env->nrcpts;
+	l->n++;
+}
+
+/*
+ * A tool reads a spool in use: no lock taken, nothing recovered or
+ * changed, every committed envelope listed once in id order with its
+ * held flag, a damaged one left out.
+ */
+START_TEST(test_list_readonly)
+{
+	struct listed	 l;
+	char		 ids[4][QUEUE_ID_LEN + 1], path[PATH_SIZE];
+	char		 data[80], *text, *cause = NULL;
+	size_t		 i, len;
+	int		 lockfd, before;
+
+	fill(data, sizeof data, 71);
+	init_spool(NULL, NULL);
+	for (i = 0; i < 4; i++)
+		commit_now(ids[i], sizeof ids[i], data, sizeof data,
+		    "a@example.org", "b@example.net");
+	ck_assert_int_eq(queue_hold(ids[2]), 0);
+	ck_assert_int_eq(queue_hold(ids[0]), 0);
+	/* Content without an envelope, and an envelope that is garbage. */
+	qpath(path, sizeof path, "queue", ID_ORPHAN, "msg");
+	spath(path, sizeof path, "queue/AB");
+	make_dir(path);
+	qpath(path, sizeof path, "queue", ID_ORPHAN, "msg");
+	write_all(path, "orphan", 6);
+	qpath(path, sizeof path, "queue", ID_GARBAGE, "env");
+	write_all(path, garbage, sizeof garbage - 1);
+	qpath(path, sizeof path, "queue", ID_GARBAGE, "msg");
+	write_all(path, "x", 1);
+	queue_shutdown();
+
+	/* As if the daemon held its lock. */
+	spath(path, sizeof path, "lock");
+	lockfd = open(path, O_RDWR);
+	ck_assert_int_ne(lockfd, -1);
+	ck_assert_int_eq(flock(lockfd, LOCK_EX | LOCK_NB), 0);
+	before = count_files(spool);
+
+	ck_assert_msg(queue_open_readonly(spool, &cause) == 0, "%s", cause);
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(queue_list(list_cb, &l, &cause), 0);
+	ck_assert_uint_eq(l.n, 4);
+	for (i = 0; i < 4; i++) {
+		ck_assert_str_eq(l.ids[i], ids[i]);
+		ck_assert_int_eq(l.held[i], i == 0 || i == 2);
+		ck_assert_uint_eq(l.nrcpts[i], 1);
+	}
+	check_load(ids[2], "a@example.org",
+	    (const char *const []){ "b@example.net" }, 1);
+	ck_assert_int_eq(queue_msg_read(ids[0], 10, &text, &len), 0);
+	ck_assert_uint_eq(len, 10);
+	free(text);
+	queue_shutdown();
+	ck_assert_int_eq(count_files(spool), before);
+	qpath(path, sizeof path, "queue", ID_ORPHAN, "msg");
+	ck_assert_msg(exists(path), "read-only open recovered %s", path);
+	close(lockfd);
+
+	/* A spool never used for a hold; a spool that is not there. */
+	spath(path, sizeof path, "hold");
+	remove_tree(AT_FDCWD, path);
+	ck_assert_msg(queue_open_readonly(spool, &cause) == 0, "%s", cause);
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(queue_list(list_cb, &l, &cause), 0);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.ids[0], ids[1]);
+	ck_assert_str_eq(l.ids[1], ids[3]);
+	queue_shutdown();
+	spath(path, sizeof path, "nonexistent");
+	ck_assert_int_eq(queue_open_readonly(path, &cause), -1);
+	ck_assert_ptr_nonnull(strstr(cause, "nonexistent"));
+	free(cause);
+}
+END_TEST
+
+/* Others reach maildrop/ through the spool but list nothing in it. */
+START_TEST(test_spool_mode)
+{
+	struct stat	st;
+	char		path[PATH_SIZE];
+
+	ck_assert_int_eq(chmod(spool, 0700), 0);
+	init_spool(NULL, NULL);
+	ck_assert_int_eq(stat(spool, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0711);
+	spath(path, sizeof path, "queue");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 07777, 0700);
+	queue_shutdown();
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -2037,6 +2353,11 @@ queue_suite(void)
 	tcase_add_test(tc, test_env_update);
 	tcase_add_test(tc, test_env_update_fails);
 	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_hold_release);
+	tcase_add_loop_test(tc, test_hold_crash, 0, nitems(crashes));
+	tcase_add_test(tc, test_hold_stale_link);
+	tcase_add_test(tc, test_list_readonly);
+	tcase_add_test(tc, test_spool_mode);
 	tcase_add_test(tc, test_remove_then_recover);
 	tcase_add_test(tc, test_msg_open);
 	tcase_add_loop_test(tc, test_msg_headers, 0, nitems(hdrs));
