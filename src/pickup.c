@@ -1,0 +1,789 @@
+/*
+ * pickup.c: local submission, the daemon's side.  sendmail writes each
+ * message as one file into the spool's maildrop/ directory, whether or
+ * not ternd runs; pickup finds the files (inotify on the directory, a
+ * scan at start and every minute as a safety net), checks each as the
+ * untrusted input it is, queues it as a normal message with a Received
+ * header naming the submitting user, and removes it once the commit is
+ * durable.  It never trusts what a file says about who wrote it (that is
+ * the file's owner), never follows a link, and never keeps the loop busy
+ * for more than a few files per turn.
+ *
+ * A maildrop file, version 1: a header block of LF-terminated lines, an
+ * empty line, then the message exactly as it is to be queued.
+ *
+ *	TERN-MAILDROP 1
+ *	sender: alice@example.org	(empty: the null sender <>)
+ *	rcpt: bob@example.org		(one per recipient, 1 or more)
+ *	size: 1234			(octets of the message)
+ *
+ *	<the message: 1234 octets, CRLF lines>
+ *
+ * The first line names the format and its version; "sender" and "size"
+ * appear once, "rcpt" at least once and at most PICKUP_RCPTS_MAX times,
+ * in any order; an unknown line refuses the file.  Addresses are
+ * "local@domain" as in the envelope (no angle brackets), recipients
+ * always with a domain.  The header block is at most PICKUP_HDR_MAX
+ * octets.  The message is at most max_message_size octets, every line
+ * ends in CRLF, has no other CR or LF and is at most PICKUP_LINE_MAX
+ * octets; the file ends with it, so a file cut short never passes.
+ * sendmail has already added what the message lacked (From, Date,
+ * Message-ID) and removed Bcc; pickup adds only its Received header.
+ *
+ * Files are written as ".tmp.<anything>" and renamed to a name that does
+ * not start with "."; names starting with "." are never read, and a
+ * ".tmp." file left for a day by a sendmail that died is removed.
+ */
+#include "autoconf.h"
+
+#include <sys/inotify.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "addr.h"
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "pickup.h"
+#include "queue.h"
+#include "users.h"
+#include "util.h"
+
+#define PICKUP_RESCAN		60	/* seconds between full scans */
+#define PICKUP_FILES_TURN	8	/* files taken per loop turn */
+#define PICKUP_BYTES_TURN	(4 * 1024 * 1024)	/* octets per turn */
+#define PICKUP_JOBS_MAX		64	/* commits in flight */
+#define PICKUP_STALE		86400	/* seconds: a dead ".tmp." */
+#define PICKUP_WHY_SIZE		128
+
+/* One file being committed; owned by the module until its callback. */
+struct pickup_job {
+	TAILQ_ENTRY(pickup_job)	 entry;
+	struct envelope		 env;
+	struct queue_commit	*commit;
+	unsigned long		 uid;
+	char			 name[NAME_MAX + 1];
+};
+TAILQ_HEAD(pickup_jobs, pickup_job);
+
+static struct {
+	const struct config	*conf;
+	const struct users	*users;
+	pickup_queued_cb	 queued;
+	int			 dirfd;		/* maildrop/ */
+	int			 inotifyfd;	/* -1: rescans only */
+	struct event		*inotify_ev;
+	struct event		*timer_ev;	/* the full rescan */
+	struct event		*work_ev;	/* a pass's next turn */
+	DIR			*scan;		/* a pass under way */
+	int			 rescan;	/* a file came meanwhile */
+	struct pickup_jobs	 jobs;
+	size_t			 njobs;
+	int			 stopped;
+} pickup = { .dirfd = -1, .inotifyfd = -1 };
+
+/* Run the next turn of a pass after the loop has looked at its I/O. */
+static void
+pickup_kick(void)
+{
+	struct timeval	tv = { 0, 0 };
+
+	if (!pickup.stopped)
+		evtimer_add(pickup.work_ev, &tv);
+}
+
+/* Something may have arrived: scan now, or again after this pass. */
+static void
+pickup_wake(void)
+{
+	if (pickup.scan != NULL)
+		pickup.rescan = 1;
+	else
+		pickup_kick();
+}
+
+static int
+pickup_is_busy(const char *name)
+{
+	struct pickup_job	*job;
+
+	TAILQ_FOREACH(job, &pickup.jobs, entry) {
+		if (strcmp(job->name, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+pickup_job_free(struct pickup_job *job)
+{
+	TAILQ_REMOVE(&pickup.jobs, job, entry);
+	pickup.njobs--;
+	envelope_clear(&job->env);
+	free(job);
+}
+
+/* A file that can never become a message: say so, and remove it. */
+static void
+pickup_remove(const char *name, unsigned long uid, const char *why)
+{
+	char	esc[LOG_ESCAPE_SIZE];
+
+	log_warnx("pickup: maildrop/%s: uid=%lu: removed: %s",
+	    log_escape(esc, sizeof esc, name, strlen(name)), uid, why);
+	if (unlinkat(pickup.dirfd, name, 0) == -1 && errno != ENOENT)
+		log_warn("pickup: cannot remove maildrop/%s", esc);
+}
+
+/* "<value>" through addr.c, then printed back as "local@domain". */
+static int
+pickup_addr(const char *value, int flags, struct addr *a, char *buf,
+    size_t size)
+{
+	char		 path[ADDR_PATH_SIZE + 2];
+	const char	*rest, *cause;
+
+	if (util_snprintf(path, sizeof path, "<%s>", value) == -1 ||
+	    addr_parse_path(path, flags | ADDR_ALLOW_UTF8, a, &rest,
+	    &cause) != 0 || *rest != '\0')
+		return -1;
+	return addr_format(a, buf, size);
+}
+
+/*
+ * One line of the header block into env; *size and *seen record "size"
+ * and which keys were met (1 sender, 2 size).
+ */
+static int
+pickup_parse_line(const char *line, struct envelope *env, uint64_t *size,
+    int *seen, char *why, size_t whysize)
+{
+	struct addr	 a;
+	char		 buf[ADDR_PATH_SIZE];
+	const char	*value, *cause;
+
+	if (strncmp(line, "sender: ", 8) == 0 ||
+	    strcmp(line, "sender:") == 0) {
+		value = line[7] == '\0' ? "" : line + 8;
+		if ((*seen & 1) || pickup_addr(value, ADDR_ALLOW_NULL, &a, buf,
+		    sizeof buf) == -1) {
+			util_snprintf(why, whysize, "bad or second sender");
+			return -1;
+		}
+		envelope_set_str(&env->sender, buf);
+		if (addr_is_utf8(&a))
+			env->smtputf8 = 1;
+		*seen |= 1;
+	} else if (strncmp(line, "rcpt: ", 6) == 0) {
+		if (env->nrcpts >= PICKUP_RCPTS_MAX) {
+			util_snprintf(why, whysize, "more than %d recipients",
+			    PICKUP_RCPTS_MAX);
+			return -1;
+		}
+		if (pickup_addr(line + 6, 0, &a, buf, sizeof buf) == -1) {
+			util_snprintf(why, whysize, "bad recipient address");
+			return -1;
+		}
+		/* As over SMTP: no routing through a local domain. */
+		if (config_is_local_domain(pickup.conf, a.domain) &&
+		    addr_has_routing(&a)) {
+			util_snprintf(why, whysize, "recipient local part "
+			    "with @, %% or !");
+			return -1;
+		}
+		if (addr_is_utf8(&a))
+			env->smtputf8 = 1;
+		/* Duplicates are sendmail's to drop; here they only cost. */
+		envelope_add_rcpt(env, buf);
+	} else if (strncmp(line, "size: ", 6) == 0) {
+		if ((*seen & 2) || util_parse_uint(line + 6, 0, UINT64_MAX,
+		    size, &cause) == -1) {
+			util_snprintf(why, whysize, "bad or second size");
+			return -1;
+		}
+		*seen |= 2;
+	} else {
+		util_snprintf(why, whysize, "unknown header line");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The message: CRLF lines only, none longer than PICKUP_LINE_MAX; sets
+ * the envelope's body type from what it holds.
+ */
+static int
+pickup_check_content(const char *p, size_t len, struct envelope *env,
+    char *why, size_t whysize)
+{
+	size_t	i, start = 0;
+	int	eight = 0;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)p[i] >= 0x80)
+			eight = 1;
+		if (p[i] == '\r') {
+			if (i + 1 >= len || p[i + 1] != '\n')
+				goto bare;
+			i++;
+			if (i + 1 - start > PICKUP_LINE_MAX) {
+				util_snprintf(why, whysize, "line longer "
+				    "than %d octets", PICKUP_LINE_MAX);
+				return -1;
+			}
+			start = i + 1;
+		} else if (p[i] == '\n')
+			goto bare;
+	}
+	if (start != len) {
+		util_snprintf(why, whysize, "message does not end in CRLF");
+		return -1;
+	}
+	env->body = eight ? ENVELOPE_BODY_8BITMIME : ENVELOPE_BODY_7BIT;
+	return 0;
+
+bare:
+	util_snprintf(why, whysize, "bare CR or LF in the message");
+	return -1;
+}
+
+/*
+ * A whole maildrop file (NUL-terminated at buf[len]) into env; *content
+ * and *clen point at the message inside buf.
+ */
+static int
+pickup_parse(char *buf, size_t len, struct envelope *env,
+    const char **content, size_t *clen, char *why, size_t whysize)
+{
+	char		*p = buf, *nl, *end = buf + len;
+	uint64_t	 size = 0;
+	int		 seen = 0, first = 1;
+
+	for (;;) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
+		    nl - buf >= PICKUP_HDR_MAX) {
+			util_snprintf(why, whysize, "header block not ended");
+			return -1;
+		}
+		*nl = '\0';
+		if (memchr(p, '\0', (size_t)(nl - p)) != NULL) {
+			util_snprintf(why, whysize, "NUL in the header block");
+			return -1;
+		}
+		if (first) {
+			if (strcmp(p, PICKUP_MAGIC) != 0) {
+				util_snprintf(why, whysize, "not a version 1 "
+				    "maildrop file");
+				return -1;
+			}
+			first = 0;
+		} else if (*p == '\0') {
+			p = nl + 1;
+			break;
+		} else if (pickup_parse_line(p, env, &size, &seen, why,
+		    whysize) == -1)
+			return -1;
+		p = nl + 1;
+	}
+	if (seen != 3 || env->nrcpts == 0) {
+		util_snprintf(why, whysize, "sender, recipient or size "
+		    "missing");
+		return -1;
+	}
+	if (size != (uint64_t)(end - p)) {
+		util_snprintf(why, whysize, "message is %zu octets, not "
+		    "%" PRIu64, (size_t)(end - p), size);
+		return -1;
+	}
+	if (size > pickup.conf->max_message_size) {
+		util_snprintf(why, whysize, "message larger than "
+		    "max_message_size");
+		return -1;
+	}
+	*content = p;
+	*clen = (size_t)size;
+	return pickup_check_content(p, *clen, env, why, whysize);
+}
+
+/* Read a whole file of at most max octets; EFBIG past that. */
+static int
+pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
+{
+	char	*buf;
+	size_t	 size = 65536, off = 0;
+	ssize_t	 n;
+
+	buf = xmalloc(size + 1);
+	for (;;) {
+		if (off == size) {
+			if (size > max) {
+				free(buf);
+				errno = EFBIG;
+				return -1;
+			}
+			size *= 2;
+			buf = xreallocarray(buf, size + 1, 1);
+		}
+		if ((n = read(fd, buf + off, size - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off > max) {
+		free(buf);
+		errno = EFBIG;
+		return -1;
+	}
+	buf[off] = '\0';
+	*bufp = buf;
+	*lenp = off;
+	return 0;
+}
+
+/*
+ * Our trace header, first in the stored message.  The submitter is the
+ * file's owner, the one thing about a maildrop file nobody can forge.
+ */
+static int
+pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
+{
+	struct passwd	*pw;
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	char		 hdr[2048], date[64], user[64];
+	char		 forclause[ADDR_PATH_SIZE + 16];
+	size_t		 i;
+	int		 n;
+
+	/* Blocking: a passwd lookup, local files on a mail server. */
+	user[0] = '\0';
+	if ((pw = getpwuid((uid_t)job->uid)) != NULL &&
+	    strlen(pw->pw_name) < sizeof user - 8) {
+		for (i = 0; pw->pw_name[i] != '\0'; i++) {
+			if (pw->pw_name[i] <= ' ' || pw->pw_name[i] > '~' ||
+			    strchr("()\\", pw->pw_name[i]) != NULL)
+				break;
+		}
+		if (pw->pw_name[i] == '\0' && i > 0)
+			util_snprintf(user, sizeof user, " (user %s)",
+			    pw->pw_name);
+	}
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	forclause[0] = '\0';
+	if (job->env.nrcpts == 1)
+		util_snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
+		    job->env.rcpts[0].addr);
+	n = snprintf(hdr, sizeof hdr, "Received: by %s (tern, from userid "
+	    "%lu%s)\r\n\tid %s%s; %s\r\n", pickup.conf->hostname, job->uid,
+	    user, job->env.id, forclause, date);
+	if (n < 0 || (size_t)n >= sizeof hdr)
+		n = (int)strlen(hdr);
+	return queue_msg_write(m, hdr, (size_t)n);
+}
+
+static void
+pickup_commit_cb(void *arg, int error)
+{
+	struct pickup_job	*job = arg;
+	char			 esc[LOG_ESCAPE_SIZE];
+
+	job->commit = NULL;
+	if (error != 0)
+		log_warnx("pickup: maildrop/%s: not queued; tried again "
+		    "later", log_escape(esc, sizeof esc, job->name,
+		    strlen(job->name)));
+	else {
+		log_mail("pickup", "%s: uid=%lu from=<%s>", job->env.id,
+		    job->uid, log_escape(esc, sizeof esc, job->env.sender,
+		    strlen(job->env.sender)));
+		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
+		    "(queue active)", job->env.id, esc, job->env.size,
+		    job->env.nrcpts);
+		if (!pickup.stopped && pickup.queued != NULL)
+			pickup.queued(&job->env);
+		/*
+		 * Not synced: should the removal be lost, the file is
+		 * queued again, a repeat and never a loss.
+		 */
+		if (unlinkat(pickup.dirfd, job->name, 0) == -1 &&
+		    errno != ENOENT)
+			log_warn("%s: cannot remove maildrop/%s", job->env.id,
+			    log_escape(esc, sizeof esc, job->name,
+			    strlen(job->name)));
+	}
+	pickup_job_free(job);
+	if (pickup.stopped) {
+		if (pickup.njobs == 0 && pickup.dirfd != -1) {
+			close(pickup.dirfd);
+			pickup.dirfd = -1;
+		}
+	} else if (pickup.scan != NULL && pickup.njobs == PICKUP_JOBS_MAX - 1)
+		pickup_kick();		/* the pass waited for a slot */
+}
+
+/*
+ * Take one maildrop file: check it and ask for its commit, or remove it
+ * when it can never be a message.  Returns the octets read, to bound a
+ * turn.  A file that cannot be read now stays for the next scan.
+ * Blocking: reading a local file and writing it to the spool, as the
+ * queue does for a message received over SMTP.
+ */
+/*
+ * Local recipients are resolved as over SMTP, into the users their
+ * aliases reach, each keeping the address given as its ORCPT.  One that
+ * nothing answers to stays as given: local delivery fails it with 5.1.1
+ * and the submitter gets the bounce, the only way to tell them.
+ */
+static void
+pickup_expand(struct envelope *env)
+{
+	struct envelope		 out;
+	struct envelope_rcpt	*r;
+	struct users_rcpt	*res;
+	const char		*addr, *at;
+	char			 orcpt[ADDR_PATH_SIZE + 8];
+	size_t			 i, j, k, n;
+
+	envelope_init(&out);
+	for (i = 0; i < env->nrcpts; i++) {
+		addr = env->rcpts[i].addr;
+		at = strrchr(addr, '@');
+		res = NULL;
+		n = 0;
+		if (pickup.users == NULL || at == NULL ||
+		    !config_is_local_domain(pickup.conf, at + 1) ||
+		    users_resolve(pickup.users, addr, &res, &n) != 0)
+			n = 0;
+		for (j = 0; j < (n > 0 ? n : 1); j++) {
+			const char *final = n > 0 ? res[j].addr : addr;
+
+			for (k = 0; k < out.nrcpts; k++) {
+				if (strcmp(out.rcpts[k].addr, final) == 0)
+					break;
+			}
+			if (k < out.nrcpts)
+				continue;
+			r = envelope_add_rcpt(&out, final);
+			if (strcmp(final, addr) != 0) {
+				util_snprintf(orcpt, sizeof orcpt, "rfc822;%s",
+				    addr);
+				envelope_set_str(&r->orcpt, orcpt);
+			}
+		}
+		free(res);
+	}
+	/* Take the new list; the old one goes with out. */
+	r = env->rcpts;
+	n = env->nrcpts;
+	i = env->rcpts_alloc;
+	env->rcpts = out.rcpts;
+	env->nrcpts = out.nrcpts;
+	env->rcpts_alloc = out.rcpts_alloc;
+	out.rcpts = r;
+	out.nrcpts = n;
+	out.rcpts_alloc = i;
+	envelope_clear(&out);
+}
+
+static size_t
+pickup_file(const char *name)
+{
+	struct pickup_job	*job;
+	struct queue_msg	*m;
+	struct stat		 st;
+	const char		*content;
+	char			 esc[LOG_ESCAPE_SIZE], why[PICKUP_WHY_SIZE];
+	char			*buf;
+	size_t			 len, clen, max;
+	unsigned long		 uid;
+	int			 fd;
+
+	fd = openat(pickup.dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == ELOOP && fstatat(pickup.dirfd, name, &st,
+		    AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+			pickup_remove(name, (unsigned long)st.st_uid,
+			    "a symbolic link");
+			return 0;
+		}
+		log_warn("pickup: cannot open maildrop/%s; left for the next "
+		    "scan", log_escape(esc, sizeof esc, name, strlen(name)));
+		return 0;
+	}
+	if (fstat(fd, &st) == -1) {
+		log_warn("pickup: maildrop/%s", log_escape(esc, sizeof esc,
+		    name, strlen(name)));
+		close(fd);
+		return 0;
+	}
+	uid = (unsigned long)st.st_uid;
+	max = (size_t)pickup.conf->max_message_size + PICKUP_HDR_MAX;
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		if (S_ISDIR(st.st_mode)) {
+			if (unlinkat(pickup.dirfd, name, AT_REMOVEDIR) == 0)
+				log_warnx("pickup: maildrop/%s: uid=%lu: "
+				    "removed: a directory", log_escape(esc,
+				    sizeof esc, name, strlen(name)), uid);
+			return 0;
+		}
+		pickup_remove(name, uid, "not a regular file");
+		return 0;
+	}
+	/* A second link could carry a file its owner never submitted. */
+	if (st.st_nlink != 1) {
+		close(fd);
+		pickup_remove(name, uid, "more than one link");
+		return 0;
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		pickup_remove(name, uid, "larger than max_message_size");
+		return 0;
+	}
+	if (pickup_read(fd, max, &buf, &len) == -1) {
+		if (errno == EFBIG) {
+			close(fd);
+			pickup_remove(name, uid, "larger than "
+			    "max_message_size");
+			return 0;
+		}
+		log_warn("pickup: cannot read maildrop/%s; left for the next "
+		    "scan", log_escape(esc, sizeof esc, name, strlen(name)));
+		close(fd);
+		return 0;
+	}
+	close(fd);
+
+	job = xcalloc(1, sizeof *job);
+	envelope_init(&job->env);
+	job->uid = uid;
+	util_strlcpy(job->name, name, sizeof job->name);
+	TAILQ_INSERT_TAIL(&pickup.jobs, job, entry);
+	pickup.njobs++;
+	if (pickup_parse(buf, len, &job->env, &content, &clen, why,
+	    sizeof why) == -1) {
+		pickup_remove(name, uid, why);
+		pickup_job_free(job);
+		free(buf);
+		return len;
+	}
+	pickup_expand(&job->env);
+	if ((m = queue_msg_new(job->env.id, sizeof job->env.id)) == NULL ||
+	    pickup_write_received(m, job) == -1 ||
+	    queue_msg_write(m, content, clen) == -1) {
+		if (m != NULL) {
+			log_warn("%s: queue file write", job->env.id);
+			queue_msg_abort(m);
+		}
+		log_warnx("pickup: maildrop/%s: not queued; tried again "
+		    "later", log_escape(esc, sizeof esc, name, strlen(name)));
+		pickup_job_free(job);
+		free(buf);
+		return len;
+	}
+	free(buf);
+	job->env.arrival = time(NULL);
+	job->env.next_attempt = job->env.arrival;
+	job->env.size = queue_msg_size(m);
+	util_strlcpy(job->env.protocol, "local", sizeof job->env.protocol);
+	job->commit = queue_msg_commit(m, &job->env, pickup_commit_cb, job);
+	return len;
+}
+
+/* A ".tmp." file a sendmail that died left behind for long: remove it. */
+static void
+pickup_stale(const char *name)
+{
+	struct stat	st;
+	char		esc[LOG_ESCAPE_SIZE];
+
+	if (strncmp(name, ".tmp.", 5) != 0 ||
+	    fstatat(pickup.dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISREG(st.st_mode) || st.st_mtime > time(NULL) - PICKUP_STALE)
+		return;
+	if (unlinkat(pickup.dirfd, name, 0) == 0)
+		log_info("pickup: maildrop/%s: uid=%lu: removed an unfinished "
+		    "file a day old", log_escape(esc, sizeof esc, name,
+		    strlen(name)), (unsigned long)st.st_uid);
+}
+
+/*
+ * One turn of a pass over maildrop/: a few files, then back to the loop.
+ * A pass remembers where it stands in the directory between turns; a
+ * file that came during a pass is found by the next one.
+ */
+static void
+pickup_work_cb(evutil_socket_t unused, short events, void *arg)
+{
+	struct dirent	*de;
+	size_t		 files = 0, bytes = 0;
+	int		 fd;
+
+	if (pickup.stopped)
+		return;
+	if (pickup.scan == NULL) {
+		fd = openat(pickup.dirfd, ".", O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC);
+		if (fd == -1 || (pickup.scan = fdopendir(fd)) == NULL) {
+			log_warn("pickup: cannot read maildrop");
+			if (fd != -1)
+				close(fd);
+			return;
+		}
+		pickup.rescan = 0;
+	}
+	while (files < PICKUP_FILES_TURN && bytes < PICKUP_BYTES_TURN) {
+		/* pickup_commit_cb() resumes the pass. */
+		if (pickup.njobs >= PICKUP_JOBS_MAX)
+			return;
+		if ((de = readdir(pickup.scan)) == NULL) {
+			closedir(pickup.scan);
+			pickup.scan = NULL;
+			if (pickup.rescan)
+				pickup_kick();
+			return;
+		}
+		if (de->d_name[0] == '.') {
+			pickup_stale(de->d_name);
+			continue;
+		}
+		if (pickup_is_busy(de->d_name))
+			continue;
+		bytes += pickup_file(de->d_name);
+		files++;
+	}
+	pickup_kick();
+}
+
+/* A file was renamed into maildrop/ (or the event queue overflowed). */
+static void
+pickup_inotify_cb(evutil_socket_t fd, short events, void *arg)
+{
+	char	buf[4096]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	pickup_wake();
+}
+
+static void
+pickup_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	pickup_wake();
+}
+
+/*
+ * Watch dir (spool/maildrop) and take what is there once the loop runs.
+ * Called before privileges are dropped: the watch and the directory
+ * stay usable after.
+ */
+int
+pickup_init(struct event_base *base, const char *dir,
+    const struct config *conf, pickup_queued_cb queued, char **cause)
+{
+	struct timeval	tv = { PICKUP_RESCAN, 0 };
+
+	pickup.conf = conf;
+	pickup.queued = queued;
+	pickup.stopped = 0;
+	pickup.rescan = 0;
+	pickup.njobs = 0;
+	TAILQ_INIT(&pickup.jobs);
+	pickup.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (pickup.dirfd == -1) {
+		xasprintf(cause, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	pickup.inotifyfd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (pickup.inotifyfd == -1 || inotify_add_watch(pickup.inotifyfd, dir,
+	    IN_MOVED_TO | IN_ONLYDIR) == -1) {
+		/* The rescans still find every file, only later. */
+		log_warn("pickup: cannot watch %s; looking every %d seconds",
+		    dir, PICKUP_RESCAN);
+		if (pickup.inotifyfd != -1)
+			close(pickup.inotifyfd);
+		pickup.inotifyfd = -1;
+	} else {
+		pickup.inotify_ev = event_new(base, pickup.inotifyfd,
+		    EV_READ | EV_PERSIST, pickup_inotify_cb, NULL);
+		if (pickup.inotify_ev == NULL ||
+		    event_add(pickup.inotify_ev, NULL) == -1)
+			fatalx("pickup: event_new");
+	}
+	pickup.timer_ev = event_new(base, -1, EV_PERSIST, pickup_timer_cb,
+	    NULL);
+	pickup.work_ev = evtimer_new(base, pickup_work_cb, NULL);
+	if (pickup.timer_ev == NULL || pickup.work_ev == NULL ||
+	    evtimer_add(pickup.timer_ev, &tv) == -1)
+		fatalx("pickup: event_new");
+	pickup_kick();
+	return 0;
+}
+
+/* A reload: limits and local domains for the next file. */
+/* The users and aliases in force, for resolving local recipients. */
+void
+pickup_set_users(const struct users *users)
+{
+	pickup.users = users;
+}
+
+void
+pickup_set_config(const struct config *conf)
+{
+	pickup.conf = conf;
+}
+
+/*
+ * Stop looking.  Commits in flight still finish (queue_shutdown() runs
+ * them) and their files are removed then, so none is queued twice.
+ */
+void
+pickup_shutdown(void)
+{
+	pickup.stopped = 1;
+	if (pickup.inotify_ev != NULL)
+		event_free(pickup.inotify_ev);
+	if (pickup.timer_ev != NULL)
+		event_free(pickup.timer_ev);
+	if (pickup.work_ev != NULL)
+		event_free(pickup.work_ev);
+	pickup.inotify_ev = pickup.timer_ev = pickup.work_ev = NULL;
+	if (pickup.scan != NULL)
+		closedir(pickup.scan);
+	pickup.scan = NULL;
+	if (pickup.inotifyfd != -1)
+		close(pickup.inotifyfd);
+	pickup.inotifyfd = -1;
+	if (pickup.njobs == 0 && pickup.dirfd != -1) {
+		close(pickup.dirfd);
+		pickup.dirfd = -1;
+	}
+}
