@@ -1,0 +1,578 @@
+/*
+ * control.c: ternd's control socket.  It owns the Unix socket, its
+ * clients and their buffers: it checks each client's credentials, reads
+ * one request line, answers it through the callbacks ternd handed it and
+ * closes.  It never touches the queue or the scheduler itself (a lower
+ * module reports upward through callbacks), and never trusts a byte of a
+ * request: ids go to the callbacks as opaque words.
+ */
+#include "autoconf.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "control.h"
+#include "ctl_proto.h"
+#include "log.h"
+#include "util.h"
+
+#define CONTROL_CLIENTS_MAX	16
+#define CONTROL_TIMEOUT		10	/* seconds per client */
+#define CONTROL_BACKLOG		16
+#define CONTROL_GROUPS_MAX	1024
+
+/* One connected client; owned by the control module until closed. */
+struct control_client {
+	TAILQ_ENTRY(control_client) entry;
+	struct bufferevent	*bev;
+	uid_t			 uid;
+	int			 denied;	/* told so after its request */
+	int			 closing;	/* final reply line written */
+	int			 stop;		/* call ops->stop once sent */
+	int			 shut;		/* reply sent, our side shut */
+};
+TAILQ_HEAD(control_clients, control_client);
+
+struct control_verb;
+typedef void	(*control_verb_fn)(struct control_client *,
+		    const struct control_verb *, char **, size_t);
+
+/* One verb of the protocol: its argument counts and its handler. */
+struct control_verb {
+	const char	*name;
+	size_t		 min_args;
+	size_t		 max_args;	/* SIZE_MAX: no limit */
+	int		 acting;	/* logged at info */
+	control_verb_fn	 fn;
+};
+
+static struct {
+	struct event_base		*base;
+	struct evconnlistener		*lev;
+	const struct control_ops	*ops;
+	char				 path[sizeof(((struct sockaddr_un *)0)
+					    ->sun_path)];
+	gid_t				 group;
+	struct control_clients		 clients;
+	size_t				 nclients;
+} control;
+
+static void	control_read_cb(struct bufferevent *, void *);
+static void	control_write_cb(struct bufferevent *, void *);
+static void	control_event_cb(struct bufferevent *, short, void *);
+
+static void __attribute__((format(printf, 2, 3)))
+control_reply(struct control_client *c, const char *fmt, ...)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\n", 1);
+}
+
+/* The last line of a reply; the client is closed once it is sent. */
+static void
+control_finish(struct control_client *c, const char *error)
+{
+	if (error != NULL)
+		control_reply(c, "%s%s", CTL_REPLY_ERROR, error);
+	else
+		control_reply(c, "%s", CTL_REPLY_OK);
+	c->closing = 1;
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void
+control_client_free(struct control_client *c)
+{
+	TAILQ_REMOVE(&control.clients, c, entry);
+	bufferevent_free(c->bev);
+	free(c);
+	/* A slot is free again: take connections if we had paused. */
+	if (control.nclients-- == CONTROL_CLIENTS_MAX && control.lev != NULL)
+		evconnlistener_enable(control.lev);
+}
+
+/* hold, release, delete, bounce, flush-ids: one call per id. */
+static void
+control_verb_ids(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	const struct control_ops	*ops = control.ops;
+	int				(*fn)(const char *) = NULL;
+	size_t				 i;
+
+	if (strcmp(v->name, CTL_VERB_HOLD) == 0)
+		fn = ops->hold;
+	else if (strcmp(v->name, CTL_VERB_RELEASE) == 0)
+		fn = ops->release;
+	else if (strcmp(v->name, CTL_VERB_DELETE) == 0)
+		fn = ops->delete;
+	else if (strcmp(v->name, CTL_VERB_BOUNCE) == 0)
+		fn = ops->bounce;
+	else if (strcmp(v->name, CTL_VERB_FLUSH_IDS) == 0)
+		fn = ops->flush_ids;
+	if (fn == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	for (i = 0; i < nargs; i++) {
+		if (fn(args[i]) == 0)
+			control_reply(c, "%s%s", CTL_REPLY_DATA, args[i]);
+		else
+			control_reply(c, "%s%s%s", CTL_REPLY_DATA, args[i],
+			    CTL_UNKNOWN);
+	}
+	control_finish(c, NULL);
+}
+
+/* flush [DOMAIN]: "@domain" takes its subdomains too, as ETRN does. */
+static void
+control_verb_flush(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	const char	*domain = nargs > 0 ? args[0] : NULL;
+	int		 sub = 0;
+	size_t		 n;
+
+	if (control.ops->flush == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	if (domain != NULL && domain[0] == '@') {
+		domain++;
+		sub = 1;
+	}
+	if (domain != NULL && *domain == '\0') {
+		control_finish(c, "empty domain");
+		return;
+	}
+	n = control.ops->flush(domain, sub);
+	control_reply(c, "%sflushed=%zu", CTL_REPLY_DATA, n);
+	control_finish(c, NULL);
+}
+
+/* The stats lines, in the order they are sent. */
+static const struct {
+	const char	*name;
+	size_t		 offset;
+} control_stat_names[] = {
+	{ "sessions", offsetof(struct control_stats, sessions) },
+	{ "accepted", offsetof(struct control_stats, accepted) },
+	{ "delivered", offsetof(struct control_stats, delivered) },
+	{ "deferred", offsetof(struct control_stats, deferred) },
+	{ "bounced", offsetof(struct control_stats, bounced) },
+	{ "queue_size", offsetof(struct control_stats, queue_size) },
+	{ "oldest", offsetof(struct control_stats, oldest) },
+	{ "uptime", offsetof(struct control_stats, uptime) },
+};
+
+static void
+control_verb_stats(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	struct control_stats	st;
+	size_t			i;
+
+	if (control.ops->stats == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	memset(&st, 0, sizeof st);
+	control.ops->stats(&st);
+	for (i = 0; i < nitems(control_stat_names); i++)
+		control_reply(c, "%s%s=%llu", CTL_REPLY_DATA,
+		    control_stat_names[i].name, (unsigned long long)
+		    *(const uint64_t *)(const void *)((const char *)&st +
+		    control_stat_names[i].offset));
+	control_finish(c, NULL);
+}
+
+static void
+control_verb_reload(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	if (control.ops->reload == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	control.ops->reload();
+	control_finish(c, NULL);
+}
+
+/* The stop itself waits until the client has its "ok". */
+static void
+control_verb_stop(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	if (control.ops->stop == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	c->stop = 1;
+	control_finish(c, NULL);
+}
+
+static const struct control_verb control_verbs[] = {
+	{ CTL_VERB_HOLD, 1, SIZE_MAX, 1, control_verb_ids },
+	{ CTL_VERB_RELEASE, 1, SIZE_MAX, 1, control_verb_ids },
+	{ CTL_VERB_DELETE, 1, SIZE_MAX, 1, control_verb_ids },
+	{ CTL_VERB_BOUNCE, 1, SIZE_MAX, 1, control_verb_ids },
+	{ CTL_VERB_FLUSH, 0, 1, 1, control_verb_flush },
+	{ CTL_VERB_FLUSH_IDS, 1, SIZE_MAX, 1, control_verb_ids },
+	{ CTL_VERB_STATS, 0, 0, 0, control_verb_stats },
+	{ CTL_VERB_RELOAD, 0, 0, 1, control_verb_reload },
+	{ CTL_VERB_STOP, 0, 0, 1, control_verb_stop },
+};
+
+/* "control: uid=N verb args", the arguments escaped and cut short. */
+static void
+control_log(const struct control_client *c, const char *verb, char **args,
+    size_t nargs)
+{
+	struct util_buf	 b;
+	char		 esc[LOG_ESCAPE_SIZE];
+	size_t		 i;
+
+	memset(&b, 0, sizeof b);
+	for (i = 0; i < nargs; i++) {
+		util_buf_add(&b, " ", 1);
+		util_buf_adds(&b, args[i]);
+	}
+	log_info("control: uid=%lu %s%s", (unsigned long)c->uid, verb,
+	    b.len > 0 ? log_escape(esc, sizeof esc, b.data, b.len) : "");
+	free(b.data);
+}
+
+/*
+ * One request line, its newline gone: split into words, check the
+ * version and the verb's argument count, then run the verb.
+ */
+static void
+control_dispatch(struct control_client *c, char *line, size_t len)
+{
+	const struct control_verb	*v = NULL;
+	char				**words, *p, *save = NULL;
+	size_t				 nwords = 0, i;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)line[i] < 0x20 ||
+		    (unsigned char)line[i] == 0x7f) {
+			control_finish(c, "bad request");
+			return;
+		}
+	}
+	words = xcalloc(len / 2 + 2, sizeof *words);
+	for (p = strtok_r(line, " ", &save); p != NULL;
+	    p = strtok_r(NULL, " ", &save))
+		words[nwords++] = p;
+	if (nwords == 0 || strcmp(words[0], CTL_PROTO_VERSION) != 0) {
+		control_finish(c, "unsupported protocol, expected "
+		    CTL_PROTO_VERSION);
+		goto done;
+	}
+	if (nwords < 2) {
+		control_finish(c, "no command");
+		goto done;
+	}
+	for (i = 0; i < nitems(control_verbs); i++) {
+		if (strcmp(control_verbs[i].name, words[1]) == 0) {
+			v = &control_verbs[i];
+			break;
+		}
+	}
+	if (v == NULL) {
+		control_finish(c, "unknown command");
+		goto done;
+	}
+	if (nwords - 2 < v->min_args || nwords - 2 > v->max_args) {
+		control_finish(c, "wrong number of arguments");
+		goto done;
+	}
+	if (v->acting)
+		control_log(c, v->name, words + 2, nwords - 2);
+	else
+		log_debug("control: uid=%lu %s", (unsigned long)c->uid,
+		    v->name);
+	v->fn(c, v, words + 2, nwords - 2);
+done:
+	free(words);
+}
+
+static void
+control_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client	*c = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	char			*line;
+	size_t			 len;
+
+	/* Answered: what else comes is read and dropped until EOF. */
+	if (c->closing) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) >= CTL_LINE_MAX)
+			control_finish(c, c->denied ? "permission denied" :
+			    "request too long");
+		return;
+	}
+	if (c->denied)
+		control_finish(c, "permission denied");
+	else if (len + 1 > CTL_LINE_MAX)
+		control_finish(c, "request too long");
+	else
+		control_dispatch(c, line, len);
+	free(line);
+}
+
+/*
+ * The reply is out: shut our side, so the client sees the end, and wait
+ * for it to close (within the timeout).  Closing first would reset a
+ * client whose request was not all read, before it reads the answer.
+ */
+static void
+control_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct control_client	*c = arg;
+
+	if (!c->closing || c->shut ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	c->shut = 1;
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	if (c->stop) {
+		c->stop = 0;
+		control.ops->stop();
+	}
+}
+
+/* EOF, error or timeout: the client goes, and with it any reply. */
+static void
+control_event_cb(struct bufferevent *bev, short events, void *arg)
+{
+	struct control_client	*c = arg;
+
+	if ((events & BEV_EVENT_TIMEOUT) && !c->shut)
+		log_info("control: uid=%lu: timed out", (unsigned long)c->uid);
+	control_client_free(c);
+}
+
+/*
+ * Whether a peer may use the socket: root, our own user, or a member of
+ * the control group (as its primary group or a supplementary one).
+ * Blocking: the passwd and group lookups, local files on a server.
+ */
+static int
+control_is_allowed(uid_t uid, gid_t gid)
+{
+	struct passwd	*pw;
+	gid_t		 groups[CONTROL_GROUPS_MAX];
+	int		 n = CONTROL_GROUPS_MAX, i;
+
+	if (uid == 0 || uid == geteuid() || gid == control.group)
+		return 1;
+	if ((pw = getpwuid(uid)) == NULL)
+		return 0;
+	if (pw->pw_gid == control.group)
+		return 1;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
+		n = CONTROL_GROUPS_MAX;	/* the first ones were filled */
+	for (i = 0; i < n; i++) {
+		if (groups[i] == control.group)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct control_client	*c;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof cred;
+	struct timeval		 tv = { CONTROL_TIMEOUT, 0 };
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("control: SO_PEERCRED");
+		evutil_closesocket(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->uid = cred.uid;
+	c->bev = bufferevent_socket_new(control.base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("control: bufferevent_socket_new");
+	TAILQ_INSERT_TAIL(&control.clients, c, entry);
+	if (++control.nclients == CONTROL_CLIENTS_MAX)
+		evconnlistener_disable(control.lev);
+	bufferevent_setcb(c->bev, control_read_cb, control_write_cb,
+	    control_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	/*
+	 * One denied is answered after its request has come, so that it
+	 * reads the answer instead of a reset.
+	 */
+	if (!control_is_allowed(cred.uid, cred.gid)) {
+		log_warnx("control: uid=%lu pid=%ld: permission denied",
+		    (unsigned long)cred.uid, (long)cred.pid);
+		c->denied = 1;
+	}
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+control_error_cb(struct evconnlistener *lev, void *arg)
+{
+	log_warn("control: accept");
+}
+
+/*
+ * Whether a daemon answers on path: then its socket must not be taken.
+ * Anything else there that is a socket is left by a daemon that died.
+ */
+static int
+control_is_live(const char *path)
+{
+	struct sockaddr_un	sun;
+	int			fd, rc;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	util_strlcpy(sun.sun_path, path, sizeof sun.sun_path);
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+	close(fd);
+	return rc == 0;
+}
+
+/*
+ * Make the socket at path, mode 0660, group group, and serve it on the
+ * loop.  A stale socket is replaced; one a live daemon answers on, or
+ * anything that is not a socket, is an error.
+ */
+int
+control_init(struct event_base *base, const char *path, gid_t group,
+    const struct control_ops *ops, char **cause)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	mode_t			 old;
+	int			 fd;
+
+	memset(&control, 0, sizeof control);
+	TAILQ_INIT(&control.clients);
+	control.base = base;
+	control.ops = ops;
+	control.group = group;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (util_strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
+	    sizeof sun.sun_path) {
+		xasprintf(cause, "control socket %s: path too long", path);
+		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			xasprintf(cause, "control socket %s: exists and is "
+			    "not a socket", path);
+			return -1;
+		}
+		if (control_is_live(path)) {
+			xasprintf(cause, "control socket %s: another ternd "
+			    "answers on it", path);
+			return -1;
+		}
+		if (unlink(path) == -1) {
+			xasprintf(cause, "control socket %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		xasprintf(cause, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Never reachable by others, not even between bind and chmod. */
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		umask(old);
+		xasprintf(cause, "control socket %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	util_strlcpy(control.path, path, sizeof control.path);
+	if (chmod(path, 0660) == -1 ||
+	    (geteuid() == 0 && chown(path, geteuid(), group) == -1) ||
+	    (geteuid() != 0 && getegid() != group &&
+	    chown(path, (uid_t)-1, group) == -1) ||
+	    listen(fd, CONTROL_BACKLOG) == -1) {
+		xasprintf(cause, "control socket %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		unlink(path);
+		control.path[0] = '\0';
+		return -1;
+	}
+	control.lev = evconnlistener_new(base, control_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (control.lev == NULL)
+		fatalx("control: evconnlistener_new");
+	evconnlistener_set_error_cb(control.lev, control_error_cb);
+	log_info("control socket %s", path);
+	return 0;
+}
+
+/*
+ * Close the socket and forget clients still connected (their replies
+ * are dropped; stop is not called again), and remove the socket file.
+ */
+void
+control_shutdown(void)
+{
+	struct control_client	*c;
+
+	while ((c = TAILQ_FIRST(&control.clients)) != NULL) {
+		TAILQ_REMOVE(&control.clients, c, entry);
+		bufferevent_free(c->bev);
+		free(c);
+	}
+	control.nclients = 0;
+	if (control.lev != NULL) {
+		evconnlistener_free(control.lev);
+		control.lev = NULL;
+	}
+	if (control.path[0] != '\0') {
+		unlink(control.path);
+		control.path[0] = '\0';
+	}
+}

@@ -1,0 +1,39 @@
+/*
+ * ctl_proto.h: the wire format between ternctl and ternd's control
+ * socket, versioned by its first word.  A request is one line,
+ * "TERNCTL1 <verb> [arg ...]\n", arguments separated by single spaces,
+ * at most CTL_LINE_MAX octets with its newline.  The reply is zero or
+ * more "data <text>\n" lines, then one "ok\n" or "error <message>\n";
+ * then the daemon closes the connection.
+ */
+#ifndef CTL_PROTO_H
+#define CTL_PROTO_H
+
+#define CTL_PROTO_VERSION	"TERNCTL1"
+#define CTL_LINE_MAX		65536
+
+/* Reply line prefixes; "ok" is a whole line. */
+#define CTL_REPLY_DATA		"data "
+#define CTL_REPLY_OK		"ok"
+#define CTL_REPLY_ERROR		"error "
+
+/*
+ * Verbs.  The id verbs answer "data ID" per id acted on and "data ID
+ * unknown" per id not found, then "ok" even when every id was unknown.
+ * flush takes an optional domain ("@domain": its subdomains too) and
+ * answers "data flushed=N"; stats answers "data key=value" lines.
+ */
+#define CTL_VERB_HOLD		"hold"
+#define CTL_VERB_RELEASE	"release"
+#define CTL_VERB_DELETE		"delete"
+#define CTL_VERB_BOUNCE		"bounce"
+#define CTL_VERB_FLUSH		"flush"
+#define CTL_VERB_FLUSH_IDS	"flush-ids"
+#define CTL_VERB_STATS		"stats"
+#define CTL_VERB_RELOAD		"reload"
+#define CTL_VERB_STOP		"stop"
+
+/* The suffix of an id not found. */
+#define CTL_UNKNOWN		" unknown"
+
+#endif
