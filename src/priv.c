@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "priv.h"
+#include "queue.h"
 #include "util.h"
 
 /* Used when the built-in configuration starts as root without "tern". */
@@ -84,6 +85,46 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 	return rc;
 }
 
+/*
+ * maildrop/ takes files from every local user, so it opens to them only
+ * once it is the run-as user's and group's: a file written there takes
+ * the directory's group (it is setgid) and ternd reads it through that.
+ * One owned by another user is an error, as for the spool.
+ */
+static int
+priv_maildrop(int spoolfd, const char *spool, uid_t uid, gid_t gid,
+    char **cause)
+{
+	struct stat	st;
+	int		fd;
+
+	fd = openat(spoolfd, QUEUE_MAILDROP, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		xasprintf(cause, "%s/%s: %s", spool, QUEUE_MAILDROP,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != uid) {
+		xasprintf(cause, "%s/%s: owned by uid %lu", spool,
+		    QUEUE_MAILDROP, (unsigned long)st.st_uid);
+		close(fd);
+		return -1;
+	}
+	if (((st.st_uid != uid || st.st_gid != gid) &&
+	    fchown(fd, uid, gid) == -1) ||
+	    fchmod(fd, QUEUE_MAILDROP_MODE) == -1) {
+		xasprintf(cause, "%s/%s: %s", spool, QUEUE_MAILDROP,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 /* The spool root: owned by uid, not writable by group or others. */
 static int
 priv_check_spool(const char *spool, uid_t uid, const char *user,
@@ -121,9 +162,52 @@ priv_check_spool(const char *spool, uid_t uid, const char *user,
  * falling back to "nobody" when the default user does not exist, so the
  * quick start works as root on a fresh machine.
  */
+/*
+ * The root of the Maildirs must be the run-as user's to create mailboxes
+ * in: made (with its parents, 0755) when missing, and given to the user
+ * when root owns it.  Anything else owning it is left alone: local
+ * delivery then reports the error it meets.
+ */
+static int
+priv_mailboxes(const char *dir, uid_t uid, gid_t gid, char **cause)
+{
+	struct stat	 st;
+	char		 path[PATH_MAX];
+	char		*p;
+
+	if (util_strlcpy(path, dir, sizeof path) >= sizeof path) {
+		xasprintf(cause, "mailboxes %s: path too long", dir);
+		return -1;
+	}
+	for (p = strchr(path + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(path, 0755) == -1 && errno != EEXIST) {
+			xasprintf(cause, "mailboxes: mkdir %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		xasprintf(cause, "mailboxes: mkdir %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (lstat(path, &st) == -1) {
+		xasprintf(cause, "mailboxes %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode) && st.st_uid == 0 &&
+	    lchown(path, uid, gid) == -1) {
+		xasprintf(cause, "chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int
 priv_drop(const char *user, const char *group, const char *spool,
-    int builtin, char **cause)
+    const char *mailboxes, int builtin, char **cause)
 {
 	struct passwd	*pw;
 	struct group	*gr;
@@ -200,8 +284,14 @@ priv_drop(const char *user, const char *group, const char *spool,
 		close(fd);
 		return -1;
 	}
+	if (priv_maildrop(fd, spool, uid, gid, cause) == -1) {
+		close(fd);
+		return -1;
+	}
 	close(fd);
 	if (priv_check_spool(spool, uid, name, cause) == -1)
+		return -1;
+	if (priv_mailboxes(mailboxes, uid, gid, cause) == -1)
 		return -1;
 
 	if (setgroups(1, &gid) == -1) {

@@ -5,7 +5,8 @@
  * recipients to the mta as one job per domain, writes every outcome into
  * the envelope as jobs finish, and at the end removes the message, bounces
  * what failed (once, from the null sender, never for a bounce) or sets
- * the next attempt.  Local recipients wait for local delivery.
+ * the next attempt.  Local recipients are delivered to their Maildirs
+ * first, on the loop: DESIGN.md allows that one blocking write.
  */
 #include "autoconf.h"
 
@@ -26,20 +27,35 @@
 #include "config.h"
 #include "dsn.h"
 #include "envelope.h"
+#include "local.h"
 #include "log.h"
 #include "mta.h"
 #include "queue.h"
 #include "scheduler.h"
+#include "users.h"
 #include "util.h"
 
 #define SCHED_ACTIVE_MIN	100	/* messages loaded at once, at least */
 #define SCHED_RETURN_MAX	(1024 * 1024)	/* octets of a returned body */
+#define SCHED_RELAY_LOCAL	"local"		/* the relay of a Maildir */
 
 /* A queued message the scheduler knows; owned by the scheduler. */
 struct sched_msg {
 	char		id[QUEUE_ID_LEN + 1];
 	time_t		next;		/* next attempt, epoch seconds */
 	size_t		slot;		/* in the heap */
+	time_t		arrival;
+	char		*domains;	/* of the pending recipients, for a
+					   flush: lowercase, each ending in
+					   a NUL, the list in an empty one */
+};
+
+/* What the administrator asked of a message while it was attempted. */
+enum sched_action {
+	SCHED_ACTION_NONE,
+	SCHED_ACTION_HOLD,
+	SCHED_ACTION_BOUNCE,
+	SCHED_ACTION_DELETE,		/* done already: files removed */
 };
 
 struct sched_attempt;
@@ -62,8 +78,14 @@ struct sched_attempt {
 	size_t			 running;
 	unsigned char		*failed;	/* per rcpt: failed for good */
 	int			 changed;	/* env differs from disk */
-	struct queue_commit	*bounce;
-	struct envelope		 benv;
+	size_t			 local;		/* local deliveries tried */
+	struct queue_commit	*bounce;	/* a report being committed */
+	struct envelope		 benv;		/* ...and its envelope */
+	unsigned char		*notice;	/* per rcpt: 1 + the dsn_action
+						   of its report to come, 0 */
+	unsigned		 notices_done;	/* bit per dsn_action */
+	enum dsn_action		 notice_action;	/* of the one committing */
+	enum sched_action	 action;	/* at the end of the attempt */
 };
 TAILQ_HEAD(sched_attempts, sched_attempt);
 
@@ -76,10 +98,20 @@ static struct {
 	size_t			 heap_alloc;
 	struct sched_attempts	 active;
 	size_t			 nactive;
+	const struct users	*users;
+	struct scheduler_stats	 stats;
+	time_t			 started;
 } sched;
 
 static void	sched_timer_cb(evutil_socket_t, short, void *);
 static void	sched_record(struct sched_attempt *);
+static void	sched_msg_domains(struct sched_msg *,
+		    const struct envelope *);
+static void	sched_msg_free(struct sched_msg *);
+static void	sched_start_bounce(struct sched_msg *);
+static void	sched_notice_success(struct sched_attempt *, const size_t *,
+		    size_t, enum dsn_action);
+static void	sched_notice_delay(struct sched_attempt *, size_t);
 
 /* Min-heap on next attempt time. */
 static int
@@ -172,6 +204,7 @@ scheduler_init(struct event_base *base, const struct config *conf)
 {
 	sched.base = base;
 	sched.conf = conf;
+	sched.started = time(NULL);
 	TAILQ_INIT(&sched.active);
 	if ((sched.timer = evtimer_new(base, sched_timer_cb, NULL)) == NULL)
 		fatalx("scheduler: evtimer_new");
@@ -182,6 +215,13 @@ scheduler_set_config(const struct config *conf)
 {
 	sched.conf = conf;
 	sched_rearm();
+}
+
+/* The users in force, for the mailboxes of local recipients. */
+void
+scheduler_set_users(const struct users *users)
+{
+	sched.users = users;
 }
 
 size_t
@@ -206,14 +246,21 @@ sched_is_remote(const struct envelope_rcpt *r)
 	    !config_is_local_domain(sched.conf, sched_domain(r->addr));
 }
 
-/* Local recipients wait for local delivery, not for the scheduler. */
+/* Whether a recipient is still to be delivered to a Maildir here. */
 static int
-sched_has_remote(const struct envelope *env)
+sched_is_local(const struct envelope_rcpt *r)
+{
+	return r->state == ENVELOPE_RCPT_PENDING &&
+	    config_is_local_domain(sched.conf, sched_domain(r->addr));
+}
+
+static int
+sched_has_pending(const struct envelope *env)
 {
 	size_t	i;
 
 	for (i = 0; i < env->nrcpts; i++) {
-		if (sched_is_remote(&env->rcpts[i]))
+		if (env->rcpts[i].state == ENVELOPE_RCPT_PENDING)
 			return 1;
 	}
 	return 0;
@@ -225,11 +272,16 @@ scheduler_add(const struct envelope *env, int held)
 {
 	struct sched_msg	*m;
 
-	if (held || !sched_has_remote(env))
+	/* Found at start-up, the spool's: arrived before we started. */
+	if (env->arrival >= sched.started)
+		sched.stats.accepted++;
+	if (held || !sched_has_pending(env))
 		return;
 	m = xcalloc(1, sizeof *m);
 	util_strlcpy(m->id, env->id, sizeof m->id);
 	m->next = env->next_attempt;
+	m->arrival = env->arrival;
+	sched_msg_domains(m, env);
 	sched_heap_push(m);
 	sched_rearm();
 }
@@ -251,7 +303,9 @@ sched_log_rcpt(const struct sched_attempt *a, const struct envelope_rcpt *r,
 	char	eaddr[LOG_ESCAPE_SIZE], etext[LOG_ESCAPE_SIZE];
 	double	delay = sched_delay(&a->env);
 
-	log_mail("smtp", "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
+	/* Local deliveries are named as Postfix's virtual(8) names them. */
+	log_mail(strcmp(relay, SCHED_RELAY_LOCAL) == 0 ? "virtual" : "smtp",
+	    "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 	    "status=%s (%s)", a->env.id, log_escape(eaddr, sizeof eaddr,
 	    r->addr, strlen(r->addr)), relay, delay < 0 ? 0.0 : delay,
 	    r->status[0] != '\0' ? r->status : "4.0.0", status,
@@ -269,6 +323,7 @@ sched_attempt_free(struct sched_attempt *a)
 	}
 	free(a->jobs);
 	free(a->failed);
+	free(a->notice);
 	if (a->fd != -1)
 		close(a->fd);
 	envelope_clear(&a->env);
@@ -281,16 +336,55 @@ static void
 sched_attempt_end(struct sched_attempt *a, int keep)
 {
 	struct sched_msg	*m = a->m;
+	enum sched_action	 action = a->action;
 
 	TAILQ_REMOVE(&sched.active, a, entry);
 	sched.nactive--;
+	if (action == SCHED_ACTION_DELETE)
+		keep = 0;		/* its files are gone already */
+	if (keep && action == SCHED_ACTION_HOLD) {
+		if (queue_hold(m->id) == 0) {
+			log_info("%s: held", m->id);
+			keep = 0;
+		} else
+			log_warn("%s: cannot hold", m->id);
+	}
 	if (keep) {
 		m->next = a->env.next_attempt;
-		sched_heap_push(m);
+		sched_msg_domains(m, &a->env);
+		if (action != SCHED_ACTION_BOUNCE)
+			sched_heap_push(m);
 	} else
-		free(m);
+		sched_msg_free(m);
 	sched_attempt_free(a);
+	if (keep && action == SCHED_ACTION_BOUNCE)
+		sched_start_bounce(m);
 	sched_rearm();
+}
+
+/*
+ * Count an outcome and keep it in the envelope's attempt history, for
+ * "ternctl why".  Over TLS or not is known only when a connection was
+ * made: the relay "none" had none, a Maildir needs none.
+ */
+static void
+sched_history(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr,
+    const char *what)
+{
+	int	tls = mr->tls;
+
+	if (strcmp(what, "sent") == 0)
+		sched.stats.delivered++;
+	else if (strcmp(what, "deferred") == 0)
+		sched.stats.deferred++;
+	else
+		sched.stats.bounced++;
+	if (strcmp(mr->relay, "none") == 0 ||
+	    strcmp(mr->relay, SCHED_RELAY_LOCAL) == 0)
+		tls = -1;
+	envelope_add_attempt(&a->env, time(NULL), i, tls,
+	    a->env.rcpts[i].status, strcmp(mr->relay, "none") == 0 ? NULL :
+	    mr->relay, mr->st.text);
 }
 
 /* Record an outcome of one recipient in the envelope, and log it. */
@@ -312,6 +406,9 @@ sched_outcome(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr)
 	case MTA_OK:
 		r->state = ENVELOPE_RCPT_SENT;
 		what = "sent";
+		/* A peer with DSN reports from now on; without, we say so. */
+		if (!mr->dsn)
+			sched_notice_success(a, &i, 1, DSN_ACTION_RELAYED);
 		break;
 	case MTA_PERM:
 		a->failed[i] = 1;
@@ -326,10 +423,13 @@ sched_outcome(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr)
 				util_strlcpy(r->status, "4.4.7",
 				    sizeof r->status);
 			what = "bounced";
-		} else
+		} else {
 			what = "deferred";
+			sched_notice_delay(a, i);
+		}
 		break;
 	}
+	sched_history(a, i, mr, what);
 	sched_log_rcpt(a, r, mr->relay, what, st->text);
 }
 
@@ -348,6 +448,8 @@ sched_job_cb(struct mta_job *job, void *arg)
 	}
 	if (--a->running > 0) {
 		/* Other domains still going: make the deliveries stick. */
+		if (a->action == SCHED_ACTION_DELETE)
+			return;
 		if (sent && queue_env_update(&a->env) == -1)
 			log_warn("%s: cannot update envelope", a->env.id);
 		else if (sent)
@@ -363,6 +465,7 @@ sched_make_jobs(struct sched_attempt *a)
 {
 	struct envelope		*env = &a->env;
 	struct sched_job	*sj;
+	struct mta_rcpt		*mr;
 	const char		*domain;
 	size_t			 i, j;
 
@@ -393,11 +496,16 @@ sched_make_jobs(struct sched_attempt *a)
 			sj->job.tx.body_8bit = env->body ==
 			    ENVELOPE_BODY_8BITMIME;
 			sj->job.tx.smtputf8 = env->smtputf8;
+			sj->job.tx.ret = env->ret;
+			sj->job.tx.envid = env->envid;
 			sj->job.cb = sched_job_cb;
 			sj->job.arg = sj;
 		}
 		sj->idx[sj->job.tx.nrcpts] = i;
-		sj->job.tx.rcpts[sj->job.tx.nrcpts++].addr = env->rcpts[i].addr;
+		mr = &sj->job.tx.rcpts[sj->job.tx.nrcpts++];
+		mr->addr = env->rcpts[i].addr;
+		mr->notify = env->rcpts[i].notify;
+		mr->orcpt = env->rcpts[i].orcpt;
 	}
 }
 
@@ -439,12 +547,72 @@ sched_fail_loop(struct sched_attempt *a, size_t received)
 	}
 }
 
+/*
+ * Deliver the pending local recipients, each to its Maildir.  An address
+ * no user answers to any more (a users file changed since the message
+ * was accepted) fails for good; a Maildir that cannot be written is
+ * tried again later.
+ */
 static void
-sched_start(struct sched_msg *m)
+sched_deliver_local(struct sched_attempt *a)
+{
+	struct envelope_rcpt	*r;
+	struct local_params	 lp;
+	struct mta_rcpt		 mr;
+	char			 mailbox[USERS_PATH_SIZE];
+	char			 err[LOCAL_ERR_SIZE];
+	enum local_result	 res;
+	size_t			 i;
+
+	for (i = 0; i < a->env.nrcpts; i++) {
+		r = &a->env.rcpts[i];
+		if (!sched_is_local(r) || a->failed[i])
+			continue;
+		a->local++;
+		memset(&mr, 0, sizeof mr);
+		mr.addr = r->addr;
+		/* A Maildir reports no DSN: the notice is sent below. */
+		mr.dsn = 1;
+		util_strlcpy(mr.relay, SCHED_RELAY_LOCAL, sizeof mr.relay);
+		if (sched.users == NULL || users_mailbox(sched.users, r->addr,
+		    mailbox, sizeof mailbox) == -1) {
+			mta_status_fill(&mr.st, MTA_PERM, "5.1.1",
+			    "user unknown: no mailbox for %s", r->addr);
+			sched_outcome(a, i, &mr);
+			continue;
+		}
+		memset(&lp, 0, sizeof lp);
+		lp.maildir = mailbox;
+		lp.return_path = a->env.sender;
+		lp.delivered_to = r->addr;
+		lp.hostname = sched.conf->hostname;
+		res = local_deliver(&lp, a->fd, err, sizeof err);
+		if (res == LOCAL_OK)
+			mta_status_fill(&mr.st, MTA_OK, "2.0.0",
+			    "delivered to maildir %s", mailbox);
+		else
+			mta_status_fill(&mr.st, res == LOCAL_PERM ? MTA_PERM :
+			    MTA_TEMP, res == LOCAL_PERM ? "5.2.0" : "4.2.0",
+			    "%s", err);
+		sched_outcome(a, i, &mr);
+		if (res == LOCAL_OK)
+			sched_notice_success(a, &i, 1, DSN_ACTION_DELIVERED);
+	}
+	/* Make the deliveries stick before any remote job runs. */
+	if (a->changed && queue_env_update(&a->env) == 0)
+		a->changed = 0;
+}
+
+/*
+ * A new attempt at a message, its envelope loaded; NULL (the message
+ * dropped from the scheduler, with a log line saying it was not what)
+ * when the envelope cannot be read.
+ */
+static struct sched_attempt *
+sched_attempt_new(struct sched_msg *m, const char *what)
 {
 	struct sched_attempt	*a;
 	char			*cause = NULL;
-	size_t			 i, received;
 
 	a = xcalloc(1, sizeof *a);
 	a->m = m;
@@ -454,12 +622,24 @@ sched_start(struct sched_msg *m)
 	TAILQ_INSERT_TAIL(&sched.active, a, entry);
 	sched.nactive++;
 	if (queue_env_load(m->id, &a->env, &cause) == -1) {
-		log_warnx("%s: not attempted: %s", m->id, cause);
+		log_warnx("%s: not %s: %s", m->id, what, cause);
 		free(cause);
 		sched_attempt_end(a, 0);
-		return;
+		return NULL;
 	}
 	a->failed = xcalloc(a->env.nrcpts, 1);
+	a->notice = xcalloc(a->env.nrcpts, 1);
+	return a;
+}
+
+static void
+sched_start(struct sched_msg *m)
+{
+	struct sched_attempt	*a;
+	size_t			 i, received;
+
+	if ((a = sched_attempt_new(m, "attempted")) == NULL)
+		return;
 	if ((a->fd = queue_msg_open(m->id)) == -1) {
 		log_warn("%s: cannot open the content", m->id);
 		a->env.next_attempt = time(NULL) +
@@ -470,8 +650,10 @@ sched_start(struct sched_msg *m)
 	received = sched_received(m->id);
 	if (received > sched.conf->max_received_headers)
 		sched_fail_loop(a, received);
-	else
+	else {
+		sched_deliver_local(a);
 		sched_make_jobs(a);
+	}
 	a->running = a->njobs;
 	if (a->njobs == 0) {
 		sched_record(a);
@@ -495,80 +677,171 @@ sched_timer_cb(evutil_socket_t fd, short events, void *arg)
 	sched_rearm();
 }
 
-/* Which recipients the sender hears about (RFC 3461 NOTIFY). */
+/* What each report is called in the log, after Postfix's bounce daemon. */
+static const char *const sched_notice_names[] = {
+	[DSN_ACTION_FAILED] = "non-delivery notification",
+	[DSN_ACTION_DELAYED] = "delay notification",
+	[DSN_ACTION_DELIVERED] = "delivery status notification",
+	[DSN_ACTION_RELAYED] = "delivery status notification",
+};
+
+/*
+ * Recipients delivered here (DSN_ACTION_DELIVERED) or relayed to a host
+ * that does not speak DSN (DSN_ACTION_RELAYED): those of idx that asked
+ * for NOTIFY=SUCCESS get a report once the attempt is recorded.  Call it
+ * before sched_record().
+ */
+static void
+sched_notice_success(struct sched_attempt *a, const size_t *idx, size_t n,
+    enum dsn_action action)
+{
+	size_t	k;
+
+	for (k = 0; k < n; k++) {
+		if (a->env.rcpts[idx[k]].notify & ENVELOPE_NOTIFY_SUCCESS)
+			a->notice[idx[k]] = 1 + action;
+	}
+}
+
+/*
+ * A recipient deferred again: one that asked for NOTIFY=DELAY gets one
+ * report, once it has waited delay_notice_after since the arrival.
+ */
+static void
+sched_notice_delay(struct sched_attempt *a, size_t i)
+{
+	const struct envelope_rcpt	*r = &a->env.rcpts[i];
+	uint64_t			 after = sched.conf->delay_notice_after;
+	time_t				 waited = time(NULL) - a->env.arrival;
+
+	if ((r->notify & ENVELOPE_NOTIFY_DELAY) && !r->delay_notified &&
+	    after > 0 && waited >= 0 && (uint64_t)waited * 1000 >= after)
+		a->notice[i] = 1 + DSN_ACTION_DELAYED;
+}
+
+/* Which recipients a report of this action names (RFC 3461 NOTIFY). */
 static size_t
-sched_bounce_rcpts(const struct sched_attempt *a, size_t *idx)
+sched_notice_rcpts(const struct sched_attempt *a, enum dsn_action action,
+    size_t *idx)
 {
 	const struct envelope_rcpt	*r;
 	size_t				 i, n = 0;
 
 	for (i = 0; i < a->env.nrcpts; i++) {
 		r = &a->env.rcpts[i];
-		if (!a->failed[i])
+		if (action != DSN_ACTION_FAILED) {
+			if (a->notice[i] == 1 + action)
+				idx[n++] = i;
 			continue;
-		if (r->notify != 0 && (r->notify & ENVELOPE_NOTIFY_FAILURE) == 0)
+		}
+		if (!a->failed[i] || (r->notify != 0 &&
+		    (r->notify & ENVELOPE_NOTIFY_FAILURE) == 0))
 			continue;
 		idx[n++] = i;
 	}
 	return n;
 }
 
+/*
+ * A report could not be queued.  Nothing is failed until its sender can
+ * be told, and a delay is told at a later attempt; a success report is
+ * lost, the delivery it tells of being done.
+ */
 static void
-sched_bounce_cb(void *arg, int error)
+sched_notice_undo(struct sched_attempt *a, enum dsn_action action)
+{
+	size_t	i;
+
+	for (i = 0; i < a->env.nrcpts; i++) {
+		if (action == DSN_ACTION_FAILED)
+			a->failed[i] = 0;
+		else if (a->notice[i] == 1 + action)
+			a->notice[i] = 0;
+	}
+}
+
+static void
+sched_notice_cb(void *arg, int error)
 {
 	struct sched_attempt	*a = arg;
+	enum dsn_action		 action = a->notice_action;
 	size_t			 i;
 
 	a->bounce = NULL;
 	if (error != 0) {
-		/* Nothing is failed until its sender can be told. */
 		errno = error;
-		log_warn("%s: cannot queue the non-delivery notification",
-		    a->env.id);
-		for (i = 0; i < a->env.nrcpts; i++)
-			a->failed[i] = 0;
+		log_warn("%s: cannot queue the %s", a->env.id,
+		    sched_notice_names[action]);
+		sched_notice_undo(a, action);
 	} else {
-		log_mail("bounce", "%s: sender non-delivery notification: "
-		    "%s", a->env.id, a->benv.id);
+		log_mail("bounce", "%s: sender %s: %s", a->env.id,
+		    sched_notice_names[action], a->benv.id);
 		scheduler_add(&a->benv, 0);
+		for (i = 0; i < a->env.nrcpts; i++) {
+			if (action == DSN_ACTION_DELAYED &&
+			    a->notice[i] == 1 + action) {
+				a->env.rcpts[i].delay_notified = 1;
+				a->changed = 1;
+			}
+		}
 	}
+	envelope_clear(&a->benv);
 	sched_record(a);
 }
 
+/* When the last try falls due, if every try fails: for a delay report. */
+static time_t
+sched_retry_until(const struct sched_attempt *a)
+{
+	uint64_t	tries = (uint64_t)a->env.tries + 1, left = 0;
+
+	if (sched.conf->max_tries > tries)
+		left = sched.conf->max_tries - tries;
+	return time(NULL) + (time_t)(left * (sched.conf->queue_interval /
+	    1000));
+}
+
 /*
- * Queue the report for the sender: the failed recipients, the original
- * headers (or all of it with RET=FULL).  The failures are recorded only
- * once the report is committed, so a crash can repeat a bounce but never
- * lose one.
+ * Queue one report for the sender about the recipients it concerns.  A
+ * failure report returns the original headers, or all of it with
+ * RET=FULL; the others return the headers alone (RFC 3461 4.3).  The
+ * failures are recorded only once the report is committed, so a crash
+ * can repeat a bounce but never lose one.  Returns 1 when a commit was
+ * started: sched_notice_cb() follows.
  */
 static int
-sched_bounce(struct sched_attempt *a)
+sched_notice(struct sched_attempt *a, enum dsn_action action)
 {
 	struct dsn_params	 p;
 	struct queue_msg	*qm;
 	size_t			*idx, n;
 	char			*orig = NULL, *text = NULL;
 	size_t			 olen = 0, tlen;
-	int			 full = a->env.ret == ENVELOPE_RET_FULL;
+	int			 full = action == DSN_ACTION_FAILED &&
+				    a->env.ret == ENVELOPE_RET_FULL;
 
+	a->notices_done |= 1u << action;
 	idx = xcalloc(a->env.nrcpts, sizeof *idx);
-	if ((n = sched_bounce_rcpts(a, idx)) == 0) {
+	if ((n = sched_notice_rcpts(a, action, idx)) == 0) {
 		free(idx);
 		return 0;
 	}
 	if ((full ? queue_msg_read(a->env.id, SCHED_RETURN_MAX, &orig,
 	    &olen) : queue_msg_headers(a->env.id, &orig, &olen)) == -1)
 		log_warn("%s: cannot read the message to return", a->env.id);
+	envelope_init(&a->benv);
 	if ((qm = queue_msg_new(a->benv.id, sizeof a->benv.id)) == NULL)
 		goto fail;
 	memset(&p, 0, sizeof p);
 	p.reporting_mta = sched.conf->hostname;
 	p.id = a->benv.id;
 	p.now = time(NULL);
-	p.action = DSN_ACTION_FAILED;
+	p.action = action;
 	p.original = orig != NULL ? orig : "";
 	p.original_len = olen;
 	p.full = full && olen < SCHED_RETURN_MAX;
+	if (action == DSN_ACTION_DELAYED)
+		p.retry_until = sched_retry_until(a);
 	if (dsn_build(&a->env, idx, n, &p, &text, &tlen) == -1 ||
 	    queue_msg_write(qm, text, tlen) == -1) {
 		queue_msg_abort(qm);
@@ -582,16 +855,18 @@ sched_bounce(struct sched_attempt *a)
 	a->benv.smtputf8 = a->env.smtputf8;
 	util_strlcpy(a->benv.helo, sched.conf->hostname, sizeof a->benv.helo);
 	util_strlcpy(a->benv.protocol, "local", sizeof a->benv.protocol);
-	a->bounce = queue_msg_commit(qm, &a->benv, sched_bounce_cb, a);
+	a->notice_action = action;
+	a->bounce = queue_msg_commit(qm, &a->benv, sched_notice_cb, a);
 	free(idx);
 	free(orig);
 	free(text);
 	return 1;
 
 fail:
-	log_warnx("%s: cannot build the non-delivery notification",
-	    a->env.id);
-	memset(a->failed, 0, a->env.nrcpts);
+	log_warnx("%s: cannot build the %s", a->env.id,
+	    sched_notice_names[action]);
+	sched_notice_undo(a, action);
+	envelope_clear(&a->benv);
 	free(idx);
 	free(orig);
 	free(text);
@@ -599,8 +874,30 @@ fail:
 }
 
 /*
- * Every job is done: bounce the failures (unless the message is itself a
- * bounce), then write the outcome down and remove or reschedule.
+ * Start the next report the attempt owes the sender, in the order of
+ * enum dsn_action; none for a message from the null sender.  Returns 1
+ * when one is being committed.
+ */
+static int
+sched_notices(struct sched_attempt *a)
+{
+	enum dsn_action	action;
+
+	if (a->env.sender[0] == '\0' || a->bounce != NULL)
+		return 0;
+	for (action = DSN_ACTION_FAILED; action <= DSN_ACTION_RELAYED;
+	    action++) {
+		if (!(a->notices_done & (1u << action)) &&
+		    sched_notice(a, action))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Every job is done: send the reports the sender is owed, failures first
+ * (unless the message is itself a report), then write the outcome down
+ * and remove or reschedule.
  */
 static void
 sched_record(struct sched_attempt *a)
@@ -608,16 +905,18 @@ sched_record(struct sched_attempt *a)
 	struct envelope	*env = &a->env;
 	size_t		 i, pending = 0, failed = 0;
 
+	/* Deleted meanwhile: nothing is written, nothing comes back. */
+	if (a->action == SCHED_ACTION_DELETE) {
+		sched_attempt_end(a, 0);
+		return;
+	}
 	for (i = 0; i < env->nrcpts; i++)
 		failed += a->failed[i];
-	if (failed > 0 && a->bounce == NULL && a->benv.id[0] == '\0') {
-		if (env->sender[0] == '\0')
-			log_info("%s: from=<>, bounce not returned: a "
-			    "non-delivery notification is never bounced",
-			    env->id);
-		else if (sched_bounce(a))
-			return;		/* sched_bounce_cb() comes back here */
-	}
+	if (failed > 0 && env->sender[0] == '\0')
+		log_info("%s: from=<>, bounce not returned: a "
+		    "non-delivery notification is never bounced", env->id);
+	if (sched_notices(a))
+		return;		/* sched_notice_cb() comes back here */
 	for (i = 0; i < env->nrcpts; i++) {
 		if (a->failed[i]) {
 			env->rcpts[i].state = ENVELOPE_RCPT_FAILED;
@@ -634,7 +933,7 @@ sched_record(struct sched_attempt *a)
 		sched_attempt_end(a, 0);
 		return;
 	}
-	if (a->njobs > 0) {
+	if (a->njobs > 0 || a->local > 0) {
 		env->tries++;
 		a->changed = 1;
 	}
@@ -642,7 +941,380 @@ sched_record(struct sched_attempt *a)
 	    (time_t)(sched.conf->queue_interval / 1000);
 	if (a->changed && queue_env_update(env) == -1)
 		log_warn("%s: cannot update envelope", env->id);
-	sched_attempt_end(a, sched_has_remote(env));
+	sched_attempt_end(a, sched_has_pending(env));
+}
+
+/*
+ * The administrator's side: hold, release, delete and bounce a message,
+ * make messages due now, and count.  Messages are found by id in the
+ * heap and among the attempts: a walk, as these are rare and the heap
+ * holds little per message.
+ */
+
+/*
+ * The domains of the pending recipients, lowercase and each once, so a
+ * flush by domain needs no envelope read.
+ */
+static void
+sched_msg_domains(struct sched_msg *m, const struct envelope *env)
+{
+	struct util_buf	 b;
+	const char	*d, *p;
+	size_t		 i, len;
+
+	memset(&b, 0, sizeof b);
+	for (i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != ENVELOPE_RCPT_PENDING)
+			continue;
+		d = sched_domain(env->rcpts[i].addr);
+		len = strlen(d);
+		for (p = b.data; p != NULL && p < b.data + b.len;
+		    p += strlen(p) + 1) {
+			if (strcasecmp(p, d) == 0)
+				break;
+		}
+		if (p != NULL && p < b.data + b.len)
+			continue;
+		util_buf_add(&b, d, len + 1);
+		util_lowercase(b.data + b.len - len - 1);
+	}
+	util_buf_add(&b, "", 1);
+	free(m->domains);
+	m->domains = b.data;
+}
+
+static void
+sched_msg_free(struct sched_msg *m)
+{
+	if (m == NULL)
+		return;
+	free(m->domains);
+	free(m);
+}
+
+/* Whether the message waits for domain (or, with sub, a subdomain). */
+static int
+sched_msg_has_domain(const struct sched_msg *m, const char *domain, int sub)
+{
+	const char	*p;
+	size_t		 len, dlen = strlen(domain);
+
+	if (m->domains == NULL)
+		return 0;
+	for (p = m->domains; *p != '\0'; p += len + 1) {
+		len = strlen(p);
+		if (strcasecmp(p, domain) == 0)
+			return 1;
+		if (sub && len > dlen && p[len - dlen - 1] == '.' &&
+		    strcasecmp(p + len - dlen, domain) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+sched_heap_up(size_t i)
+{
+	while (i > 0 && sched_before(i, (i - 1) / 2)) {
+		sched_swap(i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+sched_heap_down(size_t i)
+{
+	size_t	l, small;
+
+	for (;;) {
+		l = 2 * i + 1;
+		small = i;
+		if (l < sched.nheap && sched_before(l, small))
+			small = l;
+		if (l + 1 < sched.nheap && sched_before(l + 1, small))
+			small = l + 1;
+		if (small == i)
+			break;
+		sched_swap(i, small);
+		i = small;
+	}
+}
+
+/* Take a message out of the heap, wherever it is. */
+static void
+sched_heap_remove(struct sched_msg *m)
+{
+	size_t	i = m->slot;
+
+	if (i != --sched.nheap) {
+		sched.heap[i] = sched.heap[sched.nheap];
+		sched.heap[i]->slot = i;
+		sched_heap_up(i);
+		sched_heap_down(sched.heap[i]->slot);
+	}
+}
+
+/* Due now; it keeps its place among those already due. */
+static void
+sched_make_due(struct sched_msg *m, time_t now)
+{
+	if (m->next > now) {
+		m->next = now;
+		sched_heap_up(m->slot);
+	}
+}
+
+static struct sched_msg *
+sched_find_waiting(const char *id)
+{
+	size_t	i;
+
+	for (i = 0; i < sched.nheap; i++) {
+		if (strcmp(sched.heap[i]->id, id) == 0)
+			return sched.heap[i];
+	}
+	return NULL;
+}
+
+static struct sched_attempt *
+sched_find_active(const char *id)
+{
+	struct sched_attempt	*a;
+
+	TAILQ_FOREACH(a, &sched.active, entry) {
+		if (strcmp(a->m->id, id) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+/* A message the heap does not hold, for a release or a bounce. */
+static struct sched_msg *
+sched_msg_load(const char *id)
+{
+	struct sched_msg	*m;
+	struct envelope		 env;
+	char			*cause;
+
+	envelope_init(&env);
+	if (queue_env_load(id, &env, &cause) == -1) {
+		if (errno != ENOENT && errno != EINVAL)
+			log_warnx("%s: %s", id, cause);
+		free(cause);
+		return NULL;
+	}
+	m = xcalloc(1, sizeof *m);
+	util_strlcpy(m->id, env.id, sizeof m->id);
+	m->next = time(NULL);
+	m->arrival = env.arrival;
+	sched_msg_domains(m, &env);
+	envelope_clear(&env);
+	return m;
+}
+
+/* A waiting message leaves the scheduler. */
+static void
+sched_forget(struct sched_msg *m)
+{
+	sched_heap_remove(m);
+	sched_msg_free(m);
+	sched_rearm();
+}
+
+/*
+ * Return the message to its sender now: every pending recipient fails
+ * with 5.0.0, the sender gets one report, the message goes.
+ */
+static void
+sched_start_bounce(struct sched_msg *m)
+{
+	struct sched_attempt	*a;
+	struct mta_rcpt		 mr;
+	size_t			 i;
+
+	if ((a = sched_attempt_new(m, "returned")) == NULL)
+		return;
+	memset(&mr, 0, sizeof mr);
+	mta_status_fill(&mr.st, MTA_PERM, "5.0.0",
+	    "returned to the sender by the administrator");
+	util_strlcpy(mr.relay, "none", sizeof mr.relay);
+	for (i = 0; i < a->env.nrcpts; i++) {
+		if (a->env.rcpts[i].state == ENVELOPE_RCPT_PENDING) {
+			mr.addr = a->env.rcpts[i].addr;
+			sched_outcome(a, i, &mr);
+		}
+	}
+	sched_record(a);
+}
+
+int
+scheduler_hold(const char *id)
+{
+	struct sched_attempt	*a;
+	struct sched_msg	*m;
+
+	if ((a = sched_find_active(id)) != NULL) {
+		if (a->action != SCHED_ACTION_DELETE)
+			a->action = SCHED_ACTION_HOLD;
+		return 0;
+	}
+	if (queue_hold(id) == -1) {
+		if (errno != ENOENT && errno != EINVAL)
+			log_warn("%s: cannot hold", id);
+		return -1;
+	}
+	if ((m = sched_find_waiting(id)) != NULL) {
+		sched_forget(m);
+	}
+	log_info("%s: held", id);
+	return 0;
+}
+
+/* A held message is attempted at once; a waiting one is left alone. */
+int
+scheduler_release(const char *id)
+{
+	struct sched_attempt	*a;
+	struct sched_msg	*m;
+
+	if ((a = sched_find_active(id)) != NULL) {
+		if (a->action == SCHED_ACTION_HOLD)
+			a->action = SCHED_ACTION_NONE;
+		return 0;
+	}
+	if (sched_find_waiting(id) != NULL)
+		return 0;
+	if ((m = sched_msg_load(id)) == NULL)
+		return -1;
+	if (queue_release(id) == -1) {
+		log_warn("%s: cannot release", id);
+		sched_msg_free(m);
+		return -1;
+	}
+	log_info("%s: released", id);
+	if (m->domains[0] == '\0') {
+		sched_msg_free(m);	/* nothing left to deliver */
+		return 0;
+	}
+	sched_heap_push(m);
+	sched_rearm();
+	return 0;
+}
+
+/* Gone at once, queued or held; an attempt under way is forgotten. */
+int
+scheduler_delete(const char *id)
+{
+	struct sched_attempt	*a;
+	struct sched_msg	*m;
+
+	a = sched_find_active(id);
+	if (a != NULL && a->action == SCHED_ACTION_DELETE)
+		return -1;
+	if (queue_remove(id) == -1) {
+		if (errno != ENOENT && errno != EINVAL)
+			log_warn("%s: cannot delete", id);
+		return -1;
+	}
+	log_info("%s: deleted by the administrator", id);
+	log_mail("qmgr", "%s: removed", id);
+	if (a != NULL)
+		a->action = SCHED_ACTION_DELETE;
+	else if ((m = sched_find_waiting(id)) != NULL) {
+		sched_forget(m);
+	}
+	return 0;
+}
+
+/* Return to the sender now, queued or held. */
+int
+scheduler_bounce(const char *id)
+{
+	struct sched_attempt	*a;
+	struct sched_msg	*m;
+
+	if ((a = sched_find_active(id)) != NULL) {
+		if (a->action == SCHED_ACTION_DELETE)
+			return -1;
+		a->action = SCHED_ACTION_BOUNCE;
+		return 0;
+	}
+	if ((m = sched_find_waiting(id)) != NULL)
+		sched_heap_remove(m);
+	else if ((m = sched_msg_load(id)) == NULL)
+		return -1;
+	else if (queue_release(id) == -1) {
+		log_warn("%s: cannot release to return it", id);
+		sched_msg_free(m);
+		return -1;
+	}
+	log_info("%s: returned to the sender by the administrator", id);
+	sched_start_bounce(m);
+	sched_rearm();
+	return 0;
+}
+
+/*
+ * Make every waiting message with a pending recipient at domain (and its
+ * subdomains with sub; every message when domain is NULL) due now.
+ * Returns how many.
+ */
+size_t
+scheduler_flush(const char *domain, int sub)
+{
+	time_t	now = time(NULL);
+	size_t	i, n = 0;
+
+	for (i = 0; i < sched.nheap; i++) {
+		if (domain != NULL &&
+		    !sched_msg_has_domain(sched.heap[i], domain, sub))
+			continue;
+		n++;
+	}
+	if (n == 0)
+		return 0;
+	/* Marked first, then moved: moving reorders the array. */
+	for (i = 0; i < sched.nheap; i++) {
+		if (domain == NULL ||
+		    sched_msg_has_domain(sched.heap[i], domain, sub))
+			sched.heap[i]->next = now;
+	}
+	for (i = sched.nheap / 2 + 1; i-- > 0; )
+		sched_heap_down(i);
+	sched_rearm();
+	return n;
+}
+
+size_t
+scheduler_flush_id(const char *id)
+{
+	struct sched_msg	*m;
+
+	if ((m = sched_find_waiting(id)) == NULL)
+		return 0;
+	sched_make_due(m, time(NULL));
+	sched_rearm();
+	return 1;
+}
+
+void
+scheduler_stats(struct scheduler_stats *st)
+{
+	struct sched_attempt	*a;
+	size_t			 i;
+
+	*st = sched.stats;
+	st->queue_size = queue_count();
+	st->uptime = time(NULL) - sched.started;
+	st->oldest = 0;
+	for (i = 0; i < sched.nheap; i++) {
+		if (st->oldest == 0 || sched.heap[i]->arrival < st->oldest)
+			st->oldest = sched.heap[i]->arrival;
+	}
+	TAILQ_FOREACH(a, &sched.active, entry) {
+		if (st->oldest == 0 || a->m->arrival < st->oldest)
+			st->oldest = a->m->arrival;
+	}
 }
 
 /* Stop: nothing more is attempted; attempts in flight are dropped. */
@@ -656,12 +1328,12 @@ scheduler_shutdown(void)
 		TAILQ_REMOVE(&sched.active, a, entry);
 		if (a->bounce != NULL)
 			queue_commit_cancel(a->bounce);
-		free(a->m);
+		sched_msg_free(a->m);
 		sched_attempt_free(a);
 	}
 	sched.nactive = 0;
 	for (i = 0; i < sched.nheap; i++)
-		free(sched.heap[i]);
+		sched_msg_free(sched.heap[i]);
 	free(sched.heap);
 	sched.heap = NULL;
 	sched.nheap = sched.heap_alloc = 0;

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,8 +49,31 @@ TAILQ_HEAD(smtp_server_clients, smtp_server_client);
 /* One listening socket. */
 struct smtp_server_listener {
 	struct evconnlistener	*lev;
+	enum smtp_kind		 kind;
 	char			 text[80];
 };
+
+/* The listen lists of a configuration, each with its kind of session. */
+static const struct smtp_server_list {
+	enum smtp_kind	 kind;
+	const char	*name;
+	size_t		 offset;	/* of the list in struct config */
+	size_t		 count;		/* of its length */
+} smtp_server_lists[] = {
+	{ SMTP_KIND_MX, "", offsetof(struct config, listen),
+	  offsetof(struct config, nlisten) },
+	{ SMTP_KIND_SUBMISSION, " (submission)",
+	  offsetof(struct config, submission_listen),
+	  offsetof(struct config, nsubmission_listen) },
+	{ SMTP_KIND_SMTPS, " (implicit TLS)",
+	  offsetof(struct config, smtps_listen),
+	  offsetof(struct config, nsmtps_listen) },
+};
+
+#define SMTP_SERVER_LIST(c, l)	(*(struct config_listen *const *)(const void *) \
+	((const char *)(c) + (l)->offset))
+#define SMTP_SERVER_COUNT(c, l)	(*(const size_t *)(const void *) \
+	((const char *)(c) + (l)->count))
 
 static struct {
 	struct event_base		*base;
@@ -167,13 +191,20 @@ smtp_server_closed_cb(struct smtp_session *s, void *arg)
 		server.stopped();
 }
 
-/* Refuse a connection before any session exists for it. */
+/*
+ * Refuse a connection before any session exists for it; one that expects
+ * TLS first is just closed.
+ */
 static void
-smtp_server_refuse(evutil_socket_t fd, const char *why)
+smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
 {
 	char	line[512];
 	int	n;
 
+	if (kind == SMTP_KIND_SMTPS) {
+		close(fd);
+		return;
+	}
 	n = snprintf(line, sizeof line, "421 4.7.0 %s Error: %s\r\n",
 	    server.conf->hostname, why);
 	if (n > 0)
@@ -185,6 +216,7 @@ static void
 smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	struct smtp_server_listener	*l = arg;
 	struct smtp_server_client	*c;
 	struct smtp_server_ip		*ip;
 	uint64_t			 per_ip;
@@ -197,7 +229,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if (server.nclients >= server.conf->max_connections) {
 		log_info("refused connection: %zu sessions (max_connections)",
 		    server.nclients);
-		smtp_server_refuse(fd, "too many connections");
+		smtp_server_refuse(fd, l->kind, "too many connections");
 		return;
 	}
 	ip = smtp_server_ip_get(sa);
@@ -205,8 +237,8 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if (per_ip != 0 && ip->count >= per_ip) {
 		log_info("refused connection: %u sessions from one address "
 		    "(max_connections_per_ip)", ip->count);
-		smtp_server_refuse(fd, "too many connections from your "
-		    "address");
+		smtp_server_refuse(fd, l->kind, "too many connections "
+		    "from your address");
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -216,7 +248,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&server.clients, c, entry);
 	server.nclients++;
 	c->session = smtp_session_new(fd, sa, (socklen_t)salen,
-	    smtp_server_closed_cb, c);
+	    l->kind, smtp_server_closed_cb, c);
 	if (c->session == NULL) {
 		TAILQ_REMOVE(&server.clients, c, entry);
 		server.nclients--;
@@ -288,33 +320,44 @@ static int
 smtp_server_listen(const struct config *conf,
     struct smtp_server_listener **lsp, size_t *np, char **cause)
 {
+	const struct smtp_server_list	*l;
+	const struct config_listen	*addrs;
 	struct smtp_server_listener	*ls;
-	size_t				 i, n = 0;
+	size_t				 i, j, n = 0, total = 0;
 	int				 fd, skippable;
 	char				*why;
 
-	ls = xcalloc(conf->nlisten, sizeof *ls);
-	for (i = 0; i < conf->nlisten; i++) {
-		if ((fd = smtp_server_bind(&conf->listen[i], &skippable,
-		    &why)) == -1) {
-			if (skippable) {
-				log_warnx("%s; skipped", why);
-				free(why);
-				continue;
+	for (j = 0; j < nitems(smtp_server_lists); j++)
+		total += SMTP_SERVER_COUNT(conf, &smtp_server_lists[j]);
+	ls = xcalloc(total, sizeof *ls);
+	for (j = 0; j < nitems(smtp_server_lists); j++) {
+		l = &smtp_server_lists[j];
+		addrs = SMTP_SERVER_LIST(conf, l);
+		for (i = 0; i < SMTP_SERVER_COUNT(conf, l); i++) {
+			if ((fd = smtp_server_bind(&addrs[i], &skippable,
+			    &why)) == -1) {
+				if (skippable) {
+					log_warnx("%s; skipped", why);
+					free(why);
+					continue;
+				}
+				*cause = why;
+				smtp_server_listeners_free(ls, n);
+				return -1;
 			}
-			*cause = why;
-			smtp_server_listeners_free(ls, n);
-			return -1;
+			ls[n].kind = l->kind;
+			ls[n].lev = evconnlistener_new(server.base,
+			    smtp_server_accept_cb, &ls[n],
+			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+			    fd);
+			if (ls[n].lev == NULL)
+				fatalx("evconnlistener_new");
+			evconnlistener_set_error_cb(ls[n].lev,
+			    smtp_server_error_cb);
+			util_snprintf(ls[n].text, sizeof ls[n].text, "%s%s",
+			    addrs[i].text, l->name);
+			n++;
 		}
-		ls[n].lev = evconnlistener_new(server.base,
-		    smtp_server_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE |
-		    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		if (ls[n].lev == NULL)
-			fatalx("evconnlistener_new");
-		evconnlistener_set_error_cb(ls[n].lev, smtp_server_error_cb);
-		util_strlcpy(ls[n].text, conf->listen[i].text,
-		    sizeof ls[n].text);
-		n++;
 	}
 	if (n == 0) {
 		xasprintf(cause, "no address to listen on");
@@ -351,15 +394,21 @@ smtp_server_init(struct event_base *base, const struct config *conf,
 static int
 smtp_server_same_listen(const struct config *a, const struct config *b)
 {
-	size_t	i;
+	const struct smtp_server_list	*l;
+	const struct config_listen	*la, *lb;
+	size_t				 i, j;
 
-	if (a->nlisten != b->nlisten)
-		return 0;
-	for (i = 0; i < a->nlisten; i++) {
-		if (a->listen[i].sslen != b->listen[i].sslen ||
-		    memcmp(&a->listen[i].ss, &b->listen[i].ss,
-		    a->listen[i].sslen) != 0)
+	for (j = 0; j < nitems(smtp_server_lists); j++) {
+		l = &smtp_server_lists[j];
+		if (SMTP_SERVER_COUNT(a, l) != SMTP_SERVER_COUNT(b, l))
 			return 0;
+		la = SMTP_SERVER_LIST(a, l);
+		lb = SMTP_SERVER_LIST(b, l);
+		for (i = 0; i < SMTP_SERVER_COUNT(a, l); i++) {
+			if (la[i].sslen != lb[i].sslen ||
+			    memcmp(&la[i].ss, &lb[i].ss, la[i].sslen) != 0)
+				return 0;
+		}
 	}
 	return 1;
 }

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -28,9 +29,13 @@
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
+#include "pwcheck.h"
 #include "queue.h"
+#include "sasl.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "tls.h"
+#include "users.h"
 #include "util.h"
 
 /* Stop reading while this much output waits for a client to take it. */
@@ -39,12 +44,17 @@
 #define SMTP_INPUT_HIWAT	(256 * 1024)
 /* DATA is fed to the dot machine in chunks of at most this. */
 #define SMTP_DATA_CHUNK		16384
+/* A line of an AUTH exchange may be longer than a command (RFC 4954). */
+#define SMTP_AUTH_LINE_MAX	2048
 
 enum smtp_state {
 	SMTP_STATE_CMD,		/* waiting for a command */
 	SMTP_STATE_DATA,	/* receiving message data */
 	SMTP_STATE_COMMIT,	/* waiting for the spool to commit */
 	SMTP_STATE_CLOSING,	/* flushing the last reply */
+	SMTP_STATE_TLS,		/* STARTTLS said: flushing, then handshake */
+	SMTP_STATE_AUTH,	/* waiting for the client's next SASL line */
+	SMTP_STATE_AUTH_CHECK,	/* checking credentials, or slowing down */
 };
 
 /* Session flags. */
@@ -54,6 +64,8 @@ enum smtp_state {
 #define SMTP_F_PAUSED		0x08	/* reading stopped for backpressure */
 #define SMTP_F_DRAIN		0x10	/* daemon stopping: no new work */
 #define SMTP_F_DISCARD		0x20	/* inside an overlong command line */
+#define SMTP_F_TLS		0x40	/* the session is under TLS */
+#define SMTP_F_STARTTLS		0x80	/* 220 to STARTTLS not flushed yet */
 
 /* Why a transaction's data will not be queued. */
 enum smtp_tx_error {
@@ -62,8 +74,15 @@ enum smtp_tx_error {
 	SMTP_TX_WRITE,
 };
 
+/* The parameters of the RCPT command being run. */
+struct smtp_rcpt_params {
+	int	 notify;
+	char	*orcpt;			/* "rfc822;a@b", decoded; heap */
+};
+
 /* One transaction, MAIL to the end of DATA; owned by its session. */
 struct smtp_tx {
+	struct smtp_rcpt_params	 rcpt;
 	struct envelope		 env;
 	struct queue_msg	*msg;
 	struct queue_commit	*commit;
@@ -73,14 +92,25 @@ struct smtp_tx {
 	char			 id[ENVELOPE_ID_SIZE];
 };
 
+/* An AUTH exchange in progress; owned by its session. */
+struct smtp_auth {
+	struct sasl		 sasl;
+	struct pwcheck		*check;		/* a password being checked */
+	struct event		*delay;		/* slowing down a failure */
+};
+
 /* One client connection; owned by the server through closed_cb. */
 struct smtp_session {
 	struct bufferevent	*bev;
 	enum smtp_state		 state;
+	enum smtp_kind		 kind;
 	int			 flags;
 	unsigned		 errors;
 	unsigned		 commands;
+	unsigned		 auth_failures;
 	struct smtp_tx		*tx;
+	struct smtp_auth	*auth;
+	char			*user;		/* authenticated as, or NULL */
 	smtp_session_closed_cb	 closed_cb;
 	void			*closed_arg;
 	struct sockaddr_storage	 ss;
@@ -127,6 +157,31 @@ enum smtp_reply {
 	SMTP_R_RELAY_DENIED,
 	SMTP_R_DATA_BARE,
 	SMTP_R_DATA_LONG_LINE,
+	SMTP_R_PARAM_SYNTAX,
+	SMTP_R_IN_TX,
+	SMTP_R_TLS_READY,
+	SMTP_R_TLS_SYNTAX,
+	SMTP_R_TLS_ACTIVE,
+	SMTP_R_NEED_TLS,
+	SMTP_R_NEED_AUTH,
+	SMTP_R_AUTH_SYNTAX,
+	SMTP_R_AUTH_MECH,
+	SMTP_R_AUTH_DONE,
+	SMTP_R_AUTH_OFF,
+	SMTP_R_AUTH_CHALLENGE,
+	SMTP_R_AUTH_OK,
+	SMTP_R_AUTH_FAILED,
+	SMTP_R_AUTH_CANCEL,
+	SMTP_R_AUTH_BAD,
+	SMTP_R_AUTH_TOO_MANY,
+	SMTP_R_SENDER_NOT_OWNED,
+	SMTP_R_UNKNOWN_USER,
+	SMTP_R_ALIAS_LOOP,
+	SMTP_R_ETRN_SYNTAX,
+	SMTP_R_ETRN_NONE,
+	SMTP_R_ETRN_STARTED,
+	SMTP_R_ETRN_DENIED,
+	SMTP_R_ETRN_UNABLE,
 };
 
 static const struct smtp_reply_entry {
@@ -143,7 +198,7 @@ static const struct smtp_reply_entry {
 	[SMTP_R_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
 	[SMTP_R_QUIT] = { 221, "2.0.0", "Bye" },
 	[SMTP_R_HELP] = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
-	    "RSET NOOP QUIT VRFY HELP" },
+	    "RSET NOOP QUIT VRFY HELP STARTTLS AUTH ETRN" },
 	[SMTP_R_VRFY] = { 252, "2.0.0", "Cannot VRFY user, but will accept "
 	    "message and attempt delivery" },
 	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down" },
@@ -181,6 +236,44 @@ static const struct smtp_reply_entry {
 	    "Message contains bare CR or LF" },
 	[SMTP_R_DATA_LONG_LINE] = { 554, "5.6.0",
 	    "Message contains a line longer than 1000 octets" },
+	[SMTP_R_PARAM_SYNTAX] = { 501, "5.5.4",
+	    "Syntax error in parameters" },
+	[SMTP_R_IN_TX] = { 503, "5.5.1", "Error: MAIL transaction in progress" },
+	[SMTP_R_TLS_READY] = { 220, "2.0.0", "Ready to start TLS" },
+	[SMTP_R_TLS_SYNTAX] = { 501, "5.5.4", "Syntax: STARTTLS" },
+	[SMTP_R_TLS_ACTIVE] = { 503, "5.5.1", "Error: TLS already active" },
+	[SMTP_R_NEED_TLS] = { 530, "5.7.0",
+	    "Must issue a STARTTLS command first" },
+	[SMTP_R_NEED_AUTH] = { 530, "5.7.0", "Authentication required" },
+	[SMTP_R_AUTH_SYNTAX] = { 501, "5.5.4",
+	    "Syntax: AUTH mechanism [initial-response]" },
+	[SMTP_R_AUTH_MECH] = { 504, "5.5.4",
+	    "Unsupported authentication mechanism" },
+	[SMTP_R_AUTH_DONE] = { 503, "5.5.1", "Error: already authenticated" },
+	[SMTP_R_AUTH_OFF] = { 503, "5.5.1",
+	    "Error: authentication not enabled" },
+	[SMTP_R_AUTH_CHALLENGE] = { 334, NULL, "%s" },
+	[SMTP_R_AUTH_OK] = { 235, "2.7.0", "Authentication successful" },
+	[SMTP_R_AUTH_FAILED] = { 535, "5.7.8",
+	    "Error: authentication failed" },
+	[SMTP_R_AUTH_CANCEL] = { 501, "5.0.0", "Authentication aborted" },
+	[SMTP_R_AUTH_BAD] = { 501, "5.5.2", "Cannot decode response" },
+	[SMTP_R_AUTH_TOO_MANY] = { 421, "4.7.0",
+	    "%s Error: too many authentication failures" },
+	[SMTP_R_SENDER_NOT_OWNED] = { 553, "5.7.1",
+	    "%s: Sender address rejected: not owned by the authenticated "
+	    "user" },
+	[SMTP_R_UNKNOWN_USER] = { 550, "5.1.1", "%s: Recipient address "
+	    "rejected: User unknown in local recipient table" },
+	[SMTP_R_ALIAS_LOOP] = { 550, "5.4.6",
+	    "%s: Recipient address rejected: alias loop" },
+	[SMTP_R_ETRN_SYNTAX] = { 501, "5.5.4", "Syntax: ETRN domain" },
+	[SMTP_R_ETRN_NONE] = { 251, "2.0.0",
+	    "OK, no messages waiting for node %s" },
+	[SMTP_R_ETRN_STARTED] = { 253, "2.0.0", "OK, %s started" },
+	[SMTP_R_ETRN_DENIED] = { 459, "4.7.1", "%s: node not allowed" },
+	[SMTP_R_ETRN_UNABLE] = { 458, "4.3.0",
+	    "Unable to queue messages for node %s" },
 };
 
 /* Verb policy flags. */
@@ -198,6 +291,9 @@ static void	smtp_cmd_noop(struct smtp_session *, const char *);
 static void	smtp_cmd_quit(struct smtp_session *, const char *);
 static void	smtp_cmd_vrfy(struct smtp_session *, const char *);
 static void	smtp_cmd_help(struct smtp_session *, const char *);
+static void	smtp_cmd_starttls(struct smtp_session *, const char *);
+static void	smtp_cmd_auth(struct smtp_session *, const char *);
+static void	smtp_cmd_etrn(struct smtp_session *, const char *);
 static void	smtp_cmd_unimplemented(struct smtp_session *, const char *);
 
 /* The verb table: what each command needs before it may run. */
@@ -218,30 +314,46 @@ static const struct smtp_verb_entry {
 	{ SMTP_VERB_VRFY, 0, smtp_cmd_vrfy },
 	{ SMTP_VERB_HELP, 0, smtp_cmd_help },
 	{ SMTP_VERB_EXPN, 0, smtp_cmd_unimplemented },
-	{ SMTP_VERB_STARTTLS, 0, smtp_cmd_unimplemented },
-	{ SMTP_VERB_AUTH, 0, smtp_cmd_unimplemented },
-	{ SMTP_VERB_ETRN, 0, smtp_cmd_unimplemented },
+	{ SMTP_VERB_STARTTLS, 0, smtp_cmd_starttls },
+	{ SMTP_VERB_AUTH, SMTP_V_NEEDS_HELO, smtp_cmd_auth },
+	{ SMTP_VERB_ETRN, SMTP_V_NEEDS_HELO, smtp_cmd_etrn },
 	{ SMTP_VERB_BDAT, 0, smtp_cmd_unimplemented },
 };
 
-/* EHLO keywords, in the order advertised. */
+/* EHLO keywords, in the order advertised, each when its test passes. */
 static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
+static int	smtp_offers_starttls(struct smtp_session *);
+static int	smtp_offers_auth(struct smtp_session *);
+static int	smtp_offers_etrn(struct smtp_session *);
 
 static const struct smtp_ehlo_entry {
 	const char	*keyword;
 	void		(*value)(struct smtp_session *, char *, size_t);
+	int		(*offered)(struct smtp_session *);	/* NULL: always */
 } smtp_ehlo_keywords[] = {
-	{ "PIPELINING", NULL },
-	{ "SIZE", smtp_ehlo_size },
-	{ "8BITMIME", NULL },
-	{ "ENHANCEDSTATUSCODES", NULL },
-	{ "SMTPUTF8", NULL },
+	{ "PIPELINING", NULL, NULL },
+	{ "SIZE", smtp_ehlo_size, NULL },
+	{ "ETRN", NULL, smtp_offers_etrn },
+	{ "STARTTLS", NULL, smtp_offers_starttls },
+	{ "AUTH PLAIN LOGIN CRAM-MD5", NULL, smtp_offers_auth },
+	{ "ENHANCEDSTATUSCODES", NULL, NULL },
+	{ "8BITMIME", NULL, NULL },
+	{ "DSN", NULL, NULL },
+	{ "SMTPUTF8", NULL, NULL },
 };
 
 /* MAIL FROM parameters. */
 static enum smtp_reply smtp_param_size(struct smtp_session *, const char *);
 static enum smtp_reply smtp_param_body(struct smtp_session *, const char *);
 static enum smtp_reply smtp_param_smtputf8(struct smtp_session *,
+		    const char *);
+static enum smtp_reply smtp_param_ret(struct smtp_session *, const char *);
+static enum smtp_reply smtp_param_envid(struct smtp_session *,
+		    const char *);
+
+static enum smtp_reply smtp_param_notify(struct smtp_session *,
+		    const char *);
+static enum smtp_reply smtp_param_orcpt(struct smtp_session *,
 		    const char *);
 
 static const struct smtp_param_entry {
@@ -252,6 +364,13 @@ static const struct smtp_param_entry {
 	{ "SIZE", 1, smtp_param_size },
 	{ "BODY", 1, smtp_param_body },
 	{ "SMTPUTF8", 0, smtp_param_smtputf8 },
+	{ "RET", 1, smtp_param_ret },
+	{ "ENVID", 1, smtp_param_envid },
+};
+
+static const struct smtp_param_entry smtp_rcpt_params[] = {
+	{ "NOTIFY", 1, smtp_param_notify },
+	{ "ORCPT", 1, smtp_param_orcpt },
 };
 
 /* The timeout that guards each state (RFC 5321 4.5.3.2). */
@@ -269,14 +388,20 @@ static const struct smtp_state_entry {
 	[SMTP_STATE_DATA] = { "data", SMTP_TIMEOUT_DATA },
 	[SMTP_STATE_COMMIT] = { "commit", SMTP_TIMEOUT_NONE },
 	[SMTP_STATE_CLOSING] = { "closing", SMTP_TIMEOUT_COMMAND },
+	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_COMMAND },
+	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_COMMAND },
+	[SMTP_STATE_AUTH_CHECK] = { "auth check", SMTP_TIMEOUT_NONE },
 };
 
 static struct event_base	*smtp_base;
 static const struct config	*smtp_conf;
 static smtp_session_queued_cb	 smtp_queued;
+static smtp_session_etrn_cb	 smtp_etrn;
+static const struct users	*smtp_users;
+static SSL_CTX			*smtp_tls_ctx;
 
 /* Scratch space for one command line and for unstuffed data. */
-static char	smtp_line[SMTP_LINE_MAX + 1];
+static char	smtp_line[SMTP_AUTH_LINE_MAX + 1];
 static char	smtp_data_out[2 * SMTP_DATA_CHUNK];
 
 static void	smtp_read_cb(struct bufferevent *, void *);
@@ -300,6 +425,29 @@ void
 smtp_session_set_config(const struct config *conf)
 {
 	smtp_conf = conf;
+}
+
+/* The users and aliases in force; NULL before they are loaded. */
+void
+smtp_session_set_users(const struct users *users)
+{
+	smtp_users = users;
+}
+
+/*
+ * The TLS context for new handshakes, or NULL for none.  Sessions already
+ * under TLS keep the context they started with (OpenSSL counts them).
+ */
+void
+smtp_session_set_tls(SSL_CTX *ctx)
+{
+	smtp_tls_ctx = ctx;
+}
+
+void
+smtp_session_set_etrn(smtp_session_etrn_cb cb)
+{
+	smtp_etrn = cb;
 }
 
 static void
@@ -335,7 +483,8 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 		    smtp_states[s->state].name, smtp_states[state].name);
 	s->state = state;
 	smtp_set_timeouts(s);
-	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING)
+	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
+	    state == SMTP_STATE_AUTH_CHECK)
 		bufferevent_disable(s->bev, EV_READ);
 	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
 		bufferevent_enable(s->bev, EV_READ);
@@ -405,6 +554,7 @@ smtp_tx_free(struct smtp_session *s)
 		queue_commit_cancel(tx->commit);
 	queue_msg_abort(tx->msg);
 	envelope_clear(&tx->env);
+	free(tx->rcpt.orcpt);
 	free(tx);
 	s->tx = NULL;
 }
@@ -467,14 +617,37 @@ smtp_cmd_ehlo(struct smtp_session *s, const char *args)
 	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
 	for (i = 0; i < nitems(smtp_ehlo_keywords); i++) {
 		e = &smtp_ehlo_keywords[i];
+		if (e->offered != NULL && !e->offered(s))
+			continue;
 		if (e->value != NULL) {
 			e->value(s, value, sizeof value);
 			snprintf(text, sizeof text, "%s %s", e->keyword, value);
 		} else
 			util_strlcpy(text, e->keyword, sizeof text);
+		/* The table's last keyword is always offered. */
 		smtp_reply_line(s, 250, i + 1 == nitems(smtp_ehlo_keywords) ?
 		    ' ' : '-', NULL, "%s", text);
 	}
+}
+
+static int
+smtp_offers_starttls(struct smtp_session *s)
+{
+	return smtp_tls_ctx != NULL && !(s->flags & SMTP_F_TLS);
+}
+
+/* AUTH needs users, and TLS unless the configuration waives it. */
+static int
+smtp_offers_auth(struct smtp_session *s)
+{
+	return smtp_users != NULL && s->user == NULL &&
+	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+}
+
+static int
+smtp_offers_etrn(struct smtp_session *s)
+{
+	return smtp_etrn != NULL && s->kind == SMTP_KIND_MX;
 }
 
 static enum smtp_reply
@@ -509,9 +682,109 @@ smtp_param_smtputf8(struct smtp_session *s, const char *value)
 	return SMTP_R_OK;
 }
 
-/* Run each MAIL parameter through its handler; the first failure wins. */
+/* RET=FULL|HDRS (RFC 3461 4.3), at most once. */
 static enum smtp_reply
-smtp_mail_params_apply(struct smtp_session *s, const char *rest)
+smtp_param_ret(struct smtp_session *s, const char *value)
+{
+	if (s->tx->env.ret != ENVELOPE_RET_NONE)
+		return SMTP_R_PARAM_SYNTAX;
+	if (strcasecmp(value, "FULL") == 0)
+		s->tx->env.ret = ENVELOPE_RET_FULL;
+	else if (strcasecmp(value, "HDRS") == 0)
+		s->tx->env.ret = ENVELOPE_RET_HDRS;
+	else
+		return SMTP_R_PARAM_SYNTAX;
+	return SMTP_R_OK;
+}
+
+/* ENVID=xtext (RFC 3461 4.4): at most 100 octets, printable ASCII. */
+static enum smtp_reply
+smtp_param_envid(struct smtp_session *s, const char *value)
+{
+	char	buf[101];
+	size_t	i;
+
+	if (s->tx->env.envid != NULL || strlen(value) > 100 ||
+	    smtp_xtext_decode(value, buf, sizeof buf) == -1 || buf[0] == '\0')
+		return SMTP_R_PARAM_SYNTAX;
+	for (i = 0; buf[i] != '\0'; i++) {
+		if (buf[i] < 0x20 || buf[i] > 0x7e)
+			return SMTP_R_PARAM_SYNTAX;
+	}
+	envelope_set_str(&s->tx->env.envid, buf);
+	return SMTP_R_OK;
+}
+
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1). */
+static enum smtp_reply
+smtp_param_notify(struct smtp_session *s, const char *value)
+{
+	static const struct {
+		const char	*name;
+		int		 flag;
+	} words[] = {
+		{ "NEVER", ENVELOPE_NOTIFY_NEVER },
+		{ "SUCCESS", ENVELOPE_NOTIFY_SUCCESS },
+		{ "FAILURE", ENVELOPE_NOTIFY_FAILURE },
+		{ "DELAY", ENVELOPE_NOTIFY_DELAY },
+	};
+	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
+	const char		*p = value, *end;
+	size_t			 i, len;
+	int			 flag;
+
+	if (rp->notify != 0)
+		return SMTP_R_PARAM_SYNTAX;
+	do {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		flag = 0;
+		for (i = 0; i < nitems(words); i++) {
+			if (strlen(words[i].name) == len &&
+			    strncasecmp(words[i].name, p, len) == 0)
+				flag = words[i].flag;
+		}
+		if (flag == 0 || (rp->notify & flag))
+			return SMTP_R_PARAM_SYNTAX;
+		rp->notify |= flag;
+		p = end != NULL ? end + 1 : NULL;
+	} while (p != NULL);
+	/* NEVER stands alone. */
+	if ((rp->notify & ENVELOPE_NOTIFY_NEVER) &&
+	    rp->notify != ENVELOPE_NOTIFY_NEVER)
+		return SMTP_R_PARAM_SYNTAX;
+	return SMTP_R_OK;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2), kept decoded. */
+static enum smtp_reply
+smtp_param_orcpt(struct smtp_session *s, const char *value)
+{
+	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
+	char		 buf[ADDR_PATH_SIZE + 32];
+	const char	*semi;
+	size_t		 i;
+
+	if (rp->orcpt != NULL || strlen(value) > 500 ||
+	    (semi = strchr(value, ';')) == NULL || semi == value ||
+	    semi[1] == '\0' ||
+	    smtp_xtext_decode(value, buf, sizeof buf) == -1)
+		return SMTP_R_PARAM_SYNTAX;
+	for (i = 0; buf[i] != '\0'; i++) {
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			return SMTP_R_PARAM_SYNTAX;
+	}
+	rp->orcpt = xstrdup(buf);
+	return SMTP_R_OK;
+}
+
+/*
+ * Run each parameter of a MAIL or RCPT command through its handler in
+ * table; the first failure wins.
+ */
+static enum smtp_reply
+smtp_params_apply(struct smtp_session *s, const char *rest,
+    const struct smtp_param_entry *table, size_t ntable)
 {
 	struct smtp_param	 params[SMTP_PARAMS_MAX];
 	const struct smtp_param_entry *e;
@@ -524,10 +797,9 @@ smtp_mail_params_apply(struct smtp_session *s, const char *rest)
 		return SMTP_R_BAD_PARAM;
 	for (i = 0; i < n; i++) {
 		e = NULL;
-		for (j = 0; j < nitems(smtp_mail_params); j++) {
-			if (strcasecmp(params[i].key,
-			    smtp_mail_params[j].keyword) == 0)
-				e = &smtp_mail_params[j];
+		for (j = 0; j < ntable; j++) {
+			if (strcasecmp(params[i].key, table[j].keyword) == 0)
+				e = &table[j];
 		}
 		if (e == NULL || (e->has_value != (params[i].value != NULL)))
 			return SMTP_R_BAD_PARAM;
@@ -537,31 +809,67 @@ smtp_mail_params_apply(struct smtp_session *s, const char *rest)
 	return SMTP_R_OK;
 }
 
+/*
+ * A local or authenticated submitter may leave the domain out: its
+ * addresses are qualified with the default domain.
+ */
+static int
+smtp_is_trusted(struct smtp_session *s)
+{
+	return s->user != NULL || config_is_relay_client(smtp_conf,
+	    (const struct sockaddr *)&s->ss);
+}
+
+static void
+smtp_qualify(struct addr *a)
+{
+	if (a->domain[0] == '\0' && a->local[0] != '\0')
+		util_strlcpy(a->domain, smtp_conf->default_domain,
+		    sizeof a->domain);
+}
+
+/* An authenticated user may only send as one of their own addresses. */
+static int
+smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
+{
+	if (s->user == NULL || !smtp_conf->auth_sender_check ||
+	    *sender == '\0')
+		return 1;
+	return smtp_users != NULL && users_owns(smtp_users, s->user, sender);
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
 	struct addr	 a;
 	const char	*rest, *cause;
-	char		 buf[ADDR_PATH_SIZE];
+	char		 buf[ADDR_PATH_SIZE], esc[LOG_ESCAPE_SIZE];
 	enum smtp_reply	 r;
-	int		 rc, utf8;
+	int		 rc, utf8, flags;
 
 	if (s->tx != NULL) {
 		smtp_reply(s, SMTP_R_NESTED_MAIL, NULL);
+		return;
+	}
+	if (s->kind != SMTP_KIND_MX && s->user == NULL) {
+		smtp_reply(s, SMTP_R_NEED_AUTH, NULL);
 		return;
 	}
 	s->tx = xcalloc(1, sizeof *s->tx);
 	envelope_init(&s->tx->env);
 
 	/* Parameters first: SMTPUTF8 decides which paths are valid. */
-	rc = addr_parse_path(args, ADDR_ALLOW_NULL | ADDR_ALLOW_UTF8, &a,
-	    &rest, &cause);
+	flags = ADDR_ALLOW_NULL | ADDR_ALLOW_UTF8;
+	if (smtp_is_trusted(s))
+		flags |= ADDR_ALLOW_BARE;
+	rc = addr_parse_path(args, flags, &a, &rest, &cause);
 	if (rc != 0) {
 		smtp_tx_free(s);
 		smtp_reply(s, SMTP_R_BAD_SENDER, NULL);
 		return;
 	}
-	if ((r = smtp_mail_params_apply(s, rest)) != SMTP_R_OK) {
+	if ((r = smtp_params_apply(s, rest, smtp_mail_params,
+	    nitems(smtp_mail_params))) != SMTP_R_OK) {
 		smtp_tx_free(s);
 		smtp_reply(s, r, NULL);
 		return;
@@ -572,9 +880,19 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_NEED_UTF8, NULL);
 		return;
 	}
+	smtp_qualify(&a);
 	if (addr_format(&a, buf, sizeof buf) == -1) {
 		smtp_tx_free(s);
 		smtp_reply(s, SMTP_R_BAD_SENDER, NULL);
+		return;
+	}
+	if (!smtp_sender_is_allowed(s, buf)) {
+		log_info("reject: MAIL from [%s]: sender not owned: from=<%s>, "
+		    "sasl_username=%s", s->addr, log_escape(esc, sizeof esc,
+		    buf, strlen(buf)), s->user);
+		smtp_tx_free(s);
+		util_snprintf(esc, sizeof esc, "<%s>", buf);
+		smtp_reply(s, SMTP_R_SENDER_NOT_OWNED, esc);
 		return;
 	}
 	envelope_set_str(&s->tx->env.sender, buf);
@@ -594,30 +912,89 @@ smtp_has_rcpt(const struct envelope *env, const char *addr)
 }
 
 /*
- * Local domains take any plain local part; everything else needs a relay
- * client.  A local part that could route (@ % !) is never taken, so no
- * address form turns tern into an open relay.
+ * Add one final recipient unless it is there already; the original
+ * address the client gave goes in ORCPT when it differs and the client
+ * gave none.
  */
-static int
-smtp_rcpt_is_allowed(struct smtp_session *s, const struct addr *a)
+static void
+smtp_add_rcpt(struct smtp_session *s, const char *addr, const char *given,
+    const struct smtp_rcpt_params *rp)
 {
-	if (config_is_local_domain(smtp_conf, a->domain))
-		return !addr_has_routing(a);
-	return config_is_relay_client(smtp_conf,
-	    (const struct sockaddr *)&s->ss);
+	struct envelope_rcpt	*r;
+	char			 orcpt[ADDR_PATH_SIZE + 8];
+
+	if (smtp_has_rcpt(&s->tx->env, addr))
+		return;
+	r = envelope_add_rcpt(&s->tx->env, addr);
+	r->notify = rp->notify;
+	if (rp->orcpt != NULL)
+		envelope_set_str(&r->orcpt, rp->orcpt);
+	else if (strcasecmp(addr, given) != 0) {
+		util_snprintf(orcpt, sizeof orcpt, "rfc822;%s", given);
+		envelope_set_str(&r->orcpt, orcpt);
+	}
+}
+
+/*
+ * Local domains take their users, aliases and postmaster, resolved here
+ * into the final recipients; everything else needs a relay client or an
+ * authenticated one.  A local part that could route (@ % !) is never
+ * taken, so no address form turns tern into an open relay.
+ */
+static enum smtp_reply
+smtp_rcpt_resolve(struct smtp_session *s, const struct addr *a,
+    const char *addr, const struct smtp_rcpt_params *rp)
+{
+	struct users_rcpt	*out = NULL;
+	size_t			 n = 0, i, room;
+	int			 rc;
+
+	if (!config_is_local_domain(smtp_conf, a->domain)) {
+		if (s->user == NULL && !config_is_relay_client(smtp_conf,
+		    (const struct sockaddr *)&s->ss))
+			return SMTP_R_RELAY_DENIED;
+		if (s->tx->env.nrcpts >= smtp_conf->max_recipients)
+			return SMTP_R_TOO_MANY_RCPTS;
+		smtp_add_rcpt(s, addr, addr, rp);
+		return SMTP_R_RCPT_OK;
+	}
+	if (addr_has_routing(a))
+		return SMTP_R_RELAY_DENIED;
+	if (smtp_users == NULL)
+		return SMTP_R_UNKNOWN_USER;
+	rc = users_resolve(smtp_users, addr, &out, &n);
+	if (rc == USERS_UNKNOWN)
+		return SMTP_R_UNKNOWN_USER;
+	if (rc != 0)
+		return SMTP_R_ALIAS_LOOP;
+	room = smtp_conf->max_recipients - s->tx->env.nrcpts;
+	if (smtp_conf->max_recipients < s->tx->env.nrcpts || n > room) {
+		free(out);
+		return SMTP_R_TOO_MANY_RCPTS;
+	}
+	for (i = 0; i < n; i++)
+		smtp_add_rcpt(s, out[i].addr, addr, rp);
+	free(out);
+	return SMTP_R_RCPT_OK;
 }
 
 static void
 smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
-	struct addr	 a;
-	const char	*rest, *cause;
-	char		 buf[ADDR_PATH_SIZE], path[ADDR_PATH_SIZE];
-	int		 rc, flags;
+	struct addr		 a;
+	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
+	const char		*rest, *cause;
+	char			 buf[ADDR_PATH_SIZE], path[ADDR_PATH_SIZE];
+	char			 esc[LOG_ESCAPE_SIZE];
+	enum smtp_reply		 r;
+	size_t			 i;
+	int			 rc, flags;
 
 	flags = ADDR_ALLOW_POSTMASTER;
 	if (s->tx->env.smtputf8)
 		flags |= ADDR_ALLOW_UTF8;
+	if (smtp_is_trusted(s))
+		flags |= ADDR_ALLOW_BARE;
 	rc = addr_parse_path(args, flags, &a, &rest, &cause);
 	if (rc == ADDR_ERR_UTF8) {
 		smtp_reply(s, SMTP_R_NEED_UTF8, NULL);
@@ -627,44 +1004,50 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_BAD_RCPT, NULL);
 		return;
 	}
-	while (*rest == ' ')
-		rest++;
-	if (*rest != '\0') {
-		smtp_reply(s, SMTP_R_BAD_PARAM, NULL);
+	free(rp->orcpt);
+	memset(rp, 0, sizeof *rp);
+	if ((r = smtp_params_apply(s, rest, smtp_rcpt_params,
+	    nitems(smtp_rcpt_params))) != SMTP_R_OK) {
+		smtp_reply(s, r, NULL);
 		return;
 	}
 	/* A bare <Postmaster> is the postmaster of our own host. */
-	if (a.domain[0] == '\0')
-		util_strlcpy(a.domain, smtp_conf->local_domains[0],
-		    sizeof a.domain);
+	smtp_qualify(&a);
 	if (addr_format(&a, buf, sizeof buf) == -1 ||
 	    addr_format_path(&a, path, sizeof path) == -1) {
 		smtp_reply(s, SMTP_R_BAD_RCPT, NULL);
 		return;
 	}
-	if (!smtp_rcpt_is_allowed(s, &a)) {
-		char	esc[LOG_ESCAPE_SIZE];
-
-		log_info("reject: RCPT from [%s]: relay access denied: to=%s",
-		    s->addr, log_escape(esc, sizeof esc, path, strlen(path)));
-		smtp_reply(s, SMTP_R_RELAY_DENIED, path);
-		return;
+	/* Local parts compare without case: one recipient, one delivery. */
+	if (config_is_local_domain(smtp_conf, a.domain)) {
+		for (i = 0; buf[i] != '\0'; i++)
+			buf[i] = (char)tolower((unsigned char)buf[i]);
 	}
-	if (s->tx->env.nrcpts >= smtp_conf->max_recipients) {
-		smtp_reply(s, SMTP_R_TOO_MANY_RCPTS, NULL);
-		return;
-	}
-	if (!smtp_has_rcpt(&s->tx->env, buf))
-		envelope_add_rcpt(&s->tx->env, buf);
-	smtp_reply(s, SMTP_R_RCPT_OK, NULL);
+	r = smtp_rcpt_resolve(s, &a, buf, rp);
+	if (r == SMTP_R_RELAY_DENIED || r == SMTP_R_UNKNOWN_USER ||
+	    r == SMTP_R_ALIAS_LOOP)
+		log_info("reject: RCPT from [%s]: %s: to=%s", s->addr,
+		    r == SMTP_R_RELAY_DENIED ? "relay access denied" :
+		    r == SMTP_R_UNKNOWN_USER ? "user unknown" : "alias loop",
+		    log_escape(esc, sizeof esc, path, strlen(path)));
+	smtp_reply(s, r, r == SMTP_R_RCPT_OK || r == SMTP_R_TOO_MANY_RCPTS ?
+	    NULL : path);
 }
 
+/* The "with" of the Received header (RFC 3848, RFC 6531). */
 static const char *
 smtp_protocol(struct smtp_session *s)
 {
-	if (s->tx->env.smtputf8)
-		return "UTF8SMTP";
-	return (s->flags & SMTP_F_EHLO) ? "ESMTP" : "SMTP";
+	static const char *const names[2][2][2] = {
+		/* [utf8][tls][auth] */
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
+
+	if (!(s->flags & SMTP_F_EHLO))
+		return "SMTP";
+	return names[s->tx->env.smtputf8 != 0][(s->flags & SMTP_F_TLS) != 0]
+	    [s->user != NULL];
 }
 
 /* Our trace header, the first bytes of every stored message. */
@@ -673,6 +1056,7 @@ smtp_write_received(struct smtp_session *s)
 {
 	struct smtp_tx	*tx = s->tx;
 	char		 hdr[2048], date[64], forclause[ADDR_PATH_SIZE + 16];
+	char		 tls[160];
 	struct tm	 tm;
 	time_t		 now = time(NULL);
 	int		 n;
@@ -683,10 +1067,15 @@ smtp_write_received(struct smtp_session *s)
 	if (tx->env.nrcpts == 1)
 		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
 		    tx->env.rcpts[0].addr);
+	tls[0] = '\0';
+	if (s->flags & SMTP_F_TLS)
+		snprintf(tls, sizeof tls, "\r\n\t(using %s with cipher %s)",
+		    tls_version(s->bev), tls_cipher(s->bev));
 	n = snprintf(hdr, sizeof hdr, "Received: from %s ([%s%s])\r\n"
-	    "\tby %s (tern) with %s id %s%s; %s\r\n", s->helo,
+	    "\tby %s (tern) with %s id %s%s%s; %s\r\n", s->helo,
 	    strchr(s->addr, ':') != NULL ? "IPv6:" : "", s->addr,
-	    smtp_conf->hostname, smtp_protocol(s), tx->id, forclause, date);
+	    smtp_conf->hostname, smtp_protocol(s), tx->id, tls, forclause,
+	    date);
 	if (n < 0 || (size_t)n >= sizeof hdr)
 		n = (int)strlen(hdr);
 	return queue_msg_write(tx->msg, hdr, (size_t)n);
@@ -746,6 +1135,332 @@ smtp_cmd_help(struct smtp_session *s, const char *args)
 	smtp_reply(s, SMTP_R_HELP, NULL);
 }
 
+/*
+ * STARTTLS (RFC 3207): answer 220, throw away whatever the client
+ * pipelined after the command, and start the handshake once the 220 has
+ * left (smtp_write_cb).  Nothing said in plaintext is ever read as if
+ * said under TLS.
+ */
+static void
+smtp_cmd_starttls(struct smtp_session *s, const char *args)
+{
+	struct evbuffer	*in = bufferevent_get_input(s->bev);
+
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_TLS_SYNTAX, NULL);
+		return;
+	}
+	if (s->flags & SMTP_F_TLS) {
+		smtp_reply(s, SMTP_R_TLS_ACTIVE, NULL);
+		return;
+	}
+	if (smtp_tls_ctx == NULL) {
+		smtp_reply(s, SMTP_R_NOT_IMPLEMENTED, NULL);
+		return;
+	}
+	if (s->tx != NULL) {
+		smtp_reply(s, SMTP_R_IN_TX, NULL);
+		return;
+	}
+	smtp_reply(s, SMTP_R_TLS_READY, NULL);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	s->flags |= SMTP_F_STARTTLS;
+	smtp_enter_state(s, SMTP_STATE_TLS);
+}
+
+/* The 220 has left: hand the socket to TLS. */
+static void
+smtp_tls_begin(struct smtp_session *s)
+{
+	struct bufferevent	*tbev;
+	char			*cause;
+
+	s->flags &= ~SMTP_F_STARTTLS;
+	tbev = tls_server_start(smtp_base, s->bev, -1, smtp_tls_ctx, &cause);
+	if (tbev == NULL) {
+		log_warnx("STARTTLS from [%s]: %s", s->addr, cause);
+		free(cause);
+		smtp_session_close(s, "TLS setup failed");
+		return;
+	}
+	s->bev = tbev;
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	smtp_enter_state(s, SMTP_STATE_TLS);
+}
+
+/*
+ * The handshake is done: the session starts over (RFC 3207 4.2), HELO
+ * and all, now under TLS.
+ */
+static void
+smtp_tls_done(struct smtp_session *s)
+{
+	log_info("TLS from [%s]: %s with cipher %s", s->addr,
+	    tls_version(s->bev), tls_cipher(s->bev));
+	s->flags |= SMTP_F_TLS;
+	s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
+	s->helo[0] = '\0';
+	smtp_tx_free(s);
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	if (s->kind == SMTP_KIND_SMTPS)
+		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+}
+
+static void
+smtp_auth_free(struct smtp_session *s)
+{
+	struct smtp_auth	*au = s->auth;
+
+	if (au == NULL)
+		return;
+	if (au->check != NULL)
+		pwcheck_cancel(au->check);
+	if (au->delay != NULL)
+		event_free(au->delay);
+	sasl_clear(&au->sasl);
+	free(au);
+	s->auth = NULL;
+}
+
+/* The answer to an exchange is out: take commands again. */
+static void
+smtp_auth_end(struct smtp_session *s, enum smtp_reply r)
+{
+	smtp_auth_free(s);
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	smtp_reply(s, r, NULL);
+}
+
+static void
+smtp_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	if (s->auth_failures >= smtp_conf->auth_max_failures) {
+		log_info("too many authentication failures from [%s]",
+		    s->addr);
+		smtp_auth_free(s);
+		smtp_reply(s, SMTP_R_AUTH_FAILED, NULL);
+		smtp_reply(s, SMTP_R_AUTH_TOO_MANY, smtp_conf->hostname);
+	} else
+		smtp_auth_end(s, SMTP_R_AUTH_FAILED);
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/*
+ * The credentials are checked.  A failure is answered late, later at
+ * each failure of the session, to slow a password guesser down; the
+ * password itself is never logged.
+ */
+static void
+smtp_auth_result(struct smtp_session *s, int ok)
+{
+	struct smtp_auth	*au = s->auth;
+	struct timeval		 tv;
+	char			 esc[LOG_ESCAPE_SIZE];
+	const char		*user = sasl_user(&au->sasl);
+	uint64_t		 ms;
+	unsigned		 shift;
+
+	log_escape(esc, sizeof esc, user, strlen(user));
+	if (ok) {
+		log_info("[%s]: authenticated: sasl_method=%s, "
+		    "sasl_username=%s", s->addr,
+		    sasl_mech_str(au->sasl.mech), esc);
+		s->user = xstrdup(user);
+		smtp_auth_end(s, SMTP_R_AUTH_OK);
+		return;
+	}
+	s->auth_failures++;
+	log_info("warning: [%s]: SASL %s authentication failed: "
+	    "sasl_username=%s", s->addr, sasl_mech_str(au->sasl.mech), esc);
+	shift = s->auth_failures - 1 < 10 ? s->auth_failures - 1 : 10;
+	ms = smtp_conf->auth_failure_delay << shift;
+	if (ms > 60 * 1000)
+		ms = 60 * 1000;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	au->delay = evtimer_new(smtp_base, smtp_auth_delay_cb, s);
+	if (au->delay == NULL)
+		fatalx("smtp: evtimer_new");
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	evtimer_add(au->delay, &tv);
+}
+
+static void
+smtp_auth_check_cb(int ok, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	s->auth->check = NULL;
+	smtp_auth_result(s, ok);
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/* The exchange has given a user and a secret: check them. */
+static void
+smtp_auth_verify(struct smtp_session *s)
+{
+	struct smtp_auth	*au = s->auth;
+	const char		*user = sasl_user(&au->sasl);
+	const char		*authzid = sasl_authzid(&au->sasl);
+	char			 secret[512];
+	int			 ok = 0;
+
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	if (authzid != NULL && *authzid != '\0' && strcmp(authzid, user) != 0) {
+		smtp_auth_result(s, 0);
+		return;
+	}
+	if (au->sasl.mech == SASL_MECH_CRAM_MD5) {
+		if (users_cram_secret(smtp_users, user, secret,
+		    sizeof secret) == 0)
+			ok = sasl_cram_verify(&au->sasl, secret, strlen(secret));
+		explicit_bzero(secret, sizeof secret);
+		smtp_auth_result(s, ok);
+		return;
+	}
+	if (users_stored_secret(smtp_users, user, secret, sizeof secret) == -1 ||
+	    secret[0] == '\0') {
+		smtp_auth_result(s, 0);
+		return;
+	}
+	/* Blocking for tens of milliseconds by design: off the loop. */
+	au->check = pwcheck_start(secret, sasl_password(&au->sasl),
+	    smtp_auth_check_cb, s);
+	explicit_bzero(secret, sizeof secret);
+}
+
+/* One step of the exchange, on the command's argument or a client line. */
+static void
+smtp_auth_step(struct smtp_session *s, const char *in)
+{
+	char		 out[SMTP_LINE_MAX];
+	enum sasl_result r;
+
+	r = sasl_step(&s->auth->sasl, in, out, sizeof out);
+	switch (r) {
+	case SASL_CONTINUE:
+		smtp_enter_state(s, SMTP_STATE_AUTH);
+		smtp_reply(s, SMTP_R_AUTH_CHALLENGE, out);
+		break;
+	case SASL_DONE:
+		smtp_auth_verify(s);
+		break;
+	case SASL_CANCEL:
+		smtp_auth_end(s, SMTP_R_AUTH_CANCEL);
+		break;
+	case SASL_BAD:
+		smtp_auth_end(s, SMTP_R_AUTH_BAD);
+		break;
+	}
+}
+
+/* AUTH mechanism [initial-response] (RFC 4954). */
+static void
+smtp_cmd_auth(struct smtp_session *s, const char *args)
+{
+	char		 mech[32];
+	const char	*ir;
+	size_t		 len;
+	enum sasl_mech	 m;
+
+	if (s->user != NULL) {
+		smtp_reply(s, SMTP_R_AUTH_DONE, NULL);
+		return;
+	}
+	if (!smtp_offers_auth(s)) {
+		smtp_reply(s, smtp_users != NULL && smtp_tls_ctx != NULL &&
+		    !(s->flags & SMTP_F_TLS) ? SMTP_R_NEED_TLS :
+		    SMTP_R_AUTH_OFF, NULL);
+		return;
+	}
+	if (s->tx != NULL) {
+		smtp_reply(s, SMTP_R_IN_TX, NULL);
+		return;
+	}
+	len = strcspn(args, " ");
+	if (len == 0 || len >= sizeof mech) {
+		smtp_reply(s, len == 0 ? SMTP_R_AUTH_SYNTAX : SMTP_R_AUTH_MECH,
+		    NULL);
+		return;
+	}
+	memcpy(mech, args, len);
+	mech[len] = '\0';
+	ir = args[len] == ' ' ? args + len + 1 : NULL;
+	if (ir != NULL && (*ir == '\0' || strchr(ir, ' ') != NULL)) {
+		smtp_reply(s, SMTP_R_AUTH_SYNTAX, NULL);
+		return;
+	}
+	if (sasl_mech_parse(mech, &m) == -1) {
+		smtp_reply(s, SMTP_R_AUTH_MECH, NULL);
+		return;
+	}
+	s->auth = xcalloc(1, sizeof *s->auth);
+	sasl_start(&s->auth->sasl, m, smtp_conf->hostname);
+	smtp_auth_step(s, ir);
+}
+
+/*
+ * ETRN domain, or @domain for it and its subdomains (RFC 1985): deliver
+ * what waits for it now.  Only for the clients of etrn_networks.
+ */
+static void
+smtp_cmd_etrn(struct smtp_session *s, const char *args)
+{
+	const char	*node = args;
+	char		 text[LOG_ESCAPE_SIZE + 64], esc[LOG_ESCAPE_SIZE];
+	size_t		 n, i;
+	int		 sub = 0;
+
+	if (s->tx != NULL) {
+		smtp_reply(s, SMTP_R_IN_TX, NULL);
+		return;
+	}
+	if (*node == '@') {
+		sub = 1;
+		node++;
+	}
+	if (*node == '\0' || *node == '#' || strlen(node) >= ADDR_DOMAIN_SIZE) {
+		smtp_reply(s, SMTP_R_ETRN_SYNTAX, NULL);
+		return;
+	}
+	for (i = 0; node[i] != '\0'; i++) {
+		if (!isalnum((unsigned char)node[i]) && node[i] != '.' &&
+		    node[i] != '-') {
+			smtp_reply(s, SMTP_R_ETRN_SYNTAX, NULL);
+			return;
+		}
+	}
+	log_escape(esc, sizeof esc, node, strlen(node));
+	if (smtp_etrn == NULL || s->kind != SMTP_KIND_MX ||
+	    !config_is_etrn_client(smtp_conf,
+	    (const struct sockaddr *)&s->ss)) {
+		log_info("reject: ETRN from [%s]: %s: not allowed", s->addr,
+		    esc);
+		smtp_reply(s, SMTP_R_ETRN_DENIED, esc);
+		return;
+	}
+	if (s->flags & SMTP_F_DRAIN) {
+		smtp_reply(s, SMTP_R_ETRN_UNABLE, esc);
+		return;
+	}
+	n = smtp_etrn(node, sub);
+	log_info("ETRN from [%s]: %s%s: %zu messages", s->addr,
+	    sub ? "@" : "", esc, n);
+	if (n == 0) {
+		smtp_reply(s, SMTP_R_ETRN_NONE, esc);
+		return;
+	}
+	snprintf(text, sizeof text, "%zu pending messages for node %s", n,
+	    esc);
+	smtp_reply(s, SMTP_R_ETRN_STARTED, text);
+}
+
 static void
 smtp_cmd_unimplemented(struct smtp_session *s, const char *args)
 {
@@ -763,9 +1478,11 @@ smtp_dispatch(struct smtp_session *s, char *line)
 	int				 rc;
 
 	s->commands++;
+	/* An AUTH initial response is a credential: never logged. */
+	log_debug("smtp [%s]: <<< %s", s->addr, log_escape(esc, sizeof esc,
+	    line, strncasecmp(line, "AUTH ", 5) == 0 ?
+	    5 + strcspn(line + 5, " ") : strlen(line)));
 	rc = smtp_parse_cmd(line, &cmd);
-	log_debug("smtp [%s]: <<< %s", s->addr,
-	    log_escape(esc, sizeof esc, line, strlen(line)));
 	for (i = 0; i < nitems(smtp_verbs); i++) {
 		if (smtp_verbs[i].verb == cmd.verb)
 			v = &smtp_verbs[i];
@@ -803,31 +1520,45 @@ smtp_process_line(struct smtp_session *s)
 {
 	struct evbuffer		*in = bufferevent_get_input(s->bev);
 	struct evbuffer_ptr	 eol;
-	size_t			 eol_len, len;
+	size_t			 eol_len, len, max;
+	int			 auth = s->state == SMTP_STATE_AUTH;
 
+	max = auth ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos == -1) {
 		/* No end yet: an overlong line is dropped as it comes. */
-		if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
+		if (evbuffer_get_length(in) > max) {
 			s->flags |= SMTP_F_DISCARD;
 			evbuffer_drain(in, evbuffer_get_length(in));
 		}
 		return -1;
 	}
 	len = (size_t)eol.pos + 1;
-	if ((s->flags & SMTP_F_DISCARD) || len > SMTP_LINE_MAX) {
+	if ((s->flags & SMTP_F_DISCARD) || len > max) {
 		s->flags &= ~SMTP_F_DISCARD;
 		evbuffer_drain(in, len);
-		smtp_reply(s, SMTP_R_LINE_TOO_LONG, NULL);
+		if (auth)
+			smtp_auth_end(s, SMTP_R_AUTH_BAD);
+		else
+			smtp_reply(s, SMTP_R_LINE_TOO_LONG, NULL);
 		return 0;
 	}
 	evbuffer_remove(in, smtp_line, len);
 	if (smtp_parse_line(smtp_line, len) != SMTP_LINE_OK) {
-		smtp_reply(s, SMTP_R_BARE_NEWLINE, NULL);
+		explicit_bzero(smtp_line, len);
+		if (auth)
+			smtp_auth_end(s, SMTP_R_AUTH_BAD);
+		else
+			smtp_reply(s, SMTP_R_BARE_NEWLINE, NULL);
 		return 0;
 	}
 	smtp_line[len - 2] = '\0';
-	smtp_dispatch(s, smtp_line);
+	if (auth)
+		smtp_auth_step(s, smtp_line);
+	else
+		smtp_dispatch(s, smtp_line);
+	/* It may have held a secret. */
+	explicit_bzero(smtp_line, len);
 	return 0;
 }
 
@@ -918,9 +1649,9 @@ smtp_process(struct smtp_session *s)
 				return;
 			continue;
 		}
-		if (s->state != SMTP_STATE_CMD)
+		if (s->state != SMTP_STATE_CMD && s->state != SMTP_STATE_AUTH)
 			return;
-		if (s->flags & SMTP_F_DRAIN) {
+		if ((s->flags & SMTP_F_DRAIN) && s->state == SMTP_STATE_CMD) {
 			smtp_tx_free(s);
 			smtp_reply(s, SMTP_R_SHUTDOWN, smtp_conf->hostname);
 			return;
@@ -991,6 +1722,10 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 		smtp_after(s);
 		return;
 	}
+	if (s->flags & SMTP_F_STARTTLS) {
+		smtp_tls_begin(s);
+		return;
+	}
 	if (s->flags & SMTP_F_PAUSED) {
 		s->flags &= ~SMTP_F_PAUSED;
 		if (s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_DATA)
@@ -1004,7 +1739,20 @@ static void
 smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session	*s = arg;
+	char			 err[TLS_ERROR_SIZE], reason[TLS_ERROR_SIZE + 32];
 
+	if (what & BEV_EVENT_CONNECTED) {
+		smtp_tls_done(s);
+		smtp_process(s);
+		smtp_after(s);
+		return;
+	}
+	if (s->state == SMTP_STATE_TLS && (what & BEV_EVENT_ERROR)) {
+		snprintf(reason, sizeof reason, "TLS handshake failed: %s",
+		    tls_error(s->bev, err, sizeof err));
+		smtp_session_close(s, reason);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if ((what & BEV_EVENT_WRITING) || (s->flags & SMTP_F_QUIT)) {
 			smtp_session_close(s, "write timeout");
@@ -1026,12 +1774,14 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 /* A new client: greet it and start reading. */
 struct smtp_session *
 smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
-    smtp_session_closed_cb cb, void *arg)
+    enum smtp_kind kind, smtp_session_closed_cb cb, void *arg)
 {
 	struct smtp_session	*s;
 	const void		*ip;
+	char			*cause = NULL;
 
 	s = xcalloc(1, sizeof *s);
+	s->kind = kind;
 	s->closed_cb = cb;
 	s->closed_arg = arg;
 	if (salen > sizeof s->ss)
@@ -1047,9 +1797,21 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
 		memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
 
-	s->bev = bufferevent_socket_new(smtp_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (kind == SMTP_KIND_SMTPS) {
+		/* Implicit TLS: the greeting waits for the handshake. */
+		s->bev = NULL;
+		if (smtp_tls_ctx != NULL)
+			s->bev = tls_server_start(smtp_base, NULL, fd,
+			    smtp_tls_ctx, &cause);
+		if (s->bev == NULL && smtp_tls_ctx != NULL) {
+			log_warnx("TLS for [%s]: %s", s->addr, cause);
+			free(cause);
+		}
+	} else
+		s->bev = bufferevent_socket_new(smtp_base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
-		log_warnx("bufferevent_socket_new failed for [%s]", s->addr);
+		log_warnx("cannot start a session for [%s]", s->addr);
 		close(fd);
 		free(s);
 		return NULL;
@@ -1057,7 +1819,14 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
-	log_info("connect from [%s]", s->addr);
+	log_info("connect from [%s]%s", s->addr, kind == SMTP_KIND_SMTPS ?
+	    " (implicit TLS)" : kind == SMTP_KIND_SUBMISSION ?
+	    " (submission)" : "");
+	if (kind == SMTP_KIND_SMTPS) {
+		s->state = SMTP_STATE_TLS;
+		smtp_enter_state(s, SMTP_STATE_TLS);
+		return s;
+	}
 	smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 	s->state = SMTP_STATE_CMD;
 	smtp_enter_state(s, SMTP_STATE_CMD);
@@ -1084,7 +1853,9 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	log_info("disconnect from [%s] commands=%u errors=%u (%s)", s->addr,
 	    s->commands, s->errors, reason);
 	smtp_tx_free(s);
-	bufferevent_free(s->bev);
+	smtp_auth_free(s);
+	free(s->user);
+	tls_close(s->bev);
 	if (s->closed_cb != NULL)
 		s->closed_cb(s, s->closed_arg);
 	free(s);

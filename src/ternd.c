@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +20,21 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "control.h"
 #include "dns.h"
 #include "log.h"
 #include "mta.h"
 #include "mta_session.h"
 #include "notify.h"
+#include "pickup.h"
 #include "priv.h"
+#include "pwcheck.h"
 #include "queue.h"
 #include "scheduler.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
+#include "tls.h"
+#include "users.h"
 #include "util.h"
 
 /* Threads that sync accepted messages beside the loop. */
@@ -43,6 +50,8 @@ static struct {
 	struct event		*sighup_ev;
 	struct event		*stop_timer;
 	struct event		*notify_timer;	/* STATUS updates */
+	struct users		*users;
+	SSL_CTX			*tls;		/* inbound; NULL: no TLS */
 	int			 stopping;
 	int			 dropped;	/* started as root */
 } ternd;
@@ -52,6 +61,13 @@ static void
 ternd_scan_cb(const struct envelope *env, int held, void *arg)
 {
 	scheduler_add(env, held);
+}
+
+/* ETRN: what waits for a domain is attempted now. */
+static size_t
+ternd_etrn_cb(const char *domain, int subdomains)
+{
+	return scheduler_flush(domain, subdomains);
 }
 
 /* A message just accepted is attempted at once. */
@@ -103,6 +119,76 @@ ternd_apply_log(const struct config *conf)
 	}
 }
 
+/* The users and aliases files of a configuration. */
+static struct users *
+ternd_load_users(const struct config *conf, char **cause)
+{
+	struct users_params	p;
+
+	memset(&p, 0, sizeof p);
+	p.users_path = conf->users;
+	p.aliases_path = conf->aliases;
+	p.local_domains = (const char *const *)conf->local_domains;
+	p.nlocal_domains = conf->nlocal_domains;
+	p.default_domain = conf->default_domain;
+	p.mailboxes = conf->mailboxes;
+	p.postmaster = conf->postmaster;
+	return users_load(&p, cause);
+}
+
+/* The inbound TLS context of a configuration; *ctx NULL without TLS. */
+static int
+ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
+{
+	*ctx = NULL;
+	if (conf->tls_cert[0] == '\0')
+		return 0;
+	if ((*ctx = tls_server_ctx(conf->tls_cert, conf->tls_key,
+	    cause)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Give every module the users and TLS context now in force. */
+static void
+ternd_apply_users(void)
+{
+	smtp_session_set_users(ternd.users);
+	smtp_session_set_tls(ternd.tls);
+	scheduler_set_users(ternd.users);
+	pickup_set_users(ternd.users);
+}
+
+/*
+ * A reload of the users, aliases and certificate: what cannot be read
+ * is reported and the old one kept, so a typo never stops mail.
+ */
+static void
+ternd_reload_users(const struct config *conf)
+{
+	struct users	*users;
+	SSL_CTX		*ctx;
+	char		*cause;
+
+	if ((users = ternd_load_users(conf, &cause)) == NULL) {
+		log_warnx("reload: %s; keeping the old users and aliases",
+		    cause);
+		free(cause);
+	} else {
+		users_free(ternd.users);
+		ternd.users = users;
+		log_info("users: %zu loaded", users_count(users));
+	}
+	if (ternd_load_tls(conf, &ctx, &cause) == -1) {
+		log_warnx("reload: %s; keeping the old certificate", cause);
+		free(cause);
+	} else {
+		tls_ctx_free(ternd.tls);
+		ternd.tls = ctx;
+	}
+	ternd_apply_users();
+}
+
 /* Seconds between STATUS updates to the service manager. */
 #define TERND_STATUS_INTERVAL	10
 
@@ -133,6 +219,34 @@ ternd_notify_timer_cb(evutil_socket_t fd, short events, void *arg)
 	notify_status(status);
 }
 
+static int
+ternd_listen_differs(const struct config_listen *a, size_t na,
+    const struct config_listen *b, size_t nb)
+{
+	return na != nb || (na > 0 && memcmp(a, b, na * sizeof *a) != 0);
+}
+
+static int
+ternd_listen_changed(const struct config *a, const struct config *b)
+{
+	return ternd_listen_differs(a->listen, a->nlisten, b->listen,
+	    b->nlisten) || ternd_listen_differs(a->submission_listen,
+	    a->nsubmission_listen, b->submission_listen,
+	    b->nsubmission_listen) || ternd_listen_differs(a->smtps_listen,
+	    a->nsmtps_listen, b->smtps_listen, b->nsmtps_listen);
+}
+
+static void
+ternd_copy_listen(struct config_listen **dst, size_t *ndst,
+    const struct config_listen *src, size_t nsrc)
+{
+	free(*dst);
+	*dst = xcalloc(nsrc + 1, sizeof **dst);
+	if (nsrc > 0)
+		memcpy(*dst, src, nsrc * sizeof **dst);
+	*ndst = nsrc;
+}
+
 /* SIGHUP: a bad new file is reported and the old one kept. */
 static void
 ternd_reload(void)
@@ -161,17 +275,16 @@ ternd_reload(void)
 	 * Root is gone: closing the listeners to bind new ones could lose
 	 * the ports below 1024 for good.
 	 */
-	if (ternd.dropped && (conf->nlisten != ternd.conf->nlisten ||
-	    memcmp(conf->listen, ternd.conf->listen,
-	    conf->nlisten * sizeof *conf->listen) != 0)) {
+	if (ternd.dropped && ternd_listen_changed(conf, ternd.conf)) {
 		log_warnx("reload: listen cannot change after dropping root; "
 		    "keeping the listeners until restart");
-		free(conf->listen);
-		conf->listen = xcalloc(ternd.conf->nlisten,
-		    sizeof *conf->listen);
-		memcpy(conf->listen, ternd.conf->listen,
-		    ternd.conf->nlisten * sizeof *conf->listen);
-		conf->nlisten = ternd.conf->nlisten;
+		ternd_copy_listen(&conf->listen, &conf->nlisten,
+		    ternd.conf->listen, ternd.conf->nlisten);
+		ternd_copy_listen(&conf->submission_listen,
+		    &conf->nsubmission_listen, ternd.conf->submission_listen,
+		    ternd.conf->nsubmission_listen);
+		ternd_copy_listen(&conf->smtps_listen, &conf->nsmtps_listen,
+		    ternd.conf->smtps_listen, ternd.conf->nsmtps_listen);
 	}
 	if (smtp_server_set_config(conf, &cause) == -1) {
 		log_warnx("reload failed: %s; keeping the old configuration",
@@ -191,6 +304,8 @@ ternd_reload(void)
 	smtp_session_set_config(conf);
 	mta_set_config(conf);
 	scheduler_set_config(conf);
+	pickup_set_config(conf);
+	ternd_reload_users(conf);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
 	ternd.conf = conf;
@@ -233,23 +348,97 @@ ternd_stop(void)
 	smtp_server_shutdown(ternd_stopped);
 }
 
+/* SIGHUP or "ternctl reload". */
+static void
+ternd_hup(void)
+{
+	/* The manager waits for READY=1 after RELOADING=1. */
+	if (!ternd.stopping)
+		notify_reloading();
+	ternd_reload();
+	if (!ternd.stopping)
+		ternd_notify_ready();
+}
+
 static void
 ternd_signal_cb(evutil_socket_t sig, short events, void *arg)
 {
 	switch (sig) {
 	case SIGHUP:
-		/* The manager waits for READY=1 after RELOADING=1. */
-		if (!ternd.stopping)
-			notify_reloading();
-		ternd_reload();
-		if (!ternd.stopping)
-			ternd_notify_ready();
+		ternd_hup();
 		break;
 	case SIGTERM:
 	case SIGINT:
 		ternd_stop();
 		break;
 	}
+}
+
+/*
+ * The control socket's verbs.  flush-ids knows an id the scheduler does
+ * not wait on (held, or being attempted) from one the queue lacks.
+ */
+static int
+ternd_ctl_flush_ids(const char *id)
+{
+	int	fd;
+
+	if (scheduler_flush_id(id) > 0)
+		return 0;
+	if ((fd = queue_msg_open(id)) == -1)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static void
+ternd_ctl_stats(struct control_stats *st)
+{
+	struct scheduler_stats	ss;
+
+	scheduler_stats(&ss);
+	st->sessions = smtp_server_session_count();
+	st->accepted = ss.accepted;
+	st->delivered = ss.delivered;
+	st->deferred = ss.deferred;
+	st->bounced = ss.bounced;
+	st->queue_size = ss.queue_size;
+	st->oldest = ss.oldest > 0 ? (uint64_t)ss.oldest : 0;
+	st->uptime = ss.uptime > 0 ? (uint64_t)ss.uptime : 0;
+}
+
+static const struct control_ops ternd_ctl_ops = {
+	.hold = scheduler_hold,
+	.release = scheduler_release,
+	.delete = scheduler_delete,
+	.bounce = scheduler_bounce,
+	.flush = scheduler_flush,
+	.flush_ids = ternd_ctl_flush_ids,
+	.stats = ternd_ctl_stats,
+	.reload = ternd_hup,
+	.stop = ternd_stop,
+};
+
+/*
+ * The group ternd runs as once privileges are dropped, as priv_drop()
+ * will find it, for the control socket made before: after the drop the
+ * spool may only be reachable through descriptors.  A name that does not
+ * resolve is left for priv_drop() to report.
+ */
+static gid_t
+ternd_run_gid(const struct config *conf)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+
+	if (geteuid() != 0)
+		return getegid();
+	if (conf->group[0] != '\0')
+		return (gr = getgrnam(conf->group)) != NULL ? gr->gr_gid :
+		    getegid();
+	if ((pw = getpwnam(conf->user)) == NULL && conf->path[0] == '\0')
+		pw = getpwnam("nobody");	/* the built-in fallback */
+	return pw != NULL ? pw->pw_gid : getegid();
 }
 
 /* As many descriptors as we may have: every session needs one. */
@@ -326,13 +515,35 @@ main(int argc, char **argv)
 	if (mta_session_init(&cause) == -1)
 		fatalx("%s", cause);
 	mta_init(ternd.base, ternd.conf);
+	/* Read while root may still be needed to open them. */
+	if ((ternd.users = ternd_load_users(ternd.conf, &cause)) == NULL ||
+	    ternd_load_tls(ternd.conf, &ternd.tls, &cause) == -1)
+		fatalx("%s", cause);
+	log_info("users: %zu loaded", users_count(ternd.users));
+	if (pwcheck_init(ternd.base, &cause) == -1)
+		fatalx("%s", cause);
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
+	{
+		char	maildrop[CONFIG_PATH_SIZE + 16];
+
+		util_snprintf(maildrop, sizeof maildrop, "%s/%s",
+		    ternd.conf->spool, QUEUE_MAILDROP);
+		if (pickup_init(ternd.base, maildrop, ternd.conf,
+		    ternd_queued_cb, &cause) == -1)
+			fatalx("%s", cause);
+	}
+	smtp_session_set_etrn(ternd_etrn_cb);
+	ternd_apply_users();
 	if (smtp_server_init(ternd.base, ternd.conf, &cause) == -1)
+		fatalx("%s", cause);
+	/* Its group may use it; made while the path is still reachable. */
+	if (control_init(ternd.base, ternd.conf->control_socket,
+	    ternd_run_gid(ternd.conf), &ternd_ctl_ops, &cause) == -1)
 		fatalx("%s", cause);
 	/* Root was only needed for the ports below 1024 and the spool. */
 	ternd.dropped = geteuid() == 0;
 	if (priv_drop(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
-	    ternd.conf->path[0] == '\0', &cause) == -1)
+	    ternd.conf->mailboxes, ternd.conf->path[0] == '\0', &cause) == -1)
 		fatalx("%s", cause);
 
 	ternd.sigterm_ev = evsignal_new(ternd.base, SIGTERM, ternd_signal_cb,
@@ -358,7 +569,10 @@ main(int argc, char **argv)
 	}
 	event_base_dispatch(ternd.base);
 
+	pickup_shutdown();
+	control_shutdown();
 	smtp_server_free();
+	pwcheck_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();
@@ -373,6 +587,8 @@ main(int argc, char **argv)
 	if (ternd.stop_timer != NULL)
 		event_free(ternd.stop_timer);
 	event_base_free(ternd.base);
+	users_free(ternd.users);
+	tls_ctx_free(ternd.tls);
 	config_free(ternd.conf);
 	log_info("stopped");
 	return 0;

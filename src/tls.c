@@ -165,6 +165,107 @@ fail:
 }
 
 /*
+ * The context inbound connections share: our certificate chain and key,
+ * TLS 1.2 at least, our cipher order.  Clients are never asked for a
+ * certificate.  Read while the files may still need root (start-up) and
+ * again on SIGHUP; a session keeps the context it started with.
+ */
+SSL_CTX *
+tls_server_ctx(const char *cert, const char *key, char **cause)
+{
+	SSL_CTX		*ctx;
+	char		 err[TLS_ERROR_SIZE];
+	static const unsigned char sid[] = "tern";
+
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		tls_last_error(err, sizeof err, "SSL_CTX_new");
+		xasprintf(cause, "TLS server context: %s", err);
+		return NULL;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+		tls_last_error(err, sizeof err, "minimum protocol version");
+		xasprintf(cause, "TLS server context: %s", err);
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		tls_last_error(err, sizeof err, "certificate");
+		xasprintf(cause, "%s: %s", cert, err);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		tls_last_error(err, sizeof err, "private key");
+		xasprintf(cause, "%s: %s", key, err);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		tls_last_error(err, sizeof err, "private key");
+		xasprintf(cause, "%s: does not match the certificate %s", key,
+		    cert);
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+	    SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/*
+ * Start a server handshake on a socket: a new client of an implicit TLS
+ * listener (bev NULL, fd given), or a plain connection whose "220" to
+ * STARTTLS has been flushed (bev given, fd ignored).  Anything the client
+ * sent in plaintext after STARTTLS is discarded, never read as if said
+ * under TLS (the CVE-2011-0411 class).  The plain bufferevent is freed and
+ * its socket belongs to the returned one, whose event callback gets
+ * BEV_EVENT_CONNECTED when the handshake is done.  NULL on failure, with
+ * the plain bufferevent (or the fd) untouched.
+ */
+struct bufferevent *
+tls_server_start(struct event_base *base, struct bufferevent *bev, int fd,
+    SSL_CTX *ctx, char **cause)
+{
+	struct bufferevent	*tbev;
+	SSL			*ssl;
+	char			 err[TLS_ERROR_SIZE];
+
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		tls_last_error(err, sizeof err, "SSL_new");
+		xasprintf(cause, "%s", err);
+		return NULL;
+	}
+	if (bev != NULL) {
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		fd = bufferevent_getfd(bev);
+		bufferevent_setfd(bev, -1);
+	}
+	tbev = bufferevent_openssl_socket_new(base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tbev == NULL)
+		fatalx("bufferevent_openssl_socket_new failed");
+	if (bev != NULL)
+		bufferevent_free(bev);
+	bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
+	return tbev;
+}
+
+/* Whether a connection's bufferevent is a TLS one. */
+int
+tls_is_tls(struct bufferevent *bev)
+{
+	return bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
+/*
  * Free a connection's bufferevent, plain or TLS.  A TLS connection whose
  * handshake finished first sends its close_notify, as far as the socket
  * takes it without blocking; freeing closes the socket and the SSL.

@@ -13,11 +13,16 @@
 #include <openssl/ssl.h>
 
 struct bufferevent;
+struct event_base;
 
 /* Big enough for any reason tls_error() gives. */
 #define TLS_ERROR_SIZE	256
 
 SSL_CTX		*tls_client_ctx(char **);
+SSL_CTX		*tls_server_ctx(const char *, const char *, char **);
+struct bufferevent *tls_server_start(struct event_base *,
+		    struct bufferevent *, int, SSL_CTX *, char **);
+int		 tls_is_tls(struct bufferevent *);
 void		 tls_ctx_free(SSL_CTX *);
 struct bufferevent *tls_client_start(struct bufferevent *, SSL_CTX *,
 		    const char *, const char *, char **);

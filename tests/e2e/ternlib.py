@@ -359,7 +359,7 @@ class Tern:
     and log; start, stop, signal, restart and look at what it did."""
 
     def __init__(self, main=None, smtp=None, args=(), start=True,
-                 sections=None, env=None):
+                 sections=None, env=None, local=None):
         self.dir = tempfile.mkdtemp(prefix="tern-e2e-")
         if os.geteuid() == 0:
             # Started as root, ternd drops to "nobody" (below): it must
@@ -381,9 +381,12 @@ class Tern:
             # Ignored unless ternd starts as root, as the tests do in CI.
             "user": "nobody",
         }
+        # local.test and example.test are not local unless asked for
+        # (local=...): mail to them from the relay client 127.0.0.1 is
+        # relayed, and so stays queued (DNS never answers, below).
         self.smtp = {
             "listen": "127.0.0.1:%d" % self.port,
-            "local_domains": "local.test example.test",
+            "local_domains": "tern.test",
             "relay_networks": "127.0.0.0/8",
         }
         self.proc = None
@@ -393,6 +396,9 @@ class Tern:
         # socket that never answers, so no test ever asks a real resolver
         # and a relayed message stays queued unless a test says otherwise.
         self.sections = {"delivery": {"dns_servers": silent_dns_server()}}
+        self.mailboxes = os.path.join(self.dir, "mail")
+        if local:
+            self._catchall(local)
         self.write_config(main, smtp, sections)
         if start:
             self.start()
@@ -423,6 +429,46 @@ class Tern:
 
     def path(self, *parts):
         return os.path.join(self.spool, *parts)
+
+    def _catchall(self, domains):
+        """Make domains local, every address in them going to the one
+        user sink@<first domain>, whose Maildir is sink_maildir()."""
+        self.sink = "sink@%s" % domains[0]
+        users = os.path.join(self.dir, "users")
+        aliases = os.path.join(self.dir, "aliases")
+        with open(users, "w") as f:
+            f.write("%s -\n" % self.sink)
+        with open(aliases, "w") as f:
+            for d in domains:
+                f.write("@%s: %s\n" % (d, self.sink))
+        for name in (users, aliases):
+            os.chmod(name, 0o644)
+        self.smtp["local_domains"] = " ".join(domains)
+        self.sections["local"] = {"users": users, "aliases": aliases,
+                                  "mailboxes": self.mailboxes}
+
+    def sink_maildir(self):
+        local, domain = self.sink.split("@")
+        return os.path.join(self.mailboxes, domain, local)
+
+    def delivered(self, maildir=None):
+        """The names of the messages in a Maildir's new/ (the sink's by
+        default), sorted; [] while it does not exist."""
+        new = os.path.join(maildir or self.sink_maildir(), "new")
+        try:
+            return sorted(os.listdir(new))
+        except FileNotFoundError:
+            return []
+
+    def wait_delivered(self, n, maildir=None, timeout=None):
+        """Wait until a Maildir holds n messages; return their names."""
+        wait_for(lambda: len(self.delivered(maildir)) >= n,
+                 timeout or REPLY_TIMEOUT, "%d messages delivered" % n)
+        names = self.delivered(maildir)
+        if len(names) != n:
+            raise AssertionError("%d messages delivered, not %d"
+                                 % (len(names), n))
+        return names
 
     # --- process ---------------------------------------------------------
 

@@ -101,8 +101,7 @@ class CommandLine(TernTestCase):
         self.assertEqual(ini["smtp"]["listen"], "127.0.0.1:%d" % t.port)
         self.assertEqual(ini["smtp"]["max_recipients"], "7")
         self.assertEqual(ini["smtp"]["bare_newlines"], "normalize")
-        self.assertEqual(ini["smtp"]["local_domains"],
-                         "local.test example.test")
+        self.assertEqual(ini["smtp"]["local_domains"], "tern.test")
         self.assertEqual(ini["smtp"]["relay_networks"], "127.0.0.0/8")
         # -n only checks: nothing listens.
         self.assertFalse(can_connect(t.port))
