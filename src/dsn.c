@@ -329,6 +329,15 @@ dsn_typed_addr(const char *type, size_t typelen, const char *addr)
 	return b.data;
 }
 
+/* Whether a text starts with an SMTP reply code: "550 ...", "421-...". */
+static int
+dsn_is_reply(const char *s)
+{
+	return s[0] >= '2' && s[0] <= '5' && isdigit((unsigned char)s[1]) &&
+	    isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '-' ||
+	    s[3] == '\0');
+}
+
 /* The host of a relay "name[address]:port": name, or "[address]". */
 static char *
 dsn_relay_host(const char *relay)
@@ -451,16 +460,20 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		dsn_field(b, "Status", dsn_is_status(r->status) &&
 		    strchr(k->classes, r->status[0]) != NULL ? r->status :
 		    k->status);
-		if (r->relay != NULL) {
+		/* A Maildir, or no host reached, is no Remote-MTA. */
+		if (r->relay != NULL && strcmp(r->relay, "local") != 0 &&
+		    strcmp(r->relay, "none") != 0) {
 			s = dsn_relay_host(r->relay);
 			if (*s != '\0')
 				dsn_fieldf(b, "Remote-MTA", "dns; %s", s);
 			free(s);
 		}
+		/* An SMTP reply is "smtp"; our own reasons are ours. */
 		if (r->error != NULL) {
 			s = dsn_clean(r->error, 0, DSN_ERROR_MAX);
 			if (*s != '\0')
-				dsn_fieldf(b, "Diagnostic-Code", "smtp; %s", s);
+				dsn_fieldf(b, "Diagnostic-Code", "%s; %s",
+				    dsn_is_reply(s) ? "smtp" : "X-tern", s);
 			free(s);
 		}
 		if (k->last_attempt)

@@ -32,9 +32,9 @@
 
 /*
  * Hand what a run as root left behind to the run-as user: entries owned
- * by root, down to depth levels below dirfd (queue/XX/ID.* is two).
- * Never follows symbolic links, and leaves anything owned by someone
- * other than root alone.
+ * by root, down to depth levels below dirfd (queue/XX/ID.* is two), but
+ * not the submissions waiting in maildrop/.  Never follows symbolic
+ * links, and leaves anything owned by someone other than root alone.
  */
 static int
 priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
@@ -66,7 +66,13 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 			rc = -1;
 			break;
 		}
-		if (S_ISDIR(st.st_mode) && depth > 1) {
+		/*
+		 * A file in maildrop/ is its submitter's, who is named by
+		 * its owner: root's stays root's (priv_maildrop() sees to
+		 * the directory itself).
+		 */
+		if (S_ISDIR(st.st_mode) && depth > 1 &&
+		    strcmp(de->d_name, QUEUE_MAILDROP) != 0) {
 			int	subfd = openat(dirfd, de->d_name, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
