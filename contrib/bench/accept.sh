@@ -47,6 +47,7 @@ esac
 T=
 ternd_pid=
 sink_pid=
+dns_pid=
 pf_started=
 failed=
 
@@ -98,6 +99,10 @@ cleanup() {
 	if [ -n "$sink_pid" ]; then
 		kill -TERM "$sink_pid" 2>/dev/null
 		wait "$sink_pid" 2>/dev/null
+	fi
+	if [ -n "$dns_pid" ]; then
+		kill -TERM "$dns_pid" 2>/dev/null
+		wait "$dns_pid" 2>/dev/null
 	fi
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "$keep" = yes ] || [ -n "$failed" ]; then
@@ -203,16 +208,40 @@ postfix_count() {
 
 # ---------------------------------------------------------------- ternd
 
+# A DNS server that never answers: a relayed message then waits in the
+# queue for its MX lookup, so nothing but the acceptance is measured, as
+# Postfix's hold mode measures it.  Sets dns_port.
+start_silent_dns() {
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+time.sleep(86400)' >"$T/dns.port" &
+	dns_pid=$!
+	i=0
+	while [ ! -s "$T/dns.port" ] && [ "$i" -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	dns_port=$(cat "$T/dns.port")
+	[ -n "$dns_port" ] || die "the silent DNS server did not start"
+}
+
 start_ternd() {
 	[ -x "$TERND" ] || die "no ternd at $TERND (build it, or set TERND)"
 	tern_port=$(free_port)
+	start_silent_dns
 	mkdir -p "$T/tern"
+	# As root, ternd drops to a user of its own: nobody will do here.
+	run_as=
+	[ "$(id -u)" -eq 0 ] && run_as="user = nobody"
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
 hostname = bench.test
 spool = $T/tern/spool
 log = stderr
 shutdown_timeout = 5s
+$run_as
 
 [smtp]
 listen = 127.0.0.1:$tern_port
@@ -220,6 +249,9 @@ max_connections = $((idle + clients + 100))
 max_connections_per_ip = 0
 local_domains = bench.test
 relay_networks = 127.0.0.0/8
+
+[delivery]
+dns_servers = 127.0.0.1:$dns_port
 EOF
 	"$TERND" -c "$T/tern/tern.ini" 2>"$T/ternd.log" &
 	ternd_pid=$!
@@ -259,9 +291,10 @@ start_postfix() {
 		mode_cf="relayhost = [127.0.0.1]:$sink_port"
 	else
 		# Every message goes to the hold queue once committed, so
-		# nothing runs after the 250 (as for ternd, which has no
-		# delivery to do here).  Flow control would otherwise slow
-		# smtpd down when no queue manager takes messages in.
+		# nothing runs after the 250 (as for ternd, whose messages
+		# wait for a DNS answer that never comes).  Flow control would
+		# otherwise slow smtpd down when no queue manager takes
+		# messages in.
 		mode_cf="in_flow_delay = 0
 smtpd_data_restrictions = check_client_access static:HOLD"
 	fi
@@ -380,7 +413,8 @@ cpu_ticks() {
 rate_tern() {
 	say "tern: $warmup warm-up + $messages timed messages"
 	c0=$(cpu_ticks "$ternd_pid")
-	timed_run tern "$tern_port" "$messages" rcpt@bench.test tern_count
+	timed_run tern "$tern_port" "$messages" rcpt@relay.bench.test \
+	    tern_count
 	ternd_alive "rate test"
 	c1=$(cpu_ticks "$ternd_pid")
 	tern_cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \

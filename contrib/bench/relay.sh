@@ -243,12 +243,16 @@ start_ternd() {
 	tern_sink_port=$sink_port
 	tern_port=$(free_port)
 	mkdir -p "$T/tern"
+	# As root, ternd drops to a user of its own: nobody will do here.
+	run_as=
+	[ "$(id -u)" -eq 0 ] && run_as="user = nobody"
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
 hostname = bench.test
 spool = $T/tern/spool
 log = stderr
 shutdown_timeout = 5s
+$run_as
 
 [smtp]
 listen = 127.0.0.1:$tern_port
