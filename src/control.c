@@ -395,6 +395,10 @@ control_is_allowed(uid_t uid, gid_t gid)
 
 	if (uid == 0 || uid == geteuid() || gid == control.group)
 		return 1;
+	/*
+	 * Blocking: the group database, once per connection of a user
+	 * other than root or ours; only administrators connect here.
+	 */
 	if ((pw = getpwuid(uid)) == NULL)
 		return 0;
 	if (pw->pw_gid == control.group)

@@ -201,7 +201,11 @@ queue_opendir(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* mkdir -p: the spool and any missing parents, owner-only. */
+/*
+ * mkdir -p: the spool, owner-only, and any missing parents, 0755: they
+ * only lead to it, and every local user must pass them to reach
+ * maildrop/ (and the run-as user to reach its mailboxes beside it).
+ */
 static int
 queue_mkdir_parents(const char *path)
 {
@@ -215,7 +219,7 @@ queue_mkdir_parents(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		if (mkdir(buf, 0755) == -1 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}

@@ -586,6 +586,7 @@ sched_deliver_local(struct sched_attempt *a)
 		lp.return_path = a->env.sender;
 		lp.delivered_to = r->addr;
 		lp.hostname = sched.conf->hostname;
+		/* Blocking: a Maildir write and sync, as DESIGN.md allows. */
 		res = local_deliver(&lp, a->fd, err, sizeof err);
 		if (res == LOCAL_OK)
 			mta_status_fill(&mr.st, MTA_OK, "2.0.0",

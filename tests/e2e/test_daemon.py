@@ -222,6 +222,8 @@ class BuiltIn(TernTestCase):
                           % present[0])
         self.cwd = tempfile.mkdtemp(prefix="tern-e2e-builtin-")
         self.addCleanup(shutil.rmtree, self.cwd, True)
+        # As root, ternd drops to nobody, who must reach tern-data/.
+        os.chmod(self.cwd, 0o711)
 
     def test_builtin_check(self):
         rc, out, err = run_ternd(["-n"], cwd=self.cwd)
@@ -268,9 +270,24 @@ class BuiltIn(TernTestCase):
         try:
             self.assertRegex(c.greeting.line, r"^220 \S+ ESMTP tern$")
             self.assertEqual(c.cmd("EHLO " + HELO).code, 250)
+            # No users, but postmaster: delivered under the cwd.
+            queued_id(c.mail("a@example.org", ["postmaster@localhost"],
+                             MSG))
             self.assertEqual(c.cmd("QUIT").code, 221)
         finally:
             c.close()
+        mail = os.path.join(self.cwd, "tern-data", "mail")
+
+        def delivered():
+            found = []
+            for top, _, files in os.walk(mail):
+                if os.path.basename(top) == "new":
+                    found += [os.path.join(top, f) for f in files]
+            return found
+        box = ternlib.wait_for(delivered, ternlib.REPLY_TIMEOUT,
+                               "a message in postmaster's Maildir")
+        self.assertEqual(len(box), 1)
+        self.assertRegex(box[0], r"/mail/[^/]+/postmaster/new/[^/]+$")
         # The built-in configuration keeps its data under the cwd.
         self.assertNotEqual(sorted(os.listdir(self.cwd)), ["stderr"])
         p.send_signal(signal.SIGTERM)
