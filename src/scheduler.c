@@ -1164,9 +1164,8 @@ scheduler_hold(const char *id)
 			log_warn("%s: cannot hold", id);
 		return -1;
 	}
-	if ((m = sched_find_waiting(id)) != NULL) {
+	if ((m = sched_find_waiting(id)) != NULL)
 		sched_forget(m);
-	}
 	log_info("%s: held", id);
 	return 0;
 }
@@ -1221,9 +1220,8 @@ scheduler_delete(const char *id)
 	log_mail("qmgr", "%s: removed", id);
 	if (a != NULL)
 		a->action = SCHED_ACTION_DELETE;
-	else if ((m = sched_find_waiting(id)) != NULL) {
+	else if ((m = sched_find_waiting(id)) != NULL)
 		sched_forget(m);
-	}
 	return 0;
 }
 

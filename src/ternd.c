@@ -7,6 +7,7 @@
 #include "autoconf.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <grp.h>
@@ -124,6 +125,7 @@ static struct users *
 ternd_load_users(const struct config *conf, char **cause)
 {
 	struct users_params	p;
+	struct stat		st;
 
 	memset(&p, 0, sizeof p);
 	p.users_path = conf->users;
@@ -133,6 +135,11 @@ ternd_load_users(const struct config *conf, char **cause)
 	p.default_domain = conf->default_domain;
 	p.mailboxes = conf->mailboxes;
 	p.postmaster = conf->postmaster;
+	/* Hashes, and {PLAIN} secrets even more, are for tern's eyes. */
+	if (conf->users[0] != '\0' && stat(conf->users, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
+		log_warnx("users %s is readable by everyone: it holds "
+		    "passwords; chmod o-r it", conf->users);
 	return users_load(&p, cause);
 }
 

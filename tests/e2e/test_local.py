@@ -215,6 +215,13 @@ class Delivery(LocalCase):
         self.check_stored(a[0], qid, ALICE, small("bare name"))
         self.wait_gone(qid)
 
+    def test_users_file_readable_by_all_warned(self):
+        self.assertNotIn("readable by everyone", self.t.log())
+        os.chmod(self.t.users_file, 0o644)
+        self.t.reload()
+        self.assertIn("users %s is readable by everyone"
+                      % self.t.users_file, self.t.log())
+
     def test_modes_and_owner(self):
         qid = self.send([ALICE])
         wait_maildir(self.alice_box, 1)
