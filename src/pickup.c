@@ -76,7 +76,15 @@ struct pickup_job {
 	struct envelope		 env;
 	struct queue_commit	*commit;
 	unsigned long		 uid;
+	dev_t			 dev;
+	ino_t			 ino;
 	char			 name[NAME_MAX + 1];
+};
+
+/* A file queued already that could not be removed: never taken again. */
+struct pickup_done {
+	dev_t	dev;
+	ino_t	ino;
 };
 TAILQ_HEAD(pickup_jobs, pickup_job);
 
@@ -93,6 +101,8 @@ static struct {
 	int			 rescan;	/* a file came meanwhile */
 	struct pickup_jobs	 jobs;
 	size_t			 njobs;
+	struct pickup_done	*done;
+	size_t			 ndone;
 	int			 stopped;
 } pickup = { .dirfd = -1, .inotifyfd = -1 };
 
@@ -189,9 +199,10 @@ pickup_parse_line(const char *line, struct envelope *env, uint64_t *size,
 			env->smtputf8 = 1;
 		*seen |= 1;
 	} else if (strncmp(line, "rcpt: ", 6) == 0) {
-		if (env->nrcpts >= PICKUP_RCPTS_MAX) {
-			util_snprintf(why, whysize, "more than %d recipients",
-			    PICKUP_RCPTS_MAX);
+		if (env->nrcpts >= PICKUP_RCPTS_MAX ||
+		    env->nrcpts >= pickup.conf->max_recipients) {
+			util_snprintf(why, whysize, "more recipients than "
+			    "max_recipients");
 			return -1;
 		}
 		if (pickup_addr(line + 6, 0, &a, buf, sizeof buf) == -1) {
@@ -402,6 +413,19 @@ pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 	return queue_msg_write(m, hdr, (size_t)n);
 }
 
+static int
+pickup_is_done(const struct stat *st)
+{
+	size_t	i;
+
+	for (i = 0; i < pickup.ndone; i++) {
+		if (pickup.done[i].dev == st->st_dev &&
+		    pickup.done[i].ino == st->st_ino)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 pickup_commit_cb(void *arg, int error)
 {
@@ -427,10 +451,15 @@ pickup_commit_cb(void *arg, int error)
 		 * queued again, a repeat and never a loss.
 		 */
 		if (unlinkat(pickup.dirfd, job->name, 0) == -1 &&
-		    errno != ENOENT)
-			log_warn("%s: cannot remove maildrop/%s", job->env.id,
-			    log_escape(esc, sizeof esc, job->name,
-			    strlen(job->name)));
+		    errno != ENOENT && !pickup.stopped) {
+			log_warn("%s: cannot remove maildrop/%s; it is "
+			    "not taken again", job->env.id, log_escape(esc,
+			    sizeof esc, job->name, strlen(job->name)));
+			pickup.done = xreallocarray(pickup.done,
+			    pickup.ndone + 1, sizeof *pickup.done);
+			pickup.done[pickup.ndone].dev = job->dev;
+			pickup.done[pickup.ndone++].ino = job->ino;
+		}
 	}
 	pickup_job_free(job);
 	if (pickup.stopped) {
@@ -442,13 +471,6 @@ pickup_commit_cb(void *arg, int error)
 		pickup_kick();		/* the pass waited for a slot */
 }
 
-/*
- * Take one maildrop file: check it and ask for its commit, or remove it
- * when it can never be a message.  Returns the octets read, to bound a
- * turn.  A file that cannot be read now stays for the next scan.
- * Blocking: reading a local file and writing it to the spool, as the
- * queue does for a message received over SMTP.
- */
 /*
  * Local recipients are resolved as over SMTP, into the users their
  * aliases reach, each keeping the address given as its ORCPT.  One that
@@ -506,6 +528,14 @@ pickup_expand(struct envelope *env)
 	envelope_clear(&out);
 }
 
+/*
+ * Take one maildrop file: check it and ask for its commit, or remove it
+ * when it can never be a message.  Returns the octets read, to bound a
+ * turn.  A file that cannot be opened for now (no descriptors left)
+ * stays for the next scan; one ternd may never read is removed.
+ * Blocking: reading a local file and writing it to the spool, as the
+ * queue does for a message received over SMTP.
+ */
 static size_t
 pickup_file(const char *name)
 {
@@ -530,6 +560,14 @@ pickup_file(const char *name)
 			    "a symbolic link");
 			return 0;
 		}
+		/* What we may not read, or is no file, we never will. */
+		if ((errno == EACCES || errno == EPERM || errno == ENXIO ||
+		    errno == ENODEV || errno == ELOOP) && fstatat(pickup.dirfd,
+		    name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			pickup_remove(name, (unsigned long)st.st_uid,
+			    strerror(errno));
+			return 0;
+		}
 		log_warn("pickup: cannot open maildrop/%s; left for the next "
 		    "scan", log_escape(esc, sizeof esc, name, strlen(name)));
 		return 0;
@@ -537,6 +575,10 @@ pickup_file(const char *name)
 	if (fstat(fd, &st) == -1) {
 		log_warn("pickup: maildrop/%s", log_escape(esc, sizeof esc,
 		    name, strlen(name)));
+		close(fd);
+		return 0;
+	}
+	if (pickup_is_done(&st)) {
 		close(fd);
 		return 0;
 	}
@@ -552,6 +594,15 @@ pickup_file(const char *name)
 			return 0;
 		}
 		pickup_remove(name, uid, "not a regular file");
+		return 0;
+	}
+	/*
+	 * Made in maildrop/, a file has its group (the directory is
+	 * setgid); one renamed in from elsewhere could be anyone's.
+	 */
+	if (st.st_gid != getegid()) {
+		close(fd);
+		pickup_remove(name, uid, "not written in maildrop/");
 		return 0;
 	}
 	/* A second link could carry a file its owner never submitted. */
@@ -582,6 +633,8 @@ pickup_file(const char *name)
 	job = xcalloc(1, sizeof *job);
 	envelope_init(&job->env);
 	job->uid = uid;
+	job->dev = st.st_dev;
+	job->ino = st.st_ino;
 	util_strlcpy(job->name, name, sizeof job->name);
 	TAILQ_INSERT_TAIL(&pickup.jobs, job, entry);
 	pickup.njobs++;
@@ -747,7 +800,6 @@ pickup_init(struct event_base *base, const char *dir,
 	return 0;
 }
 
-/* A reload: limits and local domains for the next file. */
 /* The users and aliases in force, for resolving local recipients. */
 void
 pickup_set_users(const struct users *users)
@@ -755,6 +807,7 @@ pickup_set_users(const struct users *users)
 	pickup.users = users;
 }
 
+/* A reload: limits and local domains for the next file. */
 void
 pickup_set_config(const struct config *conf)
 {
@@ -782,6 +835,9 @@ pickup_shutdown(void)
 	if (pickup.inotifyfd != -1)
 		close(pickup.inotifyfd);
 	pickup.inotifyfd = -1;
+	free(pickup.done);
+	pickup.done = NULL;
+	pickup.ndone = 0;
 	if (pickup.njobs == 0 && pickup.dirfd != -1) {
 		close(pickup.dirfd);
 		pickup.dirfd = -1;

@@ -149,8 +149,13 @@ sendmail_add_rcpt(struct sendmail *sm, const char *in)
 		if (strcmp(sm->rcpts[i], buf) == 0)
 			return 0;
 	}
-	if (sm->nrcpts >= PICKUP_RCPTS_MAX) {
-		sendmail_warnx("more than %d recipients", PICKUP_RCPTS_MAX);
+	/* As over SMTP, and as pickup will count them. */
+	if (sm->nrcpts >= PICKUP_RCPTS_MAX ||
+	    sm->nrcpts >= sm->conf->max_recipients) {
+		sendmail_warnx("more than %llu recipients (max_recipients)",
+		    (unsigned long long)(sm->conf->max_recipients <
+		    PICKUP_RCPTS_MAX ? sm->conf->max_recipients :
+		    PICKUP_RCPTS_MAX));
 		return -1;
 	}
 	sm->rcpts = xreallocarray(sm->rcpts, sm->nrcpts + 1,
@@ -323,6 +328,11 @@ sendmail_read_input(struct sendmail *sm, struct util_buf *in)
 		}
 		if (n == 0)
 			return EX_OK;
+		/* No NUL can cross SMTP, nor our line handling. */
+		if (memchr(buf, '\0', (size_t)n) != NULL) {
+			sendmail_warnx("the message contains a NUL octet");
+			return EX_DATAERR;
+		}
 		util_buf_add(in, buf, (size_t)n);
 		if (in->len > max) {
 			sendmail_warnx("message larger than max_message_size "
@@ -653,6 +663,12 @@ sendmail_drop(struct sendmail *sm)
 	for (i = 0; i < sm->nrcpts; i++)
 		util_buf_printf(&hdr, "rcpt: %s\n", sm->rcpts[i]);
 	util_buf_printf(&hdr, "size: %zu\n\n", sm->msg.len);
+	/* pickup would refuse it, long after we said it was sent. */
+	if (hdr.len > PICKUP_HDR_MAX) {
+		sendmail_warnx("too many recipients");
+		free(hdr.data);
+		return EX_DATAERR;
+	}
 
 	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
 		sendmail_warnx("getrandom: %s", strerror(errno));
@@ -677,38 +693,45 @@ sendmail_drop(struct sendmail *sm)
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0640);
 	if (fd == -1 || fchmod(fd, 0640) == -1) {
-		sendmail_warnx("%s/%s: %s", dir, tmp, strerror(errno));
+		saved = errno;
+		sendmail_warnx("%s/%s: %s", dir, tmp, strerror(saved));
 		if (fd != -1) {
 			close(fd);
 			unlinkat(dirfd, tmp, 0);
 		}
 		close(dirfd);
 		free(hdr.data);
-		return EX_CANTCREAT;
+		return saved == ENOSPC || saved == EDQUOT ? EX_TEMPFAIL :
+		    EX_CANTCREAT;
 	}
 	if (util_write_all(fd, hdr.data, hdr.len) == -1 ||
 	    util_write_all(fd, sm->msg.data, sm->msg.len) == -1 ||
-	    fsync(fd) == -1 || close(fd) == -1) {
+	    fsync(fd) == -1) {
 		saved = errno;
 		sendmail_warnx("%s/%s: %s", dir, tmp, strerror(saved));
+		close(fd);
 		unlinkat(dirfd, tmp, 0);
 		rc = saved == ENOSPC || saved == EDQUOT ? EX_TEMPFAIL :
 		    EX_IOERR;
 	} else if (renameat(dirfd, tmp, dirfd, sm->dropname) == -1) {
 		sendmail_warnx("%s/%s: %s", dir, sm->dropname,
 		    strerror(errno));
+		close(fd);
 		unlinkat(dirfd, tmp, 0);
 		rc = EX_CANTCREAT;
 	} else {
 		/*
-		 * The rename made durable where we may read the directory
-		 * (its owner, root); others rely on the file system.
+		 * Make the rename durable before saying "sent": the
+		 * directory's owner syncs it; anyone else, who may not read
+		 * it, syncs the file system it is on.
 		 */
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd != -1) {
-			(void)fsync(fd);
-			close(fd);
-		}
+		if ((saved = open(dir, O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC)) != -1) {
+			(void)fsync(saved);
+			close(saved);
+		} else
+			(void)syncfs(fd);
+		close(fd);
 	}
 	close(dirfd);
 	free(hdr.data);

@@ -289,6 +289,21 @@ class Submit(SendmailCase):
         self.assertEqual(p.returncode, EX_USAGE, p.stderr)
         self.assertEqual(self.dropped(), [])
 
+    def test_refused_before_anything_is_written(self):
+        # What pickup would refuse is refused here, before "sent".
+        t = self.start_tern(start=False)
+        t.write_config(smtp={"max_recipients": "3"})
+        t.start()
+        p = self.sendmail(["a@dest.test"], b"Subject: x\n\nN\x00L\n")
+        self.assertEqual(p.returncode, EX_DATAERR, p.stderr)
+        self.assertIn(b"NUL", p.stderr)
+        p = self.sendmail(["a@dest.test", "b@dest.test", "c@dest.test",
+                           "d@dest.test"], "Subject: x\n\nbody\n")
+        self.assertEqual(p.returncode, EX_DATAERR, p.stderr)
+        self.assertIn(b"max_recipients", p.stderr)
+        self.assertEqual(self.dropped(), [])
+        self.assertEqual(t.queued(), [])
+
 
 class BadFiles(SendmailCase):
 
@@ -319,8 +334,28 @@ class BadFiles(SendmailCase):
         tmp = os.path.join(self.maildrop(), ".tmp.hardlink")
         os.link(outside, tmp)
         os.rename(tmp, os.path.join(self.maildrop(), "hardlink"))
-        for name in ("garbage", "short", "badrcpt", "bare-lf", "unknown",
-                     "link", "hardlink"):
+        # Renamed in from elsewhere, a file keeps another group.
+        if os.geteuid() == 0:
+            alien = os.path.join(t.dir, "othergroup")
+            with open(alien, "wb") as f:
+                f.write(good)
+            os.chown(alien, -1, os.getegid() + 4242)
+            os.rename(alien, os.path.join(self.maildrop(), "othergroup"))
+        # One ternd may not read: removed, never retried forever.
+        unreadable = os.path.join(self.maildrop(), ".tmp.unreadable")
+        with open(unreadable, "wb") as f:
+            f.write(good)
+        os.chmod(unreadable, 0)
+        os.rename(unreadable, os.path.join(self.maildrop(), "unreadable"))
+        unreadable = os.path.join(self.maildrop(), "unreadable")
+        names = ["garbage", "short", "badrcpt", "bare-lf", "unknown",
+                 "link", "hardlink"]
+        if os.geteuid() == 0:
+            # Root's files are readable to ternd as root only.
+            names += ["othergroup", "unreadable"]
+        else:
+            os.unlink(unreadable)
+        for name in names:
             t.wait_log(r"pickup: maildrop/%s: uid=%d: removed: .+$"
                        % (name, os.getuid()))
         ternlib.wait_for(lambda: self.dropped() == [], DELIVER_TIMEOUT,
