@@ -31,6 +31,7 @@ struct pwcheck {
 	char			*stored;
 	char			*password;
 	int			 result;
+	int			 queued;	/* in todo, under lock */
 	int			 cancelled;
 	pwcheck_cb		 cb;
 	void			*arg;
@@ -76,6 +77,7 @@ pwcheck_thread(void *arg)
 			break;
 		c = TAILQ_FIRST(&pw.todo);
 		TAILQ_REMOVE(&pw.todo, c, entry);
+		c->queued = 0;
 		pthread_mutex_unlock(&pw.lock);
 
 		c->result = users_check_hash(c->stored, c->password);
@@ -188,16 +190,27 @@ pwcheck_start(const char *stored, const char *password, pwcheck_cb cb,
 	c->arg = arg;
 	pthread_mutex_lock(&pw.lock);
 	TAILQ_INSERT_TAIL(&pw.todo, c, entry);
+	c->queued = 1;
 	pthread_cond_signal(&pw.cond);
 	pthread_mutex_unlock(&pw.lock);
 	return c;
 }
 
-/* The caller is going away: its callback will not be called. */
+/*
+ * The caller is going away: its callback will not be called, and a
+ * check no thread has taken yet is not made at all.
+ */
 void
 pwcheck_cancel(struct pwcheck *c)
 {
+	int	queued;
+
 	pthread_mutex_lock(&pw.lock);
-	c->cancelled = 1;
+	if ((queued = c->queued))
+		TAILQ_REMOVE(&pw.todo, c, entry);
+	else
+		c->cancelled = 1;
 	pthread_mutex_unlock(&pw.lock);
+	if (queued)
+		pwcheck_free(c);
 }

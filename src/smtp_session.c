@@ -96,6 +96,7 @@ struct smtp_tx {
 struct smtp_auth {
 	struct sasl		 sasl;
 	struct pwcheck		*check;		/* a password being checked */
+	int			 doomed;	/* ...only to take the time */
 	struct event		*delay;		/* slowing down a failure */
 };
 
@@ -399,6 +400,8 @@ static smtp_session_queued_cb	 smtp_queued;
 static smtp_session_etrn_cb	 smtp_etrn;
 static const struct users	*smtp_users;
 static SSL_CTX			*smtp_tls_ctx;
+/* Checked against for a user without a password, to take as long. */
+static char			 smtp_dummy_hash[256];
 
 /* Scratch space for one command line and for unstuffed data. */
 static char	smtp_line[SMTP_AUTH_LINE_MAX + 1];
@@ -410,14 +413,24 @@ static void	smtp_event_cb(struct bufferevent *, short, void *);
 static void	smtp_process(struct smtp_session *);
 static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
+static void	smtp_auth_free(struct smtp_session *);
 
 void
 smtp_session_init(struct event_base *base, const struct config *conf,
     smtp_session_queued_cb queued)
 {
+	char	*cause;
+
 	smtp_base = base;
 	smtp_conf = conf;
 	smtp_queued = queued;
+	if (users_hash("tern timing", smtp_dummy_hash, sizeof smtp_dummy_hash,
+	    &cause) == -1) {
+		log_warnx("AUTH: %s: failures of unknown users are faster",
+		    cause);
+		free(cause);
+		smtp_dummy_hash[0] = '\0';
+	}
 }
 
 /* A reload: new limits apply to the next command of every session. */
@@ -640,7 +653,8 @@ smtp_offers_starttls(struct smtp_session *s)
 static int
 smtp_offers_auth(struct smtp_session *s)
 {
-	return smtp_users != NULL && s->user == NULL &&
+	return smtp_users != NULL && users_count(smtp_users) > 0 &&
+	    s->user == NULL &&
 	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
 }
 
@@ -1203,6 +1217,10 @@ smtp_tls_done(struct smtp_session *s)
 	s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
 	s->helo[0] = '\0';
 	smtp_tx_free(s);
+	/* Nothing learnt in plaintext holds, an identity least of all. */
+	smtp_auth_free(s);
+	free(s->user);
+	s->user = NULL;
 	smtp_enter_state(s, SMTP_STATE_CMD);
 	if (s->kind == SMTP_KIND_SMTPS)
 		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
@@ -1242,7 +1260,10 @@ smtp_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 		log_info("too many authentication failures from [%s]",
 		    s->addr);
 		smtp_auth_free(s);
-		smtp_reply(s, SMTP_R_AUTH_FAILED, NULL);
+		/* Not counted: this session's last words are the 421. */
+		smtp_reply_line(s, smtp_replies[SMTP_R_AUTH_FAILED].code, ' ',
+		    smtp_replies[SMTP_R_AUTH_FAILED].esc,
+		    smtp_replies[SMTP_R_AUTH_FAILED].text, NULL);
 		smtp_reply(s, SMTP_R_AUTH_TOO_MANY, smtp_conf->hostname);
 	} else
 		smtp_auth_end(s, SMTP_R_AUTH_FAILED);
@@ -1296,7 +1317,7 @@ smtp_auth_check_cb(int ok, void *arg)
 	struct smtp_session	*s = arg;
 
 	s->auth->check = NULL;
-	smtp_auth_result(s, ok);
+	smtp_auth_result(s, ok && !s->auth->doomed);
 	smtp_process(s);
 	smtp_after(s);
 }
@@ -1324,10 +1345,18 @@ smtp_auth_verify(struct smtp_session *s)
 		smtp_auth_result(s, ok);
 		return;
 	}
+	/*
+	 * An unknown user, or one who may not log in, is checked against
+	 * a hash all the same, so that failing takes as long for all.
+	 */
 	if (users_stored_secret(smtp_users, user, secret, sizeof secret) == -1 ||
 	    secret[0] == '\0') {
-		smtp_auth_result(s, 0);
-		return;
+		if (smtp_dummy_hash[0] == '\0') {
+			smtp_auth_result(s, 0);
+			return;
+		}
+		au->doomed = 1;
+		util_strlcpy(secret, smtp_dummy_hash, sizeof secret);
 	}
 	/* Blocking for tens of milliseconds by design: off the loop. */
 	au->check = pwcheck_start(secret, sasl_password(&au->sasl),
@@ -1474,15 +1503,24 @@ smtp_dispatch(struct smtp_session *s, char *line)
 	const struct smtp_verb_entry	*v = NULL;
 	struct smtp_cmd			 cmd;
 	char				 esc[LOG_ESCAPE_SIZE];
-	size_t				 i;
+	size_t				 i, len;
 	int				 rc;
 
 	s->commands++;
-	/* An AUTH initial response is a credential: never logged. */
-	log_debug("smtp [%s]: <<< %s", s->addr, log_escape(esc, sizeof esc,
-	    line, strncasecmp(line, "AUTH ", 5) == 0 ?
-	    5 + strcspn(line + 5, " ") : strlen(line)));
 	rc = smtp_parse_cmd(line, &cmd);
+	/*
+	 * Credentials are never logged: an AUTH initial response, nor a
+	 * line that is no command (a SASL answer sent after AUTH failed).
+	 */
+	len = strlen(line);
+	if (cmd.verb == SMTP_VERB_AUTH && len > 5)
+		len = 5 + strcspn(line + 5, " ");	/* "AUTH mech" */
+	if (cmd.verb == SMTP_VERB_UNKNOWN)
+		log_debug("smtp [%s]: <<< (not a command, %zu octets)",
+		    s->addr, len);
+	else
+		log_debug("smtp [%s]: <<< %s", s->addr, log_escape(esc,
+		    sizeof esc, line, len));
 	for (i = 0; i < nitems(smtp_verbs); i++) {
 		if (smtp_verbs[i].verb == cmd.verb)
 			v = &smtp_verbs[i];
@@ -1751,6 +1789,11 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(reason, sizeof reason, "TLS handshake failed: %s",
 		    tls_error(s->bev, err, sizeof err));
 		smtp_session_close(s, reason);
+		return;
+	}
+	/* No reply can pass a handshake that never ends: just close. */
+	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_STATE_TLS) {
+		smtp_session_close(s, "timeout during the TLS handshake");
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {

@@ -265,6 +265,40 @@ class Failures(AuthCase):
             self.assertNotIn(secret, log, "a password is in the log")
 
 
+    def test_stray_sasl_lines_not_logged(self):
+        # ternd logs every command at debug level: a SASL answer sent
+        # after AUTH was refused, or a mangled AUTH, must not be.
+        c, _ = self.tls(self.sub_port)
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % ALICE).code, 530)
+        ir = mailtest.plain_response(ALICE, ALICE_PW)
+        c.cmd("AUTH LOGIN")
+        c.cmd("*")
+        c.cmd(b64(ALICE_PW))
+        c.cmd("AUTH\tPLAIN " + ir)
+        c.cmd("AUTH NOSUCH " + ir)
+        self.assertEqual(c.cmd("NOOP").code, 250)
+        log = self.t.log()
+        self.assertIn("(not a command,", log)
+        for secret in (ALICE_PW, b64(ALICE_PW), ir):
+            self.assertNotIn(secret, log, "a credential is in the log")
+
+    def test_identity_dropped_by_starttls(self):
+        # RFC 3207 4.2: what was learnt in plaintext does not hold.
+        t = self.start_tern({"auth_plaintext": "yes",
+                             "relay_networks": NOT_US})
+        c = self.conn(t=t)
+        c.ehlo()
+        self.assertRegex(auth_plain(c, ALICE, ALICE_PW).line, AUTH_OK_RE)
+        starttls(c)
+        self.assertTrue(has_keyword(c.ehlo(), "AUTH"),
+                        "AUTH not offered again under TLS")
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % ALICE).code, 250)
+        self.assertRegex(c.cmd("RCPT TO:<x@remote.test>").line,
+                         r"^554 5\.7\.1 ")
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertRegex(auth_plain(c, ALICE, ALICE_PW).line, AUTH_OK_RE)
+
+
 class Relay(AuthCase):
 
     def setUp(self):

@@ -201,6 +201,25 @@ class Session(TLSCase):
         self.t.conns.append(c)
         c.no_reply(0.5)
 
+    def test_stalled_handshake_closed(self):
+        # A client that never finishes a handshake holds nothing: after
+        # command_timeout the connection is closed, on both ports.
+        t = mailtest.mail_tern(self, tls=True, smtp={
+            "smtps_listen": "127.0.0.1:%d" % ternlib.free_port(),
+            "command_timeout": "1s"})
+        port = int(t.smtp["smtps_listen"].rsplit(":", 1)[1])
+        a = ternlib.Conn(port, greet=False, timeout=5.0)
+        t.conns.append(a)
+        b = ternlib.Conn(t.port, timeout=5.0)
+        t.conns.append(b)
+        b.ehlo()
+        self.assertEqual(b.cmd("STARTTLS").code, 220)
+        a.expect_eof(timeout=5.0)
+        b.expect_eof(timeout=5.0)
+        for _ in range(2):
+            t.wait_log(r"disconnect from \[127\.0\.0\.1\] .*\(timeout "
+                       r"during the TLS handshake\)")
+
     def test_starttls_injection_discarded(self):
         c = self.conn()
         c.ehlo()
