@@ -41,9 +41,11 @@ class TLSCase(TernTestCase):
         super().setUp()
         self.sub_port = ternlib.free_port()
         self.smtps_port = ternlib.free_port()
+        # One user, so that AUTH has something to offer.
         self.t = mailtest.mail_tern(self, tls=True, smtp={
             "submission_listen": "127.0.0.1:%d" % self.sub_port,
-            "smtps_listen": "127.0.0.1:%d" % self.smtps_port})
+            "smtps_listen": "127.0.0.1:%d" % self.smtps_port},
+            users=[("u@local.test", "-")])
 
     def conn(self, port=None):
         c = ternlib.Conn(port or self.t.port)
@@ -93,6 +95,15 @@ class Advertise(TLSCase):
         self.assertIn(c.sock.version(), ("TLSv1.2", "TLSv1.3"))
         self.assertEqual(c.ehlo().code, 250)
 
+    def test_no_auth_without_users(self):
+        t = mailtest.mail_tern(self, tls=True)
+        c = ternlib.Conn(t.port)
+        t.conns.append(c)
+        c.ehlo()
+        starttls(c)
+        self.assertFalse(has_keyword(c.ehlo(), "AUTH"),
+                         "AUTH offered with nobody to log in")
+        self.assertEqual(c.cmd("AUTH PLAIN").code, 503)
 
 
 class NoCertificate(TernTestCase):
