@@ -48,6 +48,8 @@ struct control_client {
 	int			 closing;	/* final reply line written */
 	int			 stop;		/* call ops->stop once sent */
 	int			 shut;		/* reply sent, our side shut */
+	int			 eof;		/* the client has shut its side */
+	struct event		*deadline;	/* the whole exchange's */
 };
 TAILQ_HEAD(control_clients, control_client);
 
@@ -106,8 +108,14 @@ control_finish(struct control_client *c, const char *error)
 static void
 control_client_free(struct control_client *c)
 {
+	/* A stop asked for is done, whether its answer got out or not. */
+	if (c->stop) {
+		c->stop = 0;
+		control.ops->stop();
+	}
 	TAILQ_REMOVE(&control.clients, c, entry);
 	bufferevent_free(c->bev);
+	event_free(c->deadline);
 	free(c);
 	/* A slot is free again: take connections if we had paused. */
 	if (control.nclients-- == CONTROL_CLIENTS_MAX && control.lev != NULL)
@@ -368,6 +376,8 @@ control_write_cb(struct bufferevent *bev, void *arg)
 		c->stop = 0;
 		control.ops->stop();
 	}
+	if (c->eof)
+		control_client_free(c);
 }
 
 /* EOF, error or timeout: the client goes, and with it any reply. */
@@ -376,7 +386,25 @@ control_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct control_client	*c = arg;
 
+	/* Shut before its answer is out: the answer still goes. */
+	if ((events & BEV_EVENT_EOF) && c->closing && !c->shut &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		c->eof = 1;
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
 	if ((events & BEV_EVENT_TIMEOUT) && !c->shut)
+		log_info("control: uid=%lu: timed out", (unsigned long)c->uid);
+	control_client_free(c);
+}
+
+/* However it trickles, an exchange gets CONTROL_TIMEOUT in all. */
+static void
+control_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control_client	*c = arg;
+
+	if (!c->shut)
 		log_info("control: uid=%lu: timed out", (unsigned long)c->uid);
 	control_client_free(c);
 }
@@ -395,10 +423,6 @@ control_is_allowed(uid_t uid, gid_t gid)
 
 	if (uid == 0 || uid == geteuid() || gid == control.group)
 		return 1;
-	/*
-	 * Blocking: the group database, once per connection of a user
-	 * other than root or ours; only administrators connect here.
-	 */
 	if ((pw = getpwuid(uid)) == NULL)
 		return 0;
 	if (pw->pw_gid == control.group)
@@ -438,6 +462,10 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setcb(c->bev, control_read_cb, control_write_cb,
 	    control_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	if ((c->deadline = evtimer_new(control.base, control_deadline_cb,
+	    c)) == NULL)
+		fatalx("control: evtimer_new");
+	evtimer_add(c->deadline, &tv);
 	/*
 	 * One denied is answered after its request has come, so that it
 	 * reads the answer instead of a reset.
@@ -547,8 +575,9 @@ control_init(struct event_base *base, const char *path, gid_t group,
 		control.path[0] = '\0';
 		return -1;
 	}
+	/* 0: it listens already, with CONTROL_BACKLOG. */
 	control.lev = evconnlistener_new(base, control_accept_cb, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (control.lev == NULL)
 		fatalx("control: evconnlistener_new");
 	evconnlistener_set_error_cb(control.lev, control_error_cb);

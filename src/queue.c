@@ -55,6 +55,7 @@ struct queue_msg {
 /* A commit request; owned by the queue until its callback has run. */
 struct queue_commit {
 	TAILQ_ENTRY(queue_commit) entry;
+	TAILQ_ENTRY(queue_commit) live;	/* until its callback: loop only */
 	struct queue_msg	*msg;
 	char			*envtext;
 	size_t			 envlen;
@@ -65,11 +66,13 @@ struct queue_commit {
 	unsigned		 dir;
 };
 TAILQ_HEAD(queue_commits, queue_commit);
+TAILQ_HEAD(queue_live, queue_commit);
 
 static struct {
 	struct event_base	*base;
 	struct event		*commit_ev;
 	struct queue_commits	 pending;
+	struct queue_live	 live;		/* every commit not called back */
 	int			 spoolfd;
 	int			 incomingfd;
 	int			 queuefd;
@@ -569,6 +572,7 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	queue.base = base;
 	queue.count = 0;
 	TAILQ_INIT(&queue.pending);
+	TAILQ_INIT(&queue.live);
 	if (queue_mkdir_parents(spool) == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
 		return -1;
@@ -651,6 +655,7 @@ queue_shutdown(void)
 		queue_commit_run_cb(-1, 0, NULL);
 	while ((c = TAILQ_FIRST(&queue.pending)) != NULL) {
 		TAILQ_REMOVE(&queue.pending, c, entry);
+		TAILQ_REMOVE(&queue.live, c, live);
 		free(c);
 	}
 	if (queue.commit_ev != NULL)
@@ -794,6 +799,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 		c->error = EINVAL;
 	}
 	TAILQ_INSERT_TAIL(&queue.pending, c, entry);
+	TAILQ_INSERT_TAIL(&queue.live, c, live);
 	event_active(queue.commit_ev, 0, 0);
 	return c;
 }
@@ -916,6 +922,7 @@ queue_batch_finish(struct queue_commits *batch)
 
 	while ((c = TAILQ_FIRST(batch)) != NULL) {
 		TAILQ_REMOVE(batch, c, entry);
+		TAILQ_REMOVE(&queue.live, c, live);
 		close(c->msg->fd);
 		if (c->error == 0)
 			queue.count++;
@@ -1233,12 +1240,33 @@ queue_env_update(const struct envelope *env)
  * removed by recovery.  Nothing is synced: a message that comes back
  * after a power loss is delivered again, never lost.
  */
+/*
+ * Whether a message is being committed: its files may be in place, but
+ * nothing above the queue knows it yet, so nothing may move or remove
+ * it (ternctl sees it in a scan; it is not there for ternd yet).
+ */
+static int
+queue_is_committing(const char *id)
+{
+	struct queue_commit	*c;
+
+	TAILQ_FOREACH(c, &queue.live, live) {
+		if (strcmp(c->msg->id, id) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 int
 queue_remove(const char *id)
 {
 	char	path[QUEUE_PATH_SIZE];
 	int	dirfd, held;
 
+	if (queue_is_committing(id)) {
+		errno = ENOENT;
+		return -1;
+	}
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
 	queue_path(id, "env", path, sizeof path);
@@ -1315,6 +1343,10 @@ queue_hold(const char *id)
 {
 	int	held;
 
+	if (queue_is_committing(id)) {
+		errno = ENOENT;
+		return -1;
+	}
 	if (queue_find(id, &held) == -1)
 		return -1;
 	if (held)
@@ -1331,6 +1363,10 @@ queue_release(const char *id)
 {
 	int	held;
 
+	if (queue_is_committing(id)) {
+		errno = ENOENT;
+		return -1;
+	}
 	if (queue_find(id, &held) == -1)
 		return -1;
 	if (!held)

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <getopt.h>
 #include <poll.h>
@@ -927,7 +928,7 @@ static int
 ternctl_connect(const char *path, int *fdp)
 {
 	struct sockaddr_un	sun;
-	socklen_t		len;
+	struct timeval		tv;
 	int			fd, error;
 
 	memset(&sun, 0, sizeof sun);
@@ -938,28 +939,24 @@ ternctl_connect(const char *path, int *fdp)
 		    path);
 		return TERNCTL_ERROR;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0)) == -1) {
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		fprintf(stderr, "ternctl: socket: %s\n", strerror(errno));
 		return TERNCTL_ERROR;
 	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		/* A full backlog: wait for the daemon to accept. */
-		if (errno != EINPROGRESS && errno != EAGAIN) {
-			error = errno;
-			close(fd);
-			return ternctl_connect_error(path, error);
-		}
-		len = sizeof error;
-		if (ternctl_wait(fd, POLLOUT, TERNCTL_CONNECT_TIMEOUT) == -1)
-			error = errno;
-		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error,
-		    &len) == -1)
-			error = errno;
-		if (error != 0) {
-			close(fd);
-			return ternctl_connect_error(path, error);
-		}
+	/*
+	 * A Unix socket with a full backlog fails a non-blocking connect
+	 * at once: block instead, for the send timeout at most, until the
+	 * daemon accepts.
+	 */
+	tv.tv_sec = TERNCTL_CONNECT_TIMEOUT / 1000;
+	tv.tv_usec = (TERNCTL_CONNECT_TIMEOUT % 1000) * 1000;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
+		error = errno == EAGAIN || errno == EINPROGRESS ? ETIMEDOUT :
+		    errno;
+		close(fd);
+		return ternctl_connect_error(path, error);
 	}
 	*fdp = fd;
 	return TERNCTL_OK;
@@ -1275,47 +1272,57 @@ out:
 
 /* stats' "key=value" lines, printed as they come or kept for JSON. */
 struct ternctl_stats {
-	int		json;
-	size_t		n;
+	char		**lines;	/* "key=value", as they came */
+	size_t		  n;
 };
 
 static void
 ternctl_stats_cb(const char *text, void *arg)
 {
 	struct ternctl_stats	*s = arg;
-	const char		*eq, *v;
-	char			*key;
 
-	if ((eq = strchr(text, '=')) == NULL)
+	if (strchr(text, '=') == NULL)
 		return;
-	v = eq + 1;
-	if (!s->json) {
-		printf("%.*s: %s\n", (int)(eq - text), text, v);
-		return;
-	}
-	key = xstrndup(text, (size_t)(eq - text));
-	printf("%s\n  ", s->n++ > 0 ? "," : "");
-	ternctl_json_str(key);
-	printf(": ");
-	if (*v != '\0' && strspn(v, "0123456789") == strlen(v))
-		printf("%s", v);
-	else
-		ternctl_json_str(v);
-	free(key);
+	s->lines = xreallocarray(s->lines, s->n + 1, sizeof *s->lines);
+	s->lines[s->n++] = xstrdup(text);
 }
 
+/* Printed only once the daemon has said all: a failure prints nothing. */
 static int
 ternctl_stats(const struct ternctl_verb *v, struct ternctl_args *a)
 {
-	struct ternctl_stats	s;
-	int			rc;
+	struct ternctl_stats	 s;
+	const char		*eq, *val;
+	char			*key;
+	size_t			 i;
+	int			 rc, json = (a->opts & TERNCTL_OPT_JSON) != 0;
 
 	memset(&s, 0, sizeof s);
-	s.json = (a->opts & TERNCTL_OPT_JSON) != 0;
-	if (s.json)
-		putchar('{');
 	rc = ternctl_request(v->ctl_verb, NULL, 0, ternctl_stats_cb, &s);
-	if (s.json)
+	if (rc == TERNCTL_OK && json)
+		putchar('{');
+	for (i = 0; i < s.n; i++) {
+		eq = strchr(s.lines[i], '=');
+		val = eq + 1;
+		if (rc == TERNCTL_OK && !json)
+			printf("%.*s: %s\n", (int)(eq - s.lines[i]), s.lines[i],
+			    val);
+		else if (rc == TERNCTL_OK) {
+			key = xstrndup(s.lines[i], (size_t)(eq - s.lines[i]));
+			printf("%s\n  ", i > 0 ? "," : "");
+			ternctl_json_str(key);
+			printf(": ");
+			if (*val != '\0' && strspn(val, "0123456789") ==
+			    strlen(val))
+				printf("%s", val);
+			else
+				ternctl_json_str(val);
+			free(key);
+		}
+		free(s.lines[i]);
+	}
+	free(s.lines);
+	if (rc == TERNCTL_OK && json)
 		printf("%s}\n", s.n > 0 ? "\n" : "");
 	return rc;
 }

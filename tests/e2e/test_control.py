@@ -244,6 +244,33 @@ class Verbs(ControlCase):
         self.t.wait_exit()
         self.assertFalse(os.path.exists(self.sock))
 
+    def test_answer_and_stop_survive_a_half_close(self):
+        # A client that shuts its side at once still gets all of a long
+        # answer, and a stop it asked for is done.
+        self.start_tern()
+        # More answer than a socket buffer holds: one line per id.
+        ids = " ".join(["x"] * 30000)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(CTL_TIMEOUT)
+        s.connect(self.sock)
+        s.sendall(("TERNCTL1 hold %s\n" % ids).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        lines = data.decode().split("\n")
+        self.assertEqual(lines[-2:], ["ok", ""], lines[-3:])
+        self.assertEqual(len(lines), 30000 + 2)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.sock)
+        s.sendall(b"TERNCTL1 stop\n")
+        s.close()
+        self.t.wait_exit()
+
     def test_stale_socket(self):
         t = self.start_tern()
         t.kill9()

@@ -378,9 +378,11 @@ class Daemon(TernctlCase):
 
         self.assertEqual(t.stop(), 0)
         sock = t.path("control.sock")
-        for args in (["stats"], ["hold", qid], ["reload"], ["flush"]):
+        for args in (["stats"], ["stats", "--json"], ["hold", qid],
+                     ["reload"], ["flush"]):
             rc, out, err = self.ctl(t, *args)
             self.assertEqual(rc, 3, "ternctl %s: %r" % (args, err))
+            self.assertEqual(out, "", "ternctl %s printed %r" % (args, out))
             self.assertIn("ternd is not running", err)
             self.assertIn(sock, err)
         # A dry run needs no daemon.

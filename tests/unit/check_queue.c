@@ -1988,6 +1988,37 @@ END_TEST
  * Hold and release: the message moves between queue/ and hold/ whole,
  * keeps its count, and every read function still finds it.
  */
+/*
+ * A message whose commit has not called back is ternd's to know first:
+ * hold, release and remove leave it alone, as an unknown id.
+ */
+START_TEST(test_hold_while_committing)
+{
+	struct result	 r = { 0, 0 };
+	char		 id[QUEUE_ID_LEN + 1], data[100];
+
+	fill(data, sizeof data, 61);
+	init_spool(NULL, NULL);
+	start_commit(id, sizeof id, data, sizeof data, "a@example.org",
+	    "b@example.net", &r);
+	errno = 0;
+	ck_assert_int_eq(queue_hold(id), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(queue_release(id), -1);
+	ck_assert_int_eq(queue_remove(id), -1);
+	ck_assert_int_eq(r.calls, 0);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.error, 0);
+	/* Once called back, it is anyone's. */
+	ck_assert_int_eq(queue_hold(id), 0);
+	ck_assert_int_eq(count_spool("hold"), 2);
+	ck_assert_int_eq(queue_release(id), 0);
+	ck_assert_int_eq(queue_remove(id), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+}
+END_TEST
+
 START_TEST(test_hold_release)
 {
 	struct envelope	 env;
@@ -2354,6 +2385,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_env_update_fails);
 	tcase_add_test(tc, test_remove);
 	tcase_add_test(tc, test_hold_release);
+	tcase_add_test(tc, test_hold_while_committing);
 	tcase_add_loop_test(tc, test_hold_crash, 0, nitems(crashes));
 	tcase_add_test(tc, test_hold_stale_link);
 	tcase_add_test(tc, test_list_readonly);
