@@ -108,7 +108,7 @@ static void	sched_record(struct sched_attempt *);
 static void	sched_msg_domains(struct sched_msg *,
 		    const struct envelope *);
 static void	sched_msg_free(struct sched_msg *);
-static void	sched_start_bounce(struct sched_msg *);
+static void	sched_start_bounce(struct sched_msg *, int);
 static void	sched_notice_success(struct sched_attempt *, const size_t *,
 		    size_t, enum dsn_action);
 static void	sched_notice_delay(struct sched_attempt *, size_t);
@@ -358,7 +358,7 @@ sched_attempt_end(struct sched_attempt *a, int keep)
 		sched_msg_free(m);
 	sched_attempt_free(a);
 	if (keep && action == SCHED_ACTION_BOUNCE)
-		sched_start_bounce(m);
+		sched_start_bounce(m, 0);
 	sched_rearm();
 }
 
@@ -1127,7 +1127,7 @@ sched_forget(struct sched_msg *m)
  * with 5.0.0, the sender gets one report, the message goes.
  */
 static void
-sched_start_bounce(struct sched_msg *m)
+sched_start_bounce(struct sched_msg *m, int held)
 {
 	struct sched_attempt	*a;
 	struct mta_rcpt		 mr;
@@ -1135,6 +1135,9 @@ sched_start_bounce(struct sched_msg *m)
 
 	if ((a = sched_attempt_new(m, "returned")) == NULL)
 		return;
+	/* Should the report fail, a held message goes back on hold. */
+	if (held)
+		a->action = SCHED_ACTION_HOLD;
 	memset(&mr, 0, sizeof mr);
 	mta_status_fill(&mr.st, MTA_PERM, "5.0.0",
 	    "returned to the sender by the administrator");
@@ -1231,6 +1234,7 @@ scheduler_bounce(const char *id)
 {
 	struct sched_attempt	*a;
 	struct sched_msg	*m;
+	int			 held = 0;
 
 	if ((a = sched_find_active(id)) != NULL) {
 		if (a->action == SCHED_ACTION_DELETE)
@@ -1246,9 +1250,10 @@ scheduler_bounce(const char *id)
 		log_warn("%s: cannot release to return it", id);
 		sched_msg_free(m);
 		return -1;
-	}
+	} else
+		held = 1;
 	log_info("%s: returned to the sender by the administrator", id);
-	sched_start_bounce(m);
+	sched_start_bounce(m, held);
 	sched_rearm();
 	return 0;
 }
