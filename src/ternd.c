@@ -167,25 +167,19 @@ ternd_apply_users(void)
 }
 
 /*
- * A reload of the users, aliases and certificate: what cannot be read
- * is reported and the old one kept, so a typo never stops mail.
+ * A reload's users and aliases (read already, with the configuration
+ * they go with) and certificate: one that cannot be read is reported
+ * and the old one kept, so a typo never stops mail.
  */
 static void
-ternd_reload_users(const struct config *conf)
+ternd_reload_users(const struct config *conf, struct users *users)
 {
-	struct users	*users;
 	SSL_CTX		*ctx;
 	char		*cause;
 
-	if ((users = ternd_load_users(conf, &cause)) == NULL) {
-		log_warnx("reload: %s; keeping the old users and aliases",
-		    cause);
-		free(cause);
-	} else {
-		users_free(ternd.users);
-		ternd.users = users;
-		log_info("users: %zu loaded", users_count(users));
-	}
+	users_free(ternd.users);
+	ternd.users = users;
+	log_info("users: %zu loaded", users_count(users));
 	if (ternd_load_tls(conf, &ctx, &cause) == -1) {
 		log_warnx("reload: %s; keeping the old certificate", cause);
 		free(cause);
@@ -259,6 +253,7 @@ static void
 ternd_reload(void)
 {
 	struct config	*conf;
+	struct users	*users;
 	char		*cause = NULL;
 
 	if (ternd.conf_file == NULL) {
@@ -270,6 +265,17 @@ ternd_reload(void)
 		log_warnx("reload failed: %s; keeping the old configuration",
 		    cause);
 		free(cause);
+		return;
+	}
+	/*
+	 * The users and aliases belong with the local domains: a file
+	 * that does not load keeps the whole old configuration.
+	 */
+	if ((users = ternd_load_users(conf, &cause)) == NULL) {
+		log_warnx("reload failed: %s; keeping the old configuration",
+		    cause);
+		free(cause);
+		config_free(conf);
 		return;
 	}
 	if (strcmp(conf->spool, ternd.conf->spool) != 0) {
@@ -297,6 +303,7 @@ ternd_reload(void)
 		log_warnx("reload failed: %s; keeping the old configuration",
 		    cause);
 		free(cause);
+		users_free(users);
 		config_free(conf);
 		return;
 	}
@@ -312,7 +319,7 @@ ternd_reload(void)
 	mta_set_config(conf);
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
-	ternd_reload_users(conf);
+	ternd_reload_users(conf, users);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
 	ternd.conf = conf;

@@ -215,6 +215,20 @@ class Delivery(LocalCase):
         self.check_stored(a[0], qid, ALICE, small("bare name"))
         self.wait_gone(qid)
 
+    def test_bad_users_file_keeps_old_configuration(self):
+        with open(self.t.users_file, "a") as f:
+            f.write("this is not a user line\n")
+        self.t.write_config(smtp={"local_domains": "local.test "
+                                  "example.test catchall.test new.test"})
+        self.t.reload(expect=r"reload failed: %s:\d+: .*keeping the old "
+                      r"configuration" % re.escape(self.t.users_file))
+        c = self.t.session()
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % SENDER).code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<%s>" % ALICE).code, 250)
+        # new.test did not become local (no user there would be 550):
+        # to it, the relay client 127.0.0.1 relays.
+        self.assertEqual(c.cmd("RCPT TO:<x@new.test>").code, 250)
+
     def test_users_file_readable_by_all_warned(self):
         self.assertNotIn("readable by everyone", self.t.log())
         os.chmod(self.t.users_file, 0o644)
