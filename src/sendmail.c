@@ -351,17 +351,31 @@ static void
 sendmail_put_line(struct util_buf *out, const char *p, size_t len,
     int header)
 {
-	size_t	chunk, max = SENDMAIL_LINE_MAX;
+	size_t	chunk, i, max = SENDMAIL_LINE_MAX;
+	int	folded;
 
 	for (;;) {
 		chunk = len > max ? max : len;
+		/* A header folds before its last blank that fits. */
+		folded = 0;
+		if (header && len > max) {
+			for (i = chunk; i > 1; i--) {
+				if (p[i - 1] == ' ' || p[i - 1] == '\t') {
+					chunk = i - 1;
+					folded = 1;
+					break;
+				}
+			}
+		}
 		util_buf_add(out, p, chunk);
 		util_buf_add(out, "\r\n", 2);
 		p += chunk;
 		len -= chunk;
 		if (len == 0)
 			return;
-		if (header) {
+		/* No blank to fold at: one is added, inside a word. */
+		max = SENDMAIL_LINE_MAX;
+		if (header && !folded) {
 			util_buf_add(out, " ", 1);
 			max = SENDMAIL_LINE_MAX - 1;
 		}

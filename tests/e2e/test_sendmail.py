@@ -277,6 +277,24 @@ class Submit(SendmailCase):
         self.assertIn(b"x" * 998 + b"\r\n", msg)
         self.assertEqual(msg.split(b"\r\n\r\n", 1)[1].count(b"x"), 2500)
 
+    def test_long_header_folded_at_blanks(self):
+        t = self.start_tern()
+        self.assertEqual(t.stop(), 0)
+        subject = " ".join("word%03d" % i for i in range(150))
+        self.submit(["-i", "bob"], "Subject: %s\n\nbody\n" % subject)
+        _, _, _, msg = self.drop_file()
+        head = msg.split(b"\r\n\r\n", 1)[0]
+        lines = head.split(b"\r\n")
+        for line in lines:
+            self.assertLessEqual(len(line), 998)
+        # Unfolded (RFC 5322 2.2.3), it is the Subject as written: no
+        # blank was added inside a word.
+        unfolded = re.sub(rb"\r\n(?=[ \t])", b"", head)
+        self.assertIn(b"Subject: " + subject.encode() + b"\r\n",
+                      unfolded + b"\r\n")
+        self.assertGreater(len([x for x in lines if x.startswith(b" ")]),
+                           0, "not folded")
+
     def test_refusals(self):
         self.start_tern()
         p = self.sendmail([], "Subject: x\n\nbody\n")
