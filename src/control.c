@@ -597,6 +597,7 @@ control_shutdown(void)
 	while ((c = TAILQ_FIRST(&control.clients)) != NULL) {
 		TAILQ_REMOVE(&control.clients, c, entry);
 		bufferevent_free(c->bev);
+		event_free(c->deadline);
 		free(c);
 	}
 	control.nclients = 0;

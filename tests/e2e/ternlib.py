@@ -490,8 +490,21 @@ class Tern:
 
     def wait_ready(self, timeout=START_TIMEOUT):
         """Wait until the port accepts a connection and greets; the probe
-        quits cleanly so it no longer counts against any limit."""
+        quits cleanly so it no longer counts against any limit.  When
+        ternd logs here, its own "ready" comes first: a port another
+        test's daemon took meanwhile would greet as well."""
         deadline = time.monotonic() + timeout
+        ready = re.compile(r"ternd\[%d\]: ready$" % self.proc.pid, re.M)
+        while self.main.get("log") == "stderr":
+            if self.proc.poll() is not None:
+                raise AssertionError("ternd exited with %d during start"
+                                     % self.proc.returncode)
+            if ready.search(self.log()):
+                break
+            if time.monotonic() >= deadline:
+                raise AssertionError("ternd did not log ready within "
+                                     "%.0fs" % timeout)
+            time.sleep(0.02)
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError("ternd exited with %d during start"
