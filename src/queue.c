@@ -1382,34 +1382,34 @@ queue_msg_open(const char *id)
 	return queue_open_file(id, "msg");
 }
 
-/* The header section of the content, up to QUEUE_HDRS_MAX octets. */
-int
-queue_msg_headers(const char *id, char **bufp, size_t *lenp)
+/* At most max octets of the content, or of its header section. */
+static int
+queue_read_msg(const char *id, size_t max, int hdrs, char **bufp,
+    size_t *lenp)
 {
 	int	fd, rc, saved;
 
 	if ((fd = queue_open_file(id, "msg")) == -1)
 		return -1;
-	rc = queue_read_fd(fd, QUEUE_HDRS_MAX, 1, bufp, lenp);
+	rc = queue_read_fd(fd, max, hdrs, bufp, lenp);
 	saved = errno;
 	close(fd);
 	errno = saved;
 	return rc;
 }
 
+/* The header section of the content, up to QUEUE_HDRS_MAX octets. */
+int
+queue_msg_headers(const char *id, char **bufp, size_t *lenp)
+{
+	return queue_read_msg(id, QUEUE_HDRS_MAX, 1, bufp, lenp);
+}
+
 /* At most max octets of the content, from its start. */
 int
 queue_msg_read(const char *id, size_t max, char **bufp, size_t *lenp)
 {
-	int	fd, rc, saved;
-
-	if ((fd = queue_open_file(id, "msg")) == -1)
-		return -1;
-	rc = queue_read_fd(fd, max, 0, bufp, lenp);
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return rc;
+	return queue_read_msg(id, max, 0, bufp, lenp);
 }
 
 /*

@@ -150,17 +150,12 @@ sched_heap_push(struct sched_msg *m)
 	}
 }
 
-static struct sched_msg *
-sched_heap_pop(void)
+/* Move the entry at i down to where it belongs. */
+static void
+sched_heap_down(size_t i)
 {
-	struct sched_msg	*top;
-	size_t			 i = 0, l, small;
+	size_t	l, small;
 
-	if (sched.nheap == 0)
-		return NULL;
-	top = sched.heap[0];
-	sched.heap[0] = sched.heap[--sched.nheap];
-	sched.heap[0]->slot = 0;
 	for (;;) {
 		l = 2 * i + 1;
 		small = i;
@@ -173,6 +168,19 @@ sched_heap_pop(void)
 		sched_swap(i, small);
 		i = small;
 	}
+}
+
+static struct sched_msg *
+sched_heap_pop(void)
+{
+	struct sched_msg	*top;
+
+	if (sched.nheap == 0)
+		return NULL;
+	top = sched.heap[0];
+	sched.heap[0] = sched.heap[--sched.nheap];
+	sched.heap[0]->slot = 0;
+	sched_heap_down(0);
 	return top;
 }
 
@@ -1022,24 +1030,6 @@ sched_heap_up(size_t i)
 	}
 }
 
-static void
-sched_heap_down(size_t i)
-{
-	size_t	l, small;
-
-	for (;;) {
-		l = 2 * i + 1;
-		small = i;
-		if (l < sched.nheap && sched_before(l, small))
-			small = l;
-		if (l + 1 < sched.nheap && sched_before(l + 1, small))
-			small = l + 1;
-		if (small == i)
-			break;
-		sched_swap(i, small);
-		i = small;
-	}
-}
 
 /* Take a message out of the heap, wherever it is. */
 static void
