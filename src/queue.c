@@ -1107,9 +1107,27 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
  */
 
 /*
+ * Whether a message is being committed: its files may be in place, but
+ * nothing above the queue knows it yet, so for ternd it is not there
+ * until its callback (ternctl may see it in a scan): nothing may read,
+ * move or remove it.
+ */
+static int
+queue_is_committing(const char *id)
+{
+	struct queue_commit	*c;
+
+	TAILQ_FOREACH(c, &queue.live, live) {
+		if (strcmp(c->msg->id, id) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * The tree (queue/ or hold/) holding the envelope of id: its descriptor,
- * and *held set to 0 or 1.  -1 with ENOENT when neither has it, EINVAL
- * for what is not a queue id.
+ * and *held set to 0 or 1.  -1 with ENOENT when neither has it, or while
+ * it is being committed; EINVAL for what is not a queue id.
  */
 static int
 queue_find(const char *id, int *held)
@@ -1117,6 +1135,10 @@ queue_find(const char *id, int *held)
 	struct stat	st;
 	char		path[QUEUE_PATH_SIZE];
 
+	if (queue_is_committing(id)) {
+		errno = ENOENT;
+		return -1;
+	}
 	if (queue_path(id, "env", path, sizeof path) == -1)
 		return -1;
 	if (fstatat(queue.queuefd, path, &st, 0) == 0) {
@@ -1240,33 +1262,12 @@ queue_env_update(const struct envelope *env)
  * removed by recovery.  Nothing is synced: a message that comes back
  * after a power loss is delivered again, never lost.
  */
-/*
- * Whether a message is being committed: its files may be in place, but
- * nothing above the queue knows it yet, so nothing may move or remove
- * it (ternctl sees it in a scan; it is not there for ternd yet).
- */
-static int
-queue_is_committing(const char *id)
-{
-	struct queue_commit	*c;
-
-	TAILQ_FOREACH(c, &queue.live, live) {
-		if (strcmp(c->msg->id, id) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 int
 queue_remove(const char *id)
 {
 	char	path[QUEUE_PATH_SIZE];
 	int	dirfd, held;
 
-	if (queue_is_committing(id)) {
-		errno = ENOENT;
-		return -1;
-	}
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
 	queue_path(id, "env", path, sizeof path);
@@ -1333,6 +1334,23 @@ queue_move(const char *id, int fromfd, int tofd)
 	return 0;
 }
 
+/* Move a message to hold/ (hold 1) or back to queue/ unless it is there. */
+static int
+queue_set_held(const char *id, int hold)
+{
+	int	held;
+
+	if (queue_find(id, &held) == -1)
+		return -1;
+	if (held == hold)
+		return 0;
+	/* Blocking: a link, a rename and a directory sync. */
+	if (hold)
+		return queue_hold_dir(id) == -1 ? -1 :
+		    queue_move(id, queue.queuefd, queue.holdfd);
+	return queue_move(id, queue.holdfd, queue.queuefd);
+}
+
 /*
  * Put a queued message on hold: never attempted until released.  0 when
  * it is held now (or was already), -1 with ENOENT when there is no such
@@ -1341,38 +1359,14 @@ queue_move(const char *id, int fromfd, int tofd)
 int
 queue_hold(const char *id)
 {
-	int	held;
-
-	if (queue_is_committing(id)) {
-		errno = ENOENT;
-		return -1;
-	}
-	if (queue_find(id, &held) == -1)
-		return -1;
-	if (held)
-		return 0;
-	/* Blocking: a link, a rename and a directory sync. */
-	if (queue_hold_dir(id) == -1)
-		return -1;
-	return queue_move(id, queue.queuefd, queue.holdfd);
+	return queue_set_held(id, 1);
 }
 
 /* Give a held message back to the queue; as queue_hold(). */
 int
 queue_release(const char *id)
 {
-	int	held;
-
-	if (queue_is_committing(id)) {
-		errno = ENOENT;
-		return -1;
-	}
-	if (queue_find(id, &held) == -1)
-		return -1;
-	if (!held)
-		return 0;
-	/* Blocking: a link, a rename and a directory sync. */
-	return queue_move(id, queue.holdfd, queue.queuefd);
+	return queue_set_held(id, 0);
 }
 
 /* The content, queued or held, open for reading. */
