@@ -274,6 +274,20 @@ sched_has_pending(const struct envelope *env)
 	return 0;
 }
 
+/* What the scheduler keeps of a message: id, times, pending domains. */
+static struct sched_msg *
+sched_msg_new(const struct envelope *env, time_t next)
+{
+	struct sched_msg	*m;
+
+	m = xcalloc(1, sizeof *m);
+	util_strlcpy(m->id, env->id, sizeof m->id);
+	m->next = next;
+	m->arrival = env->arrival;
+	sched_msg_domains(m, env);
+	return m;
+}
+
 /* A message now in the queue: at start-up, or just committed. */
 void
 scheduler_add(const struct envelope *env, int held)
@@ -285,11 +299,7 @@ scheduler_add(const struct envelope *env, int held)
 		sched.stats.accepted++;
 	if (held || !sched_has_pending(env))
 		return;
-	m = xcalloc(1, sizeof *m);
-	util_strlcpy(m->id, env->id, sizeof m->id);
-	m->next = env->next_attempt;
-	m->arrival = env->arrival;
-	sched_msg_domains(m, env);
+	m = sched_msg_new(env, env->next_attempt);
 	sched_heap_push(m);
 	sched_rearm();
 }
@@ -1094,11 +1104,7 @@ sched_msg_load(const char *id)
 		free(cause);
 		return NULL;
 	}
-	m = xcalloc(1, sizeof *m);
-	util_strlcpy(m->id, env.id, sizeof m->id);
-	m->next = time(NULL);
-	m->arrival = env.arrival;
-	sched_msg_domains(m, &env);
+	m = sched_msg_new(&env, time(NULL));
 	envelope_clear(&env);
 	return m;
 }
