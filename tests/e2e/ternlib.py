@@ -11,6 +11,7 @@ Only the Python standard library is used.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -88,14 +89,32 @@ def silent_dns_server():
     return "127.0.0.1:%d" % _silent_dns.getsockname()[1]
 
 
+# Ports handed out by free_port() come from below the kernel's ephemeral
+# range, so no outgoing connection of another program takes one between
+# the check and ternd's bind; and each is claimed machine-wide by an
+# abstract Unix socket named after it, held until this process exits, so
+# two suites running at once never pick the same one.
+PORT_RANGE = (20000, 32000)
+_port_claims = []
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """A loopback TCP port nobody listens on right now and no other test
+    process of this machine has been given."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(*PORT_RANGE)
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind("\0tern-test-port-%d" % port)
+        except OSError:
+            claim.close()
+            continue
+        if port_is_free(port):
+            _port_claims.append(claim)
+            return port
+        claim.close()
+    raise AssertionError("no free port in %d-%d" % PORT_RANGE)
 
 
 def port_is_free(port):
