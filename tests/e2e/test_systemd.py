@@ -313,8 +313,11 @@ class UnitFile(TernTestCase):
         self.assertEqual(self.one("ExecStart").split()[0],
                          "/usr/sbin/ternd")
         if self.one("Type") == "notify":
+            # Synchronous, through the control socket, and without
+            # kill(1), which a minimal system lacks.
             self.assertEqual(self.one("ExecReload"),
-                             "/bin/kill -HUP $MAINPID")
+                             "/usr/sbin/ternctl -c /etc/tern/tern.ini "
+                             "reload")
         self.assertEqual(self.one("Restart"), "on-failure")
         self.assertEqual(self.one("RuntimeDirectory"), "tern")
         self.assertIn("multi-user.target",
@@ -365,9 +368,11 @@ class UnitFile(TernTestCase):
         with open(self.path) as f:
             text = f.read()
         copy = os.path.join(d, "tern.service")
+        ternd = os.path.abspath(ternlib.TERND)
+        ternctl = os.path.join(os.path.dirname(ternd), "ternctl")
         with open(copy, "w") as f:
-            f.write(text.replace("/usr/sbin/ternd",
-                                 os.path.abspath(ternlib.TERND)))
+            f.write(text.replace("/usr/sbin/ternd", ternd)
+                    .replace("/usr/sbin/ternctl", ternctl))
         return copy
 
     def test_systemd_analyze_verify(self):
