@@ -30,6 +30,14 @@
 /* Used when the built-in configuration starts as root without "tern". */
 #define PRIV_FALLBACK_USER	"nobody"
 
+/* Who ternd will run as, found by priv_prepare(). */
+static struct {
+	int	prepared;
+	uid_t	uid;
+	gid_t	gid;
+	char	name[256];
+} priv;
+
 /*
  * Hand what a run as root left behind to the run-as user: entries owned
  * by root, down to depth levels below dirfd (queue/XX/ID.* is two), but
@@ -59,6 +67,9 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;	/* gone meanwhile */
 		(void)snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+		/* maildrop/ is its installer's to set up (priv_maildrop()). */
+		if (strcmp(de->d_name, QUEUE_MAILDROP) == 0)
+			continue;
 		if (st.st_uid == 0 && (S_ISREG(st.st_mode) ||
 		    S_ISDIR(st.st_mode)) && fchownat(dirfd, de->d_name, uid,
 		    gid, AT_SYMLINK_NOFOLLOW) == -1) {
@@ -66,13 +77,7 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 			rc = -1;
 			break;
 		}
-		/*
-		 * A file in maildrop/ is its submitter's, who is named by
-		 * its owner: root's stays root's (priv_maildrop() sees to
-		 * the directory itself).
-		 */
-		if (S_ISDIR(st.st_mode) && depth > 1 &&
-		    strcmp(de->d_name, QUEUE_MAILDROP) != 0) {
+		if (S_ISDIR(st.st_mode) && depth > 1) {
 			int	subfd = openat(dirfd, de->d_name, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
@@ -92,42 +97,76 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 }
 
 /*
- * maildrop/ takes files from every local user, so it opens to them only
- * once it is the run-as user's and group's: a file written there takes
- * the directory's group (it is setgid) and ternd reads it through that.
- * One owned by another user is an error, as for the spool.
+ * maildrop/ takes files from every local user: sticky, setgid, writable
+ * by all, and the run-as user's and group's, so that a file written
+ * there takes that group and ternd reads it through it.  ternd started
+ * as root never makes or changes it, since the unit forbids giving a
+ * directory those bits (queue_maildrop_make()): it checks it, and names
+ * what is wrong and the command that puts it right.  Only the built-in
+ * configuration, which the unit never runs, makes a missing one, so
+ * that the quick start works as root.  A file in maildrop/ is its
+ * submitter's, named by its owner: nothing in it is ever chowned.
  */
 static int
 priv_maildrop(int spoolfd, const char *spool, uid_t uid, gid_t gid,
-    char **cause)
+    const char *user, int make, char **cause)
 {
-	struct stat	st;
-	int		fd;
+	struct stat	 st;
+	struct group	*gr;
+	char		 group[64];
+	int		 fd;
 
-	fd = openat(spoolfd, QUEUE_MAILDROP, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		xasprintf(cause, "%s/%s: %s", spool, QUEUE_MAILDROP,
-		    strerror(errno));
-		if (fd != -1)
+	if ((gr = getgrgid(gid)) != NULL)
+		util_strlcpy(group, gr->gr_name, sizeof group);
+	else
+		(void)snprintf(group, sizeof group, "%lu", (unsigned long)gid);
+	if (fstatat(spoolfd, QUEUE_MAILDROP, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT && make) {
+			/* Root's while made, so nobody else may use it yet. */
+			if (mkdirat(spoolfd, QUEUE_MAILDROP, 0700) == -1 ||
+			    (fd = openat(spoolfd, QUEUE_MAILDROP, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+				xasprintf(cause, "%s/%s: %s", spool,
+				    QUEUE_MAILDROP, strerror(errno));
+				return -1;
+			}
+			if (fchmod(fd, QUEUE_MAILDROP_MODE) == -1 ||
+			    fchown(fd, uid, gid) == -1) {
+				xasprintf(cause, "%s/%s: %s", spool,
+				    QUEUE_MAILDROP, strerror(errno));
+				close(fd);
+				return -1;
+			}
 			close(fd);
+			return 0;
+		}
+		xasprintf(cause, "%s/%s: %s; create it: install -d -o %s "
+		    "-g %s -m %04o %s/%s", spool, QUEUE_MAILDROP,
+		    strerror(errno), user, group, QUEUE_MAILDROP_MODE, spool,
+		    QUEUE_MAILDROP);
 		return -1;
 	}
-	if (st.st_uid != 0 && st.st_uid != uid) {
-		xasprintf(cause, "%s/%s: owned by uid %lu", spool,
-		    QUEUE_MAILDROP, (unsigned long)st.st_uid);
-		close(fd);
+	if (!S_ISDIR(st.st_mode)) {
+		xasprintf(cause, "%s/%s: not a directory; remove it and run: "
+		    "install -d -o %s -g %s -m %04o %s/%s", spool,
+		    QUEUE_MAILDROP, user, group, QUEUE_MAILDROP_MODE, spool,
+		    QUEUE_MAILDROP);
 		return -1;
 	}
-	if (((st.st_uid != uid || st.st_gid != gid) &&
-	    fchown(fd, uid, gid) == -1) ||
-	    fchmod(fd, QUEUE_MAILDROP_MODE) == -1) {
-		xasprintf(cause, "%s/%s: %s", spool, QUEUE_MAILDROP,
-		    strerror(errno));
-		close(fd);
+	if (st.st_uid != uid || st.st_gid != gid) {
+		xasprintf(cause, "%s/%s: owned by uid %lu gid %lu, expected "
+		    "%s:%s; run: chown %s:%s %s/%s", spool, QUEUE_MAILDROP,
+		    (unsigned long)st.st_uid, (unsigned long)st.st_gid, user,
+		    group, user, group, spool, QUEUE_MAILDROP);
 		return -1;
 	}
-	close(fd);
+	if ((st.st_mode & 07777) != QUEUE_MAILDROP_MODE) {
+		xasprintf(cause, "%s/%s: mode %04o, expected %04o; run: "
+		    "chmod %04o %s/%s", spool, QUEUE_MAILDROP,
+		    (unsigned)(st.st_mode & 07777), QUEUE_MAILDROP_MODE,
+		    QUEUE_MAILDROP_MODE, spool, QUEUE_MAILDROP);
+		return -1;
+	}
 	return 0;
 }
 
@@ -162,12 +201,24 @@ priv_check_spool(const char *spool, uid_t uid, const char *user,
 }
 
 /*
- * Called once the listeners are bound and the spool is open.  As root:
- * resolve user/group ("" group: the user's primary group), give the
- * spool to them, check it, and drop every id for good.  builtin allows
- * falling back to "nobody" when the default user does not exist, so the
- * quick start works as root on a fresh machine.
+ * A mailbox root that another user owns makes every local delivery
+ * fail, quietly until mail arrives: say so at start.
  */
+static void
+priv_mailboxes_owner(const char *path, const struct stat *st, uid_t uid,
+    const char *user)
+{
+	struct passwd	*pw;
+
+	if (st->st_uid == uid)
+		return;
+	pw = getpwuid(st->st_uid);
+	log_warnx("mailboxes %s: owned by %s (uid %lu), but ternd runs as %s "
+	    "(uid %lu): local delivery will fail; run: chown %s %s", path,
+	    pw != NULL ? pw->pw_name : "?", (unsigned long)st->st_uid, user,
+	    (unsigned long)uid, user, path);
+}
+
 /*
  * The root of the Maildirs must be the run-as user's to create mailboxes
  * in: made (with its parents, 0755) when missing, and given to the user
@@ -175,7 +226,8 @@ priv_check_spool(const char *spool, uid_t uid, const char *user,
  * delivery then reports the error it meets.
  */
 static int
-priv_mailboxes(const char *dir, uid_t uid, gid_t gid, char **cause)
+priv_mailboxes(const char *dir, uid_t uid, gid_t gid, const char *user,
+    char **cause)
 {
 	struct stat	 st;
 	char		 path[PATH_MAX];
@@ -208,16 +260,50 @@ priv_mailboxes(const char *dir, uid_t uid, gid_t gid, char **cause)
 		xasprintf(cause, "chown %s: %s", path, strerror(errno));
 		return -1;
 	}
+	if (st.st_uid != 0)
+		priv_mailboxes_owner(path, &st, uid, user);
 	return 0;
 }
 
+/*
+ * Started as an ordinary user: the spool and maildrop/ as for root, and
+ * the mailbox root's owner when it exists (local delivery makes it).
+ */
+static int
+priv_check_self(const char *spool, const char *mailboxes, const char *name,
+    char **cause)
+{
+	struct stat	st;
+	int		fd, rc;
+
+	if (priv_check_spool(spool, geteuid(), name, cause) == -1)
+		return -1;
+	if ((fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "spool %s: %s", spool, strerror(errno));
+		return -1;
+	}
+	rc = priv_maildrop(fd, spool, geteuid(), getegid(), name, 0, cause);
+	close(fd);
+	if (rc == 0 && lstat(mailboxes, &st) == 0)
+		priv_mailboxes_owner(mailboxes, &st, geteuid(), name);
+	return rc;
+}
+
+/*
+ * Called once the spool is open, before maildrop/ is.  As root: resolve
+ * user/group ("" group: the user's primary group), give the spool to
+ * them and check it, maildrop/ and the mailbox root.  builtin allows
+ * falling back to "nobody" when the default user does not exist, so the
+ * quick start works as root on a fresh machine.  Started as anyone else:
+ * check the same for that user.
+ */
 int
-priv_drop(const char *user, const char *group, const char *spool,
+priv_prepare(const char *user, const char *group, const char *spool,
     const char *mailboxes, int builtin, char **cause)
 {
 	struct passwd	*pw;
 	struct group	*gr;
-	char		 name[256];
+	char		*name = priv.name;
 	uid_t		 uid;
 	gid_t		 gid;
 	int		 fd;
@@ -228,11 +314,14 @@ priv_drop(const char *user, const char *group, const char *spool,
 		log_debug("not started as root: running as uid %lu, "
 		    "user and group ignored", (unsigned long)geteuid());
 		if (me != NULL)
-			util_strlcpy(name, me->pw_name, sizeof name);
+			util_strlcpy(name, me->pw_name, sizeof priv.name);
 		else
-			(void)snprintf(name, sizeof name, "uid %lu",
+			(void)snprintf(name, sizeof priv.name, "uid %lu",
 			    (unsigned long)geteuid());
-		return priv_check_spool(spool, geteuid(), name, cause);
+		if (priv_check_self(spool, mailboxes, name, cause) == -1)
+			return -1;
+		priv.prepared = 1;
+		return 0;
 	}
 
 	if (*user == '\0') {
@@ -260,7 +349,7 @@ priv_drop(const char *user, const char *group, const char *spool,
 	}
 	uid = pw->pw_uid;
 	gid = pw->pw_gid;
-	util_strlcpy(name, pw->pw_name, sizeof name);
+	util_strlcpy(name, pw->pw_name, sizeof priv.name);
 	if (*group != '\0') {
 		if ((gr = getgrnam(group)) == NULL) {
 			xasprintf(cause, "group: unknown group \"%s\"", group);
@@ -290,15 +379,38 @@ priv_drop(const char *user, const char *group, const char *spool,
 		close(fd);
 		return -1;
 	}
-	if (priv_maildrop(fd, spool, uid, gid, cause) == -1) {
+	if (priv_check_spool(spool, uid, name, cause) == -1 ||
+	    priv_maildrop(fd, spool, uid, gid, name, builtin, cause) == -1) {
 		close(fd);
 		return -1;
 	}
 	close(fd);
-	if (priv_check_spool(spool, uid, name, cause) == -1)
+	if (priv_mailboxes(mailboxes, uid, gid, name, cause) == -1)
 		return -1;
-	if (priv_mailboxes(mailboxes, uid, gid, cause) == -1)
+	priv.uid = uid;
+	priv.gid = gid;
+	priv.prepared = 1;
+	return 0;
+}
+
+/*
+ * Become the run-as user and group for good, after priv_prepare() (called
+ * here when it was not yet).  Nothing to do when not started as root.
+ */
+int
+priv_drop(const char *user, const char *group, const char *spool,
+    const char *mailboxes, int builtin, char **cause)
+{
+	uid_t	uid;
+	gid_t	gid;
+
+	if (!priv.prepared && priv_prepare(user, group, spool, mailboxes,
+	    builtin, cause) == -1)
 		return -1;
+	if (geteuid() != 0)
+		return 0;
+	uid = priv.uid;
+	gid = priv.gid;
 
 	if (setgroups(1, &gid) == -1) {
 		xasprintf(cause, "setgroups: %s", strerror(errno));
@@ -318,7 +430,7 @@ priv_drop(const char *user, const char *group, const char *spool,
 		xasprintf(cause, "could get root back after dropping it");
 		return -1;
 	}
-	log_info("running as %s (uid %lu, gid %lu)", name,
+	log_info("running as %s (uid %lu, gid %lu)", priv.name,
 	    (unsigned long)uid, (unsigned long)gid);
 	return 0;
 }

@@ -5,6 +5,8 @@
 #ifndef PRIV_H
 #define PRIV_H
 
+int	 priv_prepare(const char *, const char *, const char *, const char *,
+	    int, char **);
 int	 priv_drop(const char *, const char *, const char *, const char *,
 	    int, char **);
 

@@ -232,6 +232,31 @@ queue_mkdir_parents(const char *path)
 }
 
 /*
+ * maildrop/ is sticky, setgid and writable by everyone
+ * (QUEUE_MAILDROP_MODE).  Giving a directory those bits is what the
+ * unit forbids (RestrictSUIDSGID, no CAP_FOWNER or CAP_FSETID), so
+ * whoever installs makes it (tmpfiles.d, the package) and ternd
+ * started as root only checks it (priv_drop()).  Started as an
+ * ordinary user, ternd makes a missing one itself: anyone may give a
+ * directory of their own any mode, no privilege is involved.
+ */
+static int
+queue_maildrop_make(const char *spool, char **cause)
+{
+	if (geteuid() == 0)
+		return 0;
+	if (mkdirat(queue.spoolfd, QUEUE_MAILDROP, 0700) == -1) {
+		if (errno == EEXIST)
+			return 0;
+	} else if (fchmodat(queue.spoolfd, QUEUE_MAILDROP,
+	    QUEUE_MAILDROP_MODE, 0) == 0)
+		return 0;
+	xasprintf(cause, "%s/%s: %s", spool, QUEUE_MAILDROP,
+	    strerror(errno));
+	return -1;
+}
+
+/*
  * Make every queue/XX directory at start-up, so no commit pays for a
  * directory creation and its sync.
  */
@@ -562,8 +587,7 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
     void *arg, char **cause)
 {
 	static const char *const dirs[] = {
-		"incoming", "queue", "hold", "corrupt", QUEUE_MAILDROP,
-		"log"
+		"incoming", "queue", "hold", "corrupt", "log"
 	};
 	struct stat	st;
 	unsigned char	r[4];
@@ -586,10 +610,13 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 		return -1;
 	/*
 	 * Others may pass through the spool to maildrop/ but list nothing:
-	 * every directory below stays owner-only.  A spool others may write
+	 * every directory below stays owner-only.  Only the owner sets the
+	 * mode (no capability needed); a spool installed for another user
+	 * keeps the mode its installer gave it.  A spool others may write
 	 * is left as it is, for priv_check_spool() to refuse.
 	 */
-	if (fstat(queue.spoolfd, &st) == 0 &&
+	if (fstat(queue.spoolfd, &st) == 0 && st.st_uid == geteuid() &&
+	    (st.st_mode & 07777) != 0711 &&
 	    (st.st_mode & (S_IWGRP | S_IWOTH)) == 0 &&
 	    fchmod(queue.spoolfd, 0711) == -1)
 		log_warn("queue: %s: cannot set mode 0711", spool);
@@ -600,14 +627,8 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 			return -1;
 		}
 	}
-	/*
-	 * Started as root, maildrop/ opens only once priv_drop() has given
-	 * it to the run-as user and group, so no file takes root's group.
-	 */
-	if (geteuid() != 0 && fchmodat(queue.spoolfd, QUEUE_MAILDROP,
-	    QUEUE_MAILDROP_MODE, 0) == -1)
-		log_warn("queue: %s/%s: cannot set mode %04o", spool,
-		    QUEUE_MAILDROP, QUEUE_MAILDROP_MODE);
+	if (queue_maildrop_make(spool, cause) == -1)
+		return -1;
 	queue.incomingfd = queue_opendir(queue.spoolfd, "incoming");
 	queue.queuefd = queue_opendir(queue.spoolfd, "queue");
 	queue.holdfd = queue_opendir(queue.spoolfd, "hold");

@@ -524,6 +524,10 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	log_info("spool %s: %zu messages in queue", ternd.conf->spool,
 	    queue_count());
+	/* Owner and maildrop/ checked before pickup opens maildrop/. */
+	if (priv_prepare(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
+	    ternd.conf->mailboxes, ternd.conf->path[0] == '\0', &cause) == -1)
+		fatalx("%s", cause);
 	if (dns_init(ternd.base, ternd.conf->dns_servers, &cause) == -1)
 		fatalx("dns_servers: %s", cause);
 	if (mta_session_init(&cause) == -1)

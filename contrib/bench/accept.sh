@@ -234,7 +234,13 @@ start_ternd() {
 	mkdir -p "$T/tern"
 	# As root, ternd drops to a user of its own: nobody will do here.
 	run_as=
-	[ "$(id -u)" -eq 0 ] && run_as="user = nobody"
+	if [ "$(id -u)" -eq 0 ]; then
+		run_as="user = nobody"
+		# As an installer does: ternd as root only checks maildrop/.
+		mkdir -p "$T/tern/spool"
+		install -d -o nobody -g "$(id -gn nobody)" -m 3733 \
+		    "$T/tern/spool/maildrop"
+	fi
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
 hostname = bench.test
@@ -249,6 +255,10 @@ max_connections = $((idle + clients + 100))
 max_connections_per_ip = 0
 local_domains = bench.test
 relay_networks = 127.0.0.0/8
+
+[local]
+# Never the host's default mailbox root.
+mailboxes = $T/tern/mail
 
 [delivery]
 dns_servers = 127.0.0.1:$dns_port

@@ -415,7 +415,9 @@ class Tern:
         # socket that never answers, so no test ever asks a real resolver
         # and a relayed message stays queued unless a test says otherwise.
         self.sections = {"delivery": {"dns_servers": silent_dns_server()}}
+        # Never the default mailbox root (/var/lib/tern/mail) of the host.
         self.mailboxes = os.path.join(self.dir, "mail")
+        self.sections["local"] = {"mailboxes": self.mailboxes}
         if local:
             self._catchall(local)
         self.write_config(main, smtp, sections)
@@ -491,9 +493,33 @@ class Tern:
 
     # --- process ---------------------------------------------------------
 
+    def install_maildrop(self):
+        """As root, make the spool's maildrop/ the way an installer does
+        (ternd started as root only checks it): mode 3733, owned by the
+        run-as user and group.  Left to ternd's checks when the user or
+        group does not resolve."""
+        path = os.path.join(self.spool, "maildrop")
+        if os.geteuid() != 0 or os.path.lexists(path):
+            return
+        import grp
+        import pwd
+        try:
+            pw = pwd.getpwnam(self.main.get("user", "tern"))
+            gid = pw.pw_gid
+            if self.main.get("group"):
+                gid = grp.getgrnam(self.main["group"]).gr_gid
+        except KeyError:
+            return
+        if pw.pw_uid == 0:
+            return
+        os.mkdir(path, 0o700)
+        os.chown(path, pw.pw_uid, gid)
+        os.chmod(path, 0o3733)
+
     def start(self, wait=True):
         if self.is_running():
             raise AssertionError("ternd already running")
+        self.install_maildrop()
         out = open(self.outfile, "ab")
         err = open(self.logfile, "ab")
         try:

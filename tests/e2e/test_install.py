@@ -157,6 +157,49 @@ class InstallTest(unittest.TestCase):
                                 os.path.join(SRCDIR, "contrib", src,
                                              "tern.conf"))
 
+    def test_sendmail_links_never_replace_silently(self):
+        """install-sendmail-links refuses to replace another sendmail and
+        says how to force it; FORCE=yes replaces it; links that already
+        lead to ternctl are simply renewed."""
+        v = make_vars("SENDMAIL_DIR", "MAILQ_DIR")
+        root = os.path.join(self.tmp, "links")
+        sendmail = os.path.join(root, v["SENDMAIL_DIR"].lstrip("/"),
+                                "sendmail")
+        mailq = os.path.join(root, v["MAILQ_DIR"].lstrip("/"), "mailq")
+        os.makedirs(os.path.dirname(sendmail))
+        other = b"#!/bin/sh\n# another MTA's sendmail\n"
+        with open(sendmail, "wb") as f:
+            f.write(other)
+        out = subprocess.run([MAKE, "-C", BUILDDIR, "--no-print-directory",
+                              "install-sendmail-links", "DESTDIR=" + root],
+                             capture_output=True, text=True, env=make_env(),
+                             timeout=MAKE_TIMEOUT)
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn(sendmail + " exists", out.stderr)
+        self.assertIn("FORCE=yes", out.stderr)
+        with open(sendmail, "rb") as f:
+            self.assertEqual(f.read(), other)
+        self.assertFalse(os.path.lexists(mailq))
+
+        # A link to another program is refused the same way.
+        os.unlink(sendmail)
+        os.symlink("/usr/sbin/exim4", sendmail)
+        out = subprocess.run([MAKE, "-C", BUILDDIR, "--no-print-directory",
+                              "install-sendmail-links", "DESTDIR=" + root],
+                             capture_output=True, text=True, env=make_env(),
+                             timeout=MAKE_TIMEOUT)
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn("a link to /usr/sbin/exim4", out.stderr)
+        self.assertEqual(os.readlink(sendmail), "/usr/sbin/exim4")
+
+        make("install-sendmail-links", "DESTDIR=" + root, "FORCE=yes")
+        ternctl = self.v["sbindir"] + "/ternctl"
+        self.assertEqual(os.readlink(sendmail), ternctl)
+        self.assertEqual(os.readlink(mailq), ternctl)
+        # Ours already: no FORCE needed.
+        make("install-sendmail-links", "DESTDIR=" + root)
+        self.assertEqual(os.readlink(sendmail), ternctl)
+
     def test_changed_configuration_survives(self):
         """A second install keeps a changed configuration; uninstall
         removes everything else and keeps it, and removes it once it is

@@ -134,6 +134,53 @@ class PrivilegesTest(TernTestCase):
         self._fails(t, r"spool %s: mode 0777 is group/world writable"
                     % t.spool)
 
+    def test_maildrop_missing(self):
+        """Started as root, ternd never makes maildrop/ (the unit would
+        not let it): it names the directory and the command."""
+        t = self.tern(main={"user": self.user}, start=False)
+        t.install_maildrop = lambda: None
+        md = t.path("maildrop")
+        self._fails(t, r"%s: No such file or directory; create it: "
+                    r"install -d -o %s -g %s -m 3733 %s$"
+                    % (md, self.user, self.user, md))
+        self.assertFalse(os.path.exists(md))
+
+    def test_maildrop_wrong_mode(self):
+        t = self.tern(main={"user": self.user}, start=False)
+        md = t.path("maildrop")
+        os.mkdir(md, 0o700)
+        os.chown(md, self.uid, self.gid)
+        os.chmod(md, 0o700)
+        self._fails(t, r"%s: mode 0700, expected 3733; run: chmod 3733 %s$"
+                    % (md, md))
+        self.assertEqual(os.stat(md).st_mode & 0o7777, 0o700)
+
+    def test_maildrop_wrong_owner(self):
+        t = self.tern(main={"user": self.user}, start=False)
+        md = t.path("maildrop")
+        os.mkdir(md)
+        os.chmod(md, 0o3733)
+        self._fails(t, r"%s: owned by uid 0 gid 0, expected %s:%s; run: "
+                    r"chown %s:%s %s$" % (md, self.user, self.user,
+                                          self.user, self.user, md))
+        self.assertEqual(os.stat(md).st_uid, 0)
+
+    def test_mailboxes_of_another_user_warned(self):
+        t = self.tern(main={"user": self.user}, start=False)
+        os.mkdir(t.mailboxes, 0o700)
+        os.chown(t.mailboxes, 65534, 65534)
+        t.start()
+        t.wait_log(r"mailboxes %s: owned by \S+ \(uid 65534\), but ternd "
+                   r"runs as %s \(uid %d\): local delivery will fail; run: "
+                   r"chown %s %s" % (t.mailboxes, self.user, self.uid,
+                                      self.user, t.mailboxes))
+        self.assertEqual(os.stat(t.mailboxes).st_uid, 65534)
+
+    def test_own_mailboxes_not_warned(self):
+        t = self.tern(main={"user": self.user})
+        self.assertEqual(os.stat(t.mailboxes).st_uid, self.uid)
+        self.assertNotIn("local delivery will fail", t.log())
+
     def test_unknown_user(self):
         t = self.tern(main={"user": "nosuchuser-tern"}, start=False)
         self._fails(t, r'user: unknown user "nosuchuser-tern"')
@@ -181,6 +228,11 @@ class PrivilegesTest(TernTestCase):
                             self.fail("ternd did not start: %s" % f.read())
                     time.sleep(0.05)
             self.assert_runs_as(p.pid)
+            # An ordinary user makes its own maildrop/, no privilege
+            # involved.
+            st = os.stat(os.path.join(spool, "maildrop"))
+            self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                             (self.uid, self.gid, 0o3733))
         finally:
             p.terminate()
             p.wait(ternlib.STOP_TIMEOUT)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -312,8 +313,11 @@ class UnitFile(TernTestCase):
         self.assertEqual(self.one("ExecStart").split()[0],
                          "/usr/sbin/ternd")
         if self.one("Type") == "notify":
+            # Synchronous, through the control socket, and without
+            # kill(1), which a minimal system lacks.
             self.assertEqual(self.one("ExecReload"),
-                             "/bin/kill -HUP $MAINPID")
+                             "/usr/sbin/ternctl -c /etc/tern/tern.ini "
+                             "reload")
         self.assertEqual(self.one("Restart"), "on-failure")
         self.assertEqual(self.one("RuntimeDirectory"), "tern")
         self.assertIn("multi-user.target",
@@ -364,9 +368,11 @@ class UnitFile(TernTestCase):
         with open(self.path) as f:
             text = f.read()
         copy = os.path.join(d, "tern.service")
+        ternd = os.path.abspath(ternlib.TERND)
+        ternctl = os.path.join(os.path.dirname(ternd), "ternctl")
         with open(copy, "w") as f:
-            f.write(text.replace("/usr/sbin/ternd",
-                                 os.path.abspath(ternlib.TERND)))
+            f.write(text.replace("/usr/sbin/ternd", ternd)
+                    .replace("/usr/sbin/ternctl", ternctl))
         return copy
 
     def test_systemd_analyze_verify(self):
@@ -387,6 +393,140 @@ class UnitFile(TernTestCase):
             self.skipTest("systemd-analyze has no --offline")
         self.assertIsNotNone(m, p.stdout + p.stderr)
         self.assertLessEqual(float(m.group(1)), MAX_EXPOSURE, p.stdout)
+
+
+def read_tmpfiles(path):
+    """{path: (type, mode, user, group)} of a tmpfiles.d file."""
+    entries = {}
+    with open(path) as f:
+        for line in f:
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            fields = s.split()
+            if len(fields) < 2:
+                raise AssertionError("bad tmpfiles line %r" % line)
+            fields += ["-"] * (6 - len(fields))
+            entries[fields[1]] = (fields[0], fields[2], fields[3],
+                                  fields[4])
+    return entries
+
+
+def built_in_defaults():
+    """{section: {key: value}} that ternd -n prints for a file setting
+    nothing: the defaults of a configuration file."""
+    d = tempfile.mkdtemp(prefix="tern-defaults-")
+    try:
+        conf = os.path.join(d, "tern.ini")
+        with open(conf, "w") as f:
+            f.write("[main]\n")
+        rc, out, err = ternlib.run_ternd(["-n", "-c", conf])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if rc != 0:
+        raise AssertionError("ternd -n: %s" % err)
+    ini, cur = {}, None
+    for line in out.splitlines():
+        m = re.match(r"^\[(\w+)\]$", line)
+        if m:
+            cur = ini.setdefault(m.group(1), {})
+        elif "=" in line and cur is not None:
+            k, _, v = line.partition("=")
+            cur[k.strip()] = v.strip()
+    return ini
+
+
+class PathsAgree(unittest.TestCase):
+    """The unit, the tmpfiles.d and sysusers.d snippets, the example
+    configuration, the man pages and ternd's own defaults name the same
+    spool, maildrop/ and mailbox root, with the same owner: each read
+    from the real file, the defaults from ternd -n."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not ternlib.SRCDIR:
+            raise AssertionError("TERN_SRCDIR is not set")
+        src = ternlib.SRCDIR
+        cls.unit = read_unit(os.path.join(src, "contrib", "tern.service"))
+        cls.tmpfiles = read_tmpfiles(os.path.join(src, "contrib",
+                                                  "tmpfiles.d", "tern.conf"))
+        with open(os.path.join(src, "contrib", "sysusers.d",
+                               "tern.conf")) as f:
+            cls.sysusers = [line.split() for line in f
+                            if line.strip() and not line.startswith("#")]
+        with open(os.path.join(src, "src", "queue.h")) as f:
+            m = re.search(r"#define\s+QUEUE_MAILDROP_MODE\s+0?([0-7]+)",
+                          f.read())
+        cls.maildrop_mode = m.group(1)
+        cls.defaults = built_in_defaults()
+        cls.spool = cls.defaults["main"]["spool"]
+        cls.mailboxes = cls.defaults["local"]["mailboxes"]
+        cls.user = cls.defaults["main"]["user"]
+
+    def test_defaults_are_absolute(self):
+        for p in (self.spool, self.mailboxes):
+            self.assertTrue(p.startswith("/var/"), p)
+
+    def test_unit_may_write_spool_and_mailboxes(self):
+        rw = []
+        for value in self.unit["Service"].get("ReadWritePaths", []):
+            rw += [p.lstrip("-") for p in value.split()]
+        self.assertIn(self.spool, rw)
+        self.assertIn(self.mailboxes, rw)
+        # Nothing writable that no default names.
+        for p in rw:
+            self.assertIn(p, (self.spool, self.mailboxes))
+
+    def test_tmpfiles_makes_them(self):
+        t = self.tmpfiles
+        self.assertEqual(t.get(self.spool), ("d", "0711", self.user,
+                                             self.user))
+        self.assertEqual(t.get(os.path.join(self.spool, "maildrop")),
+                         ("d", self.maildrop_mode.rjust(4, "0"), self.user,
+                          self.user))
+        self.assertEqual(t.get(self.mailboxes), ("d", "0700", self.user,
+                                                 self.user))
+        # Every parent up to one that a Debian system has.
+        for p in (self.spool, self.mailboxes):
+            parent = os.path.dirname(p)
+            while parent not in ("/var/spool", "/var/lib", "/var"):
+                self.assertIn(parent, t, "no tmpfiles line makes " + parent)
+                self.assertEqual(t[parent][0], "d")
+                parent = os.path.dirname(parent)
+
+    def test_sysusers_creates_the_user(self):
+        users = [f[1] for f in self.sysusers if f[0] == "u"]
+        groups = [f[1] for f in self.sysusers if f[0] == "g"]
+        self.assertIn(self.user, users)
+        self.assertIn(self.user, groups)
+        for f in self.sysusers:
+            if f[0] == "u" and f[1] == self.user:
+                self.assertIn(self.spool, f, "home of the user")
+
+    def test_example_configuration_names_the_defaults(self):
+        with open(os.path.join(ternlib.SRCDIR, "etc", "tern.ini")) as f:
+            text = f.read()
+        self.assertRegex(text, r"(?m)^# spool = %s$" % re.escape(self.spool))
+        self.assertRegex(text, r"(?m)^# mailboxes = %s$"
+                         % re.escape(self.mailboxes))
+
+    def test_man_pages_name_the_same_paths(self):
+        known = set(self.tmpfiles) | {self.spool, self.mailboxes}
+        for page in ("ternd.8", "tern.ini.5"):
+            with open(os.path.join(ternlib.SRCDIR, "man", page)) as f:
+                text = f.read()
+            with self.subTest(page=page):
+                for p in (self.spool, self.mailboxes):
+                    self.assertTrue(p in text, "%s does not name %s"
+                                    % (page, p))
+                # Every tern path under /var a page names is one of
+                # these or below (the system's /var/log is not tern's).
+                for p in re.findall(r"(/var/(?:mail\b|[\w.-]+/tern\b)"
+                                    r"[\w./-]*)", text):
+                    p = p.rstrip(".")
+                    self.assertTrue(any(p == k or p.startswith(k + "/")
+                                        for k in known), "%s names %s"
+                                    % (page, p))
 
 
 if __name__ == "__main__":
