@@ -207,6 +207,12 @@ static const struct config_choice config_choices_log[] = {
 	{ NULL, 0 }
 };
 
+static const struct config_choice config_choices_queue_list[] = {
+	{ "anyone", CONFIG_QUEUE_LIST_ANYONE },
+	{ "admins", CONFIG_QUEUE_LIST_ADMINS },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_bare[] = {
 	{ "reject", CONFIG_BARE_REJECT },
 	{ "normalize", CONFIG_BARE_NORMALIZE },
@@ -217,6 +223,8 @@ static const struct config_choice config_choices_bare[] = {
 _Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target");
 _Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
     "enum config_bare_newlines");
+_Static_assert(sizeof(enum config_queue_list) == sizeof(int),
+    "enum config_queue_list");
 
 #define CONFIG_OFF(f)	offsetof(struct config, f)
 #define CONFIG_K	1024ULL
@@ -247,6 +255,8 @@ static const struct config_key config_keys[] = {
 	  CONFIG_NAME_SIZE, "", 1, 0, NULL },
 	{ "main", "control_socket", &config_type_path,
 	  CONFIG_OFF(control_socket), 0, CONFIG_PATH_SIZE, NULL, 0, 0, NULL },
+	{ "main", "queue_list", &config_type_enum, CONFIG_OFF(queue_list), 0,
+	  0, "anyone", 0, 0, config_choices_queue_list },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },

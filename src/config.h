@@ -37,6 +37,12 @@ struct config_net {
 	unsigned	prefix;
 };
 
+/* Who may list the queue through the control socket. */
+enum config_queue_list {
+	CONFIG_QUEUE_LIST_ANYONE,	/* every local user, as Postfix */
+	CONFIG_QUEUE_LIST_ADMINS,	/* those who may use the socket */
+};
+
 enum config_bare_newlines {
 	CONFIG_BARE_REJECT,
 	CONFIG_BARE_NORMALIZE,
@@ -60,6 +66,7 @@ struct config {
 	char			 user[CONFIG_NAME_SIZE];
 	char			 group[CONFIG_NAME_SIZE];	/* "": user's */
 	char			 control_socket[CONFIG_PATH_SIZE];
+	enum config_queue_list	 queue_list;	/* who may list the queue */
 
 	/* [smtp] */
 	struct config_listen	*listen;

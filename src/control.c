@@ -2,7 +2,8 @@
  * control.c: ternd's control socket.  It owns the Unix socket, its
  * clients and their buffers: it checks each client's credentials, reads
  * one request line, answers it through the callbacks ternd handed it and
- * closes.  It never touches the queue or the scheduler itself (a lower
+ * closes; a queue listing is answered by a child process it forks and
+ * reaps.  It never touches the queue or the scheduler itself (a lower
  * module reports upward through callbacks), and never trusts a byte of a
  * request: ids go to the callbacks as opaque words.
  */
@@ -13,11 +14,15 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +43,21 @@
 #define CONTROL_TIMEOUT		10	/* seconds per client */
 #define CONTROL_BACKLOG		16
 #define CONTROL_GROUPS_MAX	1024
+/* Clients at once that are not admins, so they never crowd one out. */
+#define CONTROL_PUBLIC_MAX	4
+/* Listing processes at once, and how long one may take. */
+#define CONTROL_LISTINGS_MAX	2
+#define CONTROL_LIST_TIMEOUT	120	/* seconds */
 
 /* One connected client; owned by the control module until closed. */
 struct control_client {
 	TAILQ_ENTRY(control_client) entry;
 	struct bufferevent	*bev;
 	uid_t			 uid;
+	pid_t			 pid;
+	int			 admin;		/* may use every verb */
+	int			 public;	/* holds a CONTROL_PUBLIC_MAX
+						   slot */
 	int			 denied;	/* told so after its request */
 	int			 closing;	/* final reply line written */
 	int			 stop;		/* call ops->stop once sent */
@@ -63,6 +77,7 @@ struct control_verb {
 	size_t		 min_args;
 	size_t		 max_args;	/* SIZE_MAX: no limit */
 	int		 acting;	/* logged at info */
+	int		 public;	/* others may, with queue_list */
 	control_verb_fn	 fn;
 };
 
@@ -75,6 +90,10 @@ static struct {
 	gid_t				 group;
 	struct control_clients		 clients;
 	size_t				 nclients;
+	size_t				 npublic;
+	int				 queue_anyone;
+	pid_t				 listings[CONTROL_LISTINGS_MAX];
+	struct event			*sigchld;
 } control;
 
 static void	control_read_cb(struct bufferevent *, void *);
@@ -97,8 +116,18 @@ control_reply(struct control_client *c, const char *fmt, ...)
 static void
 control_finish(struct control_client *c, const char *error)
 {
-	if (error != NULL)
-		control_reply(c, "%s%s", CTL_REPLY_ERROR, error);
+	char	*line, *p;
+
+	/* One line, whatever a file named in it held. */
+	if (error != NULL) {
+		line = xstrdup(error);
+		for (p = line; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = ' ';
+		}
+		control_reply(c, "%s%s", CTL_REPLY_ERROR, line);
+		free(line);
+	}
 	else
 		control_reply(c, "%s", CTL_REPLY_OK);
 	c->closing = 1;
@@ -116,6 +145,8 @@ control_client_free(struct control_client *c)
 	TAILQ_REMOVE(&control.clients, c, entry);
 	bufferevent_free(c->bev);
 	event_free(c->deadline);
+	if (c->public)
+		control.npublic--;
 	free(c);
 	/* A slot is free again: take connections if we had paused. */
 	if (control.nclients-- == CONTROL_CLIENTS_MAX && control.lev != NULL)
@@ -221,11 +252,17 @@ static void
 control_verb_reload(struct control_client *c, const struct control_verb *v,
     char **args, size_t nargs)
 {
+	char	*cause = NULL;
+
 	if (control.ops->reload == NULL) {
 		control_finish(c, "not supported");
 		return;
 	}
-	control.ops->reload();
+	if (control.ops->reload(&cause) == -1) {
+		control_finish(c, cause);
+		free(cause);
+		return;
+	}
 	control_finish(c, NULL);
 }
 
@@ -242,16 +279,132 @@ control_verb_stop(struct control_client *c, const struct control_verb *v,
 	control_finish(c, NULL);
 }
 
+/* A line of the listing, from the child. */
+static void
+control_list_emit(const char *line, void *arg)
+{
+	FILE	*out = arg;
+
+	fprintf(out, "%s%s\n", CTL_REPLY_DATA, line);
+}
+
+/*
+ * The listing child's start: signals as a plain process has them (the
+ * loop's handlers would only write to a pipe nobody reads), every socket
+ * but its client's closed (so that no connection the daemon closes lives
+ * on in here), a blocking client with a deadline on the whole.
+ */
+static void
+control_list_setup(int fd)
+{
+	static const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD,
+				    SIGALRM };
+	struct timeval		 tv = { CONTROL_TIMEOUT, 0 };
+	struct dirent		*de;
+	struct stat		 st;
+	sigset_t		 set;
+	DIR			*dp;
+	size_t			 i;
+	int			 n;
+
+	for (i = 0; i < nitems(sigs); i++)
+		signal(sigs[i], SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	alarm(CONTROL_LIST_TIMEOUT);
+	if ((dp = opendir("/proc/self/fd")) != NULL) {
+		while ((de = readdir(dp)) != NULL) {
+			n = atoi(de->d_name);
+			if (n > STDERR_FILENO && n != fd && n != dirfd(dp) &&
+			    fstat(n, &st) == 0 && S_ISSOCK(st.st_mode))
+				close(n);
+		}
+		closedir(dp);
+	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* The child that lists: it writes the whole reply and exits. */
+static void __attribute__((noreturn))
+control_list_child(int fd)
+{
+	FILE	*out;
+	char	*cause = NULL;
+
+	control_list_setup(fd);
+	if ((out = fdopen(fd, "w")) == NULL)
+		_exit(1);
+	if (control.ops->list(control_list_emit, out, &cause) == -1)
+		fprintf(out, "%s%s\n", CTL_REPLY_ERROR, cause);
+	else
+		fprintf(out, "%s\n", CTL_REPLY_OK);
+	if (fflush(out) == EOF)
+		_exit(1);
+	_exit(0);
+}
+
+/*
+ * queue: the listing is made by a child process, as Postfix's showq is a
+ * process of its own, so that reading every envelope of a large spool
+ * never stalls the loop.  The child answers; the client is ours no more.
+ */
+static void
+control_verb_queue(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	size_t	i;
+	pid_t	pid;
+
+	if (control.ops->list == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	for (i = 0; i < CONTROL_LISTINGS_MAX; i++) {
+		if (control.listings[i] == 0)
+			break;
+	}
+	if (i == CONTROL_LISTINGS_MAX) {
+		control_finish(c, "busy listing the queue; try again");
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("control: fork");
+		control_finish(c, "cannot list the queue now");
+		return;
+	}
+	if (pid == 0)
+		control_list_child(bufferevent_getfd(c->bev));
+	control.listings[i] = pid;
+	control_client_free(c);
+}
+
+/* A listing child is done: reap it, its slot is free. */
+static void
+control_sigchld_cb(evutil_socket_t sig, short events, void *arg)
+{
+	size_t	i;
+	int	status;
+
+	for (i = 0; i < CONTROL_LISTINGS_MAX; i++) {
+		if (control.listings[i] != 0 && waitpid(control.listings[i],
+		    &status, WNOHANG) == control.listings[i])
+			control.listings[i] = 0;
+	}
+}
+
 static const struct control_verb control_verbs[] = {
-	{ CTL_VERB_HOLD, 1, SIZE_MAX, 1, control_verb_ids },
-	{ CTL_VERB_RELEASE, 1, SIZE_MAX, 1, control_verb_ids },
-	{ CTL_VERB_DELETE, 1, SIZE_MAX, 1, control_verb_ids },
-	{ CTL_VERB_BOUNCE, 1, SIZE_MAX, 1, control_verb_ids },
-	{ CTL_VERB_FLUSH, 0, 1, 1, control_verb_flush },
-	{ CTL_VERB_FLUSH_IDS, 1, SIZE_MAX, 1, control_verb_ids },
-	{ CTL_VERB_STATS, 0, 0, 0, control_verb_stats },
-	{ CTL_VERB_RELOAD, 0, 0, 1, control_verb_reload },
-	{ CTL_VERB_STOP, 0, 0, 1, control_verb_stop },
+	{ CTL_VERB_HOLD, 1, SIZE_MAX, 1, 0, control_verb_ids },
+	{ CTL_VERB_RELEASE, 1, SIZE_MAX, 1, 0, control_verb_ids },
+	{ CTL_VERB_DELETE, 1, SIZE_MAX, 1, 0, control_verb_ids },
+	{ CTL_VERB_BOUNCE, 1, SIZE_MAX, 1, 0, control_verb_ids },
+	{ CTL_VERB_FLUSH, 0, 1, 1, 0, control_verb_flush },
+	{ CTL_VERB_FLUSH_IDS, 1, SIZE_MAX, 1, 0, control_verb_ids },
+	{ CTL_VERB_STATS, 0, 0, 0, 0, control_verb_stats },
+	{ CTL_VERB_RELOAD, 0, 0, 1, 0, control_verb_reload },
+	{ CTL_VERB_STOP, 0, 0, 1, 0, control_verb_stop },
+	{ CTL_VERB_QUEUE, 0, 0, 0, 1, control_verb_queue },
 };
 
 /* "control: uid=N verb args", the arguments escaped and cut short. */
@@ -312,6 +465,12 @@ control_dispatch(struct control_client *c, char *line, size_t len)
 	}
 	if (v == NULL) {
 		control_finish(c, "unknown command");
+		goto done;
+	}
+	if (!c->admin && !(v->public && control.queue_anyone)) {
+		log_warnx("control: uid=%lu pid=%ld: permission denied",
+		    (unsigned long)c->uid, (long)c->pid);
+		control_finish(c, "permission denied");
 		goto done;
 	}
 	if (nwords - 2 < v->min_args || nwords - 2 > v->max_args) {
@@ -444,14 +603,30 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct ucred		 cred;
 	socklen_t		 len = sizeof cred;
 	struct timeval		 tv = { CONTROL_TIMEOUT, 0 };
+	int			 admin;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		log_warn("control: SO_PEERCRED");
 		evutil_closesocket(fd);
 		return;
 	}
+	admin = control_is_allowed(cred.uid, cred.gid);
+	if (!admin && control.queue_anyone &&
+	    control.npublic >= CONTROL_PUBLIC_MAX) {
+		log_info("control: uid=%lu pid=%ld: too many clients of "
+		    "other users; closed", (unsigned long)cred.uid,
+		    (long)cred.pid);
+		evutil_closesocket(fd);
+		return;
+	}
 	c = xcalloc(1, sizeof *c);
 	c->uid = cred.uid;
+	c->pid = cred.pid;
+	c->admin = admin;
+	if (!admin && control.queue_anyone) {
+		c->public = 1;
+		control.npublic++;
+	}
 	c->bev = bufferevent_socket_new(control.base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
@@ -468,9 +643,10 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	evtimer_add(c->deadline, &tv);
 	/*
 	 * One denied is answered after its request has come, so that it
-	 * reads the answer instead of a reset.
+	 * reads the answer instead of a reset.  With queue_list = anyone,
+	 * the verb it asks for decides (control_dispatch()).
 	 */
-	if (!control_is_allowed(cred.uid, cred.gid)) {
+	if (!admin && !control.queue_anyone) {
 		log_warnx("control: uid=%lu pid=%ld: permission denied",
 		    (unsigned long)cred.uid, (long)cred.pid);
 		c->denied = 1;
@@ -505,8 +681,9 @@ control_is_live(const char *path)
 }
 
 /*
- * Make the socket at path, mode 0660, group group, and serve it on the
- * loop.  A stale socket is replaced; one a live daemon answers on, or
+ * Make the socket at path, mode 0666, group group, and serve it on the
+ * loop: root, our user and the group may use every verb, others only
+ * the listing and only with queue_list = anyone.  A stale socket is replaced; one a live daemon answers on, or
  * anything that is not a socket, is an error.
  */
 int
@@ -552,8 +729,12 @@ control_init(struct event_base *base, const char *path, gid_t group,
 		xasprintf(cause, "control socket: %s", strerror(errno));
 		return -1;
 	}
-	/* Never reachable by others, not even between bind and chmod. */
-	old = umask(0117);
+	/*
+	 * Anyone may connect: who may do what is decided per verb by the
+	 * peer's credentials (SO_PEERCRED), which the kernel vouches for,
+	 * as OpenSMTPD's control socket does.
+	 */
+	old = umask(0111);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		umask(old);
 		xasprintf(cause, "control socket %s: %s", path,
@@ -563,7 +744,7 @@ control_init(struct event_base *base, const char *path, gid_t group,
 	}
 	umask(old);
 	util_strlcpy(control.path, path, sizeof control.path);
-	if (chmod(path, 0660) == -1 ||
+	if (chmod(path, 0666) == -1 ||
 	    (geteuid() == 0 && chown(path, geteuid(), group) == -1) ||
 	    (geteuid() != 0 && getegid() != group &&
 	    chown(path, (uid_t)-1, group) == -1) ||
@@ -581,8 +762,18 @@ control_init(struct event_base *base, const char *path, gid_t group,
 	if (control.lev == NULL)
 		fatalx("control: evconnlistener_new");
 	evconnlistener_set_error_cb(control.lev, control_error_cb);
+	if ((control.sigchld = evsignal_new(base, SIGCHLD, control_sigchld_cb,
+	    NULL)) == NULL || evsignal_add(control.sigchld, NULL) == -1)
+		fatalx("control: SIGCHLD event");
 	log_info("control socket %s", path);
 	return 0;
+}
+
+/* Whether users other than the admins may list the queue (queue_list). */
+void
+control_set_queue_list(int anyone)
+{
+	control.queue_anyone = anyone;
 }
 
 /*
@@ -601,6 +792,11 @@ control_shutdown(void)
 		free(c);
 	}
 	control.nclients = 0;
+	control.npublic = 0;
+	if (control.sigchld != NULL) {
+		event_free(control.sigchld);
+		control.sigchld = NULL;
+	}
 	if (control.lev != NULL) {
 		evconnlistener_free(control.lev);
 		control.lev = NULL;

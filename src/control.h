@@ -25,11 +25,17 @@ struct control_stats {
 	uint64_t	uptime;		/* seconds */
 };
 
+/* One line of a listing, for the client. */
+typedef void	(*control_emit_fn)(const char *, void *);
+
 /*
  * What the daemon does for each verb; each called from the loop.  The id
  * callbacks return 0 when the id was acted on, -1 when it is unknown.
  * flush returns how many messages were made due (domain NULL: all).
- * stop is called once the reply has reached the client.
+ * stop is called once the reply has reached the client.  list runs in
+ * a child process of its own (control.c forks it, so that a long spool
+ * scan never stalls the loop): it emits the listing's lines and returns
+ * 0, or -1 with *cause set.
  */
 struct control_ops {
 	int	(*hold)(const char *);
@@ -39,12 +45,14 @@ struct control_ops {
 	size_t	(*flush)(const char *, int);
 	int	(*flush_ids)(const char *);
 	void	(*stats)(struct control_stats *);
-	void	(*reload)(void);
+	int	(*reload)(char **);	/* -1: refused, *cause why */
 	void	(*stop)(void);
+	int	(*list)(control_emit_fn, void *, char **);
 };
 
 int	 control_init(struct event_base *, const char *, gid_t,
 	    const struct control_ops *, char **);
+void	 control_set_queue_list(int);
 void	 control_shutdown(void);
 
 #endif

@@ -22,6 +22,11 @@
  * unknown" per id not found, then "ok" even when every id was unknown.
  * flush takes an optional domain ("@domain": its subdomains too) and
  * answers "data flushed=N"; stats answers "data key=value" lines.
+ * queue answers, per message in arrival order, "data envelope ID HELD"
+ * (HELD 1 or 0) then its envelope in the form of tern-envelope(5), one
+ * "data" line per line, with only what a listing shows (sender, size,
+ * times, tries, recipients, their states and errors).  It is the one
+ * verb the socket's other users may be allowed (queue_list).
  */
 #define CTL_VERB_HOLD		"hold"
 #define CTL_VERB_RELEASE	"release"
@@ -32,6 +37,10 @@
 #define CTL_VERB_STATS		"stats"
 #define CTL_VERB_RELOAD		"reload"
 #define CTL_VERB_STOP		"stop"
+#define CTL_VERB_QUEUE		"queue"
+
+/* The first word of the line that starts a message in a listing. */
+#define CTL_LIST_ENVELOPE	"envelope"
 
 /* The suffix of an id not found. */
 #define CTL_UNKNOWN		" unknown"

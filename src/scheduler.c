@@ -821,6 +821,39 @@ sched_retry_until(const struct sched_attempt *a)
 }
 
 /*
+ * The report's recipients: a local sender resolved through its aliases,
+ * or the postmaster when nothing takes it, so that a report never turns
+ * into one more that cannot be delivered.
+ */
+static void
+sched_notice_to(struct sched_attempt *a)
+{
+	struct envelope_rcpt	*r;
+	struct users_rcpt	*res;
+	const char		*sender = a->env.sender;
+	char			 orcpt[ADDR_PATH_SIZE + 8];
+	size_t			 i, n;
+	int			 rc;
+
+	if (sched.users == NULL || strrchr(sender, '@') == NULL ||
+	    !config_is_local_domain(sched.conf, sched_domain(sender)) ||
+	    (rc = users_resolve_notice(sched.users, sender, &res, &n)) < 0) {
+		envelope_add_rcpt(&a->benv, sender);
+		return;
+	}
+	if (rc == 1)
+		log_info("%s: sender %s is no address here: its report goes "
+		    "to the postmaster", a->env.id, sender);
+	util_snprintf(orcpt, sizeof orcpt, "rfc822;%s", sender);
+	for (i = 0; i < n; i++) {
+		r = envelope_add_rcpt(&a->benv, res[i].addr);
+		if (strcmp(res[i].addr, sender) != 0)
+			envelope_set_str(&r->orcpt, orcpt);
+	}
+	free(res);
+}
+
+/*
  * Queue one report for the sender about the recipients it concerns.  A
  * failure report returns the original headers, or all of it with
  * RET=FULL; the others return the headers alone (RFC 3461 4.3).  The
@@ -868,7 +901,7 @@ sched_notice(struct sched_attempt *a, enum dsn_action action)
 	}
 	a->benv.arrival = p.now;
 	envelope_set_str(&a->benv.sender, "");
-	envelope_add_rcpt(&a->benv, a->env.sender);
+	sched_notice_to(a);
 	a->benv.size = tlen;
 	a->benv.body = a->env.body;
 	a->benv.smtputf8 = a->env.smtputf8;

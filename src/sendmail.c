@@ -956,11 +956,10 @@ sendmail_main(int argc, char **argv)
 		return SENDMAIL_MAILQ;
 	}
 	if (mode == 'i') {
-		/* ternd reads the aliases file itself. */
-		if (sm.verbose)
-			fprintf(stderr, "sendmail: nothing to do: ternd reads "
-			    "the aliases file at start and reload\n");
-		return EX_OK;
+		if (sm.conf_file != NULL && setenv("TERN_CONFIG", sm.conf_file,
+		    1) == -1)
+			return EX_OSERR;
+		return SENDMAIL_NEWALIASES;
 	}
 	if ((sm.conf = sendmail_config(&sm)) == NULL)
 		return EX_CONFIG;

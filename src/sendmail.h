@@ -11,6 +11,8 @@
  * status.  A -C FILE given with it has been put in $TERN_CONFIG.
  */
 #define SENDMAIL_MAILQ	(-1)
+/* sendmail_main() asks for "ternctl newaliases" (-bi, newaliases). */
+#define SENDMAIL_NEWALIASES	(-2)
 
 /* A sysexits.h status, or SENDMAIL_MAILQ. */
 int	 sendmail_main(int, char **);

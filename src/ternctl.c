@@ -5,7 +5,8 @@
  * asked of ternd over its control socket (ctl_proto.h), with explicit
  * queue ids.  It never writes to the spool itself: ternd stays the one
  * writer.  Called as "sendmail" it is the sendmail-compatible submission
- * (sendmail.c), called as "mailq" it lists the queue.
+ * (sendmail.c), called as "mailq" it lists the queue, as "newaliases"
+ * it checks the aliases file and has ternd reload it.
  */
 #include "autoconf.h"
 
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "confcheck.h"
 #include "config.h"
 #include "ctl_proto.h"
 #include "envelope.h"
@@ -136,6 +138,11 @@ static struct {
 	int		 status;	/* exit status of an id verb so far */
 } ternctl;
 
+/* Called with each "data" line's text. */
+typedef void	(*ternctl_data_cb)(const char *, void *);
+
+static int	ternctl_request(const char *, char *const *, size_t,
+		    ternctl_data_cb, void *);
 static int	ternctl_queue(const struct ternctl_verb *,
 		    struct ternctl_args *);
 static int	ternctl_show(const struct ternctl_verb *,
@@ -151,6 +158,8 @@ static int	ternctl_simple(const struct ternctl_verb *,
 static int	ternctl_check(const struct ternctl_verb *,
 		    struct ternctl_args *);
 static int	ternctl_passwd(const struct ternctl_verb *,
+		    struct ternctl_args *);
+static int	ternctl_newaliases(const struct ternctl_verb *,
 		    struct ternctl_args *);
 
 #define TERNCTL_SELECT_USAGE	"ID ... | --all | filter ..."
@@ -188,6 +197,8 @@ static const struct ternctl_verb ternctl_verbs[] = {
 	  TERNCTL_SELECT_ANY, "stop" },
 	{ "check", ternctl_check, TERNCTL_NO_CONFIG, 0, 0, 0, NULL,
 	  TERNCTL_SELECT_ANY, "check" },
+	{ "newaliases", ternctl_newaliases, 0, 0, 0, 0, CTL_VERB_RELOAD,
+	  TERNCTL_SELECT_ANY, "newaliases" },
 	{ "passwd", ternctl_passwd, TERNCTL_NO_CONFIG, TERNCTL_OPT_CRAM, 0, 0,
 	  NULL, TERNCTL_SELECT_ANY, "passwd [--cram]" },
 	{ "sendmail", NULL, TERNCTL_NO_CONFIG | TERNCTL_RAW, 0, 0, -1, NULL,
@@ -470,24 +481,113 @@ ternctl_queue_cb(const struct envelope *env, int held, void *arg)
 	}
 }
 
+/* A listing from the daemon: each message's envelope text, gathered. */
+struct ternctl_remote {
+	struct ternctl_list	*l;
+	char			 id[ENVELOPE_ID_SIZE];
+	int			 held;
+	int			 active;	/* a message is being read */
+	int			 bad;		/* one did not parse */
+	struct util_buf		 text;
+};
+
+/* The message gathered so far, listed as if read from the spool. */
+static void
+ternctl_remote_end(struct ternctl_remote *r)
+{
+	struct envelope	 env;
+	char		*cause;
+
+	if (!r->active)
+		return;
+	r->active = 0;
+	envelope_init(&env);
+	if (envelope_parse(&env, r->text.data != NULL ? r->text.data : "",
+	    r->text.len, &cause) == -1) {
+		fprintf(stderr, "ternctl: %s: %s\n", r->id, cause);
+		free(cause);
+		r->bad = 1;
+	} else
+		ternctl_queue_cb(&env, r->held, r->l);
+	envelope_clear(&env);
+	r->text.len = 0;
+}
+
+/* "envelope ID HELD" starts a message; the lines after are its text. */
+static void
+ternctl_remote_cb(const char *text, void *arg)
+{
+	struct ternctl_remote	*r = arg;
+	size_t			 len = strlen(CTL_LIST_ENVELOPE);
+	const char		*p;
+
+	if (strncmp(text, CTL_LIST_ENVELOPE " ", len + 1) == 0) {
+		ternctl_remote_end(r);
+		p = text + len + 1;
+		len = strcspn(p, " ");
+		if (len >= sizeof r->id)
+			len = sizeof r->id - 1;
+		memcpy(r->id, p, len);
+		r->id[len] = '\0';
+		r->held = p[len] == ' ' && strcmp(p + len + 1, "1") == 0;
+		r->active = 1;
+		return;
+	}
+	if (!r->active)
+		return;
+	util_buf_adds(&r->text, text);
+	util_buf_add(&r->text, "\n", 1);
+}
+
+/*
+ * "queue": the spool read directly when it can be, as root or the
+ * daemon's user; otherwise, for every other user, the listing the
+ * daemon gives over its control socket (queue_list in tern.ini(5)).
+ */
 static int
 ternctl_queue(const struct ternctl_verb *v, struct ternctl_args *a)
 {
 	struct ternctl_list	 l;
-	char			*cause;
+	struct ternctl_remote	 r;
+	char			*cause = NULL;
+	int			 rc = TERNCTL_OK, remote = 0, error;
 
-	if (ternctl_open_spool() == -1)
-		return TERNCTL_ERROR;
+	if (!ternctl.spool_open) {
+		if (queue_open_readonly(ternctl.conf->spool, &cause) == -1) {
+			error = errno;
+			if (error != EACCES && error != EPERM) {
+				fprintf(stderr, "ternctl: %s\n", cause);
+				free(cause);
+				return TERNCTL_ERROR;
+			}
+			free(cause);
+			cause = NULL;
+			remote = 1;
+		} else
+			ternctl.spool_open = 1;
+	}
 	memset(&l, 0, sizeof l);
 	l.json = (a->opts & TERNCTL_OPT_JSON) != 0;
 	if (l.json)
 		putchar('[');
-	if (queue_list(ternctl_queue_cb, &l, &cause) == -1) {
-		if (l.json)
-			printf("]\n");
+	if (remote) {
+		memset(&r, 0, sizeof r);
+		r.l = &l;
+		rc = ternctl_request(CTL_VERB_QUEUE, NULL, 0,
+		    ternctl_remote_cb, &r);
+		ternctl_remote_end(&r);
+		free(r.text.data);
+		if (rc == TERNCTL_OK && r.bad)
+			rc = TERNCTL_ERROR;
+	} else if (queue_list(ternctl_queue_cb, &l, &cause) == -1) {
 		fprintf(stderr, "ternctl: %s\n", cause);
 		free(cause);
-		return TERNCTL_ERROR;
+		rc = TERNCTL_ERROR;
+	}
+	if (rc != TERNCTL_OK) {
+		if (l.json)
+			printf("]\n");
+		return rc;
 	}
 	if (l.json)
 		printf("%s]\n", l.count > 0 ? "\n" : "");
@@ -962,9 +1062,6 @@ ternctl_connect(const char *path, int *fdp)
 	return TERNCTL_OK;
 }
 
-/* Called with each "data" line's text. */
-typedef void	(*ternctl_data_cb)(const char *, void *);
-
 /* One reply line; TERNCTL_OK, -1 for more, or an exit status. */
 static int
 ternctl_reply_line(const char *path, char *line, ternctl_data_cb cb,
@@ -983,11 +1080,14 @@ ternctl_reply_line(const char *path, char *line, ternctl_data_cb cb,
 		return TERNCTL_OK;
 	if (strncmp(line, CTL_REPLY_ERROR, elen) == 0) {
 		line += elen;
+		/* The daemon's own refusal of who is asking. */
+		if (strncasecmp(line, "permission denied", 17) == 0) {
+			fprintf(stderr, "ternctl: ternd: permission denied on "
+			    "the control socket %s\n", path);
+			return TERNCTL_DENIED;
+		}
 		fprintf(stderr, "ternctl: ternd: %s\n",
 		    log_escape(esc, sizeof esc, line, strlen(line)));
-		/* The daemon's own refusal of who is asking. */
-		if (strncasecmp(line, "permission denied", 17) == 0)
-			return TERNCTL_DENIED;
 		return TERNCTL_ERROR;
 	}
 	fprintf(stderr, "ternctl: unexpected answer on %s: %s\n", path,
@@ -1334,21 +1434,80 @@ ternctl_simple(const struct ternctl_verb *v, struct ternctl_args *a)
 	return ternctl_request(v->ctl_verb, NULL, 0, NULL, NULL);
 }
 
+/* What check and newaliases find, on standard error. */
+static void
+ternctl_error(const char *msg, void *arg)
+{
+	fprintf(stderr, "ternctl: %s\n", msg);
+}
+
+static void
+ternctl_warning(const char *msg, void *arg)
+{
+	fprintf(stderr, "ternctl: warning: %s\n", msg);
+}
+
+/*
+ * "check": the configuration, and every file it names read as ternd
+ * would read it (confcheck.c), so that "ok" means the daemon starts.
+ */
 static int
 ternctl_check(const struct ternctl_verb *v, struct ternctl_args *a)
 {
 	struct config	*conf;
 	char		*cause;
+	size_t		 n;
 
 	if ((conf = ternctl_load_config(&cause)) == NULL) {
 		fprintf(stderr, "ternctl: %s\n", cause);
 		free(cause);
 		return TERNCTL_ERROR;
 	}
-	printf("configuration ok: %s\n", ternctl.conf_file != NULL ?
-	    ternctl.conf_file : "built-in configuration");
+	n = confcheck_files(conf, ternctl_error, ternctl_warning, NULL);
+	if (n == 0)
+		printf("configuration ok: %s\n", ternctl.conf_file != NULL ?
+		    ternctl.conf_file : "built-in configuration");
 	config_free(conf);
-	return TERNCTL_OK;
+	return n == 0 ? TERNCTL_OK : TERNCTL_ERROR;
+}
+
+/*
+ * "newaliases": the aliases file (and the users file it goes with) read
+ * as ternd reads it, errors and warnings said with their file and line;
+ * then, if it loads, the daemon is told to reload.  A daemon that is not
+ * running reads it when it starts.
+ */
+static int
+ternctl_newaliases(const struct ternctl_verb *v, struct ternctl_args *a)
+{
+	struct users	*u;
+	char		*cause;
+	const char	*path = ternctl.conf->aliases;
+	struct stat	 st;
+	int		 rc;
+
+	if (*path == '\0') {
+		fprintf(stderr, "ternctl: no aliases file in the "
+		    "configuration ([local] aliases): nothing to do\n");
+		return TERNCTL_OK;
+	}
+	if ((u = confcheck_load_users(ternctl.conf, ternctl_warning, NULL,
+	    &cause)) == NULL) {
+		fprintf(stderr, "ternctl: %s\n", cause);
+		free(cause);
+		return TERNCTL_ERROR;
+	}
+	users_free(u);
+	if (stat(ternctl.conf->control_socket, &st) == -1 &&
+	    (errno == ENOENT || errno == ENOTDIR)) {
+		printf("%s: ok; ternd is not running, it reads it when it "
+		    "starts\n", path);
+		return TERNCTL_OK;
+	}
+	if ((rc = ternctl_request(v->ctl_verb, NULL, 0, NULL, NULL)) ==
+	    TERNCTL_OK)
+		printf("%s: ok; ternd has reloaded it\n", path);
+	return rc;
 }
 
 /* Set by a signal while the terminal does not echo. */
@@ -1525,7 +1684,8 @@ ternctl_run(const struct ternctl_verb *v, int argc, char **argv)
  * The sendmail-compatible submission: argv[0] "sendmail", "mailq" or
  * "newaliases", or "ternctl sendmail".  A -c given to ternctl reaches it
  * through TERN_CONFIG; when it asks for the queue listing (-bp, mailq),
- * that is "ternctl queue".
+ * that is "ternctl queue", and for the aliases (-bi, newaliases)
+ * "ternctl newaliases".
  */
 static int
 ternctl_sendmail(int argc, char **argv)
@@ -1537,10 +1697,12 @@ ternctl_sendmail(int argc, char **argv)
 		fprintf(stderr, "ternctl: setenv: %s\n", strerror(errno));
 		return TERNCTL_ERROR;
 	}
-	if ((rc = sendmail_main(argc, argv)) != SENDMAIL_MAILQ)
+	rc = sendmail_main(argc, argv);
+	if (rc != SENDMAIL_MAILQ && rc != SENDMAIL_NEWALIASES)
 		return rc;
 	log_init("ternctl", LOG_TARGET_STDERR, 0);
-	return ternctl_run(ternctl_find_verb("queue"), 0, argv + argc);
+	return ternctl_run(ternctl_find_verb(rc == SENDMAIL_MAILQ ? "queue" :
+	    "newaliases"), 0, argv + argc);
 }
 
 int

@@ -20,8 +20,11 @@
 
 #include <event2/event.h>
 
+#include "confcheck.h"
 #include "config.h"
 #include "control.h"
+#include "ctl_proto.h"
+#include "envelope.h"
 #include "dns.h"
 #include "log.h"
 #include "mta.h"
@@ -37,6 +40,12 @@
 #include "tls.h"
 #include "users.h"
 #include "util.h"
+
+/* A listing being written by the control socket's child. */
+struct ternd_list {
+	control_emit_fn	 emit;
+	void		*arg;
+};
 
 /* Threads that sync accepted messages beside the loop. */
 #define TERND_SYNC_WORKERS	4
@@ -76,6 +85,19 @@ static void
 ternd_queued_cb(const struct envelope *env)
 {
 	scheduler_add(env, 0);
+}
+
+/* What -n finds, on standard error. */
+static void
+ternd_check_error(const char *msg, void *arg)
+{
+	fprintf(stderr, "ternd: %s\n", msg);
+}
+
+static void
+ternd_check_warning(const char *msg, void *arg)
+{
+	fprintf(stderr, "ternd: warning: %s\n", msg);
 }
 
 static void __attribute__((noreturn))
@@ -120,40 +142,18 @@ ternd_apply_log(const struct config *conf)
 	}
 }
 
-/* The users and aliases files of a configuration. */
+/* The users and aliases files of a configuration, warnings logged. */
 static struct users *
 ternd_load_users(const struct config *conf, char **cause)
 {
-	struct users_params	p;
-	struct stat		st;
-
-	memset(&p, 0, sizeof p);
-	p.users_path = conf->users;
-	p.aliases_path = conf->aliases;
-	p.local_domains = (const char *const *)conf->local_domains;
-	p.nlocal_domains = conf->nlocal_domains;
-	p.default_domain = conf->default_domain;
-	p.mailboxes = conf->mailboxes;
-	p.postmaster = conf->postmaster;
-	/* Hashes, and {PLAIN} secrets even more, are for tern's eyes. */
-	if (conf->users[0] != '\0' && stat(conf->users, &st) == 0 &&
-	    (st.st_mode & S_IROTH))
-		log_warnx("users %s is readable by everyone: it holds "
-		    "passwords; chmod o-r it", conf->users);
-	return users_load(&p, cause);
+	return confcheck_load_users(conf, NULL, NULL, cause);
 }
 
 /* The inbound TLS context of a configuration; *ctx NULL without TLS. */
 static int
 ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 {
-	*ctx = NULL;
-	if (conf->tls_cert[0] == '\0')
-		return 0;
-	if ((*ctx = tls_server_ctx(conf->tls_cert, conf->tls_key,
-	    cause)) == NULL)
-		return -1;
-	return 0;
+	return confcheck_load_tls(conf, ctx, cause);
 }
 
 /* Give every module the users and TLS context now in force. */
@@ -248,35 +248,37 @@ ternd_copy_listen(struct config_listen **dst, size_t *ndst,
 	*ndst = nsrc;
 }
 
-/* SIGHUP: a bad new file is reported and the old one kept. */
-static void
-ternd_reload(void)
+/*
+ * SIGHUP: a bad new file is reported and the old one kept.  -1 with
+ * *cause set (for whoever asked) when the new configuration is refused.
+ */
+static int
+ternd_reload(char **cause)
 {
 	struct config	*conf;
 	struct users	*users;
-	char		*cause = NULL;
 
+	*cause = NULL;
 	if (ternd.conf_file == NULL) {
-		log_warnx("reload: running on the built-in configuration, "
+		xasprintf(cause, "running on the built-in configuration, "
 		    "nothing to reload");
-		return;
+		log_warnx("reload: %s", *cause);
+		return -1;
 	}
-	if ((conf = config_load(ternd.conf_file, &cause)) == NULL) {
+	if ((conf = config_load(ternd.conf_file, cause)) == NULL) {
 		log_warnx("reload failed: %s; keeping the old configuration",
-		    cause);
-		free(cause);
-		return;
+		    *cause);
+		return -1;
 	}
 	/*
 	 * The users and aliases belong with the local domains: a file
 	 * that does not load keeps the whole old configuration.
 	 */
-	if ((users = ternd_load_users(conf, &cause)) == NULL) {
+	if ((users = ternd_load_users(conf, cause)) == NULL) {
 		log_warnx("reload failed: %s; keeping the old configuration",
-		    cause);
-		free(cause);
+		    *cause);
 		config_free(conf);
-		return;
+		return -1;
 	}
 	if (strcmp(conf->spool, ternd.conf->spool) != 0) {
 		log_warnx("reload: spool cannot change while running; "
@@ -299,19 +301,19 @@ ternd_reload(void)
 		ternd_copy_listen(&conf->smtps_listen, &conf->nsmtps_listen,
 		    ternd.conf->smtps_listen, ternd.conf->nsmtps_listen);
 	}
-	if (smtp_server_set_config(conf, &cause) == -1) {
+	if (smtp_server_set_config(conf, cause) == -1) {
 		log_warnx("reload failed: %s; keeping the old configuration",
-		    cause);
-		free(cause);
+		    *cause);
 		users_free(users);
 		config_free(conf);
-		return;
+		return -1;
 	}
 	if (strcmp(conf->dns_servers, ternd.conf->dns_servers) != 0 &&
-	    dns_set_servers(conf->dns_servers, &cause) == -1) {
+	    dns_set_servers(conf->dns_servers, cause) == -1) {
 		log_warnx("reload: dns_servers: %s; keeping the old servers",
-		    cause);
-		free(cause);
+		    *cause);
+		free(*cause);
+		*cause = NULL;
 		util_strlcpy(conf->dns_servers, ternd.conf->dns_servers,
 		    sizeof conf->dns_servers);
 	}
@@ -319,11 +321,13 @@ ternd_reload(void)
 	mta_set_config(conf);
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
+	control_set_queue_list(conf->queue_list == CONFIG_QUEUE_LIST_ANYONE);
 	ternd_reload_users(conf, users);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
 	ternd.conf = conf;
 	log_info("configuration reloaded from %s", ternd.conf_file);
+	return 0;
 }
 
 static void
@@ -362,24 +366,30 @@ ternd_stop(void)
 	smtp_server_shutdown(ternd_stopped);
 }
 
-/* SIGHUP or "ternctl reload". */
-static void
-ternd_hup(void)
+/* SIGHUP or "ternctl reload": -1 with *cause when it is refused. */
+static int
+ternd_hup(char **cause)
 {
+	int	rc;
+
 	/* The manager waits for READY=1 after RELOADING=1. */
 	if (!ternd.stopping)
 		notify_reloading();
-	ternd_reload();
+	rc = ternd_reload(cause);
 	if (!ternd.stopping)
 		ternd_notify_ready();
+	return rc;
 }
 
 static void
 ternd_signal_cb(evutil_socket_t sig, short events, void *arg)
 {
+	char	*cause;
+
 	switch (sig) {
 	case SIGHUP:
-		ternd_hup();
+		if (ternd_hup(&cause) == -1)
+			free(cause);
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -421,6 +431,60 @@ ternd_ctl_stats(struct control_stats *st)
 	st->uptime = ss.uptime > 0 ? (uint64_t)ss.uptime : 0;
 }
 
+/* One message of "queue", with only what a listing shows. */
+static void
+ternd_list_cb(const struct envelope *env, int held, void *arg)
+{
+	struct ternd_list		*l = arg;
+	const struct envelope_rcpt	*r;
+	struct envelope_rcpt		*o;
+	struct envelope			 out;
+	char				*text, *line, *save = NULL;
+	char				 head[64];
+	size_t				 len, i;
+
+	envelope_init(&out);
+	util_strlcpy(out.id, env->id, sizeof out.id);
+	out.arrival = env->arrival;
+	envelope_set_str(&out.sender, env->sender != NULL ? env->sender : "");
+	out.size = env->size;
+	out.tries = env->tries;
+	out.next_attempt = env->next_attempt;
+	for (i = 0; i < env->nrcpts; i++) {
+		r = &env->rcpts[i];
+		o = envelope_add_rcpt(&out, r->addr);
+		o->state = r->state;
+		util_strlcpy(o->status, r->status, sizeof o->status);
+		if (r->error != NULL)
+			envelope_set_str(&o->error, r->error);
+	}
+	if (envelope_write(&out, &text, &len) == 0) {
+		util_snprintf(head, sizeof head, "%s %s %d", CTL_LIST_ENVELOPE,
+		    env->id, held);
+		l->emit(head, l->arg);
+		for (line = strtok_r(text, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			l->emit(line, l->arg);
+		free(text);
+	}
+	envelope_clear(&out);
+}
+
+/*
+ * "queue", in the control socket's child process: every envelope, read
+ * from the spool as ternctl would read it.
+ * Blocking: in a process of its own, never the loop's.
+ */
+static int
+ternd_ctl_list(control_emit_fn emit, void *arg, char **cause)
+{
+	struct ternd_list	l;
+
+	l.emit = emit;
+	l.arg = arg;
+	return queue_list(ternd_list_cb, &l, cause);
+}
+
 static const struct control_ops ternd_ctl_ops = {
 	.hold = scheduler_hold,
 	.release = scheduler_release,
@@ -431,6 +495,7 @@ static const struct control_ops ternd_ctl_ops = {
 	.stats = ternd_ctl_stats,
 	.reload = ternd_hup,
 	.stop = ternd_stop,
+	.list = ternd_ctl_list,
 };
 
 /*
@@ -472,6 +537,7 @@ main(int argc, char **argv)
 {
 	const char	*file = NULL;
 	char		*cause = NULL;
+	size_t		 n;
 	int		 ch, check_only = 0;
 
 	while ((ch = getopt(argc, argv, "c:dnV")) != -1) {
@@ -503,8 +569,12 @@ main(int argc, char **argv)
 	}
 	if (check_only) {
 		config_print(ternd.conf, stdout);
+		fflush(stdout);
+		/* Every file it names, as the start below would read it. */
+		n = confcheck_files(ternd.conf, ternd_check_error,
+		    ternd_check_warning, NULL);
 		config_free(ternd.conf);
-		return 0;
+		return n > 0 ? 1 : 0;
 	}
 
 	log_init("ternd", LOG_TARGET_STDERR, 0);
@@ -558,6 +628,8 @@ main(int argc, char **argv)
 	if (control_init(ternd.base, ternd.conf->control_socket,
 	    ternd_run_gid(ternd.conf), &ternd_ctl_ops, &cause) == -1)
 		fatalx("%s", cause);
+	control_set_queue_list(ternd.conf->queue_list ==
+	    CONFIG_QUEUE_LIST_ANYONE);
 	/* Root was only needed for the ports below 1024 and the spool. */
 	ternd.dropped = geteuid() == 0;
 	if (priv_drop(ternd.conf->user, ternd.conf->group, ternd.conf->spool,

@@ -17,6 +17,7 @@
 
 #include <crypt.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 
 /* Longest line accepted in either file, end of line excluded. */
 #define USERS_LINE_MAX		4096
+/* Longest alias entry, its continuation lines joined. */
+#define USERS_ENTRY_MAX		65536
 /* How much of a bad item an error message quotes. */
 #define USERS_QUOTE_SIZE	128
 /* Field and target separators. */
@@ -90,15 +93,28 @@ struct users {
 	struct users_alias	 *aliases;
 	size_t			  naliases;
 	struct users_map	  alias_map;
+
+	users_warn_fn		  warn;		/* while loading */
+	void			 *warn_arg;
 };
 
-/* One file being read, line by line, for error messages. */
+/*
+ * One file being read, line by line, for error messages.  The aliases
+ * and include files are read in entries (a line and its continuation
+ * lines), with one line read ahead.
+ */
 struct users_file {
-	const char	*path;
-	FILE		*f;
-	char		*line;		/* getline() buffer */
-	size_t		 linesize;
-	int		 lineno;
+	const struct users	*u;	/* whom to tell warnings */
+	const char		*path;
+	FILE			*f;
+	char			*line;		/* getline() buffer */
+	size_t			 linesize;
+	int			 lineno;	/* of what is being looked at */
+	int			 physno;	/* lines read so far */
+	char			*ahead;		/* the next entry's first line */
+	int			 aheadno;
+	struct util_buf		 entry;
+	int			 depth;		/* of :include: files */
 };
 
 /* State of one users_resolve(): the results and the addresses walked. */
@@ -201,13 +217,14 @@ users_bad(char **cause, const struct users_file *uf, const char *item,
 }
 
 /*
- * The next line worth reading, without its end of line: 1, 0 at the end
- * of the file, or -1 with *cause set.  Blank lines and lines whose first
- * non-blank character is '#' are skipped; a '#' further on is part of the
- * text, since local parts may contain one.
+ * The next line worth reading as it is, leading blanks kept, without its
+ * end of line: 1, 0 at the end of the file, or -1 with *cause set.
+ * Blank lines and lines whose first non-blank character is '#' are
+ * skipped; a '#' further on is part of the text, since local parts may
+ * contain one.
  */
 static int
-users_next_line(struct users_file *uf, char **line, char **cause)
+users_raw_line(struct users_file *uf, char **line, char **cause)
 {
 	ssize_t	 len;
 	size_t	 text;
@@ -223,7 +240,7 @@ users_next_line(struct users_file *uf, char **line, char **cause)
 			}
 			return 0;
 		}
-		uf->lineno++;
+		uf->lineno = ++uf->physno;
 		if ((size_t)len != strlen(uf->line)) {
 			users_bad(cause, uf, NULL, "NUL character in line");
 			return -1;
@@ -239,9 +256,66 @@ users_next_line(struct users_file *uf, char **line, char **cause)
 		s = uf->line + strspn(uf->line, USERS_SPACE);
 		if (*s == '\0' || *s == '#')
 			continue;
-		*line = s;
+		*line = uf->line;
 		return 1;
 	}
+}
+
+/* The next line worth reading, its leading blanks gone. */
+static int
+users_next_line(struct users_file *uf, char **line, char **cause)
+{
+	int	rc;
+
+	if ((rc = users_raw_line(uf, line, cause)) == 1)
+		*line += strspn(*line, USERS_SPACE);
+	return rc;
+}
+
+/*
+ * The next entry of an aliases or include file: a line and the lines
+ * after it that start with a blank, joined by a space, as sendmail and
+ * Postfix read them (comments and blank lines between are skipped).  1
+ * with uf->lineno the entry's first line, 0 at the end, or -1 with
+ * *cause set.
+ */
+static int
+users_next_entry(struct users_file *uf, char **entry, char **cause)
+{
+	char	*s;
+	int	 rc, first;
+
+	if (uf->ahead == NULL) {
+		if ((rc = users_raw_line(uf, &s, cause)) != 1)
+			return rc;
+		uf->ahead = xstrdup(s);
+		uf->aheadno = uf->lineno;
+	}
+	uf->entry.len = 0;
+	util_buf_adds(&uf->entry, uf->ahead);
+	free(uf->ahead);
+	uf->ahead = NULL;
+	first = uf->aheadno;
+	while ((rc = users_raw_line(uf, &s, cause)) == 1) {
+		if (strchr(USERS_SPACE, *s) == NULL) {
+			uf->ahead = xstrdup(s);
+			uf->aheadno = uf->lineno;
+			break;
+		}
+		if (uf->entry.len + 1 + strlen(s) > USERS_ENTRY_MAX) {
+			xasprintf(cause, "%s:%d: entry longer than %d "
+			    "characters with its continuation lines",
+			    uf->path, first, USERS_ENTRY_MAX);
+			return -1;
+		}
+		util_buf_add(&uf->entry, " ", 1);
+		util_buf_adds(&uf->entry, s);
+	}
+	if (rc == -1)
+		return -1;
+	uf->lineno = first;
+	*entry = uf->entry.data + strspn(uf->entry.data, USERS_SPACE);
+	return 1;
 }
 
 /* Opens path for users_next_line(): 0, or -1 with *cause set. */
@@ -264,6 +338,8 @@ users_close(struct users_file *uf)
 	if (uf->line != NULL)
 		explicit_bzero(uf->line, uf->linesize);
 	free(uf->line);
+	free(uf->ahead);
+	free(uf->entry.data);
 	if (uf->f != NULL)
 		fclose(uf->f);
 }
@@ -563,9 +639,36 @@ users_read_users(struct users *u, const char *path, char **cause)
 	return rc;
 }
 
+/* Tells a warning, "file:line: what", to whoever loads. */
+static void __attribute__((format(printf, 3, 4)))
+users_warn(const struct users_file *uf, const char *item, const char *fmt,
+    ...)
+{
+	const struct users	*u = uf->u;
+	char			 quoted[USERS_QUOTE_SIZE], *msg, *why;
+	va_list			 ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&why, fmt, ap) == -1)
+		fatalx("vasprintf");
+	va_end(ap);
+	if (item != NULL)
+		xasprintf(&msg, "%s:%d: %s: %s", uf->path, uf->lineno,
+		    users_quote(quoted, sizeof quoted, item), why);
+	else
+		xasprintf(&msg, "%s:%d: %s", uf->path, uf->lineno, why);
+	if (u->warn != NULL)
+		u->warn(msg, u->warn_arg);
+	else
+		log_warnx("%s", msg);
+	free(why);
+	free(msg);
+}
+
 /*
- * Checks and normalizes one alias key in place: "local@domain" or
- * "@domain" with the domain ours.  0, or -1 with *cause set.
+ * Checks and normalizes one alias key: "local@domain" or "@domain" with
+ * the domain ours, or a bare name (/etc/aliases), which stands for that
+ * local part at every local domain.  0, or -1 with *cause set.
  */
 static int
 users_alias_key(const struct users *u, const struct users_file *uf,
@@ -573,15 +676,26 @@ users_alias_key(const struct users *u, const struct users_file *uf,
 {
 	char	*at;
 
+	if (strchr(key, '@') == NULL) {
+		if (key[0] == '"' || !users_is_printable(key) ||
+		    util_strlcpy(norm, key, size) >= size) {
+			users_bad(cause, uf, key, "not a name, an address or "
+			    "@domain");
+			return -1;
+		}
+		util_lowercase(norm);
+		return 0;
+	}
 	if (key[0] == '@') {
 		if (util_strlcpy(norm, key, size) >= size || key[1] == '\0' ||
 		    strchr(key + 1, '@') != NULL || !users_is_printable(key)) {
-			users_bad(cause, uf, key, "not an address or @domain");
+			users_bad(cause, uf, key, "not a name, an address or "
+			    "@domain");
 			return -1;
 		}
 		util_lowercase(norm);
 	} else if (users_normalize(u, key, norm, size) == -1) {
-		users_bad(cause, uf, key, "not an address or @domain");
+		users_bad(cause, uf, key, "not a name, an address or @domain");
 		return -1;
 	}
 	at = strrchr(norm, '@');
@@ -592,17 +706,219 @@ users_alias_key(const struct users *u, const struct users_file *uf,
 	return 0;
 }
 
-/* Adds an alias from its key and the rest of its line. */
+/* The targets of one alias as they are read. */
+struct users_targets {
+	char		**v;
+	size_t		  n;
+	/* The first target skipped on the entry being read, and how many. */
+	char		 *skipped;
+	size_t		  nskipped;
+	int		  dropped;	/* something warned about, left out */
+};
+
+static void
+users_targets_free(struct users_targets *t)
+{
+	size_t	i;
+
+	for (i = 0; i < t->n; i++)
+		free(t->v[i]);
+	free(t->v);
+	free(t->skipped);
+	memset(t, 0, sizeof *t);
+}
+
+/* One warning for the entry just read, if it had skipped targets. */
+static void
+users_targets_warn(struct users_targets *t, const struct users_file *uf)
+{
+	if (t->nskipped == 0)
+		return;
+	users_warn(uf, t->skipped, "%s skipped%s: tern runs no command and "
+	    "writes no file for an alias", t->skipped[0] == '|' ?
+	    "command" : "file", t->nskipped > 1 ? " with the other "
+	    "commands and files of the line" : "");
+	free(t->skipped);
+	t->skipped = NULL;
+	t->nskipped = 0;
+}
+
+/* The next item of s up to a comma outside double quotes. */
+static char *
+users_list_item(char **s)
+{
+	char	*start, *p;
+	int	 quoted = 0;
+
+	start = *s + strspn(*s, USERS_SPACE ",");
+	if (*start == '\0') {
+		*s = start;
+		return NULL;
+	}
+	for (p = start; *p != '\0'; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else if (*p == ',' && !quoted)
+			break;
+	}
+	if (*p != '\0')
+		*p++ = '\0';
+	*s = p;
+	return start;
+}
+
+static int	users_add_targets(struct users *, struct users_targets *,
+		    const struct users_file *, char *, char **);
+
+/*
+ * ":include:path": the targets of that file, one or more per line, as
+ * sendmail reads them.  A file that cannot be read is a warning, as is
+ * a relative path or one nested too deep: the rest of the alias stands.
+ * Blocking: a local file, read at start and reload like the others.
+ */
+static int
+users_include(struct users *u, struct users_targets *t,
+    const struct users_file *from, const char *path, char **cause)
+{
+	struct users_file	 uf;
+	char			*entry, *why = NULL;
+	int			 rc;
+
+	if (path[0] != '/') {
+		users_warn(from, path, ":include: is not an absolute path; "
+		    "skipped");
+		t->dropped = 1;
+		return 0;
+	}
+	if (from->depth + 1 > USERS_INCLUDE_MAX) {
+		users_warn(from, path, ":include: files nested deeper than "
+		    "%d; skipped", USERS_INCLUDE_MAX);
+		t->dropped = 1;
+		return 0;
+	}
+	if (users_open(&uf, path, &why) == -1) {
+		users_warn(from, NULL, ":include:%s; skipped", why);
+		free(why);
+		t->dropped = 1;
+		return 0;
+	}
+	uf.u = u;
+	uf.depth = from->depth + 1;
+	while ((rc = users_next_entry(&uf, &entry, cause)) == 1) {
+		if (users_add_targets(u, t, &uf, entry, cause) == -1) {
+			rc = -1;
+			break;
+		}
+		users_targets_warn(t, &uf);
+	}
+	users_close(&uf);
+	return rc;
+}
+
+/* Notes a |command or /file target of the entry, which is skipped. */
+static void
+users_skip(struct users_targets *t, const char *item)
+{
+	if (t->nskipped++ == 0)
+		t->skipped = xstrdup(item);
+}
+
+/*
+ * One address or name of a list: a bare name (or "\name") is that user
+ * at the default domain.
+ */
+static int
+users_add_target(struct users *u, struct users_targets *t,
+    const struct users_file *uf, char *word, char **cause)
+{
+	char		 target[USERS_ADDR_SIZE], buf[USERS_ADDR_SIZE];
+	const char	*kind, *addr = word;
+	size_t		 i;
+
+	if (word[0] == '|' || word[0] == '/') {
+		users_skip(t, word);
+		return 0;
+	}
+	if (word[0] == '\\')
+		addr = ++word;
+	if (*word != '\0' && strchr(word, '@') == NULL) {
+		if (*u->default_domain == '\0' ||
+		    (size_t)snprintf(buf, sizeof buf, "%s@%s", word,
+		    u->default_domain) >= sizeof buf) {
+			users_bad(cause, uf, word, "a name needs a "
+			    "default_domain to be an address");
+			return -1;
+		}
+		addr = buf;
+	}
+	if (users_normalize(u, addr, target, sizeof target) == -1) {
+		kind = word[0] == '@' ? "a target must be a full address, "
+		    "not @domain" : "target is not an address";
+		users_bad(cause, uf, word, kind);
+		return -1;
+	}
+	for (i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i], target) == 0)
+			return 0;
+	}
+	t->v = xreallocarray(t->v, t->n + 1, sizeof *t->v);
+	t->v[t->n++] = xstrdup(target);
+	return 0;
+}
+
+/*
+ * The targets of a list: items separated by commas (outside double
+ * quotes), each an address or several separated by blanks, a
+ * ":include:" file, or a |command or /file, skipped with one warning
+ * per entry.  0, or -1 with *cause set.
+ */
+static int
+users_add_targets(struct users *u, struct users_targets *t,
+    const struct users_file *uf, char *list, char **cause)
+{
+	char	*item, *word;
+	size_t	 len;
+
+	while ((item = users_list_item(&list)) != NULL) {
+		len = strlen(item);
+		while (len > 0 && strchr(USERS_SPACE, item[len - 1]) != NULL)
+			item[--len] = '\0';
+		if (len >= 2 && item[0] == '"' && item[len - 1] == '"') {
+			item[len - 1] = '\0';
+			item++;
+		}
+		if (item[0] == '|' || item[0] == '/') {
+			users_skip(t, item);
+			continue;
+		}
+		if (strncasecmp(item, ":include:", 9) == 0) {
+			item += 9;
+			item += strspn(item, USERS_SPACE);
+			if (users_include(u, t, uf, item, cause) == -1)
+				return -1;
+			continue;
+		}
+		while ((word = users_token(&item, USERS_SPACE)) != NULL) {
+			if (users_add_target(u, t, uf, word, cause) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Adds an alias from its key and the rest of its entry.  One whose every
+ * target was skipped is left out, with the warning saying why.
+ */
 static int
 users_add_alias(struct users *u, const struct users_file *uf, char *key,
     char *rest, char **cause)
 {
 	struct users_alias	*ua;
+	struct users_targets	 t;
 	char			 norm[USERS_ADDR_SIZE];
-	char			 target[USERS_ADDR_SIZE];
-	char			*item;
-	const char		*kind;
 	ssize_t			 i;
+	int			 skipped;
 
 	if (users_alias_key(u, uf, key, norm, sizeof norm, cause) == -1)
 		return -1;
@@ -616,36 +932,39 @@ users_add_alias(struct users *u, const struct users_file *uf, char *key,
 		    uf->lineno, norm, u->users_path, u->users[i].line);
 		return -1;
 	}
-
+	memset(&t, 0, sizeof t);
+	if (users_add_targets(u, &t, uf, rest, cause) == -1) {
+		users_targets_free(&t);
+		return -1;
+	}
+	skipped = t.nskipped > 0 || t.dropped;
+	users_targets_warn(&t, uf);
+	if (t.n == 0) {
+		users_targets_free(&t);
+		if (skipped) {
+			users_warn(uf, norm, "no target left; not an alias");
+			return 0;
+		}
+		users_bad(cause, uf, norm, "no targets");
+		return -1;
+	}
 	u->aliases = xreallocarray(u->aliases, u->naliases + 1,
 	    sizeof *u->aliases);
 	ua = &u->aliases[u->naliases];
 	memset(ua, 0, sizeof *ua);
 	ua->key = xstrdup(norm);
 	ua->line = uf->lineno;
-	/* Counted now, so that users_free() sees it even on an error. */
+	ua->targets = t.v;
+	ua->ntargets = t.n;
 	u->naliases++;
 	users_map_add(&u->alias_map, ua->key, u->naliases - 1);
-
-	while ((item = users_token(&rest, USERS_LIST_SEP)) != NULL) {
-		if (users_normalize(u, item, target, sizeof target) == -1) {
-			kind = item[0] == '@' ? "a target must be a full "
-			    "address, not @domain" : "target is not an address";
-			users_bad(cause, uf, item, kind);
-			return -1;
-		}
-		ua->targets = xreallocarray(ua->targets, ua->ntargets + 1,
-		    sizeof *ua->targets);
-		ua->targets[ua->ntargets++] = xstrdup(target);
-	}
-	if (ua->ntargets == 0) {
-		users_bad(cause, uf, norm, "no targets");
-		return -1;
-	}
 	return 0;
 }
 
-/* Reads the aliases file: "key: target, target ..." lines. */
+/*
+ * Reads the aliases file: "key: target, target ..." entries, in tern's
+ * form or in the traditional one of /etc/aliases (tern-users(5)).
+ */
 static int
 users_read_aliases(struct users *u, const char *path, char **cause)
 {
@@ -655,10 +974,11 @@ users_read_aliases(struct users *u, const char *path, char **cause)
 
 	if (users_open(&uf, path, cause) == -1)
 		return -1;
-	while ((rc = users_next_line(&uf, &line, cause)) == 1) {
+	uf.u = u;
+	while ((rc = users_next_entry(&uf, &line, cause)) == 1) {
 		if ((colon = strchr(line, ':')) == NULL) {
 			users_bad(cause, &uf, NULL,
-			    "not \"address: target, ...\" (no ':')");
+			    "not \"name: target, ...\" (no ':')");
 			rc = -1;
 			break;
 		}
@@ -666,7 +986,7 @@ users_read_aliases(struct users *u, const char *path, char **cause)
 		key = users_token(&line, USERS_SPACE);
 		if (key == NULL || users_token(&line, USERS_SPACE) != NULL) {
 			users_bad(cause, &uf, NULL,
-			    "not \"address: target, ...\" (one address "
+			    "not \"name: target, ...\" (one name "
 			    "before ':')");
 			rc = -1;
 			break;
@@ -752,6 +1072,8 @@ users_load(const struct users_params *up, char **cause)
 	struct users	*u;
 
 	u = xcalloc(1, sizeof *u);
+	u->warn = up->warn;
+	u->warn_arg = up->warn_arg;
 	if (users_setup(u, up, cause) == -1)
 		goto fail;
 	if (up->users_path != NULL && *up->users_path != '\0') {
@@ -763,6 +1085,8 @@ users_load(const struct users_params *up, char **cause)
 		if (users_read_aliases(u, up->aliases_path, cause) == -1)
 			goto fail;
 	}
+	u->warn = NULL;
+	u->warn_arg = NULL;
 	return u;
 
 fail:
@@ -885,10 +1209,16 @@ users_walk(struct users_walk *w, const char *addr, int depth)
 		users_walk_add(w, addr, uu->mailbox);
 		return 0;
 	}
-	if ((ua = users_find_alias(u, addr)) != NULL) {
+	/* An exact alias, else the bare name of /etc/aliases. */
+	if ((ua = users_find_alias(u, addr)) == NULL) {
+		util_strlcpy(key, addr, sizeof key);
+		*strrchr(key, '@') = '\0';
+		ua = users_find_alias(u, key);
+	}
+	if (ua != NULL) {
 		targets = (const char *const *)ua->targets;
 		ntargets = ua->ntargets;
-	} else if (strncmp(addr, "postmaster@", 11) == 0) {
+	} else if (users_is_system(addr)) {
 		if (strcmp(addr, u->postmaster) != 0) {
 			targets = &pm;
 			ntargets = 1;
@@ -927,28 +1257,54 @@ users_walk(struct users_walk *w, const char *addr, int depth)
 }
 
 /*
- * The final recipients of an address: 0 with a heap array in *out (at
- * least one; the caller frees it), USERS_UNKNOWN for a local address
- * nothing takes, or for one of its local targets that nothing takes,
- * USERS_LOOP for an alias loop or more than USERS_DEPTH_MAX expansions.
- * A remote address is its own only recipient, with mailbox "".  A bare
- * "postmaster" (RCPT TO:<Postmaster>) is postmaster@<default_domain>.
+ * The system names of tern-users(5): mail to them at a local domain
+ * that no user or alias takes goes to the postmaster.  RFC 2142's role
+ * names, and the accounts of a Debian system that cron and daemons
+ * write as.  Sorted, for bsearch().
+ */
+static const char *const users_system_names[] = {
+	"abuse", "backup", "bin", "daemon", "ftp", "games", "gnats",
+	"hostmaster", "irc", "list", "lp", "mail", "mailer-daemon", "man",
+	"news", "noc", "nobody", "operator", "postmaster", "proxy", "root",
+	"security", "sync", "sys", "usenet", "uucp", "webmaster", "www",
+	"www-data",
+};
+
+static int
+users_name_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, *(const char *const *)elem);
+}
+
+/*
+ * Whether the local part of addr (a name, or "name@domain"), any case,
+ * is a system name.  1 or 0.
  */
 int
-users_resolve(const struct users *u, const char *addr,
+users_is_system(const char *addr)
+{
+	char		 local[USERS_ADDR_SIZE];
+	const char	*at;
+	size_t		 len;
+
+	len = (at = strrchr(addr, '@')) != NULL ? (size_t)(at - addr) :
+	    strlen(addr);
+	if (len == 0 || len >= sizeof local)
+		return 0;
+	memcpy(local, addr, len);
+	local[len] = '\0';
+	util_lowercase(local);
+	return bsearch(local, users_system_names, nitems(users_system_names),
+	    sizeof *users_system_names, users_name_cmp) != NULL;
+}
+
+/* One walk from a normalized address into *out: 0 or USERS_*. */
+static int
+users_walk_from(const struct users *u, const char *norm,
     struct users_rcpt **out, size_t *nout)
 {
 	struct users_walk	w;
-	char			norm[USERS_ADDR_SIZE];
 	int			rc;
-
-	*out = NULL;
-	*nout = 0;
-	if (strcasecmp(addr, "postmaster") == 0 && *u->default_domain != '\0')
-		(void)snprintf(norm, sizeof norm, "postmaster@%s",
-		    u->default_domain);
-	else if (users_normalize(u, addr, norm, sizeof norm) == -1)
-		return USERS_UNKNOWN;
 
 	memset(&w, 0, sizeof w);
 	w.u = u;
@@ -964,8 +1320,90 @@ users_resolve(const struct users *u, const char *addr,
 }
 
 /*
- * The Maildir of a final local address (a user, or the implicit
- * postmaster) in buf: 0, or -1 if it has none or buf is too small.
+ * The postmaster's recipients, for mail that must reach someone: the
+ * postmaster address resolved, else (it is unknown or loops back, as a
+ * "postmaster: root" line without a root can) the postmaster's own
+ * mailbox.  0, or USERS_UNKNOWN when the default domain is not ours.
+ */
+static int
+users_postmaster(const struct users *u, struct users_rcpt **out,
+    size_t *nout)
+{
+	struct users_rcpt	*r;
+
+	if (*u->postmaster != '\0' && users_walk_from(u, u->postmaster, out,
+	    nout) == 0)
+		return 0;
+	if (*u->pm_addr == '\0')
+		return USERS_UNKNOWN;
+	r = xcalloc(1, sizeof *r);
+	util_strlcpy(r->addr, u->pm_addr, sizeof r->addr);
+	util_strlcpy(r->mailbox, u->pm_mailbox, sizeof r->mailbox);
+	*out = r;
+	*nout = 1;
+	return 0;
+}
+
+/*
+ * The final recipients of an address: 0 with a heap array in *out (at
+ * least one; the caller frees it), USERS_UNKNOWN for a local address
+ * nothing takes, or for one of its local targets that nothing takes,
+ * USERS_LOOP for an alias loop or more than USERS_DEPTH_MAX expansions.
+ * A remote address is its own only recipient, with mailbox "".  A bare
+ * "postmaster" (RCPT TO:<Postmaster>) is postmaster@<default_domain>.
+ * A local system name whose own resolution fails goes to the postmaster
+ * (users_postmaster()), so that mail to root is never refused.
+ */
+int
+users_resolve(const struct users *u, const char *addr,
+    struct users_rcpt **out, size_t *nout)
+{
+	char			norm[USERS_ADDR_SIZE];
+	int			rc;
+
+	*out = NULL;
+	*nout = 0;
+	if (strcasecmp(addr, "postmaster") == 0 && *u->default_domain != '\0')
+		(void)snprintf(norm, sizeof norm, "postmaster@%s",
+		    u->default_domain);
+	else if (users_normalize(u, addr, norm, sizeof norm) == -1)
+		return USERS_UNKNOWN;
+
+	if ((rc = users_walk_from(u, norm, out, nout)) != 0 &&
+	    users_is_local(u, strrchr(norm, '@') + 1) &&
+	    users_is_system(norm))
+		rc = users_postmaster(u, out, nout);
+	return rc;
+}
+
+/*
+ * The recipients of a report to a sender: as users_resolve(), but a
+ * local sender that does not resolve has it sent to the postmaster, so
+ * that a report never becomes a second, undeliverable one.  0, 1 when
+ * it went to the postmaster instead, or USERS_* when it cannot (a
+ * remote sender is its own recipient).
+ */
+int
+users_resolve_notice(const struct users *u, const char *addr,
+    struct users_rcpt **out, size_t *nout)
+{
+	char	norm[USERS_ADDR_SIZE];
+	int	rc;
+
+	if ((rc = users_resolve(u, addr, out, nout)) == 0)
+		return 0;
+	if (users_normalize(u, addr, norm, sizeof norm) == 0 &&
+	    !users_is_local(u, strrchr(norm, '@') + 1))
+		return rc;
+	if (users_postmaster(u, out, nout) != 0)
+		return rc;
+	return 1;
+}
+
+/*
+ * The Maildir of a final local address (a user, or postmaster@<default
+ * domain> when no user has it: resolution makes it final only when it
+ * is the postmaster's own mailbox) in buf: 0, or -1 if it has none or buf is too small.
  */
 int
 users_mailbox(const struct users *u, const char *addr, char *buf,
@@ -979,9 +1417,7 @@ users_mailbox(const struct users *u, const char *addr, char *buf,
 		return -1;
 	if ((uu = users_find_user(u, norm)) != NULL)
 		mailbox = uu->mailbox;
-	else if (*u->pm_addr != '\0' && strcmp(norm, u->pm_addr) == 0 &&
-	    strcmp(norm, u->postmaster) == 0 &&
-	    users_find_alias(u, norm) == NULL)
+	else if (*u->pm_addr != '\0' && strcmp(norm, u->pm_addr) == 0)
 		mailbox = u->pm_mailbox;
 	else
 		return -1;

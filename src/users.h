@@ -17,10 +17,15 @@
 #define USERS_PATH_SIZE		1024
 /* Alias expansions allowed on the way from an address to a mailbox. */
 #define USERS_DEPTH_MAX		10
+/* :include: files within :include: files, the first one counted. */
+#define USERS_INCLUDE_MAX	5
 
 /* Results of users_resolve() other than 0. */
 #define USERS_UNKNOWN		-1	/* a local address nobody has */
 #define USERS_LOOP		-2	/* an alias loop, or deeper than 10 */
+
+/* Told each warning of users_load(), "file:line: what", and its arg. */
+typedef void	(*users_warn_fn)(const char *, void *);
 
 /* What users_load() needs from the configuration; copied, not kept. */
 struct users_params {
@@ -32,6 +37,8 @@ struct users_params {
 	const char		*mailboxes;	/* base directory of Maildirs */
 	const char		*postmaster;	/* NULL or "": postmaster@
 						   <default_domain> */
+	users_warn_fn		 warn;		/* NULL: log_warnx() */
+	void			*warn_arg;
 };
 
 /* One final recipient of an address. */
@@ -49,6 +56,9 @@ int		 users_is_local(const struct users *, const char *);
 
 int		 users_resolve(const struct users *, const char *,
 		    struct users_rcpt **, size_t *);
+int		 users_resolve_notice(const struct users *, const char *,
+		    struct users_rcpt **, size_t *);
+int		 users_is_system(const char *);
 int		 users_mailbox(const struct users *, const char *, char *,
 		    size_t);
 int		 users_owns(const struct users *, const char *, const char *);

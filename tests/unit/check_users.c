@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define MB		"/var/mail/tern"
+#define PM		MB "/example.org/postmaster"
 #define EXPECT_SIZE	4096
 
 /* The SHA-crypt specification's vectors (also OpenSSL's passwd -6). */
@@ -110,8 +111,12 @@ setup(void)
 static void
 teardown(void)
 {
-	remove_file("users");
-	remove_file("aliases");
+	static const char *const	names[] = { "users", "aliases",
+					    "inc1", "inc2", "inc3", "loop" };
+	size_t				i;
+
+	for (i = 0; i < nitems(names); i++)
+		remove_file(names[i]);
 	ck_assert_int_eq(rmdir(dir), 0);
 }
 
@@ -293,7 +298,7 @@ static const struct {
 	  "character" },
 
 	{ NULL, "info@example.org alice@example.org\n",
-	  "{D}/aliases:1: not \"address: target, ...\" (no ':')" },
+	  "{D}/aliases:1: not \"name: target, ...\" (no ':')" },
 	{ NULL, "info@other.example: alice@example.org\n",
 	  "{D}/aliases:1: info@other.example: not a local domain" },
 	{ NULL, "@Other.Example: alice@example.org\n",
@@ -302,8 +307,8 @@ static const struct {
 	  "{D}/aliases:2: info@example.org: no targets" },
 	{ NULL, "info@example.org: , ,\t,\n",
 	  "{D}/aliases:1: info@example.org: no targets" },
-	{ NULL, "info@example.org: alice@example.org, alice\n",
-	  "{D}/aliases:1: alice: target is not an address" },
+	{ NULL, "info@example.org: alice@example.org, alice@\n",
+	  "{D}/aliases:1: alice@: target is not an address" },
 	{ NULL, "info@example.org: @example.net\n",
 	  "{D}/aliases:1: @example.net: a target must be a full address, "
 	  "not @domain" },
@@ -315,17 +320,32 @@ static const struct {
 	{ "x@example.org -\nalice@example.org -\n",
 	  "# x\nAlice@example.org: bob@example.org\n",
 	  "{D}/aliases:2: alice@example.org: also a user ({D}/users:2)" },
-	{ NULL, "info: alice@example.org\n",
-	  "{D}/aliases:1: info: not an address or @domain" },
+	{ NULL, "\"in fo\": alice@example.org\n",
+	  "{D}/aliases:1: not \"name: target, ...\" (one name before "
+	  "':')" },
+	{ NULL, "\"info\": alice@example.org\n",
+	  "{D}/aliases:1: \"info\": not a name, an address or @domain" },
 	{ NULL, "@: alice@example.org\n",
-	  "{D}/aliases:1: @: not an address or @domain" },
+	  "{D}/aliases:1: @: not a name, an address or @domain" },
 	{ NULL, "@a@example.org: alice@example.org\n",
-	  "{D}/aliases:1: @a@example.org: not an address or @domain" },
+	  "{D}/aliases:1: @a@example.org: not a name, an address or "
+	  "@domain" },
 	{ NULL, "a b@example.org: c@example.org\n",
-	  "{D}/aliases:1: not \"address: target, ...\" (one address before "
+	  "{D}/aliases:1: not \"name: target, ...\" (one name before "
 	  "':')" },
 	{ NULL, ": c@example.org\n",
-	  "{D}/aliases:1: not \"address: target, ...\" (one address before "
+	  "{D}/aliases:1: not \"name: target, ...\" (one name before "
+	  "':')" },
+	/* Traditional forms that are still wrong. */
+	{ NULL, "root: alice\nROOT: bob\n",
+	  "{D}/aliases:2: root: listed twice (first on line 1)" },
+	{ NULL, "# c\nroot: alice,\n  # c\n\n\tbob, @example.net\nx: y\n",
+	  "{D}/aliases:2: @example.net: a target must be a full address, "
+	  "not @domain" },
+	{ NULL, "root:\n\t\nx: y\n",
+	  "{D}/aliases:1: root: no targets" },
+	{ NULL, "root: alice\n  bob\n  carol\nsome one: x\n",
+	  "{D}/aliases:4: not \"name: target, ...\" (one name before "
 	  "':')" },
 	/* The users file is read first. */
 	{ "alice@other.example -\n", "info: x\n",
@@ -575,16 +595,16 @@ static const struct {
 } postmasters[] = {
 	{ "alice@example.org", NULL, "alice@example.org -\n", NULL,
 	  "postmaster@example.com", "alice@example.org=" MB
-	  "/example.org/alice", NULL },
+	  "/example.org/alice", PM },
 	{ "Alice@Example.org", NULL, "alice@example.org -\n", NULL,
 	  "postmaster@example.org", "alice@example.org=" MB
-	  "/example.org/alice", NULL },
+	  "/example.org/alice", PM },
 	{ "Admin@Remote.Example", NULL, NULL, NULL,
-	  "postmaster@example.org", "Admin@remote.example=", NULL },
+	  "postmaster@example.org", "Admin@remote.example=", PM },
 	{ NULL, NULL, "bob@example.org -\n",
 	  "postmaster@example.org: bob@example.org\n",
 	  "postmaster@example.net", "bob@example.org=" MB
-	  "/example.org/bob", NULL },
+	  "/example.org/bob", PM },
 	{ NULL, NULL, "postmaster@example.org - /srv/pm\n", NULL,
 	  "postmaster@example.com", "postmaster@example.org=/srv/pm",
 	  "/srv/pm" },
@@ -594,15 +614,24 @@ static const struct {
 	{ NULL, "", NULL, NULL,			/* the first domain */
 	  "postmaster@example.com", "postmaster@example.org=" MB
 	  "/example.org/postmaster", MB "/example.org/postmaster" },
-	/* A postmaster elsewhere than the default domain must exist. */
+	/*
+	 * A postmaster that does not exist, or loops, leaves the mailbox
+	 * of postmaster@<default_domain> as the last resort.
+	 */
 	{ "postmaster@example.com", NULL, NULL, NULL,
-	  "postmaster@example.org", "rc=-1", NULL },
+	  "postmaster@example.org", "postmaster@example.org=" PM, PM },
 	{ "postmaster@example.com", NULL, NULL,
 	  "@example.com: alice@remote.example\n",
-	  "postmaster@example.org", "alice@remote.example=", NULL },
+	  "postmaster@example.org", "alice@remote.example=", PM },
 	{ "loop@example.org", NULL, NULL, "loop@example.org: "
 	  "postmaster@example.org\n",
-	  "postmaster@example.org", "rc=-2", NULL },
+	  "postmaster@example.org", "postmaster@example.org=" PM, PM },
+	{ NULL, NULL, NULL, "postmaster: root\n",
+	  "root@example.net", "postmaster@example.org=" PM, PM },
+	{ NULL, NULL, "alice@example.org -\n", "postmaster: root\n"
+	  "root: alice\n",
+	  "MAILER-DAEMON@example.com", "alice@example.org=" MB
+	  "/example.org/alice", PM },
 };
 
 START_TEST(test_postmaster)
@@ -1006,6 +1035,245 @@ START_TEST(test_depth_order)
 }
 END_TEST
 
+
+/*
+ * A traditional /etc/aliases: bare names for every local domain,
+ * continuation lines, comments, :include: files, quoted and \name
+ * targets; |command and /file targets skipped with one warning per
+ * entry naming file and line, the rest loaded.
+ */
+static const char trad_aliases[] =
+	"# /etc/aliases\n"
+	"mailer-daemon: postmaster\n"
+	"postmaster: root\n"
+	"nobody: root\n"
+	"root: alice, Bob\n"
+	"\n"
+	"team: alice,\n"
+	"  # a comment inside the list\n"
+	"\n"
+	"\tcarol@example.org,\n"
+	"  someone@remote.example\n"
+	"list: :include:{D}/inc1, \":include: {D}/inc2\"\n"
+	"majordomo: \"|/usr/lib/majordomo/wrapper majordomo\"\n"
+	"archive: /var/mail/archive, |/bin/cat, alice\n"
+	"pipe: |/usr/bin/procmail -a foo, \"|/bin/x, y\"\n"
+	"quoted: \"alice\", \\bob\n"
+	"info@example.net: carol\n"
+	"ghost: :include:{D}/missing\n"
+	"rel: :include:inc1, alice\n"
+	"deep: :include:{D}/loop\n";
+
+static const char *const trad_warnings[] = {
+	"{D}/inc2:2: |/bin/true: command skipped: tern runs no command and "
+	"writes no file for an alias",
+	"{D}/aliases:13: |/usr/lib/majordomo/wrapper majordomo: command "
+	"skipped: tern runs no command and writes no file for an alias",
+	"{D}/aliases:13: majordomo: no target left; not an alias",
+	"{D}/aliases:14: /var/mail/archive: file skipped with the other "
+	"commands and files of the line: tern runs no command and writes no "
+	"file for an alias",
+	"{D}/aliases:15: |/usr/bin/procmail -a foo: command skipped with the "
+	"other commands and files of the line: tern runs no command and "
+	"writes no file for an alias",
+	"{D}/aliases:15: pipe: no target left; not an alias",
+	"{D}/aliases:18: :include:{D}/missing: No such file or directory; "
+	"skipped",
+	"{D}/aliases:18: ghost: no target left; not an alias",
+	"{D}/aliases:19: inc1: :include: is not an absolute path; skipped",
+	"{D}/loop:1: {D}/loop: :include: files nested deeper than 5; skipped",
+	"{D}/aliases:20: deep: no target left; not an alias",
+};
+
+/* The warnings of a load, one per line. */
+static void
+collect_warning(const char *msg, void *arg)
+{
+	struct util_buf	*b = arg;
+
+	util_buf_adds(b, msg);
+	util_buf_adds(b, "\n");
+}
+
+START_TEST(test_traditional)
+{
+	static const struct {
+		const char	*addr;
+		const char	*want;
+	} cases[] = {
+		{ "root@example.org", "alice@example.org=" MB
+		  "/example.org/alice;bob@example.org=" MB "/example.org/bob" },
+		{ "ROOT@example.com", "alice@example.org=" MB
+		  "/example.org/alice;bob@example.org=" MB "/example.org/bob" },
+		{ "MAILER-DAEMON@example.net", "alice@example.org=" MB
+		  "/example.org/alice;bob@example.org=" MB "/example.org/bob" },
+		{ "team@example.com", "alice@example.org=" MB
+		  "/example.org/alice;carol@example.org=/srv/mail/carol;"
+		  "someone@remote.example=" },
+		{ "list@example.org", "alice@example.org=" MB
+		  "/example.org/alice;dave@example.net=" MB
+		  "/example.net/dave;x@remote.example=" },
+		{ "archive@example.org", "alice@example.org=" MB
+		  "/example.org/alice" },
+		{ "quoted@example.org", "alice@example.org=" MB
+		  "/example.org/alice;bob@example.org=" MB "/example.org/bob" },
+		/* An exact alias wins over a bare name, a user over both. */
+		{ "info@example.net", "carol@example.org=/srv/mail/carol" },
+		{ "alice@example.org", "alice@example.org=" MB
+		  "/example.org/alice" },
+		{ "rel@example.org", "alice@example.org=" MB
+		  "/example.org/alice" },
+		/* Skipped aliases are not there: unknown, or postmaster's. */
+		{ "majordomo@example.org", "rc=-1" },
+		{ "pipe@example.org", "rc=-1" },
+		{ "ghost@example.org", "rc=-1" },
+		{ "deep@example.org", "rc=-1" },
+	};
+	struct users_params	 p;
+	struct users		*u;
+	struct util_buf		 warnings, want;
+	char			 upath[128], apath[128], got[EXPECT_SIZE];
+	char			 text[2048], *cause = NULL;
+	size_t			 i;
+
+	expand(text, sizeof text, "alice@example.org, dave@example.net\n"
+	    "# a comment\n:include:{D}/inc3\n");
+	write_file("inc1", text, strlen(text));
+	write_file("inc2", "x@remote.example\n|/bin/true\n", 28);
+	expand(text, sizeof text, "alice@example.org\n");
+	write_file("inc3", text, strlen(text));
+	expand(text, sizeof text, ":include:{D}/loop\n");
+	write_file("loop", text, strlen(text));
+	expand(text, sizeof text, trad_aliases);
+
+	std_params(&p, upath, apath, sizeof upath);
+	memset(&warnings, 0, sizeof warnings);
+	p.warn = collect_warning;
+	p.warn_arg = &warnings;
+	write_file("users", users_text, strlen(users_text));
+	write_file("aliases", text, strlen(text));
+	u = users_load(&p, &cause);
+	if (u == NULL)
+		ck_abort_msg("users_load: %s", cause);
+	memset(&want, 0, sizeof want);
+	for (i = 0; i < nitems(trad_warnings); i++) {
+		expand(text, sizeof text, trad_warnings[i]);
+		util_buf_adds(&want, text);
+		util_buf_adds(&want, "\n");
+	}
+	ck_assert_str_eq(warnings.data, want.data);
+	for (i = 0; i < nitems(cases); i++) {
+		resolve_str(u, cases[i].addr, got, sizeof got);
+		ck_assert_msg(strcmp(got, cases[i].want) == 0,
+		    "%s: got \"%s\", want \"%s\"", cases[i].addr, got,
+		    cases[i].want);
+	}
+	users_free(u);
+	free(warnings.data);
+	free(want.data);
+}
+END_TEST
+
+/* A continuation line too many: the entry is too long. */
+START_TEST(test_long_entry)
+{
+	struct util_buf	b;
+	int		i;
+
+	memset(&b, 0, sizeof b);
+	util_buf_adds(&b, "big:");
+	for (i = 0; i < 3000; i++)
+		util_buf_printf(&b, "\n  user%d@remote.example,", i);
+	util_buf_adds(&b, "\nnext: alice\n");
+	load_bad(NULL, NULL, b.data, "{D}/aliases:1: entry longer than 65536 "
+	    "characters with its continuation lines");
+	free(b.data);
+}
+END_TEST
+
+/*
+ * System names (root, MAILER-DAEMON, abuse, ...) that nothing takes go
+ * to the postmaster, before a catch-all; other names do not.
+ */
+static const struct {
+	const char	*addr;
+	const char	*want;
+} systems[] = {
+	{ "root@example.org", "postmaster@example.org=" PM },
+	{ "Root@example.com", "postmaster@example.org=" PM },
+	{ "MAILER-DAEMON@example.org", "postmaster@example.org=" PM },
+	{ "abuse@example.net", "postmaster@example.org=" PM },
+	{ "www-data@example.org", "postmaster@example.org=" PM },
+	{ "nobody@example.org", "postmaster@example.org=" PM },
+	{ "rooty@example.org", "rc=-1" },
+	{ "info@example.com", "rc=-1" },
+	{ "root@remote.example", "root@remote.example=" },
+	/* A catch-all takes what is no system name. */
+	{ "ghost@example.net", "alice@example.org=" MB "/example.org/alice" },
+	/* A user or an alias of that name wins. */
+	{ "security@example.org", "carol@example.org=/srv/mail/carol" },
+	{ "webmaster@example.org", "bob@example.org=" MB "/example.org/bob" },
+	/* One whose aliases fail still reaches the postmaster. */
+	{ "hostmaster@example.org", "postmaster@example.org=" PM },
+};
+
+START_TEST(test_system_names)
+{
+	struct users	*u;
+	char		 got[EXPECT_SIZE];
+
+	u = load_ok(NULL, "alice@example.org -\nbob@example.org -\n"
+	    "carol@example.org - /srv/mail/carol\n",
+	    "@example.net: alice\nsecurity: carol\n"
+	    "webmaster@example.org: bob\n"
+	    "hostmaster: ghost@example.org\n");
+	resolve_str(u, systems[_i].addr, got, sizeof got);
+	ck_assert_msg(strcmp(got, systems[_i].want) == 0,
+	    "%s: got \"%s\", want \"%s\"", systems[_i].addr, got,
+	    systems[_i].want);
+	ck_assert_int_eq(users_is_system("ROOT"), 1);
+	ck_assert_int_eq(users_is_system("mailer-daemon@x"), 1);
+	ck_assert_int_eq(users_is_system("alice@example.org"), 0);
+	ck_assert_int_eq(users_is_system(""), 0);
+	ck_assert_int_eq(users_is_system("@example.org"), 0);
+	users_free(u);
+}
+END_TEST
+
+/* A report to a local sender nothing takes goes to the postmaster. */
+START_TEST(test_resolve_notice)
+{
+	struct users		*u;
+	struct users_rcpt	*r;
+	size_t			 n;
+
+	u = load_ok(NULL, users_text, aliases_text);
+	ck_assert_int_eq(users_resolve_notice(u, "info@example.org", &r, &n),
+	    0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(r[0].addr, "alice@example.org");
+	free(r);
+	ck_assert_int_eq(users_resolve_notice(u, "ghost@example.org", &r,
+	    &n), 1);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(r[0].addr, "postmaster@example.org");
+	ck_assert_str_eq(r[0].mailbox, PM);
+	free(r);
+	ck_assert_int_eq(users_resolve_notice(u, "loop1@example.org", &r,
+	    &n), 1);
+	ck_assert_str_eq(r[0].addr, "postmaster@example.org");
+	free(r);
+	ck_assert_int_eq(users_resolve_notice(u, "x@remote.example", &r, &n),
+	    0);
+	ck_assert_str_eq(r[0].addr, "x@remote.example");
+	free(r);
+	ck_assert_int_eq(users_resolve_notice(u, "not an address", &r, &n),
+	    1);
+	free(r);
+	users_free(u);
+}
+END_TEST
+
 static Suite *
 users_suite(void)
 {
@@ -1021,6 +1289,8 @@ users_suite(void)
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_bad_params);
 	tcase_add_test(tc, test_empty);
+	tcase_add_test(tc, test_traditional);
+	tcase_add_test(tc, test_long_entry);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("resolve");
@@ -1032,6 +1302,8 @@ users_suite(void)
 	tcase_add_test(tc, test_mailbox_edges);
 	tcase_add_test(tc, test_shared_targets);
 	tcase_add_test(tc, test_depth_order);
+	tcase_add_loop_test(tc, test_system_names, 0, nitems(systems));
+	tcase_add_test(tc, test_resolve_notice);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("passwords");
