@@ -29,7 +29,6 @@
 #include "notify.h"
 #include "pickup.h"
 #include "priv.h"
-#include "pwcheck.h"
 #include "queue.h"
 #include "scheduler.h"
 #include "smtp_server.h"
@@ -37,9 +36,10 @@
 #include "tls.h"
 #include "users.h"
 #include "util.h"
+#include "workpool.h"
 
 /* Threads that sync accepted messages beside the loop. */
-#define TERND_SYNC_WORKERS	4
+#define TERND_WORKERS		4
 
 static struct {
 	struct event_base	*base;
@@ -518,6 +518,8 @@ main(int argc, char **argv)
 
 	if ((ternd.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	if (workpool_init(ternd.base, &cause) == -1)
+		fatalx("%s", cause);
 	scheduler_init(ternd.base, ternd.conf);
 	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
 	    &cause) == -1)
@@ -534,8 +536,6 @@ main(int argc, char **argv)
 	    ternd_load_tls(ternd.conf, &ternd.tls, &cause) == -1)
 		fatalx("%s", cause);
 	log_info("users: %zu loaded", users_count(ternd.users));
-	if (pwcheck_init(ternd.base, &cause) == -1)
-		fatalx("%s", cause);
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
@@ -569,7 +569,7 @@ main(int argc, char **argv)
 	evsignal_add(ternd.sigterm_ev, NULL);
 	evsignal_add(ternd.sigint_ev, NULL);
 	evsignal_add(ternd.sighup_ev, NULL);
-	if (queue_start_workers(TERND_SYNC_WORKERS, &cause) == -1)
+	if (workpool_start(TERND_WORKERS, &cause) == -1)
 		fatalx("%s", cause);
 
 	log_info("ready");
@@ -586,11 +586,11 @@ main(int argc, char **argv)
 	pickup_shutdown();
 	control_shutdown();
 	smtp_server_free();
-	pwcheck_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();
 	dns_shutdown();
+	workpool_shutdown();
 	queue_shutdown();
 	event_free(ternd.sigterm_ev);
 	event_free(ternd.sigint_ev);
