@@ -27,9 +27,9 @@ struct local_params {
 #define LOCAL_ERR_SIZE	512
 
 /*
- * Blocking (run it on a worker): writes, syncs and renames one file.  msgfd is the queued
- * message (CRLF line endings), read with pread from offset 0; its offset
- * never moves.  On failure err holds one line for logs and bounces
+ * Blocking, for a worker: writes, syncs and renames one file.  msgfd is
+ * the queued message (CRLF line endings), read with pread from offset 0;
+ * its offset never moves.  On failure err holds one line for logs and bounces
  * ("maildir /x/new: No space left on device"); on success it is empty.
  */
 enum local_result local_deliver(const struct local_params *, int, char *,

@@ -408,9 +408,12 @@ measure() {
 	elapsed=$(field "$res" elapsed)
 	rate=$(awk -v n="$messages" -v e="$elapsed" \
 	    'BEGIN { printf "%.1f", n / e }')
-	line=$(printf '%-8s %6d msgs in %8.3f s  %8.1f msgs/s   NOOP p50 %7s ms  p99 %7s ms  max %8s ms (%s NOOPs)' \
-	    "$1" "$messages" "$elapsed" "$rate" "$(field "$res" p50)" \
-	    "$(field "$res" p99)" "$(field "$res" max)" "$(field "$res" noops)")
+	fmt='%-8s %6d msgs in %8.3f s  %8.1f msgs/s   NOOP p50 %7s ms'
+	fmt="$fmt  p99 %7s ms  max %8s ms (%s NOOPs)"
+	# shellcheck disable=SC2059
+	line=$(printf "$fmt" "$1" "$messages" "$elapsed" "$rate" \
+	    "$(field "$res" p50)" "$(field "$res" p99)" \
+	    "$(field "$res" max)" "$(field "$res" noops)")
 	eval "${1}_rate=\$rate"
 }
 
