@@ -3,8 +3,9 @@
  * also gives every default and drives config_print(), and the questions
  * asked of the result (is this domain ours, may this client relay).
  * Pure logic: never touches the network beyond a numeric address
- * conversion and the host name lookup of the default hostname, never
- * includes libevent, and never changes a struct config once returned.
+ * conversion and the host name lookup of the default hostname (once per
+ * process, at the first load), never includes libevent, and never
+ * changes a struct config once returned.
  */
 #include "autoconf.h"
 
@@ -1412,19 +1413,41 @@ config_canon_name(const char *host, char *buf, size_t size)
 #endif
 
 /*
+ * The default hostname found by the first load of this process: the
+ * system's name then, and what it became.  A reload (SIGHUP, on the
+ * running loop) reuses it and never asks the resolver again.
+ */
+static struct {
+	int	known;
+	char	sys[CONFIG_HOST_SIZE];
+	char	name[CONFIG_HOST_SIZE];
+} config_host;
+
+/*
  * The default hostname: the system's name, fully qualified through the
  * resolver when it is not already and the answer comes quickly;
- * "localhost" when the system's name is not a valid domain name.
+ * "localhost" when the system's name is not a valid domain name.  The
+ * resolver is asked once per process, at the first load: later loads
+ * reuse that answer while the system's name is the same, and take a
+ * changed name as it is.
  */
 static void
 config_default_hostname(char *buf, size_t size)
 {
 	char	name[CONFIG_HOST_SIZE], canon[CONFIG_HOST_SIZE];
+	int	first = !config_host.known;
 
 	if (gethostname(name, sizeof name) == -1)
 		name[0] = '\0';
 	name[sizeof name - 1] = '\0';
-	if (strchr(name, '.') == NULL && name[0] != '\0' &&
+	if (!first && strcmp(name, config_host.sys) == 0) {
+		util_strlcpy(buf, config_host.name, size);
+		return;
+	}
+	if (first)
+		util_strlcpy(config_host.sys, name, sizeof config_host.sys);
+	/* Blocking: at most CONFIG_CANON_TIMEOUT_MS, before the loop runs. */
+	if (first && strchr(name, '.') == NULL && name[0] != '\0' &&
 	    config_canon_name(name, canon, sizeof canon) == 0 &&
 	    strchr(canon, '.') != NULL &&
 	    config_is_domain(canon, config_domain_len(canon)))
@@ -1433,6 +1456,10 @@ config_default_hostname(char *buf, size_t size)
 		util_strlcpy(name, "localhost", sizeof name);
 	util_strlcpy(buf, name, size);
 	buf[config_domain_len(buf)] = '\0';
+	if (first) {
+		util_strlcpy(config_host.name, buf, sizeof config_host.name);
+		config_host.known = 1;
+	}
 }
 
 /* Whether a file set a key; seen is NULL for the built-in config. */

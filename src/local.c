@@ -5,7 +5,9 @@
  * it, links it into new/ under a name nobody else uses, and syncs new/.
  * It never leaves a partial file in new/, never follows a symbolic link
  * at the Maildir itself, never changes an existing directory's modes, and
- * never moves the offset of the message it is handed.
+ * never moves the offset of the message it is handed.  The daemon makes
+ * its deliveries on the worker pool, one job per message; the worker
+ * touches only the job.
  */
 #include "autoconf.h"
 
@@ -25,6 +27,7 @@
 #include "local.h"
 #include "log.h"
 #include "util.h"
+#include "workpool.h"
 
 #define LOCAL_CHUNK		(64 * 1024)	/* read from the message */
 #define LOCAL_HOST_MAX		128		/* of the escaped host name */
@@ -34,8 +37,31 @@
 
 static const char *local_subdirs[] = { "tmp", "new", "cur" };
 
-/* Deliveries of this process: the Q<n> part of unique names. */
+/*
+ * Deliveries of this process: the Q<n> part of unique names; workers
+ * share it.
+ */
 static uint64_t	local_counter;
+
+/* One mailbox of a job, and how its delivery went. */
+struct local_rcpt {
+	char			*maildir;
+	char			*delivered_to;
+	enum local_result	 res;
+	char			 err[LOCAL_ERR_SIZE];
+};
+
+/* The deliveries of one message; owned by this module once started. */
+struct local_job {
+	struct workpool_job	*job;
+	int			 msgfd;		/* our own */
+	char			*return_path;
+	char			*hostname;
+	struct local_rcpt	*rcpts;
+	size_t			 n;
+	local_job_cb		 cb;
+	void			*arg;
+};
 
 /* "maildir PATH[/sub]: reason" into err, PATH made printable. */
 static void __attribute__((format(printf, 5, 6)))
@@ -96,7 +122,8 @@ local_name(const char *host, char *buf, size_t size)
 	gettimeofday(&tv, NULL);
 	if (util_snprintf(buf, size, "%lld.M%ldP%ldQ%" PRIu64 ".%s",
 	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
-	    ++local_counter, host) == -1)
+	    __atomic_add_fetch(&local_counter, 1, __ATOMIC_RELAXED),
+	    host) == -1)
 		fatalx("local: file name too long");
 }
 
@@ -390,8 +417,8 @@ local_move(int tmpfd, const char *tmpname, int newfd, const char *host,
 }
 
 /*
- * Blocking: one file written and synced, its directory synced; DESIGN.md
- * lets Maildir writes run on the loop.
+ * Blocking: one file written and synced, its directory synced; the
+ * daemon calls it on a worker, through a local_job.
  */
 enum local_result
 local_deliver(const struct local_params *lp, int msgfd, char *err,
@@ -491,4 +518,118 @@ out:
 	close(tmpfd);
 	close(newfd);
 	return res;
+}
+
+/*
+ * A job delivering the message open on msgfd (duplicated: the caller
+ * keeps its own) from return_path, naming files after hostname.
+ */
+struct local_job *
+local_job_new(int msgfd, const char *return_path, const char *hostname)
+{
+	struct local_job	*j;
+
+	j = xcalloc(1, sizeof *j);
+	if ((j->msgfd = fcntl(msgfd, F_DUPFD_CLOEXEC, 0)) == -1)
+		j->msgfd = -1;	/* each delivery then fails, EBADF */
+	j->return_path = xstrdup(return_path != NULL ? return_path : "");
+	j->hostname = xstrdup(hostname != NULL ? hostname : "");
+	return j;
+}
+
+/* One more mailbox, delivered as delivered_to. */
+void
+local_job_add(struct local_job *j, const char *maildir,
+    const char *delivered_to)
+{
+	struct local_rcpt	*r;
+
+	j->rcpts = xreallocarray(j->rcpts, j->n + 1, sizeof *j->rcpts);
+	r = &j->rcpts[j->n++];
+	memset(r, 0, sizeof *r);
+	r->maildir = xstrdup(maildir);
+	r->delivered_to = xstrdup(delivered_to);
+	r->res = LOCAL_TEMP;
+}
+
+size_t
+local_job_count(const struct local_job *j)
+{
+	return j->n;
+}
+
+static void
+local_job_free(struct local_job *j)
+{
+	size_t	i;
+
+	for (i = 0; i < j->n; i++) {
+		free(j->rcpts[i].maildir);
+		free(j->rcpts[i].delivered_to);
+	}
+	free(j->rcpts);
+	if (j->msgfd != -1)
+		close(j->msgfd);
+	free(j->return_path);
+	free(j->hostname);
+	free(j);
+}
+
+/* On a worker: every delivery of the job, in order. */
+static void
+local_job_run(void *arg)
+{
+	struct local_job	*j = arg;
+	struct local_params	 lp;
+	size_t			 i;
+
+	for (i = 0; i < j->n; i++) {
+		memset(&lp, 0, sizeof lp);
+		lp.maildir = j->rcpts[i].maildir;
+		lp.return_path = j->return_path;
+		lp.delivered_to = j->rcpts[i].delivered_to;
+		lp.hostname = j->hostname;
+		j->rcpts[i].res = local_deliver(&lp, j->msgfd, j->rcpts[i].err,
+		    sizeof j->rcpts[i].err);
+	}
+}
+
+/* On the loop: the results to the caller, unless it went away. */
+static void
+local_job_done(void *arg, int cancelled)
+{
+	struct local_job	*j = arg;
+
+	if (!cancelled)
+		j->cb(j, j->arg);
+	local_job_free(j);
+}
+
+void
+local_job_start(struct local_job *j, local_job_cb cb, void *arg)
+{
+	j->cb = cb;
+	j->arg = arg;
+	j->job = workpool_submit(WORKPOOL_BACKGROUND, local_job_run,
+	    local_job_done, j);
+}
+
+/*
+ * The caller goes away: no callback.  Deliveries a worker has begun are
+ * finished; the job is freed when it is over.
+ */
+void
+local_job_cancel(struct local_job *j)
+{
+	workpool_cancel(j->job);
+}
+
+/* How delivery i went; *err is its reason, "" on success. */
+enum local_result
+local_job_result(const struct local_job *j, size_t i, const char **err)
+{
+	if (i >= j->n)
+		fatalx("local_job_result: no delivery %zu", i);
+	*err = j->rcpts[i].err;
+	return j->rcpts[i].res;
 }

@@ -27,12 +27,33 @@ struct local_params {
 #define LOCAL_ERR_SIZE	512
 
 /*
- * Blocking: writes, syncs and renames one file.  msgfd is the queued
- * message (CRLF line endings), read with pread from offset 0; its offset
- * never moves.  On failure err holds one line for logs and bounces
+ * Blocking, for a worker: writes, syncs and renames one file.  msgfd is
+ * the queued message (CRLF line endings), read with pread from offset 0;
+ * its offset never moves.  On failure err holds one line for logs and bounces
  * ("maildir /x/new: No space left on device"); on success it is empty.
  */
 enum local_result local_deliver(const struct local_params *, int, char *,
 		    size_t);
+
+/*
+ * The deliveries of one message to its local mailboxes, made one after
+ * the other on a worker thread (workpool.h).  The job holds copies of
+ * everything it needs and a descriptor of its own for the message, so
+ * the caller may change or free its own state meanwhile.  Built with
+ * local_job_new() and local_job_add(), handed over by local_job_start();
+ * the callback then runs from the loop, never before local_job_start()
+ * returns, reads the results with local_job_result(), and the job is
+ * freed after it returns.  local_job_cancel() drops the callback.
+ */
+struct local_job;
+typedef void	(*local_job_cb)(struct local_job *, void *);
+
+struct local_job *local_job_new(int, const char *, const char *);
+void		 local_job_add(struct local_job *, const char *, const char *);
+size_t		 local_job_count(const struct local_job *);
+void		 local_job_start(struct local_job *, local_job_cb, void *);
+void		 local_job_cancel(struct local_job *);
+enum local_result local_job_result(const struct local_job *, size_t,
+		    const char **);
 
 #endif

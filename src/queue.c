@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include "log.h"
 #include "queue.h"
 #include "util.h"
+#include "workpool.h"
 
 #define QUEUE_MSG_BUFSIZE	16384
 #define QUEUE_NDIRS		1024	/* two characters of the id */
@@ -67,12 +67,15 @@ struct queue_commit {
 };
 TAILQ_HEAD(queue_commits, queue_commit);
 TAILQ_HEAD(queue_live, queue_commit);
+TAILQ_HEAD(queue_rewrites, queue_rewrite);
 
 static struct {
 	struct event_base	*base;
 	struct event		*commit_ev;
 	struct queue_commits	 pending;
 	struct queue_live	 live;		/* every commit not called back */
+	size_t			 batches;	/* with the workers */
+	struct queue_rewrites	 rewrites;	/* not called back */
 	int			 spoolfd;
 	int			 incomingfd;
 	int			 queuefd;
@@ -86,34 +89,33 @@ static struct {
     .holdfd = -1, .corruptfd = -1, .lockfd = -1 };
 
 /*
- * A batch of commits handed to a sync worker.  While a worker has it,
- * the worker alone touches its commits, except the cancelled flag; the
- * loop gets it back through the done pipe.
+ * A batch of commits handed to a worker.  While a worker has it, the
+ * worker alone touches its commits, except the cancelled flag; the loop
+ * gets it back with the job's completion.
  */
 struct queue_batch {
-	TAILQ_ENTRY(queue_batch) entry;
 	struct queue_commits	 commits;
 };
-TAILQ_HEAD(queue_batches, queue_batch);
 
-#define QUEUE_WORKERS_MAX	16
-
-/* The sync workers: threads that only sync, write and rename files. */
-static struct {
-	pthread_t		 threads[QUEUE_WORKERS_MAX];
-	size_t			 n;
-	size_t			 busy;		/* batches out; loop only */
-	pthread_mutex_t		 lock;
-	pthread_cond_t		 cond;
-	struct queue_batches	 todo;		/* under lock */
-	struct queue_batches	 done;		/* under lock */
-	int			 stop;		/* under lock */
-	int			 pipe[2];	/* a byte per batch done */
-	struct event		*done_ev;
-} queue_workers = { .pipe = { -1, -1 } };
+/*
+ * An envelope rewrite; owned by the queue until its callback has run.
+ * Rewrites of one message run one at a time, in the order asked.
+ */
+struct queue_rewrite {
+	TAILQ_ENTRY(queue_rewrite) entry;	/* loop only */
+	char			 id[QUEUE_ID_LEN + 1];
+	char			*text;
+	size_t			 len;
+	int			 dirfd;		/* the tree holding it */
+	int			 started;	/* handed to a worker */
+	int			 removed;	/* removed meanwhile */
+	int			 cancelled;
+	int			 error;		/* the worker's */
+	queue_rewrite_cb	 cb;
+	void			*arg;
+};
 
 static void	queue_commit_run_cb(evutil_socket_t, short, void *);
-static void	queue_stop_workers(void);
 
 /* The queue/XX directory of an id: its characters 10 and 11. */
 static unsigned
@@ -595,8 +597,10 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 
 	queue.base = base;
 	queue.count = 0;
+	queue.batches = 0;
 	TAILQ_INIT(&queue.pending);
 	TAILQ_INIT(&queue.live);
+	TAILQ_INIT(&queue.rewrites);
 	if (queue_mkdir_parents(spool) == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
 		return -1;
@@ -669,15 +673,24 @@ void
 queue_shutdown(void)
 {
 	struct queue_commit	*c;
+	struct queue_rewrite	*r;
 
-	/* Commits still waiting are run now: they were promised. */
-	queue_stop_workers();
+	/*
+	 * Commits still waiting are run now: they were promised.  The
+	 * worker pool is shut down first, finishing what it holds.
+	 */
 	if (!TAILQ_EMPTY(&queue.pending))
 		queue_commit_run_cb(-1, 0, NULL);
 	while ((c = TAILQ_FIRST(&queue.pending)) != NULL) {
 		TAILQ_REMOVE(&queue.pending, c, entry);
 		TAILQ_REMOVE(&queue.live, c, live);
 		free(c);
+	}
+	/* Rewrites never handed to the pool (it was never started). */
+	while ((r = TAILQ_FIRST(&queue.rewrites)) != NULL) {
+		TAILQ_REMOVE(&queue.rewrites, r, entry);
+		free(r->text);
+		free(r);
 	}
 	if (queue.commit_ev != NULL)
 		event_free(queue.commit_ev);
@@ -959,138 +972,34 @@ queue_batch_finish(struct queue_commits *batch)
 	}
 }
 
-static void *
-queue_worker_main(void *arg)
+/* On a worker: make one batch durable. */
+static void
+queue_batch_job(void *arg)
 {
-	struct queue_batch	*b;
-	char			 byte = 0;
+	struct queue_batch	*b = arg;
 
-	for (;;) {
-		pthread_mutex_lock(&queue_workers.lock);
-		while (TAILQ_EMPTY(&queue_workers.todo) && !queue_workers.stop)
-			pthread_cond_wait(&queue_workers.cond,
-			    &queue_workers.lock);
-		if ((b = TAILQ_FIRST(&queue_workers.todo)) == NULL) {
-			pthread_mutex_unlock(&queue_workers.lock);
-			return NULL;
-		}
-		TAILQ_REMOVE(&queue_workers.todo, b, entry);
-		pthread_mutex_unlock(&queue_workers.lock);
-
-		queue_batch_run(&b->commits);
-
-		pthread_mutex_lock(&queue_workers.lock);
-		TAILQ_INSERT_TAIL(&queue_workers.done, b, entry);
-		pthread_mutex_unlock(&queue_workers.lock);
-		while (write(queue_workers.pipe[1], &byte, 1) == -1 &&
-		    errno == EINTR)
-			;
-	}
+	queue_batch_run(&b->commits);
 }
 
-/* Batches the workers finished: their callbacks run on the loop. */
+/* Back on the loop: call back, then send the commits that waited. */
 static void
-queue_workers_done(void)
+queue_batch_done(void *arg, int cancelled)
 {
-	struct queue_batches	 done;
-	struct queue_batch	*b;
+	struct queue_batch	*b = arg;
 
-	TAILQ_INIT(&done);
-	pthread_mutex_lock(&queue_workers.lock);
-	TAILQ_CONCAT(&done, &queue_workers.done, entry);
-	pthread_mutex_unlock(&queue_workers.lock);
-	while ((b = TAILQ_FIRST(&done)) != NULL) {
-		TAILQ_REMOVE(&done, b, entry);
-		queue_workers.busy--;
-		queue_batch_finish(&b->commits);
-		free(b);
-	}
-}
-
-static void
-queue_workers_done_cb(evutil_socket_t fd, short events, void *arg)
-{
-	char	buf[256];
-
-	while (read(fd, buf, sizeof buf) > 0)
-		;
-	queue_workers_done();
+	queue.batches--;
+	queue_batch_finish(&b->commits);
+	free(b);
 	/* Commits that waited for a free worker go now, as one batch. */
-	if (!TAILQ_EMPTY(&queue.pending))
+	if (!TAILQ_EMPTY(&queue.pending) && queue.commit_ev != NULL)
 		event_active(queue.commit_ev, 0, 0);
 }
 
 /*
- * Start n sync workers (0: commits run on the loop).  The syncs that make
- * an accepted message durable then run beside the loop, several at once,
- * and commits requested while every worker is busy wait as one batch.
- */
-int
-queue_start_workers(size_t n, char **cause)
-{
-	size_t	i;
-	int	error;
-
-	if (n > QUEUE_WORKERS_MAX)
-		n = QUEUE_WORKERS_MAX;
-	if (n == 0 || queue.base == NULL)
-		return 0;
-	if (pipe2(queue_workers.pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
-		xasprintf(cause, "sync workers: pipe: %s", strerror(errno));
-		return -1;
-	}
-	pthread_mutex_init(&queue_workers.lock, NULL);
-	pthread_cond_init(&queue_workers.cond, NULL);
-	TAILQ_INIT(&queue_workers.todo);
-	TAILQ_INIT(&queue_workers.done);
-	queue_workers.stop = 0;
-	queue_workers.busy = 0;
-	queue_workers.done_ev = event_new(queue.base, queue_workers.pipe[0],
-	    EV_READ | EV_PERSIST, queue_workers_done_cb, NULL);
-	if (queue_workers.done_ev == NULL ||
-	    event_add(queue_workers.done_ev, NULL) == -1)
-		fatalx("queue: sync workers: event_new");
-	for (i = 0; i < n; i++) {
-		error = pthread_create(&queue_workers.threads[i], NULL,
-		    queue_worker_main, NULL);
-		if (error != 0) {
-			xasprintf(cause, "sync workers: %s", strerror(error));
-			queue_workers.n = i;
-			return -1;
-		}
-	}
-	queue_workers.n = n;
-	return 0;
-}
-
-/* Let the workers finish what they hold, then stop them. */
-static void
-queue_stop_workers(void)
-{
-	size_t	i;
-
-	if (queue_workers.n == 0)
-		return;
-	pthread_mutex_lock(&queue_workers.lock);
-	queue_workers.stop = 1;
-	pthread_cond_broadcast(&queue_workers.cond);
-	pthread_mutex_unlock(&queue_workers.lock);
-	for (i = 0; i < queue_workers.n; i++)
-		pthread_join(queue_workers.threads[i], NULL);
-	queue_workers.n = 0;
-	queue_workers_done();
-	event_free(queue_workers.done_ev);
-	queue_workers.done_ev = NULL;
-	close(queue_workers.pipe[0]);
-	close(queue_workers.pipe[1]);
-	queue_workers.pipe[0] = queue_workers.pipe[1] = -1;
-	pthread_cond_destroy(&queue_workers.cond);
-	pthread_mutex_destroy(&queue_workers.lock);
-}
-
-/*
- * End of a loop iteration with commits pending: hand them to a free
- * worker as one batch, or run them here when there are no workers.
+ * End of a loop iteration with commits pending: hand them to the worker
+ * pool as one batch, or run them here when it has no threads.  No more
+ * batches are out at once than the pool has threads: commits asked for
+ * meanwhile wait and go together as the next batch.
  */
 static void
 queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
@@ -1100,7 +1009,7 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 
 	if (TAILQ_EMPTY(&queue.pending))
 		return;
-	if (queue_workers.n == 0) {
+	if (workpool_threads() == 0) {
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &queue.pending, entry);
 		/* Blocking: the syncs, when there are no workers. */
@@ -1108,16 +1017,14 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 		queue_batch_finish(&batch);
 		return;
 	}
-	if (queue_workers.busy >= queue_workers.n)
-		return;		/* queue_workers_done_cb() comes back */
+	if (queue.batches >= workpool_threads())
+		return;		/* queue_batch_done() comes back */
 	b = xcalloc(1, sizeof *b);
 	TAILQ_INIT(&b->commits);
 	TAILQ_CONCAT(&b->commits, &queue.pending, entry);
-	queue_workers.busy++;
-	pthread_mutex_lock(&queue_workers.lock);
-	TAILQ_INSERT_TAIL(&queue_workers.todo, b, entry);
-	pthread_cond_signal(&queue_workers.cond);
-	pthread_mutex_unlock(&queue_workers.lock);
+	queue.batches++;
+	(void)workpool_submit(WORKPOOL_URGENT, queue_batch_job,
+	    queue_batch_done, b);
 }
 
 /*
@@ -1245,36 +1152,169 @@ queue_env_load(const char *id, struct envelope *env, char **cause)
 }
 
 /*
- * Replace ID.env whole, in the tree holding it: a temporary file, its
- * data synced, then renamed over the envelope.  The directory is not
- * synced: after a power loss the older envelope may come back, which can
- * only repeat a delivery, never lose the message.  A message already
- * removed is not brought back (ENOENT): the loop alone removes and
- * rewrites, so nothing comes between the check and the rename.  On error
- * nothing has changed.
+ * Replace ID.env whole in dirfd: a temporary file, its data synced, then
+ * renamed over the envelope.  The directory is not synced: after a power
+ * loss the older envelope may come back, which can only repeat a
+ * delivery, never lose the message.  A message whose content is gone
+ * (removed meanwhile) is not brought back: ENOENT.  On error nothing has
+ * changed.  Runs on a worker: touches only the files of id.
  */
-int
-queue_env_update(const struct envelope *env)
+static int
+queue_env_replace(int dirfd, const char *id, const char *text, size_t len)
 {
-	char		 path[QUEUE_PATH_SIZE], tmp[QUEUE_PATH_SIZE], *text;
-	size_t		 len;
-	int		 dirfd, held, rc, saved;
+	struct stat	 st;
+	char		 path[QUEUE_PATH_SIZE], tmp[QUEUE_PATH_SIZE];
+	char		 msg[QUEUE_PATH_SIZE];
+	int		 rc, saved;
 
-	if (queue_path(env->id, "env", path, sizeof path) == -1 ||
-	    queue_path(env->id, "env.tmp", tmp, sizeof tmp) == -1 ||
-	    (dirfd = queue_find(env->id, &held)) == -1 ||
-	    envelope_write(env, &text, &len) == -1)
+	if (queue_path(id, "env", path, sizeof path) == -1 ||
+	    queue_path(id, "env.tmp", tmp, sizeof tmp) == -1 ||
+	    queue_path(id, "msg", msg, sizeof msg) == -1)
 		return -1;
-	/* Blocking: the data sync that keeps the envelope whole. */
 	unlinkat(dirfd, tmp, 0);	/* left by a failed rewrite */
-	rc = queue_write_synced(dirfd, tmp, text, len);
-	if (rc == 0 && (rc = renameat(dirfd, tmp, dirfd, path)) == -1) {
+	if (queue_write_synced(dirfd, tmp, text, len) == -1)
+		return -1;
+	if ((rc = fstatat(dirfd, msg, &st, 0)) == 0)
+		rc = renameat(dirfd, tmp, dirfd, path);
+	if (rc == -1) {
 		saved = errno;
 		unlinkat(dirfd, tmp, 0);
 		errno = saved;
 	}
-	free(text);
 	return rc;
+}
+
+/* Whether a rewrite of id is asked for and not called back yet. */
+static struct queue_rewrite *
+queue_rewrite_find(const char *id)
+{
+	struct queue_rewrite	*r;
+
+	TAILQ_FOREACH(r, &queue.rewrites, entry) {
+		if (strcmp(r->id, id) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Rewrite the envelope now, on the loop: for a tool and the tests.  The
+ * daemon uses queue_env_rewrite().
+ */
+int
+queue_env_update(const struct envelope *env)
+{
+	char	*text;
+	size_t	 len;
+	int	 dirfd, held, rc, saved;
+
+	if (queue_rewrite_find(env->id) != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	if ((dirfd = queue_find(env->id, &held)) == -1 ||
+	    envelope_write(env, &text, &len) == -1)
+		return -1;
+	/* Blocking: the data sync that keeps the envelope whole. */
+	rc = queue_env_replace(dirfd, env->id, text, len);
+	saved = errno;
+	free(text);
+	errno = saved;
+	return rc;
+}
+
+/* On a worker: one rewrite. */
+static void
+queue_rewrite_job(void *arg)
+{
+	struct queue_rewrite	*r = arg;
+
+	if (r->error == 0 &&
+	    queue_env_replace(r->dirfd, r->id, r->text, r->len) == -1)
+		r->error = errno;
+}
+
+static void	queue_rewrite_done(void *, int);
+
+/* Hand a rewrite to the workers, the tree holding it found now. */
+static void
+queue_rewrite_start(struct queue_rewrite *r)
+{
+	int	held;
+
+	r->started = 1;
+	if (r->error == 0 && (r->dirfd = queue_find(r->id, &held)) == -1)
+		r->error = errno;
+	(void)workpool_submit(WORKPOOL_BACKGROUND, queue_rewrite_job,
+	    queue_rewrite_done, r);
+}
+
+/*
+ * Back on the loop: an envelope renamed into place after its message was
+ * removed is removed again; the next rewrite of the message starts; the
+ * caller hears how it went.
+ */
+static void
+queue_rewrite_done(void *arg, int cancelled)
+{
+	struct queue_rewrite	*r = arg, *next;
+	char			 path[QUEUE_PATH_SIZE];
+
+	TAILQ_REMOVE(&queue.rewrites, r, entry);
+	if (r->removed && r->error == 0) {
+		if (queue_path(r->id, "env", path, sizeof path) == 0)
+			unlinkat(r->dirfd, path, 0);
+		r->error = ENOENT;
+	}
+	TAILQ_FOREACH(next, &queue.rewrites, entry) {
+		if (strcmp(next->id, r->id) == 0) {
+			if (!next->started)
+				queue_rewrite_start(next);
+			break;
+		}
+	}
+	if (!r->cancelled && r->cb != NULL)
+		r->cb(r->arg, r->error);
+	free(r->text);
+	free(r);
+}
+
+/*
+ * Replace the envelope whole on a worker, as queue_env_update() does; the
+ * envelope is copied as text at once.  cb runs later from the loop, never
+ * before this returns, with 0 or an errno (ENOENT: the message is gone).
+ * Rewrites of one message happen one after the other, in the order
+ * asked; while one is under way the message can be neither held nor
+ * released (EBUSY).
+ */
+struct queue_rewrite *
+queue_env_rewrite(const struct envelope *env, queue_rewrite_cb cb,
+    void *arg)
+{
+	struct queue_rewrite	*r;
+	int			 busy;
+
+	r = xcalloc(1, sizeof *r);
+	util_strlcpy(r->id, env->id, sizeof r->id);
+	r->dirfd = -1;
+	r->cb = cb;
+	r->arg = arg;
+	if (!queue_is_id(env->id))
+		r->error = EINVAL;
+	else if (envelope_write(env, &r->text, &r->len) == -1)
+		r->error = EINVAL;
+	busy = queue_rewrite_find(r->id) != NULL;
+	TAILQ_INSERT_TAIL(&queue.rewrites, r, entry);
+	if (!busy)
+		queue_rewrite_start(r);
+	return r;
+}
+
+/* The requester went away: the rewrite still happens, silently. */
+void
+queue_rewrite_cancel(struct queue_rewrite *r)
+{
+	r->cancelled = 1;
 }
 
 /*
@@ -1286,8 +1326,9 @@ queue_env_update(const struct envelope *env)
 int
 queue_remove(const char *id)
 {
-	char	path[QUEUE_PATH_SIZE];
-	int	dirfd, held;
+	struct queue_rewrite	*r;
+	char			 path[QUEUE_PATH_SIZE];
+	int			 dirfd, held;
 
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
@@ -1295,6 +1336,10 @@ queue_remove(const char *id)
 	if (unlinkat(dirfd, path, 0) == -1)
 		return -1;
 	queue.count--;
+	TAILQ_FOREACH(r, &queue.rewrites, entry) {
+		if (strcmp(r->id, id) == 0)
+			r->removed = 1;
+	}
 	queue_path(id, "msg", path, sizeof path);
 	if (unlinkat(dirfd, path, 0) == -1)
 		log_warn("%s: cannot remove content", id);
@@ -1365,6 +1410,10 @@ queue_set_held(const char *id, int hold)
 		return -1;
 	if (held == hold)
 		return 0;
+	if (queue_rewrite_find(id) != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
 	/* Blocking: a link, a rename and a directory sync. */
 	if (hold)
 		return queue_hold_dir(id) == -1 ? -1 :

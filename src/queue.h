@@ -26,9 +26,12 @@ struct event_base;
 
 struct queue_msg;
 struct queue_commit;
+struct queue_rewrite;
 
 /* Called once per commit, from the loop, unless cancelled. */
 typedef void	(*queue_commit_cb)(void *, int);
+/* Called once per envelope rewrite, from the loop, unless cancelled. */
+typedef void	(*queue_rewrite_cb)(void *, int);
 /*
  * Called per committed envelope by queue_init() and queue_list(), held 1
  * for one under hold/XX/ and 0 under queue/XX/; may be NULL for
@@ -38,7 +41,6 @@ typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
-int		 queue_start_workers(size_t, char **);
 void		 queue_shutdown(void);
 size_t		 queue_count(void);
 
@@ -60,6 +62,9 @@ int		 queue_list(queue_scan_cb, void *, char **);
 /* These find held messages too. */
 int		 queue_env_load(const char *, struct envelope *, char **);
 int		 queue_env_update(const struct envelope *);
+struct queue_rewrite *queue_env_rewrite(const struct envelope *,
+		    queue_rewrite_cb, void *);
+void		 queue_rewrite_cancel(struct queue_rewrite *);
 int		 queue_remove(const char *);
 int		 queue_hold(const char *);
 int		 queue_release(const char *);

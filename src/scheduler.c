@@ -6,7 +6,9 @@
  * the envelope as jobs finish, and at the end removes the message, bounces
  * what failed (once, from the null sender, never for a bounce) or sets
  * the next attempt.  Local recipients are delivered to their Maildirs
- * first, on the loop: DESIGN.md allows that one blocking write.
+ * first, on a worker (local_job); every envelope rewrite runs on a worker
+ * too (queue_env_rewrite), one at a time per message, and an attempt
+ * ends only once its last rewrite is on disk.
  */
 #include "autoconf.h"
 
@@ -77,8 +79,14 @@ struct sched_attempt {
 	size_t			 njobs;
 	size_t			 running;
 	unsigned char		*failed;	/* per rcpt: failed for good */
+	unsigned char		*delivering;	/* per rcpt: in local_job */
+	char			**mailboxes;	/* per delivery of local_job */
 	int			 changed;	/* env differs from disk */
 	size_t			 local;		/* local deliveries tried */
+	struct local_job	*local_job;	/* ...being made */
+	struct queue_rewrite	*saving;	/* the envelope being written */
+	int			 save_again;	/* changed since it started */
+	void			(*save_next)(struct sched_attempt *);
 	struct queue_commit	*bounce;	/* a report being committed */
 	struct envelope		 benv;		/* ...and its envelope */
 	unsigned char		*notice;	/* per rcpt: 1 + the dsn_action
@@ -112,6 +120,10 @@ static void	sched_start_bounce(struct sched_msg *, int);
 static void	sched_notice_success(struct sched_attempt *, const size_t *,
 		    size_t, enum dsn_action);
 static void	sched_notice_delay(struct sched_attempt *, size_t);
+static void	sched_save(struct sched_attempt *,
+		    void (*)(struct sched_attempt *));
+static void	sched_run_remote(struct sched_attempt *);
+static void	sched_recorded(struct sched_attempt *);
 
 /* Min-heap on next attempt time. */
 static int
@@ -342,6 +354,17 @@ sched_attempt_free(struct sched_attempt *a)
 	free(a->jobs);
 	free(a->failed);
 	free(a->notice);
+	free(a->delivering);
+	if (a->mailboxes != NULL) {
+		for (i = 0; i < a->env.nrcpts; i++)
+			free(a->mailboxes[i]);
+		free(a->mailboxes);
+	}
+	/* Only at shutdown, or a message removed: nothing waits for them. */
+	if (a->local_job != NULL)
+		local_job_cancel(a->local_job);
+	if (a->saving != NULL)
+		queue_rewrite_cancel(a->saving);
 	if (a->fd != -1)
 		close(a->fd);
 	envelope_clear(&a->env);
@@ -466,12 +489,8 @@ sched_job_cb(struct mta_job *job, void *arg)
 	}
 	if (--a->running > 0) {
 		/* Other domains still going: make the deliveries stick. */
-		if (a->action == SCHED_ACTION_DELETE)
-			return;
-		if (sent && queue_env_update(&a->env) == -1)
-			log_warn("%s: cannot update envelope", a->env.id);
-		else if (sent)
-			a->changed = 0;
+		if (sent)
+			sched_save(a, NULL);
 		return;
 	}
 	sched_record(a);
@@ -566,49 +585,87 @@ sched_fail_loop(struct sched_attempt *a, size_t received)
 }
 
 /*
- * Deliver the pending local recipients, each to its Maildir.  An address
- * no user answers to any more (a users file changed since the message
- * was accepted) fails for good; a Maildir that cannot be written is
- * tried again later.
+ * The envelope rewrites of an attempt, one at a time: write it down on a
+ * worker, then run next (NULL: nothing).  Asked again while one is under
+ * way, the rewrite is made again after it, with what changed meanwhile.
+ * A message deleted meanwhile is not written.
+ */
+static void	sched_saved_cb(void *, int);
+
+static void
+sched_save(struct sched_attempt *a, void (*next)(struct sched_attempt *))
+{
+	if (next != NULL)
+		a->save_next = next;
+	if (a->saving != NULL) {
+		if (a->changed)
+			a->save_again = 1;
+		return;
+	}
+	if (!a->changed || a->action == SCHED_ACTION_DELETE) {
+		a->save_next = NULL;
+		if (next != NULL)
+			next(a);
+		return;
+	}
+	a->changed = 0;
+	a->saving = queue_env_rewrite(&a->env, sched_saved_cb, a);
+}
+
+static void
+sched_saved_cb(void *arg, int error)
+{
+	struct sched_attempt	*a = arg;
+	void			(*next)(struct sched_attempt *);
+
+	a->saving = NULL;
+	if (error != 0 && a->action != SCHED_ACTION_DELETE) {
+		errno = error;
+		log_warn("%s: cannot update envelope", a->env.id);
+		a->changed = 1;
+	}
+	if (a->save_again) {
+		a->save_again = 0;
+		next = a->save_next;
+		a->save_next = NULL;
+		sched_save(a, next);
+		return;
+	}
+	next = a->save_next;
+	a->save_next = NULL;
+	if (next != NULL)
+		next(a);
+}
+
+/*
+ * The Maildir deliveries are over: record each outcome, make them stick,
+ * then go on to the remote recipients.
  */
 static void
-sched_deliver_local(struct sched_attempt *a)
+sched_local_cb(struct local_job *lj, void *arg)
 {
+	struct sched_attempt	*a = arg;
 	struct envelope_rcpt	*r;
-	struct local_params	 lp;
 	struct mta_rcpt		 mr;
-	char			 mailbox[USERS_PATH_SIZE];
-	char			 err[LOCAL_ERR_SIZE];
 	enum local_result	 res;
-	size_t			 i;
+	const char		*err;
+	size_t			 i, k = 0;
 
-	for (i = 0; i < a->env.nrcpts; i++) {
+	a->local_job = NULL;
+	for (i = 0; i < a->env.nrcpts && k < local_job_count(lj); i++) {
 		r = &a->env.rcpts[i];
-		if (!sched_is_local(r) || a->failed[i])
+		if (!a->delivering[i])
 			continue;
-		a->local++;
+		a->delivering[i] = 0;
+		res = local_job_result(lj, k++, &err);
 		memset(&mr, 0, sizeof mr);
 		mr.addr = r->addr;
 		/* A Maildir reports no DSN: the notice is sent below. */
 		mr.dsn = 1;
 		util_strlcpy(mr.relay, SCHED_RELAY_LOCAL, sizeof mr.relay);
-		if (sched.users == NULL || users_mailbox(sched.users, r->addr,
-		    mailbox, sizeof mailbox) == -1) {
-			mta_status_fill(&mr.st, MTA_PERM, "5.1.1",
-			    "user unknown: no mailbox for %s", r->addr);
-			sched_outcome(a, i, &mr);
-			continue;
-		}
-		memset(&lp, 0, sizeof lp);
-		lp.maildir = mailbox;
-		lp.return_path = a->env.sender;
-		lp.delivered_to = r->addr;
-		lp.hostname = sched.conf->hostname;
-		/* Blocking: a Maildir write and sync, as DESIGN.md allows. */
-		res = local_deliver(&lp, a->fd, err, sizeof err);
 		if (res == LOCAL_OK)
 			mta_status_fill(&mr.st, MTA_OK, "2.0.0",
-			    "delivered to maildir %s", mailbox);
+			    "delivered to maildir %s", a->mailboxes[k - 1]);
 		else
 			mta_status_fill(&mr.st, res == LOCAL_PERM ? MTA_PERM :
 			    MTA_TEMP, res == LOCAL_PERM ? "5.2.0" : "4.2.0",
@@ -617,9 +674,58 @@ sched_deliver_local(struct sched_attempt *a)
 		if (res == LOCAL_OK)
 			sched_notice_success(a, &i, 1, DSN_ACTION_DELIVERED);
 	}
-	/* Make the deliveries stick before any remote job runs. */
-	if (a->changed && queue_env_update(&a->env) == 0)
-		a->changed = 0;
+	sched_save(a, sched_run_remote);
+}
+
+/*
+ * Deliver the pending local recipients, each to its Maildir, on a worker;
+ * sched_local_cb() follows.  An address no user answers to any more (a
+ * users file changed since the message was accepted) fails for good at
+ * once; a Maildir that cannot be written is tried again later.  Returns 1
+ * when deliveries were started.
+ */
+static int
+sched_deliver_local(struct sched_attempt *a)
+{
+	struct envelope_rcpt	*r;
+	struct local_job	*lj = NULL;
+	struct mta_rcpt		 mr;
+	char			 mailbox[USERS_PATH_SIZE];
+	size_t			 i;
+
+	for (i = 0; i < a->env.nrcpts; i++) {
+		r = &a->env.rcpts[i];
+		if (!sched_is_local(r) || a->failed[i])
+			continue;
+		a->local++;
+		if (sched.users == NULL || users_mailbox(sched.users, r->addr,
+		    mailbox, sizeof mailbox) == -1) {
+			memset(&mr, 0, sizeof mr);
+			mr.addr = r->addr;
+			mr.dsn = 1;
+			util_strlcpy(mr.relay, SCHED_RELAY_LOCAL,
+			    sizeof mr.relay);
+			mta_status_fill(&mr.st, MTA_PERM, "5.1.1",
+			    "user unknown: no mailbox for %s", r->addr);
+			sched_outcome(a, i, &mr);
+			continue;
+		}
+		if (lj == NULL) {
+			lj = local_job_new(a->fd, a->env.sender,
+			    sched.conf->hostname);
+			a->delivering = xcalloc(a->env.nrcpts, 1);
+			a->mailboxes = xcalloc(a->env.nrcpts,
+			    sizeof *a->mailboxes);
+		}
+		a->delivering[i] = 1;
+		a->mailboxes[local_job_count(lj)] = xstrdup(mailbox);
+		local_job_add(lj, mailbox, r->addr);
+	}
+	if (lj == NULL)
+		return 0;
+	a->local_job = lj;
+	local_job_start(lj, sched_local_cb, a);
+	return 1;
 }
 
 /*
@@ -655,7 +761,7 @@ static void
 sched_start(struct sched_msg *m)
 {
 	struct sched_attempt	*a;
-	size_t			 i, received;
+	size_t			 received;
 
 	if ((a = sched_attempt_new(m, "attempted")) == NULL)
 		return;
@@ -667,12 +773,24 @@ sched_start(struct sched_msg *m)
 		return;
 	}
 	received = sched_received(m->id);
-	if (received > sched.conf->max_received_headers)
+	if (received > sched.conf->max_received_headers) {
 		sched_fail_loop(a, received);
-	else {
-		sched_deliver_local(a);
-		sched_make_jobs(a);
+		sched_run_remote(a);
+		return;
 	}
+	if (sched_deliver_local(a))
+		return;		/* sched_local_cb() goes on */
+	sched_save(a, sched_run_remote);
+}
+
+/* After the Maildirs: one mta job per remote domain, or the record. */
+static void
+sched_run_remote(struct sched_attempt *a)
+{
+	size_t	i;
+
+	if (a->action != SCHED_ACTION_DELETE)
+		sched_make_jobs(a);
 	a->running = a->njobs;
 	if (a->njobs == 0) {
 		sched_record(a);
@@ -991,9 +1109,16 @@ sched_record(struct sched_attempt *a)
 	}
 	env->next_attempt = time(NULL) +
 	    (time_t)(sched.conf->queue_interval / 1000);
-	if (a->changed && queue_env_update(env) == -1)
-		log_warn("%s: cannot update envelope", env->id);
-	sched_attempt_end(a, sched_has_pending(env));
+	/* Ends once every rewrite is on disk: the message is busy till then. */
+	sched_save(a, sched_recorded);
+}
+
+/* The outcome of the attempt is on disk: reschedule. */
+static void
+sched_recorded(struct sched_attempt *a)
+{
+	sched_attempt_end(a, a->action != SCHED_ACTION_DELETE &&
+	    sched_has_pending(&a->env));
 }
 
 /*

@@ -32,7 +32,6 @@
 #include "notify.h"
 #include "pickup.h"
 #include "priv.h"
-#include "pwcheck.h"
 #include "queue.h"
 #include "scheduler.h"
 #include "smtp_server.h"
@@ -40,6 +39,7 @@
 #include "tls.h"
 #include "users.h"
 #include "util.h"
+#include "workpool.h"
 
 /* A listing being written by the control socket's child. */
 struct ternd_list {
@@ -48,7 +48,7 @@ struct ternd_list {
 };
 
 /* Threads that sync accepted messages beside the loop. */
-#define TERND_SYNC_WORKERS	4
+#define TERND_WORKERS		4
 
 static struct {
 	struct event_base	*base;
@@ -588,6 +588,8 @@ main(int argc, char **argv)
 
 	if ((ternd.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	if (workpool_init(ternd.base, &cause) == -1)
+		fatalx("%s", cause);
 	scheduler_init(ternd.base, ternd.conf);
 	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
 	    &cause) == -1)
@@ -608,8 +610,6 @@ main(int argc, char **argv)
 	    ternd_load_tls(ternd.conf, &ternd.tls, &cause) == -1)
 		fatalx("%s", cause);
 	log_info("users: %zu loaded", users_count(ternd.users));
-	if (pwcheck_init(ternd.base, &cause) == -1)
-		fatalx("%s", cause);
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
@@ -645,7 +645,7 @@ main(int argc, char **argv)
 	evsignal_add(ternd.sigterm_ev, NULL);
 	evsignal_add(ternd.sigint_ev, NULL);
 	evsignal_add(ternd.sighup_ev, NULL);
-	if (queue_start_workers(TERND_SYNC_WORKERS, &cause) == -1)
+	if (workpool_start(TERND_WORKERS, &cause) == -1)
 		fatalx("%s", cause);
 
 	log_info("ready");
@@ -662,11 +662,11 @@ main(int argc, char **argv)
 	pickup_shutdown();
 	control_shutdown();
 	smtp_server_free();
-	pwcheck_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();
 	dns_shutdown();
+	workpool_shutdown();
 	queue_shutdown();
 	event_free(ternd.sigterm_ev);
 	event_free(ternd.sigint_ev);

@@ -1105,7 +1105,7 @@ END_TEST
 /* An empty file gives every documented default. */
 START_TEST(test_defaults)
 {
-	struct config	*c = load_ok("");
+	struct config	*c = load_ok(""), *f;
 	char		 buf[1024], want[CONFIG_HOST_SIZE + 16];
 
 	ck_assert_str_eq(c->spool, "/var/spool/tern");
@@ -1157,6 +1157,11 @@ START_TEST(test_defaults)
 		util_strlcat(want, " localhost", sizeof want);
 	domains_text(c, buf, sizeof buf);
 	ck_assert_str_eq(buf, want);
+
+	/* A reload finds the same name (the lookup's answer is kept). */
+	f = config_default();
+	ck_assert_str_eq(f->hostname, c->hostname);
+	config_free(f);
 	config_free(c);
 }
 END_TEST

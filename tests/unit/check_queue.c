@@ -35,6 +35,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "queue.h"
+#include "workpool.h"
 #include "util.h"
 
 /* The id alphabet queue.c documents: digits, capitals but I, L, O, U. */
@@ -43,6 +44,7 @@
 #define MSG_BUFSIZE	16384		/* queue.c's write buffer */
 #define NIDS		10000
 #define NMANY		8
+#define NREWRITES	5
 #define PATH_SIZE	512
 
 static char			 top[64];	/* every spool of this run */
@@ -391,11 +393,13 @@ setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(spool));
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
+	ck_assert_int_eq(workpool_init(base, NULL), 0);
 }
 
 static void
 teardown(void)
 {
+	workpool_shutdown();
 	queue_shutdown();
 	event_base_free(base);
 	remove_tree(AT_FDCWD, spool);
@@ -606,7 +610,7 @@ START_TEST(test_commit_workers)
 	size_t		 i, done, rounds;
 
 	init_spool(NULL, NULL);
-	ck_assert_msg(queue_start_workers(3, &cause) == 0, "%s", cause);
+	ck_assert_msg(workpool_start(3, &cause) == 0, "%s", cause);
 	for (i = 0; i < NMANY; i++) {
 		r[i].calls = r[i].error = 0;
 		snprintf(data[i], sizeof data[i], "Subject: %zu\r\n\r\nbody "
@@ -646,13 +650,14 @@ START_TEST(test_commit_workers_shutdown)
 	size_t		 i;
 
 	init_spool(NULL, NULL);
-	ck_assert_msg(queue_start_workers(2, &cause) == 0, "%s", cause);
+	ck_assert_msg(workpool_start(2, &cause) == 0, "%s", cause);
 	for (i = 0; i < NMANY; i++) {
 		r[i].calls = r[i].error = 0;
 		start_commit(id[i], sizeof id[i], "x\r\n", 3,
 		    "a@example.org", "b@example.net", &r[i]);
 		ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
 	}
+	workpool_shutdown();
 	queue_shutdown();
 	for (i = 0; i < NMANY; i++) {
 		ck_assert_int_eq(r[i].calls, 1);
@@ -1569,6 +1574,132 @@ END_TEST
  */
 #define ENV_FSIZE_LIMIT	512
 
+/* What an envelope rewrite called back with. */
+struct rewrite_result {
+	int	calls;
+	int	error;
+	int	order;		/* of the call among all calls */
+};
+static int	rewrite_calls;
+
+static void
+rewrite_cb(void *arg, int error)
+{
+	struct rewrite_result	*r = arg;
+
+	r->calls++;
+	r->error = error;
+	r->order = ++rewrite_calls;
+}
+
+/* Run the loop until every result has been called back. */
+static void
+rewrite_wait(struct rewrite_result *r, size_t n)
+{
+	size_t	i, done, rounds;
+
+	for (rounds = 0; rounds < 5000; rounds++) {
+		for (done = 0, i = 0; i < n; i++)
+			done += r[i].calls;
+		if (done == n)
+			return;
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_ONCE), -1);
+	}
+	ck_abort_msg("rewrites not called back");
+}
+
+/*
+ * Rewrites on the workers (or inline without threads): called back
+ * later, never at once, in the order asked; the last one asked is what
+ * stays, so results recorded later are never overwritten by older ones.
+ */
+START_TEST(test_env_rewrite)
+{
+	struct rewrite_result	 r[NREWRITES];
+	struct envelope		 env;
+	char			 id[QUEUE_ID_LEN + 1], *cause = NULL;
+	size_t			 i;
+
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, "x\r\n", 3, "alice@example.org",
+	    "bob@example.net");
+	if (_i == 1)
+		ck_assert_msg(workpool_start(3, &cause) == 0, "%s", cause);
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	memset(r, 0, sizeof r);
+	rewrite_calls = 0;
+	for (i = 0; i < NREWRITES; i++) {
+		env.tries = (unsigned)i + 1;
+		ck_assert_ptr_nonnull(queue_env_rewrite(&env, rewrite_cb,
+		    &r[i]));
+		ck_assert_int_eq(r[i].calls, 0);
+	}
+	/* One is under way: the message cannot move meanwhile. */
+	ck_assert_int_eq(queue_hold(id), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	envelope_clear(&env);
+	rewrite_wait(r, NREWRITES);
+	for (i = 0; i < NREWRITES; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		ck_assert_int_eq(r[i].error, 0);
+		ck_assert_int_eq(r[i].order, (int)i + 1);
+	}
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	ck_assert_uint_eq(env.tries, NREWRITES);
+	envelope_clear(&env);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	ck_assert_int_eq(queue_hold(id), 0);
+	workpool_shutdown();
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A message removed while its rewrites are out never comes back; a
+ * cancelled rewrite still happens, silently; a rewrite of a message the
+ * queue does not hold fails with ENOENT, later.
+ */
+START_TEST(test_env_rewrite_removed)
+{
+	struct rewrite_result	 r[3], quiet;
+	struct envelope		 env;
+	char			 id[QUEUE_ID_LEN + 1], *cause = NULL;
+
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, "x\r\n", 3, "alice@example.org",
+	    "bob@example.net");
+	if (_i == 1)
+		ck_assert_msg(workpool_start(2, &cause) == 0, "%s", cause);
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	memset(r, 0, sizeof r);
+	memset(&quiet, 0, sizeof quiet);
+	queue_rewrite_cancel(queue_env_rewrite(&env, rewrite_cb, &quiet));
+	ck_assert_ptr_nonnull(queue_env_rewrite(&env, rewrite_cb, &r[0]));
+	ck_assert_ptr_nonnull(queue_env_rewrite(&env, rewrite_cb, &r[1]));
+	ck_assert_int_eq(queue_remove(id), 0);
+	rewrite_wait(r, 2);
+	ck_assert_int_eq(quiet.calls, 0);
+	ck_assert_int_eq(r[0].error, ENOENT);
+	ck_assert_int_eq(r[1].error, ENOENT);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_uint_eq(queue_count(), 0);
+
+	util_strlcpy(env.id, "0000000000000000", sizeof env.id);
+	env.id[QUEUE_ID_LEN] = '\0';
+	ck_assert_ptr_nonnull(queue_env_rewrite(&env, rewrite_cb, &r[2]));
+	ck_assert_int_eq(r[2].calls, 0);
+	rewrite_wait(&r[2], 1);
+	ck_assert_int_eq(r[2].error, ENOENT);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	envelope_clear(&env);
+	workpool_shutdown();
+	queue_shutdown();
+}
+END_TEST
+
 START_TEST(test_env_update_fails)
 {
 	static const char *const rcpt = "b@example.net";
@@ -1576,6 +1707,7 @@ START_TEST(test_env_update_fails)
 	struct rlimit	 old, rl;
 	struct stat	 before;
 	char		 id[QUEUE_ID_LEN + 1], path[PATH_SIZE], tmp[PATH_SIZE];
+	char		 msg[PATH_SIZE];
 	char		 data[100], big[4000], *was, *now, *cause = NULL;
 	size_t		 wlen, nlen;
 	int		 rc, saved;
@@ -1636,13 +1768,19 @@ START_TEST(test_env_update_fails)
 	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
 	ck_assert_int_eq(count_spool("queue"), 0);
 
-	/* A rename that fails: a directory where the envelope should be. */
+	/*
+	 * A rename that fails: a directory where the envelope should be,
+	 * the content in place.
+	 */
 	make_dir(path);
+	qpath(msg, sizeof msg, "queue", id, "msg");
+	write_all(msg, "x", 1);
 	errno = 0;
 	ck_assert_int_eq(queue_env_update(&env), -1);
 	ck_assert_int_eq(errno, EISDIR);
 	ck_assert_msg(!exists(tmp), "%s left behind", tmp);
 	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(unlink(msg), 0);
 	envelope_clear(&env);
 	free(was);
 	queue_shutdown();
@@ -2383,6 +2521,8 @@ queue_suite(void)
 	tcase_add_loop_test(tc, test_env_load_fails, 0, nitems(bad_loads));
 	tcase_add_test(tc, test_env_update);
 	tcase_add_test(tc, test_env_update_fails);
+	tcase_add_loop_test(tc, test_env_rewrite, 0, 2);
+	tcase_add_loop_test(tc, test_env_rewrite_removed, 0, 2);
 	tcase_add_test(tc, test_remove);
 	tcase_add_test(tc, test_hold_release);
 	tcase_add_test(tc, test_hold_while_committing);
