@@ -26,7 +26,8 @@
  * always with a domain.  The header block is at most PICKUP_HDR_MAX
  * octets.  The message is at most max_message_size octets, every line
  * ends in CRLF, has no other CR or LF and is at most PICKUP_LINE_MAX
- * octets; the file ends with it, so a file cut short never passes.
+ * octets, and no octet is NUL; the file ends with it, so a file cut short
+ * never passes.
  * sendmail has already added what the message lacked (From, Date,
  * Message-ID) and removed Bcc; pickup adds only its Received header.
  *
@@ -235,8 +236,9 @@ pickup_parse_line(const char *line, struct envelope *env, uint64_t *size,
 }
 
 /*
- * The message: CRLF lines only, none longer than PICKUP_LINE_MAX; sets
- * the envelope's body type from what it holds.
+ * The message: CRLF lines only, none longer than PICKUP_LINE_MAX, no NUL
+ * (which no next hop may be sent); sets the envelope's body type from
+ * what it holds.
  */
 static int
 pickup_check_content(const char *p, size_t len, struct envelope *env,
@@ -248,6 +250,11 @@ pickup_check_content(const char *p, size_t len, struct envelope *env,
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)p[i] >= 0x80)
 			eight = 1;
+		/* sendmail refuses them: a file that has one was not its. */
+		if (p[i] == '\0') {
+			util_snprintf(why, whysize, "NUL in the message");
+			return -1;
+		}
 		if (p[i] == '\r') {
 			if (i + 1 >= len || p[i + 1] != '\n')
 				goto bare;

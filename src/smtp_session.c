@@ -139,11 +139,14 @@ enum smtp_reply {
 	SMTP_R_UNKNOWN,
 	SMTP_R_LINE_TOO_LONG,
 	SMTP_R_BARE_NEWLINE,
+	SMTP_R_NUL_CMD,
 	SMTP_R_HELO_SYNTAX,
 	SMTP_R_EHLO_SYNTAX,
 	SMTP_R_MAIL_SYNTAX,
 	SMTP_R_RCPT_SYNTAX,
 	SMTP_R_DATA_SYNTAX,
+	SMTP_R_RSET_SYNTAX,
+	SMTP_R_QUIT_SYNTAX,
 	SMTP_R_VRFY_SYNTAX,
 	SMTP_R_NOT_IMPLEMENTED,
 	SMTP_R_NEED_HELO,
@@ -158,6 +161,7 @@ enum smtp_reply {
 	SMTP_R_RELAY_DENIED,
 	SMTP_R_DATA_BARE,
 	SMTP_R_DATA_LONG_LINE,
+	SMTP_R_DATA_NUL,
 	SMTP_R_PARAM_SYNTAX,
 	SMTP_R_IN_TX,
 	SMTP_R_TLS_READY,
@@ -214,11 +218,14 @@ static const struct smtp_reply_entry {
 	[SMTP_R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
 	[SMTP_R_BARE_NEWLINE] = { 500, "5.5.2",
 	    "Error: bare CR or LF in command" },
+	[SMTP_R_NUL_CMD] = { 500, "5.5.2", "Error: NUL octet in command" },
 	[SMTP_R_HELO_SYNTAX] = { 501, "5.5.4", "Syntax: HELO hostname" },
 	[SMTP_R_EHLO_SYNTAX] = { 501, "5.5.4", "Syntax: EHLO hostname" },
 	[SMTP_R_MAIL_SYNTAX] = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
 	[SMTP_R_RCPT_SYNTAX] = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
 	[SMTP_R_DATA_SYNTAX] = { 501, "5.5.4", "Syntax: DATA" },
+	[SMTP_R_RSET_SYNTAX] = { 501, "5.5.4", "Syntax: RSET" },
+	[SMTP_R_QUIT_SYNTAX] = { 501, "5.5.4", "Syntax: QUIT" },
 	[SMTP_R_VRFY_SYNTAX] = { 501, "5.5.4", "Syntax: VRFY address" },
 	[SMTP_R_NOT_IMPLEMENTED] = { 502, "5.5.1",
 	    "Error: command not implemented" },
@@ -237,6 +244,7 @@ static const struct smtp_reply_entry {
 	    "Message contains bare CR or LF" },
 	[SMTP_R_DATA_LONG_LINE] = { 554, "5.6.0",
 	    "Message contains a line longer than 1000 octets" },
+	[SMTP_R_DATA_NUL] = { 554, "5.6.0", "Message contains a NUL octet" },
 	[SMTP_R_PARAM_SYNTAX] = { 501, "5.5.4",
 	    "Syntax error in parameters" },
 	[SMTP_R_IN_TX] = { 503, "5.5.1", "Error: MAIL transaction in progress" },
@@ -534,26 +542,24 @@ smtp_reply_line(struct smtp_session *s, int code, char sep, const char *esc,
 }
 
 /*
- * Answer with an entry of the reply table.  Errors are counted; past the
- * limit the session is told so and closed.
+ * Answer with an entry of the reply table.  Errors are counted: the one
+ * past the limit is answered with 421 instead, its one reply, and the
+ * session closes once that has left.
  */
 static void
 smtp_reply(struct smtp_session *s, enum smtp_reply r, const char *arg)
 {
 	const struct smtp_reply_entry	*e = &smtp_replies[r];
 
-	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
-	if (e->code == 421) {
-		s->flags |= SMTP_F_QUIT;
-		return;
-	}
-	if (e->code >= 400 && ++s->errors > smtp_conf->max_errors) {
-		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
-		smtp_reply_line(s, e->code, ' ', e->esc, e->text,
-		    smtp_conf->hostname);
+	if (e->code >= 400 && e->code != 421 &&
+	    ++s->errors > smtp_conf->max_errors) {
 		log_info("too many errors from [%s]", s->addr);
-		s->flags |= SMTP_F_QUIT;
+		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
+		arg = smtp_conf->hostname;
 	}
+	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
+	if (e->code == 421)
+		s->flags |= SMTP_F_QUIT;
 }
 
 static void
@@ -1117,9 +1123,14 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	smtp_enter_state(s, SMTP_STATE_DATA);
 }
 
+/* RSET and QUIT take no parameters (RFC 5321 4.1.1.5, 4.1.1.10). */
 static void
 smtp_cmd_rset(struct smtp_session *s, const char *args)
 {
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_RSET_SYNTAX, NULL);
+		return;
+	}
 	smtp_tx_free(s);
 	smtp_reply(s, SMTP_R_OK, NULL);
 }
@@ -1133,6 +1144,10 @@ smtp_cmd_noop(struct smtp_session *s, const char *args)
 static void
 smtp_cmd_quit(struct smtp_session *s, const char *args)
 {
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_QUIT_SYNTAX, NULL);
+		return;
+	}
 	smtp_reply(s, SMTP_R_QUIT, NULL);
 	s->flags |= SMTP_F_QUIT;
 }
@@ -1559,6 +1574,7 @@ smtp_process_line(struct smtp_session *s)
 	struct evbuffer		*in = bufferevent_get_input(s->bev);
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, len, max;
+	enum smtp_line		 rc;
 	int			 auth = s->state == SMTP_STATE_AUTH;
 
 	max = auth ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
@@ -1582,12 +1598,13 @@ smtp_process_line(struct smtp_session *s)
 		return 0;
 	}
 	evbuffer_remove(in, smtp_line, len);
-	if (smtp_parse_line(smtp_line, len) != SMTP_LINE_OK) {
+	if ((rc = smtp_parse_line(smtp_line, len)) != SMTP_LINE_OK) {
 		explicit_bzero(smtp_line, len);
 		if (auth)
 			smtp_auth_end(s, SMTP_R_AUTH_BAD);
 		else
-			smtp_reply(s, SMTP_R_BARE_NEWLINE, NULL);
+			smtp_reply(s, rc == SMTP_LINE_NUL ? SMTP_R_NUL_CMD :
+			    SMTP_R_BARE_NEWLINE, NULL);
 		return 0;
 	}
 	smtp_line[len - 2] = '\0';
@@ -1609,6 +1626,8 @@ smtp_data_end(struct smtp_session *s)
 
 	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
 		r = SMTP_R_DATA_LONG_LINE;
+	else if (tx->dot.error == SMTP_DATA_NUL)
+		r = SMTP_R_DATA_NUL;
 	else if (tx->dot.error != SMTP_DATA_OK)
 		r = SMTP_R_DATA_BARE;
 	else if (tx->error == SMTP_TX_TOO_BIG)
