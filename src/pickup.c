@@ -105,6 +105,7 @@ static struct {
 	struct pickup_done	*done;
 	size_t			 ndone;
 	int			 stopped;
+	int			 no_room;	/* files wait for spool space */
 } pickup = { .dirfd = -1, .inotifyfd = -1 };
 
 /* Run the next turn of a pass after the loop has looked at its I/O. */
@@ -623,6 +624,24 @@ pickup_file(const char *name)
 		pickup_remove(name, uid, "larger than max_message_size");
 		return 0;
 	}
+	/*
+	 * As ternd refuses MAIL on a full spool: the file stays where it is
+	 * until the next pass finds room.  Said once, not once a file.
+	 */
+	if (!queue_has_room(-1, (uint64_t)st.st_size,
+	    pickup.conf->min_free_space)) {
+		close(fd);
+		if (!pickup.no_room)
+			log_warnx("pickup: insufficient system storage (less "
+			    "than min_free_space would be left); maildrop "
+			    "files wait");
+		pickup.no_room = 1;
+		return 0;
+	}
+	if (pickup.no_room)
+		log_info("pickup: the spool has room again; maildrop files "
+		    "are taken");
+	pickup.no_room = 0;
 	if (pickup_read(fd, max, &buf, &len) == -1) {
 		if (errno == EFBIG) {
 			close(fd);
@@ -819,6 +838,9 @@ void
 pickup_set_config(const struct config *conf)
 {
 	pickup.conf = conf;
+	/* A new min_free_space may let waiting files go now. */
+	if (pickup.no_room)
+		pickup_wake();
 }
 
 /*

@@ -72,6 +72,7 @@ enum smtp_tx_error {
 	SMTP_TX_OK,
 	SMTP_TX_TOO_BIG,
 	SMTP_TX_WRITE,
+	SMTP_TX_NO_ROOM,
 };
 
 /* The parameters of the RCPT command being run. */
@@ -88,6 +89,7 @@ struct smtp_tx {
 	struct queue_commit	*commit;
 	struct smtp_data	 dot;
 	uint64_t		 size;
+	uint64_t		 declared;	/* MAIL's SIZE=, or 0 */
 	enum smtp_tx_error	 error;
 	char			 id[ENVELOPE_ID_SIZE];
 };
@@ -136,6 +138,7 @@ enum smtp_reply {
 	SMTP_R_TOO_MANY_ERRORS,
 	SMTP_R_TOO_MANY_RCPTS,
 	SMTP_R_SPOOL_ERROR,
+	SMTP_R_NO_ROOM,
 	SMTP_R_UNKNOWN,
 	SMTP_R_LINE_TOO_LONG,
 	SMTP_R_BARE_NEWLINE,
@@ -214,6 +217,7 @@ static const struct smtp_reply_entry {
 	    "Error: too many recipients" },
 	[SMTP_R_SPOOL_ERROR] = { 451, "4.3.0",
 	    "Error: queue file write error" },
+	[SMTP_R_NO_ROOM] = { 452, "4.3.1", "Insufficient system storage" },
 	[SMTP_R_UNKNOWN] = { 500, "5.5.2", "Error: command not recognized" },
 	[SMTP_R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
 	[SMTP_R_BARE_NEWLINE] = { 500, "5.5.2",
@@ -680,6 +684,7 @@ smtp_param_size(struct smtp_session *s, const char *value)
 		return SMTP_R_BAD_PARAM;
 	if (size > smtp_conf->max_message_size)
 		return SMTP_R_SIZE;
+	s->tx->declared = size;
 	return SMTP_R_OK;
 }
 
@@ -858,6 +863,30 @@ smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
 	return smtp_users != NULL && users_owns(smtp_users, s->user, sender);
 }
 
+/*
+ * A full spool is said before the client sends the message: room for
+ * the SIZE it announced (if any) and min_free_space besides, or 452.
+ */
+static int
+smtp_has_room(struct smtp_session *s, const char *verb)
+{
+	if (queue_has_room(-1, s->tx->declared, smtp_conf->min_free_space))
+		return 1;
+	log_warnx("reject: %s from [%s]: insufficient spool space: size=%"
+	    PRIu64 ", min_free_space=%" PRIu64, verb, s->addr,
+	    s->tx->declared, smtp_conf->min_free_space);
+	smtp_tx_free(s);
+	smtp_reply(s, SMTP_R_NO_ROOM, NULL);
+	return 0;
+}
+
+/* The reply for a spool that failed with errno e. */
+static enum smtp_reply
+smtp_spool_reply(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? SMTP_R_NO_ROOM : SMTP_R_SPOOL_ERROR;
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -894,6 +923,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_has_room(s, "MAIL"))
+		return;
 	utf8 = addr_is_utf8(&a);
 	if (utf8 && !s->tx->env.smtputf8) {
 		smtp_tx_free(s);
@@ -1105,15 +1136,19 @@ static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx	*tx = s->tx;
+	enum smtp_reply	 r;
 
 	if (*args != '\0') {
 		smtp_reply(s, SMTP_R_DATA_SYNTAX, NULL);
 		return;
 	}
+	if (!smtp_has_room(s, "DATA"))
+		return;
 	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
 	if (tx->msg == NULL || smtp_write_received(s) == -1) {
+		r = smtp_spool_reply(errno);
 		smtp_tx_free(s);
-		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		smtp_reply(s, r, NULL);
 		return;
 	}
 	tx->size = 0;
@@ -1634,6 +1669,8 @@ smtp_data_end(struct smtp_session *s)
 		r = SMTP_R_SIZE;
 	else if (tx->error == SMTP_TX_WRITE)
 		r = SMTP_R_SPOOL_ERROR;
+	else if (tx->error == SMTP_TX_NO_ROOM)
+		r = SMTP_R_NO_ROOM;
 	if (r != SMTP_R_OK) {
 		log_info("reject: DATA from [%s]: %s", s->addr,
 		    smtp_replies[r].text);
@@ -1679,7 +1716,9 @@ smtp_process_data(struct smtp_session *s)
 			else if (queue_msg_write(tx->msg, smtp_data_out,
 			    outlen) == -1) {
 				log_warn("[%s]: queue file write", s->addr);
-				tx->error = SMTP_TX_WRITE;
+				tx->error = smtp_spool_reply(errno) ==
+				    SMTP_R_NO_ROOM ? SMTP_TX_NO_ROOM :
+				    SMTP_TX_WRITE;
 			}
 		}
 		evbuffer_drain(in, consumed);
@@ -1741,7 +1780,7 @@ smtp_commit_cb(void *arg, int error)
 	if (error != 0) {
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);
-		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else {
 		log_mail("smtpd", "%s: client=[%s], helo=%s", tx->id,
 		    s->addr, log_escape(esc, sizeof esc, s->helo,

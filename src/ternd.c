@@ -151,7 +151,8 @@ ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 	if (conf->tls_cert[0] == '\0')
 		return 0;
 	if ((*ctx = tls_server_ctx(conf->tls_cert, conf->tls_key,
-	    cause)) == NULL)
+	    &(struct tls_offer){ conf->tls_ciphers, conf->tls_ciphersuites,
+	    conf->tls_protocols }, cause)) == NULL)
 		return -1;
 	return 0;
 }

@@ -7,11 +7,20 @@ NUL in a command is named as such; RSET and QUIT take no arguments; the
 command that goes past max_errors gets the 421 as its only reply and the
 connection closes; a quoted local part that needs no quotes is the same
 address as the plain one for local users, aliases and the sender check;
-pickup removes a maildrop file with a NUL in it.
+pickup removes a maildrop file with a NUL in it.  A spool short of
+space (min_free_space) is said at MAIL with 452 4.3.1, before the client
+sends anything, while EHLO still offers SIZE; sendmail then exits 75
+without writing, and pickup leaves maildrop files until there is room.
+The free-space tests use the real statvfs of the spool, with
+min_free_space set around what is really free.
 """
 
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -239,6 +248,116 @@ class PickupNul(TernTestCase):
                    r"message$" % os.getuid())
         self.assertEqual(os.listdir(drop), [])
         self.assertEqual(t.queued(), [])
+
+
+NO_ROOM = "452 4.3.1 Insufficient system storage"
+HUGE = "1048576G"		# more than any test machine has free
+EX_TEMPFAIL = 75
+BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
+
+
+def put_maildrop(t, name, body):
+    """A maildrop file the way sendmail writes one (rename)."""
+    drop = t.path("maildrop")
+    ternlib.wait_for(lambda: os.path.isdir(drop), DELIVER_TIMEOUT,
+                     "maildrop/")
+    data = (b"TERN-MAILDROP 1\nsender: a@b.test\nrcpt: r@dest.test\n"
+            b"size: %d\n\n" % len(body)) + body
+    tmp = os.path.join(drop, ".tmp." + name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, os.path.join(drop, name))
+
+
+class SpoolSpace(TernTestCase):
+
+    def test_mail_refused_before_data(self):
+        t = self.tern(main={"min_free_space": HUGE})
+        c = t.session()
+        # SIZE is still offered.
+        r = c.cmd("EHLO client.test")
+        self.assertIn("SIZE 26214400", r.texts)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), NO_ROOM)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org> SIZE=1000"),
+                         NO_ROOM)
+        self.assertReply(c.cmd("RCPT TO:<b@local.test>"), NEED_MAIL)
+        self.assertReply(c.cmd("QUIT"), BYE)
+        t.wait_log(r"reject: MAIL from \[127\.0\.0\.1\]: insufficient "
+                   r"spool space: size=1000, min_free_space=%d"
+                   % (1048576 << 30))
+        self.assertEqual(t.queued(), [])
+        # Room again (a reload): the same client is served.
+        t.write_config(main={"min_free_space": "1M"})
+        t.reload()
+        qid = t.send_message("a@example.org", ["b@local.test"],
+                             b"Subject: room\r\n\r\nHello.\r\n")
+        self.assertEqual(t.queued(), [qid])
+
+    def test_size_counts(self):
+        t = self.tern(start=False)
+        # What is free now, less 2 GiB: a small message fits, one of
+        # 4 GiB does not, whatever else on the machine writes meanwhile.
+        sv = os.statvfs(t.spool)
+        free = sv.f_bavail * sv.f_frsize
+        if free < (3 << 30):
+            self.fail("the test needs 3 GiB free in %s, not %d octets"
+                      % (t.spool, free))
+        t.write_config(main={"min_free_space": str(free - (2 << 30))},
+                       smtp={"max_message_size": "8G"})
+        t.start()
+        c = t.session()
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org> SIZE=%d"
+                               % (4 << 30)), NO_ROOM)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org> SIZE=1000"),
+                         MAIL_OK)
+        self.assertReply(c.cmd("RCPT TO:<b@local.test>"), RCPT_OK)
+        self.assertReply(c.cmd("DATA"), GO_AHEAD)
+        c.send(b"Subject: x\r\n\r\nHello.\r\n.\r\n")
+        qid = queued_id(c.reply())
+        self.assertEqual(t.queued(), [qid])
+
+    def test_sendmail_refuses(self):
+        t = self.tern(main={"min_free_space": HUGE})
+        tmp = tempfile.mkdtemp(prefix="tern-e2e-content-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        link = os.path.join(tmp, "sendmail")
+        os.symlink(os.path.join(BUILDDIR, "src", "ternctl"), link)
+        env = dict(os.environ, TERN_CONFIG=t.conf)
+        p = subprocess.run([link, "r@dest.test"],
+                           input=b"Subject: x\n\nbody\n",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=env, timeout=30)
+        self.assertEqual(p.returncode, EX_TEMPFAIL, p.stderr)
+        self.assertIn(b"insufficient system storage", p.stderr)
+        self.assertIn(b"message not sent", p.stderr)
+        self.assertEqual(os.listdir(t.path("maildrop")), [])
+        # With room, the same submission goes through.
+        t.write_config(main={"min_free_space": "1M"})
+        p = subprocess.run([link, "r@dest.test"],
+                           input=b"Subject: x\n\nbody\n",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=env, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_pickup_waits(self):
+        t = self.tern(main={"min_free_space": HUGE})
+        put_maildrop(t, "one", b"Subject: one\r\n\r\nHello.\r\n")
+        t.wait_log(r"pickup: insufficient system storage .*maildrop files "
+                   r"wait$")
+        put_maildrop(t, "two", b"Subject: two\r\n\r\nHello.\r\n")
+        # A file event makes a pass: it too waits, unsaid.
+        time.sleep(1.5)
+        self.assertEqual(sorted(os.listdir(t.path("maildrop"))),
+                         ["one", "two"])
+        self.assertEqual(t.queued(), [])
+        self.assertEqual(len(re.findall(r"maildrop files wait", t.log())),
+                         1, t.log())
+        t.write_config(main={"min_free_space": "1M"})
+        t.reload()
+        t.wait_log(r"pickup: the spool has room again")
+        ternlib.wait_for(lambda: os.listdir(t.path("maildrop")) == [],
+                         DELIVER_TIMEOUT, "maildrop/ to be empty")
+        self.assertEqual(len(t.queued()), 2)
 
 
 if __name__ == "__main__":
