@@ -198,6 +198,41 @@ addr_parse_quoted(struct addr_parser *ps, struct addr_buf *b)
 }
 
 /*
+ * A quoted local part that needs no quotes names the same mailbox as its
+ * plain form (RFC 5321 4.1.2): "alice" and "al\ice" are alice.  When the
+ * content, its quoted pairs undone, is a Dot-string, it replaces the
+ * quoted form, so that lookups, aliases, the sender check and the next
+ * hop all see one spelling; otherwise the local part stays as sent.
+ */
+static void
+addr_unquote(char *local)
+{
+	char		buf[ADDR_LOCAL_SIZE];
+	unsigned char	c;
+	size_t		i, o = 0;
+	int		dot = 1;	/* at the start or after a dot */
+
+	for (i = 1; local[i] != '"' && local[i] != '\0'; i++) {
+		c = (unsigned char)local[i];
+		if (c == '\\')
+			c = (unsigned char)local[++i];
+		if (c == '.') {
+			if (dot)
+				return;
+			dot = 1;
+		} else if (addr_is_atext(c) || c >= 0x80)
+			dot = 0;
+		else
+			return;
+		buf[o++] = (char)c;
+	}
+	if (dot)
+		return;
+	buf[o] = '\0';
+	memcpy(local, buf, o + 1);
+}
+
+/*
  * Domain = sub-domain *("." sub-domain), sub-domain = Let-dig [Ldh-str],
  * with U-labels when UTF-8 is seen.  Copied lowercased (ASCII letters
  * only); one trailing dot is accepted and left out.  Label length counts
@@ -348,9 +383,10 @@ addr_parse_mailbox(struct addr_parser *ps, struct addr *a, int flags)
 	b.s = a->local;
 	b.len = 0;
 	b.max = ADDR_LOCAL_MAX;
-	if (*ps->p == '"')
-		rc = addr_parse_quoted(ps, &b);
-	else
+	if (*ps->p == '"') {
+		if ((rc = addr_parse_quoted(ps, &b)) == 0)
+			addr_unquote(a->local);
+	} else
 		rc = addr_parse_dot_string(ps, &b);
 	if (rc == -1)
 		return -1;

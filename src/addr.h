@@ -17,8 +17,9 @@
 /*
  * A mailbox.  The null reverse path has both parts empty; a bare
  * "<Postmaster>" recipient has an empty domain.  local keeps the local part
- * exactly as sent, quotes included (it is what the next hop must see);
- * domain is lowercased, its one trailing dot removed.
+ * as sent, quotes included (it is what the next hop must see), except that
+ * quotes it does not need are removed ("alice" is alice); domain is
+ * lowercased, its one trailing dot removed.
  */
 struct addr {
 	char	local[ADDR_LOCAL_SIZE];

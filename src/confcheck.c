@@ -101,7 +101,8 @@ confcheck_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 	    confcheck_open("tls_key", conf->tls_key, cause) == -1)
 		return -1;
 	if ((*ctx = tls_server_ctx(conf->tls_cert, conf->tls_key,
-	    cause)) == NULL)
+	    &(struct tls_offer){ conf->tls_ciphers, conf->tls_ciphersuites,
+	    conf->tls_protocols }, cause)) == NULL)
 		return -1;
 	return 0;
 }

@@ -29,6 +29,7 @@
 #include "addr.h"
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 /* Longest line accepted in a file, end of line excluded. */
@@ -199,6 +200,20 @@ static const struct config_type config_type_addr = {
 	config_parse_addr, config_print_string, NULL
 };
 
+/* TLS offers: cipher strings OpenSSL must take, a range of versions. */
+static int	config_parse_ciphers(struct config *,
+		    const struct config_key *, const char *, char **);
+static int	config_parse_protocols(struct config *,
+		    const struct config_key *, const char *, char **);
+static void	config_print_protocols(const struct config *,
+		    const struct config_key *, FILE *);
+static const struct config_type config_type_ciphers = {
+	config_parse_ciphers, config_print_string, NULL
+};
+static const struct config_type config_type_protocols = {
+	config_parse_protocols, config_print_protocols, NULL
+};
+
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
 	{ "stderr", LOG_TARGET_STDERR },
@@ -241,6 +256,9 @@ static const struct config_key config_keys[] = {
 	  CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
 	{ "main", "spool", &config_type_path, CONFIG_OFF(spool), 0,
 	  CONFIG_PATH_SIZE, "/var/spool/tern", 0, 0, NULL },
+	{ "main", "min_free_space", &config_type_size,
+	  CONFIG_OFF(min_free_space), 0, 0, "100M", 0, 1024 * 1024 * CONFIG_G,
+	  NULL },
 	{ "main", "log", &config_type_enum, CONFIG_OFF(log), 0, 0,
 	  "syslog", 0, 0, config_choices_log },
 	{ "main", "log_server", &config_type_gateway, CONFIG_OFF(log_server),
@@ -297,6 +315,13 @@ static const struct config_key config_keys[] = {
 	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
 	{ "smtp", "tls_key", &config_type_opt_path, CONFIG_OFF(tls_key), 0,
 	  CONFIG_PATH_SIZE, "", 0, 0, NULL },
+	{ "smtp", "tls_protocols", &config_type_protocols,
+	  CONFIG_OFF(tls_protocols), 0, 0, TLS_DEFAULT_PROTOCOLS, 0, 0, NULL },
+	{ "smtp", "tls_ciphers", &config_type_ciphers, CONFIG_OFF(tls_ciphers),
+	  0, CONFIG_CIPHERS_SIZE, TLS_DEFAULT_CIPHERS, 0, 0, NULL },
+	{ "smtp", "tls_ciphersuites", &config_type_ciphers,
+	  CONFIG_OFF(tls_ciphersuites), 0, CONFIG_CIPHERS_SIZE,
+	  TLS_DEFAULT_SUITES, 1, 0, NULL },
 	{ "smtp", "auth_plaintext", &config_type_bool,
 	  CONFIG_OFF(auth_plaintext), 0, 0, "no", 0, 0, NULL },
 	{ "smtp", "auth_sender_check", &config_type_bool,
@@ -532,6 +557,43 @@ config_parse_opt_path(struct config *c, const struct config_key *k,
 		return 0;
 	}
 	return config_parse_path(c, k, value, cause);
+}
+
+/* An OpenSSL cipher string: TLS 1.3 suites when k->min is 1. */
+static int
+config_parse_ciphers(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char	*why = NULL;
+
+	if (strlen(value) >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	if (tls_check_ciphers(value, k->min == 1, &why) == -1) {
+		*cause = why;
+		return -1;
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
+}
+
+/* "TLSv1.2 TLSv1.3": stored as TLS_PROTO_* bits. */
+static int
+config_parse_protocols(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	return tls_parse_protocols(value, CONFIG_FIELD(c, k, int), cause);
+}
+
+static void
+config_print_protocols(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	char	buf[64];
+
+	tls_format_protocols(*CONFIG_CFIELD(c, k, int), buf, sizeof buf);
+	fputs(buf, fp);
 }
 
 static void

@@ -22,6 +22,7 @@
 #define CONFIG_PATH_SIZE	1024
 #define CONFIG_NAME_SIZE	64	/* user and group names */
 #define CONFIG_ADDR_SIZE	520	/* local@domain */
+#define CONFIG_CIPHERS_SIZE	1024	/* an OpenSSL cipher string */
 
 /* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
 struct config_listen {
@@ -58,6 +59,7 @@ struct config {
 	/* [main] */
 	char			 hostname[CONFIG_HOST_SIZE];
 	char			 spool[CONFIG_PATH_SIZE];
+	uint64_t		 min_free_space;	/* 0: not checked */
 	enum log_target		 log;
 	char			 log_server[CONFIG_HOST_SIZE];	/* "" for none */
 	uint64_t		 log_server_port;
@@ -89,6 +91,9 @@ struct config {
 	size_t			 nsmtps_listen;
 	char			 tls_cert[CONFIG_PATH_SIZE];	/* "": no TLS */
 	char			 tls_key[CONFIG_PATH_SIZE];
+	int			 tls_protocols;		/* TLS_PROTO_* */
+	char			 tls_ciphers[CONFIG_CIPHERS_SIZE];
+	char			 tls_ciphersuites[CONFIG_CIPHERS_SIZE];
 	int			 auth_plaintext;
 	int			 auth_sender_check;
 	uint64_t		 auth_max_failures;

@@ -26,7 +26,8 @@
  * always with a domain.  The header block is at most PICKUP_HDR_MAX
  * octets.  The message is at most max_message_size octets, every line
  * ends in CRLF, has no other CR or LF and is at most PICKUP_LINE_MAX
- * octets; the file ends with it, so a file cut short never passes.
+ * octets, and no octet is NUL; the file ends with it, so a file cut short
+ * never passes.
  * sendmail has already added what the message lacked (From, Date,
  * Message-ID) and removed Bcc; pickup adds only its Received header.
  *
@@ -104,6 +105,7 @@ static struct {
 	struct pickup_done	*done;
 	size_t			 ndone;
 	int			 stopped;
+	int			 no_room;	/* files wait for spool space */
 } pickup = { .dirfd = -1, .inotifyfd = -1 };
 
 /* Run the next turn of a pass after the loop has looked at its I/O. */
@@ -235,8 +237,9 @@ pickup_parse_line(const char *line, struct envelope *env, uint64_t *size,
 }
 
 /*
- * The message: CRLF lines only, none longer than PICKUP_LINE_MAX; sets
- * the envelope's body type from what it holds.
+ * The message: CRLF lines only, none longer than PICKUP_LINE_MAX, no NUL
+ * (which no next hop may be sent); sets the envelope's body type from
+ * what it holds.
  */
 static int
 pickup_check_content(const char *p, size_t len, struct envelope *env,
@@ -248,6 +251,11 @@ pickup_check_content(const char *p, size_t len, struct envelope *env,
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)p[i] >= 0x80)
 			eight = 1;
+		/* sendmail refuses them: a file that has one was not its. */
+		if (p[i] == '\0') {
+			util_snprintf(why, whysize, "NUL in the message");
+			return -1;
+		}
 		if (p[i] == '\r') {
 			if (i + 1 >= len || p[i + 1] != '\n')
 				goto bare;
@@ -616,6 +624,24 @@ pickup_file(const char *name)
 		pickup_remove(name, uid, "larger than max_message_size");
 		return 0;
 	}
+	/*
+	 * As ternd refuses MAIL on a full spool: the file stays where it is
+	 * until the next pass finds room.  Said once, not once a file.
+	 */
+	if (!queue_has_room(-1, (uint64_t)st.st_size,
+	    pickup.conf->min_free_space)) {
+		close(fd);
+		if (!pickup.no_room)
+			log_warnx("pickup: insufficient system storage (less "
+			    "than min_free_space would be left); maildrop "
+			    "files wait");
+		pickup.no_room = 1;
+		return 0;
+	}
+	if (pickup.no_room)
+		log_info("pickup: the spool has room again; maildrop files "
+		    "are taken");
+	pickup.no_room = 0;
 	if (pickup_read(fd, max, &buf, &len) == -1) {
 		if (errno == EFBIG) {
 			close(fd);
@@ -812,6 +838,9 @@ void
 pickup_set_config(const struct config *conf)
 {
 	pickup.conf = conf;
+	/* A new min_free_space may let waiting files go now. */
+	if (pickup.no_room)
+		pickup_wake();
 }
 
 /*

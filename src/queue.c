@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 
 #include <dirent.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1603,4 +1605,57 @@ queue_list(queue_scan_cb cb, void *arg, char **cause)
 	}
 	free(list);
 	return 0;
+}
+
+/*
+ * Whether the spool's filesystem has room for a message of size octets
+ * (0 when not announced) with min_free octets left over, and a few inodes:
+ * 1 yes, 0 no (errno ENOSPC).  fd is a descriptor on the filesystem, or
+ * -1 for the daemon's spool, whose answer is kept for QUEUE_ROOM_CACHE
+ * (statvfs is quick, but it is a system call on the loop for each MAIL).
+ * min_free 0 turns the check off; when the space cannot be read the answer
+ * is yes: a write that fails still fails the message.
+ */
+#define QUEUE_ROOM_CACHE	1	/* seconds */
+#define QUEUE_ROOM_INODES	64
+
+int
+queue_has_room(int fd, uint64_t size, uint64_t min_free)
+{
+	static struct {
+		time_t		 at;		/* monotonic seconds; 0: none */
+		uint64_t	 avail;
+		int		 inodes;	/* enough of them */
+	} cache;
+	struct statvfs	 sv;
+	struct timespec	 now;
+	uint64_t	 avail;
+	int		 inodes;
+
+	if (min_free == 0)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (fd == -1 && cache.at != 0 &&
+	    now.tv_sec - cache.at < QUEUE_ROOM_CACHE) {
+		avail = cache.avail;
+		inodes = cache.inodes;
+	} else {
+		if (fstatvfs(fd == -1 ? queue.spoolfd : fd, &sv) == -1) {
+			log_warn("queue: free space of the spool");
+			return 1;
+		}
+		avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+		/* Some filesystems have no inode count: f_files is 0. */
+		inodes = sv.f_files == 0 || sv.f_favail >= QUEUE_ROOM_INODES;
+		if (fd == -1) {
+			cache.at = now.tv_sec > 0 ? now.tv_sec : 1;
+			cache.avail = avail;
+			cache.inodes = inodes;
+		}
+	}
+	if (!inodes || avail < min_free || avail - min_free < size) {
+		errno = ENOSPC;
+		return 0;
+	}
+	return 1;
 }

@@ -72,4 +72,6 @@ int		 queue_msg_open(const char *);
 int		 queue_msg_headers(const char *, char **, size_t *);
 int		 queue_msg_read(const char *, size_t, char **, size_t *);
 
+int		 queue_has_room(int, uint64_t, uint64_t);
+
 #endif

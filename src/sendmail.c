@@ -704,6 +704,17 @@ sendmail_drop(struct sendmail *sm)
 		free(hdr.data);
 		return EX_CANTCREAT;
 	}
+	/* As ternd would refuse it at MAIL: a full spool is no place. */
+	if (!queue_has_room(dirfd, hdr.len + sm->msg.len,
+	    sm->conf->min_free_space)) {
+		util_format_size(tmp, sizeof tmp, sm->conf->min_free_space);
+		sendmail_warnx("%s: insufficient system storage (less than "
+		    "min_free_space %s would be left); message not sent, try "
+		    "again later", dir, tmp);
+		close(dirfd);
+		free(hdr.data);
+		return EX_TEMPFAIL;
+	}
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0640);
 	if (fd == -1 || fchmod(fd, 0640) == -1) {

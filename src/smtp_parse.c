@@ -44,6 +44,7 @@ static const char *smtp_parse_data_errors[] = {
 	[SMTP_DATA_BARE_CR] = "bare CR in message data",
 	[SMTP_DATA_BARE_LF] = "bare LF in message data",
 	[SMTP_DATA_LINE_TOO_LONG] = "message line longer than 998 octets",
+	[SMTP_DATA_NUL] = "NUL octet in message data",
 };
 
 static const char smtp_parse_hex[] = "0123456789ABCDEF";
@@ -354,10 +355,21 @@ smtp_data_bare(struct smtp_data *d, enum smtp_data_error e)
 	d->state = SMTP_DATA_S_TEXT;
 }
 
-/* One octet inside a line, or at the start of one that cannot end. */
+/*
+ * One octet inside a line, or at the start of one that cannot end.  A
+ * NUL is never written (a next hop that drops NULs before it looks for
+ * the end of data must see only what we saw), but it still makes the
+ * line one that cannot end the message.
+ */
 static void
 smtp_data_text(struct smtp_data *d, struct smtp_data_sink *o, char c)
 {
+	if (c == '\0') {
+		if (!d->normalize)
+			smtp_data_set_error(d, SMTP_DATA_NUL);
+		d->state = SMTP_DATA_S_TEXT;
+		return;
+	}
 	if (c == '\r') {
 		smtp_data_put(d, o, '\r');
 		d->state = SMTP_DATA_S_CR;

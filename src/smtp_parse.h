@@ -76,13 +76,17 @@ int	 smtp_parse_reply(const char *, struct smtp_reply_line *);
  * ending in CRLF, and stops at the first CRLF "." CRLF.  Only that sequence
  * ends the message: in strict mode a bare CR or LF is an error; in
  * normalizing mode it becomes CRLF, and the line after it can never end
- * the message.  Errors are recorded and the machine drains to the end.
+ * the message.  A NUL octet is never written: in strict mode it is an
+ * error, in normalizing mode it is dropped.  Either way it is a text octet
+ * for finding the end, so a line that held one never ends the message.
+ * Errors are recorded and the machine drains to the end.
  */
 enum smtp_data_error {
 	SMTP_DATA_OK,
 	SMTP_DATA_BARE_CR,
 	SMTP_DATA_BARE_LF,
 	SMTP_DATA_LINE_TOO_LONG,
+	SMTP_DATA_NUL,
 };
 
 struct smtp_data {

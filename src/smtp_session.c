@@ -72,6 +72,7 @@ enum smtp_tx_error {
 	SMTP_TX_OK,
 	SMTP_TX_TOO_BIG,
 	SMTP_TX_WRITE,
+	SMTP_TX_NO_ROOM,
 };
 
 /* The parameters of the RCPT command being run. */
@@ -88,6 +89,7 @@ struct smtp_tx {
 	struct queue_commit	*commit;
 	struct smtp_data	 dot;
 	uint64_t		 size;
+	uint64_t		 declared;	/* MAIL's SIZE=, or 0 */
 	enum smtp_tx_error	 error;
 	char			 id[ENVELOPE_ID_SIZE];
 };
@@ -136,14 +138,18 @@ enum smtp_reply {
 	SMTP_R_TOO_MANY_ERRORS,
 	SMTP_R_TOO_MANY_RCPTS,
 	SMTP_R_SPOOL_ERROR,
+	SMTP_R_NO_ROOM,
 	SMTP_R_UNKNOWN,
 	SMTP_R_LINE_TOO_LONG,
 	SMTP_R_BARE_NEWLINE,
+	SMTP_R_NUL_CMD,
 	SMTP_R_HELO_SYNTAX,
 	SMTP_R_EHLO_SYNTAX,
 	SMTP_R_MAIL_SYNTAX,
 	SMTP_R_RCPT_SYNTAX,
 	SMTP_R_DATA_SYNTAX,
+	SMTP_R_RSET_SYNTAX,
+	SMTP_R_QUIT_SYNTAX,
 	SMTP_R_VRFY_SYNTAX,
 	SMTP_R_NOT_IMPLEMENTED,
 	SMTP_R_NEED_HELO,
@@ -158,6 +164,7 @@ enum smtp_reply {
 	SMTP_R_RELAY_DENIED,
 	SMTP_R_DATA_BARE,
 	SMTP_R_DATA_LONG_LINE,
+	SMTP_R_DATA_NUL,
 	SMTP_R_PARAM_SYNTAX,
 	SMTP_R_IN_TX,
 	SMTP_R_TLS_READY,
@@ -210,15 +217,19 @@ static const struct smtp_reply_entry {
 	    "Error: too many recipients" },
 	[SMTP_R_SPOOL_ERROR] = { 451, "4.3.0",
 	    "Error: queue file write error" },
+	[SMTP_R_NO_ROOM] = { 452, "4.3.1", "Insufficient system storage" },
 	[SMTP_R_UNKNOWN] = { 500, "5.5.2", "Error: command not recognized" },
 	[SMTP_R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
 	[SMTP_R_BARE_NEWLINE] = { 500, "5.5.2",
 	    "Error: bare CR or LF in command" },
+	[SMTP_R_NUL_CMD] = { 500, "5.5.2", "Error: NUL octet in command" },
 	[SMTP_R_HELO_SYNTAX] = { 501, "5.5.4", "Syntax: HELO hostname" },
 	[SMTP_R_EHLO_SYNTAX] = { 501, "5.5.4", "Syntax: EHLO hostname" },
 	[SMTP_R_MAIL_SYNTAX] = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
 	[SMTP_R_RCPT_SYNTAX] = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
 	[SMTP_R_DATA_SYNTAX] = { 501, "5.5.4", "Syntax: DATA" },
+	[SMTP_R_RSET_SYNTAX] = { 501, "5.5.4", "Syntax: RSET" },
+	[SMTP_R_QUIT_SYNTAX] = { 501, "5.5.4", "Syntax: QUIT" },
 	[SMTP_R_VRFY_SYNTAX] = { 501, "5.5.4", "Syntax: VRFY address" },
 	[SMTP_R_NOT_IMPLEMENTED] = { 502, "5.5.1",
 	    "Error: command not implemented" },
@@ -237,6 +248,7 @@ static const struct smtp_reply_entry {
 	    "Message contains bare CR or LF" },
 	[SMTP_R_DATA_LONG_LINE] = { 554, "5.6.0",
 	    "Message contains a line longer than 1000 octets" },
+	[SMTP_R_DATA_NUL] = { 554, "5.6.0", "Message contains a NUL octet" },
 	[SMTP_R_PARAM_SYNTAX] = { 501, "5.5.4",
 	    "Syntax error in parameters" },
 	[SMTP_R_IN_TX] = { 503, "5.5.1", "Error: MAIL transaction in progress" },
@@ -534,26 +546,24 @@ smtp_reply_line(struct smtp_session *s, int code, char sep, const char *esc,
 }
 
 /*
- * Answer with an entry of the reply table.  Errors are counted; past the
- * limit the session is told so and closed.
+ * Answer with an entry of the reply table.  Errors are counted: the one
+ * past the limit is answered with 421 instead, its one reply, and the
+ * session closes once that has left.
  */
 static void
 smtp_reply(struct smtp_session *s, enum smtp_reply r, const char *arg)
 {
 	const struct smtp_reply_entry	*e = &smtp_replies[r];
 
-	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
-	if (e->code == 421) {
-		s->flags |= SMTP_F_QUIT;
-		return;
-	}
-	if (e->code >= 400 && ++s->errors > smtp_conf->max_errors) {
-		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
-		smtp_reply_line(s, e->code, ' ', e->esc, e->text,
-		    smtp_conf->hostname);
+	if (e->code >= 400 && e->code != 421 &&
+	    ++s->errors > smtp_conf->max_errors) {
 		log_info("too many errors from [%s]", s->addr);
-		s->flags |= SMTP_F_QUIT;
+		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
+		arg = smtp_conf->hostname;
 	}
+	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
+	if (e->code == 421)
+		s->flags |= SMTP_F_QUIT;
 }
 
 static void
@@ -674,6 +684,7 @@ smtp_param_size(struct smtp_session *s, const char *value)
 		return SMTP_R_BAD_PARAM;
 	if (size > smtp_conf->max_message_size)
 		return SMTP_R_SIZE;
+	s->tx->declared = size;
 	return SMTP_R_OK;
 }
 
@@ -852,6 +863,30 @@ smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
 	return smtp_users != NULL && users_owns(smtp_users, s->user, sender);
 }
 
+/*
+ * A full spool is said before the client sends the message: room for
+ * the SIZE it announced (if any) and min_free_space besides, or 452.
+ */
+static int
+smtp_has_room(struct smtp_session *s, const char *verb)
+{
+	if (queue_has_room(-1, s->tx->declared, smtp_conf->min_free_space))
+		return 1;
+	log_warnx("reject: %s from [%s]: insufficient spool space: size=%"
+	    PRIu64 ", min_free_space=%" PRIu64, verb, s->addr,
+	    s->tx->declared, smtp_conf->min_free_space);
+	smtp_tx_free(s);
+	smtp_reply(s, SMTP_R_NO_ROOM, NULL);
+	return 0;
+}
+
+/* The reply for a spool that failed with errno e. */
+static enum smtp_reply
+smtp_spool_reply(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? SMTP_R_NO_ROOM : SMTP_R_SPOOL_ERROR;
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
@@ -888,6 +923,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_has_room(s, "MAIL"))
+		return;
 	utf8 = addr_is_utf8(&a);
 	if (utf8 && !s->tx->env.smtputf8) {
 		smtp_tx_free(s);
@@ -1099,15 +1136,19 @@ static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx	*tx = s->tx;
+	enum smtp_reply	 r;
 
 	if (*args != '\0') {
 		smtp_reply(s, SMTP_R_DATA_SYNTAX, NULL);
 		return;
 	}
+	if (!smtp_has_room(s, "DATA"))
+		return;
 	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
 	if (tx->msg == NULL || smtp_write_received(s) == -1) {
+		r = smtp_spool_reply(errno);
 		smtp_tx_free(s);
-		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		smtp_reply(s, r, NULL);
 		return;
 	}
 	tx->size = 0;
@@ -1117,9 +1158,14 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 	smtp_enter_state(s, SMTP_STATE_DATA);
 }
 
+/* RSET and QUIT take no parameters (RFC 5321 4.1.1.5, 4.1.1.10). */
 static void
 smtp_cmd_rset(struct smtp_session *s, const char *args)
 {
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_RSET_SYNTAX, NULL);
+		return;
+	}
 	smtp_tx_free(s);
 	smtp_reply(s, SMTP_R_OK, NULL);
 }
@@ -1133,6 +1179,10 @@ smtp_cmd_noop(struct smtp_session *s, const char *args)
 static void
 smtp_cmd_quit(struct smtp_session *s, const char *args)
 {
+	if (*args != '\0') {
+		smtp_reply(s, SMTP_R_QUIT_SYNTAX, NULL);
+		return;
+	}
 	smtp_reply(s, SMTP_R_QUIT, NULL);
 	s->flags |= SMTP_F_QUIT;
 }
@@ -1559,6 +1609,7 @@ smtp_process_line(struct smtp_session *s)
 	struct evbuffer		*in = bufferevent_get_input(s->bev);
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, len, max;
+	enum smtp_line		 rc;
 	int			 auth = s->state == SMTP_STATE_AUTH;
 
 	max = auth ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
@@ -1582,12 +1633,13 @@ smtp_process_line(struct smtp_session *s)
 		return 0;
 	}
 	evbuffer_remove(in, smtp_line, len);
-	if (smtp_parse_line(smtp_line, len) != SMTP_LINE_OK) {
+	if ((rc = smtp_parse_line(smtp_line, len)) != SMTP_LINE_OK) {
 		explicit_bzero(smtp_line, len);
 		if (auth)
 			smtp_auth_end(s, SMTP_R_AUTH_BAD);
 		else
-			smtp_reply(s, SMTP_R_BARE_NEWLINE, NULL);
+			smtp_reply(s, rc == SMTP_LINE_NUL ? SMTP_R_NUL_CMD :
+			    SMTP_R_BARE_NEWLINE, NULL);
 		return 0;
 	}
 	smtp_line[len - 2] = '\0';
@@ -1609,12 +1661,16 @@ smtp_data_end(struct smtp_session *s)
 
 	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
 		r = SMTP_R_DATA_LONG_LINE;
+	else if (tx->dot.error == SMTP_DATA_NUL)
+		r = SMTP_R_DATA_NUL;
 	else if (tx->dot.error != SMTP_DATA_OK)
 		r = SMTP_R_DATA_BARE;
 	else if (tx->error == SMTP_TX_TOO_BIG)
 		r = SMTP_R_SIZE;
 	else if (tx->error == SMTP_TX_WRITE)
 		r = SMTP_R_SPOOL_ERROR;
+	else if (tx->error == SMTP_TX_NO_ROOM)
+		r = SMTP_R_NO_ROOM;
 	if (r != SMTP_R_OK) {
 		log_info("reject: DATA from [%s]: %s", s->addr,
 		    smtp_replies[r].text);
@@ -1660,7 +1716,9 @@ smtp_process_data(struct smtp_session *s)
 			else if (queue_msg_write(tx->msg, smtp_data_out,
 			    outlen) == -1) {
 				log_warn("[%s]: queue file write", s->addr);
-				tx->error = SMTP_TX_WRITE;
+				tx->error = smtp_spool_reply(errno) ==
+				    SMTP_R_NO_ROOM ? SMTP_TX_NO_ROOM :
+				    SMTP_TX_WRITE;
 			}
 		}
 		evbuffer_drain(in, consumed);
@@ -1722,7 +1780,7 @@ smtp_commit_cb(void *arg, int error)
 	if (error != 0) {
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);
-		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else {
 		log_mail("smtpd", "%s: client=[%s], helo=%s", tx->id,
 		    s->addr, log_escape(esc, sizeof esc, s->helo,

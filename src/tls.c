@@ -14,6 +14,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -40,6 +41,130 @@ tls_last_error(char *buf, size_t size, const char *what)
 		reason = "unknown error";
 	snprintf(buf, size, "%s: %s", what, reason);
 	ERR_clear_error();
+}
+
+/* The versions tls_protocols may name, oldest first. */
+static const struct {
+	const char	*name;
+	int		 bit;
+	int		 version;
+} tls_protocols[] = {
+	{ "TLSv1", TLS_PROTO_1_0, TLS1_VERSION },
+	{ "TLSv1.1", TLS_PROTO_1_1, TLS1_1_VERSION },
+	{ "TLSv1.2", TLS_PROTO_1_2, TLS1_2_VERSION },
+	{ "TLSv1.3", TLS_PROTO_1_3, TLS1_3_VERSION },
+};
+
+/* Key exchange groups, Mozilla's "intermediate" choice. */
+#define TLS_GROUPS	"X25519:prime256v1:secp384r1"
+
+/*
+ * "TLSv1.2 TLSv1.3" (blanks or commas between) into TLS_PROTO_* bits.
+ * The versions must follow each other: OpenSSL offers a range.
+ */
+int
+tls_parse_protocols(const char *s, int *out, char **cause)
+{
+	const char	*p = s;
+	size_t		 i, len;
+	int		 bits = 0, bit, lo = -1, hi = -1;
+
+	for (;;) {
+		p += strspn(p, " \t,");
+		if (*p == '\0')
+			break;
+		len = strcspn(p, " \t,");
+		bit = 0;
+		for (i = 0; i < nitems(tls_protocols); i++) {
+			if (strlen(tls_protocols[i].name) == len &&
+			    strncasecmp(tls_protocols[i].name, p, len) == 0) {
+				bit = tls_protocols[i].bit;
+				if (lo == -1 || (int)i < lo)
+					lo = (int)i;
+				if ((int)i > hi)
+					hi = (int)i;
+			}
+		}
+		if (bit == 0) {
+			xasprintf(cause, "unknown protocol \"%.*s\" (TLSv1, "
+			    "TLSv1.1, TLSv1.2 or TLSv1.3)", (int)len, p);
+			return -1;
+		}
+		bits |= bit;
+		p += len;
+	}
+	if (bits == 0) {
+		xasprintf(cause, "no protocol");
+		return -1;
+	}
+	for (i = (size_t)lo; i <= (size_t)hi; i++) {
+		if (!(bits & tls_protocols[i].bit)) {
+			xasprintf(cause, "%s left out of a range: the versions "
+			    "must follow each other", tls_protocols[i].name);
+			return -1;
+		}
+	}
+	*out = bits;
+	return 0;
+}
+
+void
+tls_format_protocols(int bits, char *buf, size_t size)
+{
+	size_t	i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(tls_protocols); i++) {
+		if ((bits & tls_protocols[i].bit) && n < size)
+			n += (size_t)snprintf(buf + n, size - n, "%s%s",
+			    n > 0 ? " " : "", tls_protocols[i].name);
+	}
+}
+
+/*
+ * Whether OpenSSL takes a cipher string: for TLS 1.3 (tls13) a list of
+ * suites, else a cipher list that selects at least one cipher.
+ */
+int
+tls_check_ciphers(const char *s, int tls13, char **cause)
+{
+	SSL_CTX	*ctx;
+	char	 err[TLS_ERROR_SIZE];
+	int	 ok;
+
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		tls_last_error(err, sizeof err, "SSL_CTX_new");
+		xasprintf(cause, "%s", err);
+		return -1;
+	}
+	ok = tls13 ? SSL_CTX_set_ciphersuites(ctx, s) :
+	    SSL_CTX_set_cipher_list(ctx, s);
+	if (ok == 1 && tls13 &&
+	    sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx)) == 0)
+		ok = 0;
+	if (ok != 1) {
+		ERR_clear_error();
+		xasprintf(cause, "no %s that OpenSSL knows in \"%s\"",
+		    tls13 ? "TLS 1.3 cipher suite" : "cipher", s);
+	}
+	SSL_CTX_free(ctx);
+	return ok == 1 ? 0 : -1;
+}
+
+/* The range of versions a set of TLS_PROTO_* bits offers. */
+static void
+tls_protocol_range(int bits, int *min, int *max)
+{
+	size_t	i;
+
+	*min = *max = 0;
+	for (i = 0; i < nitems(tls_protocols); i++) {
+		if (!(bits & tls_protocols[i].bit))
+			continue;
+		if (*min == 0)
+			*min = tls_protocols[i].version;
+		*max = tls_protocols[i].version;
+	}
 }
 
 /*
@@ -166,15 +291,19 @@ fail:
 
 /*
  * The context inbound connections share: our certificate chain and key,
- * TLS 1.2 at least, our cipher order.  Clients are never asked for a
- * certificate.  Read while the files may still need root (start-up) and
- * again on SIGHUP; a session keeps the context it started with.
+ * the versions and ciphers of offer (by default Mozilla's "intermediate"
+ * profile: TLS 1.2 and 1.3, forward secrecy and AEAD only), our cipher
+ * order, no renegotiation.  Clients are never asked for a certificate.
+ * Read while the files may still need root (start-up) and again on
+ * SIGHUP; a session keeps the context it started with.
  */
 SSL_CTX *
-tls_server_ctx(const char *cert, const char *key, char **cause)
+tls_server_ctx(const char *cert, const char *key,
+    const struct tls_offer *offer, char **cause)
 {
 	SSL_CTX		*ctx;
 	char		 err[TLS_ERROR_SIZE];
+	int		 min, max;
 	static const unsigned char sid[] = "tern";
 
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
@@ -182,11 +311,30 @@ tls_server_ctx(const char *cert, const char *key, char **cause)
 		xasprintf(cause, "TLS server context: %s", err);
 		return NULL;
 	}
-	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-		tls_last_error(err, sizeof err, "minimum protocol version");
+	tls_protocol_range(offer->protocols, &min, &max);
+	if (min == 0 || SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, max) != 1) {
+		tls_last_error(err, sizeof err, "tls_protocols");
 		xasprintf(cause, "TLS server context: %s", err);
 		goto fail;
 	}
+	if (SSL_CTX_set_cipher_list(ctx, offer->ciphers) != 1) {
+		tls_last_error(err, sizeof err, "tls_ciphers");
+		xasprintf(cause, "TLS server context: %s", err);
+		goto fail;
+	}
+	if (SSL_CTX_set_ciphersuites(ctx, offer->suites) != 1) {
+		tls_last_error(err, sizeof err, "tls_ciphersuites");
+		xasprintf(cause, "TLS server context: %s", err);
+		goto fail;
+	}
+	if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
+		tls_last_error(err, sizeof err, "key exchange groups");
+		xasprintf(cause, "TLS server context: %s", err);
+		goto fail;
+	}
+	/* DHE with the RFC 7919 group that matches the key's strength. */
+	SSL_CTX_set_dh_auto(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		tls_last_error(err, sizeof err, "certificate");
 		xasprintf(cause, "%s: %s", cert, err);

@@ -32,6 +32,7 @@ NEED_RCPT = "503 5.5.1 Error: need RCPT command"
 UNKNOWN = "500 5.5.2 Error: command not recognized"
 TOO_LONG = "500 5.5.2 Error: line too long"
 BARE_CMD = "500 5.5.2 Error: bare CR or LF in command"
+NUL_CMD = "500 5.5.2 Error: NUL octet in command"
 NOT_IMPL = "502 5.5.1 Error: command not implemented"
 MAIL_SYNTAX = "501 5.5.4 Syntax: MAIL FROM:<address>"
 RCPT_SYNTAX = "501 5.5.4 Syntax: RCPT TO:<address>"
@@ -425,12 +426,15 @@ class Limits(TernTestCase):
     def test_bare_cr_lf_nul_in_command(self):
         t = self.tern(smtp={"max_errors": "100"})
         c = t.session()
-        for line in (b"MAIL FROM:<a@example.org>\nRCPT TO:<b@local.test>",
-                     b"MAIL FROM:<a@example.org>\rRCPT TO:<b@local.test>",
-                     b"MAIL FROM:<a@example.org>\x00"):
+        for line, reply in (
+                (b"MAIL FROM:<a@example.org>\nRCPT TO:<b@local.test>",
+                 BARE_CMD),
+                (b"MAIL FROM:<a@example.org>\rRCPT TO:<b@local.test>",
+                 BARE_CMD),
+                (b"MAIL FROM:<a@example.org>\x00", NUL_CMD)):
             with self.subTest(line=line):
                 c.send(line + b"\r\n")
-                self.assertReply(c.reply(), BARE_CMD)
+                self.assertReply(c.reply(), reply)
                 # Whatever else came of the line, MAIL never ran.
                 c.send(b"NOOP\r\n")
                 while True:

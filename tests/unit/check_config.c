@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tls.h"
 #include "util.h"
 
 /* A temporary file holding text; its name is written to path. */
@@ -89,6 +90,10 @@ assert_same(const struct config *a, const struct config *b)
 		    a->listen[i].sslen);
 		ck_assert_str_eq(a->listen[i].text, b->listen[i].text);
 	}
+	ck_assert_uint_eq(a->min_free_space, b->min_free_space);
+	ck_assert_int_eq(a->tls_protocols, b->tls_protocols);
+	ck_assert_str_eq(a->tls_ciphers, b->tls_ciphers);
+	ck_assert_str_eq(a->tls_ciphersuites, b->tls_ciphersuites);
 	ck_assert_uint_eq(a->max_connections, b->max_connections);
 	ck_assert_uint_eq(a->max_connections_per_ip,
 	    b->max_connections_per_ip);
@@ -208,6 +213,15 @@ static const struct {
 	int		 is_int;	/* int field, else uint64_t */
 	uint64_t	 want;
 } good_numbers[] = {
+	{ "[main]\nmin_free_space = 0\n",
+	  offsetof(struct config, min_free_space), 0, 0 },
+	{ "[main]\nmin_free_space = 1G\n",
+	  offsetof(struct config, min_free_space), 0, 1073741824 },
+	{ "[smtp]\ntls_protocols = TLSv1.3\n",
+	  offsetof(struct config, tls_protocols), 1, TLS_PROTO_1_3 },
+	{ "[smtp]\ntls_protocols = tlsv1.2,TLSv1.1\n",
+	  offsetof(struct config, tls_protocols), 1,
+	  TLS_PROTO_1_1 | TLS_PROTO_1_2 },
 	{ "[smtp]\nmax_recipients = 5\n",
 	  offsetof(struct config, max_recipients), 0, 5 },
 	{ "[smtp]\nmax_recipients = 100000\n",
@@ -521,6 +535,18 @@ static const struct {
 	const char	*key;
 	const char	*why;
 } bad[] = {
+	/* TLS offers and spool space */
+	{ "[smtp]\ntls_protocols = TLSv1.2 TLSv1.4\n", 2, "tls_protocols",
+	  "unknown protocol \"TLSv1.4\"" },
+	{ "[smtp]\ntls_protocols = TLSv1 TLSv1.3\n", 2, "tls_protocols",
+	  "left out of a range" },
+	{ "[smtp]\ntls_protocols =\n", 2, "tls_protocols", "no protocol" },
+	{ "[smtp]\ntls_ciphers = NOPE\n", 2, "tls_ciphers",
+	  "no cipher that OpenSSL knows in \"NOPE\"" },
+	{ "[smtp]\ntls_ciphersuites = AES128-SHA\n", 2, "tls_ciphersuites",
+	  "no TLS 1.3 cipher suite" },
+	{ "[main]\nmin_free_space = 2000000G\n", 2, "min_free_space",
+	  "out of range" },
 	/* structure */
 	{ "[main]\ndebug = no\n[frobs]\nx = 1\n", 3, "[frobs]",
 	  "unknown section" },
@@ -1194,6 +1220,9 @@ END_TEST
 /* Files whose printed form must load back to the same values. */
 static const char *const round_trip[] = {
 	"",
+	"[main]\nmin_free_space = 1G\n[smtp]\ntls_protocols = TLSv1.2\n"
+	"tls_ciphers = ECDHE-RSA-AES128-GCM-SHA256\n"
+	"tls_ciphersuites = TLS_AES_256_GCM_SHA384\n",
 	"[main]\nhostname = mx.example.org\nspool = /srv/tern\nlog = none\n"
 	"debug = yes\nshutdown_timeout = 1500ms\nuser = mail\ngroup = adm\n"
 	"[smtp]\nlisten = *:2525 192.0.2.1:25 [2001:db8::1]:587\n"
@@ -1278,7 +1307,8 @@ START_TEST(test_print_form)
 	config_print(c, fp);
 	ck_assert_int_eq(fclose(fp), 0);
 	ck_assert_ptr_nonnull(strstr(text, "\n[main]\nhostname = "
-	    "mx.example.org\nspool = /var/spool/tern\nlog = syslog\n"
+	    "mx.example.org\nspool = /var/spool/tern\n"
+	    "min_free_space = 100M\nlog = syslog\n"
 	    "log_server = \ndebug = no\nshutdown_timeout = 30s\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\n[smtp]\n"
 	    "listen = 127.0.0.1:25 [::1]:25\nmax_connections = 1000\n"

@@ -413,6 +413,7 @@ END_TEST
 #define E_CR	SMTP_DATA_BARE_CR
 #define E_LF	SMTP_DATA_BARE_LF
 #define E_LONG	SMTP_DATA_LINE_TOO_LONG
+#define E_NUL	SMTP_DATA_NUL
 
 #define ALL	-2	/* ends at the very last octet */
 
@@ -444,7 +445,24 @@ static const struct dot_case dots[] = {
 	{ B("a\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n.\r\n"), S,
 	    B("a\r\n"), E_OK, 6 },
 	{ B(".\r\n.\r\n"), S, B(""), E_OK, 3 },
-	{ B("a\0b\r\n.\r\n"), S, B("a\0b\r\n"), E_OK, ALL },
+	/* A NUL is never written; a line that held one cannot end. */
+	{ B("a\0b\r\n.\r\n"), S, B("ab\r\n"), E_NUL, ALL },
+	{ B("a\0b\r\n.\r\n"), NM, B("ab\r\n"), E_OK, ALL },
+	{ B("\0\r\n.\r\n"), NM, B("\r\n"), E_OK, ALL },
+	{ B("a\r\n\0.\r\nX\r\n.\r\n"), S, B("a\r\n.\r\nX\r\n"), E_NUL,
+	    ALL },
+	{ B("a\r\n\0.\r\nX\r\n.\r\n"), NM, B("a\r\n.\r\nX\r\n"), E_OK,
+	    ALL },
+	{ B("a\r\n.\0\r\nX\r\n.\r\n"), S, B("a\r\n\r\nX\r\n"), E_NUL,
+	    ALL },
+	{ B("a\r\n.\0\r\nX\r\n.\r\n"), NM, B("a\r\n\r\nX\r\n"), E_OK,
+	    ALL },
+	{ B("a\r\n.\r\0\nX\r\n.\r\n"), NM, B("a\r\n\r\n\r\nX\r\n"),
+	    E_OK, ALL },
+	{ B("a\r\n.\r\0\nX\r\n.\r\n"), S, B("a\r\n\r\n\r\nX\r\n"),
+	    E_CR, ALL },
+	{ B("a\r\0\n.\r\n"), NM, B("a\r\n\r\n.\r\n"), E_OK, -1 },
+	{ B("a\r\n.\r\n\0"), S, B("a\r\n"), E_OK, 6 },
 	{ B("\xc3\xa4\r\n.\r\n"), S, B("\xc3\xa4\r\n"), E_OK, ALL },
 	/* Not there yet: everything consumed. */
 	{ B(""), S, B(""), E_OK, -1 },
@@ -674,6 +692,28 @@ START_TEST(test_dot_long_lines)
 }
 END_TEST
 
+/* A NUL is not written, so it does not count toward a line's length. */
+START_TEST(test_dot_nul_line_length)
+{
+	char	in[1100], out[1100];
+	size_t	n;
+
+	in[0] = '\0';
+	memset(in + 1, 'x', 998);
+	memcpy(in + 999, "\0\r\n.\r\n", 6);
+	n = 1005;
+	memset(out, 'x', 998);
+	memcpy(out + 998, "\r\n", 2);
+	dot_check(in, n, NM, out, 1000, E_OK, (long)n, "nul long NM");
+	dot_check(in, n, S, out, 1000, E_NUL, (long)n, "nul long S");
+	in[500] = '\0';
+	memset(in + 1, 'y', 499);
+	memset(out, 'y', 499);
+	memmove(out + 499, out + 500, 500);
+	dot_check(in, n, NM, out, 999, E_OK, (long)n, "nul inside NM");
+}
+END_TEST
+
 /* After the end the machine takes nothing more. */
 START_TEST(test_dot_after_end)
 {
@@ -701,14 +741,15 @@ END_TEST
 
 START_TEST(test_dot_error_str)
 {
-	const char	*s[4];
+	const char	*s[5];
 	int		 i, j;
 
 	s[0] = smtp_data_error_str(SMTP_DATA_OK);
 	s[1] = smtp_data_error_str(SMTP_DATA_BARE_CR);
 	s[2] = smtp_data_error_str(SMTP_DATA_BARE_LF);
 	s[3] = smtp_data_error_str(SMTP_DATA_LINE_TOO_LONG);
-	for (i = 0; i < 4; i++) {
+	s[4] = smtp_data_error_str(SMTP_DATA_NUL);
+	for (i = 0; i < 5; i++) {
 		ck_assert_ptr_nonnull(s[i]);
 		ck_assert(s[i][0] != '\0');
 		for (j = 0; j < i; j++)
@@ -721,8 +762,9 @@ END_TEST
 /*
  * The rules read plainly, with the whole input in view: a line may end
  * the message or be dot-stuffed only if it starts the data or follows a
- * real CRLF; a bare CR or LF becomes CRLF; a ".\r" left at the very end
- * is not written yet.
+ * real CRLF; a bare CR or LF becomes CRLF; a NUL is dropped but keeps its
+ * line from ending the message; a ".\r" left at the very end is not
+ * written yet.
  */
 static void
 dot_reference(const char *in, size_t len, int normalize, char *out,
@@ -762,6 +804,9 @@ dot_reference(const char *in, size_t len, int normalize, char *out,
 		} else if (in[i] == '\r' && i + 1 == len) {
 			out[o++] = '\r';
 			i++;
+		} else if (in[i] == '\0') {
+			REF_ERR(SMTP_DATA_NUL);
+			i++;
 		} else if (in[i] == '\r' || in[i] == '\n') {
 			REF_ERR(in[i] == '\r' ? SMTP_DATA_BARE_CR :
 			    SMTP_DATA_BARE_LF);
@@ -782,7 +827,7 @@ dot_reference(const char *in, size_t len, int normalize, char *out,
 /* Random streams of the octets that matter, cut at random places. */
 START_TEST(test_dot_random)
 {
-	static const char	 alphabet[] = "\r\n.\r\n.a";
+	static const char	 alphabet[] = "\r\n.\r\n.a\0";
 	uint32_t		 seed = 0xd07u + (uint32_t)_i;
 	struct dot_result	 r;
 	enum smtp_data_error	 error;
@@ -849,6 +894,7 @@ smtp_parse_suite(void)
 	tcase_add_loop_test(tc, test_dots, 0, nitems(dots));
 	tcase_add_loop_test(tc, test_dot_long_lines, 0, nitems(longs));
 	tcase_add_test(tc, test_dot_after_end);
+	tcase_add_test(tc, test_dot_nul_line_length);
 	tcase_add_test(tc, test_dot_error_str);
 	tcase_add_loop_test(tc, test_dot_random, 0, 8);
 	suite_add_tcase(s, tc);
