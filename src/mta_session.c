@@ -6,6 +6,11 @@
  * addresses in order until one greets it, then runs one transaction at a
  * time, pipelined (RFC 2920) when the peer allows.
  *
+ * It never sends 8-bit octets to a peer that did not offer 8BITMIME: such
+ * a message is read once before MAIL to see whether its 8-bit parts can
+ * be made quoted-printable (mime.c), and is either converted on the way
+ * out or failed for good.
+ *
  * It never blocks the loop except to read the message file, never sends
  * credentials without TLS, never logs them, and never calls its owner
  * back from inside a call the owner made: every callback and the final
@@ -38,6 +43,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "mime.h"
 #include "mta_session.h"
 #include "smtp_parse.h"
 #include "tls.h"
@@ -185,6 +191,7 @@ struct mta_session {
 	uint64_t		 body_off;
 	int			 body_bol;	/* at the start of a line */
 	char			 body_tail[2];	/* last octets sent */
+	struct mime_conv	*mime;		/* 8-bit parts made 7-bit */
 
 	/* Why it ends. */
 	struct mta_status	 last;		/* last address's failure */
@@ -308,6 +315,7 @@ static void	mta_close(struct mta_session *, const struct mta_status *,
 static void	mta_process(struct mta_session *);
 static void	mta_tx_send(struct mta_session *);
 static void	mta_body_fill(struct mta_session *);
+static void	mta_body_mime_cb(void *, const char *, size_t);
 
 /* The TLS client context, built once for every session. */
 int
@@ -1015,6 +1023,97 @@ mta_addr_is_sane(const char *addr)
 	return 1;
 }
 
+/* Whether an address of the envelope is more than ASCII. */
+static int
+mta_tx_has_utf8_addr(const struct mta_tx *tx)
+{
+	const unsigned char	*p;
+	size_t			 i;
+
+	for (p = (const unsigned char *)tx->sender; *p != '\0'; p++) {
+		if (*p >= 0x80)
+			return 1;
+	}
+	for (i = 0; i < tx->nrcpts; i++) {
+		for (p = (const unsigned char *)tx->rcpts[i].addr; *p != '\0';
+		    p++) {
+			if (*p >= 0x80)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A peer without 8BITMIME, or an SMTPUTF8 message (with ASCII addresses)
+ * for a peer without SMTPUTF8: read the message once to see what it
+ * holds.  No 8-bit body part: it goes as it is.  8-bit parts that can be
+ * made quoted-printable: s->mime converts them as the body is sent.
+ * Otherwise the message cannot go to this peer (RFC 6152 section 3, RFC
+ * 3463 X.6.2 and X.6.3; RFC 6531 X.6.9 for UTF-8 header fields): returns
+ * -1 with st set, as it does when the file cannot be read.
+ */
+static int
+mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
+{
+	struct mime_conv	*c;
+	enum mime_verdict	 v;
+	char			 why[MIME_WHY_SIZE];
+	uint64_t		 off = 0;
+	ssize_t			 n;
+	int			 header8;
+
+	memset(st, 0, sizeof *st);
+	if ((s->ext & MTA_EXT_8BITMIME) && (!tx->smtputf8 ||
+	    (s->ext & MTA_EXT_SMTPUTF8)))
+		return 0;
+	c = mime_scan_new();
+	for (;;) {
+		/* Blocking: local file read */
+		n = pread(tx->msgfd, mta_body_buf, sizeof mta_body_buf,
+		    (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			log_warn("mta %s: message file read", s->relay);
+			mta_status_fill(st, MTA_TEMP, "4.3.0", "error reading "
+			    "the message file: %s", strerror(errno));
+			mime_conv_free(c);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		mime_feed(c, mta_body_buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	v = mime_scan_end(c, &header8, why, sizeof why);
+	if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) && header8)
+		mta_status_fill(st, MTA_PERM, "5.6.9", "SMTPUTF8 is required "
+		    "for UTF-8 header fields, but was not offered by host %s",
+		    s->peer);
+	else if (s->ext & MTA_EXT_8BITMIME)
+		v = MIME_7BIT;
+	else if (v == MIME_SIGNED)
+		mta_status_fill(st, MTA_PERM, "5.6.2", "MIME 7-bit conversion "
+		    "not permitted: %s, and host %s does not offer 8BITMIME",
+		    why, s->peer);
+	else if (v == MIME_CANNOT)
+		mta_status_fill(st, MTA_PERM, "5.6.3", "MIME 7-bit conversion "
+		    "failed: %s, and host %s does not offer 8BITMIME", why,
+		    s->peer);
+	if (st->result == MTA_PERM) {
+		mime_conv_free(c);
+		return -1;
+	}
+	if (v == MIME_CONVERT) {
+		log_debug("mta %s: 8-bit parts converted to quoted-printable",
+		    s->relay);
+		s->mime = c;
+	} else
+		mime_conv_free(c);
+	return 0;
+}
+
 /*
  * What keeps a transaction from being sent at all.  Returns 0, or -1 with
  * every recipient's outcome set.
@@ -1036,9 +1135,12 @@ mta_tx_check(struct mta_session *s, struct mta_tx *tx)
 		mta_status_fill(&st, MTA_PERM, "5.3.4", "message size %" PRIu64
 		    " exceeds size limit %" PRIu64 " of %s", tx->size,
 		    s->ext_size, s->relay);
-	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8)) {
+	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) &&
+	    mta_tx_has_utf8_addr(tx)) {
 		mta_status_fill(&st, MTA_PERM, "5.6.7", "SMTPUTF8 is required, "
 		    "but was not offered by host %s", s->peer);
+	} else if (mta_tx_mime(s, tx, &st) == -1) {
+		/* st says why */
 	} else
 		return 0;
 	mta_tx_set_rest(tx, &st);
@@ -1068,6 +1170,8 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 	    s->defer == MTA_DEFER_READY || (s->flags & MTA_F_QUIT))
 		fatalx("mta_session_send: session %s is not ready", s->relay);
 	s->tx = tx;
+	mime_conv_free(s->mime);
+	s->mime = NULL;
 	if (tx->nrcpts == 0 || mta_tx_check(s, tx) == -1) {
 		mta_defer(s, MTA_DEFER_DONE);
 		return;
@@ -1173,7 +1277,8 @@ mta_send_mail(struct mta_session *s)
 	}
 	mta_command(s, NULL, "MAIL FROM:<%s>%s%s%s%s%s", tx->sender, size,
 	    tx->body_8bit && (s->ext & MTA_EXT_8BITMIME) ?
-	    " BODY=8BITMIME" : "", tx->smtputf8 ? " SMTPUTF8" : "", ret,
+	    " BODY=8BITMIME" : "", tx->smtputf8 &&
+	    (s->ext & MTA_EXT_SMTPUTF8) ? " SMTPUTF8" : "", ret,
 	    envid);
 }
 
@@ -1266,6 +1371,8 @@ static void
 mta_tx_finish(struct mta_session *s)
 {
 	s->flags &= ~MTA_F_EOM_IGNORE;
+	mime_conv_free(s->mime);
+	s->mime = NULL;
 	mta_enter_state(s, MTA_STATE_READY);
 	mta_defer(s, MTA_DEFER_DONE);
 }
@@ -1378,6 +1485,9 @@ mta_reply_data(struct mta_session *s)
 			s->body_off = 0;
 			s->body_bol = 1;
 			s->body_tail[0] = s->body_tail[1] = '\0';
+			if (s->mime != NULL)
+				mime_convert_start(s->mime, mta_body_mime_cb,
+				    s);
 			mta_enter_state(s, MTA_STATE_BODY);
 			mta_body_fill(s);
 			return;
@@ -1451,11 +1561,23 @@ mta_body_stuff(struct mta_session *s, struct evbuffer *out, const char *buf,
 	}
 }
 
+/* Output of the 7-bit conversion, stuffed like the file's own octets. */
+static void
+mta_body_mime_cb(void *arg, const char *buf, size_t len)
+{
+	struct mta_session	*s = arg;
+
+	mta_body_stuff(s, bufferevent_get_output(s->bev), buf, len);
+}
+
 /* The whole file is queued: end its last line, then the final dot. */
 static void
 mta_body_end(struct mta_session *s)
 {
 	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	if (s->mime != NULL)
+		mime_convert_end(s->mime);
 
 	if (s->body_off > 0 && s->body_tail[1] != '\n') {
 		if (s->body_tail[1] == '\r')
@@ -1500,7 +1622,10 @@ mta_body_fill(struct mta_session *s)
 			mta_body_end(s);
 			return;
 		}
-		mta_body_stuff(s, out, mta_body_buf, (size_t)n);
+		if (s->mime != NULL)
+			mime_feed(s->mime, mta_body_buf, (size_t)n);
+		else
+			mta_body_stuff(s, out, mta_body_buf, (size_t)n);
 		s->body_off += (uint64_t)n;
 	}
 }
@@ -1755,6 +1880,7 @@ mta_free(struct mta_session *s)
 {
 	mta_conn_drop(s);
 	event_free(s->ev);
+	mime_conv_free(s->mime);
 	free(s->helo);
 	free(s->name);
 	free(s->auth_user);
