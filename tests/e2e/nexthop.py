@@ -329,7 +329,9 @@ class NextHop:
     PLAIN LOGIN (only after TLS when tls is given, unless auth_plain is
     true); auth_required refuses MAIL before AUTH.  dsn: advertise DSN
     (RFC 3461); the parameters are taken as sent, and the MAIL and RCPT
-    commands in Session.commands show them.
+    commands in Session.commands show them.  eightbitmime: advertise
+    8BITMIME (the default; False plays a 7-bit next hop).  smtputf8:
+    advertise SMTPUTF8.
 
     Behaviour, changeable at any time with configure() (or by assigning
     the attribute):
@@ -353,7 +355,7 @@ class NextHop:
     def __init__(self, addrs="127.0.0.2", port=0, name="nexthop.test",
                  size=10485760, tls=None, auth=None, auth_required=False,
                  auth_plain=False, gauge=None, start=True, dsn=False,
-                 **behaviour):
+                 eightbitmime=True, smtputf8=False, **behaviour):
         self.addrs = [addrs] if isinstance(addrs, str) else list(addrs)
         self.port = port
         self.name = name
@@ -363,6 +365,8 @@ class NextHop:
         self.auth_required = auth_required
         self.auth_plain = auth_plain
         self.dsn = dsn
+        self.eightbitmime = eightbitmime
+        self.smtputf8 = smtputf8
         self.lock = threading.Lock()
         self.gauge = Gauge()
         self.shared = gauge
@@ -552,7 +556,11 @@ class NextHop:
         return line
 
     def _ehlo_lines(self, sess):
-        lines = [self.name, "PIPELINING", "SIZE %d" % self.size, "8BITMIME"]
+        lines = [self.name, "PIPELINING", "SIZE %d" % self.size]
+        if self.eightbitmime:
+            lines.append("8BITMIME")
+        if self.smtputf8:
+            lines.append("SMTPUTF8")
         if self.tls and not sess.tls:
             lines.append("STARTTLS")
         if self.auth_cred and (sess.tls or not self.tls or self.auth_plain):
