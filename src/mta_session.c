@@ -6,6 +6,10 @@
  * addresses in order until one greets it, then runs one transaction at a
  * time, pipelined (RFC 2920) when the peer allows.
  *
+ * A peer that offers CHUNKING gets the message as one BDAT chunk (RFC
+ * 3030), its octets as they are in the file, once every RCPT has its
+ * reply; otherwise it goes after DATA, dot-stuffed.
+ *
  * It never sends 8-bit octets to a peer that did not offer 8BITMIME: such
  * a message is read once before MAIL to see whether its 8-bit parts can
  * be made quoted-printable (mime.c), and is either converted on the way
@@ -20,6 +24,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -98,6 +103,7 @@ enum mta_state {
 	MTA_STATE_DATA,
 	MTA_STATE_BODY,
 	MTA_STATE_EOM,		/* the final dot was sent */
+	MTA_STATE_BDAT,		/* the whole message was sent with BDAT */
 	MTA_STATE_QUIT,
 	MTA_STATE_CLOSED,
 };
@@ -120,6 +126,7 @@ enum mta_state {
 #define MTA_EXT_AUTH_PLAIN	0x40
 #define MTA_EXT_AUTH_LOGIN	0x80
 #define MTA_EXT_DSN		0x100
+#define MTA_EXT_CHUNKING	0x200
 
 /* Work done from the top of the loop, most important last. */
 enum mta_defer {
@@ -192,6 +199,8 @@ struct mta_session {
 	int			 body_bol;	/* at the start of a line */
 	char			 body_tail[2];	/* last octets sent */
 	struct mime_conv	*mime;		/* 8-bit parts made 7-bit */
+	int			 bdat;		/* the body goes with BDAT */
+	uint64_t		 bdat_size;	/* octets announced */
 
 	/* Why it ends. */
 	struct mta_status	 last;		/* last address's failure */
@@ -274,6 +283,9 @@ static const struct mta_state_entry {
 	[MTA_STATE_EOM] = { "eom", "end of DATA command", "sending end of "
 	    "data -- message may be sent more than once", MTA_TIMEOUT_DATA, 1,
 	    mta_reply_eom },
+	[MTA_STATE_BDAT] = { "bdat", "BDAT command", "sending end of data -- "
+	    "message may be sent more than once", MTA_TIMEOUT_DATA, 1,
+	    mta_reply_eom },
 	[MTA_STATE_QUIT] = { "quit", "QUIT command", "sending QUIT",
 	    MTA_TIMEOUT_QUIT, 1, mta_reply_quit },
 	[MTA_STATE_CLOSED] = { "closed", NULL, NULL, MTA_TIMEOUT_NONE, 0,
@@ -293,6 +305,7 @@ static const struct mta_ehlo_entry {
 	{ "SIZE", MTA_EXT_SIZE, mta_ehlo_size },
 	{ "8BITMIME", MTA_EXT_8BITMIME, NULL },
 	{ "SMTPUTF8", MTA_EXT_SMTPUTF8, NULL },
+	{ "CHUNKING", MTA_EXT_CHUNKING, NULL },
 	{ "STARTTLS", MTA_EXT_STARTTLS, NULL },
 	{ "AUTH", MTA_EXT_AUTH, mta_ehlo_auth },
 	{ "DSN", MTA_EXT_DSN, NULL },
@@ -316,6 +329,7 @@ static void	mta_process(struct mta_session *);
 static void	mta_tx_send(struct mta_session *);
 static void	mta_body_fill(struct mta_session *);
 static void	mta_body_mime_cb(void *, const char *, size_t);
+static void	mta_bdat_start(struct mta_session *);
 
 /* The TLS client context, built once for every session. */
 int
@@ -1172,6 +1186,7 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 	s->tx = tx;
 	mime_conv_free(s->mime);
 	s->mime = NULL;
+	s->bdat = 0;
 	if (tx->nrcpts == 0 || mta_tx_check(s, tx) == -1) {
 		mta_defer(s, MTA_DEFER_DONE);
 		return;
@@ -1330,6 +1345,16 @@ mta_send_rcpt(struct mta_session *s, struct mta_rcpt *r)
 }
 
 /*
+ * Whether the body goes with BDAT: the peer offers CHUNKING and the
+ * octets go as they are in the file (not converted to 7-bit).
+ */
+static int
+mta_use_bdat(const struct mta_session *s)
+{
+	return (s->ext & MTA_EXT_CHUNKING) && s->mime == NULL;
+}
+
+/*
  * Send what may be sent: everything up to DATA with PIPELINING (RFC 2920
  * 3.1), else the next command once the last one has its reply.
  */
@@ -1356,6 +1381,8 @@ mta_tx_send(struct mta_session *s)
 				s->snd = MTA_STATE_DATA;
 			break;
 		case MTA_STATE_DATA:
+			if (mta_use_bdat(s))
+				return;		/* see mta_tx_next() */
 			mta_command(s, NULL, "DATA");
 			s->snd = MTA_STATE_BODY;
 			break;
@@ -1371,6 +1398,7 @@ static void
 mta_tx_finish(struct mta_session *s)
 {
 	s->flags &= ~MTA_F_EOM_IGNORE;
+	s->bdat = 0;
 	mime_conv_free(s->mime);
 	s->mime = NULL;
 	mta_enter_state(s, MTA_STATE_READY);
@@ -1385,6 +1413,15 @@ mta_tx_finish(struct mta_session *s)
 static void
 mta_tx_next(struct mta_session *s)
 {
+	/* BDAT carries the body at once: only once every RCPT is answered. */
+	if (mta_use_bdat(s) && s->snd == MTA_STATE_DATA &&
+	    s->unanswered == 0) {
+		if (s->mail_failed || s->naccepted == 0)
+			mta_tx_finish(s);
+		else
+			mta_bdat_start(s);
+		return;
+	}
 	if (s->ext & MTA_EXT_PIPELINING)
 		return;
 	if (s->mail_failed || (s->snd == MTA_STATE_DATA &&
@@ -1570,6 +1607,31 @@ mta_body_mime_cb(void *arg, const char *buf, size_t len)
 	mta_body_stuff(s, bufferevent_get_output(s->bev), buf, len);
 }
 
+/*
+ * CHUNKING: the whole file in one last chunk, sized from the file itself
+ * (written once, so it cannot change under us).
+ */
+static void
+mta_bdat_start(struct mta_session *s)
+{
+	struct mta_status	st;
+	struct stat		sb;
+
+	if (fstat(s->tx->msgfd, &sb) == -1) {
+		log_warn("mta %s: message file", s->relay);
+		mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading the "
+		    "message file: %s", strerror(errno));
+		mta_close(s, &st, 0);
+		return;
+	}
+	s->bdat = 1;
+	s->bdat_size = (uint64_t)sb.st_size;
+	s->body_off = 0;
+	mta_enter_state(s, MTA_STATE_BODY);
+	mta_command(s, NULL, "BDAT %" PRIu64 " LAST", s->bdat_size);
+	mta_body_fill(s);
+}
+
 /* The whole file is queued: end its last line, then the final dot. */
 static void
 mta_body_end(struct mta_session *s)
@@ -1601,12 +1663,22 @@ mta_body_fill(struct mta_session *s)
 {
 	struct evbuffer		*out = bufferevent_get_output(s->bev);
 	struct mta_status	 st;
+	size_t			 want;
 	ssize_t			 n;
 
 	while (s->state == MTA_STATE_BODY &&
 	    evbuffer_get_length(out) < MTA_BODY_HIWAT) {
+		want = sizeof mta_body_buf;
+		if (s->bdat && s->bdat_size - s->body_off < want)
+			want = (size_t)(s->bdat_size - s->body_off);
+		if (s->bdat && want == 0) {
+			log_debug("mta %s: >>> <%" PRIu64 " octets of "
+			    "message>", s->relay, s->body_off);
+			mta_enter_state(s, MTA_STATE_BDAT);
+			return;
+		}
 		/* Blocking: local file read */
-		n = pread(s->tx->msgfd, mta_body_buf, sizeof mta_body_buf,
+		n = pread(s->tx->msgfd, mta_body_buf, want,
 		    (off_t)s->body_off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -1618,11 +1690,23 @@ mta_body_fill(struct mta_session *s)
 			mta_close(s, &st, 0);
 			return;
 		}
+		if (n == 0 && s->bdat) {
+			/* Fewer octets than announced: the peer cannot
+			 * be told, only left. */
+			log_warnx("mta %s: message file shorter than its "
+			    "size", s->relay);
+			mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading "
+			    "the message file: shorter than its size");
+			mta_close(s, &st, 0);
+			return;
+		}
 		if (n == 0) {
 			mta_body_end(s);
 			return;
 		}
-		if (s->mime != NULL)
+		if (s->bdat)
+			evbuffer_add(out, mta_body_buf, (size_t)n);
+		else if (s->mime != NULL)
 			mime_feed(s->mime, mta_body_buf, (size_t)n);
 		else
 			mta_body_stuff(s, out, mta_body_buf, (size_t)n);
@@ -1822,7 +1906,8 @@ mta_write_cb(struct bufferevent *bev, void *arg)
 	if (s->state != MTA_STATE_BODY)
 		return;
 	mta_body_fill(s);
-	if (s->state == MTA_STATE_EOM && s->bev != NULL &&
+	if ((s->state == MTA_STATE_EOM || s->state == MTA_STATE_BDAT) &&
+	    s->bev != NULL &&
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		mta_process(s);
 }

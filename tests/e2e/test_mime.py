@@ -8,7 +8,9 @@ what the client sent; a 7-bit message arrives byte-identical; 8-bit under
 multipart/signed is returned with 5.6.2 and 8-bit in a base64 part with
 5.6.3; SMTPUTF8 mail is returned with 5.6.7 for a UTF-8 address and 5.6.9
 for UTF-8 header fields, and goes without the parameter when it needs
-neither.
+neither.  A next hop that offers CHUNKING gets the message with one BDAT
+(RFC 3030), byte-identical, dot-led lines unstuffed, after every RCPT
+has its reply, and nothing when every RCPT was refused.
 """
 
 import email
@@ -126,7 +128,17 @@ def leaves(msg):
     return out
 
 
-class Mime(DeliveryCase):
+class BodyCase(DeliveryCase):
+
+    def assert_7bit_clean(self, data):
+        for i, line in enumerate(data.split(b"\r\n")):
+            self.assertTrue(all(b < 0x80 for b in line),
+                            "line %d is not 7-bit: %r" % (i, line))
+            self.assertLessEqual(len(line), 998)
+            self.assertNotIn(b"\n", line, "bare LF")
+
+
+class Mime(BodyCase):
 
     def send(self, content, params=" BODY=8BITMIME", rcpt="r@dest.test",
              sender=SENDER):
@@ -144,13 +156,6 @@ class Mime(DeliveryCase):
         finally:
             c.close()
         return qid
-
-    def assert_7bit_clean(self, data):
-        for i, line in enumerate(data.split(b"\r\n")):
-            self.assertTrue(all(b < 0x80 for b in line),
-                            "line %d is not 7-bit: %r" % (i, line))
-            self.assertLessEqual(len(line), 998)
-            self.assertNotIn(b"\n", line, "bare LF")
 
     def test_converted(self):
         mx1 = self.hop(MX1, eightbitmime=False)
@@ -260,6 +265,48 @@ class Mime(DeliveryCase):
         msg = mx1.wait_messages(1, DELIVER_TIMEOUT)[0]
         self.assert_relayed(msg, qid, UTF8_HEADER)
         self.assertRegex(msg.params, r"(?i)\bSMTPUTF8\b")
+
+
+
+class Chunking(BodyCase):
+
+    def test_bdat_byte_identical(self):
+        mx1 = self.hop(MX1, chunking=True)
+        self.start_tern()
+        # Large enough to go in many writes; dot-led lines, 8-bit octets.
+        content = MIXED + b"".join(b".%05d line of a large body\r\n" % i
+                                   for i in range(6000))
+        qid = self.t.send_message(SENDER, ["a@dest.test", "b@dest.test"],
+                                  content, params=" BODY=8BITMIME")
+        msg = mx1.wait_messages(1, DELIVER_TIMEOUT)[0]
+        self.assert_relayed(msg, qid, content)
+        self.assertEqual(msg.rcpts, ["a@dest.test", "b@dest.test"])
+        sess = mx1.sessions()[0]
+        self.assertEqual(sess.bdat, [len(msg.data)])
+        cmds = [c.split(" ")[0].upper() for c in sess.commands]
+        self.assertNotIn("DATA", cmds)
+        self.assertIn("BDAT %d LAST" % len(msg.data), sess.commands)
+        self.wait_result(qid, "a@dest.test", "sent", dsn=r"2\.[0-9.]+")
+
+    def test_no_bdat_without_recipients(self):
+        mx1 = self.hop(MX1, chunking=True, rcpt="550 5.1.1 no such user")
+        self.hop(SENDER_MX)
+        self.start_tern()
+        qid = self.t.send_message(SENDER, ["a@dest.test"], SEVEN)
+        self.wait_result(qid, "a@dest.test", "bounced", dsn=r"5\.1\.1")
+        cmds = [c.split(" ")[0].upper() for c in mx1.sessions()[0].commands]
+        self.assertNotIn("BDAT", cmds)
+        self.assertNotIn("DATA", cmds)
+
+    def test_data_when_converting(self):
+        """A 7-bit conversion goes with DATA even to a CHUNKING peer."""
+        mx1 = self.hop(MX1, chunking=True, eightbitmime=False)
+        self.start_tern()
+        self.t.send_message(SENDER, ["a@dest.test"], MIXED,
+                            params=" BODY=8BITMIME")
+        msg = mx1.wait_messages(1, DELIVER_TIMEOUT)[0]
+        self.assert_7bit_clean(msg.data)
+        self.assertEqual(mx1.sessions()[0].bdat, [])
 
 
 if __name__ == "__main__":
