@@ -186,7 +186,8 @@ mime_token(const char *p, const char *end, char *buf, size_t size)
 {
 	size_t	n = 0;
 
-	while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f &&
+	while (p < end && (unsigned char)*p > 0x20 &&
+	    (unsigned char)*p < 0x7f &&
 	    strchr("()<>@,;:\\\"/[]?=", *p) == NULL) {
 		if (n + 1 < size)
 			buf[n++] = (char)tolower((unsigned char)*p);
@@ -239,8 +240,8 @@ mime_parse_ct(const char *p, const char *end, char *type, size_t tsize,
 					n = sizeof val;
 			}
 			if (n >= sizeof val)
-				n = 0;
-			val[n < sizeof val ? n : 0] = '\0';
+				n = 0;		/* too long: no boundary */
+			val[n] = '\0';
 		} else {
 			while (p < end && *p != ';' && *p != ' ' &&
 			    *p != '\t' && *p != '(' && *p != '\r' &&

@@ -6,8 +6,8 @@
  * hostile text from remote servers, long texts, boundary collisions,
  * dsn_headers_len, bad arguments, success reports that never show our
  * own delivery text (a Maildir path), RFC 6533 global reports, and
- * Python's email package reading one
- * report when /usr/bin/python3 exists.
+ * Python's email package reading one report when /usr/bin/python3
+ * exists.
  */
 #include "autoconf.h"
 
@@ -1527,7 +1527,8 @@ START_TEST(test_global)
 	struct report		 r;
 	char			*out, *orig;
 	size_t			 outlen, nblocks, i;
-	int			 g = globals[_i].global, full = globals[_i].full;
+	int			 g = globals[_i].global;
+	int			 full = globals[_i].full;
 
 	env_fill(&env, SENDER, NULL);
 	env.smtputf8 = globals[_i].smtputf8;
@@ -1543,7 +1544,8 @@ START_TEST(test_global)
 	field_is(&r.parts[1].fields, "Content-Type", g ?
 	    "message/global-delivery-status" : "message/delivery-status");
 	field_is(&r.parts[2].fields, "Content-Type", g ? (full ?
-	    "message/global" : "message/global-headers") : "text/rfc822-headers");
+	    "message/global" : "message/global-headers") :
+	    "text/rfc822-headers");
 	field_maybe(&r.parts[1].fields, "Content-Transfer-Encoding",
 	    has_8bit(r.parts[1].body, r.parts[1].bodylen) ? "8bit" : NULL);
 	if (!g)
@@ -1574,7 +1576,8 @@ dsn_suite(void)
 	tc = tcase_create("report");
 	tcase_add_loop_test(tc, test_report, 0, nitems(rcases));
 	tcase_add_test(tc, test_no_original);
-	tcase_add_loop_test(tc, test_success_no_path, 0, nitems(leak_actions));
+	tcase_add_loop_test(tc, test_success_no_path, 0,
+	    nitems(leak_actions));
 	tcase_add_loop_test(tc, test_global, 0, nitems(globals));
 	tcase_add_loop_test(tc, test_retry_until, 0, 2 * nitems(actions));
 	tcase_add_loop_test(tc, test_original, 0, 2 * nitems(originals));

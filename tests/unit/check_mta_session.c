@@ -84,6 +84,9 @@ struct fake {
 	struct bufferevent	*bev;
 	const struct step	*pending;	/* reply waiting for delay */
 	int			 data_mode;
+	int			 bdat_mode;	/* reading a BDAT chunk */
+	size_t			 bdat_left;
+	char			 bdat_cmd[64];
 	int			 close_pending;
 	int			 close_later;
 	int			 tls_pending;
@@ -364,11 +367,36 @@ fake_process(struct fake *f)
 			continue;
 		}
 		in = bufferevent_get_input(f->bev);
+		if (f->bdat_mode) {
+			/* A chunk: its octets as they come, then the reply. */
+			len = evbuffer_get_length(in);
+			if (len > f->bdat_left)
+				len = f->bdat_left;
+			if (len == 0 && f->bdat_left > 0)
+				return;
+			util_buf_add(&f->message, evbuffer_pullup(in, -1), len);
+			util_buf_add(fake_got(f), evbuffer_pullup(in, -1), len);
+			evbuffer_drain(in, len);
+			if ((f->bdat_left -= len) == 0) {
+				f->bdat_mode = 0;
+				fake_command(f, f->bdat_cmd);
+			}
+			continue;
+		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF_STRICT);
 		if (line == NULL)
 			return;
 		util_buf_add(fake_got(f), line, len);
 		util_buf_adds(fake_got(f), "\r\n");
+		if (strncmp(line, "BDAT ", 5) == 0) {
+			f->bdat_mode = 1;
+			f->bdat_left = strtoul(line + 5, NULL, 10);
+			f->message.len = 0;
+			util_buf_add(&f->message, "", 0);
+			snprintf(f->bdat_cmd, sizeof f->bdat_cmd, "%s", line);
+			free(line);
+			continue;
+		}
 		fake_command(f, line);
 		free(line);
 	}
@@ -835,6 +863,66 @@ START_TEST(test_pipelined)
 	free(want.data);
 	free(stuffed);
 	free(content);
+}
+END_TEST
+
+/*
+ * CHUNKING: one BDAT with the octets as they are (dot-led lines and all),
+ * sent once every RCPT is answered; none when every RCPT was refused.
+ */
+START_TEST(test_bdat)
+{
+	static const char content[] = ".\r\n..\r\nbody\xe9\r\n.x\r\n";
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250-PIPELINING\r\n"
+		    "250-8BITMIME\r\n250 CHUNKING\r\n", 0 },
+		{ "MAIL FROM:<" SENDER "> BODY=8BITMIME", "250 2.1.0 Ok\r\n",
+		    0 },
+		{ "RCPT TO:<a@mx1.test>", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<b@mx1.test>", "550 5.1.1 no\r\n", 0 },
+		{ "BDAT", "250 2.0.0 Ok: chunked\r\n", 0 },
+	};
+	static const struct step refused[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250-PIPELINING\r\n"
+		    "250-8BITMIME\r\n250 CHUNKING\r\n", 0 },
+		{ "MAIL FROM:<" SENDER "> BODY=8BITMIME", "250 2.1.0 Ok\r\n",
+		    0 },
+		{ "RCPT TO:<a@mx1.test>", "550 5.1.1 no\r\n", 0 },
+		{ "RCPT TO:<b@mx1.test>", "550 5.1.1 no\r\n", 0 },
+	};
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	struct util_buf	 want = { NULL, 0, 0 };
+
+	f = _i == 0 ? fake_new(IP1, 0, script, NSTEPS(script)) :
+	    fake_new(IP1, 0, refused, NSTEPS(refused));
+	client_init(&c, f->port, IP1, NULL);
+	ttx_init(&t, SENDER, two_rcpts, content, sizeof content - 1);
+	t.tx.body_8bit = 1;
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	util_buf_adds(&want, "EHLO " HELO "\r\nMAIL FROM:<" SENDER "> "
+	    "BODY=8BITMIME\r\nRCPT TO:<a@mx1.test>\r\nRCPT TO:<b@mx1.test>"
+	    "\r\n");
+	if (_i == 0) {
+		util_buf_printf(&want, "BDAT %zu LAST\r\n%s", sizeof content -
+		    1, content);
+		ck_assert_str_eq(f->message.data, content);
+		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1
+		    "] said: 250 2.0.0 Ok: chunked (in reply to BDAT command)");
+	} else
+		assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[1].st, MTA_PERM, "5.1.1", NULL);
+	util_buf_adds(&want, "QUIT\r\n");
+	ck_assert_str_eq(fake_transcript(f, 0), want.data);
+	ttx_free(&t);
+	free(want.data);
 }
 END_TEST
 
@@ -2401,6 +2489,7 @@ main(void)
 	tcase_add_test(tc, test_size_refused);
 	tcase_add_loop_test(tc, test_smtputf8_refused, 0, nitems(utf8_cases));
 	tcase_add_loop_test(tc, test_8bit_to_7bit, 0, nitems(conv_cases));
+	tcase_add_loop_test(tc, test_bdat, 0, 2);
 	tcase_add_test(tc, test_sanitize);
 	tcase_add_test(tc, test_dsn_offered);
 	tcase_add_test(tc, test_dsn_not_offered);
