@@ -384,6 +384,9 @@ static const struct config_key config_keys[] = {
 	{ "delivery", "delay_notice_after", &config_type_duration,
 	  CONFIG_OFF(delay_notice_after), 0, 0, "4h", 0, 30 * CONFIG_D,
 	  NULL },
+	{ "delivery", "bounce_size_limit", &config_type_size,
+	  CONFIG_OFF(bounce_size_limit), 0, 0, "50000", 0, 64 * 1024 * CONFIG_K,
+	  NULL },
 };
 
 /* Where the built-in configuration differs from a file's defaults. */

@@ -128,6 +128,7 @@ struct config {
 	uint64_t		 idle_timeout;
 	uint64_t		 max_received_headers;
 	uint64_t		 delay_notice_after;		/* 0: never */
+	uint64_t		 bounce_size_limit;	/* octets returned */
 };
 
 struct config	*config_default(void);

@@ -42,6 +42,7 @@ struct dsn_kind {
 	const char	*reason;	/* when the recipient has no error */
 	const char	*intro;
 	int		 last_attempt;	/* give Last-Attempt-Date */
+	int		 success;	/* tell only what a peer replied */
 };
 
 static const struct dsn_kind dsn_kinds[] = {
@@ -49,24 +50,24 @@ static const struct dsn_kind dsn_kinds[] = {
 		"failed", "Undelivered Mail Returned to Sender", "5.0.0", "45",
 		"delivery failed",
 		"Your message could not be delivered to the recipients listed "
-		"below, and the mail system has stopped trying.", 1 },
+		"below, and the mail system has stopped trying.", 1, 0 },
 	[DSN_ACTION_DELAYED] = {
 		"delayed", "Delayed Mail (still being retried)", "4.0.0", "4",
 		"delivery is delayed",
 		"Your message has not yet been delivered to the recipients "
 		"listed below. The mail system will keep trying; you do not "
-		"need to send it again.", 1 },
+		"need to send it again.", 1, 0 },
 	[DSN_ACTION_DELIVERED] = {
 		"delivered", "Successful Mail Delivery Report", "2.0.0", "2",
-		"delivered",
+		"delivered to mailbox",
 		"Your message was delivered to the recipients listed below.",
-		0 },
+		0, 1 },
 	[DSN_ACTION_RELAYED] = {
 		"relayed", "Successful Mail Delivery Report", "2.0.0", "2",
 		"relayed",
 		"Your message was passed on to the next mail system for the "
 		"recipients listed below. That system may not report on them "
-		"any further.", 0 },
+		"any further.", 0, 1 },
 };
 
 static const char *const dsn_days[] = {
@@ -284,11 +285,14 @@ dsn_fieldf(struct util_buf *b, const char *name, const char *fmt, ...)
 
 /*
  * "type; address" for Original-Recipient or Final-Recipient.  An address
- * that is not plain ASCII, or one of type utf-8, is written as RFC 6533
- * utf-8-addr-xtext so that the part stays 7-bit.
+ * that is not plain ASCII, or one of type utf-8, is of type utf-8 (RFC
+ * 6533 section 3): in a message/delivery-status as utf-8-addr-xtext, so
+ * that the part stays 7-bit; in a message/global-delivery-status (global)
+ * as utf-8-addr-unitext, its characters as they are.  Either way "+",
+ * "=", the backslash and controls are written "\x{HEX}".
  */
 static char *
-dsn_typed_addr(const char *type, size_t typelen, const char *addr)
+dsn_typed_addr(const char *type, size_t typelen, const char *addr, int global)
 {
 	struct util_buf		 b = { NULL, 0, 0 };
 	char			*clean, *t;
@@ -321,6 +325,8 @@ dsn_typed_addr(const char *type, size_t typelen, const char *addr)
 		} else if (*p > 0x20 && *p < 0x7f && *p != '+' &&
 		    *p != '=' && *p != '\\')
 			util_buf_add(&b, p, 1);
+		else if (global && *p >= 0x80)
+			util_buf_add(&b, p, n);
 		else
 			util_buf_printf(&b, "\\x{%lX}", dsn_utf8_decode(p, n));
 	}
@@ -336,6 +342,27 @@ dsn_is_reply(const char *s)
 	return s[0] >= '2' && s[0] <= '5' && isdigit((unsigned char)s[1]) &&
 	    isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '-' ||
 	    s[3] == '\0');
+}
+
+/*
+ * The error a report shows for a recipient, or NULL.  A success report
+ * shows only what a peer replied: our own words for a delivery name the
+ * mailbox, a path on this host that is no business of the sender's.
+ */
+static const char *
+dsn_rcpt_error(const struct envelope_rcpt *r, const struct dsn_kind *k)
+{
+	if (r->error == NULL || (k->success && !dsn_is_reply(r->error)))
+		return NULL;
+	return r->error;
+}
+
+/* Whether a relay names a peer: not a Maildir, not "no host reached". */
+static int
+dsn_is_remote(const char *relay)
+{
+	return relay != NULL && strcmp(relay, "local") != 0 &&
+	    strcmp(relay, "none") != 0;
 }
 
 /* The host of a relay "name[address]:port": name, or "[address]". */
@@ -368,6 +395,7 @@ dsn_text_part(struct util_buf *b, const struct envelope *env,
     const char *mta, const char *arrival, const char *until)
 {
 	const struct envelope_rcpt	*r;
+	const char			*error;
 	char				*addr, *reason, *relay, *id, *line;
 	size_t				 i;
 
@@ -377,7 +405,8 @@ dsn_text_part(struct util_buf *b, const struct envelope *env,
 	for (i = 0; i < nrcpts; i++) {
 		r = &env->rcpts[rcpts[i]];
 		addr = dsn_clean(r->addr, 1, SIZE_MAX);
-		reason = dsn_clean(r->error != NULL ? r->error : "", 1,
+		error = dsn_rcpt_error(r, k);
+		reason = dsn_clean(error != NULL ? error : "", 1,
 		    DSN_ERROR_MAX);
 		xasprintf(&line, "<%s>: %s", addr,
 		    *reason != '\0' ? reason : k->reason);
@@ -385,7 +414,7 @@ dsn_text_part(struct util_buf *b, const struct envelope *env,
 		dsn_wrap(b, 0, "    ", line, DSN_WRAP);
 		util_buf_add(b, "\r\n", 2);
 		free(line);
-		if (r->relay != NULL) {
+		if (dsn_is_remote(r->relay)) {
 			relay = dsn_clean(r->relay, 0, DSN_HOST_MAX + 8);
 			if (*relay != '\0') {
 				util_buf_add(b, "    ", 4);
@@ -422,14 +451,19 @@ dsn_text_part(struct util_buf *b, const struct envelope *env,
 	}
 }
 
-/* The message/delivery-status part (RFC 3464 section 2). */
+/*
+ * The message/delivery-status part (RFC 3464 section 2), or with global
+ * the message/global-delivery-status of RFC 6533, where addresses and
+ * texts keep their UTF-8.
+ */
 static void
 dsn_status_part(struct util_buf *b, const struct envelope *env,
     const size_t *rcpts, size_t nrcpts, const struct dsn_kind *k,
-    const char *mta, const char *arrival, const char *now, const char *until)
+    const char *mta, const char *arrival, const char *now, const char *until,
+    int global)
 {
 	const struct envelope_rcpt	*r;
-	const char			*semi;
+	const char			*semi, *error;
 	char				*s;
 	size_t				 i;
 
@@ -447,13 +481,14 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		if (r->orcpt != NULL) {
 			if ((semi = strchr(r->orcpt, ';')) != NULL)
 				s = dsn_typed_addr(r->orcpt,
-				    semi - r->orcpt, semi + 1);
+				    semi - r->orcpt, semi + 1, global);
 			else
-				s = dsn_typed_addr("rfc822", 6, r->orcpt);
+				s = dsn_typed_addr("rfc822", 6, r->orcpt,
+				    global);
 			dsn_field(b, "Original-Recipient", s);
 			free(s);
 		}
-		s = dsn_typed_addr("rfc822", 6, r->addr);
+		s = dsn_typed_addr("rfc822", 6, r->addr, global);
 		dsn_field(b, "Final-Recipient", s);
 		free(s);
 		dsn_field(b, "Action", k->action);
@@ -461,16 +496,15 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		    strchr(k->classes, r->status[0]) != NULL ? r->status :
 		    k->status);
 		/* A Maildir, or no host reached, is no Remote-MTA. */
-		if (r->relay != NULL && strcmp(r->relay, "local") != 0 &&
-		    strcmp(r->relay, "none") != 0) {
+		if (dsn_is_remote(r->relay)) {
 			s = dsn_relay_host(r->relay);
 			if (*s != '\0')
 				dsn_fieldf(b, "Remote-MTA", "dns; %s", s);
 			free(s);
 		}
 		/* An SMTP reply is "smtp"; our own reasons are ours. */
-		if (r->error != NULL) {
-			s = dsn_clean(r->error, 0, DSN_ERROR_MAX);
+		if ((error = dsn_rcpt_error(r, k)) != NULL) {
+			s = dsn_clean(error, global, DSN_ERROR_MAX);
 			if (*s != '\0')
 				dsn_fieldf(b, "Diagnostic-Code", "%s; %s",
 				    dsn_is_reply(s) ? "smtp" : "X-tern", s);
@@ -543,6 +577,31 @@ dsn_boundary(char *buf, size_t size, const char *id,
 		util_snprintf(buf, size, "%s_%lu", base, n);
 }
 
+/*
+ * Whether the report is an internationalized one (RFC 6533): about an
+ * SMTPUTF8 message, with a UTF-8 address to report or UTF-8 in the
+ * header it returns.  Its parts are then the message/global types.
+ */
+static int
+dsn_is_global(const struct envelope *env, const size_t *rcpts,
+    size_t nrcpts, const struct dsn_params *p)
+{
+	const struct envelope_rcpt	*r;
+	size_t				 i;
+
+	if (!env->smtputf8)
+		return 0;
+	for (i = 0; i < nrcpts; i++) {
+		r = &env->rcpts[rcpts[i]];
+		if (dsn_has_8bit(r->addr, strlen(r->addr)) ||
+		    (r->orcpt != NULL && dsn_has_8bit(r->orcpt,
+		    strlen(r->orcpt))))
+			return 1;
+	}
+	return dsn_has_8bit(p->original, dsn_headers_len(p->original,
+	    p->original_len));
+}
+
 /* Whether the arguments can make a report; sets errno if not. */
 static int
 dsn_check_args(const struct envelope *env, const size_t *rcpts,
@@ -589,7 +648,7 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	char			 boundary[DSN_BOUNDARY_MAX + 1];
 	char			*sender;
 	size_t			 hlen;
-	int			 text8, orig8;
+	int			 text8, orig8, status8, global;
 
 	if (dsn_check_args(env, rcpts, nrcpts, p, out, outlen) == -1)
 		return -1;
@@ -615,15 +674,17 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	    dsn_date(until, sizeof until, p->retry_until) == 0)
 		untilp = until;
 
+	hlen = p->full ? p->original_len :
+	    dsn_headers_len(p->original, p->original_len);
+	global = dsn_is_global(env, rcpts, nrcpts, p);
 	dsn_text_part(&text, env, rcpts, nrcpts, k, p->reporting_mta,
 	    arrival, untilp);
 	dsn_status_part(&status, env, rcpts, nrcpts, k, p->reporting_mta,
-	    arrival, now, untilp);
-	hlen = p->full ? p->original_len :
-	    dsn_headers_len(p->original, p->original_len);
+	    arrival, now, untilp, global);
 	dsn_boundary(boundary, sizeof boundary, p->id, &text, &status,
 	    p->original, hlen);
 	text8 = dsn_has_8bit(text.data, text.len);
+	status8 = dsn_has_8bit(status.data, status.len);
 	orig8 = dsn_has_8bit(p->original, hlen);
 
 	dsn_fieldf(&b, "From", "Mail Delivery System <MAILER-DAEMON@%s>",
@@ -635,8 +696,9 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	dsn_field(&b, "Auto-Submitted", "auto-replied");
 	dsn_field(&b, "MIME-Version", "1.0");
 	dsn_fieldf(&b, "Content-Type", "multipart/report; "
-	    "report-type=delivery-status; boundary=\"%s\"", boundary);
-	if (text8 || orig8)
+	    "report-type=%s; boundary=\"%s\"", global ?
+	    "global-delivery-status" : "delivery-status", boundary);
+	if (text8 || status8 || orig8)
 		dsn_field(&b, "Content-Transfer-Encoding", "8bit");
 	util_buf_add(&b, "\r\n", 2);
 	util_buf_adds(&b, "This is a delivery status notification in MIME "
@@ -652,8 +714,11 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	util_buf_add(&b, text.data, text.len);
 
 	util_buf_printf(&b, "\r\n--%s\r\n", boundary);
-	dsn_field(&b, "Content-Type", "message/delivery-status");
+	dsn_field(&b, "Content-Type", global ?
+	    "message/global-delivery-status" : "message/delivery-status");
 	dsn_field(&b, "Content-Description", "Delivery report");
+	if (status8)
+		dsn_field(&b, "Content-Transfer-Encoding", "8bit");
 	util_buf_add(&b, "\r\n", 2);
 	util_buf_add(&b, status.data, status.len);
 
@@ -664,8 +729,9 @@ dsn_build(const struct envelope *env, const size_t *rcpts, size_t nrcpts,
 	 */
 	if (hlen != 0) {
 		util_buf_printf(&b, "\r\n--%s\r\n", boundary);
-		dsn_field(&b, "Content-Type", p->full ? "message/rfc822" :
-		    "text/rfc822-headers");
+		dsn_field(&b, "Content-Type", global ? (p->full ?
+		    "message/global" : "message/global-headers") : p->full ?
+		    "message/rfc822" : "text/rfc822-headers");
 		dsn_field(&b, "Content-Description", p->full ?
 		    "Your message" : "Headers of your message");
 		if (orig8)

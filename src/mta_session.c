@@ -6,6 +6,15 @@
  * addresses in order until one greets it, then runs one transaction at a
  * time, pipelined (RFC 2920) when the peer allows.
  *
+ * A peer that offers CHUNKING gets the message as one BDAT chunk (RFC
+ * 3030), its octets as they are in the file, once every RCPT has its
+ * reply; otherwise it goes after DATA, dot-stuffed.
+ *
+ * It never sends 8-bit octets to a peer that did not offer 8BITMIME: such
+ * a message is read once before MAIL to see whether its 8-bit parts can
+ * be made quoted-printable (mime.c), and is either converted on the way
+ * out or failed for good.
+ *
  * It never blocks the loop except to read the message file, never sends
  * credentials without TLS, never logs them, and never calls its owner
  * back from inside a call the owner made: every callback and the final
@@ -15,6 +24,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -38,6 +48,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "mime.h"
 #include "mta_session.h"
 #include "smtp_parse.h"
 #include "tls.h"
@@ -92,6 +103,7 @@ enum mta_state {
 	MTA_STATE_DATA,
 	MTA_STATE_BODY,
 	MTA_STATE_EOM,		/* the final dot was sent */
+	MTA_STATE_BDAT,		/* the whole message was sent with BDAT */
 	MTA_STATE_QUIT,
 	MTA_STATE_CLOSED,
 };
@@ -114,6 +126,7 @@ enum mta_state {
 #define MTA_EXT_AUTH_PLAIN	0x40
 #define MTA_EXT_AUTH_LOGIN	0x80
 #define MTA_EXT_DSN		0x100
+#define MTA_EXT_CHUNKING	0x200
 
 /* Work done from the top of the loop, most important last. */
 enum mta_defer {
@@ -185,6 +198,9 @@ struct mta_session {
 	uint64_t		 body_off;
 	int			 body_bol;	/* at the start of a line */
 	char			 body_tail[2];	/* last octets sent */
+	struct mime_conv	*mime;		/* 8-bit parts made 7-bit */
+	int			 bdat;		/* the body goes with BDAT */
+	uint64_t		 bdat_size;	/* octets announced */
 
 	/* Why it ends. */
 	struct mta_status	 last;		/* last address's failure */
@@ -267,6 +283,9 @@ static const struct mta_state_entry {
 	[MTA_STATE_EOM] = { "eom", "end of DATA command", "sending end of "
 	    "data -- message may be sent more than once", MTA_TIMEOUT_DATA, 1,
 	    mta_reply_eom },
+	[MTA_STATE_BDAT] = { "bdat", "BDAT command", "sending end of data -- "
+	    "message may be sent more than once", MTA_TIMEOUT_DATA, 1,
+	    mta_reply_eom },
 	[MTA_STATE_QUIT] = { "quit", "QUIT command", "sending QUIT",
 	    MTA_TIMEOUT_QUIT, 1, mta_reply_quit },
 	[MTA_STATE_CLOSED] = { "closed", NULL, NULL, MTA_TIMEOUT_NONE, 0,
@@ -286,6 +305,7 @@ static const struct mta_ehlo_entry {
 	{ "SIZE", MTA_EXT_SIZE, mta_ehlo_size },
 	{ "8BITMIME", MTA_EXT_8BITMIME, NULL },
 	{ "SMTPUTF8", MTA_EXT_SMTPUTF8, NULL },
+	{ "CHUNKING", MTA_EXT_CHUNKING, NULL },
 	{ "STARTTLS", MTA_EXT_STARTTLS, NULL },
 	{ "AUTH", MTA_EXT_AUTH, mta_ehlo_auth },
 	{ "DSN", MTA_EXT_DSN, NULL },
@@ -308,6 +328,8 @@ static void	mta_close(struct mta_session *, const struct mta_status *,
 static void	mta_process(struct mta_session *);
 static void	mta_tx_send(struct mta_session *);
 static void	mta_body_fill(struct mta_session *);
+static void	mta_body_mime_cb(void *, const char *, size_t);
+static void	mta_bdat_start(struct mta_session *);
 
 /* The TLS client context, built once for every session. */
 int
@@ -1015,6 +1037,97 @@ mta_addr_is_sane(const char *addr)
 	return 1;
 }
 
+/* Whether an address of the envelope is more than ASCII. */
+static int
+mta_tx_has_utf8_addr(const struct mta_tx *tx)
+{
+	const unsigned char	*p;
+	size_t			 i;
+
+	for (p = (const unsigned char *)tx->sender; *p != '\0'; p++) {
+		if (*p >= 0x80)
+			return 1;
+	}
+	for (i = 0; i < tx->nrcpts; i++) {
+		for (p = (const unsigned char *)tx->rcpts[i].addr; *p != '\0';
+		    p++) {
+			if (*p >= 0x80)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A peer without 8BITMIME, or an SMTPUTF8 message (with ASCII addresses)
+ * for a peer without SMTPUTF8: read the message once to see what it
+ * holds.  No 8-bit body part: it goes as it is.  8-bit parts that can be
+ * made quoted-printable: s->mime converts them as the body is sent.
+ * Otherwise the message cannot go to this peer (RFC 6152 section 3, RFC
+ * 3463 X.6.2 and X.6.3; RFC 6531 X.6.9 for UTF-8 header fields): returns
+ * -1 with st set, as it does when the file cannot be read.
+ */
+static int
+mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
+{
+	struct mime_conv	*c;
+	enum mime_verdict	 v;
+	char			 why[MIME_WHY_SIZE];
+	uint64_t		 off = 0;
+	ssize_t			 n;
+	int			 header8;
+
+	memset(st, 0, sizeof *st);
+	if ((s->ext & MTA_EXT_8BITMIME) && (!tx->smtputf8 ||
+	    (s->ext & MTA_EXT_SMTPUTF8)))
+		return 0;
+	c = mime_scan_new();
+	for (;;) {
+		/* Blocking: local file read */
+		n = pread(tx->msgfd, mta_body_buf, sizeof mta_body_buf,
+		    (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			log_warn("mta %s: message file read", s->relay);
+			mta_status_fill(st, MTA_TEMP, "4.3.0", "error reading "
+			    "the message file: %s", strerror(errno));
+			mime_conv_free(c);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		mime_feed(c, mta_body_buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	v = mime_scan_end(c, &header8, why, sizeof why);
+	if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) && header8)
+		mta_status_fill(st, MTA_PERM, "5.6.9", "SMTPUTF8 is required "
+		    "for UTF-8 header fields, but was not offered by host %s",
+		    s->peer);
+	else if (s->ext & MTA_EXT_8BITMIME)
+		v = MIME_7BIT;
+	else if (v == MIME_SIGNED)
+		mta_status_fill(st, MTA_PERM, "5.6.2", "MIME 7-bit conversion "
+		    "not permitted: %s, and host %s does not offer 8BITMIME",
+		    why, s->peer);
+	else if (v == MIME_CANNOT)
+		mta_status_fill(st, MTA_PERM, "5.6.3", "MIME 7-bit conversion "
+		    "failed: %s, and host %s does not offer 8BITMIME", why,
+		    s->peer);
+	if (st->result == MTA_PERM) {
+		mime_conv_free(c);
+		return -1;
+	}
+	if (v == MIME_CONVERT) {
+		log_debug("mta %s: 8-bit parts converted to quoted-printable",
+		    s->relay);
+		s->mime = c;
+	} else
+		mime_conv_free(c);
+	return 0;
+}
+
 /*
  * What keeps a transaction from being sent at all.  Returns 0, or -1 with
  * every recipient's outcome set.
@@ -1036,9 +1149,12 @@ mta_tx_check(struct mta_session *s, struct mta_tx *tx)
 		mta_status_fill(&st, MTA_PERM, "5.3.4", "message size %" PRIu64
 		    " exceeds size limit %" PRIu64 " of %s", tx->size,
 		    s->ext_size, s->relay);
-	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8)) {
+	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) &&
+	    mta_tx_has_utf8_addr(tx)) {
 		mta_status_fill(&st, MTA_PERM, "5.6.7", "SMTPUTF8 is required, "
 		    "but was not offered by host %s", s->peer);
+	} else if (mta_tx_mime(s, tx, &st) == -1) {
+		/* st says why */
 	} else
 		return 0;
 	mta_tx_set_rest(tx, &st);
@@ -1068,6 +1184,9 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 	    s->defer == MTA_DEFER_READY || (s->flags & MTA_F_QUIT))
 		fatalx("mta_session_send: session %s is not ready", s->relay);
 	s->tx = tx;
+	mime_conv_free(s->mime);
+	s->mime = NULL;
+	s->bdat = 0;
 	if (tx->nrcpts == 0 || mta_tx_check(s, tx) == -1) {
 		mta_defer(s, MTA_DEFER_DONE);
 		return;
@@ -1173,7 +1292,8 @@ mta_send_mail(struct mta_session *s)
 	}
 	mta_command(s, NULL, "MAIL FROM:<%s>%s%s%s%s%s", tx->sender, size,
 	    tx->body_8bit && (s->ext & MTA_EXT_8BITMIME) ?
-	    " BODY=8BITMIME" : "", tx->smtputf8 ? " SMTPUTF8" : "", ret,
+	    " BODY=8BITMIME" : "", tx->smtputf8 &&
+	    (s->ext & MTA_EXT_SMTPUTF8) ? " SMTPUTF8" : "", ret,
 	    envid);
 }
 
@@ -1225,6 +1345,16 @@ mta_send_rcpt(struct mta_session *s, struct mta_rcpt *r)
 }
 
 /*
+ * Whether the body goes with BDAT: the peer offers CHUNKING and the
+ * octets go as they are in the file (not converted to 7-bit).
+ */
+static int
+mta_use_bdat(const struct mta_session *s)
+{
+	return (s->ext & MTA_EXT_CHUNKING) && s->mime == NULL;
+}
+
+/*
  * Send what may be sent: everything up to DATA with PIPELINING (RFC 2920
  * 3.1), else the next command once the last one has its reply.
  */
@@ -1251,6 +1381,8 @@ mta_tx_send(struct mta_session *s)
 				s->snd = MTA_STATE_DATA;
 			break;
 		case MTA_STATE_DATA:
+			if (mta_use_bdat(s))
+				return;		/* see mta_tx_next() */
 			mta_command(s, NULL, "DATA");
 			s->snd = MTA_STATE_BODY;
 			break;
@@ -1266,6 +1398,9 @@ static void
 mta_tx_finish(struct mta_session *s)
 {
 	s->flags &= ~MTA_F_EOM_IGNORE;
+	s->bdat = 0;
+	mime_conv_free(s->mime);
+	s->mime = NULL;
 	mta_enter_state(s, MTA_STATE_READY);
 	mta_defer(s, MTA_DEFER_DONE);
 }
@@ -1278,6 +1413,15 @@ mta_tx_finish(struct mta_session *s)
 static void
 mta_tx_next(struct mta_session *s)
 {
+	/* BDAT carries the body at once: only once every RCPT is answered. */
+	if (mta_use_bdat(s) && s->snd == MTA_STATE_DATA &&
+	    s->unanswered == 0) {
+		if (s->mail_failed || s->naccepted == 0)
+			mta_tx_finish(s);
+		else
+			mta_bdat_start(s);
+		return;
+	}
 	if (s->ext & MTA_EXT_PIPELINING)
 		return;
 	if (s->mail_failed || (s->snd == MTA_STATE_DATA &&
@@ -1378,6 +1522,9 @@ mta_reply_data(struct mta_session *s)
 			s->body_off = 0;
 			s->body_bol = 1;
 			s->body_tail[0] = s->body_tail[1] = '\0';
+			if (s->mime != NULL)
+				mime_convert_start(s->mime, mta_body_mime_cb,
+				    s);
 			mta_enter_state(s, MTA_STATE_BODY);
 			mta_body_fill(s);
 			return;
@@ -1451,11 +1598,48 @@ mta_body_stuff(struct mta_session *s, struct evbuffer *out, const char *buf,
 	}
 }
 
+/* Output of the 7-bit conversion, stuffed like the file's own octets. */
+static void
+mta_body_mime_cb(void *arg, const char *buf, size_t len)
+{
+	struct mta_session	*s = arg;
+
+	mta_body_stuff(s, bufferevent_get_output(s->bev), buf, len);
+}
+
+/*
+ * CHUNKING: the whole file in one last chunk, sized from the file itself
+ * (written once, so it cannot change under us).
+ */
+static void
+mta_bdat_start(struct mta_session *s)
+{
+	struct mta_status	st;
+	struct stat		sb;
+
+	if (fstat(s->tx->msgfd, &sb) == -1) {
+		log_warn("mta %s: message file", s->relay);
+		mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading the "
+		    "message file: %s", strerror(errno));
+		mta_close(s, &st, 0);
+		return;
+	}
+	s->bdat = 1;
+	s->bdat_size = (uint64_t)sb.st_size;
+	s->body_off = 0;
+	mta_enter_state(s, MTA_STATE_BODY);
+	mta_command(s, NULL, "BDAT %" PRIu64 " LAST", s->bdat_size);
+	mta_body_fill(s);
+}
+
 /* The whole file is queued: end its last line, then the final dot. */
 static void
 mta_body_end(struct mta_session *s)
 {
 	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	if (s->mime != NULL)
+		mime_convert_end(s->mime);
 
 	if (s->body_off > 0 && s->body_tail[1] != '\n') {
 		if (s->body_tail[1] == '\r')
@@ -1479,12 +1663,22 @@ mta_body_fill(struct mta_session *s)
 {
 	struct evbuffer		*out = bufferevent_get_output(s->bev);
 	struct mta_status	 st;
+	size_t			 want;
 	ssize_t			 n;
 
 	while (s->state == MTA_STATE_BODY &&
 	    evbuffer_get_length(out) < MTA_BODY_HIWAT) {
+		want = sizeof mta_body_buf;
+		if (s->bdat && s->bdat_size - s->body_off < want)
+			want = (size_t)(s->bdat_size - s->body_off);
+		if (s->bdat && want == 0) {
+			log_debug("mta %s: >>> <%" PRIu64 " octets of "
+			    "message>", s->relay, s->body_off);
+			mta_enter_state(s, MTA_STATE_BDAT);
+			return;
+		}
 		/* Blocking: local file read */
-		n = pread(s->tx->msgfd, mta_body_buf, sizeof mta_body_buf,
+		n = pread(s->tx->msgfd, mta_body_buf, want,
 		    (off_t)s->body_off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -1496,11 +1690,26 @@ mta_body_fill(struct mta_session *s)
 			mta_close(s, &st, 0);
 			return;
 		}
+		if (n == 0 && s->bdat) {
+			/* Fewer octets than announced: the peer cannot
+			 * be told, only left. */
+			log_warnx("mta %s: message file shorter than its "
+			    "size", s->relay);
+			mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading "
+			    "the message file: shorter than its size");
+			mta_close(s, &st, 0);
+			return;
+		}
 		if (n == 0) {
 			mta_body_end(s);
 			return;
 		}
-		mta_body_stuff(s, out, mta_body_buf, (size_t)n);
+		if (s->bdat)
+			evbuffer_add(out, mta_body_buf, (size_t)n);
+		else if (s->mime != NULL)
+			mime_feed(s->mime, mta_body_buf, (size_t)n);
+		else
+			mta_body_stuff(s, out, mta_body_buf, (size_t)n);
 		s->body_off += (uint64_t)n;
 	}
 }
@@ -1697,7 +1906,8 @@ mta_write_cb(struct bufferevent *bev, void *arg)
 	if (s->state != MTA_STATE_BODY)
 		return;
 	mta_body_fill(s);
-	if (s->state == MTA_STATE_EOM && s->bev != NULL &&
+	if ((s->state == MTA_STATE_EOM || s->state == MTA_STATE_BDAT) &&
+	    s->bev != NULL &&
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		mta_process(s);
 }
@@ -1755,6 +1965,7 @@ mta_free(struct mta_session *s)
 {
 	mta_conn_drop(s);
 	event_free(s->ev);
+	mime_conv_free(s->mime);
 	free(s->helo);
 	free(s->name);
 	free(s->auth_user);

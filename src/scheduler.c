@@ -16,6 +16,7 @@
 #include <sys/time.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,6 @@
 #include "util.h"
 
 #define SCHED_ACTIVE_MIN	100	/* messages loaded at once, at least */
-#define SCHED_RETURN_MAX	(1024 * 1024)	/* octets of a returned body */
 #define SCHED_RELAY_LOCAL	"local"		/* the relay of a Maildir */
 
 /* A queued message the scheduler knows; owned by the scheduler. */
@@ -913,6 +913,9 @@ sched_notice_cb(void *arg, int error)
 	} else {
 		log_mail("bounce", "%s: sender %s: %s", a->env.id,
 		    sched_notice_names[action], a->benv.id);
+		log_mail("qmgr", "%s: from=<>, size=%" PRIu64 ", nrcpt=%zu "
+		    "(queue active)", a->benv.id, a->benv.size,
+		    a->benv.nrcpts);
 		scheduler_add(&a->benv, 0);
 		for (i = 0; i < a->env.nrcpts; i++) {
 			if (action == DSN_ACTION_DELAYED &&
@@ -973,8 +976,9 @@ sched_notice_to(struct sched_attempt *a)
 
 /*
  * Queue one report for the sender about the recipients it concerns.  A
- * failure report returns the original headers, or all of it with
- * RET=FULL; the others return the headers alone (RFC 3461 4.3).  The
+ * failure report returns the whole message up to bounce_size_limit,
+ * unless the sender asked for RET=HDRS; the others, and a larger
+ * message, return the headers alone (RFC 3461 4.3).  The
  * failures are recorded only once the report is committed, so a crash
  * can repeat a bounce but never lose one.  Returns 1 when a commit was
  * started: sched_notice_cb() follows.
@@ -987,8 +991,10 @@ sched_notice(struct sched_attempt *a, enum dsn_action action)
 	size_t			*idx, n;
 	char			*orig = NULL, *text = NULL;
 	size_t			 olen = 0, tlen;
+	size_t			 limit = sched.conf->bounce_size_limit;
 	int			 full = action == DSN_ACTION_FAILED &&
-				    a->env.ret == ENVELOPE_RET_FULL;
+				    a->env.ret != ENVELOPE_RET_HDRS &&
+				    limit > 0;
 
 	a->notices_done |= 1u << action;
 	idx = xcalloc(a->env.nrcpts, sizeof *idx);
@@ -996,8 +1002,15 @@ sched_notice(struct sched_attempt *a, enum dsn_action action)
 		free(idx);
 		return 0;
 	}
-	if ((full ? queue_msg_read(a->env.id, SCHED_RETURN_MAX, &orig,
-	    &olen) : queue_msg_headers(a->env.id, &orig, &olen)) == -1)
+	/* As Postfix: a message over bounce_size_limit returns its header. */
+	if (full && (queue_msg_read(a->env.id, limit + 1, &orig, &olen) ==
+	    -1 || olen > limit)) {
+		free(orig);
+		orig = NULL;
+		olen = 0;
+		full = 0;
+	}
+	if (!full && queue_msg_headers(a->env.id, &orig, &olen) == -1)
 		log_warn("%s: cannot read the message to return", a->env.id);
 	envelope_init(&a->benv);
 	if ((qm = queue_msg_new(a->benv.id, sizeof a->benv.id)) == NULL)
@@ -1009,7 +1022,7 @@ sched_notice(struct sched_attempt *a, enum dsn_action action)
 	p.action = action;
 	p.original = orig != NULL ? orig : "";
 	p.original_len = olen;
-	p.full = full && olen < SCHED_RETURN_MAX;
+	p.full = full;
 	if (action == DSN_ACTION_DELAYED)
 		p.retry_until = sched_retry_until(a);
 	if (dsn_build(&a->env, idx, n, &p, &text, &tlen) == -1 ||

@@ -100,6 +100,7 @@ class Session:
         self.plaintext_after_starttls = b""
         self.end = None			# why it ended: quit, peer, drop, ...
         self.messages = 0		# accepted on this connection
+        self.bdat = []			# octets of each BDAT chunk
 
     def __repr__(self):
         return ("Session(#%d %s -> %s, tls=%s, auth=%r, end=%r, "
@@ -171,6 +172,13 @@ class _Wire:
             if len(self.buf) > limit and limit:
                 raise _Gone("line too long")
             self._fill(idle)
+
+    def exactly(self, n, idle=SESSION_IDLE):
+        """The next n octets, whatever they are."""
+        while len(self.buf) < n:
+            self._fill(idle)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
 
     def some(self, idle=SESSION_IDLE):
         """Wait until at least one octet is buffered."""
@@ -329,7 +337,10 @@ class NextHop:
     PLAIN LOGIN (only after TLS when tls is given, unless auth_plain is
     true); auth_required refuses MAIL before AUTH.  dsn: advertise DSN
     (RFC 3461); the parameters are taken as sent, and the MAIL and RCPT
-    commands in Session.commands show them.
+    commands in Session.commands show them.  eightbitmime: advertise
+    8BITMIME (the default; False plays a 7-bit next hop).  smtputf8:
+    advertise SMTPUTF8.  chunking: advertise CHUNKING and take BDAT (RFC
+    3030); Session.bdat lists the sizes of the chunks it got.
 
     Behaviour, changeable at any time with configure() (or by assigning
     the attribute):
@@ -353,6 +364,7 @@ class NextHop:
     def __init__(self, addrs="127.0.0.2", port=0, name="nexthop.test",
                  size=10485760, tls=None, auth=None, auth_required=False,
                  auth_plain=False, gauge=None, start=True, dsn=False,
+                 eightbitmime=True, smtputf8=False, chunking=False,
                  **behaviour):
         self.addrs = [addrs] if isinstance(addrs, str) else list(addrs)
         self.port = port
@@ -363,6 +375,9 @@ class NextHop:
         self.auth_required = auth_required
         self.auth_plain = auth_plain
         self.dsn = dsn
+        self.eightbitmime = eightbitmime
+        self.smtputf8 = smtputf8
+        self.chunking = chunking
         self.lock = threading.Lock()
         self.gauge = Gauge()
         self.shared = gauge
@@ -552,7 +567,13 @@ class NextHop:
         return line
 
     def _ehlo_lines(self, sess):
-        lines = [self.name, "PIPELINING", "SIZE %d" % self.size, "8BITMIME"]
+        lines = [self.name, "PIPELINING", "SIZE %d" % self.size]
+        if self.eightbitmime:
+            lines.append("8BITMIME")
+        if self.smtputf8:
+            lines.append("SMTPUTF8")
+        if self.chunking:
+            lines.append("CHUNKING")
         if self.tls and not sess.tls:
             lines.append("STARTTLS")
         if self.auth_cred and (sess.tls or not self.tls or self.auth_plain):
@@ -583,6 +604,7 @@ class NextHop:
             return end
         helo = False
         txn = None		# (from, params, rcpts) once MAIL was accepted
+        bdat = b""		# the chunks of the message so far
         first_rcpt = True
         while True:
             raw = w.line()
@@ -715,8 +737,42 @@ class NextHop:
                         self.messages_.append(msg)
                         sess.messages += 1
                 txn = None
+            elif verb == "BDAT" and self.chunking:
+                m = re.fullmatch(r"([0-9]+)( +LAST)?", arg.strip(), re.I)
+                if m is None:
+                    w.send("501 5.5.4 Syntax: BDAT size [LAST]\r\n")
+                    continue
+                chunk = w.exactly(int(m.group(1)))
+                sess.bdat.append(len(chunk))
+                if txn is None or not txn[2]:
+                    w.send("554 5.5.1 Error: no valid recipients\r\n")
+                    bdat = b""
+                    txn = None
+                    continue
+                bdat += chunk
+                if not m.group(2):
+                    w.send("250 2.0.0 %d octets received\r\n"
+                           % len(chunk))
+                    continue
+                end = self._point(w, sess, "dot", drop, stall)
+                if end:
+                    return end
+                if len(bdat) > self.size:
+                    line = "552 5.3.4 Message size exceeds fixed limit"
+                    w.send(line + "\r\n")
+                else:
+                    line = self._answer(w, sess, self._spec("data"), "data")
+                msg = Message(sess, txn[0], txn[1], txn[2], bdat, line)
+                with self.lock:
+                    self.attempts_.append(msg)
+                    if line.startswith("2"):
+                        self.messages_.append(msg)
+                        sess.messages += 1
+                txn = None
+                bdat = b""
             elif verb == "RSET":
                 txn = None
+                bdat = b""
                 w.send("250 2.0.0 Ok\r\n")
             elif verb == "NOOP":
                 w.send("250 2.0.0 Ok\r\n")

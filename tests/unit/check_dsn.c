@@ -4,8 +4,10 @@
  * its boundary, and each required field present exactly once with the
  * value it should have, for each action, recipient set and option.  Also
  * hostile text from remote servers, long texts, boundary collisions,
- * dsn_headers_len, bad arguments, and Python's email package reading one
- * report when /usr/bin/python3 exists.
+ * dsn_headers_len, bad arguments, success reports that never show our
+ * own delivery text (a Maildir path), RFC 6533 global reports, and
+ * Python's email package reading one report when /usr/bin/python3
+ * exists.
  */
 #include "autoconf.h"
 
@@ -379,6 +381,9 @@ report_parse(struct report *r, const char *data, size_t len)
 
 	ct = fields_one(&r->top, "Content-Type");
 	q = "multipart/report; report-type=delivery-status; boundary=\"";
+	if (strncmp(ct, q, strlen(q)) != 0)
+		q = "multipart/report; report-type=global-delivery-status; "
+		    "boundary=\"";
 	ck_assert_msg(strncmp(ct, q, strlen(q)) == 0, "Content-Type: %s", ct);
 	ct += strlen(q);
 	ck_assert_ptr_nonnull(q = strchr(ct, '"'));
@@ -1435,6 +1440,133 @@ START_TEST(test_python)
 }
 END_TEST
 
+/*
+ * A success report says nothing of how we delivered but what a peer
+ * replied: a Maildir delivery's own text names a path on this host and
+ * must not leak, in words or in a Diagnostic-Code.  A failure report
+ * keeps our reason.
+ */
+static const enum dsn_action leak_actions[] = {
+	DSN_ACTION_DELIVERED, DSN_ACTION_RELAYED, DSN_ACTION_FAILED,
+};
+
+START_TEST(test_success_no_path)
+{
+	static const size_t	 sel[] = { 0 };
+	enum dsn_action		 action = leak_actions[_i];
+	struct fields		 blocks[MAX_BLOCKS];
+	struct envelope		 env;
+	struct dsn_params	 p;
+	struct report		 r;
+	char			*out;
+	size_t			 outlen, nblocks, i;
+	int			 failed = action == DSN_ACTION_FAILED;
+
+	env_fill(&env, SENDER, NULL);
+	envelope_set_str(&env.rcpts[0].error, "delivered to maildir "
+	    "/srv/mail/secret/alice");
+	envelope_set_str(&env.rcpts[0].relay, "local");
+	util_strlcpy(env.rcpts[0].status, failed ? "5.2.0" : "2.0.0",
+	    sizeof env.rcpts[0].status);
+	params_fill(&p, action, 0, NULL, 0);
+	ck_assert_int_eq(dsn_build(&env, sel, 1, &p, &out, &outlen), 0);
+	ck_assert_msg((memmem(out, outlen, "/srv/mail", 9) != NULL) == failed,
+	    "the path %s", failed ? "is missing" : "leaked");
+	ck_assert_ptr_null(memmem(out, outlen, "Remote server", 13));
+	report_parse(&r, out, outlen);
+	nblocks = blocks_parse(blocks, MAX_BLOCKS, r.parts[1].body,
+	    r.parts[1].bodylen);
+	ck_assert_uint_eq(nblocks, 2);
+	field_maybe(&blocks[1], "Remote-MTA", NULL);
+	field_maybe(&blocks[1], "Diagnostic-Code", failed ? "X-tern; "
+	    "delivered to maildir /srv/mail/secret/alice" : NULL);
+	if (action == DSN_ACTION_DELIVERED)
+		ck_assert_ptr_nonnull(memmem(r.parts[0].body,
+		    r.parts[0].bodylen, "<alice@example.net>: delivered to "
+		    "mailbox", 40));
+	for (i = 0; i < nblocks; i++)
+		fields_free(&blocks[i]);
+	report_free(&r);
+	free(out);
+	envelope_clear(&env);
+}
+END_TEST
+
+/*
+ * RFC 6533: a report on an SMTPUTF8 message with a UTF-8 address or
+ * UTF-8 header fields is a global one: message/global-delivery-status
+ * with utf-8-addr-unitext addresses and the original returned as
+ * message/global or message/global-headers; otherwise the ASCII types,
+ * UTF-8 addresses as xtext.
+ */
+static const struct {
+	int		 smtputf8;
+	size_t		 rcpt;
+	const char	*hdrs;
+	int		 full;
+	int		 global;
+	const char	*final;
+} globals[] = {
+	{ 1, 3, "Subject: plain\r\n\r\n", 0, 1,
+	  "utf-8; j\xc3\xb6ran@ex\xc3\xa4mple.net" },
+	{ 1, 3, "Subject: plain\r\n\r\n", 1, 1,
+	  "utf-8; j\xc3\xb6ran@ex\xc3\xa4mple.net" },
+	{ 1, 0, "Subject: gr\xc3\xbc\xc3\x9f\r\n\r\n", 0, 1,
+	  "rfc822; alice@example.net" },
+	{ 1, 0, "Subject: plain\r\n\r\n", 0, 0, "rfc822; alice@example.net" },
+	{ 0, 3, "Subject: plain\r\n\r\n", 0, 0,
+	  "utf-8; j\\x{F6}ran@ex\\x{E4}mple.net" },
+};
+
+START_TEST(test_global)
+{
+	size_t			 sel[1] = { globals[_i].rcpt };
+	struct fields		 blocks[MAX_BLOCKS];
+	struct envelope		 env;
+	struct dsn_params	 p;
+	struct report		 r;
+	char			*out, *orig;
+	size_t			 outlen, nblocks, i;
+	int			 g = globals[_i].global;
+	int			 full = globals[_i].full;
+
+	env_fill(&env, SENDER, NULL);
+	env.smtputf8 = globals[_i].smtputf8;
+	xasprintf(&orig, "%sbody\r\n", globals[_i].hdrs);
+	params_fill(&p, DSN_ACTION_FAILED, full, orig, strlen(orig));
+	ck_assert_int_eq(dsn_build(&env, sel, 1, &p, &out, &outlen), 0);
+	check_utf8(out, outlen);
+	report_parse(&r, out, outlen);
+	ck_assert_uint_eq(r.nparts, 3);
+	ck_assert_ptr_nonnull(strstr(fields_one(&r.top, "Content-Type"), g ?
+	    "report-type=global-delivery-status;" :
+	    "report-type=delivery-status;"));
+	field_is(&r.parts[1].fields, "Content-Type", g ?
+	    "message/global-delivery-status" : "message/delivery-status");
+	field_is(&r.parts[2].fields, "Content-Type", g ? (full ?
+	    "message/global" : "message/global-headers") :
+	    "text/rfc822-headers");
+	field_maybe(&r.parts[1].fields, "Content-Transfer-Encoding",
+	    has_8bit(r.parts[1].body, r.parts[1].bodylen) ? "8bit" : NULL);
+	if (!g)
+		ck_assert(!has_8bit(r.parts[1].body, r.parts[1].bodylen));
+	nblocks = blocks_parse(blocks, MAX_BLOCKS, r.parts[1].body,
+	    r.parts[1].bodylen);
+	ck_assert_uint_eq(nblocks, 2);
+	field_is(&blocks[1], "Final-Recipient", globals[_i].final);
+	if (globals[_i].rcpt == 3)
+		field_is(&blocks[1], "Original-Recipient", g ?
+		    "utf-8; j\xc3\xb6ran\\x{2B}x@ex\xc3\xa4mple.net" :
+		    "utf-8; j\\x{F6}ran\\x{2B}x@ex\\x{E4}mple.net");
+	for (i = 0; i < nblocks; i++)
+		fields_free(&blocks[i]);
+	report_free(&r);
+	free(out);
+	free(orig);
+	envelope_clear(&env);
+}
+END_TEST
+
 static Suite *
 dsn_suite(void)
 {
@@ -1444,6 +1576,9 @@ dsn_suite(void)
 	tc = tcase_create("report");
 	tcase_add_loop_test(tc, test_report, 0, nitems(rcases));
 	tcase_add_test(tc, test_no_original);
+	tcase_add_loop_test(tc, test_success_no_path, 0,
+	    nitems(leak_actions));
+	tcase_add_loop_test(tc, test_global, 0, nitems(globals));
 	tcase_add_loop_test(tc, test_retry_until, 0, 2 * nitems(actions));
 	tcase_add_loop_test(tc, test_original, 0, 2 * nitems(originals));
 	tcase_add_loop_test(tc, test_date_zone, 0, nitems(zones));

@@ -84,6 +84,9 @@ struct fake {
 	struct bufferevent	*bev;
 	const struct step	*pending;	/* reply waiting for delay */
 	int			 data_mode;
+	int			 bdat_mode;	/* reading a BDAT chunk */
+	size_t			 bdat_left;
+	char			 bdat_cmd[64];
 	int			 close_pending;
 	int			 close_later;
 	int			 tls_pending;
@@ -364,11 +367,36 @@ fake_process(struct fake *f)
 			continue;
 		}
 		in = bufferevent_get_input(f->bev);
+		if (f->bdat_mode) {
+			/* A chunk: its octets as they come, then the reply. */
+			len = evbuffer_get_length(in);
+			if (len > f->bdat_left)
+				len = f->bdat_left;
+			if (len == 0 && f->bdat_left > 0)
+				return;
+			util_buf_add(&f->message, evbuffer_pullup(in, -1), len);
+			util_buf_add(fake_got(f), evbuffer_pullup(in, -1), len);
+			evbuffer_drain(in, len);
+			if ((f->bdat_left -= len) == 0) {
+				f->bdat_mode = 0;
+				fake_command(f, f->bdat_cmd);
+			}
+			continue;
+		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF_STRICT);
 		if (line == NULL)
 			return;
 		util_buf_add(fake_got(f), line, len);
 		util_buf_adds(fake_got(f), "\r\n");
+		if (strncmp(line, "BDAT ", 5) == 0) {
+			f->bdat_mode = 1;
+			f->bdat_left = strtoul(line + 5, NULL, 10);
+			f->message.len = 0;
+			util_buf_add(&f->message, "", 0);
+			snprintf(f->bdat_cmd, sizeof f->bdat_cmd, "%s", line);
+			free(line);
+			continue;
+		}
 		fake_command(f, line);
 		free(line);
 	}
@@ -835,6 +863,66 @@ START_TEST(test_pipelined)
 	free(want.data);
 	free(stuffed);
 	free(content);
+}
+END_TEST
+
+/*
+ * CHUNKING: one BDAT with the octets as they are (dot-led lines and all),
+ * sent once every RCPT is answered; none when every RCPT was refused.
+ */
+START_TEST(test_bdat)
+{
+	static const char content[] = ".\r\n..\r\nbody\xe9\r\n.x\r\n";
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250-PIPELINING\r\n"
+		    "250-8BITMIME\r\n250 CHUNKING\r\n", 0 },
+		{ "MAIL FROM:<" SENDER "> BODY=8BITMIME", "250 2.1.0 Ok\r\n",
+		    0 },
+		{ "RCPT TO:<a@mx1.test>", "250 2.1.5 Ok\r\n", 0 },
+		{ "RCPT TO:<b@mx1.test>", "550 5.1.1 no\r\n", 0 },
+		{ "BDAT", "250 2.0.0 Ok: chunked\r\n", 0 },
+	};
+	static const struct step refused[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250-PIPELINING\r\n"
+		    "250-8BITMIME\r\n250 CHUNKING\r\n", 0 },
+		{ "MAIL FROM:<" SENDER "> BODY=8BITMIME", "250 2.1.0 Ok\r\n",
+		    0 },
+		{ "RCPT TO:<a@mx1.test>", "550 5.1.1 no\r\n", 0 },
+		{ "RCPT TO:<b@mx1.test>", "550 5.1.1 no\r\n", 0 },
+	};
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	struct util_buf	 want = { NULL, 0, 0 };
+
+	f = _i == 0 ? fake_new(IP1, 0, script, NSTEPS(script)) :
+	    fake_new(IP1, 0, refused, NSTEPS(refused));
+	client_init(&c, f->port, IP1, NULL);
+	ttx_init(&t, SENDER, two_rcpts, content, sizeof content - 1);
+	t.tx.body_8bit = 1;
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	util_buf_adds(&want, "EHLO " HELO "\r\nMAIL FROM:<" SENDER "> "
+	    "BODY=8BITMIME\r\nRCPT TO:<a@mx1.test>\r\nRCPT TO:<b@mx1.test>"
+	    "\r\n");
+	if (_i == 0) {
+		util_buf_printf(&want, "BDAT %zu LAST\r\n%s", sizeof content -
+		    1, content);
+		ck_assert_str_eq(f->message.data, content);
+		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1
+		    "] said: 250 2.0.0 Ok: chunked (in reply to BDAT command)");
+	} else
+		assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[1].st, MTA_PERM, "5.1.1", NULL);
+	util_buf_adds(&want, "QUIT\r\n");
+	ck_assert_str_eq(fake_transcript(f, 0), want.data);
+	ttx_free(&t);
+	free(want.data);
 }
 END_TEST
 
@@ -1600,27 +1688,122 @@ START_TEST(test_size_refused)
 }
 END_TEST
 
-/* SMTPUTF8 needed but not offered: 5.6.7 before anything is sent. */
+/*
+ * SMTPUTF8 asked for but not offered: a UTF-8 address is 5.6.7, UTF-8
+ * header fields 5.6.9, both before anything is sent; a message that
+ * needs neither goes without the parameter.
+ */
+static const struct {
+	const char	*sender;
+	const char	*content;
+	const char	*status;
+} utf8_cases[] = {
+	{ "j\xc3\xb6rg@client.test", "x\r\n", "5.6.7" },
+	{ SENDER, "Subject: gr\xc3\xbc\xc3\x9f\r\n\r\nx\r\n", "5.6.9" },
+	{ SENDER, "Subject: plain\r\n\r\nx\r\n", NULL },
+};
+
 START_TEST(test_smtputf8_refused)
 {
-	static const char content[] = "x\r\n";
 	struct client	 c;
 	struct ttx	 t;
 	struct fake	*f;
+	struct util_buf	 want = { NULL, 0, 0 };
+	const char	*content = utf8_cases[_i].content;
 
-	f = fake_new(IP1, 0, ok_script, 2);
+	f = fake_new(IP1, 0, ok_script, utf8_cases[_i].status != NULL ? 2 :
+	    NSTEPS(ok_script));
 	client_init(&c, f->port, IP1, NULL);
-	ttx_init(&t, SENDER, one_rcpt, content, sizeof content - 1);
+	ttx_init(&t, utf8_cases[_i].sender, one_rcpt, content,
+	    strlen(content));
 	t.tx.smtputf8 = 1;
 	c.txs[c.ntxs++] = &t.tx;
 	client_run(&c);
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
-	assert_status(&t.rcpts[0].st, MTA_PERM, "5.6.7", "SMTPUTF8 is "
-	    "required, but was not offered by host " MX1 "[" IP1 "]");
-	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
-	    "QUIT\r\n");
+	if (utf8_cases[_i].status != NULL) {
+		assert_status(&t.rcpts[0].st, MTA_PERM, utf8_cases[_i].status,
+		    NULL);
+		ck_assert_ptr_nonnull(strstr(t.rcpts[0].st.text, "SMTPUTF8 is "
+		    "required"));
+		ck_assert_ptr_nonnull(strstr(t.rcpts[0].st.text, "not offered "
+		    "by host " MX1 "[" IP1 "]"));
+		ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
+		    "QUIT\r\n");
+	} else {
+		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+		util_buf_printf(&want, "EHLO " HELO "\r\nMAIL FROM:<" SENDER
+		    "> SIZE=%zu\r\nRCPT TO:<a@mx1.test>\r\nDATA\r\n%s.\r\n"
+		    "QUIT\r\n", strlen(content), content);
+		ck_assert_str_eq(fake_transcript(f, 0), want.data);
+	}
+	ttx_free(&t);
+	free(want.data);
+}
+END_TEST
+
+/*
+ * A peer without 8BITMIME: 8-bit parts arrive quoted-printable, a 7-bit
+ * message exactly as it is, and 8-bit under multipart/signed or in a
+ * base64 part is failed for good before MAIL.
+ */
+static const struct {
+	const char	*content;
+	const char	*sent;		/* the body as sent, unstuffed */
+	const char	*status;	/* a refusal, or NULL */
+} conv_cases[] = {
+	{ "Subject: a\r\n\r\n.caf\xc3\xa9\r\n",
+	  "Subject: a\r\nMIME-Version: 1.0\r\n"
+	  "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+	  ".caf=C3=A9\r\n", NULL },
+	{ "Subject: a\r\n\r\n.plain \r\n", "Subject: a\r\n\r\n.plain \r\n",
+	  NULL },
+	{ "Content-Type: multipart/signed; boundary=s\r\n\r\n--s\r\n\r\n"
+	  "\xe9\r\n--s--\r\n", NULL, "5.6.2" },
+	{ "Content-Transfer-Encoding: base64\r\n\r\n\xe9\r\n", NULL,
+	  "5.6.3" },
+};
+
+START_TEST(test_8bit_to_7bit)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "EHLO " HELO, "250-mx1.test hello\r\n250 PIPELINING\r\n",
+		    0 },
+		{ "MAIL FROM:<" SENDER ">", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<a@", "250 2.1.5 Ok\r\n", 0 },
+		{ "DATA", "354 go ahead\r\n", 0 },
+		{ ".", "250 2.0.0 Ok\r\n", 0 },
+	};
+	const char	*content = conv_cases[_i].content;
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, conv_cases[_i].status != NULL ? 2 :
+	    NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	ttx_init(&t, SENDER, one_rcpt, content, strlen(content));
+	t.tx.body_8bit = 1;
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	if (conv_cases[_i].status != NULL) {
+		assert_status(&t.rcpts[0].st, MTA_PERM, conv_cases[_i].status,
+		    NULL);
+		ck_assert_ptr_nonnull(strstr(t.rcpts[0].st.text, "does not "
+		    "offer 8BITMIME"));
+		ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
+		    "QUIT\r\n");
+	} else {
+		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+		ck_assert_str_eq(f->message.data, conv_cases[_i].sent);
+		/* No BODY= to a peer that did not offer 8BITMIME. */
+		ck_assert_ptr_null(strstr(fake_transcript(f, 0), "BODY="));
+	}
 	ttx_free(&t);
 }
 END_TEST
@@ -2304,7 +2487,9 @@ main(void)
 	tcase_add_test(tc, test_no_rcpt_354);
 	tcase_add_loop_test(tc, test_final_dot, 0, 2);
 	tcase_add_test(tc, test_size_refused);
-	tcase_add_test(tc, test_smtputf8_refused);
+	tcase_add_loop_test(tc, test_smtputf8_refused, 0, nitems(utf8_cases));
+	tcase_add_loop_test(tc, test_8bit_to_7bit, 0, nitems(conv_cases));
+	tcase_add_loop_test(tc, test_bdat, 0, 2);
 	tcase_add_test(tc, test_sanitize);
 	tcase_add_test(tc, test_dsn_offered);
 	tcase_add_test(tc, test_dsn_not_offered);
