@@ -20,6 +20,8 @@ build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
 libc-ares-dev libinih-dev libcrypt-dev check"
 test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx
 mmdebstrap systemd-container debhelper lintian dpkg-dev fakeroot"
+# The fuzz targets (tests/fuzz/) are built with clang and its libFuzzer.
+fuzz_pkgs="clang libclang-rt-14-dev"
 
 usage() {
 	echo "usage: $0 run|test" >&2
@@ -66,6 +68,17 @@ do_build() {
 	make -j"$(nproc)" >/dev/null
 }
 
+# The fuzz targets in a build of their own (./build-fuzz, clang and its
+# sanitizers), each run for a short while on its seed corpus.
+do_fuzz() {
+	mkdir -p "$top/build-fuzz"
+	cd "$top/build-fuzz"
+	if [ ! -f Makefile ] || [ "$top/configure" -nt Makefile ]; then
+		"$top/configure" --enable-fuzzing >/dev/null
+	fi
+	make -j"$(nproc)" fuzz-check
+}
+
 [ $# -eq 1 ] || usage
 case "$1" in
 run)
@@ -75,7 +88,7 @@ run)
 	exec "$build/src/ternd"
 	;;
 test)
-	install_pkgs $build_pkgs $test_pkgs
+	install_pkgs $build_pkgs $test_pkgs $fuzz_pkgs
 	do_build
 	cd "$build"
 	rc=0
@@ -94,6 +107,14 @@ test)
 	    /^[0-9]+ passed, [0-9]+ failed/ { p += $1; f += $3 }
 	    END { print p + 0, f + 0 }')
 	pass=$1 fail=$2
+	# Each fuzz target counts as one test; a build failure as one failed.
+	frc=0
+	(do_fuzz) >"$build/fuzz.log" 2>&1 || frc=$?
+	grep '^fuzz: ' "$build/fuzz.log" || tail -n 30 "$build/fuzz.log"
+	set -- $(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+	    "$build/fuzz.log") 0 0
+	[ "$frc" -ne 0 ] && [ "$2" -eq 0 ] && set -- "$1" 1
+	pass=$((pass + $1)) fail=$((fail + $2))
 	if grep -q '^:test-result: \(FAIL\|ERROR\)' \
 	    $(find tests -name '*.trs') /dev/null; then
 		[ "$fail" -gt 0 ] || fail=1
