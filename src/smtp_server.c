@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -39,6 +40,10 @@
 #define SMTP_SERVER_SHED_MAX	64
 /* Stress lasts this long (seconds) after descriptors last ran out. */
 #define SMTP_SERVER_FD_STRESS	10
+/* At the budget, a session silent this long (seconds) may be evicted... */
+#define SMTP_SERVER_EVICT_AGE	2
+/* ...looking for one among at most this many of the oldest. */
+#define SMTP_SERVER_EVICT_SCAN	256
 
 /* Connections from one client address. */
 struct smtp_server_ip {
@@ -54,6 +59,7 @@ struct smtp_server_client {
 	TAILQ_ENTRY(smtp_server_client) entry;
 	struct smtp_session	*session;
 	struct smtp_server_ip	*ip;
+	time_t			 since;		/* monotonic seconds */
 };
 TAILQ_HEAD(smtp_server_clients, smtp_server_client);
 
@@ -101,6 +107,7 @@ static struct {
 	int				 fd_short;	/* EMFILE lately */
 	int				 spare;		/* given up for a 421 */
 	uint64_t			 shed;		/* 421s, no fds */
+	uint64_t			 evicted;	/* silent, at budget */
 	time_t				 shed_logged;
 	int				 paused;
 	int				 stopping;
@@ -305,6 +312,42 @@ smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
 	smtp_server_refuse_esc(fd, kind, "4.7.0", why);
 }
 
+static time_t
+smtp_server_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/*
+ * The budget is full: make room by closing the oldest session that has
+ * not completed a single command in SMTP_SERVER_EVICT_AGE seconds, the
+ * mark of a client that dribbles or just holds a slot.  A session that
+ * has sent a command is never evicted.  Returns 0 when one was closed.
+ */
+static int
+smtp_server_evict(void)
+{
+	struct smtp_server_client	*c;
+	time_t				 old = smtp_server_now() -
+					    SMTP_SERVER_EVICT_AGE;
+	unsigned			 n = 0;
+
+	TAILQ_FOREACH(c, &server.clients, entry) {
+		if (c->since > old || ++n > SMTP_SERVER_EVICT_SCAN)
+			break;
+		if (smtp_session_is_silent(c->session)) {
+			server.evicted++;
+			smtp_session_close(c->session, "evicted: no command, "
+			    "session budget full");
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static void
 smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -319,7 +362,8 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	if (server.nclients >= server.budget.sessions) {
+	if (server.nclients >= server.budget.sessions &&
+	    smtp_server_evict() == -1) {
 		log_info("refused connection: %zu sessions (session budget)",
 		    server.nclients);
 		smtp_server_refuse(fd, l->kind, "too many connections");
@@ -338,6 +382,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	ip->count++;
 	c = xcalloc(1, sizeof *c);
 	c->ip = ip;
+	c->since = smtp_server_now();
 	TAILQ_INSERT_TAIL(&server.clients, c, entry);
 	server.nclients++;
 	c->session = smtp_session_new(fd, sa, (socklen_t)salen,

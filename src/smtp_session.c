@@ -569,6 +569,18 @@ smtp_deadline_start(struct smtp_session *s)
 	smtp_deadline_at(s, s->start + smtp_bound(ms));
 }
 
+/*
+ * Whether a session has yet to complete its first command (or, on an
+ * implicit TLS port, its handshake): what a client holding a slot by
+ * dribbling looks like.
+ */
+int
+smtp_session_is_silent(const struct smtp_session *s)
+{
+	return s->commands == 0 && !(s->flags & SMTP_F_QUIT) &&
+	    (s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_TLS);
+}
+
 /* Stress has begun: a deadline further off than stress_timeout is cut. */
 void
 smtp_session_stress(struct smtp_session *s)

@@ -4,7 +4,8 @@ started with a small RLIMIT_NOFILE (set in the child, lowering the hard
 limit too, so ternd cannot raise it back): it derives its session budget
 from it, clamps a larger max_connections with a warning, refuses the
 client past the budget with a 421 while an open session still commits
-its message, enters stress mode above 80 % of the budget and leaves it
+its message, a session that never completed a command is evicted to
+make room for a new client, enters stress mode above 80 % of the budget and leaves it
 below 70 %, both logged and shown by ternctl stats.  With no descriptor
 to spare at all, a new client still gets a 421 from the spare descriptor
 instead of hanging in the listen queue.
@@ -79,7 +80,8 @@ class Admission(TernTestCase):
 
         first = t.session()
         mark = t.log_mark()
-        others = [t.raw() for _ in range(BUDGET - 1)]
+        # Sessions that have sent a command are never evicted.
+        others = [t.session() for _ in range(BUDGET - 1)]
         # 12 of 12 sessions: above 80 %, so under stress.
         t.wait_log(r"stress: \d+ of %d sessions in use; timeouts cut to "
                    r"10s" % BUDGET, since=mark)
@@ -107,13 +109,39 @@ class Admission(TernTestCase):
                    r"back to normal" % BUDGET, since=mark)
         self.assertEqual(self.stats(t)["stress"], "0")
 
+    def test_silent_session_evicted_at_the_budget(self):
+        # At the budget, a new client takes the place of the oldest
+        # session that has not completed a command for 2 s: a client
+        # dribbling a line that never ends.  Sessions that sent a command
+        # are kept, and with none to evict the newcomer gets a 421.
+        t = self.limited(RESERVE + 2 * 4)
+        t.wait_log(r"session budget: 4 sessions")
+        busy = [t.session() for _ in range(2)]
+        silent = [t.raw() for _ in range(2)]
+        silent[0].send(b"EHLO dribbl")
+        ternlib.time.sleep(2.5)
+        c = t.raw()
+        self.assertReply(c.cmd("EHLO c.example"),
+                         re.compile(r"^250-mx"))
+        silent[0].expect_eof()
+        t.wait_log(r"disconnect from \[127\.0\.0\.1\] commands=0 "
+                   r"errors=0 \(evicted: no command, session budget full\)")
+        # Both silent ones evicted in turn, never the busy ones.
+        d = t.raw()
+        silent[1].expect_eof()
+        self.assertReply(d.cmd("NOOP"), "250 2.0.0 Ok")
+        late = t.raw(greet=False)
+        self.assertEqual([r.line for r in late.rest()], [BUSY])
+        for x in busy:
+            self.assertReply(x.cmd("NOOP"), "250 2.0.0 Ok")
+
     def test_stress_shortens_idle_sessions(self):
         # command_timeout is long; under stress an idle session is cut
         # at stress_timeout.
         t = self.limited(RESERVE + 2 * 5, smtp={
             "command_timeout": "60s", "stress_timeout": "2s"})
         t.wait_log(r"session budget: 5 sessions")
-        conns = [t.raw() for _ in range(5)]
+        conns = [t.session() for _ in range(5)]
         t.wait_log(r"stress: \d+ of 5 sessions in use; timeouts cut to 2s")
         for c in conns:
             self.assertReply(c.reply(timeout=20),
