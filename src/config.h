@@ -80,6 +80,11 @@ struct config {
 	uint64_t		 max_errors;
 	uint64_t		 command_timeout;
 	uint64_t		 data_timeout;
+	uint64_t		 data_min_rate;		/* bytes/s; 0: none */
+	uint64_t		 tls_timeout;
+	uint64_t		 auth_timeout;
+	uint64_t		 stress_timeout;
+	uint64_t		 session_memory;
 	enum config_bare_newlines bare_newlines;
 	char			**local_domains;	/* lowercase */
 	size_t			 nlocal_domains;

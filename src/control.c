@@ -218,6 +218,9 @@ static const struct {
 	size_t		 offset;
 } control_stat_names[] = {
 	{ "sessions", offsetof(struct control_stats, sessions) },
+	{ "session_budget", offsetof(struct control_stats, session_budget) },
+	{ "bytes_held", offsetof(struct control_stats, bytes_held) },
+	{ "stress", offsetof(struct control_stats, stress) },
 	{ "accepted", offsetof(struct control_stats, accepted) },
 	{ "delivered", offsetof(struct control_stats, delivered) },
 	{ "deferred", offsetof(struct control_stats, deferred) },

@@ -23,6 +23,9 @@ struct control_stats {
 	uint64_t	queue_size;	/* messages in the spool */
 	uint64_t	oldest;		/* arrival, epoch seconds; 0: none */
 	uint64_t	uptime;		/* seconds */
+	uint64_t	session_budget;	/* sessions admitted at most */
+	uint64_t	bytes_held;	/* by sessions, estimated */
+	uint64_t	stress;		/* 1: under stress */
 };
 
 /* One line of a listing, for the client. */

@@ -3,23 +3,31 @@
  * client address) and the list of live sessions, which it drains when the
  * daemon stops.  It owns a small record per connection; the session itself
  * belongs to smtp_session.c and reports its end through a callback.
+ * Admission control lives here too: the session budget (admit.c), stress
+ * mode, and a spare descriptor so that a client arriving when descriptors
+ * have run out still gets a 421 instead of hanging in the listen queue.
  */
 #include "autoconf.h"
 
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admit.h"
 #include "config.h"
 #include "log.h"
 #include "smtp_server.h"
@@ -28,6 +36,14 @@
 
 #define SMTP_SERVER_BACKLOG	1024
 #define SMTP_SERVER_IP_BUCKETS	4096
+/* Clients refused at most per accept error, out of descriptors. */
+#define SMTP_SERVER_SHED_MAX	64
+/* Stress lasts this long (seconds) after descriptors last ran out. */
+#define SMTP_SERVER_FD_STRESS	10
+/* At the budget, a session silent this long (seconds) may be evicted... */
+#define SMTP_SERVER_EVICT_AGE	2
+/* ...looking for one among at most this many of the oldest. */
+#define SMTP_SERVER_EVICT_SCAN	256
 
 /* Connections from one client address. */
 struct smtp_server_ip {
@@ -43,6 +59,7 @@ struct smtp_server_client {
 	TAILQ_ENTRY(smtp_server_client) entry;
 	struct smtp_session	*session;
 	struct smtp_server_ip	*ip;
+	time_t			 since;		/* monotonic seconds */
 };
 TAILQ_HEAD(smtp_server_clients, smtp_server_client);
 
@@ -84,6 +101,14 @@ static struct {
 	size_t				 nclients;
 	struct smtp_server_ip_list	 ips[SMTP_SERVER_IP_BUCKETS];
 	struct event			*resume_ev;
+	struct admit_budget		 budget;
+	struct event			*stress_ev;
+	int				 stress;
+	int				 fd_short;	/* EMFILE lately */
+	int				 spare;		/* given up for a 421 */
+	uint64_t			 shed;		/* 421s, no fds */
+	uint64_t			 evicted;	/* silent, at budget */
+	time_t				 shed_logged;
 	int				 paused;
 	int				 stopping;
 	void				(*stopped)(void);
@@ -149,6 +174,73 @@ smtp_server_ip_put(struct smtp_server_ip *ip)
 	}
 }
 
+/*
+ * Enter or leave stress mode as the load says: above ADMIT_STRESS_ON
+ * percent of the session budget, or while descriptors run short.  Every
+ * session's deadline is cut to stress_timeout from now on entering.
+ */
+static void
+smtp_server_check_stress(void)
+{
+	struct smtp_server_client	*c;
+	char				 t[32];
+	int				 on;
+
+	on = admit_is_stressed(server.stress, server.nclients,
+	    server.budget.sessions) || server.fd_short;
+	if (on == server.stress || server.stopping)
+		return;
+	server.stress = on;
+	smtp_session_set_stress(on);
+	if (!on) {
+		log_info("stress over: %zu of %" PRIu64 " sessions in use; "
+		    "timeouts back to normal", server.nclients,
+		    server.budget.sessions);
+		return;
+	}
+	util_format_duration(t, sizeof t, server.conf->stress_timeout);
+	log_warnx("stress: %zu of %" PRIu64 " sessions in use%s; timeouts "
+	    "cut to %s", server.nclients, server.budget.sessions,
+	    server.fd_short ? ", out of descriptors" : "", t);
+	TAILQ_FOREACH(c, &server.clients, entry)
+		smtp_session_stress(c->session);
+}
+
+static void
+smtp_server_stress_cb(evutil_socket_t fd, short events, void *arg)
+{
+	server.fd_short = 0;
+	smtp_server_check_stress();
+}
+
+/* Work out the session budget for a configuration and log it. */
+static void
+smtp_server_budget(const struct config *conf)
+{
+	struct rlimit	rl;
+	uint64_t	nofile = 1024;
+	char		mem[32];
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		nofile = (uint64_t)rl.rlim_cur;
+	else if (rl.rlim_cur == RLIM_INFINITY)
+		nofile = UINT32_MAX;
+	admit_budget(&server.budget, nofile, conf->max_connections,
+	    conf->session_memory, conf->max_deliveries);
+	if (server.budget.clamped)
+		log_warnx("max_connections %" PRIu64 " is more than %" PRIu64
+		    " descriptors allow; using %" PRIu64,
+		    conf->max_connections, nofile, server.budget.sessions);
+	util_format_size(mem, sizeof mem, conf->session_memory);
+	log_info("session budget: %" PRIu64 " sessions (descriptors %"
+	    PRIu64 ", %" PRIu64 " kept in reserve: %" PRIu64 " sessions; "
+	    "session_memory %s at %u bytes each: %" PRIu64 " sessions%s)",
+	    server.budget.sessions, nofile, server.budget.reserve,
+	    server.budget.by_fds, mem, ADMIT_SESSION_BYTES,
+	    server.budget.by_memory, conf->max_connections != 0 ?
+	    "; max_connections set" : "");
+}
+
 static void
 smtp_server_pause(void)
 {
@@ -186,6 +278,7 @@ smtp_server_closed_cb(struct smtp_session *s, void *arg)
 	server.nclients--;
 	smtp_server_ip_put(c->ip);
 	free(c);
+	smtp_server_check_stress();
 	smtp_server_resume();
 	if (server.stopping && server.nclients == 0 && server.stopped != NULL)
 		server.stopped();
@@ -196,7 +289,8 @@ smtp_server_closed_cb(struct smtp_session *s, void *arg)
  * TLS first is just closed.
  */
 static void
-smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
+smtp_server_refuse_esc(evutil_socket_t fd, enum smtp_kind kind,
+    const char *esc, const char *why)
 {
 	char	line[512];
 	int	n;
@@ -205,11 +299,53 @@ smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
 		close(fd);
 		return;
 	}
-	n = snprintf(line, sizeof line, "421 4.7.0 %s Error: %s\r\n",
+	n = snprintf(line, sizeof line, "421 %s %s Error: %s\r\n", esc,
 	    server.conf->hostname, why);
 	if (n > 0)
 		(void)write(fd, line, (size_t)n);
 	close(fd);
+}
+
+static void
+smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
+{
+	smtp_server_refuse_esc(fd, kind, "4.7.0", why);
+}
+
+static time_t
+smtp_server_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/*
+ * The budget is full: make room by closing the oldest session that has
+ * not completed a single command in SMTP_SERVER_EVICT_AGE seconds, the
+ * mark of a client that dribbles or just holds a slot.  A session that
+ * has sent a command is never evicted.  Returns 0 when one was closed.
+ */
+static int
+smtp_server_evict(void)
+{
+	struct smtp_server_client	*c;
+	time_t				 old = smtp_server_now() -
+					    SMTP_SERVER_EVICT_AGE;
+	unsigned			 n = 0;
+
+	TAILQ_FOREACH(c, &server.clients, entry) {
+		if (c->since > old || ++n > SMTP_SERVER_EVICT_SCAN)
+			break;
+		if (smtp_session_is_silent(c->session)) {
+			server.evicted++;
+			smtp_session_close(c->session, "evicted: no command, "
+			    "session budget full");
+			return 0;
+		}
+	}
+	return -1;
 }
 
 static void
@@ -226,8 +362,9 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	if (server.nclients >= server.conf->max_connections) {
-		log_info("refused connection: %zu sessions (max_connections)",
+	if (server.nclients >= server.budget.sessions &&
+	    smtp_server_evict() == -1) {
+		log_info("refused connection: %zu sessions (session budget)",
 		    server.nclients);
 		smtp_server_refuse(fd, l->kind, "too many connections");
 		return;
@@ -245,6 +382,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	ip->count++;
 	c = xcalloc(1, sizeof *c);
 	c->ip = ip;
+	c->since = smtp_server_now();
 	TAILQ_INSERT_TAIL(&server.clients, c, entry);
 	server.nclients++;
 	c->session = smtp_session_new(fd, sa, (socklen_t)salen,
@@ -255,15 +393,62 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		smtp_server_ip_put(ip);
 		free(c);
 	}
+	smtp_server_check_stress();
 }
 
-/* accept() failed: out of descriptors pauses listening for a second. */
+/*
+ * Descriptors ran out at accept(): give up the spare one to take each
+ * waiting client off the listen queue with a 421, so none hangs there,
+ * then take it back.  Stress mode holds while this goes on.  Returns -1
+ * when there is no spare to give.
+ */
+static int
+smtp_server_shed(struct smtp_server_listener *l, int err)
+{
+	struct timeval	tv = { SMTP_SERVER_FD_STRESS, 0 };
+	int		fd = -1, lfd = evconnlistener_get_fd(l->lev);
+	unsigned	n = 0;
+
+	server.fd_short = 1;
+	evtimer_add(server.stress_ev, &tv);
+	smtp_server_check_stress();
+	while (server.spare != -1 && n < SMTP_SERVER_SHED_MAX) {
+		close(server.spare);
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd != -1) {
+			smtp_server_refuse_esc(fd, l->kind, "4.3.2",
+			    "out of resources, try again later");
+			n++;
+		}
+		server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd == -1)
+			break;
+	}
+	server.shed += n;
+	if (time(NULL) != server.shed_logged) {
+		server.shed_logged = time(NULL);
+		log_warnx("accept: %s; %" PRIu64 " clients refused with 421 "
+		    "so far (descriptor limit %" PRIu64 ")", strerror(err),
+		    server.shed, server.budget.nofile);
+	}
+	return server.spare == -1 ? -1 : 0;
+}
+
+
+/*
+ * accept() failed.  Out of descriptors, waiting clients are refused with
+ * the spare one; without it, or out of memory, listening pauses for a
+ * second.
+ */
 static void
 smtp_server_error_cb(struct evconnlistener *lev, void *arg)
 {
 	struct timeval	tv = { 1, 0 };
 	int		err = EVUTIL_SOCKET_ERROR();
 
+	if ((err == EMFILE || err == ENFILE) &&
+	    smtp_server_shed(arg, err) == 0)
+		return;
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
 	    err == ENOMEM) {
 		log_warnx("accept: %s; pausing listeners", strerror(err));
@@ -381,8 +566,13 @@ smtp_server_init(struct event_base *base, const struct config *conf,
 	for (i = 0; i < SMTP_SERVER_IP_BUCKETS; i++)
 		LIST_INIT(&server.ips[i]);
 	if ((server.resume_ev = evtimer_new(base, smtp_server_resume_cb,
+	    NULL)) == NULL ||
+	    (server.stress_ev = evtimer_new(base, smtp_server_stress_cb,
 	    NULL)) == NULL)
 		fatalx("evtimer_new");
+	if ((server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+		log_warn("/dev/null: no spare descriptor");
+	smtp_server_budget(conf);
 	if (smtp_server_listen(conf, &server.listeners, &server.nlisteners,
 	    cause) == -1)
 		return -1;
@@ -446,6 +636,8 @@ smtp_server_set_config(const struct config *conf, char **cause)
 			smtp_server_pause();
 	}
 	server.conf = conf;
+	smtp_server_budget(conf);
+	smtp_server_check_stress();
 	return 0;
 }
 
@@ -486,6 +678,21 @@ smtp_server_session_count(void)
 	return server.nclients;
 }
 
+/* Sessions against the budget, what they hold, and whether stressed. */
+void
+smtp_server_stats(struct smtp_server_stats *st)
+{
+	struct smtp_server_client	*c;
+
+	st->sessions = server.nclients;
+	st->budget = server.budget.sessions;
+	st->bytes = 0;
+	TAILQ_FOREACH(c, &server.clients, entry)
+		st->bytes += ADMIT_SESSION_BYTES +
+		    smtp_session_bytes(c->session);
+	st->stress = server.stress;
+}
+
 void
 smtp_server_free(void)
 {
@@ -497,4 +704,10 @@ smtp_server_free(void)
 	if (server.resume_ev != NULL)
 		event_free(server.resume_ev);
 	server.resume_ev = NULL;
+	if (server.stress_ev != NULL)
+		event_free(server.stress_ev);
+	server.stress_ev = NULL;
+	if (server.spare != -1)
+		close(server.spare);
+	server.spare = -1;
 }

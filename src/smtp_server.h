@@ -5,6 +5,7 @@
 #define SMTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct config;
@@ -15,6 +16,16 @@ int	 smtp_server_set_config(const struct config *, char **);
 void	 smtp_server_shutdown(void (*)(void));
 void	 smtp_server_close_all(void);
 size_t	 smtp_server_session_count(void);
+
+/* Admission control as ternctl stats shows it. */
+struct smtp_server_stats {
+	uint64_t	sessions;	/* in use */
+	uint64_t	budget;		/* the cap in force */
+	uint64_t	bytes;		/* held by sessions, estimated */
+	int		stress;		/* 1 while under stress */
+};
+
+void	 smtp_server_stats(struct smtp_server_stats *);
 void	 smtp_server_free(void);
 
 #endif

@@ -66,6 +66,7 @@ enum smtp_state {
 #define SMTP_F_DISCARD		0x20	/* inside an overlong command line */
 #define SMTP_F_TLS		0x40	/* the session is under TLS */
 #define SMTP_F_STARTTLS		0x80	/* 220 to STARTTLS not flushed yet */
+#define SMTP_F_LINE		0x100	/* a command line has begun */
 
 /* Why a transaction's data will not be queued. */
 enum smtp_tx_error {
@@ -114,6 +115,10 @@ struct smtp_session {
 	struct smtp_tx		*tx;
 	struct smtp_auth	*auth;
 	char			*user;		/* authenticated as, or NULL */
+	struct event		*timer;		/* the deadline of the state */
+	uint64_t		 start;		/* ms: the deadline's origin */
+	uint64_t		 deadline;	/* ms, monotonic; 0: none */
+	uint64_t		 data_in;	/* octets read in DATA */
 	smtp_session_closed_cb	 closed_cb;
 	void			*closed_arg;
 	struct sockaddr_storage	 ss;
@@ -386,11 +391,17 @@ static const struct smtp_param_entry smtp_rcpt_params[] = {
 	{ "ORCPT", 1, smtp_param_orcpt },
 };
 
-/* The timeout that guards each state (RFC 5321 4.5.3.2). */
+/*
+ * The deadline that guards each state.  Each is counted from a fixed
+ * point (the state's start, a line's first octet), never from the last
+ * octet read, so a client cannot hold a session by dribbling.
+ */
 enum smtp_timeout {
-	SMTP_TIMEOUT_NONE,
-	SMTP_TIMEOUT_COMMAND,
-	SMTP_TIMEOUT_DATA,
+	SMTP_TIMEOUT_NONE,	/* waiting on ourselves */
+	SMTP_TIMEOUT_COMMAND,	/* command_timeout */
+	SMTP_TIMEOUT_DATA,	/* data_timeout plus data_min_rate credit */
+	SMTP_TIMEOUT_TLS,	/* tls_timeout for the whole handshake */
+	SMTP_TIMEOUT_AUTH,	/* auth_timeout for the whole exchange */
 };
 
 static const struct smtp_state_entry {
@@ -401,8 +412,8 @@ static const struct smtp_state_entry {
 	[SMTP_STATE_DATA] = { "data", SMTP_TIMEOUT_DATA },
 	[SMTP_STATE_COMMIT] = { "commit", SMTP_TIMEOUT_NONE },
 	[SMTP_STATE_CLOSING] = { "closing", SMTP_TIMEOUT_COMMAND },
-	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_COMMAND },
-	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_COMMAND },
+	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_TLS },
+	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_AUTH },
 	[SMTP_STATE_AUTH_CHECK] = { "auth check", SMTP_TIMEOUT_NONE },
 };
 
@@ -412,6 +423,8 @@ static smtp_session_queued_cb	 smtp_queued;
 static smtp_session_etrn_cb	 smtp_etrn;
 static const struct users	*smtp_users;
 static SSL_CTX			*smtp_tls_ctx;
+/* The server is under stress: every deadline is shortened. */
+static int			 smtp_stress;
 /* Checked against for a user without a password, to take as long. */
 static char			 smtp_dummy_hash[256];
 
@@ -426,6 +439,7 @@ static void	smtp_process(struct smtp_session *);
 static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
 static void	smtp_auth_free(struct smtp_session *);
+static void	smtp_deadline_cb(evutil_socket_t, short, void *);
 
 void
 smtp_session_init(struct event_base *base, const struct config *conf,
@@ -475,39 +489,175 @@ smtp_session_set_etrn(smtp_session_etrn_cb cb)
 	smtp_etrn = cb;
 }
 
-static void
-smtp_set_timeouts(struct smtp_session *s)
+/*
+ * Stress mode (smtp_server.c decides): deadlines started from now on use
+ * stress_timeout where it is shorter.
+ */
+void
+smtp_session_set_stress(int on)
 {
-	struct timeval	rtv, wtv;
+	smtp_stress = on;
+}
+
+/*
+ * What a session holds in memory past an idle session's (ADMIT_SESSION_BYTES
+ * in admit.h counts that): its transaction and buffered octets, roughly.
+ */
+size_t
+smtp_session_bytes(const struct smtp_session *s)
+{
+	return (s->tx != NULL ? sizeof *s->tx : 0) +
+	    (s->auth != NULL ? sizeof *s->auth : 0) +
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) +
+	    evbuffer_get_length(bufferevent_get_output(s->bev));
+}
+
+static uint64_t
+smtp_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A configured bound, cut to stress_timeout under stress. */
+static uint64_t
+smtp_bound(uint64_t ms)
+{
+	if (smtp_stress && smtp_conf->stress_timeout < ms)
+		return smtp_conf->stress_timeout;
+	return ms;
+}
+
+/* Fire the session's timer at a point on the monotonic clock. */
+static void
+smtp_deadline_at(struct smtp_session *s, uint64_t at)
+{
+	struct timeval	tv;
+	uint64_t	now = smtp_now_ms(), ms;
+
+	s->deadline = at;
+	ms = at > now ? at - now : 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/*
+ * A state begins: its deadline is counted from now.  The write timeout
+ * of the bufferevent bounds each write that makes no progress.
+ */
+static void
+smtp_deadline_start(struct smtp_session *s)
+{
+	struct timeval	wtv;
 	uint64_t	ms = 0;
 
+	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
+	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, NULL, &wtv);
+	s->start = smtp_now_ms();
+	s->flags &= ~SMTP_F_LINE;
+	s->data_in = 0;
 	switch (smtp_states[s->state].timeout) {
 	case SMTP_TIMEOUT_NONE:
-		ms = 0;
-		break;
+		s->deadline = 0;
+		evtimer_del(s->timer);
+		return;
 	case SMTP_TIMEOUT_COMMAND:
 		ms = smtp_conf->command_timeout;
 		break;
 	case SMTP_TIMEOUT_DATA:
 		ms = smtp_conf->data_timeout;
 		break;
+	case SMTP_TIMEOUT_TLS:
+		ms = smtp_conf->tls_timeout;
+		break;
+	case SMTP_TIMEOUT_AUTH:
+		ms = smtp_conf->auth_timeout;
+		break;
 	}
-	rtv.tv_sec = (time_t)(ms / 1000);
-	rtv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
-	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, ms != 0 ? &rtv : NULL, &wtv);
+	smtp_deadline_at(s, s->start + smtp_bound(ms));
+}
+
+/*
+ * Whether a session has yet to complete its first command (or, on an
+ * implicit TLS port, its handshake): what a client holding a slot by
+ * dribbling looks like.
+ */
+int
+smtp_session_is_silent(const struct smtp_session *s)
+{
+	return s->commands == 0 && !(s->flags & SMTP_F_QUIT) &&
+	    (s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_TLS);
+}
+
+/* Stress has begun: a deadline further off than stress_timeout is cut. */
+void
+smtp_session_stress(struct smtp_session *s)
+{
+	uint64_t	at = smtp_now_ms() + smtp_conf->stress_timeout;
+
+	if (s->deadline != 0 && s->deadline > at)
+		smtp_deadline_at(s, at);
+}
+
+/*
+ * Input arrived in the command state: a line whose first octet this is
+ * must end within command_timeout of it; a line just taken restarts the
+ * count from its reply.
+ */
+static void
+smtp_deadline_line(struct smtp_session *s, int begun)
+{
+	if (s->state != SMTP_STATE_CMD)
+		return;
+	if (!begun) {
+		smtp_deadline_start(s);
+		return;
+	}
+	if (s->flags & SMTP_F_LINE)
+		return;
+	s->flags |= SMTP_F_LINE;
+	s->start = smtp_now_ms();
+	smtp_deadline_at(s, s->start + smtp_bound(smtp_conf->command_timeout));
+}
+
+/*
+ * DATA has read more: data_timeout from its start plus one second per
+ * data_min_rate octets, but never more than data_timeout past now (as
+ * Postfix's smtpd_min_data_rate).  The whole of DATA is thus bounded by
+ * data_timeout + max_message_size / data_min_rate.
+ */
+static void
+smtp_deadline_data(struct smtp_session *s, size_t octets)
+{
+	uint64_t	t = smtp_bound(smtp_conf->data_timeout), at, gap;
+
+	s->data_in += octets;
+	gap = smtp_now_ms() + t;
+	if (smtp_conf->data_min_rate == 0)
+		at = gap;
+	else {
+		at = s->start + t + s->data_in * 1000 /
+		    smtp_conf->data_min_rate;
+		if (at > gap)
+			at = gap;
+	}
+	smtp_deadline_at(s, at);
 }
 
 /* Every state change goes through here: trace it and re-arm the timer. */
 static void
 smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 {
-	if (s->state != state)
+	if (s->state != state) {
 		log_debug("smtp [%s]: %s -> %s", s->addr,
 		    smtp_states[s->state].name, smtp_states[state].name);
-	s->state = state;
-	smtp_set_timeouts(s);
+		s->state = state;
+		smtp_deadline_start(s);
+	}
 	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
 	    state == SMTP_STATE_AUTH_CHECK)
 		bufferevent_disable(s->bev, EV_READ);
@@ -1252,6 +1402,7 @@ smtp_tls_begin(struct smtp_session *s)
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
 	smtp_enter_state(s, SMTP_STATE_TLS);
+	smtp_deadline_start(s);
 }
 
 /*
@@ -1615,6 +1766,8 @@ smtp_process_line(struct smtp_session *s)
 	max = auth ? SMTP_AUTH_LINE_MAX : SMTP_LINE_MAX;
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos == -1) {
+		if (evbuffer_get_length(in) > 0)
+			smtp_deadline_line(s, 1);
 		/* No end yet: an overlong line is dropped as it comes. */
 		if (evbuffer_get_length(in) > max) {
 			s->flags |= SMTP_F_DISCARD;
@@ -1649,6 +1802,7 @@ smtp_process_line(struct smtp_session *s)
 		smtp_dispatch(s, smtp_line);
 	/* It may have held a secret. */
 	explicit_bzero(smtp_line, len);
+	smtp_deadline_line(s, 0);
 	return 0;
 }
 
@@ -1724,6 +1878,8 @@ smtp_process_data(struct smtp_session *s)
 		evbuffer_drain(in, consumed);
 		if (rc == SMTP_DATA_END)
 			smtp_data_end(s);
+		else
+			smtp_deadline_data(s, consumed);
 	}
 }
 
@@ -1849,20 +2005,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_session_close(s, reason);
 		return;
 	}
-	/* No reply can pass a handshake that never ends: just close. */
-	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_STATE_TLS) {
-		smtp_session_close(s, "timeout during the TLS handshake");
-		return;
-	}
+	/* Only writes have a bufferevent timeout; the rest is a deadline. */
 	if (what & BEV_EVENT_TIMEOUT) {
-		if ((what & BEV_EVENT_WRITING) || (s->flags & SMTP_F_QUIT)) {
-			smtp_session_close(s, "write timeout");
-			return;
-		}
-		log_info("timeout after %s from [%s]",
-		    smtp_states[s->state].name, s->addr);
-		smtp_reply(s, SMTP_R_TIMEOUT, smtp_conf->hostname);
-		smtp_after(s);
+		smtp_session_close(s, "write timeout");
 		return;
 	}
 	if (what & BEV_EVENT_EOF)
@@ -1870,6 +2015,29 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "lost connection after DATA" : "disconnect");
 	else
 		smtp_session_close(s, "connection error");
+}
+
+/*
+ * A deadline has passed.  No reply can pass a handshake that never ends,
+ * nor one to a client that does not read: those just close.
+ */
+static void
+smtp_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	if (s->state == SMTP_STATE_TLS) {
+		smtp_session_close(s, "timeout during the TLS handshake");
+		return;
+	}
+	if (s->state == SMTP_STATE_CLOSING) {
+		smtp_session_close(s, "write timeout");
+		return;
+	}
+	log_info("timeout after %s from [%s]%s", smtp_states[s->state].name,
+	    s->addr, smtp_stress ? " (stress)" : "");
+	smtp_reply(s, SMTP_R_TIMEOUT, smtp_conf->hostname);
+	smtp_after(s);
 }
 
 /* A new client: greet it and start reading. */
@@ -1920,17 +2088,21 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	if ((s->timer = evtimer_new(smtp_base, smtp_deadline_cb, s)) == NULL)
+		fatalx("smtp: evtimer_new");
 	log_info("connect from [%s]%s", s->addr, kind == SMTP_KIND_SMTPS ?
 	    " (implicit TLS)" : kind == SMTP_KIND_SUBMISSION ?
 	    " (submission)" : "");
 	if (kind == SMTP_KIND_SMTPS) {
 		s->state = SMTP_STATE_TLS;
-		smtp_enter_state(s, SMTP_STATE_TLS);
+		smtp_deadline_start(s);
+		bufferevent_enable(s->bev, EV_READ);
 		return s;
 	}
 	smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 	s->state = SMTP_STATE_CMD;
-	smtp_enter_state(s, SMTP_STATE_CMD);
+	smtp_deadline_start(s);
+	bufferevent_enable(s->bev, EV_READ);
 	return s;
 }
 
@@ -1957,6 +2129,7 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	smtp_auth_free(s);
 	free(s->user);
 	tls_close(s->bev);
+	event_free(s->timer);
 	if (s->closed_cb != NULL)
 		s->closed_cb(s, s->closed_arg);
 	free(s);

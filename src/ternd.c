@@ -418,10 +418,15 @@ ternd_ctl_flush_ids(const char *id)
 static void
 ternd_ctl_stats(struct control_stats *st)
 {
-	struct scheduler_stats	ss;
+	struct scheduler_stats		ss;
+	struct smtp_server_stats	as;
 
 	scheduler_stats(&ss);
-	st->sessions = smtp_server_session_count();
+	smtp_server_stats(&as);
+	st->sessions = as.sessions;
+	st->session_budget = as.budget;
+	st->bytes_held = as.bytes;
+	st->stress = (uint64_t)as.stress;
 	st->accepted = ss.accepted;
 	st->delivered = ss.delivered;
 	st->deferred = ss.deferred;

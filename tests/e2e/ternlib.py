@@ -392,6 +392,7 @@ class Tern:
         self.port = free_port()
         self.args = list(args)
         self.env = env  # ternd's environment; None: ours
+        self.preexec = None  # run in the child before ternd (limits)
         self.main = {
             "hostname": HOSTNAME,
             "spool": self.spool,
@@ -526,7 +527,7 @@ class Tern:
             self.proc = subprocess.Popen(
                 [TERND, "-c", self.conf] + self.args, cwd=self.dir,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=self.env)
+                env=self.env, preexec_fn=self.preexec)
         finally:
             out.close()
             err.close()

@@ -76,7 +76,8 @@ class ControlCase(DeliveryCase):
             self.assertIsNotNone(m, line)
             out[m.group(1)] = int(m.group(2))
         self.assertEqual(sorted(out), sorted([
-            "sessions", "accepted", "delivered", "deferred", "bounced",
+            "sessions", "session_budget", "bytes_held", "stress",
+            "accepted", "delivered", "deferred", "bounced",
             "queue_size", "oldest", "uptime"]))
         return out
 

@@ -214,10 +214,10 @@ class Session(TLSCase):
 
     def test_stalled_handshake_closed(self):
         # A client that never finishes a handshake holds nothing: after
-        # command_timeout the connection is closed, on both ports.
+        # tls_timeout the connection is closed, on both ports.
         t = mailtest.mail_tern(self, tls=True, smtp={
             "smtps_listen": "127.0.0.1:%d" % ternlib.free_port(),
-            "command_timeout": "1s"})
+            "tls_timeout": "1s"})
         port = int(t.smtp["smtps_listen"].rsplit(":", 1)[1])
         a = ternlib.Conn(port, greet=False, timeout=5.0)
         t.conns.append(a)

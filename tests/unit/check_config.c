@@ -584,7 +584,9 @@ static const struct {
 	  "out of range" },
 	{ "[smtp]\nmax_recipients = 99999999999999999999999\n", 2,
 	  "max_recipients", "out of range" },
-	{ "[smtp]\nmax_connections = 0\n", 2, "max_connections",
+	{ "[smtp]\ndata_min_rate = 2G\n", 2, "data_min_rate",
+	  "out of range" },
+	{ "[smtp]\nstress_timeout = 0\n", 2, "stress_timeout",
 	  "out of range" },
 	{ "[smtp]\nmax_errors = 0\n", 2, "max_errors", "out of range" },
 	/* sizes */
@@ -1144,7 +1146,12 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c->group, "");
 	listen_text(c, buf, sizeof buf);
 	ck_assert_str_eq(buf, "127.0.0.1 25 127.0.0.1:25; ::1 25 [::1]:25");
-	ck_assert_uint_eq(c->max_connections, 1000);
+	ck_assert_uint_eq(c->max_connections, 0);
+	ck_assert_uint_eq(c->data_min_rate, 500);
+	ck_assert_uint_eq(c->tls_timeout, 60000);
+	ck_assert_uint_eq(c->auth_timeout, 120000);
+	ck_assert_uint_eq(c->stress_timeout, 10000);
+	ck_assert_uint_eq(c->session_memory, 256 * 1024 * 1024);
 	ck_assert_uint_eq(c->max_connections_per_ip, 50);
 	ck_assert_uint_eq(c->max_message_size, 25 * 1024 * 1024);
 	ck_assert_uint_eq(c->max_recipients, 1000);
@@ -1311,10 +1318,12 @@ START_TEST(test_print_form)
 	    "min_free_space = 100M\nlog = syslog\n"
 	    "log_server = \ndebug = no\nshutdown_timeout = 30s\n"));
 	ck_assert_ptr_nonnull(strstr(text, "\n[smtp]\n"
-	    "listen = 127.0.0.1:25 [::1]:25\nmax_connections = 1000\n"
+	    "listen = 127.0.0.1:25 [::1]:25\nmax_connections = 0\n"
 	    "max_connections_per_ip = 50\nmax_message_size = 25M\n"
 	    "max_recipients = 1000\nmax_errors = 20\n"
 	    "command_timeout = 5m\ndata_timeout = 5m\n"
+	    "data_min_rate = 500\ntls_timeout = 1m\nauth_timeout = 2m\n"
+	    "stress_timeout = 10s\nsession_memory = 256M\n"
 	    "bare_newlines = reject\n"
 	    "local_domains = mx.example.org localhost\n"
 	    "relay_networks = 127.0.0.0/8 ::1/128\n"));
