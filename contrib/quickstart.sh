@@ -18,7 +18,8 @@ build="$top/build"
 
 build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
 libc-ares-dev libinih-dev libcrypt-dev check"
-test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx"
+test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx
+fail2ban"
 
 usage() {
 	echo "usage: $0 run|test" >&2

@@ -41,6 +41,7 @@ void	 smtp_session_set_etrn(smtp_session_etrn_cb);
 struct smtp_session *smtp_session_new(int, const struct sockaddr *,
 	    socklen_t, enum smtp_kind, smtp_session_closed_cb, void *);
 void	 smtp_session_drain(struct smtp_session *);
+int	 smtp_session_is_served(const struct smtp_session *);
 void	 smtp_session_close(struct smtp_session *, const char *);
 
 #endif
