@@ -188,6 +188,7 @@ enum smtp_reply {
 	SMTP_R_MSG_RATE,
 	SMTP_R_RCPT_RATE,
 	SMTP_R_AUTH_PENALTY,
+	SMTP_R_AUTH_USER_PENALTY,
 };
 
 static const struct smtp_reply_entry {
@@ -285,6 +286,8 @@ static const struct smtp_reply_entry {
 	    "Error: too many recipients from %s" },
 	[SMTP_R_AUTH_PENALTY] = { 454, "4.7.0", "Error: too many "
 	    "authentication failures from %s, try again later" },
+	[SMTP_R_AUTH_USER_PENALTY] = { 454, "4.7.0", "Error: too many "
+	    "authentication failures for this account, try again later" },
 };
 
 /* Verb policy flags. */
@@ -583,7 +586,7 @@ smtp_anvil(struct smtp_session *s, enum anvil_result r)
 		[ANVIL_MSG_RATE] = SMTP_R_MSG_RATE,
 		[ANVIL_RCPT_RATE] = SMTP_R_RCPT_RATE,
 		[ANVIL_AUTH_PENALTY] = SMTP_R_AUTH_PENALTY,
-		[ANVIL_USER_PENALTY] = SMTP_R_AUTH_PENALTY,
+		[ANVIL_USER_PENALTY] = SMTP_R_AUTH_USER_PENALTY,
 	};
 
 	if (r == ANVIL_OK || r == ANVIL_EXEMPT)

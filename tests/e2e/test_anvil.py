@@ -41,6 +41,8 @@ MSG_RATE = "450 4.7.1 Error: too much mail from %s"
 RCPT_RATE = "450 4.7.1 Error: too many recipients from %s"
 AUTH_PENALTY = re.compile(r"^454 4\.7\.0 Error: too many authentication "
                           r"failures from 127\.0\.0\.\d+, try again later$")
+USER_PENALTY = ("454 4.7.0 Error: too many authentication failures for "
+                "this account, try again later")
 OK = "250 2.0.0 Ok"
 MAIL_OK = "250 2.1.0 Ok"
 RCPT_OK = "250 2.1.5 Ok"
@@ -226,8 +228,8 @@ class AuthLimits(TernTestCase):
         self.t.wait_log(r"AUTH from \[127\.0\.0\.4\]: "
                         r"max_auth_failure_rate_per_user reached")
         c = self.conn("127.0.0.5")
-        self.assertReply(auth_plain(c, ALICE, ALICE_PW), AUTH_PENALTY)
-        self.assertReply(auth_login(c, ALICE, ALICE_PW), AUTH_PENALTY)
+        self.assertReply(auth_plain(c, ALICE, ALICE_PW), USER_PENALTY)
+        self.assertReply(auth_login(c, ALICE, ALICE_PW), USER_PENALTY)
         self.assertReply(auth_plain(c, BOB, BOB_PW), AUTH_OK_RE)
 
     def test_exempt_never_penalised(self):
