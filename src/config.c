@@ -346,6 +346,33 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "etrn_networks", &config_type_nets,
 	  CONFIG_OFF(etrn_networks), CONFIG_OFF(netrn_networks), 0, NULL, 0,
 	  0, NULL },
+	/* Per-client limits across sessions (anvil.c). */
+	{ "smtp", "client_limit_exempt", &config_type_nets,
+	  CONFIG_OFF(client_limit_exempt), CONFIG_OFF(nclient_limit_exempt),
+	  0, NULL, 0, 0, NULL },
+	{ "smtp", "client_rate_unit", &config_type_duration,
+	  CONFIG_OFF(client_rate_unit), 0, 0, "1m", CONFIG_S, CONFIG_D, NULL },
+	{ "smtp", "max_connection_rate", &config_type_uint,
+	  CONFIG_OFF(max_connection_rate), 0, 0, "0", 0, CONFIG_COUNT_MAX,
+	  NULL },
+	{ "smtp", "max_message_rate", &config_type_uint,
+	  CONFIG_OFF(max_message_rate), 0, 0, "0", 0, CONFIG_COUNT_MAX, NULL },
+	{ "smtp", "max_recipient_rate", &config_type_uint,
+	  CONFIG_OFF(max_recipient_rate), 0, 0, "0", 0, CONFIG_COUNT_MAX,
+	  NULL },
+	{ "smtp", "max_auth_failure_rate", &config_type_uint,
+	  CONFIG_OFF(max_auth_failure_rate), 0, 0, "5", 0, CONFIG_COUNT_MAX,
+	  NULL },
+	{ "smtp", "max_auth_failure_rate_per_user", &config_type_uint,
+	  CONFIG_OFF(max_auth_failure_rate_per_user), 0, 0, "10", 0,
+	  CONFIG_COUNT_MAX, NULL },
+	{ "smtp", "auth_penalty", &config_type_duration,
+	  CONFIG_OFF(auth_penalty), 0, 0, "10m", CONFIG_S, CONFIG_D, NULL },
+	{ "smtp", "client_ipv6_prefix", &config_type_uint,
+	  CONFIG_OFF(client_ipv6_prefix), 0, 0, "64", 1, 128, NULL },
+	{ "smtp", "client_table_size", &config_type_uint,
+	  CONFIG_OFF(client_table_size), 0, 0, "50000", 100,
+	  10 * CONFIG_COUNT_MAX, NULL },
 
 	{ "local", "default_domain", &config_type_host,
 	  CONFIG_OFF(default_domain), 0, CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
@@ -1589,6 +1616,15 @@ config_compute(struct config *c, const int *seen)
 			    c->nrelay_networks * sizeof *c->etrn_networks);
 		c->netrn_networks = c->nrelay_networks;
 	}
+	if (!config_is_seen(seen, "smtp", "client_limit_exempt")) {
+		c->client_limit_exempt = xreallocarray(NULL,
+		    c->nrelay_networks + 1, sizeof *c->client_limit_exempt);
+		if (c->nrelay_networks > 0)
+			memcpy(c->client_limit_exempt, c->relay_networks,
+			    c->nrelay_networks *
+			    sizeof *c->client_limit_exempt);
+		c->nclient_limit_exempt = c->nrelay_networks;
+	}
 }
 
 struct config *
@@ -1944,4 +1980,11 @@ int
 config_is_etrn_client(const struct config *c, const struct sockaddr *sa)
 {
 	return config_is_in_nets(c->etrn_networks, c->netrn_networks, sa);
+}
+
+int
+config_is_limit_exempt(const struct config *c, const struct sockaddr *sa)
+{
+	return config_is_in_nets(c->client_limit_exempt,
+	    c->nclient_limit_exempt, sa);
 }

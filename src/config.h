@@ -105,6 +105,18 @@ struct config {
 	uint64_t		 auth_failure_delay;
 	struct config_net	*etrn_networks;
 	size_t			 netrn_networks;
+	/* Per-client limits across sessions (anvil.c); rates per unit. */
+	struct config_net	*client_limit_exempt;
+	size_t			 nclient_limit_exempt;
+	uint64_t		 client_rate_unit;
+	uint64_t		 max_connection_rate;
+	uint64_t		 max_message_rate;
+	uint64_t		 max_recipient_rate;
+	uint64_t		 max_auth_failure_rate;
+	uint64_t		 max_auth_failure_rate_per_user;
+	uint64_t		 auth_penalty;
+	uint64_t		 client_ipv6_prefix;
+	uint64_t		 client_table_size;
 
 	/* [local] */
 	char			 default_domain[CONFIG_HOST_SIZE];
@@ -145,6 +157,8 @@ int		 config_is_local_domain(const struct config *, const char *);
 int		 config_is_relay_client(const struct config *,
 		    const struct sockaddr *);
 int		 config_is_etrn_client(const struct config *,
+		    const struct sockaddr *);
+int		 config_is_limit_exempt(const struct config *,
 		    const struct sockaddr *);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * smtp_server.c: the SMTP listeners, the session caps (in total and per
- * client address) and the list of live sessions, which it drains when the
- * daemon stops.  It owns a small record per connection; the session itself
- * belongs to smtp_session.c and reports its end through a callback.
+ * smtp_server.c: the SMTP listeners, the session cap and the list of live
+ * sessions, which it drains when the daemon stops; what one client
+ * address may have (sessions, connection rate) is asked of anvil.c.  It
+ * owns a small record per connection; the session itself belongs to
+ * smtp_session.c and reports its end through a callback.
  * Admission control lives here too: the session budget (admit.c), stress
  * mode, and a spare descriptor so that a client arriving when descriptors
  * have run out still gets a 421 instead of hanging in the listen queue.
@@ -14,6 +15,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 #include <event2/listener.h>
 
 #include "admit.h"
+#include "anvil.h"
 #include "config.h"
 #include "log.h"
 #include "smtp_server.h"
@@ -35,7 +38,6 @@
 #include "util.h"
 
 #define SMTP_SERVER_BACKLOG	1024
-#define SMTP_SERVER_IP_BUCKETS	4096
 /* Clients refused at most per accept error, out of descriptors. */
 #define SMTP_SERVER_SHED_MAX	64
 /* Stress lasts this long (seconds) after descriptors last ran out. */
@@ -45,21 +47,12 @@
 /* ...looking for one among at most this many of the oldest. */
 #define SMTP_SERVER_EVICT_SCAN	256
 
-/* Connections from one client address. */
-struct smtp_server_ip {
-	LIST_ENTRY(smtp_server_ip) entry;
-	int			 family;
-	unsigned char		 addr[16];
-	unsigned		 count;
-};
-LIST_HEAD(smtp_server_ip_list, smtp_server_ip);
-
 /* One live connection; owned by the server, freed when its session ends. */
 struct smtp_server_client {
 	TAILQ_ENTRY(smtp_server_client) entry;
 	struct smtp_session	*session;
-	struct smtp_server_ip	*ip;
 	time_t			 since;		/* monotonic seconds */
+	struct anvil_key	 key;		/* as anvil counted it */
 };
 TAILQ_HEAD(smtp_server_clients, smtp_server_client);
 
@@ -99,7 +92,6 @@ static struct {
 	size_t				 nlisteners;
 	struct smtp_server_clients	 clients;
 	size_t				 nclients;
-	struct smtp_server_ip_list	 ips[SMTP_SERVER_IP_BUCKETS];
 	struct event			*resume_ev;
 	struct admit_budget		 budget;
 	struct event			*stress_ev;
@@ -117,62 +109,6 @@ static struct {
 static void	smtp_server_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	smtp_server_error_cb(struct evconnlistener *, void *);
-
-/* The address bytes that identify a client, IPv4-mapped folded to IPv4. */
-static void
-smtp_server_ip_key(const struct sockaddr *sa, int *family,
-    unsigned char addr[16])
-{
-	const struct sockaddr_in6	*sin6;
-
-	memset(addr, 0, 16);
-	if (sa->sa_family == AF_INET6) {
-		sin6 = (const struct sockaddr_in6 *)sa;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			*family = AF_INET;
-			memcpy(addr, &sin6->sin6_addr.s6_addr[12], 4);
-			return;
-		}
-		*family = AF_INET6;
-		memcpy(addr, &sin6->sin6_addr, 16);
-		return;
-	}
-	*family = AF_INET;
-	memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-}
-
-static struct smtp_server_ip *
-smtp_server_ip_get(const struct sockaddr *sa)
-{
-	struct smtp_server_ip	*ip;
-	unsigned char		 addr[16];
-	unsigned		 h = 2166136261u;
-	int			 family;
-	size_t			 i;
-
-	smtp_server_ip_key(sa, &family, addr);
-	for (i = 0; i < 16; i++)
-		h = (h ^ addr[i]) * 16777619u;
-	h %= SMTP_SERVER_IP_BUCKETS;
-	LIST_FOREACH(ip, &server.ips[h], entry) {
-		if (ip->family == family && memcmp(ip->addr, addr, 16) == 0)
-			return ip;
-	}
-	ip = xcalloc(1, sizeof *ip);
-	ip->family = family;
-	memcpy(ip->addr, addr, 16);
-	LIST_INSERT_HEAD(&server.ips[h], ip, entry);
-	return ip;
-}
-
-static void
-smtp_server_ip_put(struct smtp_server_ip *ip)
-{
-	if (--ip->count == 0) {
-		LIST_REMOVE(ip, entry);
-		free(ip);
-	}
-}
 
 /*
  * Enter or leave stress mode as the load says: above ADMIT_STRESS_ON
@@ -276,7 +212,7 @@ smtp_server_closed_cb(struct smtp_session *s, void *arg)
 
 	TAILQ_REMOVE(&server.clients, c, entry);
 	server.nclients--;
-	smtp_server_ip_put(c->ip);
+	anvil_disconnect(&c->key, smtp_session_is_served(s), anvil_now());
 	free(c);
 	smtp_server_check_stress();
 	smtp_server_resume();
@@ -310,6 +246,33 @@ static void
 smtp_server_refuse(evutil_socket_t fd, enum smtp_kind kind, const char *why)
 {
 	smtp_server_refuse_esc(fd, kind, "4.7.0", why);
+}
+
+/* A client over one of its own limits (anvil.c). */
+static void
+smtp_server_refuse_client(evutil_socket_t fd, enum smtp_kind kind,
+    const struct sockaddr *sa, enum anvil_result r)
+{
+	const struct sockaddr_in6	*sin6;
+	const void			*ip;
+	char				 addr[INET6_ADDRSTRLEN];
+	int				 af = sa->sa_family;
+
+	sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+	if (af == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+		af = AF_INET;
+		ip = &sin6->sin6_addr.s6_addr[12];
+	} else if (af == AF_INET6)
+		ip = &sin6->sin6_addr;
+	else
+		ip = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (inet_ntop(af, ip, addr, sizeof addr) == NULL)
+		util_strlcpy(addr, "unknown", sizeof addr);
+	log_info("refused connection from [%s]: %s", addr,
+	    anvil_result_str(r));
+	smtp_server_refuse(fd, kind, r == ANVIL_CONN_RATE ?
+	    "too many connections from your address per unit of time" :
+	    "too many connections from your address");
 }
 
 static time_t
@@ -354,8 +317,8 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct smtp_server_listener	*l = arg;
 	struct smtp_server_client	*c;
-	struct smtp_server_ip		*ip;
-	uint64_t			 per_ip;
+	struct anvil_key		 key;
+	enum anvil_result		 r;
 	int				 one = 1;
 
 	if (server.stopping) {
@@ -369,19 +332,14 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		smtp_server_refuse(fd, l->kind, "too many connections");
 		return;
 	}
-	ip = smtp_server_ip_get(sa);
-	per_ip = server.conf->max_connections_per_ip;
-	if (per_ip != 0 && ip->count >= per_ip) {
-		log_info("refused connection: %u sessions from one address "
-		    "(max_connections_per_ip)", ip->count);
-		smtp_server_refuse(fd, l->kind, "too many connections "
-		    "from your address");
+	if ((r = anvil_connect(sa, anvil_now(), &key)) != ANVIL_OK &&
+	    r != ANVIL_EXEMPT) {
+		smtp_server_refuse_client(fd, l->kind, sa, r);
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	ip->count++;
 	c = xcalloc(1, sizeof *c);
-	c->ip = ip;
+	c->key = key;
 	c->since = smtp_server_now();
 	TAILQ_INSERT_TAIL(&server.clients, c, entry);
 	server.nclients++;
@@ -390,7 +348,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if (c->session == NULL) {
 		TAILQ_REMOVE(&server.clients, c, entry);
 		server.nclients--;
-		smtp_server_ip_put(ip);
+		anvil_disconnect(&key, 0, anvil_now());
 		free(c);
 	}
 	smtp_server_check_stress();
@@ -563,8 +521,7 @@ smtp_server_init(struct event_base *base, const struct config *conf,
 	server.base = base;
 	server.conf = conf;
 	TAILQ_INIT(&server.clients);
-	for (i = 0; i < SMTP_SERVER_IP_BUCKETS; i++)
-		LIST_INIT(&server.ips[i]);
+	anvil_init(conf);
 	if ((server.resume_ev = evtimer_new(base, smtp_server_resume_cb,
 	    NULL)) == NULL ||
 	    (server.stress_ev = evtimer_new(base, smtp_server_stress_cb,
@@ -638,6 +595,7 @@ smtp_server_set_config(const struct config *conf, char **cause)
 	server.conf = conf;
 	smtp_server_budget(conf);
 	smtp_server_check_stress();
+	anvil_set_config(conf);
 	return 0;
 }
 
@@ -710,4 +668,5 @@ smtp_server_free(void)
 	if (server.spare != -1)
 		close(server.spare);
 	server.spare = -1;
+	anvil_shutdown();
 }

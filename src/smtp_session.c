@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "addr.h"
+#include "anvil.h"
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
@@ -67,6 +68,7 @@ enum smtp_state {
 #define SMTP_F_TLS		0x40	/* the session is under TLS */
 #define SMTP_F_STARTTLS		0x80	/* 220 to STARTTLS not flushed yet */
 #define SMTP_F_LINE		0x100	/* a command line has begun */
+#define SMTP_F_SERVED		0x200	/* a command other than QUIT seen */
 
 /* Why a transaction's data will not be queued. */
 enum smtp_tx_error {
@@ -195,6 +197,10 @@ enum smtp_reply {
 	SMTP_R_ETRN_STARTED,
 	SMTP_R_ETRN_DENIED,
 	SMTP_R_ETRN_UNABLE,
+	SMTP_R_MSG_RATE,
+	SMTP_R_RCPT_RATE,
+	SMTP_R_AUTH_PENALTY,
+	SMTP_R_AUTH_USER_PENALTY,
 };
 
 static const struct smtp_reply_entry {
@@ -292,6 +298,13 @@ static const struct smtp_reply_entry {
 	[SMTP_R_ETRN_DENIED] = { 459, "4.7.1", "%s: node not allowed" },
 	[SMTP_R_ETRN_UNABLE] = { 458, "4.3.0",
 	    "Unable to queue messages for node %s" },
+	[SMTP_R_MSG_RATE] = { 450, "4.7.1", "Error: too much mail from %s" },
+	[SMTP_R_RCPT_RATE] = { 450, "4.7.1",
+	    "Error: too many recipients from %s" },
+	[SMTP_R_AUTH_PENALTY] = { 454, "4.7.0", "Error: too many "
+	    "authentication failures from %s, try again later" },
+	[SMTP_R_AUTH_USER_PENALTY] = { 454, "4.7.0", "Error: too many "
+	    "authentication failures for this account, try again later" },
 };
 
 /* Verb policy flags. */
@@ -716,6 +729,48 @@ smtp_reply(struct smtp_session *s, enum smtp_reply r, const char *arg)
 		s->flags |= SMTP_F_QUIT;
 }
 
+static const struct sockaddr *
+smtp_sa(const struct smtp_session *s)
+{
+	return (const struct sockaddr *)&s->ss;
+}
+
+/*
+ * Answer a refusal of anvil.c (a per-client limit across sessions), if
+ * it is one: returns 1 when the command is refused.
+ */
+static int
+smtp_anvil(struct smtp_session *s, enum anvil_result r)
+{
+	static const enum smtp_reply replies[] = {
+		[ANVIL_MSG_RATE] = SMTP_R_MSG_RATE,
+		[ANVIL_RCPT_RATE] = SMTP_R_RCPT_RATE,
+		[ANVIL_AUTH_PENALTY] = SMTP_R_AUTH_PENALTY,
+		[ANVIL_USER_PENALTY] = SMTP_R_AUTH_USER_PENALTY,
+	};
+
+	if (r == ANVIL_OK || r == ANVIL_EXEMPT)
+		return 0;
+	log_info("reject: %s from [%s]: %s", r == ANVIL_MSG_RATE ? "MAIL" :
+	    r == ANVIL_RCPT_RATE ? "RCPT" : "AUTH", s->addr,
+	    anvil_result_str(r));
+	smtp_reply(s, replies[r], s->addr);
+	return 1;
+}
+
+/* Count a failed AUTH across sessions; say when a penalty begins. */
+static void
+smtp_anvil_auth_failed(struct smtp_session *s, const char *user)
+{
+	enum anvil_result	r;
+
+	r = anvil_auth_failed(smtp_sa(s), user, anvil_now());
+	if (r == ANVIL_AUTH_PENALTY || r == ANVIL_USER_PENALTY)
+		log_info("AUTH from [%s]: %s reached: refused for %" PRIu64
+		    "s", s->addr, anvil_result_str(r),
+		    smtp_conf->auth_penalty / 1000);
+}
+
 static void
 smtp_tx_free(struct smtp_session *s)
 {
@@ -1054,6 +1109,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_NEED_AUTH, NULL);
 		return;
 	}
+	if (smtp_anvil(s, anvil_mail(smtp_sa(s), anvil_now())))
+		return;
 	s->tx = xcalloc(1, sizeof *s->tx);
 	envelope_init(&s->tx->env);
 
@@ -1191,6 +1248,8 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	size_t			 i;
 	int			 rc, flags;
 
+	if (smtp_anvil(s, anvil_rcpt(smtp_sa(s), anvil_now())))
+		return;
 	flags = ADDR_ALLOW_POSTMASTER;
 	if (s->tx->env.smtputf8)
 		flags |= ADDR_ALLOW_UTF8;
@@ -1497,8 +1556,10 @@ smtp_auth_result(struct smtp_session *s, int ok)
 		return;
 	}
 	s->auth_failures++;
-	log_info("warning: [%s]: SASL %s authentication failed: "
-	    "sasl_username=%s", s->addr, sasl_mech_str(au->sasl.mech), esc);
+	log_mail("smtpd", "warning: unknown[%s]: SASL %s authentication "
+	    "failed: authentication failure, sasl_username=%s", s->addr,
+	    sasl_mech_str(au->sasl.mech), esc);
+	smtp_anvil_auth_failed(s, user);
 	shift = s->auth_failures - 1 < 10 ? s->auth_failures - 1 : 10;
 	ms = smtp_conf->auth_failure_delay << shift;
 	if (ms > 60 * 1000)
@@ -1533,6 +1594,12 @@ smtp_auth_verify(struct smtp_session *s)
 	char			 secret[512];
 	int			 ok = 0;
 
+	if (smtp_anvil(s, anvil_auth_allowed(smtp_sa(s), user,
+	    anvil_now()))) {
+		smtp_auth_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		return;
+	}
 	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
 	if (authzid != NULL && *authzid != '\0' && strcmp(authzid, user) != 0) {
 		smtp_auth_result(s, 0);
@@ -1613,6 +1680,8 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_IN_TX, NULL);
 		return;
 	}
+	if (smtp_anvil(s, anvil_auth_allowed(smtp_sa(s), NULL, anvil_now())))
+		return;
 	len = strcspn(args, " ");
 	if (len == 0 || len >= sizeof mech) {
 		smtp_reply(s, len == 0 ? SMTP_R_AUTH_SYNTAX : SMTP_R_AUTH_MECH,
@@ -1709,6 +1778,8 @@ smtp_dispatch(struct smtp_session *s, char *line)
 
 	s->commands++;
 	rc = smtp_parse_cmd(line, &cmd);
+	if (cmd.verb != SMTP_VERB_QUIT)
+		s->flags |= SMTP_F_SERVED;
 	/*
 	 * Credentials are never logged: an AUTH initial response, nor a
 	 * line that is no command (a SASL answer sent after AUTH failed).
@@ -2133,4 +2204,14 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	if (s->closed_cb != NULL)
 		s->closed_cb(s, s->closed_arg);
 	free(s);
+}
+
+/*
+ * Whether the client sent a command other than QUIT: a connection that
+ * was only greeted is given back to its client's connection rate.
+ */
+int
+smtp_session_is_served(const struct smtp_session *s)
+{
+	return (s->flags & SMTP_F_SERVED) != 0;
 }

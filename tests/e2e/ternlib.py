@@ -217,11 +217,13 @@ class Conn:
     a deadline.  Reply lines must end in CRLF."""
 
     def __init__(self, port, host="127.0.0.1", greet=True,
-                 timeout=REPLY_TIMEOUT, nodelay=False):
+                 timeout=REPLY_TIMEOUT, nodelay=False, source=None):
         self.timeout = timeout
         self.buf = b""
         self.eof = False
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         if nodelay:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.greeting = self.reply() if greet else None
@@ -643,10 +645,12 @@ class Tern:
 
     # --- clients ---------------------------------------------------------
 
-    def raw(self, greet=True, timeout=REPLY_TIMEOUT, nodelay=False):
-        """A raw connection; by default the 220 greeting is read and
-        checked."""
-        c = Conn(self.port, greet=greet, timeout=timeout, nodelay=nodelay)
+    def raw(self, greet=True, timeout=REPLY_TIMEOUT, nodelay=False,
+            source=None):
+        """A raw connection (from the loopback address source, if given);
+        by default the 220 greeting is read and checked."""
+        c = Conn(self.port, greet=greet, timeout=timeout, nodelay=nodelay,
+                 source=source)
         self.conns.append(c)
         return c
 
