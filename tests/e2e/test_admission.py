@@ -158,11 +158,14 @@ class Admission(TernTestCase):
     def smallest(self):
         """A ternd under about the smallest descriptor limit it starts
         with, so it has only a few descriptors to spare: from what an
-        idle ternd holds upward (starting takes a few more)."""
+        idle ternd holds upward (starting takes a few more), plus two,
+        so that one session and its spool file fit once the control
+        clients are gone."""
         probe = self.limited(1024)
         idle = len(os.listdir("/proc/%d/fd" % probe.proc.pid))
         probe.stop()
-        for n in range(idle + 1, idle + 12):
+
+        def start(n):
             t = self.tern(start=False, sections={
                 "delivery": {"max_deliveries": "1"}})
             t.preexec = nofile(n)
@@ -171,8 +174,16 @@ class Admission(TernTestCase):
             ternlib.wait_for(lambda: ready.search(t.log()) or
                              t.proc.poll() is not None,
                              ternlib.START_TIMEOUT, "start or exit")
+            return t
+
+        for n in range(idle + 1, idle + 12):
+            t = start(n)
             if t.is_running():
-                return t, n
+                t.stop()
+                t = start(n + 2)
+                self.assertTrue(t.is_running(), "ternd did not start "
+                                "with %d descriptors" % (n + 2))
+                return t, n + 2
         self.fail("ternd did not start with up to %d descriptors" % n)
 
     def test_no_descriptor_left_gets_421(self):
