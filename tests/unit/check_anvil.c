@@ -63,39 +63,35 @@ sa_of(const char *text, struct sockaddr_storage *ss)
 
 START_TEST(test_connection_rate)
 {
-	struct sockaddr_storage	ss, ss2;
-	struct anvil_key	k;
-	int			i;
+	struct sockaddr_storage	 ss, ss2;
+	const struct sockaddr	*sa = sa_of("192.0.2.1", &ss);
+	struct anvil_key	 k;
+	uint64_t		 mid = 1000 + UNIT + UNIT / 2;
+	int			 i;
 
 	conf->max_connection_rate = 3;
 	for (i = 0; i < 3; i++) {
-		ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 1000,
-		    &k), ANVIL_OK);
+		ck_assert_int_eq(anvil_connect(sa, 1000, &k), ANVIL_OK);
 		anvil_disconnect(&k, 1, 1000);
 	}
-	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 1000, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, 1000, &k), ANVIL_CONN_RATE);
 	ck_assert_int_eq(k.family, 0);
 	/* Refused connections are not counted, others are not affected. */
-	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 2000, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, 2000, &k), ANVIL_CONN_RATE);
 	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.2", &ss2), 2000, &k),
 	    ANVIL_OK);
 	/*
 	 * Halfway through the next window half the last one still
 	 * counts: 3 * 1/2 = 1, so two more are allowed, not three.
 	 */
-	ck_assert_int_eq(anvil_connect(&ss, 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(&ss, 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(&ss, 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_OK);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_OK);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_CONN_RATE);
 	/* Two units later everything is forgotten. */
 	for (i = 0; i < 3; i++)
-		ck_assert_int_eq(anvil_connect(&ss, 1000 + 4 * UNIT, &k),
+		ck_assert_int_eq(anvil_connect(sa, 1000 + 4 * UNIT, &k),
 		    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(&ss, 1000 + 4 * UNIT, &k),
+	ck_assert_int_eq(anvil_connect(sa, 1000 + 4 * UNIT, &k),
 	    ANVIL_CONN_RATE);
 }
 END_TEST
