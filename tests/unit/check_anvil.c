@@ -21,7 +21,6 @@
 #include "util.h"
 
 #define UNIT	60000ULL	/* client_rate_unit: 1m */
-#define SA(ss)	((const struct sockaddr *)(ss))
 
 static struct config	*conf;
 
@@ -64,39 +63,35 @@ sa_of(const char *text, struct sockaddr_storage *ss)
 
 START_TEST(test_connection_rate)
 {
-	struct sockaddr_storage	ss, ss2;
-	struct anvil_key	k;
-	int			i;
+	struct sockaddr_storage	 ss, ss2;
+	const struct sockaddr	*sa = sa_of("192.0.2.1", &ss);
+	struct anvil_key	 k;
+	uint64_t		 mid = 1000 + UNIT + UNIT / 2;
+	int			 i;
 
 	conf->max_connection_rate = 3;
 	for (i = 0; i < 3; i++) {
-		ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 1000,
-		    &k), ANVIL_OK);
+		ck_assert_int_eq(anvil_connect(sa, 1000, &k), ANVIL_OK);
 		anvil_disconnect(&k, 1, 1000);
 	}
-	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 1000, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, 1000, &k), ANVIL_CONN_RATE);
 	ck_assert_int_eq(k.family, 0);
 	/* Refused connections are not counted, others are not affected. */
-	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.1", &ss), 2000, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, 2000, &k), ANVIL_CONN_RATE);
 	ck_assert_int_eq(anvil_connect(sa_of("192.0.2.2", &ss2), 2000, &k),
 	    ANVIL_OK);
 	/*
 	 * Halfway through the next window half the last one still
 	 * counts: 3 * 1/2 = 1, so two more are allowed, not three.
 	 */
-	ck_assert_int_eq(anvil_connect(SA(&ss), 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 1000 + UNIT + UNIT / 2, &k),
-	    ANVIL_CONN_RATE);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_OK);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_OK);
+	ck_assert_int_eq(anvil_connect(sa, mid, &k), ANVIL_CONN_RATE);
 	/* Two units later everything is forgotten. */
 	for (i = 0; i < 3; i++)
-		ck_assert_int_eq(anvil_connect(SA(&ss), 1000 + 4 * UNIT, &k),
+		ck_assert_int_eq(anvil_connect(sa, 1000 + 4 * UNIT, &k),
 		    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 1000 + 4 * UNIT, &k),
+	ck_assert_int_eq(anvil_connect(sa, 1000 + 4 * UNIT, &k),
 	    ANVIL_CONN_RATE);
 }
 END_TEST
@@ -110,16 +105,16 @@ START_TEST(test_unserved_given_back)
 	conf->max_connection_rate = 2;
 	sa_of("198.51.100.7", &ss);
 	for (i = 0; i < 10; i++) {
-		ck_assert_int_eq(anvil_connect(SA(&ss), 5000,
+		ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 5000,
 		    &k), ANVIL_OK);
 		anvil_disconnect(&k, 0, 5000);
 	}
 	/* Open at once, they count until they end. */
-	ck_assert_int_eq(anvil_connect(SA(&ss), 5000, &k),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 5000, &k),
 	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 5000, &k),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 5000, &k),
 	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 5000, &k),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 5000, &k),
 	    ANVIL_CONN_RATE);
 }
 END_TEST
@@ -131,17 +126,17 @@ START_TEST(test_connection_count)
 
 	conf->max_connections_per_ip = 2;
 	sa_of("203.0.113.9", &ss);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 0, &k[0]),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 0, &k[0]),
 	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 0, &k[1]),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 0, &k[1]),
 	    ANVIL_OK);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 0, &k[2]),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 0, &k[2]),
 	    ANVIL_CONN_COUNT);
 	anvil_disconnect(&k[0], 1, 10);
-	ck_assert_int_eq(anvil_connect(SA(&ss), 10, &k[2]),
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 10, &k[2]),
 	    ANVIL_OK);
 	/* An entry with sessions open is never expired nor evicted. */
-	ck_assert_int_eq(anvil_connect(SA(&ss), 10 * UNIT,
+	ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 10 * UNIT,
 	    &k[0]), ANVIL_CONN_COUNT);
 }
 END_TEST
@@ -163,7 +158,7 @@ START_TEST(test_exempt)
 	conf->nclient_limit_exempt = 1;
 	sa_of("127.0.0.2", &ss);
 	for (i = 0; i < 5; i++) {
-		ck_assert_int_eq(anvil_connect(SA(&ss), 0, &k),
+		ck_assert_int_eq(anvil_connect((struct sockaddr *)&ss, 0, &k),
 		    ANVIL_EXEMPT);
 		ck_assert_int_eq(k.family, 0);
 		ck_assert_int_eq(anvil_mail((struct sockaddr *)&ss, 0),
