@@ -37,6 +37,7 @@
 #define MIME_BOUNDARY_MAX	70	/* RFC 2046 section 5.1.1 */
 #define MIME_TYPE_MAX		128
 #define MIME_QP_WIDTH		76	/* RFC 2045 section 6.7, rule 5 */
+#define MIME_OUT_SIZE		8192	/* output gathered before a call */
 
 /* What an entity is, once its header is read. */
 enum mime_kind {
@@ -89,6 +90,9 @@ struct mime_conv {
 
 	size_t		 col;		/* quoted-printable output column */
 	int		 pend;		/* white space held back, or -1 */
+
+	char		 obuf[MIME_OUT_SIZE];	/* output not yet handed on */
+	size_t		 olen;
 };
 
 static const char *const mime_verdict_names[] = {
@@ -106,11 +110,32 @@ mime_verdict_str(enum mime_verdict v)
 	return mime_verdict_names[v];
 }
 
+/* Hand on what was gathered. */
+static void
+mime_flush(struct mime_conv *c)
+{
+	if (c->olen > 0)
+		c->out(c->arg, c->obuf, c->olen);
+	c->olen = 0;
+}
+
+/*
+ * Output, in order; small pieces (quoted-printable comes an octet or
+ * three at a time) are gathered so the caller sees few large ones.
+ */
 static void
 mime_emit(struct mime_conv *c, const char *p, size_t len)
 {
-	if (c->converting && len > 0)
+	if (!c->converting || len == 0)
+		return;
+	if (c->olen + len > sizeof c->obuf)
+		mime_flush(c);
+	if (len > sizeof c->obuf) {
 		c->out(c->arg, p, len);
+		return;
+	}
+	memcpy(c->obuf + c->olen, p, len);
+	c->olen += len;
 }
 
 static int
@@ -439,15 +464,22 @@ mime_is_boundary(const struct mime_frame *f, const char *p, size_t n)
 	return 1 + close;
 }
 
-/* Quoted-printable: one encoded item, after a soft break if need be. */
+/*
+ * Quoted-printable: one encoded item, after a soft break if need be,
+ * straight into the output buffer (this runs for every octet).
+ */
 static void
 mime_qp_put(struct mime_conv *c, const char *item, size_t len)
 {
+	if (c->olen + len + 3 > sizeof c->obuf)
+		mime_flush(c);
 	if (c->col + len > MIME_QP_WIDTH - 1) {
-		mime_emit(c, "=\r\n", 3);
+		memcpy(c->obuf + c->olen, "=\r\n", 3);
+		c->olen += 3;
 		c->col = 0;
 	}
-	mime_emit(c, item, len);
+	memcpy(c->obuf + c->olen, item, len);
+	c->olen += len;
 	c->col += len;
 }
 
@@ -630,6 +662,8 @@ mime_feed(struct mime_conv *c, const char *p, size_t len)
 		p += n;
 		len -= n;
 	}
+	if (c->converting)
+		mime_flush(c);
 }
 
 /* The end of the input: what is left, and every open entity. */
@@ -643,6 +677,8 @@ mime_finish(struct mime_conv *c)
 		mime_header_end(c, NULL, 0);
 	mime_qp_flush(c, 1);
 	c->depth = 0;
+	if (c->converting)
+		mime_flush(c);
 }
 
 static void
@@ -656,6 +692,7 @@ mime_reset(struct mime_conv *c)
 	c->hdr.len = 0;
 	c->col = 0;
 	c->pend = -1;
+	c->olen = 0;
 	mime_begin(c, 0);
 }
 
