@@ -685,8 +685,9 @@ control_is_live(const char *path)
 /*
  * Make the socket at path, mode 0666, group group, and serve it on the
  * loop: root, our user and the group may use every verb, others only
- * the listing and only with queue_list = anyone.  A stale socket is replaced; one a live daemon answers on, or
- * anything that is not a socket, is an error.
+ * the listing and only with queue_list = anyone.  A stale socket is
+ * replaced; one a live daemon answers on, or anything that is not a
+ * socket, is an error.
  */
 int
 control_init(struct event_base *base, const char *path, gid_t group,
