@@ -293,9 +293,11 @@ control_list_emit(const char *line, void *arg)
 
 /*
  * The listing child's start: signals as a plain process has them (the
- * loop's handlers would only write to a pipe nobody reads), every socket
- * but its client's closed (so that no connection the daemon closes lives
- * on in here), a blocking client with a deadline on the whole.
+ * loop's handlers would only write to a pipe nobody reads); every
+ * descriptor closed but its client and the directories (the spool's,
+ * which the listing reads through), so that no connection the daemon
+ * closes, and no lock it holds, lives on in here; a blocking client
+ * with a deadline on the whole.
  */
 static void
 control_list_setup(int fd)
@@ -320,7 +322,7 @@ control_list_setup(int fd)
 		while ((de = readdir(dp)) != NULL) {
 			n = atoi(de->d_name);
 			if (n > STDERR_FILENO && n != fd && n != dirfd(dp) &&
-			    fstat(n, &st) == 0 && S_ISSOCK(st.st_mode))
+			    fstat(n, &st) == 0 && !S_ISDIR(st.st_mode))
 				close(n);
 		}
 		closedir(dp);
@@ -686,8 +688,9 @@ control_is_live(const char *path)
 /*
  * Make the socket at path, mode 0666, group group, and serve it on the
  * loop: root, our user and the group may use every verb, others only
- * the listing and only with queue_list = anyone.  A stale socket is replaced; one a live daemon answers on, or
- * anything that is not a socket, is an error.
+ * the listing and only with queue_list = anyone.  A stale socket is
+ * replaced; one a live daemon answers on, or anything that is not a
+ * socket, is an error.
  */
 int
 control_init(struct event_base *base, const char *path, gid_t group,

@@ -1403,7 +1403,8 @@ users_resolve_notice(const struct users *u, const char *addr,
 /*
  * The Maildir of a final local address (a user, or postmaster@<default
  * domain> when no user has it: resolution makes it final only when it
- * is the postmaster's own mailbox) in buf: 0, or -1 if it has none or buf is too small.
+ * is the postmaster's own mailbox) in buf: 0, or -1 if it has none or
+ * buf is too small.
  */
 int
 users_mailbox(const struct users *u, const char *addr, char *buf,

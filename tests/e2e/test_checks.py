@@ -58,6 +58,22 @@ def run(cmd, user=None, argv0=None):
     return p.returncode, p.stdout.decode("utf-8", "replace"), err
 
 
+def children(pid):
+    """The pids of pid's children, with their states."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append((int(name), fields[0]))
+    return out
+
+
 def ordinary_user():
     """A system user that is neither root nor the daemon's, or None."""
     daemon_uid = mailtest.daemon_ids()[0]
@@ -304,6 +320,9 @@ class Listing(ChecksCase):
             self.assertIn("permission denied", err)
         self.assertEqual(t.queued(), [qid])
         self.assertTrue(t.is_running())
+        # Each listing's process is gone and reaped, no zombie left.
+        ternlib.wait_for(lambda: children(t.proc.pid) == [],
+                         ternlib.REPLY_TIMEOUT, "no child of ternd")
 
     def test_mailq_link(self):
         t = self.tern()
