@@ -549,7 +549,7 @@ dns_init(struct event_base *base, const char *servers, char **cause)
 	char	*csv;
 
 	if (dns_base != NULL)
-		fatalx("dns: initialised twice");
+		panic("dns: initialised twice");
 	if (dns_parse_servers(servers, &csv, cause) == -1)
 		return -1;
 	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
@@ -582,7 +582,7 @@ dns_set_servers(const char *servers, char **cause)
 	char		*csv;
 
 	if (dns_base == NULL)
-		fatalx("dns: not initialised");
+		panic("dns: not initialised");
 	if (dns_parse_servers(servers, &csv, cause) == -1)
 		return -1;
 	chan = dns_chan_new(csv, cause);
@@ -664,7 +664,7 @@ dns_query_new(enum dns_kind kind, const char *name, dns_cb cb, void *arg)
 	struct dns_query	*q;
 
 	if (dns_base == NULL)
-		fatalx("dns: not initialised");
+		panic("dns: not initialised");
 	q = xcalloc(1, sizeof *q);
 	q->kind = kind;
 	q->chan = dns_current;

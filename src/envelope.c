@@ -213,7 +213,7 @@ envelope_is_alnum(char c)
 	    (c >= 'A' && c <= 'Z');
 }
 
-/* A queue id: 1 to 31 letters and digits. */
+/* A queue id: 1 to ENVELOPE_ID_LEN letters and digits. */
 static int
 envelope_is_id(const char *s, size_t size)
 {

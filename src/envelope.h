@@ -12,7 +12,9 @@
 #include <time.h>
 
 #define ENVELOPE_VERSION	1
-#define ENVELOPE_ID_SIZE	32
+/* A queue id: at most 15 letters and digits, and the one buffer size. */
+#define ENVELOPE_ID_LEN		15
+#define ENVELOPE_ID_SIZE	(ENVELOPE_ID_LEN + 1)
 #define ENVELOPE_STATUS_SIZE	16	/* "4.4.1" */
 
 enum envelope_rcpt_state {

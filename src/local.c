@@ -124,7 +124,7 @@ local_name(const char *host, char *buf, size_t size)
 	    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
 	    __atomic_add_fetch(&local_counter, 1, __ATOMIC_RELAXED),
 	    host) == -1)
-		fatalx("local: file name too long");
+		panic("local: file name too long");
 }
 
 /*
@@ -393,7 +393,7 @@ local_move(int tmpfd, const char *tmpname, int newfd, const char *host,
 			local_name(host, base, sizeof base);
 		if (util_snprintf(newname, newsize, "%s,S=%" PRId64, base,
 		    size) == -1)
-			fatalx("local: file name too long");
+			panic("local: file name too long");
 		linked = linkat(tmpfd, tmpname, newfd, newname, 0) == 0;
 		if (!linked && (errno == EPERM || errno == EOPNOTSUPP ||
 		    errno == ENOSYS)) {
@@ -434,7 +434,7 @@ local_deliver(const struct local_params *lp, int msgfd, char *err,
 	if (err != NULL && errsize > 0)
 		*err = '\0';
 	if (lp->maildir == NULL || lp->delivered_to == NULL)
-		fatalx("local_deliver: no maildir or no recipient");
+		panic("local_deliver: no maildir or no recipient");
 	/* Checked on the way in; only a hand-edited envelope has one. */
 	if (strpbrk(lp->delivered_to, "\r\n") != NULL ||
 	    (lp->return_path != NULL &&
@@ -629,7 +629,7 @@ enum local_result
 local_job_result(const struct local_job *j, size_t i, const char **err)
 {
 	if (i >= j->n)
-		fatalx("local_job_result: no delivery %zu", i);
+		panic("local_job_result: no delivery %zu", i);
 	*err = j->rcpts[i].err;
 	return j->rcpts[i].res;
 }

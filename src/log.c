@@ -25,6 +25,8 @@
 #include "log.h"
 #include "util.h"
 
+#define LOG_PANIC_SIZE	1024	/* of the reason a panic gives */
+
 static enum log_target	log_target = LOG_TARGET_STDERR;
 static int		log_debug_on;
 static const char	*log_ident = "ternd";
@@ -411,6 +413,34 @@ fatalx(const char *fmt, ...)
 	log_vlog(LOG_CRIT, NULL, 0, fmt, ap);
 	va_end(ap);
 	exit(1);
+}
+
+/*
+ * A broken invariant: our bug, not the configuration's or the
+ * environment's (those are fatal() and fatalx()).  Logged, then abort()
+ * leaves a core dump to debug, as Postfix's msg_panic() does.
+ */
+static void __attribute__((format(printf, 1, 2)))
+log_crit(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	log_vlog(LOG_CRIT, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+panic(const char *fmt, ...)
+{
+	va_list	ap;
+	char	buf[LOG_PANIC_SIZE];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	log_crit("panic: %s", buf);
+	abort();
 }
 
 /*

@@ -38,6 +38,8 @@ void	fatal(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 void	fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
+void	panic(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
 
 const char *log_escape(char *, size_t, const char *, size_t);
 

@@ -21,7 +21,7 @@ typedef void	(*mta_job_cb)(struct mta_job *, void *);
 
 /* Owned by the submitter; must live until its callback has run. */
 struct mta_job {
-	char			 id[32];	/* queue id, for logs */
+	char			 id[ENVELOPE_ID_SIZE];	/* queue id, for logs */
 	char			 domain[256];	/* lowercase */
 	unsigned		 tries;		/* failed attempts so far */
 	struct mta_tx		 tx;

@@ -525,7 +525,7 @@ mta_command(struct mta_session *s, const char *hidden, const char *fmt, ...)
 	n = vsnprintf(line, sizeof line - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof line - 2)
-		fatalx("mta_command: command too long");
+		panic("mta_command: command too long");
 	if (log_is_debug())
 		log_debug("mta %s: >>> %s", s->relay, hidden != NULL ? hidden :
 		    log_escape(esc, sizeof esc, line, (size_t)n));
@@ -749,7 +749,7 @@ static void
 mta_base64(char *out, size_t size, const void *in, size_t len)
 {
 	if (size < 4 * ((len + 2) / 3) + 1)
-		fatalx("mta_base64: buffer too small");
+		panic("mta_base64: buffer too small");
 	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
@@ -1182,7 +1182,7 @@ mta_session_send(struct mta_session *s, struct mta_tx *tx)
 	}
 	if (s->state != MTA_STATE_READY || s->tx != NULL ||
 	    s->defer == MTA_DEFER_READY || (s->flags & MTA_F_QUIT))
-		fatalx("mta_session_send: session %s is not ready", s->relay);
+		panic("mta_session_send: session %s is not ready", s->relay);
 	s->tx = tx;
 	mime_conv_free(s->mime);
 	s->mime = NULL;
@@ -1387,7 +1387,7 @@ mta_tx_send(struct mta_session *s)
 			s->snd = MTA_STATE_BODY;
 			break;
 		default:
-			fatalx("mta_tx_send: bad send state %d", s->snd);
+			panic("mta_tx_send: bad send state %d", s->snd);
 		}
 		s->unanswered++;
 	}
@@ -1872,7 +1872,7 @@ mta_read_line(struct mta_session *s)
 	s->reply_lines = 0;
 	e = &mta_states[s->state];
 	if (e->reply == NULL)
-		fatalx("mta_read_line: reply in state %s", e->name);
+		panic("mta_read_line: reply in state %s", e->name);
 	e->reply(s);
 	return 0;
 }
@@ -2031,7 +2031,7 @@ mta_session_new(struct event_base *base,
 
 	if (mta_tls_ctx == NULL &&
 	    (params->starttls || params->tls_verify))
-		fatalx("mta_session_new: mta_session_init was not called");
+		panic("mta_session_new: mta_session_init was not called");
 	s = xcalloc(1, sizeof *s);
 	s->base = base;
 	s->cb = *cb;
@@ -2115,7 +2115,7 @@ void
 mta_session_close(struct mta_session *s)
 {
 	if (s->state != MTA_STATE_READY || s->bev == NULL)
-		fatalx("mta_session_close: session not idle");
+		panic("mta_session_close: session not idle");
 	mta_status_fill(&s->st, MTA_TEMP, "4.4.2", "connection with %s "
 	    "closed after use", s->peer);
 	evtimer_del(s->ev);

@@ -46,7 +46,7 @@ static const char queue_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /* A message being received; owned by the transaction receiving it. */
 struct queue_msg {
-	char		 id[QUEUE_ID_LEN + 1];
+	char		 id[QUEUE_ID_SIZE];
 	int		 fd;
 	int		 error;		/* first write errno, or 0 */
 	uint64_t	 size;
@@ -105,7 +105,7 @@ struct queue_batch {
  */
 struct queue_rewrite {
 	TAILQ_ENTRY(queue_rewrite) entry;	/* loop only */
-	char			 id[QUEUE_ID_LEN + 1];
+	char			 id[QUEUE_ID_SIZE];
 	char			*text;
 	size_t			 len;
 	int			 dirfd;		/* the tree holding it */
@@ -127,7 +127,7 @@ queue_dir_index(const char *id)
 	const char	*b = strchr(queue_alphabet, id[10]);
 
 	if (a == NULL || b == NULL || id[9] == '\0' || id[10] == '\0')
-		fatalx("queue: bad queue id \"%s\"", id);
+		panic("queue: bad queue id \"%s\"", id);
 	return (unsigned)(a - queue_alphabet) * 32 +
 	    (unsigned)(b - queue_alphabet);
 }
@@ -155,7 +155,7 @@ queue_path(const char *id, const char *ext, char *buf, size_t size)
 	}
 	queue_dir_name(queue_dir_index(id), dir, sizeof dir);
 	if (util_snprintf(buf, size, "%s/%s.%s", dir, id, ext) == -1)
-		fatalx("queue: path of %s.%s too long", id, ext);
+		panic("queue: path of %s.%s too long", id, ext);
 	return 0;
 }
 
@@ -167,8 +167,8 @@ queue_id_new(char *id, size_t size)
 	uint64_t	usec;
 	int		i;
 
-	if (size < QUEUE_ID_LEN + 1)
-		fatalx("queue_id_new: buffer too small");
+	if (size < QUEUE_ID_SIZE)
+		panic("queue_id_new: buffer too small");
 	gettimeofday(&tv, NULL);
 	usec = (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
 	if (usec <= queue.last_usec)
@@ -440,7 +440,7 @@ queue_recover_dir(int dirfd, const char *where, int held, queue_scan_cb cb,
 	struct dirent	*de;
 	struct envelope	 env;
 	struct stat	 st;
-	char		 id[QUEUE_ID_LEN + 1], other[QUEUE_ID_LEN + 8];
+	char		 id[QUEUE_ID_SIZE], other[QUEUE_ID_LEN + 8];
 	char		*buf, *cause;
 	const char	*dot;
 	size_t		 len;
@@ -828,7 +828,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
 	if (strcmp(env->id, m->id) != 0)
-		fatalx("queue: commit of %s with envelope of %s", m->id,
+		panic("queue: commit of %s with envelope of %s", m->id,
 		    env->id);
 	if (envelope_write(env, &c->envtext, &c->envlen) == -1) {
 		log_warnx("%s: envelope cannot be written", m->id);
@@ -1512,7 +1512,7 @@ queue_open_readonly(const char *spool, char **cause)
 
 /* One envelope found by queue_list(). */
 struct queue_entry {
-	char	id[QUEUE_ID_LEN + 1];
+	char	id[QUEUE_ID_SIZE];
 };
 
 static int

@@ -14,7 +14,9 @@
 
 struct event_base;
 
-#define QUEUE_ID_LEN	15
+/* Every queue id has this length, and lives in a buffer of this size. */
+#define QUEUE_ID_LEN	ENVELOPE_ID_LEN
+#define QUEUE_ID_SIZE	ENVELOPE_ID_SIZE
 
 /*
  * Local submission, below the spool: anyone may drop a file there (it

@@ -72,7 +72,7 @@ sasl_mech_find(enum sasl_mech mech)
 		if (sasl_mechs[i].mech == mech)
 			return &sasl_mechs[i];
 	}
-	fatalx("%s: unknown mechanism %d", __func__, (int)mech);
+	panic("%s: unknown mechanism %d", __func__, (int)mech);
 }
 
 /* A mechanism's name as in "AUTH CRAM-MD5", in any case; -1 if unknown. */
@@ -131,7 +131,7 @@ sasl_start(struct sasl *s, enum sasl_mech mech, const char *hostname)
 		hostname = "localhost";
 	if (util_snprintf(s->challenge, sizeof s->challenge, "<%s.%lld@%.*s>",
 	    nhex, (long long)time(NULL), SASL_HOST_MAX, hostname) == -1)
-		fatalx("%s: challenge too long", __func__);
+		panic("%s: challenge too long", __func__);
 }
 
 /*
@@ -157,7 +157,7 @@ static void
 sasl_challenge(const char *text, char *out, size_t outsize)
 {
 	if (sasl_b64_encode(text, strlen(text), out, outsize) == -1)
-		fatalx("%s: no room for a challenge", __func__);
+		panic("%s: no room for a challenge", __func__);
 }
 
 /* Copy a decoded value: not empty, without NUL, fitting with its NUL. */
@@ -228,7 +228,7 @@ sasl_login(struct sasl *s, const char *data, size_t len, char *out,
 		s->step = SASL_STEP_DONE;
 		return SASL_DONE;
 	default:
-		fatalx("%s: step %d", __func__, (int)s->step);
+		panic("%s: step %d", __func__, (int)s->step);
 	}
 }
 
@@ -310,11 +310,11 @@ sasl_step(struct sasl *s, const char *in, char *out, size_t outsize)
 	enum sasl_result	 r;
 
 	if (s->step == SASL_STEP_DONE || s->step == SASL_STEP_OVER)
-		fatalx("%s: exchange already over", __func__);
+		panic("%s: exchange already over", __func__);
 	if (in == NULL && s->step != SASL_STEP_START)
-		fatalx("%s: no line", __func__);
+		panic("%s: no line", __func__);
 	if (outsize == 0)
-		fatalx("%s: no room for a challenge", __func__);
+		panic("%s: no room for a challenge", __func__);
 	out[0] = '\0';
 
 	if (in != NULL && strcmp(in, "*") == 0) {

@@ -43,7 +43,7 @@
 
 /* A queued message the scheduler knows; owned by the scheduler. */
 struct sched_msg {
-	char		id[QUEUE_ID_LEN + 1];
+	char		id[QUEUE_ID_SIZE];
 	time_t		next;		/* next attempt, epoch seconds */
 	size_t		slot;		/* in the heap */
 	time_t		arrival;

@@ -342,7 +342,7 @@ smtp_data_put(struct smtp_data *d, struct smtp_data_sink *o, char c)
 	else if (d->pending == -1)
 		d->pending = (unsigned char)c;
 	else
-		fatalx("%s: output overflow", __func__);
+		panic("%s: output overflow", __func__);
 }
 
 /* A bare CR or LF ended the line: written as CRLF before this is called. */
@@ -432,7 +432,7 @@ smtp_data_octet(struct smtp_data *d, struct smtp_data_sink *o, char c)
 		smtp_data_text(d, o, c);
 		break;
 	default:
-		fatalx("%s: bad state %d", __func__, d->state);
+		panic("%s: bad state %d", __func__, d->state);
 	}
 	return 0;
 }
@@ -465,7 +465,7 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen,
 	for (i = 0; i < inlen; i++) {
 		if (smtp_data_octet(d, &o, in[i])) {
 			if (d->pending != -1)
-				fatalx("%s: output owed at end", __func__);
+				panic("%s: output owed at end", __func__);
 			*consumed = i + 1;
 			*outlen = o.len;
 			return SMTP_DATA_END;

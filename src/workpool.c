@@ -268,7 +268,7 @@ workpool_submit(enum workpool_class class, workpool_run_cb run,
 	struct workpool_job	*j;
 
 	if (pool.base == NULL)
-		fatalx("workpool: job submitted without a pool");
+		panic("workpool: job submitted without a pool");
 	j = xcalloc(1, sizeof *j);
 	j->class = class;
 	j->run = run;

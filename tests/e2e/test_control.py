@@ -95,6 +95,11 @@ class ControlCase(DeliveryCase):
     def deferred_message(self, rcpt="r@dest.test", subject="control"):
         qid = self.t.send_message(SENDER, [rcpt], small(subject))
         self.wait_result(qid, rcpt, "deferred")
+        # The attempt ends once its outcome is on disk (the envelope is
+        # rewritten beside the loop): until then the message is busy.
+        ternlib.wait_for(lambda: re.search(
+            rb"\ntries: [1-9]", self.t.read_env_bytes(qid)), CTL_TIMEOUT,
+            "the deferral of %s on disk" % qid)
         return qid
 
 

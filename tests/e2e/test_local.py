@@ -9,7 +9,10 @@ refused at RCPT with 550 5.1.1; postmaster@ every local domain reaches the
 postmaster mailbox; an address without a domain is qualified with
 default_domain; Maildirs are 0700 and files 0600, owned by ternd's user;
 a mailbox that cannot be written defers the message, which is delivered
-exactly once when it can.
+exactly once when it can.  Deliveries run beside the loop: a burst of
+messages to several mailboxes lands each copy exactly once, and the
+outcome of a local recipient is on disk before the message is tried
+again for a recipient that was deferred.
 """
 
 import os
@@ -255,7 +258,58 @@ class Delivery(LocalCase):
         self.assertEqual(st.st_nlink, 1, "the tmp/ link was left")
 
 
+class Burst(LocalCase):
+
+    def test_burst_each_copy_once(self):
+        n = 30
+        qids = [self.send([ALICE, BOB], small("burst %d" % i))
+                for i in range(n)]
+        wait_maildir(self.alice_box, n)
+        wait_maildir(self.bob_box, n)
+        for qid in qids:
+            self.wait_gone(qid)
+        time.sleep(SETTLE)	# only to show nothing more comes
+        for box in (self.alice_box, self.bob_box):
+            self.assertEqual(len(maildir_names(box)), n)
+            self.assertEqual(maildir_names(box, "tmp"), [])
+            subjects = sorted(re.search(rb"\nSubject: (burst \d+)\n",
+                                        d).group(1)
+                              for d in maildir_read(box))
+            self.assertEqual(subjects, sorted(("burst %d" % i).encode()
+                                              for i in range(n)))
+        log = self.t.log()
+        for qid in qids:
+            for rcpt in (ALICE, BOB):
+                self.assertEqual(len(re.findall(
+                    local_result_re(qid, rcpt, "sent"), log, re.M)), 1,
+                    "%s to %s" % (qid, rcpt))
+
+
 class Deferral(LocalCase):
+
+    def test_local_recorded_before_retry(self):
+        # The remote member is deferred at every try; the local ones are
+        # delivered at the first, and no later try delivers them again.
+        self.hop.configure(rcpt={REMOTE: "451 4.3.0 try later"})
+        mark = self.t.log_mark()
+        qid = self.send([TEAM])
+        wait_maildir(self.alice_box, 1)
+        wait_maildir(self.bob_box, 1)
+        for _ in range(3):
+            self.t.wait_log(local_result_re(qid, REMOTE, "deferred"),
+                            DELIVER_TIMEOUT, since=mark)
+            mark = self.t.log_mark()
+        self.assertIn(qid, self.t.queued())
+        self.assertEqual(len(maildir_names(self.alice_box)), 1)
+        self.assertEqual(len(maildir_names(self.bob_box)), 1)
+        log = self.t.log()
+        for rcpt in (ALICE, BOB):
+            self.assertEqual(len(re.findall(local_result_re(qid, rcpt,
+                                                            "sent"),
+                                            log, re.M)), 1, rcpt)
+        self.assertGreaterEqual(len(re.findall(
+            local_result_re(qid, REMOTE, "deferred"), log, re.M)), 3)
+
 
     def test_unwritable_mailbox_deferred_then_delivered_once(self):
         q1 = self.send([ALICE], small("first"))

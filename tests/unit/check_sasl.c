@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include <check.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1000,13 +1001,13 @@ sasl_suite(void)
 	tcase_add_test(tc, test_set_challenge);
 	suite_add_tcase(s, tc);
 
-	/* Needs a child process to survive the exit. */
+	/* Needs a child process to survive the abort. */
 	if (getenv("CK_FORK") == NULL || strcmp(getenv("CK_FORK"), "no") != 0) {
 		tc = tcase_create("misuse");
-		tcase_add_exit_test(tc, test_step_after_done, 1);
-		tcase_add_exit_test(tc, test_step_after_bad, 1);
-		tcase_add_exit_test(tc, test_step_no_line, 1);
-		tcase_add_exit_test(tc, test_step_no_room, 1);
+		tcase_add_test_raise_signal(tc, test_step_after_done, SIGABRT);
+		tcase_add_test_raise_signal(tc, test_step_after_bad, SIGABRT);
+		tcase_add_test_raise_signal(tc, test_step_no_line, SIGABRT);
+		tcase_add_test_raise_signal(tc, test_step_no_room, SIGABRT);
 		suite_add_tcase(s, tc);
 	}
 	return s;
