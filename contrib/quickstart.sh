@@ -76,7 +76,7 @@ do_fuzz() {
 	if [ ! -f Makefile ] || [ "$top/configure" -nt Makefile ]; then
 		"$top/configure" --enable-fuzzing >/dev/null
 	fi
-	make -j"$(nproc)" fuzz-check
+	make -j"$(nproc)" fuzz-check FUZZ_JOBS="$(nproc)"
 }
 
 [ $# -eq 1 ] || usage

@@ -46,12 +46,20 @@ fuzz_cleanup(void)
 void
 fuzz_init(void)
 {
-	const char	*tmp;
-
 	if (fuzz_ready)
 		return;
 	fuzz_ready = 1;
 	log_init("fuzz", LOG_TARGET_NONE, 0);
+}
+
+/* The private directory, made at the first file written into it. */
+static void
+fuzz_mkdir(void)
+{
+	const char	*tmp;
+
+	if (fuzz_dir[0] != '\0')
+		return;
 	if ((tmp = getenv("TMPDIR")) == NULL || *tmp == '\0')
 		tmp = "/tmp";
 	if ((size_t)snprintf(fuzz_dir, sizeof fuzz_dir, "%s/tern-fuzz.XXXXXX",
@@ -67,6 +75,7 @@ fuzz_file(const char *name, const void *data, size_t len)
 {
 	int	fd;
 
+	fuzz_mkdir();
 	snprintf(fuzz_path, sizeof fuzz_path, "%s/%s", fuzz_dir, name);
 	if ((fd = open(fuzz_path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) == -1)
 		err(1, "%s", fuzz_path);

@@ -20,7 +20,8 @@
 static char *
 fuzz_xtext(const char *value, size_t max)
 {
-	char	dec[SMTP_LINE_MAX], enc[3 * SMTP_LINE_MAX], again[SMTP_LINE_MAX];
+	char	dec[SMTP_LINE_MAX], again[SMTP_LINE_MAX];
+	char	enc[3 * SMTP_LINE_MAX];
 	size_t	i;
 
 	if (strlen(value) > max || smtp_xtext_decode(value, dec,
@@ -108,10 +109,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (memchr(out, '\0', outlen) != NULL)
 			fuzz_mismatch("NUL in a report", out, outlen, "", 0);
 		for (n = 0; n < outlen; n++) {
-			if ((out[n] == '\n' && (n == 0 || out[n - 1] != '\r')) ||
-			    (out[n] == '\r' && (n + 1 == outlen ||
-			    out[n + 1] != '\n')))
-				fuzz_mismatch("bare CR or LF in a report", out,
+			if (out[n] == '\n' && (n == 0 || out[n - 1] != '\r'))
+				fuzz_mismatch("bare LF in a report", out,
+				    outlen, "", 0);
+			if (out[n] == '\r' && (n + 1 == outlen ||
+			    out[n + 1] != '\n'))
+				fuzz_mismatch("bare CR in a report", out,
 				    outlen, "", 0);
 		}
 		(void)dsn_headers_len(out, outlen);

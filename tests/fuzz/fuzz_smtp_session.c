@@ -9,7 +9,9 @@
  * session commits must have an envelope the queue can write and read
  * back.  The queue and the password checks are fakes kept here: a commit
  * is answered from the loop as the real queue does, without disk or
- * threads, and a password is checked on the loop.
+ * threads, and a password is checked on the loop.  They replace the real
+ * functions at link time (ld --wrap), so the rest of queue.c and
+ * pwcheck.c may still be linked in.
  */
 #include "autoconf.h"
 
@@ -41,6 +43,18 @@
 
 static struct event_base	*fuzz_base;
 
+struct queue_msg	*__wrap_queue_msg_new(char *, size_t);
+int			 __wrap_queue_msg_write(struct queue_msg *, const void *,
+			    size_t);
+uint64_t		 __wrap_queue_msg_size(const struct queue_msg *);
+void			 __wrap_queue_msg_abort(struct queue_msg *);
+struct queue_commit	*__wrap_queue_msg_commit(struct queue_msg *,
+			    const struct envelope *, queue_commit_cb, void *);
+void			 __wrap_queue_commit_cancel(struct queue_commit *);
+struct pwcheck		*__wrap_pwcheck_start(const char *, const char *,
+			    pwcheck_cb, void *);
+void			 __wrap_pwcheck_cancel(struct pwcheck *);
+
 /* The fake queue: messages counted, commits answered from the loop. */
 struct queue_msg {
 	char		id[ENVELOPE_ID_SIZE];
@@ -56,7 +70,7 @@ struct queue_commit {
 };
 
 struct queue_msg *
-queue_msg_new(char *id, size_t size)
+__wrap_queue_msg_new(char *id, size_t size)
 {
 	static unsigned long	 n;
 	struct queue_msg	*m = xcalloc(1, sizeof *m);
@@ -67,20 +81,20 @@ queue_msg_new(char *id, size_t size)
 }
 
 int
-queue_msg_write(struct queue_msg *m, const void *data, size_t len)
+__wrap_queue_msg_write(struct queue_msg *m, const void *data, size_t len)
 {
 	m->size += len;
 	return 0;
 }
 
 uint64_t
-queue_msg_size(const struct queue_msg *m)
+__wrap_queue_msg_size(const struct queue_msg *m)
 {
 	return m->size;
 }
 
 void
-queue_msg_abort(struct queue_msg *m)
+__wrap_queue_msg_abort(struct queue_msg *m)
 {
 	free(m);
 }
@@ -98,7 +112,7 @@ fuzz_commit_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct queue_commit *
-queue_msg_commit(struct queue_msg *m, const struct envelope *env,
+__wrap_queue_msg_commit(struct queue_msg *m, const struct envelope *env,
     queue_commit_cb cb, void *arg)
 {
 	struct queue_commit	*c;
@@ -128,7 +142,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 }
 
 void
-queue_commit_cancel(struct queue_commit *c)
+__wrap_queue_commit_cancel(struct queue_commit *c)
 {
 	c->cancelled = 1;
 }
@@ -152,8 +166,8 @@ fuzz_pwcheck_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct pwcheck *
-pwcheck_start(const char *stored, const char *password, pwcheck_cb cb,
-    void *arg)
+__wrap_pwcheck_start(const char *stored, const char *password,
+    pwcheck_cb cb, void *arg)
 {
 	struct pwcheck	*pc = xcalloc(1, sizeof *pc);
 
@@ -168,7 +182,7 @@ pwcheck_start(const char *stored, const char *password, pwcheck_cb cb,
 }
 
 void
-pwcheck_cancel(struct pwcheck *pc)
+__wrap_pwcheck_cancel(struct pwcheck *pc)
 {
 	event_free(pc->ev);
 	free(pc);
