@@ -94,6 +94,7 @@ struct sched_attempt {
 	unsigned		 notices_done;	/* bit per dsn_action */
 	enum dsn_action		 notice_action;	/* of the one committing */
 	enum sched_action	 action;	/* at the end of the attempt */
+	int			 flush;		/* due at once when it ends */
 };
 TAILQ_HEAD(sched_attempts, sched_attempt);
 
@@ -392,6 +393,8 @@ sched_attempt_end(struct sched_attempt *a, int keep)
 	}
 	if (keep) {
 		m->next = a->env.next_attempt;
+		if (a->flush && m->next > time(NULL))
+			m->next = time(NULL);
 		sched_msg_domains(m, &a->env);
 		if (action != SCHED_ACTION_BOUNCE)
 			sched_heap_push(m);
@@ -1433,9 +1436,22 @@ scheduler_bounce(const char *id)
 size_t
 scheduler_flush(const char *domain, int sub)
 {
-	time_t	now = time(NULL);
-	size_t	i, n = 0;
+	struct sched_attempt	*a;
+	time_t			 now = time(NULL);
+	size_t			 i, n = 0, nactive = 0;
 
+	/*
+	 * A message in an attempt, or still recording its outcome, is made
+	 * due as soon as that ends: it is waiting as much as those in the
+	 * heap are.
+	 */
+	TAILQ_FOREACH(a, &sched.active, entry) {
+		if (a->action != SCHED_ACTION_NONE || (domain != NULL &&
+		    !sched_msg_has_domain(a->m, domain, sub)))
+			continue;
+		a->flush = 1;
+		nactive++;
+	}
 	for (i = 0; i < sched.nheap; i++) {
 		if (domain != NULL &&
 		    !sched_msg_has_domain(sched.heap[i], domain, sub))
@@ -1443,7 +1459,7 @@ scheduler_flush(const char *domain, int sub)
 		n++;
 	}
 	if (n == 0)
-		return 0;
+		return nactive;
 	/* Marked first, then moved: moving reorders the array. */
 	for (i = 0; i < sched.nheap; i++) {
 		if (domain == NULL ||
@@ -1453,14 +1469,20 @@ scheduler_flush(const char *domain, int sub)
 	for (i = sched.nheap / 2 + 1; i-- > 0; )
 		sched_heap_down(i);
 	sched_rearm();
-	return n;
+	return n + nactive;
 }
 
 size_t
 scheduler_flush_id(const char *id)
 {
+	struct sched_attempt	*a;
 	struct sched_msg	*m;
 
+	if ((a = sched_find_active(id)) != NULL &&
+	    a->action == SCHED_ACTION_NONE) {
+		a->flush = 1;
+		return 1;
+	}
 	if ((m = sched_find_waiting(id)) == NULL)
 		return 0;
 	sched_make_due(m, time(NULL));

@@ -13,6 +13,7 @@ standard library is used.
 
 import base64
 import errno
+import functools
 import grp
 import os
 import pwd
@@ -550,9 +551,10 @@ class NextHop:
                 return "stalled at %s, then %s" % (point, e)
         return None
 
-    def _answer(self, w, sess, spec, stage):
+    def _answer(self, w, sess, spec, stage, before=None):
         """Send a reply for spec; returns the reply line, or raises _Gone
-        for drop and stall."""
+        for drop and stall.  before(line), when given, runs just before
+        the reply is sent."""
         line = _expand(spec, stage, self.name)
         if line == "drop":
             raise _Gone("dropped at %s" % stage)
@@ -561,6 +563,8 @@ class NextHop:
                 w.drain()
             except _Gone as e:
                 raise _Gone("stalled at %s, then %s" % (stage, e))
+        if before is not None:
+            before(line)
         w.send(line + "\r\n")
         if line.startswith("421"):
             raise _Gone("closed after %s" % line)
@@ -725,17 +729,16 @@ class NextHop:
                 with self.lock:
                     delay = self.data_delay
                 self._sleep(delay)
+                # Recorded before the reply goes out, so a client that
+                # has its 250 finds the message already counted.
+                record = functools.partial(self._record, sess, txn, data)
                 if len(data) > self.size:
                     line = "552 5.3.4 Message size exceeds fixed limit"
+                    record(line)
                     w.send(line + "\r\n")
                 else:
-                    line = self._answer(w, sess, self._spec("data"), "data")
-                msg = Message(sess, txn[0], txn[1], txn[2], data, line)
-                with self.lock:
-                    self.attempts_.append(msg)
-                    if line.startswith("2"):
-                        self.messages_.append(msg)
-                        sess.messages += 1
+                    self._answer(w, sess, self._spec("data"), "data",
+                                 before=record)
                 txn = None
             elif verb == "BDAT" and self.chunking:
                 m = re.fullmatch(r"([0-9]+)( +LAST)?", arg.strip(), re.I)
@@ -757,17 +760,16 @@ class NextHop:
                 end = self._point(w, sess, "dot", drop, stall)
                 if end:
                     return end
+                # Recorded before the reply goes out, so a client that
+                # has its 250 finds the message already counted.
+                record = functools.partial(self._record, sess, txn, bdat)
                 if len(bdat) > self.size:
                     line = "552 5.3.4 Message size exceeds fixed limit"
+                    record(line)
                     w.send(line + "\r\n")
                 else:
-                    line = self._answer(w, sess, self._spec("data"), "data")
-                msg = Message(sess, txn[0], txn[1], txn[2], bdat, line)
-                with self.lock:
-                    self.attempts_.append(msg)
-                    if line.startswith("2"):
-                        self.messages_.append(msg)
-                        sess.messages += 1
+                    self._answer(w, sess, self._spec("data"), "data",
+                                 before=record)
                 txn = None
                 bdat = b""
             elif verb == "RSET":
@@ -783,6 +785,14 @@ class NextHop:
                 w.send("252 2.0.0 Cannot VRFY user\r\n")
             else:
                 w.send("502 5.5.2 Error: command not recognized\r\n")
+
+    def _record(self, sess, txn, data, line):
+        msg = Message(sess, txn[0], txn[1], txn[2], data, line)
+        with self.lock:
+            self.attempts_.append(msg)
+            if line.startswith("2"):
+                self.messages_.append(msg)
+                sess.messages += 1
 
     def _sleep(self, delay):
         deadline = time.monotonic() + delay

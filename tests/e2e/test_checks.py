@@ -126,6 +126,7 @@ class Files(ChecksCase):
 
     def daemon_says(self):
         """What ternd itself says starting on this configuration."""
+        self.t.install_maildrop()
         rc, _, err = ternlib.run_ternd(["-c", self.t.conf])
         self.assertNotEqual(rc, 0, err)
         return err
