@@ -218,9 +218,12 @@ class Verbs(ControlCase):
         self.hop(MX1, data="451")
         self.start_tern()
         qid = self.deferred_message()
-        env = self.t.read_env_bytes(qid).decode()
-        self.assertRegex(env, r"\nattempt: [0-9]+ 0 plain 4\.3\.0 "
-                         r"mx1\.dest\.test\[127\.0\.0\.2\]:[0-9]+ .*451")
+        # The log line can come before the envelope is rewritten.
+        want = re.compile(r"\nattempt: [0-9]+ 0 plain 4\.3\.0 "
+                          r"mx1\.dest\.test\[127\.0\.0\.2\]:[0-9]+ .*451")
+        ternlib.wait_for(lambda: want.search(
+            self.t.read_env_bytes(qid).decode()), DELIVER_TIMEOUT,
+            "the attempt recorded in %s.env" % qid)
 
     def test_unknown_and_refused(self):
         self.start_tern()
