@@ -31,6 +31,7 @@
 
 #include <event2/event.h>
 
+#include "anvil.h"
 #include "config.h"
 #include "envelope.h"
 #include "fuzz.h"
@@ -248,6 +249,7 @@ fuzz_setup(void)
 	if ((u = users_load(&up, &cause)) == NULL)
 		errx(1, "%s", cause);
 	free(upath);
+	anvil_init(c);
 	smtp_session_init(fuzz_base, c, NULL);
 	smtp_session_set_users(u);
 	smtp_session_set_etrn(fuzz_etrn_cb);
