@@ -319,7 +319,7 @@ log_emit(int pri, const char *sub, const char *msg)
 		log_dropped++;
 }
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 log_vlog(int pri, const char *sub, int with_errno, const char *fmt,
     va_list ap)
 {
