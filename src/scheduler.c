@@ -1129,10 +1129,19 @@ sched_record(struct sched_attempt *a)
 	sched_save(a, sched_recorded);
 }
 
-/* The outcome of the attempt is on disk: reschedule. */
+/*
+ * The outcome of the attempt is on disk: reschedule, a whole
+ * queue_interval from now, however long the rewrite took (the envelope
+ * on disk may say a little earlier, which only matters after a restart).
+ */
 static void
 sched_recorded(struct sched_attempt *a)
 {
+	time_t	next = time(NULL) +
+		    (time_t)(sched.conf->queue_interval / 1000);
+
+	if (a->env.next_attempt < next)
+		a->env.next_attempt = next;
 	sched_attempt_end(a, a->action != SCHED_ACTION_DELETE &&
 	    sched_has_pending(&a->env));
 }

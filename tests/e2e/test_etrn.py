@@ -109,7 +109,16 @@ class EtrnCase(TernTestCase):
         qid = self.t.send_message(SENDER, [rcpt], small(subject))
         self.t.wait_log(result_re(qid, rcpt, "deferred"), DELIVER_TIMEOUT,
                         since=since)
+        self.wait_recorded(qid)
         return qid
+
+    def wait_recorded(self, qid):
+        """Wait until the attempt's outcome is on disk: the envelope is
+        rewritten beside the loop, and the message waits again only
+        then."""
+        ternlib.wait_for(lambda: re.search(rb"\ntries: [1-9]",
+                                           self.t.read_env_bytes(qid)),
+                         DELIVER_TIMEOUT, "the attempt of %s on disk" % qid)
 
     def wait_removed(self, qid):
         self.t.wait_log(removed_re(qid), DELIVER_TIMEOUT)
@@ -236,6 +245,7 @@ class Nothing(EtrnCase):
         t.wait_log(result_re(qid, "a@done.test", "sent"), DELIVER_TIMEOUT)
         t.wait_log(result_re(qid, "b@example.test", "deferred"),
                    DELIVER_TIMEOUT)
+        self.wait_recorded(qid)
         self.assertEqual(self.rcpts_to(gw), ["a@done.test"])
         # done.test got its copy: the message waits for example.test only.
         self.assertReply(self.etrn("done.test"), none_waiting("done.test"))
