@@ -126,6 +126,7 @@ struct smtp_session {
 	struct sockaddr_storage	 ss;
 	char			 addr[64];
 	char			 helo[256];
+	char			 sid[12];	/* on each log line */
 };
 
 /* The reply table: every answer tern gives a client, one place. */
@@ -720,13 +721,59 @@ smtp_reply(struct smtp_session *s, enum smtp_reply r, const char *arg)
 
 	if (e->code >= 400 && e->code != 421 &&
 	    ++s->errors > smtp_conf->max_errors) {
-		log_info("too many errors from [%s]", s->addr);
+		log_info("too many errors from [%s] session=%s", s->addr,
+		    s->sid);
 		e = &smtp_replies[SMTP_R_TOO_MANY_ERRORS];
 		arg = smtp_conf->hostname;
 	}
 	smtp_reply_line(s, e->code, ' ', e->esc, e->text, arg);
 	if (e->code == 421)
 		s->flags |= SMTP_F_QUIT;
+}
+
+/*
+ * A refused command, in Postfix's layout so that pflogsumm and fail2ban's
+ * postfix filter read it, with the session's id at the end:
+ *   NOQUEUE: reject: RCPT from unknown[ADDR]: 554 5.7.1 <RCPT>: Relay
+ *   access denied; from=<SENDER> to=<RCPT> proto=ESMTP helo=<HELO>
+ *   session=ID
+ * from is the sender (NULL: the transaction's, if any); to the recipient
+ * path or NULL.
+ */
+static void
+smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
+    const char *arg, const char *from, const char *to)
+{
+	const struct smtp_reply_entry	*e = &smtp_replies[r];
+	const char	*pct;
+	char		 text[LOG_ESCAPE_SIZE], esc[LOG_ESCAPE_SIZE];
+	char		 sender[LOG_ESCAPE_SIZE], rcpt[LOG_ESCAPE_SIZE];
+	char		 helo[LOG_ESCAPE_SIZE];
+	int		 n;
+
+	if (from == NULL && s->tx != NULL)
+		from = s->tx->env.sender;
+	if ((pct = strstr(e->text, "%s")) != NULL)
+		n = snprintf(text, sizeof text, "%.*s%s%s", (int)(pct - e->text),
+		    e->text, arg != NULL ? arg : "", pct + 2);
+	else
+		n = snprintf(text, sizeof text, "%s", e->text);
+	if (n < 0 || (size_t)n >= sizeof text)
+		n = (int)strlen(text);
+	log_escape(esc, sizeof esc, text, (size_t)n);
+	if (from != NULL)
+		log_escape(sender, sizeof sender, from, strlen(from));
+	if (to != NULL)
+		log_escape(rcpt, sizeof rcpt, to, strlen(to));
+	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_mail("smtpd", "NOQUEUE: reject: %s from unknown[%s]: %d %s %s;%s%s%s"
+	    "%s%s proto=%s%s%s%s session=%s", verb, s->addr, e->code,
+	    e->esc != NULL ? e->esc : "", esc,
+	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
+	    from != NULL ? ">" : "", to != NULL ? " to=" : "",
+	    to != NULL ? rcpt : "", s->flags & SMTP_F_EHLO ? "ESMTP" : "SMTP",
+	    s->helo[0] != '\0' ? " helo=<" : "", s->helo[0] != '\0' ? helo : "",
+	    s->helo[0] != '\0' ? ">" : "", s->sid);
 }
 
 static const struct sockaddr *
@@ -751,9 +798,9 @@ smtp_anvil(struct smtp_session *s, enum anvil_result r)
 
 	if (r == ANVIL_OK || r == ANVIL_EXEMPT)
 		return 0;
-	log_info("reject: %s from [%s]: %s", r == ANVIL_MSG_RATE ? "MAIL" :
-	    r == ANVIL_RCPT_RATE ? "RCPT" : "AUTH", s->addr,
-	    anvil_result_str(r));
+	smtp_log_reject(s, r == ANVIL_MSG_RATE ? "MAIL" :
+	    r == ANVIL_RCPT_RATE ? "RCPT" : "AUTH", replies[r], s->addr, NULL,
+	    NULL);
 	smtp_reply(s, replies[r], s->addr);
 	return 1;
 }
@@ -767,8 +814,8 @@ smtp_anvil_auth_failed(struct smtp_session *s, const char *user)
 	r = anvil_auth_failed(smtp_sa(s), user, anvil_now());
 	if (r == ANVIL_AUTH_PENALTY || r == ANVIL_USER_PENALTY)
 		log_info("AUTH from [%s]: %s reached: refused for %" PRIu64
-		    "s", s->addr, anvil_result_str(r),
-		    smtp_conf->auth_penalty / 1000);
+		    "s, session=%s", s->addr, anvil_result_str(r),
+		    smtp_conf->auth_penalty / 1000, s->sid);
 }
 
 static void
@@ -1077,9 +1124,10 @@ smtp_has_room(struct smtp_session *s, const char *verb)
 {
 	if (queue_has_room(-1, s->tx->declared, smtp_conf->min_free_space))
 		return 1;
-	log_warnx("reject: %s from [%s]: insufficient spool space: size=%"
-	    PRIu64 ", min_free_space=%" PRIu64, verb, s->addr,
-	    s->tx->declared, smtp_conf->min_free_space);
+	log_warnx("%s from [%s]: insufficient spool space: size=%" PRIu64
+	    ", min_free_space=%" PRIu64 " session=%s", verb, s->addr,
+	    s->tx->declared, smtp_conf->min_free_space, s->sid);
+	smtp_log_reject(s, verb, SMTP_R_NO_ROOM, NULL, NULL, NULL);
 	smtp_tx_free(s);
 	smtp_reply(s, SMTP_R_NO_ROOM, NULL);
 	return 0;
@@ -1145,11 +1193,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (!smtp_sender_is_allowed(s, buf)) {
-		log_info("reject: MAIL from [%s]: sender not owned: from=<%s>, "
-		    "sasl_username=%s", s->addr, log_escape(esc, sizeof esc,
-		    buf, strlen(buf)), s->user);
-		smtp_tx_free(s);
 		util_snprintf(esc, sizeof esc, "<%s>", buf);
+		smtp_log_reject(s, "MAIL", SMTP_R_SENDER_NOT_OWNED, esc, buf,
+		    NULL);
+		smtp_tx_free(s);
 		smtp_reply(s, SMTP_R_SENDER_NOT_OWNED, esc);
 		return;
 	}
@@ -1243,7 +1290,6 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
 	const char		*rest, *cause;
 	char			 buf[ADDR_PATH_SIZE], path[ADDR_PATH_SIZE];
-	char			 esc[LOG_ESCAPE_SIZE];
 	enum smtp_reply		 r;
 	size_t			 i;
 	int			 rc, flags;
@@ -1286,10 +1332,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	r = smtp_rcpt_resolve(s, &a, buf, rp);
 	if (r == SMTP_R_RELAY_DENIED || r == SMTP_R_UNKNOWN_USER ||
 	    r == SMTP_R_ALIAS_LOOP)
-		log_info("reject: RCPT from [%s]: %s: to=%s", s->addr,
-		    r == SMTP_R_RELAY_DENIED ? "relay access denied" :
-		    r == SMTP_R_UNKNOWN_USER ? "user unknown" : "alias loop",
-		    log_escape(esc, sizeof esc, path, strlen(path)));
+		smtp_log_reject(s, "RCPT", r, path, NULL, path);
 	smtp_reply(s, r, r == SMTP_R_RCPT_OK || r == SMTP_R_TOO_MANY_RCPTS ?
 	    NULL : path);
 }
@@ -1451,7 +1494,8 @@ smtp_tls_begin(struct smtp_session *s)
 	s->flags &= ~SMTP_F_STARTTLS;
 	tbev = tls_server_start(smtp_base, s->bev, -1, smtp_tls_ctx, &cause);
 	if (tbev == NULL) {
-		log_warnx("STARTTLS from [%s]: %s", s->addr, cause);
+		log_warnx("STARTTLS from [%s]: %s, session=%s", s->addr,
+		    cause, s->sid);
 		free(cause);
 		smtp_session_close(s, "TLS setup failed");
 		return;
@@ -1471,8 +1515,8 @@ smtp_tls_begin(struct smtp_session *s)
 static void
 smtp_tls_done(struct smtp_session *s)
 {
-	log_info("TLS from [%s]: %s with cipher %s", s->addr,
-	    tls_version(s->bev), tls_cipher(s->bev));
+	log_info("TLS from [%s]: %s with cipher %s, session=%s", s->addr,
+	    tls_version(s->bev), tls_cipher(s->bev), s->sid);
 	s->flags |= SMTP_F_TLS;
 	s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
 	s->helo[0] = '\0';
@@ -1517,8 +1561,8 @@ smtp_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 	struct smtp_session	*s = arg;
 
 	if (s->auth_failures >= smtp_conf->auth_max_failures) {
-		log_info("too many authentication failures from [%s]",
-		    s->addr);
+		log_info("too many authentication failures from [%s] "
+		    "session=%s", s->addr, s->sid);
 		smtp_auth_free(s);
 		/* Not counted: this session's last words are the 421. */
 		smtp_reply_line(s, smtp_replies[SMTP_R_AUTH_FAILED].code, ' ',
@@ -1549,16 +1593,16 @@ smtp_auth_result(struct smtp_session *s, int ok)
 	log_escape(esc, sizeof esc, user, strlen(user));
 	if (ok) {
 		log_info("[%s]: authenticated: sasl_method=%s, "
-		    "sasl_username=%s", s->addr,
-		    sasl_mech_str(au->sasl.mech), esc);
+		    "sasl_username=%s, session=%s", s->addr,
+		    sasl_mech_str(au->sasl.mech), esc, s->sid);
 		s->user = xstrdup(user);
 		smtp_auth_end(s, SMTP_R_AUTH_OK);
 		return;
 	}
 	s->auth_failures++;
 	log_mail("smtpd", "warning: unknown[%s]: SASL %s authentication "
-	    "failed: authentication failure, sasl_username=%s", s->addr,
-	    sasl_mech_str(au->sasl.mech), esc);
+	    "failed: authentication failure, sasl_username=%s, session=%s",
+	    s->addr, sasl_mech_str(au->sasl.mech), esc, s->sid);
 	smtp_anvil_auth_failed(s, user);
 	shift = s->auth_failures - 1 < 10 ? s->auth_failures - 1 : 10;
 	ms = smtp_conf->auth_failure_delay << shift;
@@ -1739,8 +1783,8 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 	if (smtp_etrn == NULL || s->kind != SMTP_KIND_MX ||
 	    !config_is_etrn_client(smtp_conf,
 	    (const struct sockaddr *)&s->ss)) {
-		log_info("reject: ETRN from [%s]: %s: not allowed", s->addr,
-		    esc);
+		smtp_log_reject(s, "ETRN", SMTP_R_ETRN_DENIED, esc, NULL,
+		    NULL);
 		smtp_reply(s, SMTP_R_ETRN_DENIED, esc);
 		return;
 	}
@@ -1749,8 +1793,8 @@ smtp_cmd_etrn(struct smtp_session *s, const char *args)
 		return;
 	}
 	n = smtp_etrn(node, sub);
-	log_info("ETRN from [%s]: %s%s: %zu messages", s->addr,
-	    sub ? "@" : "", esc, n);
+	log_info("ETRN from [%s]: %s%s: %zu messages, session=%s", s->addr,
+	    sub ? "@" : "", esc, n, s->sid);
 	if (n == 0) {
 		smtp_reply(s, SMTP_R_ETRN_NONE, esc);
 		return;
@@ -1897,8 +1941,7 @@ smtp_data_end(struct smtp_session *s)
 	else if (tx->error == SMTP_TX_NO_ROOM)
 		r = SMTP_R_NO_ROOM;
 	if (r != SMTP_R_OK) {
-		log_info("reject: DATA from [%s]: %s", s->addr,
-		    smtp_replies[r].text);
+		smtp_log_reject(s, "DATA", r, NULL, NULL, NULL);
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);
 		smtp_reply(s, r, NULL);
@@ -1940,7 +1983,8 @@ smtp_process_data(struct smtp_session *s)
 				tx->error = SMTP_TX_TOO_BIG;
 			else if (queue_msg_write(tx->msg, smtp_data_out,
 			    outlen) == -1) {
-				log_warn("[%s]: queue file write", s->addr);
+				log_warn("[%s] session=%s: queue file write",
+				    s->addr, s->sid);
 				tx->error = smtp_spool_reply(errno) ==
 				    SMTP_R_NO_ROOM ? SMTP_TX_NO_ROOM :
 				    SMTP_TX_WRITE;
@@ -2009,9 +2053,9 @@ smtp_commit_cb(void *arg, int error)
 		smtp_enter_state(s, SMTP_STATE_CMD);
 		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else {
-		log_mail("smtpd", "%s: client=[%s], helo=%s", tx->id,
-		    s->addr, log_escape(esc, sizeof esc, s->helo,
-		    strlen(s->helo)));
+		log_mail("smtpd", "%s: client=[%s], helo=%s, session=%s",
+		    tx->id, s->addr, log_escape(esc, sizeof esc, s->helo,
+		    strlen(s->helo)), s->sid);
 		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
@@ -2105,10 +2149,25 @@ smtp_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		smtp_session_close(s, "write timeout");
 		return;
 	}
-	log_info("timeout after %s from [%s]%s", smtp_states[s->state].name,
-	    s->addr, smtp_stress ? " (stress)" : "");
+	log_info("timeout after %s from [%s]%s session=%s",
+	    smtp_states[s->state].name, s->addr,
+	    smtp_stress ? " (stress)" : "", s->sid);
 	smtp_reply(s, SMTP_R_TIMEOUT, smtp_conf->hostname);
 	smtp_after(s);
+}
+
+/*
+ * A session's id, eight hex digits: a counter from a start that differs
+ * from one run of ternd to the next, so that ids rarely repeat in a log.
+ */
+static void
+smtp_sid(char *buf, size_t len)
+{
+	static uint32_t	next;
+
+	if (next == 0)
+		next = (uint32_t)time(NULL) * 2654435761u;
+	snprintf(buf, len, "%08" PRIX32, next++);
 }
 
 /* A new client: greet it and start reading. */
@@ -2122,6 +2181,7 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 
 	s = xcalloc(1, sizeof *s);
 	s->kind = kind;
+	smtp_sid(s->sid, sizeof s->sid);
 	s->closed_cb = cb;
 	s->closed_arg = arg;
 	if (salen > sizeof s->ss)
@@ -2144,14 +2204,16 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 			s->bev = tls_server_start(smtp_base, NULL, fd,
 			    smtp_tls_ctx, &cause);
 		if (s->bev == NULL && smtp_tls_ctx != NULL) {
-			log_warnx("TLS for [%s]: %s", s->addr, cause);
+			log_warnx("TLS for [%s]: %s, session=%s", s->addr,
+			    cause, s->sid);
 			free(cause);
 		}
 	} else
 		s->bev = bufferevent_socket_new(smtp_base, fd,
 		    BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
-		log_warnx("cannot start a session for [%s]", s->addr);
+		log_warnx("cannot start a session for [%s] session=%s",
+		    s->addr, s->sid);
 		close(fd);
 		free(s);
 		return NULL;
@@ -2161,9 +2223,9 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
 	if ((s->timer = evtimer_new(smtp_base, smtp_deadline_cb, s)) == NULL)
 		fatalx("smtp: evtimer_new");
-	log_info("connect from [%s]%s", s->addr, kind == SMTP_KIND_SMTPS ?
-	    " (implicit TLS)" : kind == SMTP_KIND_SUBMISSION ?
-	    " (submission)" : "");
+	log_info("connect from [%s]%s session=%s", s->addr,
+	    kind == SMTP_KIND_SMTPS ? " (implicit TLS)" :
+	    kind == SMTP_KIND_SUBMISSION ? " (submission)" : "", s->sid);
 	if (kind == SMTP_KIND_SMTPS) {
 		s->state = SMTP_STATE_TLS;
 		smtp_deadline_start(s);
@@ -2194,8 +2256,8 @@ smtp_session_drain(struct smtp_session *s)
 void
 smtp_session_close(struct smtp_session *s, const char *reason)
 {
-	log_info("disconnect from [%s] commands=%u errors=%u (%s)", s->addr,
-	    s->commands, s->errors, reason);
+	log_info("disconnect from [%s] commands=%u errors=%u (%s) session=%s",
+	    s->addr, s->commands, s->errors, reason, s->sid);
 	smtp_tx_free(s);
 	smtp_auth_free(s);
 	free(s->user);

@@ -134,8 +134,10 @@ class Limits(TernTestCase):
         c.ehlo()
         self.assertReply(c.cmd("MAIL FROM:<a@example.org>"),
                          MSG_RATE % STRANGER)
-        self.t.wait_log(r"reject: MAIL from \[127\.0\.0\.2\]: "
-                        r"max_message_rate$")
+        self.t.wait_log(r"ternd/smtpd\[\d+\]: NOQUEUE: reject: MAIL from "
+                        r"unknown\[127\.0\.0\.2\]: 450 4\.7\.1 Error: too "
+                        r"much mail from 127\.0\.0\.2; proto=ESMTP "
+                        r"helo=<[^>]+> session=[0-9A-F]{8}$")
         for source, n in ((OTHER, 2), (EXEMPT, 5)):
             c = self.t.raw(source=source)
             c.ehlo()
@@ -202,7 +204,7 @@ class AuthLimits(TernTestCase):
         c = self.conn(STRANGER)
         self.assertReply(auth_plain(c, ALICE, WRONG_PW + "x"), AUTH_BAD_RE)
         self.t.wait_log(r"AUTH from \[127\.0\.0\.2\]: max_auth_failure_rate"
-                        r" reached: refused for 2s$")
+                        r" reached: refused for 2s, session=[0-9A-F]{8}$")
         # Refused at once, the right password too, in this session and
         # the next; the session itself goes on.
         self.assertReply(auth_plain(c, ALICE, ALICE_PW), AUTH_PENALTY)

@@ -77,8 +77,9 @@ class NulInData(TernTestCase):
                 self.start_data(c)
                 c.send(body)
                 self.check_refused(t, c)
-        self.assertRegex(t.log(), r"reject: DATA from \[127\.0\.0\.1\]: "
-                         r"Message contains a NUL octet")
+        self.assertRegex(t.log(), r"NOQUEUE: reject: DATA from "
+                         r"unknown\[127\.0\.0\.1\]: 554 5\.6\.0 "
+                         r"Message contains a NUL octet; from=<")
 
     def test_refused_split_at_every_octet(self):
         t = self.tern(smtp={"bare_newlines": "reject"})
@@ -282,7 +283,9 @@ class SpoolSpace(TernTestCase):
                          NO_ROOM)
         self.assertReply(c.cmd("RCPT TO:<b@local.test>"), NEED_MAIL)
         self.assertReply(c.cmd("QUIT"), BYE)
-        t.wait_log(r"reject: MAIL from \[127\.0\.0\.1\]: insufficient "
+        t.wait_log(r"NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: "
+                   r"452 4\.3\.1 Insufficient system storage; ")
+        t.wait_log(r"MAIL from \[127\.0\.0\.1\]: insufficient "
                    r"spool space: size=1000, min_free_space=%d"
                    % (1048576 << 30))
         self.assertEqual(t.queued(), [])

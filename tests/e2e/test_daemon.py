@@ -315,7 +315,8 @@ class Logging(TernTestCase):
         qid = queued_id(c.mail("sender@example.org",
                                ["a@local.test", "b@example.test"], MSG))
         size = os.path.getsize(t.qpath(qid, "msg"))
-        t.wait_log(r": %s: client=\[127\.0\.0\.1\], helo=%s$"
+        t.wait_log(r": %s: client=\[127\.0\.0\.1\], helo=%s, "
+                   r"session=[0-9A-F]{8}$"
                    % (qid, re.escape(HELO)))
         t.wait_log(r": %s: from=<sender@example\.org>, size=%d, nrcpt=2 "
                    r"\(queue active\)$" % (qid, size))
@@ -333,7 +334,8 @@ class Logging(TernTestCase):
             qid = queued_id(c.mail("s@example.org", ["a@local.test"], MSG))
             # Escaped, or replaced by "?" before it was ever stored.
             t.wait_log(r": %s: client=\[127\.0\.0\.1\], "
-                       r"helo=ctl(\\x01|\?)host(\\x1b|\?)\[31m$" % qid)
+                       r"helo=ctl(\\x01|\?)host(\\x1b|\?)\[31m, "
+                       r"session=[0-9A-F]{8}$" % qid)
         else:
             c.ehlo()
         c.cmd(b"FROB \x02\x7f\x1b[2J")

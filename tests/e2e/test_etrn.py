@@ -269,8 +269,9 @@ class Denied(EtrnCase):
         r = self.etrn("@example.test")
         self.assertRegex(r.line, r"^459 4\.7\.1 @?example\.test: node not "
                          r"allowed$")
-        t.wait_log(r"reject: ETRN from \[127\.0\.0\.1\]: example\.test: "
-                   r"not allowed$")
+        t.wait_log(r"NOQUEUE: reject: ETRN from unknown\[127\.0\.0\.1\]: "
+                   r"459 4\.7\.1 example\.test: node not allowed; "
+                   r"proto=ESMTP helo=<[^>]+> session=[0-9A-F]{8}$")
         time.sleep(QUIET)
         self.assertEqual(gw.messages(), [], "refused ETRN flushed anyway")
         self.assertEqual(len(gw.attempts()), 1)
