@@ -150,7 +150,7 @@ class Flush(EtrnCase):
         self.assertIn(b"Subject: etrn\r\n", msgs[0].data)
         self.wait_removed(qid)
         t.wait_log(r"ETRN from \[127\.0\.0\.1\]: example\.test: "
-                   r"1 messages$")
+                   r"1 messages, session=[0-9A-F]{8}$")
         self.assertEqual(len(gw.attempts()), 2)
         # Nothing left for it.
         self.assertReply(self.etrn("example.test"),
@@ -224,7 +224,7 @@ class Flush(EtrnCase):
         self.assertReply(self.etrn("@example.test"),
                          none_waiting("example.test"))
         t.wait_log(r"ETRN from \[127\.0\.0\.1\]: @Example\.TEST: "
-                   r"1 messages$")
+                   r"1 messages, session=[0-9A-F]{8}$")
 
 
 class Nothing(EtrnCase):
