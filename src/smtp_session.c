@@ -754,8 +754,9 @@ smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
 	if (from == NULL && s->tx != NULL)
 		from = s->tx->env.sender;
 	if ((pct = strstr(e->text, "%s")) != NULL)
-		n = snprintf(text, sizeof text, "%.*s%s%s", (int)(pct - e->text),
-		    e->text, arg != NULL ? arg : "", pct + 2);
+		n = snprintf(text, sizeof text, "%.*s%s%s",
+		    (int)(pct - e->text), e->text, arg != NULL ? arg : "",
+		    pct + 2);
 	else
 		n = snprintf(text, sizeof text, "%s", e->text);
 	if (n < 0 || (size_t)n >= sizeof text)
@@ -766,8 +767,8 @@ smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
 	if (to != NULL)
 		log_escape(rcpt, sizeof rcpt, to, strlen(to));
 	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
-	log_mail("smtpd", "NOQUEUE: reject: %s from unknown[%s]: %d %s %s;%s%s%s"
-	    "%s%s proto=%s%s%s%s session=%s", verb, s->addr, e->code,
+	log_mail("smtpd", "NOQUEUE: reject: %s from unknown[%s]: %d %s %s;"
+	    "%s%s%s%s%s proto=%s%s%s%s session=%s", verb, s->addr, e->code,
 	    e->esc != NULL ? e->esc : "", esc,
 	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
 	    from != NULL ? ">" : "", to != NULL ? " to=" : "",
