@@ -353,6 +353,7 @@ static const struct smtp_verb_entry {
 
 /* EHLO keywords, in the order advertised, each when its test passes. */
 static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
+static void	smtp_ehlo_auth(struct smtp_session *, char *, size_t);
 static int	smtp_offers_starttls(struct smtp_session *);
 static int	smtp_offers_auth(struct smtp_session *);
 static int	smtp_offers_etrn(struct smtp_session *);
@@ -366,7 +367,7 @@ static const struct smtp_ehlo_entry {
 	{ "SIZE", smtp_ehlo_size, NULL },
 	{ "ETRN", NULL, smtp_offers_etrn },
 	{ "STARTTLS", NULL, smtp_offers_starttls },
-	{ "AUTH PLAIN LOGIN CRAM-MD5", NULL, smtp_offers_auth },
+	{ "AUTH", smtp_ehlo_auth, smtp_offers_auth },
 	{ "ENHANCEDSTATUSCODES", NULL, NULL },
 	{ "8BITMIME", NULL, NULL },
 	{ "DSN", NULL, NULL },
@@ -435,6 +436,7 @@ static const struct config	*smtp_conf;
 static smtp_session_queued_cb	 smtp_queued;
 static smtp_session_etrn_cb	 smtp_etrn;
 static const struct users	*smtp_users;
+static int			 smtp_cram_usable;	/* users_cram_usable() */
 static SSL_CTX			*smtp_tls_ctx;
 /* The server is under stress: every deadline is shortened. */
 static int			 smtp_stress;
@@ -484,6 +486,7 @@ void
 smtp_session_set_users(const struct users *users)
 {
 	smtp_users = users;
+	smtp_cram_usable = users != NULL && users_cram_usable(users);
 }
 
 /*
@@ -871,6 +874,38 @@ smtp_offers_auth(struct smtp_session *s)
 	return smtp_users != NULL && users_count(smtp_users) > 0 &&
 	    s->user == NULL &&
 	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+}
+
+/*
+ * The mechanisms offered, 1 << SASL_MECH_*: auth_mechanisms, or by
+ * default PLAIN and LOGIN, and CRAM-MD5 when it can serve every user.
+ */
+static int
+smtp_auth_mechs(void)
+{
+	if (smtp_conf->auth_mechanisms != 0)
+		return smtp_conf->auth_mechanisms;
+	return 1 << SASL_MECH_PLAIN | 1 << SASL_MECH_LOGIN |
+	    (smtp_cram_usable ? 1 << SASL_MECH_CRAM_MD5 : 0);
+}
+
+static void
+smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
+{
+	static const enum sasl_mech	 order[] = { SASL_MECH_PLAIN,
+	    SASL_MECH_LOGIN, SASL_MECH_CRAM_MD5 };
+	int				 mechs = smtp_auth_mechs();
+	size_t				 i;
+
+	(void)s;
+	*buf = '\0';
+	for (i = 0; i < nitems(order); i++) {
+		if (!(mechs & 1 << order[i]))
+			continue;
+		if (*buf != '\0')
+			util_strlcat(buf, " ", size);
+		util_strlcat(buf, sasl_mech_str(order[i]), size);
+	}
 }
 
 static int
@@ -1695,7 +1730,8 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_AUTH_SYNTAX, NULL);
 		return;
 	}
-	if (sasl_mech_parse(mech, &m) == -1) {
+	if (sasl_mech_parse(mech, &m) == -1 ||
+	    !(smtp_auth_mechs() & 1 << m)) {
 		smtp_reply(s, SMTP_R_AUTH_MECH, NULL);
 		return;
 	}
