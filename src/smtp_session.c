@@ -29,6 +29,7 @@
 #include "anvil.h"
 #include "config.h"
 #include "envelope.h"
+#include "hdrscan.h"
 #include "log.h"
 #include "pwcheck.h"
 #include "queue.h"
@@ -95,6 +96,8 @@ struct smtp_tx {
 	uint64_t		 declared;	/* MAIL's SIZE=, or 0 */
 	enum smtp_tx_error	 error;
 	char			 id[ENVELOPE_ID_SIZE];
+	struct hdrscan		 hs;		/* Date, Message-ID seen */
+	int			 add_hdrs;	/* add them when missing */
 };
 
 /* An AUTH exchange in progress; owned by its session. */
@@ -1396,6 +1399,11 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	tx->size = 0;
+	hdrscan_init(&tx->hs);
+	tx->add_hdrs = smtp_conf->add_missing_headers ==
+	    CONFIG_ADD_HEADERS_ALL ||
+	    (smtp_conf->add_missing_headers == CONFIG_ADD_HEADERS_SUBMISSION &&
+	    (s->user != NULL || s->kind != SMTP_KIND_MX));
 	smtp_data_init(&tx->dot,
 	    smtp_conf->bare_newlines == CONFIG_BARE_NORMALIZE);
 	smtp_reply(s, SMTP_R_DATA, NULL);
@@ -1913,6 +1921,8 @@ smtp_process_line(struct smtp_session *s)
 	return 0;
 }
 
+static int	smtp_write_missing(struct smtp_session *);
+
 /* The client's final dot has arrived: refuse, or ask for a commit. */
 static void
 smtp_data_end(struct smtp_session *s)
@@ -1920,6 +1930,12 @@ smtp_data_end(struct smtp_session *s)
 	struct smtp_tx	*tx = s->tx;
 	enum smtp_reply	 r = SMTP_R_OK;
 
+	/* All header section, no body: the fields go at the end. */
+	if (tx->add_hdrs && tx->error == SMTP_TX_OK &&
+	    tx->dot.error == SMTP_DATA_OK && hdrscan_open(&tx->hs) &&
+	    tx->hs.seen != HDRSCAN_ALL && smtp_write_missing(s) == -1)
+		tx->error = smtp_spool_reply(errno) == SMTP_R_NO_ROOM ?
+		    SMTP_TX_NO_ROOM : SMTP_TX_WRITE;
 	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
 		r = SMTP_R_DATA_LONG_LINE;
 	else if (tx->dot.error == SMTP_DATA_NUL)
@@ -1953,6 +1969,53 @@ smtp_data_end(struct smtp_session *s)
 	tx->msg = NULL;			/* the commit owns it now */
 }
 
+/*
+ * RFC 6409 section 8: the Date and Message-ID a submitted message lacks,
+ * at the end of its header section.
+ */
+static int
+smtp_write_missing(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		 hdr[512], date[64], stamp[32];
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	int		 n = 0;
+
+	localtime_r(&now, &tm);
+	if (!(tx->hs.seen & HDRSCAN_DATE)) {
+		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		n = snprintf(hdr, sizeof hdr, "Date: %s\r\n", date);
+	}
+	if (!(tx->hs.seen & HDRSCAN_MSGID)) {
+		strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+		n += snprintf(hdr + n, sizeof hdr - n, "Message-ID: <%s.%s@%s>"
+		    "\r\n", tx->id, stamp, smtp_conf->hostname);
+	}
+	if ((size_t)n >= sizeof hdr)
+		n = (int)strlen(hdr);
+	tx->size += (size_t)n;
+	return queue_msg_write(tx->msg, hdr, (size_t)n);
+}
+
+/* Store a piece of the message, adding missing fields where due. */
+static int
+smtp_data_write(struct smtp_session *s, const char *p, size_t len)
+{
+	struct smtp_tx	*tx = s->tx;
+	ssize_t		 end;
+
+	if (!tx->add_hdrs || (end = hdrscan_feed(&tx->hs, p, len)) == -1)
+		return queue_msg_write(tx->msg, p, len);
+	tx->add_hdrs = 0;
+	if (tx->hs.bad || tx->hs.seen == HDRSCAN_ALL)
+		return queue_msg_write(tx->msg, p, len);
+	if (queue_msg_write(tx->msg, p, (size_t)end) == -1 ||
+	    smtp_write_missing(s) == -1)
+		return -1;
+	return queue_msg_write(tx->msg, p + end, len - (size_t)end);
+}
+
 /* Feed what has arrived of the message to the dot machine. */
 static void
 smtp_process_data(struct smtp_session *s)
@@ -1974,7 +2037,7 @@ smtp_process_data(struct smtp_session *s)
 			tx->size += outlen;
 			if (tx->size > smtp_conf->max_message_size)
 				tx->error = SMTP_TX_TOO_BIG;
-			else if (queue_msg_write(tx->msg, smtp_data_out,
+			else if (smtp_data_write(s, smtp_data_out,
 			    outlen) == -1) {
 				log_warn("[%s]: queue file write", s->addr);
 				tx->error = smtp_spool_reply(errno) ==
