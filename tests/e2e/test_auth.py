@@ -32,7 +32,9 @@ CAROL = "carol@local.test"				# "-": no login
 ALIAS = "al@local.test"					# -> alice
 WRONG_PW = "Wrong-guess-3141"
 
-MSG = b"Subject: auth test\r\n\r\nHello.\r\n"
+# Complete, so that submission adds no Date or Message-ID to it.
+MSG = (b"Subject: auth test\r\nDate: Mon, 7 Dec 2026 03:00:00 +0000\r\n"
+       b"Message-ID: <auth-test@client.example>\r\n\r\nHello.\r\n")
 REMOTE = "r@remote.test"
 GW = "127.0.0.2"
 NOT_US = "192.0.2.0/24"		# relay_networks that 127.0.0.1 is not in
