@@ -19,7 +19,8 @@ build="$top/build"
 build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
 libc-ares-dev libinih-dev libcrypt-dev check"
 test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx
-mmdebstrap systemd-container debhelper lintian dpkg-dev fakeroot fail2ban"
+mmdebstrap systemd-container debhelper lintian dpkg-dev fakeroot fail2ban
+curl git git-email msmtp libauthen-sasl-perl libio-socket-ssl-perl"
 # The fuzz targets (tests/fuzz/) are built with clang and its libFuzzer.
 fuzz_pkgs="clang libclang-rt-14-dev"
 

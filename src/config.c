@@ -29,6 +29,7 @@
 #include "addr.h"
 #include "config.h"
 #include "log.h"
+#include "sasl.h"
 #include "tls.h"
 #include "util.h"
 
@@ -214,6 +215,29 @@ static const struct config_type config_type_protocols = {
 	config_parse_protocols, config_print_protocols, NULL
 };
 
+/* Submission: SASL mechanisms offered, "auto" (0) or a set of bits. */
+static int	config_parse_flags(struct config *, const struct config_key *,
+		    const char *, char **);
+static void	config_print_flags(const struct config *,
+		    const struct config_key *, FILE *);
+static int	config_next_item(const char **, const char **, size_t *);
+static const struct config_type config_type_flags = {
+	config_parse_flags, config_print_flags, NULL
+};
+static const struct config_choice config_choices_mechs[] = {
+	{ "auto", 0 },
+	{ "PLAIN", 1 << SASL_MECH_PLAIN },
+	{ "LOGIN", 1 << SASL_MECH_LOGIN },
+	{ "CRAM-MD5", 1 << SASL_MECH_CRAM_MD5 },
+	{ NULL, 0 }
+};
+static const struct config_choice config_choices_add_headers[] = {
+	{ "submission", CONFIG_ADD_HEADERS_SUBMISSION },
+	{ "all", CONFIG_ADD_HEADERS_ALL },
+	{ "no", CONFIG_ADD_HEADERS_NO },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
 	{ "stderr", LOG_TARGET_STDERR },
@@ -239,6 +263,8 @@ static const struct config_choice config_choices_bare[] = {
 _Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target");
 _Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
     "enum config_bare_newlines");
+_Static_assert(sizeof(enum config_add_headers) == sizeof(int),
+    "enum config_add_headers");
 _Static_assert(sizeof(enum config_queue_list) == sizeof(int),
     "enum config_queue_list");
 
@@ -340,6 +366,12 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(auth_sender_check), 0, 0, "yes", 0, 0, NULL },
 	{ "smtp", "auth_max_failures", &config_type_uint,
 	  CONFIG_OFF(auth_max_failures), 0, 0, "3", 1, 100, NULL },
+	{ "smtp", "auth_mechanisms", &config_type_flags,
+	  CONFIG_OFF(auth_mechanisms), 0, 0, "auto", 0, 0,
+	  config_choices_mechs },
+	{ "smtp", "add_missing_headers", &config_type_enum,
+	  CONFIG_OFF(add_missing_headers), 0, 0, "submission", 0, 0,
+	  config_choices_add_headers },
 	{ "smtp", "auth_failure_delay", &config_type_duration,
 	  CONFIG_OFF(auth_failure_delay), 0, 0, "1s", 0, 60 * CONFIG_S,
 	  NULL },
@@ -844,6 +876,58 @@ config_print_enum(const struct config *c, const struct config_key *k,
 	}
 	fatalx("config: [%s] %s holds unknown value %d", k->section, k->name,
 	    v);
+}
+
+/*
+ * A list of choices ORed together; the choice worth 0 ("auto") only
+ * alone.
+ */
+static int
+config_parse_flags(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	const struct config_choice	*ch;
+	const char			*p = value, *item;
+	size_t				 len, n = 0;
+	int				 v = 0, zero = 0;
+
+	while (config_next_item(&p, &item, &len)) {
+		for (ch = k->choices; ch->name != NULL; ch++) {
+			if (strlen(ch->name) == len &&
+			    strncasecmp(ch->name, item, len) == 0)
+				break;
+		}
+		if (ch->name == NULL) {
+			config_bad(cause, "unknown name", item, len);
+			return -1;
+		}
+		zero |= ch->value == 0;
+		v |= ch->value;
+		n++;
+	}
+	if (n == 0 || (zero && n > 1)) {
+		config_bad(cause, n == 0 ? "must not be empty" :
+		    "\"auto\" must stand alone", value, strlen(value));
+		return -1;
+	}
+	*CONFIG_FIELD(c, k, int) = v;
+	return 0;
+}
+
+static void
+config_print_flags(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const struct config_choice	*ch;
+	int				 v = *CONFIG_CFIELD(c, k, int);
+	const char			*sep = "";
+
+	for (ch = k->choices; ch->name != NULL; ch++) {
+		if (ch->value == 0 ? v == 0 : (v & ch->value) != 0) {
+			fprintf(fp, "%s%s", sep, ch->name);
+			sep = " ";
+		}
+	}
 }
 
 /* The next item of a list: *item and *len, or 0 at the end. */

@@ -44,6 +44,13 @@ enum config_queue_list {
 	CONFIG_QUEUE_LIST_ADMINS,	/* those who may use the socket */
 };
 
+/* Which mail gets a Message-ID and a Date when it has none. */
+enum config_add_headers {
+	CONFIG_ADD_HEADERS_SUBMISSION,	/* authenticated, submission, sendmail */
+	CONFIG_ADD_HEADERS_ALL,		/* and every other client */
+	CONFIG_ADD_HEADERS_NO,		/* never */
+};
+
 enum config_bare_newlines {
 	CONFIG_BARE_REJECT,
 	CONFIG_BARE_NORMALIZE,
@@ -103,6 +110,9 @@ struct config {
 	int			 auth_sender_check;
 	uint64_t		 auth_max_failures;
 	uint64_t		 auth_failure_delay;
+	int			 auth_mechanisms;	/* 1 << SASL_MECH_*;
+							   0: auto */
+	int			 add_missing_headers;	/* CONFIG_ADD_HEADERS_* */
 	struct config_net	*etrn_networks;
 	size_t			 netrn_networks;
 	/* Per-client limits across sessions (anvil.c); rates per unit. */

@@ -5,7 +5,9 @@
  * it, links it into new/ under a name nobody else uses, and syncs new/.
  * It never leaves a partial file in new/, never follows a symbolic link
  * at the Maildir itself, never changes an existing directory's modes, and
- * never moves the offset of the message it is handed.  The daemon makes
+ * never moves the offset of the message it is handed.  Once a day at
+ * most per mailbox, a delivery first removes what a crash left in tmp/
+ * for more than 36 hours (the Maildir convention).  The daemon makes
  * its deliveries on the worker pool, one job per message; the worker
  * touches only the job.
  */
@@ -14,14 +16,17 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "local.h"
@@ -36,6 +41,24 @@
 #define LOCAL_PATH_ESC_SIZE	300		/* a path, escaped and cut */
 
 static const char *local_subdirs[] = { "tmp", "new", "cur" };
+
+/*
+ * Files in tmp/ untouched this long were left by a crash (the Maildir
+ * convention); each mailbox's tmp/ is looked at once a day at most.
+ */
+#define LOCAL_TMP_AGE		(36 * 60 * 60)
+#define LOCAL_SWEEP_EVERY	(24 * 60 * 60)
+#define LOCAL_SWEEP_SLOTS	4096
+
+/*
+ * When each mailbox's tmp/ was last swept, by a hash of its path: two
+ * mailboxes that share a slot only make a sweep come early or late.
+ */
+static struct {
+	uint64_t	hash;
+	time_t		when;
+} local_sweeps[LOCAL_SWEEP_SLOTS];
+static pthread_mutex_t	local_sweep_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /*
  * Deliveries of this process: the Q<n> part of unique names; workers
@@ -372,6 +395,62 @@ local_copy(int fd, int msgfd, const struct local_params *lp, char *buf,
 	return size;
 }
 
+/* Whether the Maildir at path is due a sweep of its tmp/; marks it swept. */
+static int
+local_sweep_due(const char *path, time_t now)
+{
+	uint64_t	h = 14695981039346656037ULL;	/* FNV-1a */
+	size_t		i;
+	int		due;
+
+	for (; *path != '\0'; path++)
+		h = (h ^ (unsigned char)*path) * 1099511628211ULL;
+	i = h % LOCAL_SWEEP_SLOTS;
+	pthread_mutex_lock(&local_sweep_lock);
+	due = local_sweeps[i].hash != h ||
+	    now - local_sweeps[i].when >= LOCAL_SWEEP_EVERY ||
+	    now < local_sweeps[i].when;
+	if (due) {
+		local_sweeps[i].hash = h;
+		local_sweeps[i].when = now;
+	}
+	pthread_mutex_unlock(&local_sweep_lock);
+	return due;
+}
+
+/*
+ * Remove the files of tmp/ neither read nor written for 36 hours: what a
+ * crash left half-written.  Errors only leave them for the next sweep.
+ * Blocking: a directory read and unlinks; on a worker, with the delivery.
+ */
+static void
+local_sweep_tmp(int tmpfd)
+{
+	struct dirent	*de;
+	struct stat	 st;
+	DIR		*dir;
+	time_t		 now = time(NULL), last;
+	int		 fd;
+
+	if ((fd = dup(tmpfd)) == -1)
+		return;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(tmpfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+		    -1 || !S_ISREG(st.st_mode))
+			continue;
+		last = st.st_mtime > st.st_atime ? st.st_mtime : st.st_atime;
+		if (now - last > LOCAL_TMP_AGE)
+			unlinkat(tmpfd, de->d_name, 0);
+	}
+	closedir(dir);
+}
+
 /*
  * Give the synced file in tmp/ its name in new/.  A hard link fails
  * rather than replace a file already there, so a name in use is noticed
@@ -453,6 +532,8 @@ local_deliver(const struct local_params *lp, int msgfd, char *err,
 	if (res != LOCAL_OK)
 		return res;
 	res = LOCAL_TEMP;
+	if (local_sweep_due(lp->maildir, time(NULL)))
+		local_sweep_tmp(tmpfd);
 
 	local_host(lp->hostname, host, sizeof host);
 	for (tries = 0; tries < LOCAL_TRIES; tries++) {

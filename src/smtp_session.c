@@ -29,6 +29,7 @@
 #include "anvil.h"
 #include "config.h"
 #include "envelope.h"
+#include "hdrscan.h"
 #include "log.h"
 #include "pwcheck.h"
 #include "queue.h"
@@ -95,6 +96,8 @@ struct smtp_tx {
 	uint64_t		 declared;	/* MAIL's SIZE=, or 0 */
 	enum smtp_tx_error	 error;
 	char			 id[ENVELOPE_ID_SIZE];
+	struct hdrscan		 hs;		/* Date, Message-ID seen */
+	int			 add_hdrs;	/* add them when missing */
 };
 
 /* An AUTH exchange in progress; owned by its session. */
@@ -354,6 +357,7 @@ static const struct smtp_verb_entry {
 
 /* EHLO keywords, in the order advertised, each when its test passes. */
 static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
+static void	smtp_ehlo_auth(struct smtp_session *, char *, size_t);
 static int	smtp_offers_starttls(struct smtp_session *);
 static int	smtp_offers_auth(struct smtp_session *);
 static int	smtp_offers_etrn(struct smtp_session *);
@@ -367,7 +371,7 @@ static const struct smtp_ehlo_entry {
 	{ "SIZE", smtp_ehlo_size, NULL },
 	{ "ETRN", NULL, smtp_offers_etrn },
 	{ "STARTTLS", NULL, smtp_offers_starttls },
-	{ "AUTH PLAIN LOGIN CRAM-MD5", NULL, smtp_offers_auth },
+	{ "AUTH", smtp_ehlo_auth, smtp_offers_auth },
 	{ "ENHANCEDSTATUSCODES", NULL, NULL },
 	{ "8BITMIME", NULL, NULL },
 	{ "DSN", NULL, NULL },
@@ -436,6 +440,7 @@ static const struct config	*smtp_conf;
 static smtp_session_queued_cb	 smtp_queued;
 static smtp_session_etrn_cb	 smtp_etrn;
 static const struct users	*smtp_users;
+static int			 smtp_cram_usable;	/* users_cram_usable() */
 static SSL_CTX			*smtp_tls_ctx;
 /* The server is under stress: every deadline is shortened. */
 static int			 smtp_stress;
@@ -485,6 +490,7 @@ void
 smtp_session_set_users(const struct users *users)
 {
 	smtp_users = users;
+	smtp_cram_usable = users != NULL && users_cram_usable(users);
 }
 
 /*
@@ -919,6 +925,38 @@ smtp_offers_auth(struct smtp_session *s)
 	return smtp_users != NULL && users_count(smtp_users) > 0 &&
 	    s->user == NULL &&
 	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+}
+
+/*
+ * The mechanisms offered, 1 << SASL_MECH_*: auth_mechanisms, or by
+ * default PLAIN and LOGIN, and CRAM-MD5 when it can serve every user.
+ */
+static int
+smtp_auth_mechs(void)
+{
+	if (smtp_conf->auth_mechanisms != 0)
+		return smtp_conf->auth_mechanisms;
+	return 1 << SASL_MECH_PLAIN | 1 << SASL_MECH_LOGIN |
+	    (smtp_cram_usable ? 1 << SASL_MECH_CRAM_MD5 : 0);
+}
+
+static void
+smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
+{
+	static const enum sasl_mech	 order[] = { SASL_MECH_PLAIN,
+	    SASL_MECH_LOGIN, SASL_MECH_CRAM_MD5 };
+	int				 mechs = smtp_auth_mechs();
+	size_t				 i;
+
+	(void)s;
+	*buf = '\0';
+	for (i = 0; i < nitems(order); i++) {
+		if (!(mechs & 1 << order[i]))
+			continue;
+		if (*buf != '\0')
+			util_strlcat(buf, " ", size);
+		util_strlcat(buf, sasl_mech_str(order[i]), size);
+	}
 }
 
 static int
@@ -1405,6 +1443,11 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	tx->size = 0;
+	hdrscan_init(&tx->hs);
+	tx->add_hdrs = smtp_conf->add_missing_headers ==
+	    CONFIG_ADD_HEADERS_ALL ||
+	    (smtp_conf->add_missing_headers == CONFIG_ADD_HEADERS_SUBMISSION &&
+	    (s->user != NULL || s->kind != SMTP_KIND_MX));
 	smtp_data_init(&tx->dot,
 	    smtp_conf->bare_newlines == CONFIG_BARE_NORMALIZE);
 	smtp_reply(s, SMTP_R_DATA, NULL);
@@ -1740,7 +1783,8 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_AUTH_SYNTAX, NULL);
 		return;
 	}
-	if (sasl_mech_parse(mech, &m) == -1) {
+	if (sasl_mech_parse(mech, &m) == -1 ||
+	    !(smtp_auth_mechs() & 1 << m)) {
 		smtp_reply(s, SMTP_R_AUTH_MECH, NULL);
 		return;
 	}
@@ -1922,6 +1966,8 @@ smtp_process_line(struct smtp_session *s)
 	return 0;
 }
 
+static int	smtp_write_missing(struct smtp_session *);
+
 /* The client's final dot has arrived: refuse, or ask for a commit. */
 static void
 smtp_data_end(struct smtp_session *s)
@@ -1929,6 +1975,12 @@ smtp_data_end(struct smtp_session *s)
 	struct smtp_tx	*tx = s->tx;
 	enum smtp_reply	 r = SMTP_R_OK;
 
+	/* All header section, no body: the fields go at the end. */
+	if (tx->add_hdrs && tx->error == SMTP_TX_OK &&
+	    tx->dot.error == SMTP_DATA_OK && hdrscan_open(&tx->hs) &&
+	    tx->hs.seen != HDRSCAN_ALL && smtp_write_missing(s) == -1)
+		tx->error = smtp_spool_reply(errno) == SMTP_R_NO_ROOM ?
+		    SMTP_TX_NO_ROOM : SMTP_TX_WRITE;
 	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
 		r = SMTP_R_DATA_LONG_LINE;
 	else if (tx->dot.error == SMTP_DATA_NUL)
@@ -1961,6 +2013,53 @@ smtp_data_end(struct smtp_session *s)
 	tx->msg = NULL;			/* the commit owns it now */
 }
 
+/*
+ * RFC 6409 section 8: the Date and Message-ID a submitted message lacks,
+ * at the end of its header section.
+ */
+static int
+smtp_write_missing(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		 hdr[512], date[64], stamp[32];
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	int		 n = 0;
+
+	localtime_r(&now, &tm);
+	if (!(tx->hs.seen & HDRSCAN_DATE)) {
+		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		n = snprintf(hdr, sizeof hdr, "Date: %s\r\n", date);
+	}
+	if (!(tx->hs.seen & HDRSCAN_MSGID)) {
+		strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+		n += snprintf(hdr + n, sizeof hdr - n, "Message-ID: <%s.%s@%s>"
+		    "\r\n", tx->id, stamp, smtp_conf->hostname);
+	}
+	if ((size_t)n >= sizeof hdr)
+		n = (int)strlen(hdr);
+	tx->size += (size_t)n;
+	return queue_msg_write(tx->msg, hdr, (size_t)n);
+}
+
+/* Store a piece of the message, adding missing fields where due. */
+static int
+smtp_data_write(struct smtp_session *s, const char *p, size_t len)
+{
+	struct smtp_tx	*tx = s->tx;
+	ssize_t		 end;
+
+	if (!tx->add_hdrs || (end = hdrscan_feed(&tx->hs, p, len)) == -1)
+		return queue_msg_write(tx->msg, p, len);
+	tx->add_hdrs = 0;
+	if (tx->hs.bad || tx->hs.seen == HDRSCAN_ALL)
+		return queue_msg_write(tx->msg, p, len);
+	if (queue_msg_write(tx->msg, p, (size_t)end) == -1 ||
+	    smtp_write_missing(s) == -1)
+		return -1;
+	return queue_msg_write(tx->msg, p + end, len - (size_t)end);
+}
+
 /* Feed what has arrived of the message to the dot machine. */
 static void
 smtp_process_data(struct smtp_session *s)
@@ -1982,7 +2081,7 @@ smtp_process_data(struct smtp_session *s)
 			tx->size += outlen;
 			if (tx->size > smtp_conf->max_message_size)
 				tx->error = SMTP_TX_TOO_BIG;
-			else if (queue_msg_write(tx->msg, smtp_data_out,
+			else if (smtp_data_write(s, smtp_data_out,
 			    outlen) == -1) {
 				log_warn("[%s] session=%s: queue file write",
 				    s->addr, s->sid);

@@ -1556,6 +1556,28 @@ users_cram_secret(const struct users *u, const char *user, char *buf,
 }
 
 /*
+ * Whether CRAM-MD5 can serve every user who can log in: 1 when each
+ * secret other than "-" is a {PLAIN} one, and at least one is.
+ */
+int
+users_cram_usable(const struct users *u)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < u->nusers; i++) {
+		const char	*secret = u->users[i].secret;
+
+		if (*secret == '\0' || strcmp(secret, USERS_NO_LOGIN) == 0)
+			continue;
+		if (strncmp(secret, USERS_PLAIN_PREFIX,
+		    strlen(USERS_PLAIN_PREFIX)) != 0)
+			return 0;
+		n++;
+	}
+	return n > 0;
+}
+
+/*
  * A new crypt(3) hash of password in out: yescrypt at libxcrypt's
  * default cost where it is built in, else SHA-512 crypt.  0, or -1 with
  * *cause set.

@@ -70,6 +70,7 @@ int		 users_stored_secret(const struct users *, const char *, char *,
 		    size_t);
 int		 users_cram_secret(const struct users *, const char *, char *,
 		    size_t);
+int		 users_cram_usable(const struct users *);
 int		 users_hash(const char *, char *, size_t, char **);
 
 #endif

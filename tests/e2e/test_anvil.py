@@ -183,7 +183,8 @@ class AuthLimits(TernTestCase):
 
     def start(self, main=None, **smtp):
         conf = {"relay_networks": RELAY, "auth_plaintext": "yes",
-                "auth_failure_delay": "0", "auth_max_failures": "20"}
+                "auth_failure_delay": "0", "auth_max_failures": "20",
+                "auth_mechanisms": "PLAIN LOGIN CRAM-MD5"}
         conf.update(smtp)
         self.t = mailtest.mail_tern(
             self, smtp=conf, main=main,
