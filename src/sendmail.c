@@ -623,7 +623,7 @@ sendmail_compose(struct sendmail *sm)
 	}
 	localtime_r(&now, &tm);
 	if (!has_date) {
-		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		util_date(date, sizeof date, now);
 		line.len = 0;
 		util_buf_printf(&line, "Date: %s", date);
 		sendmail_put_line(&sm->msg, line.data, line.len, 1);
