@@ -634,8 +634,8 @@ main(int argc, char **argv)
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
 
-		util_snprintf(maildrop, sizeof maildrop, "%s/%s",
-		    ternd.conf->spool, QUEUE_MAILDROP);
+		queue_spool_path(maildrop, sizeof maildrop,
+		    ternd.conf->spool, QUEUE_SPOOL_MAILDROP);
 		if (pickup_init(ternd.base, maildrop, ternd.conf,
 		    ternd_queued_cb, &cause) == -1)
 			fatalx("%s", cause);
