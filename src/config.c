@@ -1688,10 +1688,6 @@ config_compute(struct config *c, const int *seen)
 		config_set_builtin(c, &config_keys[config_find_key("local",
 		    "postmaster")], value);
 	}
-	if (!config_is_seen(seen, "main", "control_socket") &&
-	    util_snprintf(c->control_socket, sizeof c->control_socket,
-	    "%s/control.sock", c->spool) == -1)
-		fatalx("config: spool path too long for the control socket");
 	if (!config_is_seen(seen, "smtp", "etrn_networks")) {
 		c->etrn_networks = xreallocarray(NULL,
 		    c->nrelay_networks + 1, sizeof *c->etrn_networks);
@@ -1980,6 +1976,12 @@ config_print(const struct config *c, FILE *fp)
 		    strcmp(section, config_keys[i].section) != 0) {
 			section = config_keys[i].section;
 			fprintf(fp, "\n[%s]\n", section);
+		}
+		/* An unset path (control_socket: in the spool) stays so. */
+		if (config_keys[i].type == &config_type_path &&
+		    CONFIG_CFIELD(c, &config_keys[i], char)[0] == '\0') {
+			fprintf(fp, "# %s is unset\n", config_keys[i].name);
+			continue;
 		}
 		fprintf(fp, "%s = ", config_keys[i].name);
 		config_keys[i].type->print(c, &config_keys[i], fp);

@@ -165,27 +165,6 @@ dsn_is_word(const char *s, const char *allowed, size_t max)
 	return 1;
 }
 
-/* Whether s is an RFC 3463 status code: class.subject.detail. */
-static int
-dsn_is_status(const char *s)
-{
-	size_t	i, n;
-
-	if (s[0] != '2' && s[0] != '4' && s[0] != '5')
-		return 0;
-	s++;
-	for (i = 0; i < 2; i++) {
-		if (*s++ != '.')
-			return 0;
-		for (n = 0; isdigit((unsigned char)s[n]); n++)
-			;
-		if (n == 0 || n > 3)
-			return 0;
-		s += n;
-	}
-	return *s == '\0';
-}
-
 /* The RFC 5322 date-time of t in local time, or -1 if it has none. */
 static int
 dsn_date(char *buf, size_t size, time_t t)
@@ -492,7 +471,7 @@ dsn_status_part(struct util_buf *b, const struct envelope *env,
 		dsn_field(b, "Final-Recipient", s);
 		free(s);
 		dsn_field(b, "Action", k->action);
-		dsn_field(b, "Status", dsn_is_status(r->status) &&
+		dsn_field(b, "Status", envelope_is_status(r->status) &&
 		    strchr(k->classes, r->status[0]) != NULL ? r->status :
 		    k->status);
 		/* A Maildir, or no host reached, is no Remote-MTA. */

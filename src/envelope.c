@@ -7,6 +7,7 @@
  */
 #include "autoconf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -226,8 +227,35 @@ envelope_is_id(const char *s, size_t size)
 	return i > 0 && i < size;
 }
 
+/*
+ * A NOTIFY= list (RFC 3461 4.1): "never" alone, or some of success,
+ * failure,delay in that order; in capitals for the wire, in small
+ * letters for the envelope file.  Empty for no flags.
+ */
+void
+envelope_notify_format(int notify, int upper, char *buf, size_t size)
+{
+	size_t	i;
+	char	*p;
+
+	buf[0] = '\0';
+	if (notify & ENVELOPE_NOTIFY_NEVER)
+		util_strlcpy(buf, "never", size);
+	else {
+		for (i = 0; i < nitems(envelope_notify_names); i++) {
+			if ((notify & envelope_notify_names[i].flag) == 0)
+				continue;
+			if (buf[0] != '\0')
+				util_strlcat(buf, ",", size);
+			util_strlcat(buf, envelope_notify_names[i].name, size);
+		}
+	}
+	for (p = buf; upper && *p != '\0'; p++)
+		*p = (char)toupper((unsigned char)*p);
+}
+
 /* An RFC 3463 status code: class "." subject "." detail. */
-static int
+int
 envelope_is_status(const char *s)
 {
 	size_t	i, n;
@@ -560,26 +588,15 @@ envelope_w_notify(struct util_buf *o, const char *key,
     const struct envelope *env, const struct envelope_rcpt *r)
 {
 	char	buf[64];
-	size_t	i;
 
 	if (r->notify == 0)
 		return 0;
 	if ((r->notify & ~ENVELOPE_NOTIFY_ALL) != 0)
 		return -1;
-	if (r->notify & ENVELOPE_NOTIFY_NEVER) {
-		if (r->notify != ENVELOPE_NOTIFY_NEVER)
-			return -1;
-		envelope_out_line(o, key, "never");
-		return 0;
-	}
-	buf[0] = '\0';
-	for (i = 0; i < nitems(envelope_notify_names); i++) {
-		if ((r->notify & envelope_notify_names[i].flag) == 0)
-			continue;
-		if (buf[0] != '\0')
-			util_strlcat(buf, ",", sizeof buf);
-		util_strlcat(buf, envelope_notify_names[i].name, sizeof buf);
-	}
+	if ((r->notify & ENVELOPE_NOTIFY_NEVER) &&
+	    r->notify != ENVELOPE_NOTIFY_NEVER)
+		return -1;
+	envelope_notify_format(r->notify, 0, buf, sizeof buf);
 	envelope_out_line(o, key, buf);
 	return 0;
 }

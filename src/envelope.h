@@ -108,5 +108,7 @@ void	 envelope_add_attempt(struct envelope *, time_t, size_t, int,
 int	 envelope_write(const struct envelope *, char **, size_t *);
 int	 envelope_parse(struct envelope *, const char *, size_t, char **);
 const char *envelope_rcpt_state_str(enum envelope_rcpt_state);
+int	 envelope_is_status(const char *);
+void	 envelope_notify_format(int, int, char *, size_t);
 
 #endif

@@ -96,11 +96,11 @@ log_set_target(enum log_target target)
 	log_target = target;
 }
 
-/* The daily files go to DIR/log; the next line opens the file anew. */
+/* The daily files go to DIR; the next line opens the file anew. */
 void
-log_set_spool(const char *spool)
+log_set_dir(const char *dir)
 {
-	snprintf(log_dir, sizeof log_dir, "%s/log", spool);
+	snprintf(log_dir, sizeof log_dir, "%s", dir);
 	log_file_close();
 }
 

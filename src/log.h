@@ -21,7 +21,7 @@ enum log_target {
 
 void	log_init(const char *, enum log_target, int);
 void	log_set_target(enum log_target);
-void	log_set_spool(const char *);
+void	log_set_dir(const char *);
 void	log_set_hostname(const char *);
 int	log_set_server(const char *, unsigned, char **);
 void	log_set_debug(int);

@@ -1297,41 +1297,22 @@ mta_send_mail(struct mta_session *s)
 	    envid);
 }
 
-/* NOTIFY= keywords (RFC 3461 4.1); NEVER stands alone. */
-static const struct {
-	int		 flag;
-	const char	*name;
-} mta_notify_names[] = {
-	{ ENVELOPE_NOTIFY_SUCCESS, "SUCCESS" },
-	{ ENVELOPE_NOTIFY_FAILURE, "FAILURE" },
-	{ ENVELOPE_NOTIFY_DELAY, "DELAY" },
-};
-
 /* RCPT TO, with NOTIFY and ORCPT for a peer that offers DSN. */
 static void
 mta_send_rcpt(struct mta_session *s, struct mta_rcpt *r)
 {
+	char	list[sizeof "SUCCESS,FAILURE,DELAY"];
 	char	notify[sizeof " NOTIFY=SUCCESS,FAILURE,DELAY"] = "";
 	char	orcpt[sizeof " ORCPT=" + MTA_ORCPT_MAX] = "";
-	size_t	i;
 
 	if (!(s->ext & MTA_EXT_DSN)) {
 		mta_command(s, NULL, "RCPT TO:<%s>", r->addr);
 		return;
 	}
 	r->dsn = 1;
-	if (r->notify & ENVELOPE_NOTIFY_NEVER)
-		util_strlcpy(notify, " NOTIFY=NEVER", sizeof notify);
-	else {
-		for (i = 0; i < nitems(mta_notify_names); i++) {
-			if (!(r->notify & mta_notify_names[i].flag))
-				continue;
-			util_strlcat(notify, notify[0] == '\0' ? " NOTIFY=" :
-			    ",", sizeof notify);
-			util_strlcat(notify, mta_notify_names[i].name,
-			    sizeof notify);
-		}
-	}
+	envelope_notify_format(r->notify, 1, list, sizeof list);
+	if (list[0] != '\0')
+		util_snprintf(notify, sizeof notify, " NOTIFY=%s", list);
 	if (r->orcpt != NULL) {
 		memcpy(orcpt, " ORCPT=", 7);
 		if (mta_orcpt_encode(r->orcpt, orcpt + 7,

@@ -387,7 +387,6 @@ static int
 pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 {
 	struct passwd	*pw;
-	struct tm	 tm;
 	time_t		 now = time(NULL);
 	char		 hdr[2048], date[64], user[64];
 	char		 forclause[ADDR_PATH_SIZE + 16];
@@ -407,8 +406,7 @@ pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 			util_snprintf(user, sizeof user, " (user %s)",
 			    pw->pw_name);
 	}
-	localtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	util_date(date, sizeof date, now);
 	forclause[0] = '\0';
 	if (job->env.nrcpts == 1)
 		util_snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",

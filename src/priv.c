@@ -113,8 +113,14 @@ priv_maildrop(int spoolfd, const char *spool, uid_t uid, gid_t gid,
 {
 	struct stat	 st;
 	struct group	*gr;
-	char		 group[64];
+	char		 group[64], dir[PATH_MAX];
 	int		 fd;
+
+	if (queue_spool_path(dir, sizeof dir, spool,
+	    QUEUE_SPOOL_MAILDROP) == -1) {
+		xasprintf(cause, "spool %s: path too long", spool);
+		return -1;
+	}
 
 	if ((gr = getgrgid(gid)) != NULL)
 		util_strlcpy(group, gr->gr_name, sizeof group);
@@ -126,45 +132,42 @@ priv_maildrop(int spoolfd, const char *spool, uid_t uid, gid_t gid,
 			if (mkdirat(spoolfd, QUEUE_MAILDROP, 0700) == -1 ||
 			    (fd = openat(spoolfd, QUEUE_MAILDROP, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
-				xasprintf(cause, "%s/%s: %s", spool,
-				    QUEUE_MAILDROP, strerror(errno));
+				xasprintf(cause, "%s: %s", dir,
+				    strerror(errno));
 				return -1;
 			}
 			if (fchmod(fd, QUEUE_MAILDROP_MODE) == -1 ||
 			    fchown(fd, uid, gid) == -1) {
-				xasprintf(cause, "%s/%s: %s", spool,
-				    QUEUE_MAILDROP, strerror(errno));
+				xasprintf(cause, "%s: %s", dir,
+				    strerror(errno));
 				close(fd);
 				return -1;
 			}
 			close(fd);
 			return 0;
 		}
-		xasprintf(cause, "%s/%s: %s; create it: install -d -o %s "
-		    "-g %s -m %04o %s/%s", spool, QUEUE_MAILDROP,
-		    strerror(errno), user, group, QUEUE_MAILDROP_MODE, spool,
-		    QUEUE_MAILDROP);
+		xasprintf(cause, "%s: %s; create it: install -d -o %s "
+		    "-g %s -m %04o %s", dir, strerror(errno), user, group,
+		    QUEUE_MAILDROP_MODE, dir);
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		xasprintf(cause, "%s/%s: not a directory; remove it and run: "
-		    "install -d -o %s -g %s -m %04o %s/%s", spool,
-		    QUEUE_MAILDROP, user, group, QUEUE_MAILDROP_MODE, spool,
-		    QUEUE_MAILDROP);
+		xasprintf(cause, "%s: not a directory; remove it and run: "
+		    "install -d -o %s -g %s -m %04o %s", dir, user, group,
+		    QUEUE_MAILDROP_MODE, dir);
 		return -1;
 	}
 	if (st.st_uid != uid || st.st_gid != gid) {
-		xasprintf(cause, "%s/%s: owned by uid %lu gid %lu, expected "
-		    "%s:%s; run: chown %s:%s %s/%s", spool, QUEUE_MAILDROP,
+		xasprintf(cause, "%s: owned by uid %lu gid %lu, expected "
+		    "%s:%s; run: chown %s:%s %s", dir,
 		    (unsigned long)st.st_uid, (unsigned long)st.st_gid, user,
-		    group, user, group, spool, QUEUE_MAILDROP);
+		    group, user, group, dir);
 		return -1;
 	}
 	if ((st.st_mode & 07777) != QUEUE_MAILDROP_MODE) {
-		xasprintf(cause, "%s/%s: mode %04o, expected %04o; run: "
-		    "chmod %04o %s/%s", spool, QUEUE_MAILDROP,
-		    (unsigned)(st.st_mode & 07777), QUEUE_MAILDROP_MODE,
-		    QUEUE_MAILDROP_MODE, spool, QUEUE_MAILDROP);
+		xasprintf(cause, "%s: mode %04o, expected %04o; run: "
+		    "chmod %04o %s", dir, (unsigned)(st.st_mode & 07777),
+		    QUEUE_MAILDROP_MODE, QUEUE_MAILDROP_MODE, dir);
 		return -1;
 	}
 	return 0;

@@ -28,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "config.h"
 #include "log.h"
 #include "queue.h"
 #include "util.h"
@@ -118,6 +119,50 @@ struct queue_rewrite {
 };
 
 static void	queue_commit_run_cb(evutil_socket_t, short, void *);
+
+/* Names at the spool's top, by enum queue_spool_entry. */
+static const char *const queue_spool_names[] = {
+	"lock",
+	QUEUE_MAILDROP,
+	"log",
+	"control.sock"
+};
+
+/*
+ * SPOOL/NAME of an entry at the spool's top.  Pure string building, so
+ * that sendmail and ternctl may call it without an open spool; -1 if it
+ * does not fit.
+ */
+int
+queue_spool_path(char *buf, size_t size, const char *spool,
+    enum queue_spool_entry e)
+{
+	if ((size_t)e >= nitems(queue_spool_names))
+		panic("queue: bad spool entry %d", (int)e);
+	if (util_snprintf(buf, size, "%s/%s", spool,
+	    queue_spool_names[e]) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * The paths a configuration leaves to the spool, filled in once it is
+ * loaded: the control socket, unless one is set.
+ */
+int
+queue_config_paths(struct config *conf, char **cause)
+{
+	if (conf->control_socket[0] != '\0')
+		return 0;
+	if (queue_spool_path(conf->control_socket,
+	    sizeof conf->control_socket, conf->spool,
+	    QUEUE_SPOOL_CONTROL) == -1) {
+		xasprintf(cause, "spool %s: path too long for the control "
+		    "socket", conf->spool);
+		return -1;
+	}
+	return 0;
+}
 
 /* The queue/XX directory of an id: its characters 10 and 11. */
 static unsigned
@@ -559,7 +604,8 @@ queue_lock(const char *spool, char **cause)
 	char	pid[32];
 	int	n;
 
-	queue.lockfd = openat(queue.spoolfd, "lock",
+	queue.lockfd = openat(queue.spoolfd,
+	    queue_spool_names[QUEUE_SPOOL_LOCK],
 	    O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (queue.lockfd == -1) {
 		xasprintf(cause, "%s/lock: %s", spool, strerror(errno));

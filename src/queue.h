@@ -12,6 +12,7 @@
 
 #include "envelope.h"
 
+struct config;
 struct event_base;
 
 /* Every queue id has this length, and lives in a buffer of this size. */
@@ -25,6 +26,18 @@ struct event_base;
  */
 #define QUEUE_MAILDROP		"maildrop"
 #define QUEUE_MAILDROP_MODE	03733
+
+/* What else lives at the spool's top, for queue_spool_path(). */
+enum queue_spool_entry {
+	QUEUE_SPOOL_LOCK,	/* held by the running ternd */
+	QUEUE_SPOOL_MAILDROP,	/* local submission, QUEUE_MAILDROP */
+	QUEUE_SPOOL_LOG,	/* the daily log files */
+	QUEUE_SPOOL_CONTROL	/* the default control socket */
+};
+
+int	queue_spool_path(char *, size_t, const char *,
+	    enum queue_spool_entry);
+int	queue_config_paths(struct config *, char **);
 
 struct queue_msg;
 struct queue_commit;

@@ -623,7 +623,7 @@ sendmail_compose(struct sendmail *sm)
 	}
 	localtime_r(&now, &tm);
 	if (!has_date) {
-		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		util_date(date, sizeof date, now);
 		line.len = 0;
 		util_buf_printf(&line, "Date: %s", date);
 		sendmail_put_line(&sm->msg, line.data, line.len, 1);
@@ -651,7 +651,9 @@ sendmail_daemon_running(struct sendmail *sm)
 	char	path[CONFIG_PATH_SIZE + 8];
 	int	fd, running;
 
-	util_snprintf(path, sizeof path, "%s/lock", sm->conf->spool);
+	if (queue_spool_path(path, sizeof path, sm->conf->spool,
+	    QUEUE_SPOOL_LOCK) == -1)
+		return -1;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return errno == ENOENT ? 0 : -1;
 	running = flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK;
@@ -689,8 +691,8 @@ sendmail_drop(struct sendmail *sm)
 		free(hdr.data);
 		return EX_OSERR;
 	}
-	util_snprintf(dir, sizeof dir, "%s/%s", sm->conf->spool,
-	    QUEUE_MAILDROP);
+	queue_spool_path(dir, sizeof dir, sm->conf->spool,
+	    QUEUE_SPOOL_MAILDROP);
 	util_snprintf(sm->dropname, sizeof sm->dropname, "%lld.%ld."
 	    "%02x%02x%02x%02x%02x%02x%02x%02x", (long long)time(NULL),
 	    (long)getpid(), r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
@@ -814,6 +816,7 @@ static int
 sendmail_submit(struct sendmail *sm, int argc, char **argv)
 {
 	struct util_buf	 in = { NULL, 0, 0 };
+	char		 dir[CONFIG_PATH_SIZE + 16];
 	int		 i, rc, running;
 
 	if (sendmail_whoami(sm) == -1)
@@ -866,9 +869,10 @@ sendmail_submit(struct sendmail *sm, int argc, char **argv)
 		fprintf(stderr, "sendmail: from=<%s>\n", sm->sender);
 		for (i = 0; (size_t)i < sm->nrcpts; i++)
 			fprintf(stderr, "sendmail: to=<%s>\n", sm->rcpts[i]);
-		fprintf(stderr, "sendmail: %zu octets written to %s/%s/%s\n",
-		    sm->msg.len, sm->conf->spool, QUEUE_MAILDROP,
-		    sm->dropname);
+		queue_spool_path(dir, sizeof dir, sm->conf->spool,
+		    QUEUE_SPOOL_MAILDROP);
+		fprintf(stderr, "sendmail: %zu octets written to %s/%s\n",
+		    sm->msg.len, dir, sm->dropname);
 		running = sendmail_daemon_running(sm);
 		fprintf(stderr, "sendmail: %s\n", running == 1 ?
 		    "ternd is running and queues it now" : running == 0 ?

@@ -1399,12 +1399,10 @@ smtp_write_received(struct smtp_session *s)
 	struct smtp_tx	*tx = s->tx;
 	char		 hdr[2048], date[64], forclause[ADDR_PATH_SIZE + 16];
 	char		 tls[160];
-	struct tm	 tm;
 	time_t		 now = time(NULL);
 	int		 n;
 
-	localtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	util_date(date, sizeof date, now);
 	forclause[0] = '\0';
 	if (tx->env.nrcpts == 1)
 		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",

@@ -342,6 +342,7 @@ ternctl_parse(const struct ternctl_verb *v, int argc, char **argv,
 static struct config *
 ternctl_load_config(char **cause)
 {
+	struct config	*conf;
 	const char	*env;
 
 	if (ternctl.conf_file == NULL && (env = getenv("TERN_CONFIG")) !=
@@ -351,8 +352,14 @@ ternctl_load_config(char **cause)
 	    access(CONFIG_DEFAULT_FILE, F_OK) == 0)
 		ternctl.conf_file = CONFIG_DEFAULT_FILE;
 	if (ternctl.conf_file != NULL)
-		return config_load(ternctl.conf_file, cause);
-	return config_default();
+		conf = config_load(ternctl.conf_file, cause);
+	else
+		conf = config_default();
+	if (conf != NULL && queue_config_paths(conf, cause) == -1) {
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
 }
 
 /* Open the spool for reading, once; -1 after saying why. */

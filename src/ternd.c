@@ -107,25 +107,39 @@ ternd_usage(void)
 	exit(1);
 }
 
+/* Paths left to the spool: the control socket unless one is set. */
+static struct config *
+ternd_spool_paths(struct config *conf, char **cause)
+{
+	if (conf != NULL && queue_config_paths(conf, cause) == -1) {
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
 /* -c FILE, else the default file if it exists, else the built-in one. */
 static struct config *
 ternd_load_config(const char *file, char **cause)
 {
 	if (file != NULL)
-		return config_load(file, cause);
+		return ternd_spool_paths(config_load(file, cause), cause);
 	if (access(CONFIG_DEFAULT_FILE, F_OK) == 0) {
 		ternd.conf_file = CONFIG_DEFAULT_FILE;
-		return config_load(CONFIG_DEFAULT_FILE, cause);
+		return ternd_spool_paths(config_load(CONFIG_DEFAULT_FILE,
+		    cause), cause);
 	}
-	return config_default();
+	return ternd_spool_paths(config_default(), cause);
 }
 
 static void
 ternd_apply_log(const struct config *conf)
 {
-	char	*cause;
+	char	*cause, dir[CONFIG_PATH_SIZE + 8];
 
-	log_set_spool(conf->spool);
+	if (queue_spool_path(dir, sizeof dir, conf->spool,
+	    QUEUE_SPOOL_LOG) == 0)
+		log_set_dir(dir);
 	log_set_hostname(conf->hostname);
 	if (conf->log == LOG_TARGET_REMOTE && log_set_server(conf->log_server,
 	    (unsigned)conf->log_server_port, &cause) == -1) {
@@ -265,7 +279,8 @@ ternd_reload(char **cause)
 		log_warnx("reload: %s", *cause);
 		return -1;
 	}
-	if ((conf = config_load(ternd.conf_file, cause)) == NULL) {
+	if ((conf = ternd_spool_paths(config_load(ternd.conf_file, cause),
+	    cause)) == NULL) {
 		log_warnx("reload failed: %s; keeping the old configuration",
 		    *cause);
 		return -1;
@@ -619,8 +634,8 @@ main(int argc, char **argv)
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
 
-		util_snprintf(maildrop, sizeof maildrop, "%s/%s",
-		    ternd.conf->spool, QUEUE_MAILDROP);
+		queue_spool_path(maildrop, sizeof maildrop,
+		    ternd.conf->spool, QUEUE_SPOOL_MAILDROP);
 		if (pickup_init(ternd.base, maildrop, ternd.conf,
 		    ternd_queued_cb, &cause) == -1)
 			fatalx("%s", cause);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -413,4 +414,15 @@ util_format_duration(char *buf, size_t size, uint64_t ms)
 		return;
 	}
 	snprintf(buf, size, "0s");
+}
+
+/* The RFC 5322 date-time of t in local time, as in Date: and Received:. */
+void
+util_date(char *buf, size_t size, time_t t)
+{
+	struct tm	tm;
+
+	buf[0] = '\0';
+	if (localtime_r(&t, &tm) != NULL)
+		strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }

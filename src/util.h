@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -47,6 +48,7 @@ int		 util_parse_uint(const char *, uint64_t, uint64_t, uint64_t *,
 		    const char **);
 int		 util_parse_bool(const char *, int *);
 void		 util_format_size(char *, size_t, uint64_t);
+void		 util_date(char *, size_t, time_t);
 void		 util_format_duration(char *, size_t, uint64_t);
 
 #endif
