@@ -178,6 +178,7 @@ class DebianPackage(unittest.TestCase):
             self.assertIn(" " + path, listing)
         self.assertIn("./usr/sbin/sendmail -> ternctl", listing)
         self.assertRegex(listing, r"\./usr/bin/mailq -> \S*ternctl")
+        self.assertRegex(listing, r"\./usr/bin/newaliases -> \S*ternctl")
 
     def test_2_installed_and_running(self):
         self.installed()
