@@ -27,8 +27,9 @@ if [ -e "$top/.git" ] && command -v git >/dev/null; then
 	    tar -C "$top" --null --ignore-failed-read -T - -cf - |
 	    tar -C "$src" -xf -
 else
-	tar -C "$top" --exclude='./build*' --exclude=./.git \
-	    --exclude=./autom4te.cache --exclude='*.o' -cf - . |
+	tar -C "$top" --exclude='./build*' --exclude=./_build \
+	    --exclude=./.git --exclude=./autom4te.cache --exclude='*.o' \
+	    -cf - . |
 	    tar -C "$src" -xf -
 fi
 rm -rf "$src/debian"

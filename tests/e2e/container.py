@@ -43,6 +43,15 @@ RUN_TIMEOUT = 60
 STOP_TIMEOUT = 30
 
 
+def _halt_with_parent():
+    """In the child before exec: should the test itself die (killed by
+    a timeout), systemd-nspawn gets SIGTERM and halts the container."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def missing_tools():
     return [t for t in TOOLS if shutil.which(t) is None]
 
@@ -167,7 +176,7 @@ class Container:
                 ["unshare", "--mount", "--propagation", "private", "sh",
                  "-c", script, "sh", self.name, self.tree],
                 stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT)
+                stderr=subprocess.STDOUT, preexec_fn=_halt_with_parent)
         try:
             self._wait_booted()
         except BaseException:

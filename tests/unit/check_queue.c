@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -2469,6 +2470,45 @@ START_TEST(test_spool_mode)
 }
 END_TEST
 
+/*
+ * Room for a message: what statvfs says is free, less min_free_space,
+ * against the size announced; 0 turns the check off.
+ */
+START_TEST(test_has_room)
+{
+	struct statvfs	sv;
+	uint64_t	avail;
+	int		fd;
+
+	init_spool(NULL, NULL);
+	fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_eq(fstatvfs(fd, &sv), 0);
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	ck_assert_msg(avail > 1024 * 1024, "the test needs 1 MiB free");
+
+	ck_assert_int_eq(queue_has_room(fd, UINT64_MAX, 0), 1);
+	ck_assert_int_eq(queue_has_room(fd, 0, 1), 1);
+	ck_assert_int_eq(queue_has_room(fd, 1000, 4096), 1);
+	errno = 0;
+	ck_assert_int_eq(queue_has_room(fd, 0, UINT64_MAX), 0);
+	ck_assert_int_eq(errno, ENOSPC);
+	/* What is free must cover the size and the margin together. */
+	ck_assert_int_eq(queue_has_room(fd, UINT64_MAX - 1, 1), 0);
+	ck_assert_int_eq(queue_has_room(fd, avail, avail), 0);
+	ck_assert_int_eq(queue_has_room(fd, 2 * avail, 1), 0);
+	ck_assert_int_eq(queue_has_room(fd, 1, 2 * avail), 0);
+
+	/* The daemon's own spool, kept for a second, answers the same. */
+	ck_assert_int_eq(queue_has_room(-1, 0, 1), 1);
+	ck_assert_int_eq(queue_has_room(-1, 0, UINT64_MAX), 0);
+	ck_assert_int_eq(queue_has_room(-1, 2 * avail, 1), 0);
+	ck_assert_int_eq(queue_has_room(-1, 1000, 4096), 1);
+	close(fd);
+	queue_shutdown();
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -2505,6 +2545,12 @@ queue_suite(void)
 	tcase_add_test(tc, test_recovery_then_commit);
 	tcase_add_test(tc, test_reinit_count);
 	tcase_add_test(tc, test_reinit_other_spool);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("room");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_has_room);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lock");
