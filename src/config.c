@@ -253,6 +253,12 @@ static const struct config_choice config_choices_queue_list[] = {
 	{ NULL, 0 }
 };
 
+static const struct config_choice config_choices_spool_sync[] = {
+	{ "file", CONFIG_SPOOL_SYNC_FILE },
+	{ "filesystem", CONFIG_SPOOL_SYNC_FILESYSTEM },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_bare[] = {
 	{ "reject", CONFIG_BARE_REJECT },
 	{ "normalize", CONFIG_BARE_NORMALIZE },
@@ -267,6 +273,8 @@ _Static_assert(sizeof(enum config_add_headers) == sizeof(int),
     "enum config_add_headers");
 _Static_assert(sizeof(enum config_queue_list) == sizeof(int),
     "enum config_queue_list");
+_Static_assert(sizeof(enum config_spool_sync) == sizeof(int),
+    "enum config_spool_sync");
 
 #define CONFIG_OFF(f)	offsetof(struct config, f)
 #define CONFIG_K	1024ULL
@@ -302,6 +310,8 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(control_socket), 0, CONFIG_PATH_SIZE, NULL, 0, 0, NULL },
 	{ "main", "queue_list", &config_type_enum, CONFIG_OFF(queue_list), 0,
 	  0, "anyone", 0, 0, config_choices_queue_list },
+	{ "main", "spool_sync", &config_type_enum, CONFIG_OFF(spool_sync), 0,
+	  0, "file", 0, 0, config_choices_spool_sync },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },

@@ -44,6 +44,12 @@ enum config_queue_list {
 	CONFIG_QUEUE_LIST_ADMINS,	/* those who may use the socket */
 };
 
+/* How the spool makes a batch of commits durable (spool_sync). */
+enum config_spool_sync {
+	CONFIG_SPOOL_SYNC_FILE,		/* each file and directory */
+	CONFIG_SPOOL_SYNC_FILESYSTEM	/* syncfs(2), twice a batch */
+};
+
 /* Which mail gets a Message-ID and a Date when it has none. */
 enum config_add_headers {
 	CONFIG_ADD_HEADERS_SUBMISSION,	/* authenticated, submission, sendmail */
@@ -67,6 +73,7 @@ struct config {
 	char			 hostname[CONFIG_HOST_SIZE];
 	char			 spool[CONFIG_PATH_SIZE];
 	uint64_t		 min_free_space;	/* 0: not checked */
+	enum config_spool_sync	 spool_sync;
 	enum log_target		 log;
 	char			 log_server[CONFIG_HOST_SIZE];	/* "" for none */
 	uint64_t		 log_server_port;

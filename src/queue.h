@@ -54,6 +54,7 @@ typedef void	(*queue_rewrite_cb)(void *, int);
  */
 typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
+void		 queue_set_sync(int);
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
 void		 queue_shutdown(void);

@@ -337,6 +337,7 @@ ternd_reload(char **cause)
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
 	control_set_queue_list(conf->queue_list == CONFIG_QUEUE_LIST_ANYONE);
+	queue_set_sync(conf->spool_sync == CONFIG_SPOOL_SYNC_FILESYSTEM);
 	ternd_reload_users(conf, users);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
@@ -611,6 +612,7 @@ main(int argc, char **argv)
 	if (workpool_init(ternd.base, &cause) == -1)
 		fatalx("%s", cause);
 	scheduler_init(ternd.base, ternd.conf);
+	queue_set_sync(ternd.conf->spool_sync == CONFIG_SPOOL_SYNC_FILESYSTEM);
 	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
 	    &cause) == -1)
 		fatalx("%s", cause);
