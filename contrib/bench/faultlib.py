@@ -154,8 +154,11 @@ class Ternd:
         s.update(smtp or {})
         d = {"dns_servers": "127.0.0.1:%d" % self.dns.getsockname()[1]}
         d.update(delivery or {})
+        # Never the host's default mailbox root.
+        lo = {"mailboxes": os.path.join(tmp, "mail")}
         with open(self.conf, "w") as f:
-            for name, sec in (("main", main), ("smtp", s), ("delivery", d)):
+            for name, sec in (("main", main), ("smtp", s), ("delivery", d),
+                              ("local", lo)):
                 f.write("[%s]\n" % name)
                 for k, v in sec.items():
                     f.write("%s = %s\n" % (k, v))
