@@ -1439,7 +1439,7 @@ ternctl_stats(const struct ternctl_verb *v, struct ternctl_args *a)
 	return rc;
 }
 
-/* reload, stop, drain, undrain: no arguments, nothing printed when all went well. */
+/* reload, stop, drain, undrain: no arguments, no output when all is well. */
 static int
 ternctl_simple(const struct ternctl_verb *v, struct ternctl_args *a)
 {
