@@ -21,7 +21,8 @@ second, the ratio tern/Postfix, and the load average at its end.
 
 Everything runs on loopback, in a temporary directory under --tmp
 (default /var/tmp, a real disk), and is stopped and removed at exit;
-every process is started and stopped by its PID, Postfix by its own
+every process is started and stopped by its PID (ternd through
+faultlib.py, from $TERND or build/src/ternd), Postfix by its own
 "postfix -c DIR stop".  The system's mail service is never touched.
 Needs root (Postfix's daemons run as the postfix user), and the Debian
 packages postfix (smtp-source, smtp-sink) and haproxy.
@@ -38,8 +39,11 @@ import sys
 import tempfile
 import time
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import faultlib  # noqa: E402
+from faultlib import free_port, say  # noqa: E402
+
 SOURCE = "/usr/sbin/smtp-source"
 SINK = "/usr/sbin/smtp-sink"
 HAPROXY = "/usr/sbin/haproxy"
@@ -66,18 +70,6 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
-
-
-def say(*words):
-    print("bench:", *words, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_port(port, timeout=20):
@@ -112,8 +104,7 @@ class Bench:
         os.chmod(self.dir, 0o755)
         self.procs = []		# (name, Popen) we started
         self.postfixes = []	# configuration directories
-        self.dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.dns.bind(("127.0.0.1", 0))	# never answers
+        self.terns = []		# faultlib.Ternd
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -127,13 +118,15 @@ class Bench:
         return p
 
     def close(self, failed):
+        for t in self.terns:
+            t.stop()
         for name, p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
-                    say(name, "did not stop on SIGTERM; killing it")
+                    say("%s did not stop on SIGTERM; killing it", name)
                     p.kill()
                     p.wait(10)
         for etc in self.postfixes:
@@ -150,7 +143,7 @@ class Bench:
                     break
                 time.sleep(0.1)
         if self.args.keep or failed:
-            say("kept", self.dir)
+            say("kept %s", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -181,47 +174,27 @@ class Bench:
         return int(found[-1]) if found else 0
 
     def ternd(self, name, sink_port=None):
+        """A ternd (faultlib.py) with a plain and a proxy: listener."""
         d = self.path(name)
-        spool = os.path.join(d, "spool")
-        os.makedirs(spool)
-        subprocess.run(["install", "-d", "-o", "nobody", "-g",
-                        subprocess.run(["id", "-gn", "nobody"],
-                                       capture_output=True, text=True)
-                        .stdout.strip(), "-m", "3733",
-                        os.path.join(spool, "maildrop")], check=True)
+        os.mkdir(d)
         direct, proxied = free_port(), free_port()
-        delivery = ("gateway = 127.0.0.1:%d\ngateway_all = yes\n"
-                    % sink_port if sink_port else
-                    "dns_servers = 127.0.0.1:%d\n"
-                    % self.dns.getsockname()[1])
-        conf = os.path.join(d, "tern.ini")
-        with open(conf, "w") as f:
-            f.write("""[main]
-hostname = bench.test
-spool = %s
-log = stderr
-shutdown_timeout = 5s
-user = nobody
-
-[smtp]
-listen = 127.0.0.1:%d proxy:127.0.0.1:%d
-proxy_networks = 127.0.0.1/32
-max_connections = 2000
-max_connections_per_ip = 0
-local_domains = bench.test
-relay_networks = 127.0.0.0/8
-
-[local]
-mailboxes = %s/mail
-
-[delivery]
-%s""" % (spool, direct, proxied, d, delivery))
-        p = self.spawn(name, [self.args.ternd, "-c", conf])
-        wait_port(direct)
+        t = faultlib.Ternd(d, smtp={
+            "listen": "127.0.0.1:%d proxy:127.0.0.1:%d" % (direct,
+                                                          proxied),
+            "proxy_networks": "127.0.0.1/32",
+            "max_connections": "2000"},
+            delivery={"gateway": "127.0.0.1:%d" % sink_port,
+                      "gateway_all": "yes"} if sink_port else None)
+        if os.geteuid() == 0:
+            maildrop = os.path.join(t.spool, "maildrop")
+            os.makedirs(maildrop, exist_ok=True)
+            os.chown(maildrop, 65534, 65534)
+            os.chmod(maildrop, 0o3733)
+        t.start()
+        self.terns.append(t)
         return {"name": name, "kind": "tern", "direct": direct,
-                "proxied": proxied, "pid": p.pid,
-                "queued": lambda: count_files(
-                    os.path.join(spool, "queue"), ".env")}
+                "proxied": proxied, "pid": t.proc.pid,
+                "queued": lambda: len(t.queued())}
 
     def postfix(self, name, sink_port=None):
         d = self.path(name)
@@ -335,12 +308,10 @@ def main():
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--tmp", default=os.environ.get("BENCH_TMPDIR",
                                                     "/var/tmp"))
-    ap.add_argument("--ternd", default=os.environ.get(
-        "TERND", os.path.join(TOP, "build", "src", "ternd")))
     ap.add_argument("--no-direct", action="store_true")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    for prog in (SOURCE, SINK, HAPROXY, args.ternd):
+    for prog in (SOURCE, SINK, HAPROXY, faultlib.TERND):
         if not os.access(prog, os.X_OK):
             raise SystemExit("bench: %s is missing (Debian packages "
                              "postfix and haproxy; a built ternd)" % prog)
@@ -370,7 +341,7 @@ def main():
                 counter = tcount if s["kind"] == "tern" else pcount
                 done = (lambda c=counter: Bench.sink_count(c))
             for path, key in paths:
-                say("%s %s ..." % (s["name"], path))
+                say("%s %s ...", s["name"], path)
                 results[(s["kind"], mode, path)] = b.run(s, s[key], done,
                                                          path)
         print()
