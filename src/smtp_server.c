@@ -7,6 +7,10 @@
  * Admission control lives here too: the session budget (admit.c), stress
  * mode, and a spare descriptor so that a client arriving when descriptors
  * have run out still gets a 421 instead of hanging in the listen queue.
+ * On a "proxy:" listener a connection from proxy_networks first waits
+ * for its PROXY header (proxy_conn.c), and the client it names, never
+ * the proxy, is the session's client.  While drained (ternctl drain) new
+ * clients get a 421.
  */
 #include "autoconf.h"
 
