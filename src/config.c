@@ -415,6 +415,12 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "client_table_size", &config_type_uint,
 	  CONFIG_OFF(client_table_size), 0, 0, "50000", 100,
 	  10 * CONFIG_COUNT_MAX, NULL },
+	/* The PROXY protocol on "proxy:" listeners (smtp_server.c). */
+	{ "smtp", "proxy_networks", &config_type_nets,
+	  CONFIG_OFF(proxy_networks), CONFIG_OFF(nproxy_networks), 0, "", 0,
+	  0, NULL },
+	{ "smtp", "proxy_timeout", &config_type_duration,
+	  CONFIG_OFF(proxy_timeout), 0, 0, "10s", CONFIG_S, CONFIG_HR, NULL },
 
 	{ "local", "default_domain", &config_type_host,
 	  CONFIG_OFF(default_domain), 0, CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
@@ -1051,7 +1057,14 @@ config_listen_entry(struct config_listen **ls, size_t *n, const char *item,
 	}
 	memcpy(entry, item, len);
 	entry[len] = '\0';
-	if (config_split_port(entry, &host, &port, &v6, &why) == -1) {
+	/* "proxy:": the PROXY protocol first, from proxy_networks. */
+	host = entry;
+	if (strncmp(entry, CONFIG_PROXY_PREFIX,
+	    sizeof CONFIG_PROXY_PREFIX - 1) == 0) {
+		l[0].proxy = l[1].proxy = 1;
+		host += sizeof CONFIG_PROXY_PREFIX - 1;
+	}
+	if (config_split_port(host, &host, &port, &v6, &why) == -1) {
 		config_bad(cause, why, item, len);
 		return -1;
 	}
@@ -1889,6 +1902,15 @@ config_check(struct config_parse *p)
 		    "tls_cert and tls_key", p->path, p->seen[k]);
 		return -1;
 	}
+	if (config_has_proxy_listen(c) && c->nproxy_networks == 0) {
+		k = config_find_key("smtp", "proxy_networks");
+		if (p->seen[k] == 0)
+			k = config_find_key("smtp", "listen");
+		xasprintf(&p->cause, "%s:%d: [smtp] proxy_networks: the "
+		    "\"%s\" listen addresses need the networks of the load "
+		    "balancers", p->path, p->seen[k], CONFIG_PROXY_PREFIX);
+		return -1;
+	}
 	return 0;
 }
 
@@ -2076,6 +2098,30 @@ int
 config_is_etrn_client(const struct config *c, const struct sockaddr *sa)
 {
 	return config_is_in_nets(c->etrn_networks, c->netrn_networks, sa);
+}
+
+int
+config_is_proxy_client(const struct config *c, const struct sockaddr *sa)
+{
+	return config_is_in_nets(c->proxy_networks, c->nproxy_networks, sa);
+}
+
+/* Whether any listener wants the PROXY protocol. */
+int
+config_has_proxy_listen(const struct config *c)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nlisten; i++)
+		if (c->listen[i].proxy)
+			return 1;
+	for (i = 0; i < c->nsubmission_listen; i++)
+		if (c->submission_listen[i].proxy)
+			return 1;
+	for (i = 0; i < c->nsmtps_listen; i++)
+		if (c->smtps_listen[i].proxy)
+			return 1;
+	return 0;
 }
 
 int

@@ -24,10 +24,14 @@
 #define CONFIG_ADDR_SIZE	520	/* local@domain */
 #define CONFIG_CIPHERS_SIZE	1024	/* an OpenSSL cipher string */
 
+/* A listen address so marked reads a PROXY protocol header first. */
+#define CONFIG_PROXY_PREFIX	"proxy:"
+
 /* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
 struct config_listen {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
+	int			 proxy;		/* "proxy:": PROXY protocol */
 	char			 text[80];	/* as written, for logs */
 };
 
@@ -134,6 +138,10 @@ struct config {
 	uint64_t		 auth_penalty;
 	uint64_t		 client_ipv6_prefix;
 	uint64_t		 client_table_size;
+	/* The PROXY protocol on "proxy:" listeners (proxy.c). */
+	struct config_net	*proxy_networks;
+	size_t			 nproxy_networks;
+	uint64_t		 proxy_timeout;
 
 	/* [local] */
 	char			 default_domain[CONFIG_HOST_SIZE];
@@ -177,5 +185,8 @@ int		 config_is_etrn_client(const struct config *,
 		    const struct sockaddr *);
 int		 config_is_limit_exempt(const struct config *,
 		    const struct sockaddr *);
+int		 config_is_proxy_client(const struct config *,
+		    const struct sockaddr *);
+int		 config_has_proxy_listen(const struct config *);
 
 #endif

@@ -228,6 +228,8 @@ static const struct {
 	{ "queue_size", offsetof(struct control_stats, queue_size) },
 	{ "oldest", offsetof(struct control_stats, oldest) },
 	{ "uptime", offsetof(struct control_stats, uptime) },
+	{ "draining", offsetof(struct control_stats, draining) },
+	{ "drain_refused", offsetof(struct control_stats, drain_refused) },
 };
 
 static void
@@ -279,6 +281,22 @@ control_verb_stop(struct control_client *c, const struct control_verb *v,
 		return;
 	}
 	c->stop = 1;
+	control_finish(c, NULL);
+}
+
+/* drain and undrain: the state asked for, then the state now. */
+static void
+control_verb_drain(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	int	on = strcmp(v->name, CTL_VERB_DRAIN) == 0;
+
+	if (control.ops->drain == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	control.ops->drain(on);
+	control_reply(c, "%sdraining=%d", CTL_REPLY_DATA, on);
 	control_finish(c, NULL);
 }
 
@@ -410,6 +428,8 @@ static const struct control_verb control_verbs[] = {
 	{ CTL_VERB_RELOAD, 0, 0, 1, 0, control_verb_reload },
 	{ CTL_VERB_STOP, 0, 0, 1, 0, control_verb_stop },
 	{ CTL_VERB_QUEUE, 0, 0, 0, 1, control_verb_queue },
+	{ CTL_VERB_DRAIN, 0, 0, 1, 0, control_verb_drain },
+	{ CTL_VERB_UNDRAIN, 0, 0, 1, 0, control_verb_drain },
 };
 
 /* "control: uid=N verb args", the arguments escaped and cut short. */

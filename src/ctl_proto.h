@@ -39,6 +39,14 @@
 #define CTL_VERB_STOP		"stop"
 #define CTL_VERB_QUEUE		"queue"
 
+/*
+ * drain stops taking new SMTP clients (each gets a 421) while sessions
+ * open and deliveries go on; undrain takes them again.  Each answers
+ * "data draining=1" or "data draining=0", the state now.
+ */
+#define CTL_VERB_DRAIN		"drain"
+#define CTL_VERB_UNDRAIN	"undrain"
+
 /* The first word of the line that starts a message in a listing. */
 #define CTL_LIST_ENVELOPE	"envelope"
 

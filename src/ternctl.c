@@ -195,6 +195,11 @@ static const struct ternctl_verb ternctl_verbs[] = {
 	  TERNCTL_SELECT_ANY, "reload" },
 	{ "stop", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0, CTL_VERB_STOP,
 	  TERNCTL_SELECT_ANY, "stop" },
+	/* Drain: new clients refused, sessions and deliveries go on. */
+	{ "drain", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0, CTL_VERB_DRAIN,
+	  TERNCTL_SELECT_ANY, "drain" },
+	{ "undrain", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0,
+	  CTL_VERB_UNDRAIN, TERNCTL_SELECT_ANY, "undrain" },
 	{ "check", ternctl_check, TERNCTL_NO_CONFIG, 0, 0, 0, NULL,
 	  TERNCTL_SELECT_ANY, "check" },
 	{ "newaliases", ternctl_newaliases, 0, 0, 0, 0, CTL_VERB_RELOAD,
@@ -1434,7 +1439,7 @@ ternctl_stats(const struct ternctl_verb *v, struct ternctl_args *a)
 	return rc;
 }
 
-/* reload, stop: no arguments, nothing printed when all went well. */
+/* reload, stop, drain, undrain: no arguments, no output when all is well. */
 static int
 ternctl_simple(const struct ternctl_verb *v, struct ternctl_args *a)
 {

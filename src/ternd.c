@@ -211,8 +211,9 @@ ternd_reload_users(const struct config *conf, struct users *users)
 static void
 ternd_status(char *buf, size_t size)
 {
-	snprintf(buf, size, "%squeue: %zu messages, sessions: %zu inbound, "
-	    "%zu outbound", ternd.stopping ? "stopping; " : "", queue_count(),
+	snprintf(buf, size, "%s%squeue: %zu messages, sessions: %zu inbound, "
+	    "%zu outbound", ternd.stopping ? "stopping; " : "",
+	    smtp_server_is_draining() ? "draining; " : "", queue_count(),
 	    smtp_server_session_count(), mta_active());
 }
 
@@ -443,6 +444,8 @@ ternd_ctl_stats(struct control_stats *st)
 	st->session_budget = as.budget;
 	st->bytes_held = as.bytes;
 	st->stress = (uint64_t)as.stress;
+	st->draining = (uint64_t)as.draining;
+	st->drain_refused = as.drain_refused;
 	st->accepted = ss.accepted;
 	st->delivered = ss.delivered;
 	st->deferred = ss.deferred;
@@ -506,6 +509,17 @@ ternd_ctl_list(control_emit_fn emit, void *arg, char **cause)
 	return queue_list(ternd_list_cb, &l, cause);
 }
 
+/* ternctl drain and undrain; the service manager's STATUS says so now. */
+static void
+ternd_ctl_drain(int on)
+{
+	char	status[128];
+
+	smtp_server_drain(on);
+	ternd_status(status, sizeof status);
+	notify_status(status);
+}
+
 static const struct control_ops ternd_ctl_ops = {
 	.hold = scheduler_hold,
 	.release = scheduler_release,
@@ -517,6 +531,7 @@ static const struct control_ops ternd_ctl_ops = {
 	.reload = ternd_hup,
 	.stop = ternd_stop,
 	.list = ternd_ctl_list,
+	.drain = ternd_ctl_drain,
 };
 
 /*

@@ -915,6 +915,19 @@ static const struct {
 	{ "[local]\nusers = users\n", 2, "[local] users",
 	  "not an absolute path" },
 	{ "[local]\nshell = /bin/sh\n", 2, "[local] shell", "unknown key" },
+	/* The PROXY protocol */
+	{ "[smtp]\nlisten = proxy:127.0.0.1:25\n", 2,
+	  "[smtp] proxy_networks", "need the networks of the load balancers" },
+	{ "[smtp]\nproxy_networks = none\nsubmission_listen = "
+	  "proxy:127.0.0.1:587\n", 2, "[smtp] proxy_networks",
+	  "need the networks" },
+	{ "[smtp]\nlisten = proxy:localhost:25\nproxy_networks = ::1\n", 2,
+	  "[smtp] listen", "" },
+	{ "[smtp]\nlisten = proxy:127.0.0.1:25 127.0.0.1:25\n"
+	  "proxy_networks = ::1\n", 2, "[smtp] listen", "listed twice" },
+	{ "[smtp]\nproxy_timeout = 0s\n", 2, "[smtp] proxy_timeout", "" },
+	{ "[smtp]\nproxy_networks = 10.0.0.0/33\n", 2,
+	  "[smtp] proxy_networks", "" },
 };
 
 START_TEST(test_bad)
@@ -1571,6 +1584,63 @@ START_TEST(test_is_relay_client)
 }
 END_TEST
 
+/* "proxy:" marks one listen address, keeps its text, and is compared. */
+START_TEST(test_proxy_listen)
+{
+	struct config	*c;
+	char		*text;
+	size_t		 len;
+	FILE		*fp;
+
+	c = load_ok("[smtp]\nlisten = proxy:127.0.0.1:2525 [::1]:2525 "
+	    "proxy:*:2526\nproxy_networks = 192.0.2.5 2001:db8::/64\n"
+	    "proxy_timeout = 3s\n");
+	ck_assert_uint_eq(c->nlisten, 4);
+	ck_assert_int_eq(c->listen[0].proxy, 1);
+	ck_assert_int_eq(c->listen[1].proxy, 0);
+	ck_assert_int_eq(c->listen[2].proxy, 1);
+	ck_assert_int_eq(c->listen[3].proxy, 1);
+	ck_assert_int_eq(c->listen[0].ss.ss_family, AF_INET);
+	ck_assert_str_eq(c->listen[0].text, "proxy:127.0.0.1:2525");
+	ck_assert_uint_eq(c->proxy_timeout, 3000);
+	ck_assert_uint_eq(c->nproxy_networks, 2);
+	ck_assert_int_eq(config_has_proxy_listen(c), 1);
+	fp = open_memstream(&text, &len);
+	config_print(c, fp);
+	fclose(fp);
+	ck_assert_ptr_nonnull(strstr(text, "listen = proxy:127.0.0.1:2525 "
+	    "[::1]:2525 proxy:*:2526\n"));
+	free(text);
+	config_free(c);
+	c = load_ok("");
+	ck_assert_int_eq(config_has_proxy_listen(c), 0);
+	ck_assert_uint_eq(c->nproxy_networks, 0);
+	ck_assert_uint_eq(c->proxy_timeout, 10000);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_is_proxy_client)
+{
+	struct config		*c;
+	struct sockaddr_in	 sin;
+
+	c = load_ok("[smtp]\nproxy_networks = 127.0.0.3/32\n");
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.3", &sin.sin_addr);
+	ck_assert_int_eq(config_is_proxy_client(c,
+	    (struct sockaddr *)&sin), 1);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	ck_assert_int_eq(config_is_proxy_client(c,
+	    (struct sockaddr *)&sin), 0);
+	/* relay_networks has nothing to do with it. */
+	ck_assert_int_eq(config_is_relay_client(c,
+	    (struct sockaddr *)&sin), 1);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(test_relay_other_family)
 {
 	struct config	*c;
@@ -1597,6 +1667,8 @@ config_suite(void)
 	tcase_add_test(tc, test_long_list);
 	tcase_add_test(tc, test_two_data_timeouts);
 	tcase_add_test(tc, test_dns_servers_long);
+	tcase_add_test(tc, test_proxy_listen);
+	tcase_add_test(tc, test_is_proxy_client);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad");
