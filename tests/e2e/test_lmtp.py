@@ -522,6 +522,44 @@ class RealDovecot(LmtpCase):
                       bounces[0])
         self.assertIn(b"Status: 5.1.1", bounces[0])
 
+    def test_over_quota_deferred(self):
+        """Dovecot's own 4xx after the message (quota_full_tempfail)
+        defers that recipient alone; the others are delivered once."""
+        if self.dovecot.version >= (2, 4):
+            self.skipTest("the quota settings below are Dovecot 2.3's")
+        self.dovecot.extra += [
+            "protocol lmtp {", "  mail_plugins = $mail_plugins quota", "}",
+            "plugin {", "  quota = maildir:User quota",
+            "  quota_rule = *:storage=10K", "}",
+            "quota_full_tempfail = yes"]
+        # SOFT's Maildir already holds more than its quota.
+        uid, gid = mailtest.daemon_ids()
+        home = os.path.join(self.homes, SOFT.split("@")[0])
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(home, sub), exist_ok=True)
+            os.chown(os.path.join(home, sub), uid, gid)
+        filler = os.path.join(home, "cur", "1.M1P1.filler,S=20480:2,S")
+        with open(filler, "wb") as f:
+            f.write(b"Subject: filler\n\n" + b"x" * 20460 + b"\n")
+        os.chown(filler, uid, gid)
+        self.dovecot.start()
+        t = self.start_tern(self.lmtp_path)
+        msg = content("over quota")
+        qid = t.send_message(REMOTE_SENDER, [GOOD, SOFT], msg)
+        t.wait_log(outcome_re(qid, GOOD, "sent"), timeout=TIMEOUT)
+        t.wait_log(outcome_re(qid, SOFT, "deferred") +
+                   r"\(.*said: 4[0-9][0-9] 4\.2\.2 .*\(in reply to end of "
+                   r"DATA command\)\)", timeout=TIMEOUT)
+        self.wait_tries(qid)
+        _, rcpts = t.read_env(qid)
+        states = {r["rcpt"]: r["rcpt-state"] for r in rcpts}
+        self.assertEqual(states, {"<%s>" % GOOD: "sent",
+                                  "<%s>" % SOFT: "pending"}, rcpts)
+        self.assertNotRegex(t.log(), r"%s: sender non-delivery" % qid)
+        got = self.fetch_all(GOOD)
+        self.assertEqual(len(got), 1, got)
+        self.assertTrue(got[0].endswith(msg))
+
     def test_dovecot_down_then_flush(self):
         t = self.start_tern(self.lmtp_path)
         msg = content("dovecot later")
