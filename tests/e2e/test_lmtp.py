@@ -12,14 +12,16 @@ is delivered once; aliases reach the server as their final address; the
 server down defers, and after it comes back a flush delivers; a second
 message reuses the connection (RSET); lmtp_max_connections is never
 exceeded; a server that never answers after the message defers by the
-data timeout.
+data timeout; lmtp:inet:host:port works the same over TCP.
 
 Then a real Dovecot (Debian's dovecot-lmtpd, started by the test with
 protocols imap and lmtp) takes the mail over its LMTP socket: it is read
 back over IMAP, once, with one Return-Path and one Delivered-To (Dovecot's
 own: tern adds none on this path); a recipient tern knows but Dovecot
-does not is refused by Dovecot with 5.1.1 and bounced; Dovecot stopped at
-first, then started, gets the mail on a flush.  The Dovecot part is
+does not is refused by Dovecot with 5.1.1 and bounced; a recipient over
+its Dovecot quota (quota_full_tempfail) gets a 4.2.2 after the message
+and is deferred alone; Dovecot stopped at first, then started, gets the
+mail on a flush.  The Dovecot part is
 skipped without Dovecot or without root.
 """
 
@@ -87,12 +89,17 @@ class LmtpServer:
         self.stopping = False
 
     def start(self):
-        if os.path.exists(self.path):
-            os.unlink(self.path)
         self.stopping = False
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o666)	# ternd runs as nobody
+        if isinstance(self.path, tuple):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(self.path)
+        else:
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(self.path)
+            os.chmod(self.path, 0o666)	# ternd runs as nobody
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         t = threading.Thread(target=self._accept, daemon=True)
@@ -108,7 +115,7 @@ class LmtpServer:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if os.path.exists(self.path):
+        if not isinstance(self.path, tuple) and os.path.exists(self.path):
             os.unlink(self.path)
 
     def _accept(self):
@@ -233,7 +240,10 @@ class LmtpCase(TernTestCase):
 
     def start_tern(self, path, local=None, delivery=None):
         users = [(a, "-") for a in (SENDER, GOOD, SOFT, HARD)]
-        conf_local = {"transport": "lmtp:unix:%s" % path}
+        if isinstance(path, tuple):
+            conf_local = {"transport": "lmtp:inet:%s:%d" % path}
+        else:
+            conf_local = {"transport": "lmtp:unix:%s" % path}
         conf_local.update(local or {})
         conf_delivery = {"data_timeout": "2s", "idle_timeout": "30s"}
         conf_delivery.update(delivery or {})
@@ -384,6 +394,21 @@ class Scripted(LmtpCase):
         self.wait_gone(qid)
         self.assertEqual(len(srv.delivered(GOOD)), 1)
         self.assertNotIn("RCPT TO:<%s>" % TEAM, srv.commands)
+
+    def test_inet(self):
+        """lmtp:inet:host:port: the same over TCP on loopback."""
+        port = ternlib.free_port()
+        self.path = ("127.0.0.1", port)
+        srv = self.serve(replies={
+            HARD: [("250 2.1.5 OK", "554 5.6.0 <%s> Rejected" % HARD)]})
+        t = self.start_tern(self.path)
+        qid = t.send_message(REMOTE_SENDER, [GOOD, HARD], content("inet"))
+        t.wait_log(outcome_re(qid, GOOD, "sent").replace(
+            "relay=[^,]*", r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d" % port),
+            timeout=TIMEOUT)
+        t.wait_log(outcome_re(qid, HARD, "bounced"), timeout=TIMEOUT)
+        self.wait_gone(qid)
+        self.assertEqual(len(srv.delivered(GOOD)), 1)
 
     def test_server_down_then_flush(self):
         t = self.start_tern(self.path)
