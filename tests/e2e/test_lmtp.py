@@ -9,7 +9,8 @@ with 4xx after the message is deferred alone and delivered on the retry
 (ternctl flush), one refused with 5xx is returned alone to the sender in
 a DSN (itself delivered over LMTP, the sender being local), the good one
 is delivered once; aliases reach the server as their final address; the
-server down defers, and after it comes back a flush delivers; a second
+server down defers, and after it comes back a flush delivers;
+NOTIFY=SUCCESS gets tern's own "delivered" report; a second
 message reuses the connection (RSET); lmtp_max_connections is never
 exceeded; a server that never answers after the message defers by the
 data timeout; lmtp:inet:host:port works the same over TCP.
@@ -385,6 +386,32 @@ class Scripted(LmtpCase):
         self.wait_gone(qid)
         self.assertEqual(len(srv.delivered(GOOD)), 1)
         self.assertEqual(len(srv.delivered(SOFT)), 1)
+
+    def test_success_notice(self):
+        """NOTIFY=SUCCESS: LMTP is the final delivery, so tern reports
+        "delivered" itself and passes no NOTIFY on."""
+        srv = self.serve()
+        t = self.start_tern(self.path)
+        c = t.session()
+        try:
+            self.assertEqual(c.cmd("MAIL FROM:<%s>" % SENDER).code, 250)
+            r = c.cmd("RCPT TO:<%s> NOTIFY=SUCCESS" % GOOD)
+            self.assertEqual(r.code, 250, r)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(ternlib.dot_stuff(content("notify")))
+            qid = ternlib.queued_id(c.reply())
+            c.cmd("QUIT")
+        finally:
+            c.close()
+        t.wait_log(outcome_re(qid, GOOD, "sent"), timeout=TIMEOUT)
+        wait_for(lambda: srv.delivered(SENDER), TIMEOUT,
+                 "the success report to the sender")
+        report = srv.delivered(SENDER)[0][2].decode("utf-8", "replace")
+        self.assertIn("Final-Recipient: rfc822; %s" % GOOD, report)
+        self.assertIn("Action: delivered", report)
+        self.assertIn("Status: 2.0.0", report)
+        self.assertFalse([x for x in srv.commands if "NOTIFY" in x],
+                         srv.commands)
 
     def test_alias_final_address(self):
         srv = self.serve()
