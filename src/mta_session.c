@@ -662,6 +662,42 @@ mta_protocol_error(struct mta_session *s, const char *why)
 	mta_fail(s, &st, 0);
 }
 
+/*
+ * The address of targets[cur] with our port put in, and the names it
+ * goes by in logs: "host[ip]" and "host[ip]:port", or for a unix socket
+ * (LMTP) "host[/path]" alone.
+ */
+static void
+mta_target_addr(struct mta_session *s, struct sockaddr_storage *ss)
+{
+	const struct dns_target	*t = &s->targets[s->cur];
+	const void		*ip;
+	char			 addr[INET6_ADDRSTRLEN];
+
+	memcpy(ss, &t->ss, sizeof *ss);
+	if (ss->ss_family == AF_UNIX) {
+		util_strlcpy(s->peer, t->host, sizeof s->peer);
+		util_strlcat(s->peer, "[", sizeof s->peer);
+		util_strlcat(s->peer, ((struct sockaddr_un *)ss)->sun_path,
+		    sizeof s->peer);
+		util_strlcat(s->peer, "]", sizeof s->peer);
+		util_strlcpy(s->relay, s->peer, sizeof s->relay);
+		return;
+	}
+	if (ss->ss_family == AF_INET6) {
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(s->port);
+		ip = &((struct sockaddr_in6 *)ss)->sin6_addr;
+	} else {
+		((struct sockaddr_in *)ss)->sin_port = htons(s->port);
+		ip = &((struct sockaddr_in *)ss)->sin_addr;
+	}
+	if (inet_ntop(ss->ss_family, ip, addr, sizeof addr) == NULL)
+		util_strlcpy(addr, "unknown", sizeof addr);
+	snprintf(s->peer, sizeof s->peer, "%s[%s]", t->host, addr);
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->peer,
+	    (unsigned)s->port);
+}
+
 /* Connect to targets[cur]; errors are deferred, never reported inline. */
 static void
 mta_connect(struct mta_session *s)
@@ -669,35 +705,10 @@ mta_connect(struct mta_session *s)
 	const struct dns_target	*t = &s->targets[s->cur];
 	struct sockaddr_storage	 ss;
 	struct mta_status	 st;
-	const void		*ip;
-	char			 addr[INET6_ADDRSTRLEN];
 	evutil_socket_t		 fd;
 	int			 error;
 
-	memcpy(&ss, &t->ss, sizeof ss);
-	if (ss.ss_family == AF_UNIX) {
-		/* An LMTP socket: "host[/path]", no port. */
-		util_strlcpy(s->peer, t->host, sizeof s->peer);
-		util_strlcat(s->peer, "[", sizeof s->peer);
-		util_strlcat(s->peer, ((struct sockaddr_un *)&ss)->sun_path,
-		    sizeof s->peer);
-		util_strlcat(s->peer, "]", sizeof s->peer);
-		util_strlcpy(s->relay, s->peer, sizeof s->relay);
-		goto open;
-	}
-	if (ss.ss_family == AF_INET6) {
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(s->port);
-		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-	} else {
-		((struct sockaddr_in *)&ss)->sin_port = htons(s->port);
-		ip = &((struct sockaddr_in *)&ss)->sin_addr;
-	}
-	if (inet_ntop(ss.ss_family, ip, addr, sizeof addr) == NULL)
-		util_strlcpy(addr, "unknown", sizeof addr);
-	snprintf(s->peer, sizeof s->peer, "%s[%s]", t->host, addr);
-	snprintf(s->relay, sizeof s->relay, "%s:%u", s->peer,
-	    (unsigned)s->port);
-open:
+	mta_target_addr(s, &ss);
 	s->state = MTA_STATE_INIT;
 
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
