@@ -128,6 +128,8 @@ static int	config_parse_gateway(struct config *,
 		    const struct config_key *, const char *, char **);
 static int	config_parse_addr(struct config *, const struct config_key *,
 		    const char *, char **);
+static int	config_parse_transport(struct config *,
+		    const struct config_key *, const char *, char **);
 
 static void	config_print_string(const struct config *,
 		    const struct config_key *, FILE *);
@@ -148,6 +150,8 @@ static void	config_print_nets(const struct config *,
 static void	config_print_domains(const struct config *,
 		    const struct config_key *, FILE *);
 static void	config_print_gateway(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_transport(const struct config *,
 		    const struct config_key *, FILE *);
 
 static void	config_clear_listen(struct config *, const struct config_key *);
@@ -199,6 +203,9 @@ static const struct config_type config_type_gateway = {
 };
 static const struct config_type config_type_addr = {
 	config_parse_addr, config_print_string, NULL
+};
+static const struct config_type config_type_transport = {
+	config_parse_transport, config_print_transport, NULL
 };
 
 /* TLS offers: cipher strings OpenSSL must take, a range of versions. */
@@ -432,6 +439,11 @@ static const struct config_key config_keys[] = {
 	  CONFIG_PATH_SIZE, "/var/lib/tern/mail", 0, 0, NULL },
 	{ "local", "postmaster", &config_type_addr, CONFIG_OFF(postmaster), 0,
 	  CONFIG_ADDR_SIZE, NULL, 0, 0, NULL },
+	/* Local delivery over LMTP (mta_session.c in its LMTP mode). */
+	{ "local", "transport", &config_type_transport,
+	  CONFIG_OFF(transport), 0, 0, "maildir", 0, 0, NULL },
+	{ "local", "lmtp_max_connections", &config_type_uint,
+	  CONFIG_OFF(lmtp_max_connections), 0, 0, "10", 1, 1000, NULL },
 
 	{ "delivery", "queue_interval", &config_type_duration,
 	  CONFIG_OFF(queue_interval), 0, 0, "30m", CONFIG_S, CONFIG_D, NULL },
@@ -1484,6 +1496,90 @@ config_parse_gateway(struct config *c, const struct config_key *k,
 	util_strlcpy(CONFIG_FIELD(c, k, char), name, k->size);
 	*CONFIG_PORT(c, k) = num;
 	return 0;
+}
+
+/*
+ * Where local mail goes: "maildir", "lmtp:unix:/path" or
+ * "lmtp:inet:host[:port]" (the host as for gateway, port 24 when none
+ * is written), Postfix's spelling of an LMTP destination.  The path
+ * must fit a unix socket address.
+ */
+#define CONFIG_LMTP_PORT	24
+#define CONFIG_SUN_PATH_MAX	107	/* sizeof sun_path - 1 on Linux */
+
+static int
+config_parse_transport(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	static const struct config_key	 inet = { "local", "transport",
+	    &config_type_gateway, CONFIG_OFF(lmtp_host),
+	    CONFIG_OFF(lmtp_port), CONFIG_HOST_SIZE, NULL, CONFIG_LMTP_PORT,
+	    0, NULL };
+	const char			*path;
+	size_t				 len = strlen(value);
+
+	if (strcasecmp(value, "maildir") == 0) {
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_MAILDIR;
+		c->lmtp_host[0] = '\0';
+		c->lmtp_port = 0;
+		return 0;
+	}
+	if (strncasecmp(value, "lmtp:unix:", 10) == 0) {
+		path = value + 10;
+		if (*path != '/') {
+			config_bad(cause, "lmtp:unix: needs an absolute socket "
+			    "path", value, len);
+			return -1;
+		}
+		if (strlen(path) > CONFIG_SUN_PATH_MAX) {
+			config_bad(cause, "socket path too long", value, len);
+			return -1;
+		}
+		if (strcspn(path, CONFIG_LIST_SEP) != strlen(path)) {
+			config_bad(cause, "blank in the socket path", value,
+			    len);
+			return -1;
+		}
+		util_strlcpy(c->lmtp_host, path, sizeof c->lmtp_host);
+		c->lmtp_port = 0;
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_LMTP_UNIX;
+		return 0;
+	}
+	if (strncasecmp(value, "lmtp:inet:", 10) == 0) {
+		if (value[10] == '\0') {
+			config_bad(cause, "lmtp:inet: needs a host", value,
+			    len);
+			return -1;
+		}
+		if (config_parse_gateway(c, &inet, value + 10, cause) == -1)
+			return -1;
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_LMTP_INET;
+		return 0;
+	}
+	config_bad(cause, "not maildir, lmtp:unix:/path or lmtp:inet:host:port",
+	    value, len);
+	return -1;
+}
+
+static void
+config_print_transport(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const char	*host = c->lmtp_host;
+	int		 v6 = strchr(host, ':') != NULL;
+
+	switch (*CONFIG_CFIELD(c, k, int)) {
+	case CONFIG_TRANSPORT_LMTP_UNIX:
+		fprintf(fp, "lmtp:unix:%s", host);
+		break;
+	case CONFIG_TRANSPORT_LMTP_INET:
+		fprintf(fp, "lmtp:inet:%s%s%s:%llu", v6 ? "[" : "", host,
+		    v6 ? "]" : "", (unsigned long long)c->lmtp_port);
+		break;
+	default:
+		fputs("maildir", fp);
+		break;
+	}
 }
 
 /* Brackets around an IPv6 address, the port only when not the default. */

@@ -61,6 +61,13 @@ enum config_add_headers {
 	CONFIG_ADD_HEADERS_NO,		/* never */
 };
 
+/* Where mail for local recipients goes ([local] transport). */
+enum config_transport {
+	CONFIG_TRANSPORT_MAILDIR,	/* tern's own Maildir delivery */
+	CONFIG_TRANSPORT_LMTP_UNIX,	/* LMTP on a unix socket */
+	CONFIG_TRANSPORT_LMTP_INET,	/* LMTP on host:port */
+};
+
 enum config_bare_newlines {
 	CONFIG_BARE_REJECT,
 	CONFIG_BARE_NORMALIZE,
@@ -149,6 +156,11 @@ struct config {
 	char			 aliases[CONFIG_PATH_SIZE];	/* "": none */
 	char			 mailboxes[CONFIG_PATH_SIZE];
 	char			 postmaster[CONFIG_ADDR_SIZE];
+	int			 transport;	/* CONFIG_TRANSPORT_* */
+	char			 lmtp_host[CONFIG_PATH_SIZE];	/* socket path,
+							   or host */
+	uint64_t		 lmtp_port;	/* inet only */
+	uint64_t		 lmtp_max_connections;
 
 	/* [delivery] */
 	uint64_t		 queue_interval;

@@ -259,20 +259,30 @@ sched_domain(const char *addr)
 	return at != NULL ? at + 1 : "";
 }
 
+/*
+ * Whether a recipient goes to a Maildir here.  With [local] transport
+ * set to LMTP, local recipients go to the mta like remote ones, under
+ * their final address; the mta sends them to the LMTP server.
+ */
+static int
+sched_is_maildir(const struct envelope_rcpt *r)
+{
+	return sched.conf->transport == CONFIG_TRANSPORT_MAILDIR &&
+	    config_is_local_domain(sched.conf, sched_domain(r->addr));
+}
+
 /* Whether a recipient is still to be sent to another host. */
 static int
 sched_is_remote(const struct envelope_rcpt *r)
 {
-	return r->state == ENVELOPE_RCPT_PENDING &&
-	    !config_is_local_domain(sched.conf, sched_domain(r->addr));
+	return r->state == ENVELOPE_RCPT_PENDING && !sched_is_maildir(r);
 }
 
 /* Whether a recipient is still to be delivered to a Maildir here. */
 static int
 sched_is_local(const struct envelope_rcpt *r)
 {
-	return r->state == ENVELOPE_RCPT_PENDING &&
-	    config_is_local_domain(sched.conf, sched_domain(r->addr));
+	return r->state == ENVELOPE_RCPT_PENDING && sched_is_maildir(r);
 }
 
 static int
@@ -450,9 +460,13 @@ sched_outcome(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr)
 	case MTA_OK:
 		r->state = ENVELOPE_RCPT_SENT;
 		what = "sent";
-		/* A peer with DSN reports from now on; without, we say so. */
+		/*
+		 * A peer with DSN reports from now on; without, we say so:
+		 * "relayed", or "delivered" for a final delivery (LMTP).
+		 */
 		if (!mr->dsn)
-			sched_notice_success(a, &i, 1, DSN_ACTION_RELAYED);
+			sched_notice_success(a, &i, 1, mr->final ?
+			    DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED);
 		break;
 	case MTA_PERM:
 		a->failed[i] = 1;

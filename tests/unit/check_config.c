@@ -133,6 +133,10 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->delivery_data_timeout, b->delivery_data_timeout);
 	ck_assert_uint_eq(a->idle_timeout, b->idle_timeout);
 	ck_assert_uint_eq(a->max_received_headers, b->max_received_headers);
+	ck_assert_int_eq(a->transport, b->transport);
+	ck_assert_str_eq(a->lmtp_host, b->lmtp_host);
+	ck_assert_uint_eq(a->lmtp_port, b->lmtp_port);
+	ck_assert_uint_eq(a->lmtp_max_connections, b->lmtp_max_connections);
 }
 
 /* The port and printable address of a listen entry. */
@@ -391,7 +395,7 @@ END_TEST
 /* Good files: strings and lists, compared in a printable form. */
 enum what {
 	W_HOSTNAME, W_SPOOL, W_LISTEN, W_NETS, W_DOMAINS, W_DNS, W_GATEWAY,
-	W_AUTH_FILE, W_LOG_SERVER, W_USER, W_GROUP
+	W_AUTH_FILE, W_LOG_SERVER, W_USER, W_GROUP, W_TRANSPORT
 };
 
 static const struct {
@@ -473,6 +477,17 @@ static const struct {
 	  "::ffff:192.0.2.1 465" },
 	{ "[delivery]\ngateway = x1-y.example:025\n", W_GATEWAY,
 	  "x1-y.example 25" },
+	/* transport: type, LMTP socket path or host, port */
+	{ "[local]\ntransport = maildir\n", W_TRANSPORT, "0  0" },
+	{ "[local]\ntransport = Maildir\n", W_TRANSPORT, "0  0" },
+	{ "[local]\ntransport = lmtp:unix:/run/dovecot/lmtp\n", W_TRANSPORT,
+	  "1 /run/dovecot/lmtp 0" },
+	{ "[local]\ntransport = lmtp:inet:127.0.0.1:24\n", W_TRANSPORT,
+	  "2 127.0.0.1 24" },
+	{ "[local]\ntransport = lmtp:inet:Mail.Example.ORG\n", W_TRANSPORT,
+	  "2 mail.example.org 24" },
+	{ "[local]\ntransport = lmtp:inet:[::1]:2424\n", W_TRANSPORT,
+	  "2 ::1 2424" },
 	/* gateway_auth_file */
 	{ "[delivery]\ngateway_auth_file =\n", W_AUTH_FILE, "" },
 	{ "[delivery]\ngateway_auth_file = /etc/tern/gateway auth\n",
@@ -519,6 +534,10 @@ START_TEST(test_good_strings)
 		break;
 	case W_GROUP:
 		util_strlcpy(got, c->group, sizeof got);
+		break;
+	case W_TRANSPORT:
+		util_snprintf(got, sizeof got, "%d %s %llu", c->transport,
+		    c->lmtp_host, (unsigned long long)c->lmtp_port);
 		break;
 	}
 	ck_assert_msg(strcmp(got, good_strings[_i].want) == 0,
@@ -830,6 +849,27 @@ static const struct {
 	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
 	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
 	  "example\n", 2, "[delivery] gateway", "too long" },
+	/* transport */
+	{ "[local]\ntransport = lmtp\n", 2, "[local] transport",
+	  "not maildir, lmtp:unix:/path or lmtp:inet:host:port" },
+	{ "[local]\ntransport = virtual\n", 2, "[local] transport",
+	  "not maildir" },
+	{ "[local]\ntransport = lmtp:unix:private/dovecot-lmtp\n", 2,
+	  "[local] transport", "needs an absolute socket path" },
+	{ "[local]\ntransport = lmtp:unix:/a "
+	  "b\n", 2, "[local] transport", "blank in the socket path" },
+	{ "[local]\ntransport = lmtp:unix:/"
+	  "a123456789a123456789a123456789a123456789a123456789"
+	  "a123456789a123456789a123456789a123456789a123456789a123456789\n", 2,
+	  "[local] transport", "socket path too long" },
+	{ "[local]\ntransport = lmtp:inet:\n", 2, "[local] transport",
+	  "needs a host" },
+	{ "[local]\ntransport = lmtp:inet:127.0.0.1:0\n", 2,
+	  "[local] transport", "port not a number" },
+	{ "[local]\ntransport = lmtp:inet:2001:db8::1\n", 2,
+	  "[local] transport", "IPv6 address not in brackets" },
+	{ "[local]\nlmtp_max_connections = 0\n", 2,
+	  "[local] lmtp_max_connections", "out of range" },
 	/* dns_servers */
 	{ "[delivery]\ndns_servers = dns.example.org\n", 2,
 	  "[delivery] dns_servers",
@@ -1269,6 +1309,10 @@ static const char *const round_trip[] = {
 	"[delivery]\ngateway = 192.0.2.1:25\ngateway_all = yes\n",
 	"[delivery]\ngateway = mx.example.org:2525\n",
 	"[delivery]\ngateway = [::1]\ndns_servers = ::1\n",
+	"[local]\ntransport = lmtp:unix:/run/dovecot/lmtp\n"
+	"lmtp_max_connections = 3\n",
+	"[local]\ntransport = lmtp:inet:[2001:DB8::24]:2424\n",
+	"[local]\ntransport = lmtp:inet:lmtp.example.org\n",
 };
 
 /* Print c, load the output, compare; the second print is identical. */
@@ -1374,6 +1418,11 @@ static const struct {
 	{ "[delivery]\ngateway_auth_file = /etc/tern/gw\n",
 	  "\ngateway_auth_file = /etc/tern/gw\n" },
 	{ "[delivery]\nqueue_interval = 120\n", "\nqueue_interval = 2m\n" },
+	{ "[local]\nusers =\n", "\ntransport = maildir\n" },
+	{ "[local]\ntransport = LMTP:UNIX:/run/lmtp\n",
+	  "\ntransport = lmtp:unix:/run/lmtp\n" },
+	{ "[local]\ntransport = lmtp:inet:[::1]\n",
+	  "\ntransport = lmtp:inet:[::1]:24\n" },
 	{ "[delivery]\nidle_timeout = 1500ms\n",
 	  "\nidle_timeout = 1500ms\n" },
 };
