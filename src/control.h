@@ -51,8 +51,11 @@ struct control_ops {
 	int	(*reload)(char **);	/* -1: refused, *cause why */
 	void	(*stop)(void);
 	int	(*list)(control_emit_fn, void *, char **);
+	void	(*sessions)(control_emit_fn, void *);	/* on the loop */
+	int	(*handover)(const char *, const char *);	/* id, to */
 };
 
+int	 control_is_target(const char *);
 int	 control_init(struct event_base *, const char *, gid_t,
 	    const struct control_ops *, char **);
 void	 control_set_queue_list(int);

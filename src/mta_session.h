@@ -58,6 +58,7 @@ struct mta_rcpt {
 	char			 relay[MTA_RELAY_SIZE];	/* "host[ip]:port" */
 	int			 dsn;		/* the peer took DSN */
 	int			 tls;		/* sent over TLS */
+	int			 gateway;	/* to the gateway (mta.c) */
 };
 
 /* One message to some recipients; everything owned by the caller. */
@@ -126,5 +127,8 @@ void		 mta_session_free(struct mta_session *);
 int		 mta_session_is_closing(const struct mta_session *);
 const char	*mta_session_relay(const struct mta_session *);
 int		 mta_session_tls(const struct mta_session *);
+struct sessinfo;
+void		 mta_session_info(const struct mta_session *,
+		    struct sessinfo *);
 
 #endif
