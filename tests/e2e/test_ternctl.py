@@ -18,14 +18,16 @@ import pty
 import pwd
 import re
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
-from nexthop import NextHop  # noqa: E402
+from nexthop import NextHop, make_cert  # noqa: E402
 from ternlib import QID_RE, SANITIZER_RE, TernTestCase  # noqa: E402
 
 BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
@@ -474,7 +476,10 @@ class Sessions(TernctlCase):
     """sessions: what is open now, inbound and outbound."""
 
     def test_sessions(self):
-        hop = NextHop("127.0.0.1", rcpt="stall")
+        certs = tempfile.mkdtemp(prefix="tern-e2e-cert-")
+        self.addCleanup(shutil.rmtree, certs, True)
+        # The next hop offers STARTTLS, which ternd takes.
+        hop = NextHop("127.0.0.1", rcpt="stall", tls=make_cert(certs))
         self.addCleanup(hop.stop)
         t = self.tern(sections={"delivery": {
             "gateway": "127.0.0.1:%d" % hop.port, "gateway_all": "yes",
@@ -508,6 +513,7 @@ class Sessions(TernctlCase):
         self.assertGreater(o["in"], 0)
         self.assertGreater(o["out"], 0)
         self.assertIsNone(o["id"])
+        self.assertRegex(o["tls"] or "", r"^TLSv1\.[23]$")
 
         table = self.ok(t, "sessions").splitlines()
         self.assertEqual(table[0].split(), ["DIR", "ID", "PEER", "STATE",
