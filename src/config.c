@@ -118,6 +118,8 @@ static int	config_parse_enum(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_listen(struct config *, const struct config_key *,
 		    const char *, char **);
+static int	config_parse_metrics_listen(struct config *,
+		    const struct config_key *, const char *, char **);
 static int	config_parse_nets(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_domains(struct config *,
@@ -188,6 +190,9 @@ static const struct config_type config_type_enum = {
 };
 static const struct config_type config_type_listen = {
 	config_parse_listen, config_print_listen, config_clear_listen
+};
+static const struct config_type config_type_metrics_listen = {
+	config_parse_metrics_listen, config_print_listen, config_clear_listen
 };
 static const struct config_type config_type_nets = {
 	config_parse_nets, config_print_nets, config_clear_nets
@@ -319,6 +324,9 @@ static const struct config_key config_keys[] = {
 	  0, "anyone", 0, 0, config_choices_queue_list },
 	{ "main", "spool_sync", &config_type_enum, CONFIG_OFF(spool_sync), 0,
 	  0, "file", 0, 0, config_choices_spool_sync },
+	{ "main", "metrics_listen", &config_type_metrics_listen,
+	  CONFIG_OFF(metrics_listen), CONFIG_OFF(nmetrics_listen), 0, "", 1, 0,
+	  NULL },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },
@@ -1141,6 +1149,34 @@ config_parse_listen(struct config *c, const struct config_key *k,
 	*CONFIG_FIELD(c, k, struct config_listen *) = ls;
 	*CONFIG_COUNT(c, k) = n;
 	return 0;
+}
+
+/*
+ * metrics_listen: listen entries, where a bare port means the loopback
+ * address ("9100" is "127.0.0.1:9100"): metrics are for the host's own
+ * scraper unless an address says otherwise.
+ */
+static int
+config_parse_metrics_listen(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct util_buf	 b;
+	const char	*p = value, *item;
+	size_t		 len;
+	int		 rc;
+
+	memset(&b, 0, sizeof b);
+	util_buf_adds(&b, "");
+	while (config_next_item(&p, &item, &len)) {
+		if (b.len > 0)
+			util_buf_adds(&b, " ");
+		if (len > 0 && strspn(item, "0123456789") >= len)
+			util_buf_adds(&b, "127.0.0.1:");
+		util_buf_add(&b, item, len);
+	}
+	rc = config_parse_listen(c, k, b.data, cause);
+	free(b.data);
+	return rc;
 }
 
 /*

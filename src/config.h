@@ -94,6 +94,8 @@ struct config {
 	char			 group[CONFIG_NAME_SIZE];	/* "": user's */
 	char			 control_socket[CONFIG_PATH_SIZE];
 	enum config_queue_list	 queue_list;	/* who may list the queue */
+	struct config_listen	*metrics_listen;	/* none: off */
+	size_t			 nmetrics_listen;
 
 	/* [smtp] */
 	struct config_listen	*listen;

@@ -54,8 +54,11 @@ struct control_ops {
 	void	(*stop)(void);
 	int	(*list)(control_emit_fn, void *, char **);
 	void	(*drain)(int);		/* 1: drain, 0: undrain */
+	void	(*sessions)(control_emit_fn, void *);	/* on the loop */
+	int	(*handover)(const char *, const char *);	/* id, to */
 };
 
+int	 control_is_target(const char *);
 int	 control_init(struct event_base *, const char *, gid_t,
 	    const struct control_ops *, char **);
 void	 control_set_queue_list(int);

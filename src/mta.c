@@ -34,12 +34,14 @@
 #include "log.h"
 #include "mta.h"
 #include "mta_session.h"
+#include "sessinfo.h"
 #include "util.h"
 
 #define MTA_NBUCKETS		1024
 #define MTA_DNS_TTL		300	/* seconds a resolution is reused */
 #define MTA_GATEWAY_KEY		"[gateway]"
 #define MTA_LMTP_KEY		"[lmtp]"
+#define MTA_HANDOVER_KEY	"[handover]"
 
 TAILQ_HEAD(mta_jobs, mta_job);
 
@@ -64,6 +66,9 @@ struct mta_dest {
 	char			 name[DNS_HOST_SIZE + 16];
 	int			 gateway;
 	int			 lmtp;		/* the LMTP server */
+	int			 handover;	/* to host:port, for ternctl */
+	char			 host[DNS_HOST_SIZE];	/* ...its host */
+	unsigned		 port;
 	struct mta_jobs		 jobs;		/* waiting for a connection */
 	size_t			 njobs;
 	struct mta_conns	 conns;
@@ -165,6 +170,26 @@ mta_active(void)
 	return mta.nconns;
 }
 
+/* Each outbound connection, for ternctl sessions. */
+void
+mta_sessions(sessinfo_fn fn, void *arg)
+{
+	struct mta_dest	*d;
+	struct mta_conn	*c;
+	struct sessinfo	 si;
+	size_t		 i;
+
+	for (i = 0; i < MTA_NBUCKETS; i++) {
+		TAILQ_FOREACH(d, &mta.buckets[i], entry) {
+			TAILQ_FOREACH(c, &d->conns, entry) {
+				memset(&si, 0, sizeof si);
+				mta_session_info(c->s, &si);
+				fn(&si, arg);
+			}
+		}
+	}
+}
+
 static unsigned
 mta_hash(const char *s)
 {
@@ -192,6 +217,38 @@ mta_dest_get(const char *name, int gateway, int lmtp)
 	TAILQ_INIT(&d->jobs);
 	TAILQ_INIT(&d->conns);
 	TAILQ_INSERT_HEAD(b, d, entry);
+	return d;
+}
+
+/*
+ * The destination of a hand-over (ternctl flush --to): "host:port" or
+ * "[address]:port", checked by the control socket's caller; one per
+ * target, whatever the recipients' domains.
+ */
+static struct mta_dest *
+mta_dest_handover(const char *target)
+{
+	struct mta_dest	*d;
+	char		 key[sizeof d->name], host[DNS_HOST_SIZE];
+	const char	*colon = strrchr(target, ':'), *h = target;
+	size_t		 len;
+
+	util_snprintf(key, sizeof key, "%s%s", MTA_HANDOVER_KEY, target);
+	d = mta_dest_get(key, 0, 0);
+	if (d->handover)
+		return d;
+	len = colon != NULL ? (size_t)(colon - target) : strlen(target);
+	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
+		h++;
+		len -= 2;
+	}
+	if (len >= sizeof host)
+		len = sizeof host - 1;
+	memcpy(host, h, len);
+	host[len] = '\0';
+	d->handover = 1;
+	util_strlcpy(d->host, host, sizeof d->host);
+	d->port = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 25;
 	return d;
 }
 
@@ -297,6 +354,8 @@ mta_drop_self(struct dns_target *t, size_t n, unsigned port)
 static unsigned
 mta_dest_port(const struct mta_dest *d)
 {
+	if (d->handover)
+		return d->port;
 	if (d->lmtp)
 		return (unsigned)mta.conf->lmtp_port;
 	return d->gateway ? (unsigned)mta.conf->gateway_port :
@@ -317,17 +376,17 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 		mta_status_fill(&st, MTA_TEMP, "4.4.3", "%s", res->error);
 		goto fail;
 	case DNS_NXDOMAIN:
-		mta_status_fill(&st, d->gateway || d->lmtp ? MTA_TEMP :
-		    MTA_PERM, d->gateway || d->lmtp ? "4.4.3" : "5.1.2", "%s",
-		    res->error);
+		mta_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    MTA_TEMP : MTA_PERM, d->gateway || d->lmtp ||
+		    d->handover ? "4.4.3" : "5.1.2", "%s", res->error);
 		goto fail;
 	case DNS_NULLMX:
 		mta_status_fill(&st, MTA_PERM, "5.1.10", "%s", res->error);
 		goto fail;
 	case DNS_NOHOST:
-		mta_status_fill(&st, d->gateway || d->lmtp ? MTA_TEMP :
-		    MTA_PERM, d->gateway || d->lmtp ? "4.4.3" : "5.4.4", "%s",
-		    res->error);
+		mta_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    MTA_TEMP : MTA_PERM, d->gateway || d->lmtp ||
+		    d->handover ? "4.4.3" : "5.4.4", "%s", res->error);
 		goto fail;
 	}
 	free(d->targets);
@@ -385,7 +444,9 @@ mta_resolve(struct mta_dest *d)
 		mta_lmtp_unix(d);
 		return;
 	}
-	if (d->lmtp)
+	if (d->handover)
+		d->query = dns_resolve_host(d->host, mta_dns_cb, d);
+	else if (d->lmtp)
 		d->query = dns_resolve_host(mta.conf->lmtp_host, mta_dns_cb,
 		    d);
 	else if (d->gateway)
@@ -465,16 +526,17 @@ mta_conn_new(struct mta_dest *d)
 
 	memset(&p, 0, sizeof p);
 	p.helo = conf->hostname;
-	p.name = d->gateway ? conf->gateway : d->lmtp ? conf->lmtp_host :
-	    d->name;
+	p.name = d->handover ? d->host : d->gateway ? conf->gateway :
+	    d->lmtp ? conf->lmtp_host : d->name;
 	p.targets = d->targets;
 	p.ntargets = d->ntargets;
 	p.port = (uint16_t)mta_dest_port(d);
 	/* LMTP: no TLS, no AUTH, per-recipient replies after the dot. */
 	p.lmtp = d->lmtp;
 	p.starttls = !d->lmtp && conf->starttls;
-	p.tls_verify = d->gateway && conf->gateway_tls_verify;
-	if (d->gateway && mta.auth_user != NULL) {
+	p.tls_verify = d->gateway && !d->handover &&
+	    conf->gateway_tls_verify;
+	if (d->gateway && !d->handover && mta.auth_user != NULL) {
 		p.auth_user = mta.auth_user;
 		p.auth_pass = mta.auth_pass;
 	}
@@ -582,18 +644,25 @@ mta_submit(struct mta_job *job)
 {
 	struct mta_dest	*d;
 	size_t		 i;
+	/* The scheduler hands local recipients here only for LMTP. */
+	int		 lmtp = job->handover == NULL &&
+			    mta.conf->transport != CONFIG_TRANSPORT_MAILDIR &&
+			    config_is_local_domain(mta.conf, job->domain);
+	int		 gateway = job->handover == NULL && !lmtp &&
+			    mta_use_gateway(job);
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st.result = MTA_NONE;
 		job->tx.rcpts[i].dsn = 0;
+		job->tx.rcpts[i].gateway = gateway;
 		util_strlcpy(job->tx.rcpts[i].relay, "none",
 		    sizeof job->tx.rcpts[i].relay);
 	}
-	/* The scheduler hands local recipients here only for LMTP. */
-	if (mta.conf->transport != CONFIG_TRANSPORT_MAILDIR &&
-	    config_is_local_domain(mta.conf, job->domain))
+	if (job->handover != NULL)
+		d = mta_dest_handover(job->handover);
+	else if (lmtp)
 		d = mta_dest_get(MTA_LMTP_KEY, 0, 1);
-	else if (mta_use_gateway(job))
+	else if (gateway)
 		d = mta_dest_get(MTA_GATEWAY_KEY, 1, 0);
 	else
 		d = mta_dest_get(job->domain, 0, 0);

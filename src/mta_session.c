@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -59,6 +60,7 @@
 #include "log.h"
 #include "mime.h"
 #include "mta_session.h"
+#include "sessinfo.h"
 #include "smtp_parse.h"
 #include "tls.h"
 #include "util.h"
@@ -214,6 +216,10 @@ struct mta_session {
 	struct mime_conv	*mime;		/* 8-bit parts made 7-bit */
 	int			 bdat;		/* the body goes with BDAT */
 	uint64_t		 bdat_size;	/* octets announced */
+
+	/* For ternctl sessions. */
+	time_t			 opened;	/* monotonic seconds */
+	struct sessinfo_bytes	 bytes;
 
 	/* Why it ends. */
 	struct mta_status	 last;		/* last address's failure */
@@ -729,6 +735,7 @@ mta_connect(struct mta_session *s)
 	s->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new failed");
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, mta_read_cb, mta_write_cb, mta_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, MTA_BODY_LOWAT, 0);
 	log_debug("mta %s: connecting", s->relay);
@@ -944,6 +951,7 @@ mta_tls_start(struct mta_session *s)
 		return;
 	}
 	s->bev = bev;
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, mta_read_cb, mta_write_cb, mta_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, MTA_BODY_LOWAT, 0);
 	mta_enter_state(s, MTA_STATE_TLS);
@@ -2101,6 +2109,31 @@ mta_defer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A new session: connect to the first address; callbacks come later. */
+static time_t
+mta_session_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* What ternctl sessions shows of a connection. */
+void
+mta_session_info(const struct mta_session *s, struct sessinfo *si)
+{
+	time_t	now = mta_session_now();
+
+	si->id = NULL;
+	si->peer = s->relay[0] != '\0' ? s->relay : s->name;
+	si->state = mta_states[s->state].name;
+	si->age = now > s->opened ? (uint64_t)(now - s->opened) : 0;
+	si->bytes_in = s->bytes.in;
+	si->bytes_out = s->bytes.out;
+	si->tls = s->bev != NULL && tls_is_tls(s->bev) ?
+	    tls_version(s->bev) : NULL;
+}
+
 struct mta_session *
 mta_session_new(struct event_base *base,
     const struct mta_session_params *params, const struct mta_session_cb *cb,
@@ -2115,6 +2148,7 @@ mta_session_new(struct event_base *base,
 	s->base = base;
 	s->cb = *cb;
 	s->arg = arg;
+	s->opened = mta_session_now();
 	if ((s->ev = evtimer_new(base, mta_defer_cb, s)) == NULL)
 		fatalx("evtimer_new failed");
 	s->helo = xstrdup(params->helo);

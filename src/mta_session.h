@@ -62,6 +62,7 @@ struct mta_rcpt {
 	int			 tls;		/* sent over TLS */
 	int			 final;		/* delivered to its mailbox
 						   (LMTP), not relayed */
+	int			 gateway;	/* to the gateway (mta.c) */
 };
 
 /* One message to some recipients; everything owned by the caller. */
@@ -131,5 +132,8 @@ void		 mta_session_free(struct mta_session *);
 int		 mta_session_is_closing(const struct mta_session *);
 const char	*mta_session_relay(const struct mta_session *);
 int		 mta_session_tls(const struct mta_session *);
+struct sessinfo;
+void		 mta_session_info(const struct mta_session *,
+		    struct sessinfo *);
 
 #endif

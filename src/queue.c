@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "util.h"
 #include "workpool.h"
@@ -67,6 +68,7 @@ struct queue_commit {
 	int			 cancelled;
 	int			 error;
 	unsigned		 dir;
+	struct timespec		 started;	/* for the commit metric */
 };
 TAILQ_HEAD(queue_commits, queue_commit);
 TAILQ_HEAD(queue_live, queue_commit);
@@ -886,6 +888,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->cb = cb;
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
 		    env->id);
@@ -1097,14 +1100,19 @@ static void
 queue_batch_finish(struct queue_commits *batch)
 {
 	struct queue_commit	*c;
+	struct timespec		 now;
 
 	while ((c = TAILQ_FIRST(batch)) != NULL) {
 		TAILQ_REMOVE(batch, c, entry);
 		TAILQ_REMOVE(&queue.live, c, live);
 		close(c->msg->fd);
-		if (c->error == 0)
+		if (c->error == 0) {
 			queue.count++;
-		else {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			metrics_observe(METRICS_HIST_COMMIT,
+			    (double)(now.tv_sec - c->started.tv_sec) +
+			    (double)(now.tv_nsec - c->started.tv_nsec) / 1e9);
+		} else {
 			errno = c->error;
 			log_warn("%s: commit failed", c->msg->id);
 		}

@@ -32,6 +32,7 @@
 #include "envelope.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
 #include "mta.h"
 #include "queue.h"
 #include "scheduler.h"
@@ -50,6 +51,7 @@ struct sched_msg {
 	char		*domains;	/* of the pending recipients, for a
 					   flush: lowercase, each ending in
 					   a NUL, the list in an empty one */
+	char		*handover;	/* "host:port": next attempt there */
 };
 
 /* What the administrator asked of a message while it was attempted. */
@@ -95,6 +97,8 @@ struct sched_attempt {
 	enum dsn_action		 notice_action;	/* of the one committing */
 	enum sched_action	 action;	/* at the end of the attempt */
 	int			 flush;		/* due at once when it ends */
+	char			*handover;	/* every pending recipient goes
+						   to this "host:port" */
 };
 TAILQ_HEAD(sched_attempts, sched_attempt);
 
@@ -380,6 +384,7 @@ sched_attempt_free(struct sched_attempt *a)
 		close(a->fd);
 	envelope_clear(&a->env);
 	envelope_clear(&a->benv);
+	free(a->handover);
 	free(a);
 }
 
@@ -425,14 +430,23 @@ static void
 sched_history(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr,
     const char *what)
 {
-	int	tls = mr->tls;
+	enum metrics_dest	dest;
+	int			tls = mr->tls;
 
-	if (strcmp(what, "sent") == 0)
+	dest = config_is_local_domain(sched.conf,
+	    sched_domain(a->env.rcpts[i].addr)) ? METRICS_LOCAL :
+	    mr->gateway ? METRICS_GATEWAY : METRICS_REMOTE;
+	if (strcmp(what, "sent") == 0) {
 		sched.stats.delivered++;
-	else if (strcmp(what, "deferred") == 0)
+		metrics_delivery(METRICS_SENT, dest);
+		metrics_observe(METRICS_HIST_DELIVERY, sched_delay(&a->env));
+	} else if (strcmp(what, "deferred") == 0) {
 		sched.stats.deferred++;
-	else
+		metrics_delivery(METRICS_DEFERRED, dest);
+	} else {
 		sched.stats.bounced++;
+		metrics_delivery(METRICS_BOUNCED, dest);
+	}
 	if (strcmp(mr->relay, "none") == 0 ||
 	    strcmp(mr->relay, SCHED_RELAY_LOCAL) == 0)
 		tls = -1;
@@ -469,11 +483,21 @@ sched_outcome(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr)
 			    DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED);
 		break;
 	case MTA_PERM:
+		if (a->handover != NULL) {
+			/* A peer taking over the queue: ours still. */
+			envelope_set_str(&a->env.last_error, st->text);
+			what = "deferred";
+			break;
+		}
 		a->failed[i] = 1;
 		what = "bounced";
 		break;
 	default:
 		envelope_set_str(&a->env.last_error, st->text);
+		if (a->handover != NULL) {
+			what = "deferred";
+			break;
+		}
 		if (a->env.tries + 1 >= sched.conf->max_tries) {
 			/* The last try: returned to the sender now. */
 			a->failed[i] = 1;
@@ -525,7 +549,11 @@ sched_make_jobs(struct sched_attempt *a)
 
 	a->jobs = xcalloc(env->nrcpts, sizeof *a->jobs);
 	for (i = 0; i < env->nrcpts; i++) {
-		if (!sched_is_remote(&env->rcpts[i]) || a->failed[i])
+		/* A hand-over takes the local recipients too. */
+		if (a->handover != NULL ? env->rcpts[i].state !=
+		    ENVELOPE_RCPT_PENDING : !sched_is_remote(&env->rcpts[i]))
+			continue;
+		if (a->failed[i])
 			continue;
 		domain = sched_domain(env->rcpts[i].addr);
 		for (j = 0; j < a->njobs; j++) {
@@ -554,6 +582,7 @@ sched_make_jobs(struct sched_attempt *a)
 			sj->job.tx.envid = env->envid;
 			sj->job.cb = sched_job_cb;
 			sj->job.arg = sj;
+			sj->job.handover = a->handover;
 		}
 		sj->idx[sj->job.tx.nrcpts] = i;
 		mr = &sj->job.tx.rcpts[sj->job.tx.nrcpts++];
@@ -710,6 +739,8 @@ sched_deliver_local(struct sched_attempt *a)
 	char			 mailbox[USERS_PATH_SIZE];
 	size_t			 i;
 
+	if (a->handover != NULL)
+		return 0;
 	for (i = 0; i < a->env.nrcpts; i++) {
 		r = &a->env.rcpts[i];
 		if (!sched_is_local(r) || a->failed[i])
@@ -782,6 +813,8 @@ sched_start(struct sched_msg *m)
 
 	if ((a = sched_attempt_new(m, "attempted")) == NULL)
 		return;
+	a->handover = m->handover;
+	m->handover = NULL;
 	if ((a->fd = queue_msg_open(m->id)) == -1) {
 		log_warn("%s: cannot open the content", m->id);
 		a->env.next_attempt = time(NULL) +
@@ -1205,6 +1238,7 @@ sched_msg_free(struct sched_msg *m)
 	if (m == NULL)
 		return;
 	free(m->domains);
+	free(m->handover);
 	free(m);
 }
 
@@ -1513,19 +1547,56 @@ scheduler_flush_id(const char *id)
 	return 1;
 }
 
+/*
+ * Hand a message over to another MTA ("host:port"): its next attempt,
+ * made now, sends every pending recipient there, the local ones too;
+ * what the peer does not take with 250 stays, and is neither bounced
+ * nor failed for it.  One attempt: the message then follows its route
+ * again.  -1 for a message not waiting (unknown, or held).
+ */
+int
+scheduler_handover(const char *id, const char *target)
+{
+	struct sched_attempt	*a;
+	struct sched_msg	*m;
+
+	if ((a = sched_find_active(id)) != NULL) {
+		if (a->action != SCHED_ACTION_NONE)
+			return -1;
+		m = a->m;
+		a->flush = 1;
+	} else if ((m = sched_find_waiting(id)) == NULL)
+		return -1;
+	free(m->handover);
+	m->handover = xstrdup(target);
+	if (a == NULL) {
+		sched_make_due(m, time(NULL));
+		sched_rearm();
+	}
+	log_info("%s: to be handed over to %s", id, target);
+	return 0;
+}
+
 void
 scheduler_stats(struct scheduler_stats *st)
 {
 	struct sched_attempt	*a;
+	time_t			 now = time(NULL);
 	size_t			 i;
 
 	*st = sched.stats;
 	st->queue_size = queue_count();
-	st->uptime = time(NULL) - sched.started;
+	st->uptime = now - sched.started;
 	st->oldest = 0;
+	st->active = sched.nactive;
+	st->waiting = 0;
 	for (i = 0; i < sched.nheap; i++) {
 		if (st->oldest == 0 || sched.heap[i]->arrival < st->oldest)
 			st->oldest = sched.heap[i]->arrival;
+		if (sched.heap[i]->next <= now)
+			st->active++;
+		else
+			st->waiting++;
 	}
 	TAILQ_FOREACH(a, &sched.active, entry) {
 		if (st->oldest == 0 || a->m->arrival < st->oldest)

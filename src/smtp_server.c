@@ -39,6 +39,8 @@
 #include "log.h"
 #include "proxy.h"
 #include "proxy_conn.h"
+#include "metrics.h"
+#include "sessinfo.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "util.h"
@@ -285,6 +287,22 @@ smtp_server_port(const struct sockaddr *sa)
 	return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
 }
 
+/* Each inbound session, for ternctl sessions. */
+void
+smtp_server_sessions(void (*fn)(const struct sessinfo *, void *), void *arg)
+{
+	struct smtp_server_client	*c;
+	struct sessinfo			 si;
+
+	TAILQ_FOREACH(c, &server.clients, entry) {
+		if (c->session == NULL)
+			continue;
+		memset(&si, 0, sizeof si);
+		smtp_session_info(c->session, &si);
+		fn(&si, arg);
+	}
+}
+
 /*
  * Refuse a connection before any session exists for it; one that expects
  * TLS first is just closed.
@@ -323,6 +341,8 @@ smtp_server_refuse_client(evutil_socket_t fd, enum smtp_kind kind,
 	smtp_server_addr_str(sa, addr, sizeof addr);
 	log_info("refused connection from [%s]: %s", addr,
 	    anvil_result_str(r));
+	metrics_refused(r == ANVIL_CONN_RATE ? METRICS_REFUSED_CLIENT_RATE :
+	    METRICS_REFUSED_CLIENT_LIMIT);
 	smtp_server_refuse(fd, kind, r == ANVIL_CONN_RATE ?
 	    "too many connections from your address per unit of time" :
 	    "too many connections from your address");
@@ -380,6 +400,7 @@ smtp_server_start(struct smtp_server_client *c, int fd,
 
 	if (server.draining) {
 		server.drain_refused++;
+		metrics_refused(METRICS_REFUSED_DRAINING);
 		smtp_server_addr_str(sa, addr, sizeof addr);
 		log_info("refused connection from [%s]: draining", addr);
 		smtp_server_refuse_esc(fd, c->kind, "4.3.2",
@@ -399,7 +420,8 @@ smtp_server_start(struct smtp_server_client *c, int fd,
 	if (c->session == NULL) {
 		anvil_disconnect(&key, 0, anvil_now());
 		smtp_server_drop(c);
-	}
+	} else
+		metrics.sessions++;
 }
 
 /*
@@ -469,6 +491,7 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	    smtp_server_evict() == -1) {
 		log_info("refused connection: %zu sessions (session budget)",
 		    server.nclients);
+		metrics_refused(METRICS_REFUSED_BUDGET);
 		smtp_server_refuse(fd, l->kind, "too many connections");
 		return;
 	}
@@ -522,6 +545,7 @@ smtp_server_shed(struct smtp_server_listener *l, int err)
 		if (fd != -1) {
 			smtp_server_refuse_esc(fd, l->kind, "4.3.2",
 			    "out of resources, try again later");
+			metrics_refused(METRICS_REFUSED_RESOURCES);
 			n++;
 		}
 		server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -30,6 +30,9 @@ struct smtp_server_stats {
 };
 
 void	 smtp_server_stats(struct smtp_server_stats *);
+struct sessinfo;
+void	 smtp_server_sessions(void (*)(const struct sessinfo *, void *),
+	    void *);
 void	 smtp_server_free(void);
 
 #endif

@@ -31,6 +31,8 @@
 #include "envelope.h"
 #include "hdrscan.h"
 #include "log.h"
+#include "metrics.h"
+#include "sessinfo.h"
 #include "pwcheck.h"
 #include "queue.h"
 #include "sasl.h"
@@ -130,6 +132,8 @@ struct smtp_session {
 	char			 addr[64];
 	char			 helo[256];
 	char			 sid[12];	/* on each log line */
+	uint64_t		 opened;	/* ms, monotonic */
+	struct sessinfo_bytes	 bytes;		/* for ternctl sessions */
 };
 
 /* The reply table: every answer tern gives a client, one place. */
@@ -309,6 +313,23 @@ static const struct smtp_reply_entry {
 	    "authentication failures from %s, try again later" },
 	[SMTP_R_AUTH_USER_PENALTY] = { 454, "4.7.0", "Error: too many "
 	    "authentication failures for this account, try again later" },
+};
+
+/* The metrics reason of each refusal smtp_log_reject() logs. */
+static const enum metrics_reject smtp_reject_reasons[] = {
+	[SMTP_R_RELAY_DENIED] = METRICS_REJECT_RELAY,
+	[SMTP_R_UNKNOWN_USER] = METRICS_REJECT_UNKNOWN_USER,
+	[SMTP_R_ALIAS_LOOP] = METRICS_REJECT_ALIAS_LOOP,
+	[SMTP_R_SENDER_NOT_OWNED] = METRICS_REJECT_SENDER,
+	[SMTP_R_MSG_RATE] = METRICS_REJECT_RATE,
+	[SMTP_R_RCPT_RATE] = METRICS_REJECT_RATE,
+	[SMTP_R_SIZE] = METRICS_REJECT_SIZE,
+	[SMTP_R_DATA_BARE] = METRICS_REJECT_CONTENT,
+	[SMTP_R_DATA_LONG_LINE] = METRICS_REJECT_CONTENT,
+	[SMTP_R_DATA_NUL] = METRICS_REJECT_CONTENT,
+	[SMTP_R_NO_ROOM] = METRICS_REJECT_STORAGE,
+	[SMTP_R_SPOOL_ERROR] = METRICS_REJECT_STORAGE,
+	[SMTP_R_ETRN_DENIED] = METRICS_REJECT_ETRN,
 };
 
 /* Verb policy flags. */
@@ -517,6 +538,24 @@ void
 smtp_session_set_stress(int on)
 {
 	smtp_stress = on;
+}
+
+static uint64_t	smtp_now_ms(void);
+
+/* What ternctl sessions shows of a session; valid until it changes. */
+void
+smtp_session_info(const struct smtp_session *s, struct sessinfo *si)
+{
+	uint64_t	now = smtp_now_ms();
+
+	si->id = s->sid;
+	si->peer = s->addr;
+	si->state = smtp_states[s->state].name;
+	si->age = now > s->opened ? (now - s->opened) / 1000 : 0;
+	si->bytes_in = s->bytes.in;
+	si->bytes_out = s->bytes.out;
+	si->tls = (s->flags & SMTP_F_TLS) && s->bev != NULL ?
+	    tls_version(s->bev) : NULL;
 }
 
 /*
@@ -757,6 +796,8 @@ smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
 	char		 helo[LOG_ESCAPE_SIZE];
 	int		 n;
 
+	metrics_rejected((size_t)r < nitems(smtp_reject_reasons) ?
+	    smtp_reject_reasons[r] : METRICS_REJECT_OTHER);
 	if (from == NULL && s->tx != NULL)
 		from = s->tx->env.sender;
 	if ((pct = strstr(e->text, "%s")) != NULL)
@@ -1543,6 +1584,7 @@ smtp_tls_begin(struct smtp_session *s)
 		return;
 	}
 	s->bev = tbev;
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
@@ -2316,6 +2358,8 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		free(s);
 		return NULL;
 	}
+	s->opened = smtp_now_ms();
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);

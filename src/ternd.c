@@ -27,10 +27,13 @@
 #include "envelope.h"
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_server.h"
 #include "mta.h"
 #include "mta_session.h"
 #include "notify.h"
 #include "pickup.h"
+#include "sessinfo.h"
 #include "priv.h"
 #include "queue.h"
 #include "scheduler.h"
@@ -84,6 +87,7 @@ ternd_etrn_cb(const char *domain, int subdomains)
 static void
 ternd_queued_cb(const struct envelope *env)
 {
+	metrics.received++;
 	scheduler_add(env, 0);
 }
 
@@ -333,6 +337,13 @@ ternd_reload(char **cause)
 		util_strlcpy(conf->dns_servers, ternd.conf->dns_servers,
 		    sizeof conf->dns_servers);
 	}
+	if (metrics_server_set_listen(conf->metrics_listen,
+	    conf->nmetrics_listen, cause) == -1) {
+		log_warnx("reload: %s; keeping the old metrics listener",
+		    *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	smtp_session_set_config(conf);
 	mta_set_config(conf);
 	scheduler_set_config(conf);
@@ -455,6 +466,30 @@ ternd_ctl_stats(struct control_stats *st)
 	st->uptime = ss.uptime > 0 ? (uint64_t)ss.uptime : 0;
 }
 
+/* The gauges of a metrics scrape. */
+static void
+ternd_metrics_gauges(struct metrics_gauges *g)
+{
+	struct scheduler_stats		ss;
+	struct smtp_server_stats	as;
+	time_t				now = time(NULL);
+
+	scheduler_stats(&ss);
+	smtp_server_stats(&as);
+	g->inbound = as.sessions;
+	g->outbound = mta_active();
+	g->queue_active = ss.active;
+	g->queue_deferred = ss.waiting;
+	g->queue_hold = ss.queue_size > ss.active + ss.waiting ?
+	    ss.queue_size - ss.active - ss.waiting : 0;
+	g->oldest_age = ss.oldest > 0 && ss.oldest < now ?
+	    (double)(now - ss.oldest) : 0;
+	g->session_budget = as.budget;
+	g->bytes_held = as.bytes;
+	g->stress = as.stress;
+	g->start_time = (double)(now - ss.uptime);
+}
+
 /* One message of "queue", with only what a listing shows. */
 static void
 ternd_list_cb(const struct envelope *env, int held, void *arg)
@@ -520,6 +555,47 @@ ternd_ctl_drain(int on)
 	notify_status(status);
 }
 
+/* "sessions": one line per session, as ctl_proto.h describes it. */
+struct ternd_sessions {
+	control_emit_fn	 emit;
+	void		*arg;
+	const char	*dir;
+};
+
+static void
+ternd_session_cb(const struct sessinfo *si, void *arg)
+{
+	struct ternd_sessions	*ts = arg;
+	char			 line[512], state[64], *p;
+
+	util_strlcpy(state, si->state != NULL ? si->state : "-",
+	    sizeof state);
+	for (p = state; *p != '\0'; p++) {
+		if (*p == ' ')
+			*p = '-';
+	}
+	util_snprintf(line, sizeof line, "dir=%s id=%s peer=%s state=%s "
+	    "age=%ju in=%ju out=%ju tls=%s", ts->dir,
+	    si->id != NULL ? si->id : "-", si->peer != NULL && *si->peer !=
+	    '\0' ? si->peer : "-", state, (uintmax_t)si->age,
+	    (uintmax_t)si->bytes_in, (uintmax_t)si->bytes_out,
+	    si->tls != NULL ? si->tls : "-");
+	ts->emit(line, ts->arg);
+}
+
+static void
+ternd_ctl_sessions(control_emit_fn emit, void *arg)
+{
+	struct ternd_sessions	ts;
+
+	ts.emit = emit;
+	ts.arg = arg;
+	ts.dir = "inbound";
+	smtp_server_sessions(ternd_session_cb, &ts);
+	ts.dir = "outbound";
+	mta_sessions(ternd_session_cb, &ts);
+}
+
 static const struct control_ops ternd_ctl_ops = {
 	.hold = scheduler_hold,
 	.release = scheduler_release,
@@ -532,6 +608,8 @@ static const struct control_ops ternd_ctl_ops = {
 	.stop = ternd_stop,
 	.list = ternd_ctl_list,
 	.drain = ternd_ctl_drain,
+	.sessions = ternd_ctl_sessions,
+	.handover = scheduler_handover,
 };
 
 /*
@@ -667,6 +745,9 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	control_set_queue_list(ternd.conf->queue_list ==
 	    CONFIG_QUEUE_LIST_ANYONE);
+	if (metrics_server_init(ternd.base, ternd.conf->metrics_listen,
+	    ternd.conf->nmetrics_listen, ternd_metrics_gauges, &cause) == -1)
+		fatalx("%s", cause);
 	/* Root was only needed for the ports below 1024 and the spool. */
 	ternd.dropped = geteuid() == 0;
 	if (priv_drop(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
@@ -698,6 +779,7 @@ main(int argc, char **argv)
 
 	pickup_shutdown();
 	control_shutdown();
+	metrics_server_shutdown();
 	smtp_server_free();
 	mta_shutdown();
 	scheduler_shutdown();

@@ -29,6 +29,9 @@ run_timeout=${BENCH_TIMEOUT:-300}
 stall=${BENCH_STALL:-30}
 tmpbase=${BENCH_TMPDIR:-/var/tmp}
 keep=${BENCH_KEEP:-no}
+# yes: ternd serves metrics, and is measured twice, without and then with
+# a scraper asking for /metrics every second.
+scrape=${BENCH_SCRAPE:-no}
 
 if [ $# -gt 0 ]; then
 	echo "usage: $0 (settings in the environment, see" \
@@ -56,6 +59,7 @@ pf_started=
 tern_sink_pid=
 postfix_sink_pid=
 failed=
+scraper_pid=
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$top/contrib/bench/lib.sh"
@@ -66,6 +70,7 @@ cleanup() {
 	set +e
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
+	[ -n "$scraper_pid" ] && stop_pid "$scraper_pid" scraper
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
 	pf_stop
 	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
@@ -125,6 +130,11 @@ start_ternd() {
 		run_as="user = nobody"
 		tern_spool_prepare "$T/tern/spool" nobody
 	fi
+	metrics_line=
+	if [ "$scrape" = yes ]; then
+		metrics_port=$(free_port)
+		metrics_line="metrics_listen = $metrics_port"
+	fi
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
 hostname = bench.test
@@ -132,6 +142,7 @@ spool = $T/tern/spool
 log = stderr
 shutdown_timeout = 5s
 $run_as
+$metrics_line
 
 [smtp]
 listen = 127.0.0.1:$tern_port
@@ -298,9 +309,11 @@ measure() {
 		    die "$1: warm-up failed ($res):" \
 		    "$(tail -n 3 "$T/$1-source.out")"
 	fi
+	# The recipient's local part tells this run's messages at the sink.
+	lp=${5:-rcpt}
 	say "$1: $messages timed messages"
 	c0=$(tree_cpu "$3")
-	relay_run "$1" "$2" "$messages" rcpt@relay.bench.test "$3"
+	relay_run "$1" "$2" "$messages" "$lp@relay.bench.test" "$3"
 	c1=$(tree_cpu "$3")
 	status=$(field "$res" status)
 	got=$(field "$res" got)
@@ -345,7 +358,7 @@ measure() {
 	done
 	sleep 0.5
 	queued=$($4)
-	counts=$(sink_rcpts "$1" rcpt@relay.bench.test)
+	counts=$(sink_rcpts "$1" "$lp@relay.bench.test")
 	total=${counts% *}
 	distinct=${counts#* }
 	if [ "$total" -ne "$messages" ] || [ "$distinct" -ne "$messages" ]
@@ -360,6 +373,23 @@ measure() {
 		    "delivery"
 		check="$check; $queued still queued"
 	fi
+}
+
+# A scraper as Prometheus is one: GET /metrics every second, the last
+# answer kept and the good ones counted, until stopped.
+start_scraper() {
+	(
+		n=0
+		while :; do
+			if curl -sf --max-time 5 -o "$T/metrics.last" \
+			    "http://127.0.0.1:$metrics_port/metrics"; then
+				n=$((n + 1))
+				echo "$n" >"$T/scrapes"
+			fi
+			sleep 1
+		done
+	) &
+	scraper_pid=$!
 }
 
 # ----------------------------------------------------------------- main
@@ -391,6 +421,40 @@ if has tern; then
 	tern_elapsed=$elapsed
 	tern_rate=$rate
 	tern_check=$check
+	if [ "$scrape" = yes ]; then
+		start_scraper
+		measure tern "$tern_port" "$ternd_pid" tern_queued scraped
+		stop_pid "$scraper_pid" scraper || true
+		scraper_pid=
+		scraped_elapsed=$elapsed
+		scraped_rate=$rate
+		scraped_check=$check
+		# Once more without, so that the order does not decide.
+		measure tern "$tern_port" "$ternd_pid" tern_queued again
+		again_elapsed=$elapsed
+		again_rate=$rate
+		again_check=$check
+		scraped_check="$scraped_check; $(cat "$T/scrapes" 2>/dev/null ||
+		    echo 0) scrapes of $(wc -c <"$T/metrics.last" \
+		    2>/dev/null || echo 0) octets"
+		# What one scrape costs ternd, idle: 1000 in a row.
+		url="http://127.0.0.1:$metrics_port/metrics"
+		set -- "$url"
+		i=1
+		while [ "$i" -lt 1000 ]; do
+			set -- "$@" "$url"
+			i=$((i + 1))
+		done
+		c0=$(tree_cpu "$ternd_pid")
+		w0=$(date +%s.%N)
+		curl -sf "$@" >/dev/null || die "scraping $url failed"
+		w1=$(date +%s.%N)
+		c1=$(tree_cpu "$ternd_pid")
+		scrape_cost=$(awk -v t="$((c1 - c0))" -v w0="$w0" -v w1="$w1" \
+		    -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "1000 scrapes" \
+		    " in a row: %.3f ms of ternd CPU and %.3f ms of wall time" \
+		    " each", t / hz, (w1 - w0) }')
+	fi
 	problems "$T/ternd.log" ternd
 fi
 if has postfix; then
@@ -406,6 +470,18 @@ echo "== relay: $messages messages of $size octets, $sessions parallel" \
     "sessions, $conn_desc, each server to its own smtp-sink"
 has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     tern "$messages" "$tern_elapsed" "$tern_rate" "$tern_check"
+if has tern && [ "$scrape" = yes ]; then
+	printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+	    "tern+1s" "$messages" "$scraped_elapsed" "$scraped_rate" \
+	    "$scraped_check"
+	printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+	    tern "$messages" "$again_elapsed" "$again_rate" "$again_check"
+	awk -v a="$scraped_rate" -v b="$tern_rate" -v c="$again_rate" \
+	    'BEGIN { printf "scraping every second: %+.1f%% throughput " \
+	    "against the mean of the runs without\n",
+	    (a / ((b + c) / 2) - 1) * 100 }'
+	echo "metrics: $scrape_cost"
+fi
 has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
 if has tern && has postfix; then
