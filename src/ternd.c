@@ -26,6 +26,7 @@
 #include "ctl_proto.h"
 #include "envelope.h"
 #include "dns.h"
+#include "dvauth.h"
 #include "log.h"
 #include "mta.h"
 #include "mta_session.h"
@@ -168,6 +169,14 @@ static int
 ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 {
 	return confcheck_load_tls(conf, ctx, cause);
+}
+
+/* Dovecot's auth socket when it checks AUTH, else "" (none). */
+static const char *
+ternd_auth_socket(const struct config *conf)
+{
+	return conf->auth_backend == CONFIG_AUTH_DOVECOT ?
+	    conf->dovecot_auth_socket : "";
 }
 
 /* Give every module the users and TLS context now in force. */
@@ -333,6 +342,11 @@ ternd_reload(char **cause)
 		    sizeof conf->dns_servers);
 	}
 	smtp_session_set_config(conf);
+	if (dvauth_set_socket(ternd_auth_socket(conf), cause) == -1) {
+		log_warnx("reload: dovecot_auth_socket: %s", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	mta_set_config(conf);
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
@@ -631,6 +645,10 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	log_info("users: %zu loaded", users_count(ternd.users));
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
+	/* Connected from the loop, as tern's user, once it runs. */
+	dvauth_init(ternd.base);
+	if (dvauth_set_socket(ternd_auth_socket(ternd.conf), &cause) == -1)
+		fatalx("dovecot_auth_socket: %s", cause);
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
 
@@ -682,6 +700,7 @@ main(int argc, char **argv)
 	pickup_shutdown();
 	control_shutdown();
 	smtp_server_free();
+	dvauth_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();
