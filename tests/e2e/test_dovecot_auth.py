@@ -175,7 +175,8 @@ class DovecotCase(TernTestCase):
         smtp.update(self.smtp)
         self.t = mailtest.mail_tern(self, tls=True, smtp=smtp,
                                     delivery=self.delivery)
-        self.wait_ready()
+        if smtp["auth_backend"] == "dovecot":
+            self.wait_ready()
 
     def wait_ready(self, since=0):
         self.t.wait_log(r"dovecot auth \S+: ready, mechanisms: ",
@@ -291,6 +292,48 @@ class Mechanisms(DovecotCase):
                          AUTH_BAD_RE)
         self.assertRegex(c.cmd("AUTH GSSAPI").line, NOT_OFFERED_RE)
         # The session is intact after all that.
+        self.assertRegex(auth_plain(c, ALICE, ALICE_PW).line, AUTH_OK_RE)
+
+
+class Interleaved(DovecotCase):
+    """Exchanges of many sessions at once share the one connection to
+    Dovecot: each gets its own answer."""
+
+    N = 12
+
+    def test_sessions_side_by_side(self):
+        conns = [self.tls()[0] for _ in range(self.N)]
+        for c in conns:
+            self.assertEqual(c.cmd("AUTH LOGIN").code, 334)
+        for i, c in enumerate(conns):
+            self.assertEqual(c.cmd(b64(ALICE if i % 2 else BOB)).code, 334)
+        # Every password is sent before any answer is read.
+        for i, c in enumerate(conns):
+            pw = (ALICE_PW if i % 2 else BOB_PW) if i % 3 else WRONG_PW
+            c.send((b64(pw) + "\r\n").encode())
+        for i, c in enumerate(conns):
+            want = AUTH_OK_RE if i % 3 else AUTH_BAD_RE
+            self.assertRegex(c.reply().line, want, "session %d" % i)
+        for i, c in enumerate(conns):
+            if i % 3:
+                self.assertReply(c.cmd("MAIL FROM:<%s>" %
+                                       (ALICE if i % 2 else BOB)), MAIL_OK)
+
+
+class Reload(DovecotCase):
+    """SIGHUP moves between the users file and Dovecot."""
+
+    smtp = {"auth_backend": "users"}
+
+    def test_switch_backend(self):
+        _, r = self.tls()
+        self.assertFalse(has_keyword(r, "AUTH"), r)
+        mark = self.t.log_mark()
+        self.t.write_config(smtp={"auth_backend": "dovecot"})
+        self.t.reload()
+        self.wait_ready(since=mark)
+        c, r = self.tls()
+        self.assertTrue(has_keyword(r, "AUTH"), r)
         self.assertRegex(auth_plain(c, ALICE, ALICE_PW).line, AUTH_OK_RE)
 
 
