@@ -198,6 +198,7 @@ dvauth_lost(const char *fmt, ...)
 {
 	va_list	 ap;
 	char	 why[256];
+	int	 was_ready = dvauth.state == DVAUTH_READY;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
@@ -211,10 +212,15 @@ dvauth_lost(const char *fmt, ...)
 	dvauth.warned = 1;
 	dvauth_close();
 	dvauth.state = DVAUTH_DOWN;
-	dvauth_arm(dvauth.retry_ms);
-	dvauth.retry_ms *= 2;
-	if (dvauth.retry_ms > DVAUTH_RETRY_MAX_MS)
-		dvauth.retry_ms = DVAUTH_RETRY_MAX_MS;
+	/* A working connection lost (Dovecot reloaded?): try again now. */
+	if (was_ready)
+		dvauth_arm(0);
+	else {
+		dvauth_arm(dvauth.retry_ms);
+		dvauth.retry_ms *= 2;
+		if (dvauth.retry_ms > DVAUTH_RETRY_MAX_MS)
+			dvauth.retry_ms = DVAUTH_RETRY_MAX_MS;
+	}
 	dvauth_fail_all(why);
 }
 

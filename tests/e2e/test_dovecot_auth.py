@@ -228,6 +228,10 @@ class Mechanisms(DovecotCase):
         self.assertEqual(sorted(self.auth_words(r)), sorted(DOVECOT_MECHS))
         self.t.wait_log(r"dovecot auth %s: ready, mechanisms: "
                         % re.escape(self.dovecot.socket))
+        rc, out, err = ternlib.run_ternd(["-n", "-c", self.t.conf])
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("dovecot_auth_socket", err)
+        self.assertIn("dovecot_auth_socket = %s" % self.dovecot.socket, out)
 
     def test_plain(self):
         c, _ = self.tls()
@@ -470,6 +474,12 @@ class Unreachable(TernTestCase):
         r = c.ehlo()
         self.assertFalse(has_keyword(r, "AUTH"), r)
         self.assertRegex(auth_plain(c, ALICE, ALICE_PW).line, TEMP_RE)
+        # The check warns of the missing socket, and still passes.
+        rc, out, err = ternlib.run_ternd(["-n", "-c", t.conf])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("auth_backend = dovecot", out)
+        self.assertIn("warning: dovecot_auth_socket %s: No such file or "
+                      "directory" % sock, err)
 
 
 class Clients(DovecotCase):
