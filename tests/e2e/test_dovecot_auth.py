@@ -524,8 +524,9 @@ class Clients(DovecotCase):
                          "--mail-from", ALICE, "--mail-rcpt", REMOTE,
                          "--upload-file", self.message("curl")])
         self.relayed("curl")
-        self.t.wait_log(r"authenticated: sasl_method=\S+, "
-                        r"sasl_username=%s" % re.escape(ALICE))
+        # curl prefers CRAM-MD5 to LOGIN and PLAIN: a challenge made by
+        # Dovecot, answered by curl through tern.
+        self.authenticated("CRAM-MD5")
 
     @unittest.skipIf(shutil.which("msmtp") is None, "msmtp not installed")
     def test_msmtp(self):
@@ -540,8 +541,8 @@ class Clients(DovecotCase):
             self.run_client(["msmtp", "-C", conf, REMOTE], stdin=msg,
                             env=dict(os.environ, HOME=self.dovecot.dir))
         self.relayed("msmtp")
-        self.t.wait_log(r"authenticated: sasl_method=\S+, "
-                        r"sasl_username=%s" % re.escape(ALICE))
+        # Under TLS msmtp takes PLAIN among what Dovecot offers.
+        self.authenticated("PLAIN")
 
 
 if __name__ == "__main__":
