@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dvproto.h"
 #include "log.h"
 #include "sasl.h"
 #include "tls.h"
@@ -250,6 +251,18 @@ static const struct config_choice config_choices_add_headers[] = {
 	{ NULL, 0 }
 };
 
+/* SMTP AUTH against Dovecot: who checks, and its socket. */
+static int	config_parse_auth_socket(struct config *,
+		    const struct config_key *, const char *, char **);
+static const struct config_type config_type_auth_socket = {
+	config_parse_auth_socket, config_print_string, NULL
+};
+static const struct config_choice config_choices_auth_backend[] = {
+	{ "users", CONFIG_AUTH_USERS },
+	{ "dovecot", CONFIG_AUTH_DOVECOT },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
 	{ "stderr", LOG_TARGET_STDERR },
@@ -283,6 +296,8 @@ _Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
     "enum config_bare_newlines");
 _Static_assert(sizeof(enum config_add_headers) == sizeof(int),
     "enum config_add_headers");
+_Static_assert(sizeof(enum config_auth_backend) == sizeof(int),
+    "enum config_auth_backend");
 _Static_assert(sizeof(enum config_queue_list) == sizeof(int),
     "enum config_queue_list");
 _Static_assert(sizeof(enum config_spool_sync) == sizeof(int),
@@ -400,6 +415,12 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "auth_failure_delay", &config_type_duration,
 	  CONFIG_OFF(auth_failure_delay), 0, 0, "1s", 0, 60 * CONFIG_S,
 	  NULL },
+	{ "smtp", "auth_backend", &config_type_enum,
+	  CONFIG_OFF(auth_backend), 0, 0, "users", 0, 0,
+	  config_choices_auth_backend },
+	{ "smtp", "dovecot_auth_socket", &config_type_auth_socket,
+	  CONFIG_OFF(dovecot_auth_socket), 0, CONFIG_PATH_SIZE,
+	  "/run/dovecot/auth-client", 0, 0, NULL },
 	{ "smtp", "etrn_networks", &config_type_nets,
 	  CONFIG_OFF(etrn_networks), CONFIG_OFF(netrn_networks), 0, NULL, 0,
 	  0, NULL },
@@ -667,6 +688,31 @@ config_parse_opt_path(struct config *c, const struct config_key *k,
 		return 0;
 	}
 	return config_parse_path(c, k, value, cause);
+}
+
+/*
+ * Dovecot's auth client socket: an absolute path, unix:/path, or
+ * inet:HOST:PORT with a numeric HOST, as dvproto reads it.
+ */
+static int
+config_parse_auth_socket(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			*why;
+
+	if (dvproto_parse_socket(value, &ss, &sslen, &why) == -1) {
+		config_bad(cause, why, value, strlen(value));
+		free(why);
+		return -1;
+	}
+	if (strlen(value) >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
 }
 
 /* An OpenSSL cipher string: TLS 1.3 suites when k->min is 1. */

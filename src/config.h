@@ -68,6 +68,12 @@ enum config_transport {
 	CONFIG_TRANSPORT_LMTP_INET,	/* LMTP on host:port */
 };
 
+/* Who checks SMTP AUTH. */
+enum config_auth_backend {
+	CONFIG_AUTH_USERS,		/* the users file */
+	CONFIG_AUTH_DOVECOT,		/* Dovecot's auth client socket */
+};
+
 enum config_bare_newlines {
 	CONFIG_BARE_REJECT,
 	CONFIG_BARE_NORMALIZE,
@@ -133,6 +139,8 @@ struct config {
 	int			 auth_mechanisms;	/* 1 << SASL_MECH_*;
 							   0: auto */
 	int			 add_missing_headers;	/* CONFIG_ADD_HEADERS_* */
+	int			 auth_backend;	/* CONFIG_AUTH_* */
+	char			 dovecot_auth_socket[CONFIG_PATH_SIZE];
 	struct config_net	*etrn_networks;
 	size_t			 netrn_networks;
 	/* Per-client limits across sessions (anvil.c); rates per unit. */

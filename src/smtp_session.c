@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sessinfo.h"
+#include "dvauth.h"
 #include "pwcheck.h"
 #include "queue.h"
 #include "sasl.h"
@@ -108,6 +109,10 @@ struct smtp_auth {
 	struct pwcheck		*check;		/* a password being checked */
 	int			 doomed;	/* ...only to take the time */
 	struct event		*delay;		/* slowing down a failure */
+	/* auth_backend = dovecot: the exchange is Dovecot's. */
+	int			 dovecot;
+	struct dvauth_req	*dv;		/* NULL once answered */
+	char			 mech[DVPROTO_MECH_SIZE];
 };
 
 /* One client connection; owned by the server through closed_cb. */
@@ -209,6 +214,7 @@ enum smtp_reply {
 	SMTP_R_RCPT_RATE,
 	SMTP_R_AUTH_PENALTY,
 	SMTP_R_AUTH_USER_PENALTY,
+	SMTP_R_AUTH_TEMP,
 };
 
 static const struct smtp_reply_entry {
@@ -313,6 +319,8 @@ static const struct smtp_reply_entry {
 	    "authentication failures from %s, try again later" },
 	[SMTP_R_AUTH_USER_PENALTY] = { 454, "4.7.0", "Error: too many "
 	    "authentication failures for this account, try again later" },
+	[SMTP_R_AUTH_TEMP] = { 454, "4.7.0",
+	    "Temporary authentication failure, try again later" },
 };
 
 /* The metrics reason of each refusal smtp_log_reject() logs. */
@@ -381,6 +389,7 @@ static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
 static void	smtp_ehlo_auth(struct smtp_session *, char *, size_t);
 static int	smtp_offers_starttls(struct smtp_session *);
 static int	smtp_offers_auth(struct smtp_session *);
+static size_t	smtp_dovecot_mechs_count(void);
 static int	smtp_offers_etrn(struct smtp_session *);
 
 static const struct smtp_ehlo_entry {
@@ -931,7 +940,10 @@ static void
 smtp_cmd_ehlo(struct smtp_session *s, const char *args)
 {
 	const struct smtp_ehlo_entry	*e;
-	char				 text[128], value[64];
+	/* Room for AUTH and every mechanism Dovecot may announce. */
+	char				 value[DVPROTO_MECH_MAX *
+					    DVPROTO_MECH_SIZE];
+	char				 text[sizeof value + 16];
 	size_t				 i;
 
 	smtp_hello(s, args, 1);
@@ -959,13 +971,33 @@ smtp_offers_starttls(struct smtp_session *s)
 	return smtp_tls_ctx != NULL && !(s->flags & SMTP_F_TLS);
 }
 
-/* AUTH needs users, and TLS unless the configuration waives it. */
+static int
+smtp_auth_dovecot(void)
+{
+	return smtp_conf->auth_backend == CONFIG_AUTH_DOVECOT;
+}
+
+/* Not yet authenticated, and under TLS unless the configuration waives it. */
+static int
+smtp_may_auth(struct smtp_session *s)
+{
+	return s->user == NULL &&
+	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+}
+
+/*
+ * AUTH needs someone to check it: users in the users file, or Dovecot
+ * connected with a mechanism tern may offer (while it is away, AUTH is
+ * not announced: a client that needs it then fails at once rather than
+ * with a 454 after trying).
+ */
 static int
 smtp_offers_auth(struct smtp_session *s)
 {
+	if (smtp_auth_dovecot())
+		return smtp_may_auth(s) && smtp_dovecot_mechs_count() > 0;
 	return smtp_users != NULL && users_count(smtp_users) > 0 &&
-	    s->user == NULL &&
-	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+	    smtp_may_auth(s);
 }
 
 /*
@@ -981,6 +1013,31 @@ smtp_auth_mechs(void)
 	    (smtp_cram_usable ? 1 << SASL_MECH_CRAM_MD5 : 0);
 }
 
+/*
+ * A mechanism Dovecot announced that auth_mechanisms allows: every one
+ * under "auto", or those of the list tern knows by name.
+ */
+static int
+smtp_dovecot_allows(const char *mech)
+{
+	enum sasl_mech	m;
+
+	if (smtp_conf->auth_mechanisms == 0)
+		return 1;
+	return sasl_mech_parse(mech, &m) == 0 &&
+	    (smtp_conf->auth_mechanisms & 1 << m);
+}
+
+static size_t
+smtp_dovecot_mechs_count(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < dvauth_mech_count(); i++)
+		n += smtp_dovecot_allows(dvauth_mech(i));
+	return n;
+}
+
 static void
 smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
 {
@@ -991,6 +1048,16 @@ smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
 
 	(void)s;
 	*buf = '\0';
+	if (smtp_auth_dovecot()) {
+		for (i = 0; i < dvauth_mech_count(); i++) {
+			if (!smtp_dovecot_allows(dvauth_mech(i)))
+				continue;
+			if (*buf != '\0')
+				util_strlcat(buf, " ", size);
+			util_strlcat(buf, dvauth_mech(i), size);
+		}
+		return;
+	}
 	for (i = 0; i < nitems(order); i++) {
 		if (!(mechs & 1 << order[i]))
 			continue;
@@ -1185,14 +1252,31 @@ smtp_qualify(struct addr *a)
 		    sizeof a->domain);
 }
 
-/* An authenticated user may only send as one of their own addresses. */
+/*
+ * An authenticated user may only send as one of their own addresses.
+ * A name from Dovecot is an address too, in default_domain when it has
+ * no domain; its owner may also use what the users and aliases files
+ * give it.
+ */
 static int
 smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
 {
+	char	login[ADDR_PATH_SIZE];
+
 	if (s->user == NULL || !smtp_conf->auth_sender_check ||
 	    *sender == '\0')
 		return 1;
-	return smtp_users != NULL && users_owns(smtp_users, s->user, sender);
+	if (smtp_users == NULL)
+		return 0;
+	if (!smtp_auth_dovecot())
+		return users_owns(smtp_users, s->user, sender);
+	if (util_snprintf(login, sizeof login, "%s%s%s", s->user,
+	    strchr(s->user, '@') != NULL ? "" : "@",
+	    strchr(s->user, '@') != NULL ? "" : smtp_conf->default_domain) ==
+	    -1)
+		return 0;
+	return users_owns(smtp_users, login, sender) ||
+	    users_is_same_addr(smtp_users, login, sender);
 }
 
 /*
@@ -1623,6 +1707,8 @@ smtp_auth_free(struct smtp_session *s)
 		return;
 	if (au->check != NULL)
 		pwcheck_cancel(au->check);
+	if (au->dv != NULL)
+		dvauth_cancel(au->dv);
 	if (au->delay != NULL)
 		event_free(au->delay);
 	sasl_clear(&au->sasl);
@@ -1665,20 +1751,20 @@ smtp_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
  * password itself is never logged.
  */
 static void
-smtp_auth_result(struct smtp_session *s, int ok)
+smtp_auth_outcome(struct smtp_session *s, int ok, const char *mech,
+    const char *user)
 {
 	struct smtp_auth	*au = s->auth;
 	struct timeval		 tv;
 	char			 esc[LOG_ESCAPE_SIZE];
-	const char		*user = sasl_user(&au->sasl);
 	uint64_t		 ms;
 	unsigned		 shift;
 
 	log_escape(esc, sizeof esc, user, strlen(user));
 	if (ok) {
 		log_info("[%s]: authenticated: sasl_method=%s, "
-		    "sasl_username=%s, session=%s", s->addr,
-		    sasl_mech_str(au->sasl.mech), esc, s->sid);
+		    "sasl_username=%s, session=%s", s->addr, mech, esc,
+		    s->sid);
 		s->user = xstrdup(user);
 		smtp_auth_end(s, SMTP_R_AUTH_OK);
 		return;
@@ -1686,7 +1772,7 @@ smtp_auth_result(struct smtp_session *s, int ok)
 	s->auth_failures++;
 	log_mail("smtpd", "warning: unknown[%s]: SASL %s authentication "
 	    "failed: authentication failure, sasl_username=%s, session=%s",
-	    s->addr, sasl_mech_str(au->sasl.mech), esc, s->sid);
+	    s->addr, mech, esc, s->sid);
 	smtp_anvil_auth_failed(s, user);
 	shift = s->auth_failures - 1 < 10 ? s->auth_failures - 1 : 10;
 	ms = smtp_conf->auth_failure_delay << shift;
@@ -1699,6 +1785,14 @@ smtp_auth_result(struct smtp_session *s, int ok)
 		fatalx("smtp: evtimer_new");
 	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
 	evtimer_add(au->delay, &tv);
+}
+
+/* The users file's answer, for the identity the exchange gave. */
+static void
+smtp_auth_result(struct smtp_session *s, int ok)
+{
+	smtp_auth_outcome(s, ok, sasl_mech_str(s->auth->sasl.mech),
+	    sasl_user(&s->auth->sasl));
 }
 
 static void
@@ -1785,12 +1879,136 @@ smtp_auth_step(struct smtp_session *s, const char *in)
 	}
 }
 
+/*
+ * Dovecot cannot answer: 454, not counted as a failure, and said in the
+ * log so that the administrator learns why logins fail.
+ */
+static void
+smtp_auth_dovecot_temp(struct smtp_session *s, const char *why)
+{
+	char	esc[LOG_ESCAPE_SIZE];
+
+	log_escape(esc, sizeof esc, why, strlen(why));
+	log_warnx("AUTH from [%s]: Dovecot authentication unavailable: %s, "
+	    "session=%s", s->addr, esc, s->sid);
+	smtp_auth_end(s, SMTP_R_AUTH_TEMP);
+}
+
+/* The 334 of a challenge from Dovecot, as long as Dovecot made it. */
+static void
+smtp_reply_challenge(struct smtp_session *s, const char *b64)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	if (log_is_debug())
+		log_debug("smtp [%s]: >>> 334 (%zu octets)", s->addr,
+		    strlen(b64));
+	evbuffer_add_printf(out, "334 %s\r\n", b64);
+}
+
+/*
+ * Dovecot's answer.  The per-account limit is applied to the name it
+ * gives, whether the password was right or not, so that during a
+ * penalty both get the same 454.
+ */
+static void
+smtp_auth_dovecot_cb(enum dvauth_result r, const char *data,
+    const char *reason, void *arg)
+{
+	struct smtp_session	*s = arg;
+	struct smtp_auth	*au = s->auth;
+
+	if (r != DVAUTH_CONTINUE)
+		au->dv = NULL;
+	switch (r) {
+	case DVAUTH_CONTINUE:
+		smtp_enter_state(s, SMTP_STATE_AUTH);
+		smtp_reply_challenge(s, data);
+		break;
+	case DVAUTH_TEMP:
+		/* A client owing a line gets the 454 once it has sent it. */
+		if (s->state == SMTP_STATE_AUTH)
+			break;
+		smtp_auth_dovecot_temp(s, reason != NULL ? reason :
+		    "temporary failure");
+		break;
+	case DVAUTH_OK:
+	case DVAUTH_FAIL:
+		if (data != NULL && smtp_anvil(s, anvil_auth_allowed(smtp_sa(s),
+		    data, anvil_now()))) {
+			smtp_auth_free(s);
+			smtp_enter_state(s, SMTP_STATE_CMD);
+			break;
+		}
+		smtp_auth_outcome(s, r == DVAUTH_OK, au->mech,
+		    data != NULL ? data : "");
+		break;
+	}
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/* A line of the client during a Dovecot exchange: "*" or base64. */
+static void
+smtp_auth_dovecot_line(struct smtp_session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		smtp_auth_end(s, SMTP_R_AUTH_CANCEL);
+		return;
+	}
+	if (s->auth->dv == NULL) {
+		smtp_auth_dovecot_temp(s, "connection lost during the "
+		    "exchange");
+		return;
+	}
+	if (!dvproto_is_base64(line)) {
+		smtp_auth_end(s, SMTP_R_AUTH_BAD);
+		return;
+	}
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	if (dvauth_continue(s->auth->dv, line) == -1)
+		smtp_auth_end(s, SMTP_R_AUTH_BAD);
+}
+
+/* AUTH with Dovecot: mech is one it announced, ir as the client gave. */
+static void
+smtp_auth_dovecot_start(struct smtp_session *s, const char *mech,
+    const char *ir)
+{
+	struct dvauth_params	p;
+	struct sockaddr_storage	local;
+	socklen_t		len = sizeof local;
+
+	if (ir != NULL && strcmp(ir, "=") != 0 && !dvproto_is_base64(ir)) {
+		smtp_reply(s, SMTP_R_AUTH_BAD, NULL);
+		return;
+	}
+	s->auth = xcalloc(1, sizeof *s->auth);
+	s->auth->dovecot = 1;
+	util_strlcpy(s->auth->mech, mech, sizeof s->auth->mech);
+	memset(&p, 0, sizeof p);
+	p.mech = mech;
+	p.resp = ir == NULL ? NULL : strcmp(ir, "=") == 0 ? "" : ir;
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local,
+	    &len) == 0)
+		p.local = (struct sockaddr *)&local;
+	p.remote = smtp_sa(s);
+	p.secured = (s->flags & SMTP_F_TLS) != 0;
+	p.session = s->sid;
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	if ((s->auth->dv = dvauth_start(&p, smtp_auth_dovecot_cb, s)) ==
+	    NULL) {
+		dvauth_kick();
+		smtp_auth_dovecot_temp(s, "not connected");
+	}
+}
+
 /* AUTH mechanism [initial-response] (RFC 4954). */
 static void
 smtp_cmd_auth(struct smtp_session *s, const char *args)
 {
 	char		 mech[32];
-	const char	*ir;
+	const char	*ir, *dmech;
 	size_t		 len;
 	enum sasl_mech	 m;
 
@@ -1798,10 +2016,19 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_AUTH_DONE, NULL);
 		return;
 	}
+	if (smtp_auth_dovecot() && smtp_may_auth(s) &&
+	    !smtp_offers_auth(s)) {
+		/* Dovecot away: its mechanisms are unknown until it is back. */
+		dvauth_kick();
+		log_warnx("AUTH from [%s]: Dovecot authentication "
+		    "unavailable, session=%s", s->addr, s->sid);
+		smtp_reply(s, SMTP_R_AUTH_TEMP, NULL);
+		return;
+	}
 	if (!smtp_offers_auth(s)) {
-		smtp_reply(s, smtp_users != NULL && smtp_tls_ctx != NULL &&
-		    !(s->flags & SMTP_F_TLS) ? SMTP_R_NEED_TLS :
-		    SMTP_R_AUTH_OFF, NULL);
+		smtp_reply(s, (smtp_users != NULL || smtp_auth_dovecot()) &&
+		    smtp_tls_ctx != NULL && !(s->flags & SMTP_F_TLS) ?
+		    SMTP_R_NEED_TLS : SMTP_R_AUTH_OFF, NULL);
 		return;
 	}
 	if (s->tx != NULL) {
@@ -1821,6 +2048,15 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 	ir = args[len] == ' ' ? args + len + 1 : NULL;
 	if (ir != NULL && (*ir == '\0' || strchr(ir, ' ') != NULL)) {
 		smtp_reply(s, SMTP_R_AUTH_SYNTAX, NULL);
+		return;
+	}
+	if (smtp_auth_dovecot()) {
+		if ((dmech = dvauth_find_mech(mech)) == NULL ||
+		    !smtp_dovecot_allows(dmech)) {
+			smtp_reply(s, SMTP_R_AUTH_MECH, NULL);
+			return;
+		}
+		smtp_auth_dovecot_start(s, dmech, ir);
 		return;
 	}
 	if (sasl_mech_parse(mech, &m) == -1 ||
@@ -1996,7 +2232,9 @@ smtp_process_line(struct smtp_session *s)
 		return 0;
 	}
 	smtp_line[len - 2] = '\0';
-	if (auth)
+	if (auth && s->auth->dovecot)
+		smtp_auth_dovecot_line(s, smtp_line);
+	else if (auth)
 		smtp_auth_step(s, smtp_line);
 	else
 		smtp_dispatch(s, smtp_line);

@@ -26,6 +26,7 @@
 #include "ctl_proto.h"
 #include "envelope.h"
 #include "dns.h"
+#include "dvauth.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_server.h"
@@ -172,6 +173,14 @@ static int
 ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 {
 	return confcheck_load_tls(conf, ctx, cause);
+}
+
+/* Dovecot's auth socket when it checks AUTH, else "" (none). */
+static const char *
+ternd_auth_socket(const struct config *conf)
+{
+	return conf->auth_backend == CONFIG_AUTH_DOVECOT ?
+	    conf->dovecot_auth_socket : "";
 }
 
 /* Give every module the users and TLS context now in force. */
@@ -345,6 +354,11 @@ ternd_reload(char **cause)
 		*cause = NULL;
 	}
 	smtp_session_set_config(conf);
+	if (dvauth_set_socket(ternd_auth_socket(conf), cause) == -1) {
+		log_warnx("reload: dovecot_auth_socket: %s", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	mta_set_config(conf);
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
@@ -726,6 +740,10 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	log_info("users: %zu loaded", users_count(ternd.users));
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
+	/* Connected from the loop, as tern's user, once it runs. */
+	dvauth_init(ternd.base);
+	if (dvauth_set_socket(ternd_auth_socket(ternd.conf), &cause) == -1)
+		fatalx("dovecot_auth_socket: %s", cause);
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
 
@@ -781,6 +799,7 @@ main(int argc, char **argv)
 	control_shutdown();
 	metrics_server_shutdown();
 	smtp_server_free();
+	dvauth_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();

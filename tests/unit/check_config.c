@@ -217,6 +217,10 @@ static const struct {
 	int		 is_int;	/* int field, else uint64_t */
 	uint64_t	 want;
 } good_numbers[] = {
+	{ "[smtp]\nauth_backend = dovecot\n",
+	  offsetof(struct config, auth_backend), 1, CONFIG_AUTH_DOVECOT },
+	{ "[smtp]\nauth_backend = users\n",
+	  offsetof(struct config, auth_backend), 1, CONFIG_AUTH_USERS },
 	{ "[main]\nmin_free_space = 0\n",
 	  offsetof(struct config, min_free_space), 0, 0 },
 	{ "[main]\nmin_free_space = 1G\n",
@@ -554,6 +558,14 @@ static const struct {
 	const char	*key;
 	const char	*why;
 } bad[] = {
+	/* Dovecot authentication */
+	{ "[smtp]\nauth_backend = sasl\n", 2, "auth_backend", "sasl" },
+	{ "[smtp]\ndovecot_auth_socket = run/auth\n", 2,
+	  "dovecot_auth_socket", "neither an absolute path nor" },
+	{ "[smtp]\ndovecot_auth_socket = inet:dovecot.example:12345\n", 2,
+	  "dovecot_auth_socket", "not a numeric address" },
+	{ "[smtp]\ndovecot_auth_socket = inet:127.0.0.1:0\n", 2,
+	  "dovecot_auth_socket", "bad port" },
 	/* TLS offers and spool space */
 	{ "[smtp]\ntls_protocols = TLSv1.2 TLSv1.4\n", 2, "tls_protocols",
 	  "unknown protocol \"TLSv1.4\"" },
