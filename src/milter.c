@@ -967,6 +967,8 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 		if (c->step == MILTER_STEP_MESSAGE &&
 		    c->content == MILTER_C_WAIT_EOM)
 			f->in_message = 0;
+		/* The message is over for this filter. */
+		f->skip_message = 1;
 		milter_mods_clear(&c->fmods);
 		util_strlcpy(c->reply.filter, f->socket,
 		    sizeof c->reply.filter);

@@ -383,6 +383,10 @@ milter_edit_rcpt_args(struct envelope_rcpt *r, const char *args)
 				}
 				v += k + (v[k] == ',');
 			}
+			/* NEVER stands alone (RFC 3461 4.1). */
+			if ((r->notify & ENVELOPE_NOTIFY_NEVER) &&
+			    r->notify != ENVELOPE_NOTIFY_NEVER)
+				r->notify = 0;
 		} else if (n > 6 && strncasecmp(p, "ORCPT=", 6) == 0) {
 			free(r->orcpt);
 			r->orcpt = xstrndup(p + 6, n - 6);
