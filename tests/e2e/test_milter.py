@@ -407,6 +407,7 @@ class EndOfMessage(MilterCase):
             rcpts=("b@example.test", "gone@example.test")))
         fields, rcpts = self.t.read_env(qid)
         self.assertEqual(fields["sender"], "<new-sender@example.org>")
+        self.assertEqual(fields.get("ret"), "hdrs")
         addrs = [r["rcpt"] for r in rcpts]
         self.assertEqual(addrs, ["<b@example.test>", "<added@example.test>",
                                  "<added-par@example.test>"])
@@ -486,7 +487,11 @@ class Sockets(MilterCase):
         self.assertLess(msg.index(b"X-Added: added by the filter"),
                         msg.index(b"X-Added:added by the filter"))
         f1.wait_event("eom")
-        f2.wait_event("eom")
+        # The second filter saw the message as the first left it.
+        eom = f2.wait_event("eom")[-1]
+        self.assertIn(["X-Added", " added by the filter"], eom["headers"])
+        self.assertIn(["Subject", " changed by the filter"],
+                      eom["headers"])
 
     def test_noreply_skipped_steps_leading_space(self):
         f = self.filter("noreply")

@@ -374,7 +374,7 @@ START_TEST(test_edit_envelope)
 	envelope_add_rcpt(&env, "gone@y");
 	milter_mods_init(&mods);
 	milter_mods_add(&mods, MILTER_MOD_CHANGE_FROM, 0, 0, "<new@b>",
-	    "RET=HDRS");
+	    "RET=HDRS ENVID=a+2Bb");
 	milter_mods_add(&mods, MILTER_MOD_ADD_RCPT, 0, 0, "<z@y>",
 	    "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;q@y");
 	milter_mods_add(&mods, MILTER_MOD_ADD_RCPT, 0, 0, "X@Y", NULL);
@@ -384,6 +384,8 @@ START_TEST(test_edit_envelope)
 	ck_assert(!milter_mods_has_content(&mods));
 	ck_assert_int_eq(milter_edit_envelope(&mods, &env, &cause), 0);
 	ck_assert_str_eq(env.sender, "new@b");
+	ck_assert_int_eq(env.ret, ENVELOPE_RET_HDRS);
+	ck_assert_str_eq(env.envid, "a+b");
 	ck_assert_uint_eq(env.nrcpts, 2);
 	ck_assert_str_eq(env.rcpts[0].addr, "x@y");
 	ck_assert_str_eq(env.rcpts[1].addr, "z@y");
