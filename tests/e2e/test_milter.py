@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import mailtest  # noqa: E402
 import ternlib  # noqa: E402
 from ternlib import HOSTNAME, TernTestCase, queued_id, wait_for  # noqa: E402
 
@@ -215,6 +216,29 @@ class Steps(MilterCase):
         m = f.wait_event("mail")[-1]["macros"]
         self.assertNotIn("{auth_authen}", m)
         self.assertNotIn("{tls_version}", m)
+
+    def test_tls_and_auth_macros(self):
+        f = self.filter()
+        t = mailtest.mail_tern(
+            self, users=[("user@local.test",
+                          mailtest.plain_secret("secret"))],
+            tls=True, start=False)
+        t.write_config(sections={"milter": {"smtpd_milters": f.spec}})
+        t.start()
+        c = t.raw()
+        c.ehlo()
+        mailtest.starttls(c)
+        c.ehlo()
+        self.assertEqual(mailtest.auth_plain(c, "user@local.test",
+                                             "secret").code, 235)
+        self.assertReply(c.cmd("MAIL FROM:<user@local.test>"), MAIL_OK)
+        helo = f.wait_event("helo", n=2)[-1]["macros"]
+        self.assertTrue(helo["{tls_version}"].startswith("TLSv1"))
+        self.assertNotEqual(helo["{cipher}"], "")
+        mail = f.wait_event("mail")[-1]["macros"]
+        self.assertEqual(mail["{auth_authen}"], "user@local.test")
+        self.assertEqual(mail["{auth_type}"], "PLAIN")
+        self.assertEqual(mail["{mail_mailer}"], "local")
 
     def test_connect_refused(self):
         f = self.filter()
