@@ -86,6 +86,11 @@ static const char *const milter_default_macros[MILTER_STAGE_COUNT] = {
 	SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_BODY | \
 	SMFIP_HDR_LEADSPC)
 
+#define MILTER_ACTIONS_V2 (SMFIF_ADDHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | \
+	SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
+#define MILTER_PROTOCOL_V2 (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | \
+	SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS | SMFIP_NOEOH)
+
 enum milter_fstate {
 	MILTER_F_NEW,		/* not connected yet */
 	MILTER_F_CONNECTING,	/* connect() in progress */
@@ -905,8 +910,10 @@ milter_negotiated(struct milter_filter *f, const struct milter_proto_reply *r)
 
 	if (r->cmd != SMFIC_OPTNEG || r->version < 2)
 		return -1;
-	f->actions = r->actions & MILTER_ACTIONS;
-	f->protocol = r->protocol & MILTER_PROTOCOL;
+	f->actions = r->actions & (f->chain->version >= 6 ? MILTER_ACTIONS :
+	    MILTER_ACTIONS_V2);
+	f->protocol = r->protocol & (f->chain->version >= 6 ?
+	    MILTER_PROTOCOL : MILTER_PROTOCOL_V2);
 	for (i = 0; i < MILTER_STAGE_COUNT; i++) {
 		if (r->macros[i] != NULL && (f->actions & SMFIF_SETSYMLIST))
 			f->macros[i] = xstrdup(r->macros[i]);
@@ -1060,8 +1067,10 @@ milter_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		f->state = MILTER_F_NEGOTIATING;
-		milter_proto_optneg(&c->out, c->version, MILTER_ACTIONS,
-		    MILTER_PROTOCOL);
+		/* Before version 6, no reply-less steps, no leading space. */
+		milter_proto_optneg(&c->out, c->version, c->version >= 6 ?
+		    MILTER_ACTIONS : MILTER_ACTIONS_V2, c->version >= 6 ?
+		    MILTER_PROTOCOL : MILTER_PROTOCOL_V2);
 		bufferevent_enable(f->bev, EV_READ);
 		evtimer_del(f->timer);
 		milter_send(f, 1, c->connect_timeout);

@@ -500,6 +500,14 @@ class Sockets(MilterCase):
     def test_inet6(self):
         self.check("inet6")
 
+    def test_protocol_2(self):
+        f = self.filter()
+        t = self.milter_tern([f], protocol="2")
+        qid = queued_id(self.send(t, "headers"))
+        self.assertIn(b"X-Added: added by the filter", t.read_msg(qid))
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: version \d+, actions "
+                   r"0x3f, protocol 0x0")
+
     def test_two_filters_in_order(self):
         f1 = self.filter()
         f2 = self.filter("noreply", kind="unix")
