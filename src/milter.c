@@ -488,7 +488,7 @@ milter_fail(struct milter_filter *f, const char *why)
 	struct milter_chain	*c = f->chain;
 	int			 was_current;
 
-	log_warnx("milter %s: %s, %s%s", f->socket, why,
+	log_warnx("milter %s: %s, %s, %s", f->socket, why,
 	    c->dflt == CONFIG_MILTER_TEMPFAIL ? "tempfail" :
 	    c->dflt == CONFIG_MILTER_REJECT ? "reject" :
 	    c->dflt == CONFIG_MILTER_ACCEPT ? "accept" : "quarantine",
