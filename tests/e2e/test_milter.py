@@ -534,6 +534,9 @@ class Sockets(MilterCase):
         self.assertIn(["Subject", " a test"], eom["headers"])
         self.assertEqual(f.events("eoh-called"), [])
         self.assertEqual(f.events("data"), [])
+        # The macros it asked for at connect, and no others.
+        self.assertEqual(sorted(f.events("connect")[-1]["macros"]),
+                         ["j", "{client_addr}"])
         lines = header_lines(t.read_msg(qid))
         # A filter that keeps leading spaces gives its own.
         self.assertIn(b"X-Added:added by the filter", lines)
@@ -548,6 +551,14 @@ class Failures(MilterCase):
         self.assertReply(r, TEMPFAIL)
         self.assertNothingQueued(t)
         t.wait_log(r"milter inet:127\.0\.0\.1:\d+: reply timeout, tempfail")
+
+    def test_negotiation_timeout(self):
+        f = self.filter("mute")
+        t = self.milter_tern([f], connect_timeout="1s")
+        c = t.raw()
+        self.assertReply(c.cmd("EHLO " + ternlib.HELO), TEMPFAIL)
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: negotiation timeout, "
+                   r"tempfail")
 
     def test_close_at_eom(self):
         f = self.filter("close")
