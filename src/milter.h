@@ -42,10 +42,11 @@ enum milter_list {
 };
 
 enum milter_verdict {
-	MILTER_CONTINUE,	/* the step passed every filter */
-	MILTER_ACCEPT,		/* accepted: no more filtering of the
-				   message (of the session at connect and
-				   HELO) */
+	MILTER_CONTINUE,	/* the step passed every filter (a filter
+				   that accepts leaves the rest of the
+				   message, or of the session at connect
+				   and HELO, to the others) */
+	MILTER_ACCEPT,		/* reserved: a chain reports CONTINUE */
 	MILTER_REJECT,		/* refused for good: reply has a 5xx */
 	MILTER_TEMPFAIL,	/* refused for now: reply has a 4xx */
 	MILTER_DISCARD,		/* accept the message and drop it */
