@@ -367,6 +367,14 @@ class EndOfMessage(MilterCase):
         self.t.wait_log(qid + r": milter-hold: END-OF-MESSAGE from "
                         r"unknown\[127\.0\.0\.1\]: looks suspicious to the "
                         r"filter;")
+        # ternctl release gives it back to the queue.
+        p = subprocess.run([mailtest.ternctl_path(), "-c", self.t.conf,
+                            "release", qid], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        wait_for(lambda: self.t.queued() == [qid], 10.0,
+                 "the released message in the queue")
+        self.assertEqual(self.t.files("hold"), [])
 
     def test_skip_body(self):
         body = b"x" * 998 + b"\r\n"
