@@ -29,8 +29,6 @@
 #include "milter_proto.h"
 #include "util.h"
 
-/* A filter's connection, after a QUIT, is given this long to flush. */
-#define MILTER_LINGER_MS	5000
 #define MILTER_LOG_ID_SIZE	64
 
 /* The steps of a chain; each names the macros Postfix sends with it. */
@@ -236,44 +234,30 @@ milter_chain_new(struct event_base *base, const struct config *conf,
 	return c;
 }
 
-static void
-milter_linger_cb(struct bufferevent *bev, void *arg)
-{
-	bufferevent_free(bev);
-}
-
-static void
-milter_linger_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	bufferevent_free(bev);
-}
-
 /*
- * Close a filter's connection.  With quit, SMFIC_QUIT goes first and
- * the connection lives on alone until it has left (or a few seconds).
+ * Close a filter's connection.  With quit, SMFIC_QUIT goes first when
+ * nothing else waits to be sent: straight to the socket, five octets
+ * that fit in any socket buffer, so that nothing outlives the chain.
  */
 static void
 milter_close(struct milter_filter *f, int quit)
 {
-	struct timeval	tv = { MILTER_LINGER_MS / 1000, 0 };
-	struct evbuffer	*out;
+	struct util_buf	*out = &f->chain->out;
 
 	evtimer_del(f->timer);
 	f->waiting = 0;
 	if (f->bev == NULL)
 		return;
-	out = bufferevent_get_output(f->bev);
-	if (quit && f->state >= MILTER_F_READY && f->state != MILTER_F_FAILED) {
-		milter_proto_command(&f->chain->out, SMFIC_QUIT, NULL, 0);
-		evbuffer_add(out, f->chain->out.data, f->chain->out.len);
-		f->chain->out.len = 0;
-		bufferevent_disable(f->bev, EV_READ);
-		bufferevent_setcb(f->bev, NULL, milter_linger_cb,
-		    milter_linger_event_cb, NULL);
-		bufferevent_set_timeouts(f->bev, NULL, &tv);
-		bufferevent_enable(f->bev, EV_WRITE);
-	} else
-		bufferevent_free(f->bev);
+	if (quit && f->state >= MILTER_F_READY &&
+	    f->state != MILTER_F_FAILED &&
+	    evbuffer_get_length(bufferevent_get_output(f->bev)) == 0) {
+		out->len = 0;
+		milter_proto_command(out, SMFIC_QUIT, NULL, 0);
+		(void)send(bufferevent_getfd(f->bev), out->data, out->len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		out->len = 0;
+	}
+	bufferevent_free(f->bev);
 	f->bev = NULL;
 }
 
