@@ -201,6 +201,20 @@ static const struct config_type config_type_addr = {
 	config_parse_addr, config_print_string, NULL
 };
 
+/* Milter sockets: "inet:host:port", "inet6:host:port", "unix:/path". */
+static int	config_parse_milters(struct config *,
+		    const struct config_key *, const char *, char **);
+static const struct config_type config_type_milters = {
+	config_parse_milters, config_print_domains, config_clear_domains
+};
+static const struct config_choice config_choices_milter_action[] = {
+	{ "tempfail", CONFIG_MILTER_TEMPFAIL },
+	{ "accept", CONFIG_MILTER_ACCEPT },
+	{ "reject", CONFIG_MILTER_REJECT },
+	{ "quarantine", CONFIG_MILTER_QUARANTINE },
+	{ NULL, 0 }
+};
+
 /* TLS offers: cipher strings OpenSSL must take, a range of versions. */
 static int	config_parse_ciphers(struct config *,
 		    const struct config_key *, const char *, char **);
@@ -267,6 +281,8 @@ _Static_assert(sizeof(enum config_add_headers) == sizeof(int),
     "enum config_add_headers");
 _Static_assert(sizeof(enum config_queue_list) == sizeof(int),
     "enum config_queue_list");
+_Static_assert(sizeof(enum config_milter_action) == sizeof(int),
+    "enum config_milter_action");
 
 #define CONFIG_OFF(f)	offsetof(struct config, f)
 #define CONFIG_K	1024ULL
@@ -458,6 +474,28 @@ static const struct config_key config_keys[] = {
 	{ "delivery", "bounce_size_limit", &config_type_size,
 	  CONFIG_OFF(bounce_size_limit), 0, 0, "50000", 0, 64 * 1024 * CONFIG_K,
 	  NULL },
+
+	/* Content filters (milter.c). */
+	{ "milter", "smtpd_milters", &config_type_milters,
+	  CONFIG_OFF(smtpd_milters), CONFIG_OFF(nsmtpd_milters), 0, "", 0, 0,
+	  NULL },
+	{ "milter", "non_smtpd_milters", &config_type_milters,
+	  CONFIG_OFF(non_smtpd_milters), CONFIG_OFF(nnon_smtpd_milters), 0, "",
+	  0, 0, NULL },
+	{ "milter", "default_action", &config_type_enum,
+	  CONFIG_OFF(milter_default_action), 0, 0, "tempfail", 0, 0,
+	  config_choices_milter_action },
+	{ "milter", "connect_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_connect_timeout), 0, 0, "30s", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "command_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_command_timeout), 0, 0, "30s", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "content_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_content_timeout), 0, 0, "5m", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "protocol", &config_type_uint, CONFIG_OFF(milter_protocol),
+	  0, 0, "6", 2, 6, NULL },
 };
 
 /* Where the built-in configuration differs from a file's defaults. */
@@ -1311,6 +1349,65 @@ config_clear_domains(struct config *c, const struct config_key *k)
 	config_free_domains(*CONFIG_FIELD(c, k, char **), *CONFIG_COUNT(c, k));
 	*CONFIG_FIELD(c, k, char **) = NULL;
 	*CONFIG_COUNT(c, k) = 0;
+}
+
+/*
+ * Milter sockets, in the order the filters run: "inet:host:port" (a name
+ * or an IPv4 address; "inet:[ipv6]:port" too), "inet6:host:port" (IPv6)
+ * or "unix:/absolute/path".  Empty or "none": no filters.
+ */
+static int
+config_parse_milters(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char		**d = NULL;
+	const char	 *p = value, *item, *port, *why;
+	size_t		  n = 0, len, plen;
+	unsigned long	  num;
+	char		  digits[8], *end;
+
+	if (config_is_none(value))
+		p = "";
+	while (config_next_item(&p, &item, &len)) {
+		why = NULL;
+		if (len > 5 && strncmp(item, "unix:", 5) == 0) {
+			if (item[5] != '/' || len - 5 >= CONFIG_PATH_SIZE)
+				why = "milter socket path not absolute or too "
+				    "long";
+		} else if ((len > 5 && strncmp(item, "inet:", 5) == 0) ||
+		    (len > 6 && strncmp(item, "inet6:", 6) == 0)) {
+			port = item + len;
+			while (port > item && port[-1] != ':')
+				port--;
+			plen = (size_t)(item + len - port);
+			num = 0;
+			if (plen > 0 && plen < sizeof digits) {
+				memcpy(digits, port, plen);
+				digits[plen] = '\0';
+				num = strtoul(digits, &end, 10);
+				if (*end != '\0')
+					num = 0;
+			}
+			if (num == 0 || num > 65535 ||
+			    port - item <= (item[4] == ':' ? 6 : 7))
+				why = "milter socket needs host:port";
+		} else
+			why = "milter socket not inet:host:port, "
+			    "inet6:host:port or unix:/path";
+		if (why == NULL && len >= CONFIG_PATH_SIZE)
+			why = "milter socket too long";
+		if (why != NULL) {
+			config_bad(cause, why, item, len);
+			config_free_domains(d, n);
+			return -1;
+		}
+		d = xreallocarray(d, n + 1, sizeof *d);
+		d[n++] = xstrndup(item, len);
+	}
+	config_clear_domains(c, k);
+	*CONFIG_FIELD(c, k, char **) = d;
+	*CONFIG_COUNT(c, k) = n;
+	return 0;
 }
 
 /*

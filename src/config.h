@@ -56,6 +56,14 @@ enum config_bare_newlines {
 	CONFIG_BARE_NORMALIZE,
 };
 
+/* What a filter that cannot be reached or fails means (milter.c). */
+enum config_milter_action {
+	CONFIG_MILTER_TEMPFAIL,		/* 451 4.7.1 */
+	CONFIG_MILTER_ACCEPT,		/* go on without the filter */
+	CONFIG_MILTER_REJECT,		/* 550 5.7.1 */
+	CONFIG_MILTER_QUARANTINE,	/* as accept, then the hold queue */
+};
+
 /*
  * Owned by whoever called config_load() or config_default(); freed with
  * config_free().  Durations are milliseconds, sizes octets.
@@ -156,6 +164,17 @@ struct config {
 	uint64_t		 max_received_headers;
 	uint64_t		 delay_notice_after;		/* 0: never */
 	uint64_t		 bounce_size_limit;	/* octets returned */
+
+	/* [milter]: sockets "inet:host:port", "inet6:...", "unix:/path" */
+	char			**smtpd_milters;
+	size_t			 nsmtpd_milters;
+	char			**non_smtpd_milters;
+	size_t			 nnon_smtpd_milters;
+	enum config_milter_action milter_default_action;
+	uint64_t		 milter_connect_timeout;
+	uint64_t		 milter_command_timeout;
+	uint64_t		 milter_content_timeout;
+	uint64_t		 milter_protocol;
 };
 
 struct config	*config_default(void);
