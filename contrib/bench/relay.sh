@@ -57,39 +57,8 @@ tern_sink_pid=
 postfix_sink_pid=
 failed=
 
-say() {
-	echo "bench: $*"
-}
-
-die() {
-	echo "bench: $*" >&2
-	failed=yes
-	exit 1
-}
-
-has() {
-	case " $servers " in
-	*" $1 "*) return 0 ;;
-	esac
-	return 1
-}
-
-# Send SIGTERM to one process we started and wait (up to 10 s) for it to
-# go; SIGKILL if it does not.
-stop_pid() {
-	kill -0 "$1" 2>/dev/null || return 0
-	kill -TERM "$1"
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		echo "bench: $2 did not stop on SIGTERM; killing it" >&2
-		kill -KILL "$1"
-	fi
-	wait "$1" 2>/dev/null
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$top/contrib/bench/lib.sh"
 
 # Stop what we started, by pid or by the private instance's own command.
 cleanup() {
@@ -98,17 +67,7 @@ cleanup() {
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
-	if [ -n "$pf_started" ]; then
-		postfix -c "$T/pf/etc" stop >/dev/null 2>&1
-		# master waits for its children; give it a moment.
-		i=0
-		while [ -f "$T/pf/queue/pid/master.pid" ] &&
-		    kill -0 "$(awk '{print $1}' "$T/pf/queue/pid/master.pid")" \
-		    2>/dev/null && [ "$i" -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	fi
+	pf_stop
 	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
 	[ -n "$postfix_sink_pid" ] && stop_pid "$postfix_sink_pid" smtp-sink
 	if [ -n "$T" ] && [ -d "$T" ]; then
@@ -123,92 +82,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'failed=yes; exit 130' INT TERM HUP
 
-install_pkgs() {
-	need=
-	[ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/smtp-sink ] &&
-	    [ -x /usr/sbin/postfix ] || need="$need postfix"
-	command -v python3 >/dev/null 2>&1 || need="$need python3"
-	[ -z "$need" ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing Debian packages:$need (run as root to install)"
-	fi
-	say "installing$need"
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $need >/dev/null
-}
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# Wait until something accepts connections on 127.0.0.1:$1.
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.monotonic() + 15
-while time.monotonic() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
-}
-
-count_files() {
-	find "$1" -type f -name "${2:-*}" 2>/dev/null | wc -l | tr -d ' '
-}
-
-# Messages a server still holds: ternd's envelopes, Postfix's queue files
-# outside the hold queue (there is none here).
+# Messages ternd still holds: its envelopes.
 tern_queued() {
 	count_files "$T/tern/spool/queue" '*.env'
-}
-
-postfix_queued() {
-	n=0
-	for q in maildrop incoming active deferred; do
-		n=$((n + $(count_files "$T/pf/queue/$q")))
-	done
-	echo "$n"
-}
-
-# CPU time (user + system, in clock ticks) of a process and everything
-# below it, including children that have exited and were reaped (their
-# time is in the parent's cutime and cstime).
-tree_cpu() {
-	python3 - "$1" <<'EOF'
-import os, sys
-stats = {}
-for name in os.listdir("/proc"):
-    if name.isdigit():
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                s = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces; the fields after it do not.
-        stats[int(name)] = s[s.rfind(")") + 2:].split()
-children = {}
-for pid, f in stats.items():
-    children.setdefault(int(f[1]), []).append(pid)
-total, todo = 0, [int(sys.argv[1])]
-while todo:
-    pid = todo.pop()
-    if pid in stats:
-        f = stats[pid]
-        total += sum(int(x) for x in f[11:15])
-    todo.extend(children.get(pid, []))
-print(total)
-EOF
 }
 
 # An smtp-sink for one server: name.  It counts messages (-c, one
@@ -247,10 +123,7 @@ start_ternd() {
 	run_as=
 	if [ "$(id -u)" -eq 0 ]; then
 		run_as="user = nobody"
-		# As an installer does: ternd as root only checks maildrop/.
-		mkdir -p "$T/tern/spool"
-		install -d -o nobody -g "$(id -gn nobody)" -m 3733 \
-		    "$T/tern/spool/maildrop"
+		tern_spool_prepare "$T/tern/spool" nobody
 	fi
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
@@ -287,69 +160,12 @@ EOF
 
 # -------------------------------------------------------------- Postfix
 
-# A private instance: own configuration, queue and data directories,
-# listening on one loopback port, relaying everything to its smtp-sink.
-# Queue manager and delivery settings stay at Postfix's defaults.
+# The private instance (lib.sh) relaying everything to its smtp-sink.
 start_postfix() {
 	start_sink postfix
 	pf_sink_port=$sink_port
-	pf_port=$(free_port)
-	mkdir -p "$T/pf/etc" "$T/pf/queue" "$T/pf/data"
-	chown postfix "$T/pf/data"
-	chmod 700 "$T/pf/data"
-	cat >"$T/pf/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $T/pf/queue
-data_directory = $T/pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-relayhost = [127.0.0.1]:$pf_sink_port
-maillog_file_prefixes = $T/pf
-maillog_file = $T/pf/maillog
-syslog_name = postfix-bench
-biff = no
-EOF
-	cat >"$T/pf/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	postfix -c "$T/pf/etc" check >"$T/pf/check.out" 2>&1 ||
-	    die "postfix check failed: $(cat "$T/pf/check.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	pf_started=yes
-	postfix -c "$T/pf/etc" start >"$T/pf/start.out" 2>&1 ||
-	    die "postfix did not start: $(cat "$T/pf/start.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	wait_port "$pf_port" || die "postfix is not listening on $pf_port"
-	pf_master=$(awk '{print $1}' "$T/pf/queue/pid/master.pid")
+	pf_main_extra="relayhost = [127.0.0.1]:$pf_sink_port"
+	pf_start
 	say "postfix master $pf_master on 127.0.0.1:$pf_port, relaying to" \
 	    "smtp-sink on 127.0.0.1:$pf_sink_port (destination concurrency" \
 	    "$(postconf -c "$T/pf/etc" -h default_destination_concurrency_limit))"
@@ -458,10 +274,6 @@ EOF
 	res=$(tail -n 1 "$T/$1-run.out")
 }
 
-field() {
-	echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
-}
-
 # Recipients the sink got for one run: name rcpt.  Prints "total
 # distinct" of the recipients made from rcpt (smtp-source -N puts a
 # sequence number in front of it).
@@ -547,17 +359,6 @@ measure() {
 		say "$1: warning: $queued messages still queued after" \
 		    "delivery"
 		check="$check; $queued still queued"
-	fi
-}
-
-# Log lines that speak of trouble, without their time stamps, counted.
-problems() {
-	lines=$(sed 's/^[^]]*\]: //' "$1" | grep -v 'errors=0' |
-	    grep -iE 'fatal|warn|error|fail|refused|timeout|denied' |
-	    sort | uniq -c | sort -rn | head -n 10) || true
-	if [ -n "$lines" ]; then
-		say "$2 logged problems:"
-		echo "$lines" | sed 's/^/  /'
 	fi
 }
 
