@@ -830,6 +830,24 @@ queue_msg_write(struct queue_msg *m, const void *data, size_t len)
 	return 0;
 }
 
+/*
+ * Start the content over under the same id: what was written is
+ * dropped, as when content filters rewrote the message.
+ */
+int
+queue_msg_rewind(struct queue_msg *m)
+{
+	m->buflen = 0;
+	m->size = 0;
+	/* Blocking: truncating a local file. */
+	if (ftruncate(m->fd, 0) == -1 || lseek(m->fd, 0, SEEK_SET) == -1) {
+		m->error = errno;
+		return -1;
+	}
+	m->error = 0;
+	return 0;
+}
+
 uint64_t
 queue_msg_size(const struct queue_msg *m)
 {

@@ -31,6 +31,7 @@
 #include "envelope.h"
 #include "hdrscan.h"
 #include "log.h"
+#include "milter.h"
 #include "pwcheck.h"
 #include "queue.h"
 #include "sasl.h"
@@ -57,6 +58,7 @@ enum smtp_state {
 	SMTP_STATE_TLS,		/* STARTTLS said: flushing, then handshake */
 	SMTP_STATE_AUTH,	/* waiting for the client's next SASL line */
 	SMTP_STATE_AUTH_CHECK,	/* checking credentials, or slowing down */
+	SMTP_STATE_MILTER,	/* waiting for the content filters */
 };
 
 /* Session flags. */
@@ -98,6 +100,11 @@ struct smtp_tx {
 	char			 id[ENVELOPE_ID_SIZE];
 	struct hdrscan		 hs;		/* Date, Message-ID seen */
 	int			 add_hdrs;	/* add them when missing */
+	struct evbuffer		*mcopy;		/* the message, for filters */
+	int			 discard;	/* a filter said discard */
+	int			 hold;		/* a filter said quarantine */
+	size_t			 mrcpts;	/* recipients before RCPT */
+	char			 mrcpt[ADDR_PATH_SIZE];	/* its address */
 };
 
 /* An AUTH exchange in progress; owned by its session. */
@@ -120,6 +127,11 @@ struct smtp_session {
 	struct smtp_tx		*tx;
 	struct smtp_auth	*auth;
 	char			*user;		/* authenticated as, or NULL */
+	const char		*auth_mech;	/* its mechanism */
+	struct milter_chain	*milter;	/* content filters, or NULL */
+	char			*milter_refusal; /* the filters refused the
+						    session: this reply */
+	int			 milter_step;	/* SMTP_M_*, waited for */
 	struct event		*timer;		/* the deadline of the state */
 	uint64_t		 start;		/* ms: the deadline's origin */
 	uint64_t		 deadline;	/* ms, monotonic; 0: none */
@@ -433,6 +445,7 @@ static const struct smtp_state_entry {
 	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_TLS },
 	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_AUTH },
 	[SMTP_STATE_AUTH_CHECK] = { "auth check", SMTP_TIMEOUT_NONE },
+	[SMTP_STATE_MILTER] = { "milter", SMTP_TIMEOUT_NONE },
 };
 
 static struct event_base	*smtp_base;
@@ -459,6 +472,28 @@ static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
 static void	smtp_auth_free(struct smtp_session *);
 static void	smtp_deadline_cb(evutil_socket_t, short, void *);
+
+/* Content filters (milter.c): the steps a session waits on. */
+enum smtp_milter_step {
+	SMTP_M_CONNECT,
+	SMTP_M_HELO,
+	SMTP_M_EHLO,
+	SMTP_M_MAIL,
+	SMTP_M_RCPT,
+	SMTP_M_DATA,
+	SMTP_M_EOM,
+};
+static void	smtp_ehlo_reply(struct smtp_session *);
+static int	smtp_milter_connect(struct smtp_session *);
+static int	smtp_milter_refused(struct smtp_session *);
+static int	smtp_milter_helo(struct smtp_session *, enum smtp_milter_step);
+static int	smtp_milter_mail(struct smtp_session *, const struct addr *,
+		    const char *);
+static int	smtp_milter_rcpt(struct smtp_session *, const struct addr *,
+		    const char *, const char *);
+static int	smtp_milter_data(struct smtp_session *);
+static int	smtp_milter_message(struct smtp_session *);
+static void	smtp_milter_hold(struct smtp_session *);
 
 void
 smtp_session_init(struct event_base *base, const struct config *conf,
@@ -679,7 +714,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 		smtp_deadline_start(s);
 	}
 	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
-	    state == SMTP_STATE_AUTH_CHECK)
+	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER)
 		bufferevent_disable(s->bev, EV_READ);
 	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
 		bufferevent_enable(s->bev, EV_READ);
@@ -834,6 +869,10 @@ smtp_tx_free(struct smtp_session *s)
 		return;
 	if (tx->commit != NULL)
 		queue_commit_cancel(tx->commit);
+	if (s->milter != NULL)
+		milter_chain_abort(s->milter);
+	if (tx->mcopy != NULL)
+		evbuffer_free(tx->mcopy);
 	queue_msg_abort(tx->msg);
 	envelope_clear(&tx->env);
 	free(tx->rcpt.orcpt);
@@ -875,8 +914,11 @@ smtp_hello(struct smtp_session *s, const char *args, int ehlo)
 static void
 smtp_cmd_helo(struct smtp_session *s, const char *args)
 {
+	if (smtp_milter_refused(s))
+		return;
 	smtp_hello(s, args, 0);
-	if (s->flags & SMTP_F_HELO && *args != '\0')
+	if (s->flags & SMTP_F_HELO && *args != '\0' &&
+	    !smtp_milter_helo(s, SMTP_M_HELO))
 		smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
 }
 
@@ -889,13 +931,21 @@ smtp_ehlo_size(struct smtp_session *s, char *buf, size_t size)
 static void
 smtp_cmd_ehlo(struct smtp_session *s, const char *args)
 {
+	if (smtp_milter_refused(s))
+		return;
+	smtp_hello(s, args, 1);
+	if (*args != '\0' && !smtp_milter_helo(s, SMTP_M_EHLO))
+		smtp_ehlo_reply(s);
+}
+
+/* The EHLO reply: the keywords of the extensions offered. */
+static void
+smtp_ehlo_reply(struct smtp_session *s)
+{
 	const struct smtp_ehlo_entry	*e;
 	char				 text[128], value[64];
 	size_t				 i;
 
-	smtp_hello(s, args, 1);
-	if (*args == '\0')
-		return;
 	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
 	for (i = 0; i < nitems(smtp_ehlo_keywords); i++) {
 		e = &smtp_ehlo_keywords[i];
@@ -1196,6 +1246,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_NEED_AUTH, NULL);
 		return;
 	}
+	if (smtp_milter_refused(s))
+		return;
 	if (smtp_anvil(s, anvil_mail(smtp_sa(s), anvil_now())))
 		return;
 	s->tx = xcalloc(1, sizeof *s->tx);
@@ -1240,7 +1292,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 	envelope_set_str(&s->tx->env.sender, buf);
-	smtp_reply(s, SMTP_R_MAIL_OK, NULL);
+	if (!smtp_milter_mail(s, &a, rest))
+		smtp_reply(s, SMTP_R_MAIL_OK, NULL);
 }
 
 static int
@@ -1368,7 +1421,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		for (i = 0; buf[i] != '\0'; i++)
 			buf[i] = (char)tolower((unsigned char)buf[i]);
 	}
+	s->tx->mrcpts = s->tx->env.nrcpts;
 	r = smtp_rcpt_resolve(s, &a, buf, rp);
+	if (r == SMTP_R_RCPT_OK && smtp_milter_rcpt(s, &a, buf, rest))
+		return;
 	if (r == SMTP_R_RELAY_DENIED || r == SMTP_R_UNKNOWN_USER ||
 	    r == SMTP_R_ALIAS_LOOP)
 		smtp_log_reject(s, "RCPT", r, path, NULL, path);
@@ -1421,6 +1477,8 @@ smtp_write_received(struct smtp_session *s)
 	return queue_msg_write(tx->msg, hdr, (size_t)n);
 }
 
+static void	smtp_data_begin(struct smtp_session *);
+
 static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
@@ -1440,6 +1498,19 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_milter_data(s))
+		smtp_data_begin(s);
+}
+
+/* DATA passed: the 354, and the message may come. */
+static void
+smtp_data_begin(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (s->milter != NULL && !tx->discard &&
+	    (tx->mcopy = evbuffer_new()) == NULL)
+		fatalx("smtp: evbuffer_new");
 	tx->size = 0;
 	hdrscan_init(&tx->hs);
 	tx->add_hdrs = smtp_conf->add_missing_headers ==
@@ -1568,7 +1639,8 @@ smtp_tls_done(struct smtp_session *s)
 	free(s->user);
 	s->user = NULL;
 	smtp_enter_state(s, SMTP_STATE_CMD);
-	if (s->kind == SMTP_KIND_SMTPS)
+	if (s->kind == SMTP_KIND_SMTPS && s->milter == NULL &&
+	    !smtp_milter_connect(s))
 		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 }
 
@@ -1638,6 +1710,7 @@ smtp_auth_result(struct smtp_session *s, int ok)
 		    "sasl_username=%s, session=%s", s->addr,
 		    sasl_mech_str(au->sasl.mech), esc, s->sid);
 		s->user = xstrdup(user);
+		s->auth_mech = sasl_mech_str(au->sasl.mech);
 		smtp_auth_end(s, SMTP_R_AUTH_OK);
 		return;
 	}
@@ -1965,6 +2038,8 @@ smtp_process_line(struct smtp_session *s)
 }
 
 static int	smtp_write_missing(struct smtp_session *);
+static int	smtp_msg_write(struct smtp_session *, const void *, size_t);
+static void	smtp_tx_commit(struct smtp_session *);
 
 /* The client's final dot has arrived: refuse, or ask for a commit. */
 static void
@@ -1998,6 +2073,16 @@ smtp_data_end(struct smtp_session *s)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_milter_message(s))
+		smtp_tx_commit(s);
+}
+
+/* The message is as it will be queued: ask the spool for a commit. */
+static void
+smtp_tx_commit(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
 	util_strlcpy(tx->env.id, tx->id, sizeof tx->env.id);
 	tx->env.arrival = time(NULL);
 	tx->env.next_attempt = tx->env.arrival;
@@ -2037,7 +2122,16 @@ smtp_write_missing(struct smtp_session *s)
 	if ((size_t)n >= sizeof hdr)
 		n = (int)strlen(hdr);
 	tx->size += (size_t)n;
-	return queue_msg_write(tx->msg, hdr, (size_t)n);
+	return smtp_msg_write(s, hdr, (size_t)n);
+}
+
+/* Store a piece of the message, and keep a copy for the filters. */
+static int
+smtp_msg_write(struct smtp_session *s, const void *p, size_t len)
+{
+	if (s->tx->mcopy != NULL && evbuffer_add(s->tx->mcopy, p, len) == -1)
+		fatalx("smtp: evbuffer_add");
+	return queue_msg_write(s->tx->msg, p, len);
 }
 
 /* Store a piece of the message, adding missing fields where due. */
@@ -2048,14 +2142,14 @@ smtp_data_write(struct smtp_session *s, const char *p, size_t len)
 	ssize_t		 end;
 
 	if (!tx->add_hdrs || (end = hdrscan_feed(&tx->hs, p, len)) == -1)
-		return queue_msg_write(tx->msg, p, len);
+		return smtp_msg_write(s, p, len);
 	tx->add_hdrs = 0;
 	if (tx->hs.bad || tx->hs.seen == HDRSCAN_ALL)
-		return queue_msg_write(tx->msg, p, len);
-	if (queue_msg_write(tx->msg, p, (size_t)end) == -1 ||
+		return smtp_msg_write(s, p, len);
+	if (smtp_msg_write(s, p, (size_t)end) == -1 ||
 	    smtp_write_missing(s) == -1)
 		return -1;
-	return queue_msg_write(tx->msg, p + end, len - (size_t)end);
+	return smtp_msg_write(s, p + end, len - (size_t)end);
 }
 
 /* Feed what has arrived of the message to the dot machine. */
@@ -2158,7 +2252,9 @@ smtp_commit_cb(void *arg, int error)
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
 		    tx->env.nrcpts);
-		if (smtp_queued != NULL)
+		if (tx->hold)
+			smtp_milter_hold(s);
+		else if (smtp_queued != NULL)
 			smtp_queued(&tx->env);
 		smtp_reply(s, SMTP_R_QUEUED, tx->id);
 		smtp_tx_free(s);
@@ -2255,6 +2351,405 @@ smtp_deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Content filters.  A session with filters opens its chain before the
+ * greeting; then HELO/EHLO, MAIL, RCPT, DATA and the end of the message
+ * each wait in SMTP_STATE_MILTER for the chain's verdict before their
+ * reply.  The message is kept in memory as it is stored, so that filters
+ * can read it and their changes can be written over the stored copy
+ * before the commit: the 250 covers the message as filtered.
+ */
+
+/* A filters' refusal, in Postfix's layout ("milter-reject: ..."). */
+static void
+smtp_milter_log(struct smtp_session *s, const char *what, const char *verb,
+    const char *text, const char *to)
+{
+	const char	*from = s->tx != NULL ? s->tx->env.sender : NULL;
+	char		 esc[LOG_ESCAPE_SIZE], sender[LOG_ESCAPE_SIZE];
+	char		 rcpt[LOG_ESCAPE_SIZE], helo[LOG_ESCAPE_SIZE];
+	const char	*qid = "NOQUEUE";
+
+	if (s->tx != NULL && s->tx->msg != NULL && s->tx->id[0] != '\0')
+		qid = s->tx->id;
+	if (to == NULL && s->tx != NULL && s->tx->env.nrcpts > 0)
+		to = s->tx->env.rcpts[0].addr;
+	log_escape(esc, sizeof esc, text, strlen(text));
+	if (from != NULL)
+		log_escape(sender, sizeof sender, from, strlen(from));
+	if (to != NULL)
+		log_escape(rcpt, sizeof rcpt, to, strlen(to));
+	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_mail("smtpd", "%s: milter-%s: %s from unknown[%s]: %s;%s%s%s%s%s%s"
+	    " proto=%s%s%s%s session=%s", qid, what, verb, s->addr, esc,
+	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
+	    from != NULL ? ">" : "", to != NULL ? " to=<" : "",
+	    to != NULL ? rcpt : "", to != NULL ? ">" : "",
+	    s->flags & SMTP_F_EHLO ? "ESMTP" : "SMTP",
+	    s->helo[0] != '\0' ? " helo=<" : "", s->helo[0] != '\0' ? helo : "",
+	    s->helo[0] != '\0' ? ">" : "", s->sid);
+}
+
+/* The filters' reply, lines as they gave them; counted as an error. */
+static void
+smtp_milter_answer(struct smtp_session *s, const char *reply)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	char		 esc[LOG_ESCAPE_SIZE];
+
+	s->errors++;
+	if (log_is_debug())
+		log_debug("smtp [%s]: >>> %s", s->addr,
+		    log_escape(esc, sizeof esc, reply, strlen(reply)));
+	evbuffer_add(out, reply, strlen(reply));
+	if (strncmp(reply, "421", 3) == 0)
+		s->flags |= SMTP_F_QUIT;
+}
+
+/* A refusal of a step: log it and answer with the filter's reply. */
+static void
+smtp_milter_refuse(struct smtp_session *s, const char *verb,
+    const struct milter_reply *r, const char *to)
+{
+	char	text[MILTER_REPLY_SIZE + 32];
+
+	snprintf(text, sizeof text, "%d %s%s%s", r->code, r->esc,
+	    r->esc[0] != '\0' ? " " : "", r->text);
+	smtp_milter_log(s, "reject", verb, text, to);
+	smtp_milter_answer(s, r->smtp);
+}
+
+/* A local address of the session for {daemon_addr} and {if_addr}. */
+static void
+smtp_milter_local(struct smtp_session *s, char *buf, size_t size)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof ss;
+	const void		*ip;
+
+	buf[0] = '\0';
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&ss,
+	    &len) == -1)
+		return;
+	if (ss.ss_family == AF_INET6)
+		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+	else if (ss.ss_family == AF_INET)
+		ip = &((struct sockaddr_in *)&ss)->sin_addr;
+	else
+		return;
+	if (inet_ntop(ss.ss_family, ip, buf, size) == NULL)
+		buf[0] = '\0';
+	if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf, '.') != NULL)
+		memmove(buf, buf + 7, strlen(buf + 7) + 1);
+}
+
+static void	smtp_milter_cb(const struct milter_reply *, void *);
+
+/* Wait for the filters: 1 when a step was started. */
+static int
+smtp_milter_wait(struct smtp_session *s, enum smtp_milter_step step)
+{
+	s->milter_step = step;
+	smtp_enter_state(s, SMTP_STATE_MILTER);
+	return 1;
+}
+
+/* The session begins: open the chain and wait before the greeting. */
+static int
+smtp_milter_connect(struct smtp_session *s)
+{
+	struct milter_client	 cl;
+	char			 sid[32], local[64], port[8], underscore[96];
+	uint16_t		 p = 0;
+
+	snprintf(sid, sizeof sid, "session=%s", s->sid);
+	s->milter = milter_chain_new(smtp_base, smtp_conf, MILTER_LIST_SMTPD,
+	    sid);
+	if (s->milter == NULL)
+		return 0;
+	if (s->ss.ss_family == AF_INET6)
+		p = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
+	else if (s->ss.ss_family == AF_INET)
+		p = ntohs(((struct sockaddr_in *)&s->ss)->sin_port);
+	smtp_milter_local(s, local, sizeof local);
+	snprintf(port, sizeof port, "%u", p);
+	snprintf(underscore, sizeof underscore, "unknown [%s]", s->addr);
+	milter_chain_macro(s->milter, "j", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "_", underscore);
+	milter_chain_macro(s->milter, "{daemon_name}", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "{daemon_addr}", local);
+	milter_chain_macro(s->milter, "{if_addr}", local);
+	milter_chain_macro(s->milter, "{if_name}", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "{client_addr}", s->addr);
+	milter_chain_macro(s->milter, "{client_name}", "unknown");
+	milter_chain_macro(s->milter, "{client_ptr}", "unknown");
+	milter_chain_macro(s->milter, "{client_port}", port);
+	milter_chain_macro(s->milter, "v", "tern " PACKAGE_VERSION);
+	cl.name = "unknown";
+	cl.addr = s->addr;
+	cl.port = p;
+	milter_chain_connect(s->milter, &cl, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_CONNECT);
+}
+
+/* The filters refused the session at connect: every command is told. */
+static int
+smtp_milter_refused(struct smtp_session *s)
+{
+	if (s->milter_refusal == NULL)
+		return 0;
+	smtp_milter_answer(s, s->milter_refusal);
+	return 1;
+}
+
+static int
+smtp_milter_helo(struct smtp_session *s, enum smtp_milter_step step)
+{
+	if (s->milter == NULL)
+		return 0;
+	if (s->flags & SMTP_F_TLS) {
+		milter_chain_macro(s->milter, "{tls_version}",
+		    tls_version(s->bev));
+		milter_chain_macro(s->milter, "{cipher}", tls_cipher(s->bev));
+	}
+	milter_chain_helo(s->milter, s->helo, smtp_milter_cb, s);
+	return smtp_milter_wait(s, step);
+}
+
+static int
+smtp_milter_mail(struct smtp_session *s, const struct addr *a,
+    const char *params)
+{
+	if (s->milter == NULL)
+		return 0;
+	milter_chain_macro(s->milter, "{auth_type}", s->user != NULL ?
+	    s->auth_mech : NULL);
+	milter_chain_macro(s->milter, "{auth_authen}", s->user);
+	milter_chain_macro(s->milter, "{mail_host}", a->domain[0] != '\0' ?
+	    a->domain : NULL);
+	milter_chain_macro(s->milter, "{mail_mailer}",
+	    a->domain[0] == '\0' ? NULL :
+	    config_is_local_domain(smtp_conf, a->domain) ? "local" : "smtp");
+	milter_chain_mail(s->milter, s->tx->env.sender, params, smtp_milter_cb,
+	    s);
+	return smtp_milter_wait(s, SMTP_M_MAIL);
+}
+
+static int
+smtp_milter_rcpt(struct smtp_session *s, const struct addr *a,
+    const char *addr, const char *params)
+{
+	if (s->milter == NULL)
+		return 0;
+	util_strlcpy(s->tx->mrcpt, addr, sizeof s->tx->mrcpt);
+	milter_chain_macro(s->milter, "{rcpt_host}", a->domain);
+	milter_chain_macro(s->milter, "{rcpt_mailer}",
+	    config_is_local_domain(smtp_conf, a->domain) ? "local" : "smtp");
+	milter_chain_rcpt(s->milter, addr, params, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_RCPT);
+}
+
+static int
+smtp_milter_data(struct smtp_session *s)
+{
+	if (s->milter == NULL)
+		return 0;
+	milter_chain_macro(s->milter, "i", s->tx->id);
+	milter_chain_data(s->milter, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_DATA);
+}
+
+/* The message was taken but is not queued: a filter discarded it. */
+static void
+smtp_milter_discard(struct smtp_session *s, const char *verb)
+{
+	char	id[ENVELOPE_ID_SIZE];
+
+	smtp_milter_log(s, "discard", verb, "milter triggers DISCARD action",
+	    NULL);
+	util_strlcpy(id, s->tx->id, sizeof id);
+	smtp_tx_free(s);
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	smtp_reply(s, SMTP_R_QUEUED, id);
+}
+
+/* The end of the message: the filters read it before the commit. */
+static int
+smtp_milter_message(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (s->milter == NULL)
+		return 0;
+	if (tx->discard) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return 1;
+	}
+	milter_chain_message(s->milter, (const char *)evbuffer_pullup(
+	    tx->mcopy, -1), evbuffer_get_length(tx->mcopy), smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_EOM);
+}
+
+static int
+smtp_milter_out(void *arg, const void *p, size_t len)
+{
+	return queue_msg_write(arg, p, len);
+}
+
+/*
+ * The filters' changes, applied to the envelope (all or nothing) and
+ * then over the stored copy: -1 with a reason when they cannot be.
+ */
+static int
+smtp_milter_apply(struct smtp_session *s, char **cause)
+{
+	const struct milter_mods	*m = milter_chain_mods(s->milter);
+	struct smtp_tx			*tx = s->tx;
+	const char			*msg;
+
+	if (milter_edit_envelope(m, &tx->env, cause) == -1)
+		return -1;
+	if (!milter_mods_has_content(m))
+		return 0;
+	msg = (const char *)evbuffer_pullup(tx->mcopy, -1);
+	if (queue_msg_rewind(tx->msg) == -1 || smtp_write_received(s) == -1 ||
+	    milter_edit_message(m, msg, evbuffer_get_length(tx->mcopy),
+	    smtp_milter_out, tx->msg) == -1) {
+		xasprintf(cause, "queue file write error: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The verdict at the end of the message. */
+static void
+smtp_milter_eom(struct smtp_session *s, const struct milter_reply *r)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		*cause = NULL, reason[MILTER_REPLY_SIZE + 32];
+
+	if (r->verdict == MILTER_REJECT || r->verdict == MILTER_TEMPFAIL) {
+		snprintf(reason, sizeof reason, "%s%s%s", r->esc,
+		    r->esc[0] != '\0' ? " " : "", r->text);
+		smtp_milter_log(s, "reject", "END-OF-MESSAGE", reason, NULL);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_milter_answer(s, r->smtp);
+		return;
+	}
+	if (r->verdict == MILTER_DISCARD) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return;
+	}
+	if (smtp_milter_apply(s, &cause) == -1) {
+		log_warnx("%s: cannot apply the filters' changes: %s, "
+		    "session=%s", tx->id, cause, s->sid);
+		free(cause);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		return;
+	}
+	if (tx->env.nrcpts == 0) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return;
+	}
+	if (r->verdict == MILTER_QUARANTINE) {
+		tx->hold = 1;
+		smtp_milter_log(s, "hold", "END-OF-MESSAGE", r->reason, NULL);
+		snprintf(reason, sizeof reason, "quarantined: %s", r->reason);
+		envelope_set_str(&tx->env.last_error, reason);
+	}
+	smtp_tx_commit(s);
+}
+
+/* A quarantined message, committed: into the hold queue, as ternctl hold. */
+static void
+smtp_milter_hold(struct smtp_session *s)
+{
+	/* Blocking: two renames and a directory sync, as ternctl hold. */
+	if (queue_hold(s->tx->id) == -1)
+		log_warn("%s: cannot hold", s->tx->id);
+	else
+		log_info("%s: held", s->tx->id);
+}
+
+/* A step's verdict: the reply the command waited for. */
+static void
+smtp_milter_cb(const struct milter_reply *r, void *arg)
+{
+	struct smtp_session	*s = arg;
+	struct smtp_tx		*tx = s->tx;
+	int			 refused = r->verdict == MILTER_REJECT ||
+				    r->verdict == MILTER_TEMPFAIL;
+	char			 text[MILTER_REPLY_SIZE + 32];
+
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	switch (s->milter_step) {
+	case SMTP_M_CONNECT:
+		if (refused) {
+			snprintf(text, sizeof text, "%d %s%s%s", r->code,
+			    r->esc, r->esc[0] != '\0' ? " " : "", r->text);
+			smtp_milter_log(s, "reject", "CONNECT", text, NULL);
+			s->milter_refusal = xstrdup(r->smtp);
+		}
+		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+		break;
+	case SMTP_M_HELO:
+	case SMTP_M_EHLO:
+		if (refused) {
+			smtp_milter_refuse(s, s->milter_step == SMTP_M_HELO ?
+			    "HELO" : "EHLO", r, NULL);
+			s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
+			s->helo[0] = '\0';
+		} else if (s->milter_step == SMTP_M_HELO)
+			smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
+		else
+			smtp_ehlo_reply(s);
+		break;
+	case SMTP_M_MAIL:
+		if (refused) {
+			smtp_milter_refuse(s, "MAIL", r, NULL);
+			smtp_tx_free(s);
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_reply(s, SMTP_R_MAIL_OK, NULL);
+		break;
+	case SMTP_M_RCPT:
+		if (refused) {
+			smtp_milter_refuse(s, "RCPT", r, tx->mrcpt);
+			while (tx->env.nrcpts > tx->mrcpts) {
+				struct envelope_rcpt *rc =
+				    &tx->env.rcpts[--tx->env.nrcpts];
+				free(rc->addr);
+				free(rc->orcpt);
+			}
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_reply(s, SMTP_R_RCPT_OK, NULL);
+		break;
+	case SMTP_M_DATA:
+		if (refused) {
+			smtp_milter_refuse(s, "DATA", r, NULL);
+			smtp_tx_free(s);
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_data_begin(s);
+		break;
+	case SMTP_M_EOM:
+		smtp_milter_eom(s, r);
+		break;
+	}
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/*
  * A session's id, eight hex digits: a counter from a start that differs
  * from one run of ternd to the next, so that ids rarely repeat in a log.
  */
@@ -2330,10 +2825,12 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		bufferevent_enable(s->bev, EV_READ);
 		return s;
 	}
-	smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 	s->state = SMTP_STATE_CMD;
-	smtp_deadline_start(s);
-	bufferevent_enable(s->bev, EV_READ);
+	if (!smtp_milter_connect(s)) {
+		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+		smtp_deadline_start(s);
+		bufferevent_enable(s->bev, EV_READ);
+	}
 	return s;
 }
 
@@ -2358,6 +2855,8 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	    s->addr, s->commands, s->errors, reason, s->sid);
 	smtp_tx_free(s);
 	smtp_auth_free(s);
+	milter_chain_free(s->milter);
+	free(s->milter_refusal);
 	free(s->user);
 	tls_close(s->bev);
 	event_free(s->timer);
