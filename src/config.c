@@ -1352,9 +1352,36 @@ config_clear_domains(struct config *c, const struct config_key *k)
 }
 
 /*
- * Milter sockets, in the order the filters run: "inet:host:port" (a name
- * or an IPv4 address; "inet:[ipv6]:port" too), "inet6:host:port" (IPv6)
- * or "unix:/absolute/path".  Empty or "none": no filters.
+ * The host of "inet:host:port" (item to the colon before the port): an
+ * address, as no name is looked up for a filter, or localhost.
+ */
+static int
+config_is_milter_host(const char *item, const char *end)
+{
+	char		 host[INET6_ADDRSTRLEN + 2];
+	unsigned char	 addr[16];
+	const char	*p = item + (item[4] == ':' ? 5 : 6);
+	size_t		 len = (size_t)(end - p);
+	int		 v6 = item[4] != ':';
+
+	if (len >= 2 && p[0] == '[' && p[len - 1] == ']') {
+		p++;
+		len -= 2;
+		v6 = 1;
+	}
+	if (len == 0 || len >= sizeof host)
+		return 0;
+	memcpy(host, p, len);
+	host[len] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	return inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) == 1;
+}
+
+/*
+ * Milter sockets, in the order the filters run: "inet:host:port" (an IPv4
+ * address or localhost; "inet:[ipv6]:port" too), "inet6:host:port"
+ * (IPv6) or "unix:/absolute/path".  Empty or "none": no filters.
  */
 static int
 config_parse_milters(struct config *c, const struct config_key *k,
@@ -1391,6 +1418,9 @@ config_parse_milters(struct config *c, const struct config_key *k,
 			if (num == 0 || num > 65535 ||
 			    port - item <= (item[4] == ':' ? 6 : 7))
 				why = "milter socket needs host:port";
+			else if (!config_is_milter_host(item, port - 1))
+				why = "milter host not an IP address or "
+				    "localhost";
 		} else
 			why = "milter socket not inet:host:port, "
 			    "inet6:host:port or unix:/path";

@@ -152,8 +152,9 @@ struct milter_chain {
 	uint16_t		 client_port;
 	char			*arg;		/* HELO name, address */
 	char			*params;	/* ESMTP parameters */
-	const char		*msg;		/* the message */
+	const char		*msg;		/* the message, as changed */
 	size_t			 msglen;
+	char			*edited;	/* msg when changed; heap */
 	struct milter_field	*fields;
 	size_t			 nfields;
 	size_t			 body;		/* offset of the body */
@@ -297,6 +298,7 @@ milter_chain_free(struct milter_chain *c)
 	free(c->arg);
 	free(c->params);
 	free(c->fields);
+	free(c->edited);
 	milter_mods_clear(&c->fmods);
 	milter_mods_clear(&c->mods);
 	free(c->out.data);
@@ -758,6 +760,12 @@ milter_next(struct milter_chain *c)
 		if (wait)
 			return;
 	}
+	if (c->step == MILTER_STEP_MESSAGE && c->edited != NULL) {
+		/* The caller gets the message as the filters left it. */
+		c->mods.message = c->edited;
+		c->mods.messagelen = c->msglen;
+		c->edited = NULL;
+	}
 	if (c->step == MILTER_STEP_MESSAGE && (c->mods.quarantine != NULL ||
 	    c->quarantine)) {
 		util_strlcpy(c->reply.reason, c->mods.quarantine != NULL ?
@@ -844,23 +852,43 @@ milter_modify(struct milter_filter *f, const struct milter_proto_reply *r)
 	return 0;
 }
 
-/* The filter's changes join the chain's once its end of message passed. */
+static int
+milter_out_buf(void *arg, const void *p, size_t len)
+{
+	util_buf_add(arg, p, len);
+	return 0;
+}
+
+/*
+ * The filter's changes are taken once its end of message passed: those
+ * of the content at once, so that the next filter sees the message as
+ * changed (as Postfix shows it), the envelope's for the caller.
+ */
 static void
 milter_keep_mods(struct milter_chain *c)
 {
 	struct milter_mods	*from = &c->fmods, *to = &c->mods;
+	struct util_buf		 b = { NULL, 0, 0 };
 	size_t			 i;
 
-	for (i = 0; i < from->nmods; i++)
-		milter_mods_add(to, from->mods[i].type, from->mods[i].index,
-		    from->mods[i].leadspc, from->mods[i].name,
-		    from->mods[i].value);
-	if (from->replace_body) {
-		free(to->body);
-		to->body = from->body;
-		to->bodylen = from->bodylen;
-		to->replace_body = 1;
-		from->body = NULL;
+	if (milter_mods_has_content(from)) {
+		milter_edit_message(from, c->msg, c->msglen, milter_out_buf,
+		    &b);
+		free(c->edited);
+		c->edited = b.data;
+		c->msg = b.data;
+		c->msglen = b.len;
+		free(c->fields);
+		milter_edit_split(c->msg, c->msglen, &c->fields, &c->nfields,
+		    &c->body);
+	}
+	for (i = 0; i < from->nmods; i++) {
+		if (from->mods[i].type == MILTER_MOD_ADD_RCPT ||
+		    from->mods[i].type == MILTER_MOD_DELETE_RCPT ||
+		    from->mods[i].type == MILTER_MOD_CHANGE_FROM)
+			milter_mods_add(to, from->mods[i].type,
+			    from->mods[i].index, from->mods[i].leadspc,
+			    from->mods[i].name, from->mods[i].value);
 	}
 	if (to->quarantine == NULL && from->quarantine != NULL) {
 		to->quarantine = from->quarantine;
@@ -967,6 +995,8 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 		if (c->step == MILTER_STEP_MESSAGE &&
 		    c->content == MILTER_C_WAIT_EOM)
 			f->in_message = 0;
+		/* The message is over for this filter. */
+		f->skip_message = 1;
 		milter_mods_clear(&c->fmods);
 		util_strlcpy(c->reply.filter, f->socket,
 		    sizeof c->reply.filter);
@@ -1147,6 +1177,8 @@ void
 milter_chain_message(struct milter_chain *c, const char *msg, size_t len,
     milter_cb cb, void *arg)
 {
+	free(c->edited);
+	c->edited = NULL;
 	c->msg = msg;
 	c->msglen = len;
 	free(c->fields);
@@ -1187,6 +1219,8 @@ milter_chain_abort(struct milter_chain *c)
 	c->quarantine = 0;
 	c->msg = NULL;
 	c->msglen = 0;
+	free(c->edited);
+	c->edited = NULL;
 	free(c->fields);
 	c->fields = NULL;
 	c->nfields = 0;

@@ -7,6 +7,7 @@
 #include "autoconf.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,6 +35,7 @@ milter_mods_clear(struct milter_mods *m)
 	free(m->mods);
 	free(m->body);
 	free(m->quarantine);
+	free(m->message);
 	milter_mods_init(m);
 }
 
@@ -84,7 +86,7 @@ milter_mods_has_content(const struct milter_mods *m)
 {
 	size_t	i;
 
-	if (m->replace_body)
+	if (m->replace_body || m->message != NULL)
 		return 1;
 	for (i = 0; i < m->nmods; i++) {
 		if (m->mods[i].type == MILTER_MOD_ADD_HEADER ||
@@ -222,7 +224,8 @@ milter_out_value(const struct milter_line *l, milter_edit_out out,
 }
 
 /*
- * Write the message with the header changes and the new body, if any.
+ * Write the message with the header changes and the new body, if any
+ * (or the whole new message the changes of several filters made).
  * Changes apply in the order given: insert at an index counted over the
  * fields then present (0: first), change the index-th field of the name
  * (from 1; an empty value deletes it, a missing one is added), add at
@@ -238,6 +241,8 @@ milter_edit_message(const struct milter_mods *m, const char *msg,
 	size_t			 nf, body, n, alloc, i, j, live, seen;
 	int			 rc = -1;
 
+	if (m->message != NULL)
+		return out(arg, m->message, m->messagelen);
 	milter_edit_split(msg, len, &f, &nf, &body);
 	alloc = nf + m->nmods + 1;
 	l = xreallocarray(NULL, alloc, sizeof *l);
@@ -383,9 +388,48 @@ milter_edit_rcpt_args(struct envelope_rcpt *r, const char *args)
 				}
 				v += k + (v[k] == ',');
 			}
+			/* NEVER stands alone (RFC 3461 4.1). */
+			if ((r->notify & ENVELOPE_NOTIFY_NEVER) &&
+			    r->notify != ENVELOPE_NOTIFY_NEVER)
+				r->notify = 0;
 		} else if (n > 6 && strncasecmp(p, "ORCPT=", 6) == 0) {
 			free(r->orcpt);
 			r->orcpt = xstrndup(p + 6, n - 6);
+		}
+		p += n;
+	}
+}
+
+/* RET= and ENVID= (xtext, RFC 3461) of a changed sender. */
+static void
+milter_edit_from_args(struct envelope *env, const char *args)
+{
+	const char	*p = args;
+	char		*envid;
+	size_t		 n, i, o;
+	unsigned int	 x;
+
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " ");
+		n = strcspn(p, " ");
+		if (n == 8 && strncasecmp(p, "RET=FULL", 8) == 0)
+			env->ret = ENVELOPE_RET_FULL;
+		else if (n == 8 && strncasecmp(p, "RET=HDRS", 8) == 0)
+			env->ret = ENVELOPE_RET_HDRS;
+		else if (n > 6 && n < 6 + 400 &&
+		    strncasecmp(p, "ENVID=", 6) == 0) {
+			envid = xmalloc(n);
+			for (i = 6, o = 0; i < n; i++) {
+				if (p[i] == '+' && i + 2 < n &&
+				    sscanf(p + i + 1, "%2x", &x) == 1) {
+					envid[o++] = (char)x;
+					i += 2;
+				} else
+					envid[o++] = p[i];
+			}
+			envid[o] = '\0';
+			free(env->envid);
+			env->envid = envid;
 		}
 		p += n;
 	}
@@ -456,6 +500,7 @@ milter_edit_envelope(const struct milter_mods *m, struct envelope *env,
 		case MILTER_MOD_CHANGE_FROM:
 			milter_edit_addr(mod->name, buf, sizeof buf, 1);
 			envelope_set_str(&env->sender, buf);
+			milter_edit_from_args(env, mod->value);
 			break;
 		case MILTER_MOD_ADD_RCPT:
 			milter_edit_addr(mod->name, buf, sizeof buf, 0);

@@ -49,6 +49,9 @@ struct milter_mods {
 	char			*body;		/* CRLF lines; heap */
 	size_t			 bodylen;
 	char			*quarantine;	/* reason, or NULL */
+	char			*message;	/* or the whole new message,
+					   header and body; heap */
+	size_t			 messagelen;
 };
 
 /* One header field of a message, found by milter_edit_split(). */

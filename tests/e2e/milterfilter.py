@@ -229,12 +229,10 @@ def run_script(spec, events, noreply):
     if noreply:
         class Quiet(Script):
             # Leading spaces on; replies to headers off; no EOH, no DATA.
-            _protocol_mask = (Milter.P_RCPT_REJ | Milter.P_NR_CONN |
-                              Milter.P_NR_HELO | Milter.P_NR_MAIL |
-                              Milter.P_NR_RCPT | Milter.P_NR_DATA |
-                              Milter.P_NR_EOH | Milter.P_NR_BODY |
-                              Milter.P_NR_UNKN | Milter.P_NOUNKNOWN |
-                              Milter.P_NOEOH | Milter.P_NODATA)
+            _protocol_mask = (0x1fffff & ~(Milter.P_NR_HDR |
+                                           Milter.P_NOEOH |
+                                           Milter.P_NODATA |
+                                           Milter.P_HDR_LEADSPC))
 
             def header(self, name, value):
                 Script.header(self, name, value)
