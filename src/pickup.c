@@ -40,10 +40,11 @@
  * from "localhost" [127.0.0.1], HELO localhost, MAIL, RCPT per
  * recipient, DATA and the message without our Received header.  The
  * submitter has gone by then, so nobody can be answered: a message a
- * filter refuses for good (at any step) is returned to its sender in a
- * non-delivery report and never queued; one it refuses for now stays in
- * maildrop/ and is tried again at the next full scan; a discarded one
- * is removed; a quarantined one is queued on hold.  The changes the
+ * filter refuses for good is returned to its sender in a non-delivery
+ * report and never queued; one it refuses for now, or whose recipient
+ * it refuses (Postfix calls that a configuration error), stays in
+ * maildrop/ and is tried again after a minute; a discarded one is
+ * removed; a quarantined one is queued on hold.  The changes the
  * filters ask for are applied before the commit.
  */
 #include "autoconf.h"
@@ -517,11 +518,21 @@ pickup_is_done(const struct stat *st)
 static void
 pickup_later(const struct pickup_job *job)
 {
+	time_t	now = time(NULL);
+	size_t	i = 0;
+
+	/* Entries of files gone meanwhile go when they expire. */
+	while (i < pickup.nlater) {
+		if (pickup.later[i].until <= now)
+			pickup.later[i] = pickup.later[--pickup.nlater];
+		else
+			i++;
+	}
 	pickup.later = xreallocarray(pickup.later, pickup.nlater + 1,
 	    sizeof *pickup.later);
 	pickup.later[pickup.nlater].dev = job->dev;
 	pickup.later[pickup.nlater].ino = job->ino;
-	pickup.later[pickup.nlater++].until = time(NULL) + PICKUP_RESCAN;
+	pickup.later[pickup.nlater++].until = now + PICKUP_RESCAN;
 }
 
 static void
@@ -783,8 +794,9 @@ pickup_log_verdict(const struct pickup_job *job, const char *what,
 	    strlen(job->env.sender));
 	log_escape(to, sizeof to, job->env.rcpts[i].addr,
 	    strlen(job->env.rcpts[i].addr));
+	/* As Postfix: the reply without its code. */
 	if (r->code != 0)
-		snprintf(raw, sizeof raw, "%d %s%s%s", r->code, r->esc,
+		snprintf(raw, sizeof raw, "%s%s%s", r->esc,
 		    r->esc[0] != '\0' ? " " : "", r->text);
 	else
 		util_strlcpy(raw, r->reason, sizeof raw);
@@ -934,7 +946,23 @@ pickup_filter_cb(const struct milter_reply *r, void *arg)
 		pickup_filtered(job, r);
 		return;
 	case MILTER_REJECT:
-		pickup_refused(job, r);
+		if (job->step != PICKUP_STEP_RCPT) {
+			pickup_refused(job, r);
+			return;
+		}
+		/*
+		 * As Postfix: a filter may not refuse one recipient of a
+		 * local submission, which has nobody to tell; that is a
+		 * configuration error, and the message waits for it to be
+		 * mended.
+		 */
+		pickup_log_verdict(job, "milter-reject", r, "left in maildrop, "
+		    "tried again later");
+		log_warnx("%s: milter configuration error: a filter may not "
+		    "reject a recipient of a local submission", job->env.id);
+		pickup_chain_drop(job);
+		pickup_later(job);
+		pickup_job_done(job);
 		return;
 	case MILTER_TEMPFAIL:
 		pickup_log_verdict(job, "milter-reject", r, "left in maildrop, "

@@ -235,7 +235,7 @@ class LocalFiltered(TernTestCase):
     def test_reject_at_end_returned_to_sender(self):
         self.sendmail(["-f", SENDER, FAR], message("reject"))
         qid = self.verdict_log("milter-reject", "END-OF-MESSAGE",
-                               r"550 5\.7\.1 Message refused by filter"
+                               r"5\.7\.1 Message refused by filter"
                                ).group(1)
         m = self.gw.wait_messages(1, DELIVER_TIMEOUT)[0]
         self.assert_report(m, "550 5.7.1 Message refused by filter", FAR)
@@ -247,21 +247,25 @@ class LocalFiltered(TernTestCase):
         self.assertNotIn("%s: from=<%s>" % (qid, SENDER), self.t.log())
         self.assertEqual(len(self.gw.messages()), 1)
 
-    def test_reject_at_rcpt_refuses_whole_message(self):
+    def test_reject_at_rcpt_is_a_configuration_error(self):
+        """As Postfix: a filter may not refuse one recipient of a local
+        submission; the message waits in maildrop/ for the filter to be
+        mended, and is neither returned nor sent in part."""
         self.sendmail(["-f", SENDER, FAR, "nobody@far.test"],
                       message("none"))
-        self.verdict_log("milter-reject", "RCPT",
-                         r"550 5\.1\.1 No such user here")
-        m = self.gw.wait_messages(1, DELIVER_TIMEOUT)[0]
-        self.assert_report(m, "550 5.1.1 No such user here", FAR)
-        self.assertIn(b"Final-Recipient: rfc822; nobody@far.test", m.data)
-        self.wait_maildrop_empty()
-        self.assertEqual(len(self.gw.messages()), 1)
+        qid = self.verdict_log("milter-reject", "RCPT",
+                               r"5\.1\.1 No such user here").group(1)
+        self.t.wait_log(r"%s: milter configuration error: a filter may "
+                        r"not reject a recipient of a local submission"
+                        % qid, timeout=SLOW)
+        self.assertEqual(len(self.maildrop()), 1)
+        self.assertEqual(self.t.queue_files(), [])
+        self.assertEqual(self.gw.messages(), [])
 
     def test_tempfail_left_in_maildrop(self):
         self.sendmail(["-f", "later@sign.test", FAR], message("none"))
         self.t.wait_log(r"milter-reject: MAIL from localhost\[127\.0\.0\.1"
-                        r"\]: 451 4\.7\.1 .*; from=<later@sign\.test> .*: "
+                        r"\]: 4\.7\.1 .*; from=<later@sign\.test> .*: "
                         r"left in maildrop, tried again later",
                         timeout=SLOW)
         self.assertEqual(len(self.maildrop()), 1)

@@ -323,7 +323,7 @@ class RspamdLocal(RspamdCase):
         # Never queued: the sender gets a report with rspamd's reply.
         t.wait_log(r"ternd/pickup\[\d+\]: (%s): milter-reject: "
                    r"END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: "
-                   r"554 5\.7\.1 Gtube pattern; from=<alice@sign\.test> "
+                   r"5\.7\.1 Gtube pattern; from=<alice@sign\.test> "
                    r"to=<bob@far\.test> proto=local" % QID_RE,
                    timeout=SLOW)
         m = self.gw.wait_messages(1, DELIVER_TIMEOUT)[0]
@@ -365,7 +365,7 @@ class RspamdLocalStopped(GatewayCase):
         self.sendmail(t, ["-f", "alice@sign.test", FAR],
                       (ORDINARY % "later").replace("\r\n", "\n"))
         t.wait_log(r"ternd/pickup\[\d+\]: %s: milter-reject: CONNECT from "
-                   r"localhost\[127\.0\.0\.1\]: 451 4\.7\.1 .*; "
+                   r"localhost\[127\.0\.0\.1\]: 4\.7\.1 .*; "
                    r"from=<alice@sign\.test> to=<bob@far\.test> "
                    r"proto=local uid=\d+: left in maildrop, tried again "
                    r"later" % QID_RE, timeout=SLOW)
