@@ -29,8 +29,6 @@
 #include "milter_proto.h"
 #include "util.h"
 
-/* A filter's connection, after a QUIT, is given this long to flush. */
-#define MILTER_LINGER_MS	5000
 #define MILTER_LOG_ID_SIZE	64
 
 /* The steps of a chain; each names the macros Postfix sends with it. */
@@ -85,6 +83,11 @@ static const char *const milter_default_macros[MILTER_STAGE_COUNT] = {
 	SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
 	SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_BODY | \
 	SMFIP_HDR_LEADSPC)
+
+#define MILTER_ACTIONS_V2 (SMFIF_ADDHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | \
+	SMFIF_DELRCPT | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
+#define MILTER_PROTOCOL_V2 (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | \
+	SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS | SMFIP_NOEOH)
 
 enum milter_fstate {
 	MILTER_F_NEW,		/* not connected yet */
@@ -231,44 +234,30 @@ milter_chain_new(struct event_base *base, const struct config *conf,
 	return c;
 }
 
-static void
-milter_linger_cb(struct bufferevent *bev, void *arg)
-{
-	bufferevent_free(bev);
-}
-
-static void
-milter_linger_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	bufferevent_free(bev);
-}
-
 /*
- * Close a filter's connection.  With quit, SMFIC_QUIT goes first and
- * the connection lives on alone until it has left (or a few seconds).
+ * Close a filter's connection.  With quit, SMFIC_QUIT goes first when
+ * nothing else waits to be sent: straight to the socket, five octets
+ * that fit in any socket buffer, so that nothing outlives the chain.
  */
 static void
 milter_close(struct milter_filter *f, int quit)
 {
-	struct timeval	tv = { MILTER_LINGER_MS / 1000, 0 };
-	struct evbuffer	*out;
+	struct util_buf	*out = &f->chain->out;
 
 	evtimer_del(f->timer);
 	f->waiting = 0;
 	if (f->bev == NULL)
 		return;
-	out = bufferevent_get_output(f->bev);
-	if (quit && f->state >= MILTER_F_READY && f->state != MILTER_F_FAILED) {
-		milter_proto_command(&f->chain->out, SMFIC_QUIT, NULL, 0);
-		evbuffer_add(out, f->chain->out.data, f->chain->out.len);
-		f->chain->out.len = 0;
-		bufferevent_disable(f->bev, EV_READ);
-		bufferevent_setcb(f->bev, NULL, milter_linger_cb,
-		    milter_linger_event_cb, NULL);
-		bufferevent_set_timeouts(f->bev, NULL, &tv);
-		bufferevent_enable(f->bev, EV_WRITE);
-	} else
-		bufferevent_free(f->bev);
+	if (quit && f->state >= MILTER_F_READY &&
+	    f->state != MILTER_F_FAILED &&
+	    evbuffer_get_length(bufferevent_get_output(f->bev)) == 0) {
+		out->len = 0;
+		milter_proto_command(out, SMFIC_QUIT, NULL, 0);
+		(void)send(bufferevent_getfd(f->bev), out->data, out->len,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		out->len = 0;
+	}
+	bufferevent_free(f->bev);
 	f->bev = NULL;
 }
 
@@ -483,7 +472,7 @@ milter_fail(struct milter_filter *f, const char *why)
 	struct milter_chain	*c = f->chain;
 	int			 was_current;
 
-	log_warnx("milter %s: %s, %s%s", f->socket, why,
+	log_warnx("milter %s: %s, %s, %s", f->socket, why,
 	    c->dflt == CONFIG_MILTER_TEMPFAIL ? "tempfail" :
 	    c->dflt == CONFIG_MILTER_REJECT ? "reject" :
 	    c->dflt == CONFIG_MILTER_ACCEPT ? "accept" : "quarantine",
@@ -905,8 +894,10 @@ milter_negotiated(struct milter_filter *f, const struct milter_proto_reply *r)
 
 	if (r->cmd != SMFIC_OPTNEG || r->version < 2)
 		return -1;
-	f->actions = r->actions & MILTER_ACTIONS;
-	f->protocol = r->protocol & MILTER_PROTOCOL;
+	f->actions = r->actions & (f->chain->version >= 6 ? MILTER_ACTIONS :
+	    MILTER_ACTIONS_V2);
+	f->protocol = r->protocol & (f->chain->version >= 6 ?
+	    MILTER_PROTOCOL : MILTER_PROTOCOL_V2);
 	for (i = 0; i < MILTER_STAGE_COUNT; i++) {
 		if (r->macros[i] != NULL && (f->actions & SMFIF_SETSYMLIST))
 			f->macros[i] = xstrdup(r->macros[i]);
@@ -1060,8 +1051,10 @@ milter_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		f->state = MILTER_F_NEGOTIATING;
-		milter_proto_optneg(&c->out, c->version, MILTER_ACTIONS,
-		    MILTER_PROTOCOL);
+		/* Before version 6, no reply-less steps, no leading space. */
+		milter_proto_optneg(&c->out, c->version, c->version >= 6 ?
+		    MILTER_ACTIONS : MILTER_ACTIONS_V2, c->version >= 6 ?
+		    MILTER_PROTOCOL : MILTER_PROTOCOL_V2);
 		bufferevent_enable(f->bev, EV_READ);
 		evtimer_del(f->timer);
 		milter_send(f, 1, c->connect_timeout);

@@ -10,6 +10,14 @@
  * never before the call returns, at most once, and never after
  * milter_chain_free().  One step at a time per chain.
  *
+ * A caller runs, waiting for each callback: milter_chain_new(), macros,
+ * milter_chain_connect(), milter_chain_helo() (optional), then per
+ * message milter_chain_mail(), milter_chain_rcpt() for each recipient,
+ * milter_chain_data(), milter_chain_message(); it applies the changes
+ * (milter_edit_envelope(), then milter_edit_message() into the spool),
+ * commits, and calls milter_chain_abort() once the message is over
+ * however it ended; milter_chain_free() at the end.
+ *
  * A filter that cannot be reached, times out, closes or answers garbage
  * gets the configured default action: tempfail or reject (the step's
  * verdict), accept (the filter is left out for the rest of the session),
@@ -34,10 +42,11 @@ enum milter_list {
 };
 
 enum milter_verdict {
-	MILTER_CONTINUE,	/* the step passed every filter */
-	MILTER_ACCEPT,		/* accepted: no more filtering of the
-				   message (of the session at connect and
-				   HELO) */
+	MILTER_CONTINUE,	/* the step passed every filter (a filter
+				   that accepts leaves the rest of the
+				   message, or of the session at connect
+				   and HELO, to the others) */
+	MILTER_ACCEPT,		/* reserved: a chain reports CONTINUE */
 	MILTER_REJECT,		/* refused for good: reply has a 5xx */
 	MILTER_TEMPFAIL,	/* refused for now: reply has a 4xx */
 	MILTER_DISCARD,		/* accept the message and drop it */

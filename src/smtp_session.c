@@ -562,6 +562,8 @@ size_t
 smtp_session_bytes(const struct smtp_session *s)
 {
 	return (s->tx != NULL ? sizeof *s->tx : 0) +
+	    (s->tx != NULL && s->tx->mcopy != NULL ?
+	    evbuffer_get_length(s->tx->mcopy) : 0) +
 	    (s->auth != NULL ? sizeof *s->auth : 0) +
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) +
 	    evbuffer_get_length(bufferevent_get_output(s->bev));

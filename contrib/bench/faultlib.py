@@ -162,6 +162,13 @@ class Ternd:
         os.chmod(self.conf, 0o644)
         if os.geteuid() == 0:
             os.chown(self.spool, 65534, 65534)
+            # As an installer leaves it: ternd started as root only
+            # checks maildrop/.
+            maildrop = os.path.join(self.spool, "maildrop")
+            if not os.path.isdir(maildrop):
+                os.mkdir(maildrop)
+            os.chown(maildrop, 65534, 65534)
+            os.chmod(maildrop, 0o3733)
 
     def log(self):
         try:

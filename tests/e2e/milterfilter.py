@@ -14,8 +14,10 @@ SOCKET is as tern's configuration names it ("inet:127.0.0.1:PORT",
             refused for addresses and names that say so (see below).
   noreply   the same filter, negotiating no replies to headers, no
             end-of-headers and no DATA step (SMFIP_NR_HDR, SMFIP_NOEOH,
-            SMFIP_NODATA), and leading spaces kept (SMFIP_HDR_LEADSPC).
+            SMFIP_NODATA), leading spaces kept (SMFIP_HDR_LEADSPC), and
+            only j and {client_addr} at connect (SMFIF_SETSYMLIST).
   hang      negotiates, then never answers the end of the message.
+  mute      takes the connection and never answers the negotiation.
   close     negotiates, then closes the connection at end of message.
   garbage   negotiates, then answers the end of message with bytes that
             are not a milter reply.
@@ -234,6 +236,13 @@ def run_script(spec, events, noreply):
                                            Milter.P_NODATA |
                                            Milter.P_HDR_LEADSPC))
 
+            def negotiate(self, opts):
+                r = Script.negotiate(self, opts)
+                # Only these macros at connect (SMFIF_SETSYMLIST);
+                # called on the context, as Milter.symlist passes bytes.
+                self._ctx.setsymlist(Milter.M_CONNECT, "j {client_addr}")
+                return r
+
             def header(self, name, value):
                 Script.header(self, name, value)
                 return Milter.NOREPLY
@@ -246,7 +255,8 @@ def run_script(spec, events, noreply):
         Milter.factory = Script
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.CHGBODY |
                      Milter.ADDRCPT | Milter.ADDRCPT_PAR |
-                     Milter.DELRCPT | Milter.QUARANTINE | Milter.CHGFROM)
+                     Milter.DELRCPT | Milter.QUARANTINE | Milter.CHGFROM |
+                     Milter.SETSYMLIST)
     events.write(ev="ready")
     Milter.runmilter("terntest", libmilter_socket(spec), 60)
 
@@ -274,6 +284,10 @@ def read_packet(conn):
 
 def serve_raw(conn, mode, events):
     try:
+        if mode == "mute":
+            # Takes the connection, never answers the negotiation.
+            read_packet(conn)
+            time.sleep(3600)
         while True:
             cmd, data = read_packet(conn)
             if cmd is None:

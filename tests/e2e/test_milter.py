@@ -367,6 +367,14 @@ class EndOfMessage(MilterCase):
         self.t.wait_log(qid + r": milter-hold: END-OF-MESSAGE from "
                         r"unknown\[127\.0\.0\.1\]: looks suspicious to the "
                         r"filter;")
+        # ternctl release gives it back to the queue.
+        p = subprocess.run([mailtest.ternctl_path(), "-c", self.t.conf,
+                            "release", qid], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        wait_for(lambda: self.t.queued() == [qid], 10.0,
+                 "the released message in the queue")
+        self.assertEqual(self.t.files("hold"), [])
 
     def test_skip_body(self):
         body = b"x" * 998 + b"\r\n"
@@ -500,6 +508,14 @@ class Sockets(MilterCase):
     def test_inet6(self):
         self.check("inet6")
 
+    def test_protocol_2(self):
+        f = self.filter()
+        t = self.milter_tern([f], protocol="2")
+        qid = queued_id(self.send(t, "headers"))
+        self.assertIn(b"X-Added: added by the filter", t.read_msg(qid))
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: version \d+, actions "
+                   r"0x3f, protocol 0x0")
+
     def test_two_filters_in_order(self):
         f1 = self.filter()
         f2 = self.filter("noreply", kind="unix")
@@ -526,6 +542,9 @@ class Sockets(MilterCase):
         self.assertIn(["Subject", " a test"], eom["headers"])
         self.assertEqual(f.events("eoh-called"), [])
         self.assertEqual(f.events("data"), [])
+        # The macros it asked for at connect, and no others.
+        self.assertEqual(sorted(f.events("connect")[-1]["macros"]),
+                         ["j", "{client_addr}"])
         lines = header_lines(t.read_msg(qid))
         # A filter that keeps leading spaces gives its own.
         self.assertIn(b"X-Added:added by the filter", lines)
@@ -540,6 +559,14 @@ class Failures(MilterCase):
         self.assertReply(r, TEMPFAIL)
         self.assertNothingQueued(t)
         t.wait_log(r"milter inet:127\.0\.0\.1:\d+: reply timeout, tempfail")
+
+    def test_negotiation_timeout(self):
+        f = self.filter("mute")
+        t = self.milter_tern([f], connect_timeout="1s")
+        c = t.raw()
+        self.assertReply(c.cmd("EHLO " + ternlib.HELO), TEMPFAIL)
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: negotiation timeout, "
+                   r"tempfail")
 
     def test_close_at_eom(self):
         f = self.filter("close")

@@ -547,6 +547,21 @@ static const struct {
 	  "no TLS 1.3 cipher suite" },
 	{ "[main]\nmin_free_space = 2000000G\n", 2, "min_free_space",
 	  "out of range" },
+	/* content filters */
+	{ "[milter]\nsmtpd_milters = inet:8891\n", 2, "smtpd_milters",
+	  "milter socket needs host:port \"inet:8891\"" },
+	{ "[milter]\nsmtpd_milters = inet:h.example:8891\n", 2,
+	  "smtpd_milters", "not an IP address or localhost" },
+	{ "[milter]\nnon_smtpd_milters = unix:rel/path\n", 2,
+	  "non_smtpd_milters", "not absolute" },
+	{ "[milter]\nsmtpd_milters = tcp:1.2.3.4:5\n", 2, "smtpd_milters",
+	  "not inet:host:port" },
+	{ "[milter]\nsmtpd_milters = inet6:127.0.0.1:5\n", 2,
+	  "smtpd_milters", "not an IP address" },
+	{ "[milter]\nsmtpd_milters = inet:1.2.3.4:70000\n", 2,
+	  "smtpd_milters", "needs host:port" },
+	{ "[milter]\ndefault_action = bounce\n", 2, "default_action", "" },
+	{ "[milter]\nprotocol = 7\n", 2, "protocol", "out of range" },
 	/* structure */
 	{ "[main]\ndebug = no\n[frobs]\nx = 1\n", 3, "[frobs]",
 	  "unknown section" },
@@ -1403,6 +1418,7 @@ START_TEST(test_example_file)
 	struct config	*c, *dflt;
 	char		 path[PATH_MAX], *cause = NULL, *printed, *example;
 	char		*line, *next, *eq, want[512], section[32] = "";
+	char		*sec, *end, *hit;
 	size_t		 len;
 	FILE		*fp;
 	long		 size;
@@ -1445,8 +1461,14 @@ START_TEST(test_example_file)
 		util_snprintf(want, sizeof want, "\n# %s", line);
 		ck_assert_msg(strstr(example, want) != NULL,
 		    "etc/tern.ini lacks \"%s\"", want + 1);
-		/* ... and under the section of its key. */
-		ck_assert_msg(strstr(example, section) < strstr(example, want),
+		/*
+		 * ... and under the section of its key (a name may be in
+		 * two sections: [delivery] and [milter] connect_timeout).
+		 */
+		sec = strstr(example, section);
+		end = strstr(sec + 1, "\n[");
+		hit = strstr(sec, want);
+		ck_assert_msg(hit != NULL && (end == NULL || hit < end),
 		    "\"%s\" not under %s", want + 1, section);
 	}
 	free(printed);
