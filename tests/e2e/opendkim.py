@@ -119,6 +119,8 @@ class OpenDKIM:
                 return self
             last = self.log()
             self._kill()
+        # Nobody will call stop() on what did not start.
+        shutil.rmtree(self.dir, ignore_errors=True)
         raise AssertionError("OpenDKIM did not listen on 127.0.0.1: %s"
                              % last[-3000:])
 

@@ -163,6 +163,8 @@ class Rspamd:
                 return self
             last = self.log()
             self._kill()
+        # Nobody will call stop() on what did not start.
+        shutil.rmtree(self.dir, ignore_errors=True)
         raise AssertionError("rspamd did not listen on 127.0.0.1: %s"
                              % last[-3000:])
 
@@ -221,6 +223,12 @@ if __name__ == "__main__":
         sys.exit(why)
     r = Rspamd().start()
     print(r.socket, r.dir, flush=True)
+
+    def interrupt(signo, frame):
+        raise KeyboardInterrupt
+
+    # rspamd runs in a session of its own: stop it on SIGTERM too.
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         while r.proc.poll() is None:
             time.sleep(1)
