@@ -32,6 +32,8 @@ keep=${BENCH_KEEP:-no}
 # yes: ternd serves metrics, and is measured twice, without and then with
 # a scraper asking for /metrics every second.
 scrape=${BENCH_SCRAPE:-no}
+milter=${BENCH_MILTER:-}
+expect_header=${BENCH_EXPECT_HEADER:-}
 
 if [ $# -gt 0 ]; then
 	echo "usage: $0 (settings in the environment, see" \
@@ -159,6 +161,11 @@ mailboxes = $T/tern/mail
 gateway = 127.0.0.1:$tern_sink_port
 gateway_all = yes
 EOF
+	# Both servers pass every message through the same filter.
+	if [ -n "$milter" ]; then
+		printf '\n[milter]\nsmtpd_milters = %s\n' "$milter" \
+		    >>"$T/tern/tern.ini"
+	fi
 	"$TERND" -c "$T/tern/tern.ini" 2>"$T/ternd.log" &
 	ternd_pid=$!
 	wait_port "$tern_port" ||
@@ -176,6 +183,10 @@ start_postfix() {
 	start_sink postfix
 	pf_sink_port=$sink_port
 	pf_main_extra="relayhost = [127.0.0.1]:$pf_sink_port"
+	if [ -n "$milter" ]; then
+		pf_main_extra="$pf_main_extra
+smtpd_milters = $milter"
+	fi
 	pf_start
 	say "postfix master $pf_master on 127.0.0.1:$pf_port, relaying to" \
 	    "smtp-sink on 127.0.0.1:$pf_sink_port (destination concurrency" \
@@ -368,6 +379,15 @@ measure() {
 	fi
 	check="injected in $(field "$res" inject) s; $total at the sink,"
 	check="$check all distinct; CPU $cpu s"
+	# A filter that was to mark every message (a signature) did.
+	if [ -n "$expect_header" ]; then
+		n=$(grep -c "^$expect_header:" "$T/sink-$1/dump" || true)
+		[ "$n" -eq $((messages + warmup)) ] ||
+		    die "$1: $n of $((messages + warmup)) messages at the" \
+		    "sink carry $expect_header"
+		check="$check; all with $expect_header"
+	fi
+	check="$check; load $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ "$queued" -ne 0 ]; then
 		say "$1: warning: $queued messages still queued after" \
 		    "delivery"
@@ -468,6 +488,8 @@ fi
 echo
 echo "== relay: $messages messages of $size octets, $sessions parallel" \
     "sessions, $conn_desc, each server to its own smtp-sink"
+[ -n "$milter" ] && echo "   every message through the filter at $milter" \
+    "(smtpd_milters, both servers)"
 has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     tern "$messages" "$tern_elapsed" "$tern_rate" "$tern_check"
 if has tern && [ "$scrape" = yes ]; then
