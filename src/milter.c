@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -1050,6 +1051,15 @@ milter_event_cb(struct bufferevent *bev, short what, void *arg)
 	char			 why[128];
 
 	if (what & BEV_EVENT_CONNECTED) {
+		/*
+		 * Steps without replies (headers, body chunks) are small
+		 * writes the filter does not answer: without TCP_NODELAY
+		 * each could wait for a delayed acknowledgement.
+		 */
+		if (strncmp(f->socket, "unix:", 5) != 0)
+			(void)setsockopt(bufferevent_getfd(f->bev),
+			    IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+			    sizeof(int));
 		f->state = MILTER_F_NEGOTIATING;
 		/* Before version 6, no reply-less steps, no leading space. */
 		milter_proto_optneg(&c->out, c->version, c->version >= 6 ?
