@@ -33,6 +33,8 @@ keep=${BENCH_KEEP:-no}
 # a scraper asking for /metrics every second.
 scrape=${BENCH_SCRAPE:-no}
 milter=${BENCH_MILTER:-}
+# ternd's spool_sync: file (the default) or filesystem.
+spool_sync=${BENCH_SPOOL_SYNC:-file}
 expect_header=${BENCH_EXPECT_HEADER:-}
 
 if [ $# -gt 0 ]; then
@@ -143,6 +145,7 @@ hostname = bench.test
 spool = $T/tern/spool
 log = stderr
 shutdown_timeout = 5s
+spool_sync = $spool_sync
 $run_as
 $metrics_line
 
