@@ -311,6 +311,14 @@ smtp_data_init(struct smtp_data *d, int normalize)
 	d->normalize = normalize;
 	d->error = SMTP_DATA_OK;
 	d->pending = -1;
+	d->last = '\n';
+}
+
+void
+smtp_data_init_chunked(struct smtp_data *d, int normalize)
+{
+	smtp_data_init(d, normalize);
+	d->chunked = 1;
 }
 
 const char *
@@ -337,6 +345,7 @@ smtp_data_set_error(struct smtp_data *d, enum smtp_data_error e)
 static void
 smtp_data_put(struct smtp_data *d, struct smtp_data_sink *o, char c)
 {
+	d->last = (unsigned char)c;
 	if (o->len < o->size)
 		o->buf[o->len++] = c;
 	else if (d->pending == -1)
@@ -395,7 +404,7 @@ smtp_data_octet(struct smtp_data *d, struct smtp_data_sink *o, char c)
 {
 	switch (d->state) {
 	case SMTP_DATA_S_BOL:
-		if (c == '.') {
+		if (c == '.' && !d->chunked) {
 			d->linelen = 1;
 			d->state = SMTP_DATA_S_DOT;
 		} else
@@ -474,4 +483,57 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen,
 	*consumed = inlen;
 	*outlen = o.len;
 	return SMTP_DATA_MORE;
+}
+
+/* The last chunk has been fed: end its last line. */
+void
+smtp_data_finish(struct smtp_data *d, char *out, size_t *outlen)
+{
+	struct smtp_data_sink	o;
+
+	if (!d->chunked || d->pending != -1)
+		panic("%s: not a chunked message", __func__);
+	o.buf = out;
+	o.len = 0;
+	o.size = 2;
+	if (d->state == SMTP_DATA_S_CR) {
+		smtp_data_put(d, &o, '\n');
+		smtp_data_bare(d, SMTP_DATA_BARE_CR);
+	} else if (d->last != '\n') {
+		smtp_data_put(d, &o, '\r');
+		smtp_data_put(d, &o, '\n');
+	}
+	d->linelen = 0;
+	d->state = SMTP_DATA_S_END;
+	*outlen = o.len;
+}
+
+/*
+ * The argument of BDAT (RFC 3030 2): a chunk size of digits, then
+ * optionally LAST after a space.  Returns -1 on anything else.
+ */
+int
+smtp_parse_bdat(const char *args, uint64_t *size, int *last)
+{
+	const char	*p = args;
+	uint64_t	 n = 0;
+
+	if (!smtp_parse_is_digit((unsigned char)*p))
+		return -1;
+	for (; smtp_parse_is_digit((unsigned char)*p); p++) {
+		if (n > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*last = 0;
+	if (*p == ' ') {
+		while (*p == ' ')
+			p++;
+		if (strcasecmp(p, "LAST") != 0)
+			return -1;
+		*last = 1;
+	} else if (*p != '\0')
+		return -1;
+	*size = n;
+	return 0;
 }

@@ -8,6 +8,7 @@
 #define SMTP_PARSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* RFC 5321 4.5.3.1.4 and .6, CRLF included. */
 #define SMTP_LINE_MAX		512
@@ -92,6 +93,8 @@ enum smtp_data_error {
 struct smtp_data {
 	int			state;
 	int			normalize;
+	int			chunked;	/* BDAT: no dots, no end */
+	int			last;		/* last octet written */
 	size_t			linelen;	/* octets of the current line */
 	enum smtp_data_error	error;		/* first error seen */
 	int			pending;	/* owed to next out, or -1 */
@@ -103,6 +106,20 @@ struct smtp_data {
 void	 smtp_data_init(struct smtp_data *, int);
 int	 smtp_data_feed(struct smtp_data *, const char *, size_t, size_t *,
 	    char *, size_t *);
+
+/*
+ * The same machine for BDAT chunks (RFC 3030): the octets are the
+ * message itself, neither dot-stuffed nor ended by CRLF.CRLF, so "." is
+ * text and smtp_data_feed() never returns SMTP_DATA_END; line endings,
+ * NULs and line lengths follow the DATA rules.  smtp_data_finish() ends
+ * the last chunk: a CR left at the end is a bare CR, and a last line
+ * without its CRLF gets one; out must have room for 2 octets.
+ */
+void	 smtp_data_init_chunked(struct smtp_data *, int);
+void	 smtp_data_finish(struct smtp_data *, char *, size_t *);
+
+/* "BDAT size [LAST]": the chunk's size and whether it is the last. */
+int	 smtp_parse_bdat(const char *, uint64_t *, int *);
 const char *smtp_data_error_str(enum smtp_data_error);
 
 #endif

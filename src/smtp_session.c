@@ -3,8 +3,8 @@
  * transaction (MAIL to the end of DATA) and the message being received,
  * and answers every command from one reply table.  The bytes it reads are
  * parsed by smtp_parse.c and addr.c; it never blocks the loop except for
- * spool writes, and it answers 250 to DATA only after the spool reports
- * the message committed.
+ * spool writes, and it answers 250 to DATA (or to the last BDAT chunk)
+ * only after the spool reports the message committed.
  */
 #include "autoconf.h"
 
@@ -56,6 +56,7 @@
 enum smtp_state {
 	SMTP_STATE_CMD,		/* waiting for a command */
 	SMTP_STATE_DATA,	/* receiving message data */
+	SMTP_STATE_BDAT,	/* receiving the octets of a BDAT chunk */
 	SMTP_STATE_COMMIT,	/* waiting for the spool to commit */
 	SMTP_STATE_CLOSING,	/* flushing the last reply */
 	SMTP_STATE_TLS,		/* STARTTLS said: flushing, then handshake */
@@ -108,6 +109,7 @@ struct smtp_tx {
 	int			 hold;		/* a filter said quarantine */
 	size_t			 mrcpts;	/* recipients before RCPT */
 	char			 mrcpt[ADDR_PATH_SIZE];	/* its address */
+	int			 bdat;		/* a BDAT chunk was taken */
 };
 
 /* An AUTH exchange in progress; owned by its session. */
@@ -143,6 +145,10 @@ struct smtp_session {
 	uint64_t		 start;		/* ms: the deadline's origin */
 	uint64_t		 deadline;	/* ms, monotonic; 0: none */
 	uint64_t		 data_in;	/* octets read in DATA */
+	uint64_t		 chunk_size;	/* the BDAT chunk being read */
+	uint64_t		 chunk_left;	/* ...its octets yet to come */
+	int			 chunk_last;	/* ...it is the last */
+	int			 chunk_refuse;	/* ...its reply if refused */
 	smtp_session_closed_cb	 closed_cb;
 	void			*closed_arg;
 	struct sockaddr_storage	 ss;
@@ -162,6 +168,7 @@ enum smtp_reply {
 	SMTP_R_RCPT_OK,
 	SMTP_R_DATA,
 	SMTP_R_QUEUED,
+	SMTP_R_CHUNK_OK,
 	SMTP_R_QUIT,
 	SMTP_R_HELP,
 	SMTP_R_VRFY,
@@ -180,6 +187,9 @@ enum smtp_reply {
 	SMTP_R_MAIL_SYNTAX,
 	SMTP_R_RCPT_SYNTAX,
 	SMTP_R_DATA_SYNTAX,
+	SMTP_R_BDAT_SYNTAX,
+	SMTP_R_AFTER_BDAT,
+	SMTP_R_BDAT_FILTERED,
 	SMTP_R_RSET_SYNTAX,
 	SMTP_R_QUIT_SYNTAX,
 	SMTP_R_VRFY_SYNTAX,
@@ -241,9 +251,10 @@ static const struct smtp_reply_entry {
 	[SMTP_R_RCPT_OK] = { 250, "2.1.5", "Ok" },
 	[SMTP_R_DATA] = { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
 	[SMTP_R_QUEUED] = { 250, "2.0.0", "Ok: queued as %s" },
+	[SMTP_R_CHUNK_OK] = { 250, "2.0.0", "Ok: %s octets" },
 	[SMTP_R_QUIT] = { 221, "2.0.0", "Bye" },
 	[SMTP_R_HELP] = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
-	    "RSET NOOP QUIT VRFY HELP STARTTLS AUTH ETRN" },
+	    "RSET NOOP QUIT VRFY HELP STARTTLS AUTH ETRN BDAT" },
 	[SMTP_R_VRFY] = { 252, "2.0.0", "Cannot VRFY user, but will accept "
 	    "message and attempt delivery" },
 	[SMTP_R_SHUTDOWN] = { 421, "4.3.2", "%s Service shutting down" },
@@ -265,6 +276,10 @@ static const struct smtp_reply_entry {
 	[SMTP_R_MAIL_SYNTAX] = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
 	[SMTP_R_RCPT_SYNTAX] = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
 	[SMTP_R_DATA_SYNTAX] = { 501, "5.5.4", "Syntax: DATA" },
+	[SMTP_R_BDAT_SYNTAX] = { 501, "5.5.4", "Syntax: BDAT size [LAST]" },
+	[SMTP_R_AFTER_BDAT] = { 503, "5.5.1", "Error: %s after BDAT" },
+	[SMTP_R_BDAT_FILTERED] = { 502, "5.5.1",
+	    "Error: BDAT not offered here, use DATA" },
 	[SMTP_R_RSET_SYNTAX] = { 501, "5.5.4", "Syntax: RSET" },
 	[SMTP_R_QUIT_SYNTAX] = { 501, "5.5.4", "Syntax: QUIT" },
 	[SMTP_R_VRFY_SYNTAX] = { 501, "5.5.4", "Syntax: VRFY address" },
@@ -370,6 +385,7 @@ static void	smtp_cmd_help(struct smtp_session *, const char *);
 static void	smtp_cmd_starttls(struct smtp_session *, const char *);
 static void	smtp_cmd_auth(struct smtp_session *, const char *);
 static void	smtp_cmd_etrn(struct smtp_session *, const char *);
+static void	smtp_cmd_bdat(struct smtp_session *, const char *);
 static void	smtp_cmd_unimplemented(struct smtp_session *, const char *);
 
 /* The verb table: what each command needs before it may run. */
@@ -393,7 +409,8 @@ static const struct smtp_verb_entry {
 	{ SMTP_VERB_STARTTLS, 0, smtp_cmd_starttls },
 	{ SMTP_VERB_AUTH, SMTP_V_NEEDS_HELO, smtp_cmd_auth },
 	{ SMTP_VERB_ETRN, SMTP_V_NEEDS_HELO, smtp_cmd_etrn },
-	{ SMTP_VERB_BDAT, 0, smtp_cmd_unimplemented },
+	/* BDAT checks MAIL and RCPT itself: a refused chunk is still read. */
+	{ SMTP_VERB_BDAT, 0, smtp_cmd_bdat },
 };
 
 /* EHLO keywords, in the order advertised, each when its test passes. */
@@ -403,6 +420,7 @@ static int	smtp_offers_starttls(struct smtp_session *);
 static int	smtp_offers_auth(struct smtp_session *);
 static size_t	smtp_dovecot_mechs_count(void);
 static int	smtp_offers_etrn(struct smtp_session *);
+static int	smtp_offers_chunking(struct smtp_session *);
 
 static const struct smtp_ehlo_entry {
 	const char	*keyword;
@@ -418,6 +436,7 @@ static const struct smtp_ehlo_entry {
 	{ "8BITMIME", NULL, NULL },
 	{ "DSN", NULL, NULL },
 	{ "SMTPUTF8", NULL, NULL },
+	{ "CHUNKING", NULL, smtp_offers_chunking },
 };
 
 /* MAIL FROM parameters. */
@@ -470,6 +489,7 @@ static const struct smtp_state_entry {
 } smtp_states[] = {
 	[SMTP_STATE_CMD] = { "command", SMTP_TIMEOUT_COMMAND },
 	[SMTP_STATE_DATA] = { "data", SMTP_TIMEOUT_DATA },
+	[SMTP_STATE_BDAT] = { "bdat", SMTP_TIMEOUT_DATA },
 	[SMTP_STATE_COMMIT] = { "commit", SMTP_TIMEOUT_NONE },
 	[SMTP_STATE_CLOSING] = { "closing", SMTP_TIMEOUT_COMMAND },
 	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_TLS },
@@ -730,10 +750,10 @@ smtp_deadline_line(struct smtp_session *s, int begun)
 }
 
 /*
- * DATA has read more: data_timeout from its start plus one second per
- * data_min_rate octets, but never more than data_timeout past now (as
- * Postfix's smtpd_min_data_rate).  The whole of DATA is thus bounded by
- * data_timeout + max_message_size / data_min_rate.
+ * DATA (or a BDAT chunk) has read more: data_timeout from its start plus
+ * one second per data_min_rate octets, but never more than data_timeout
+ * past now (as Postfix's smtpd_min_data_rate).  The whole of DATA is
+ * thus bounded by data_timeout + max_message_size / data_min_rate.
  */
 static void
 smtp_deadline_data(struct smtp_session *s, size_t octets)
@@ -999,10 +1019,16 @@ smtp_ehlo_reply(struct smtp_session *s)
 	char				 value[DVPROTO_MECH_MAX *
 					    DVPROTO_MECH_SIZE];
 	char				 text[sizeof value + 16];
-	size_t				 i;
+	size_t				 i, last = 0;
 
-	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
+	/* The last keyword offered ends the reply ("250 "). */
 	for (i = 0; i < nitems(smtp_ehlo_keywords); i++) {
+		e = &smtp_ehlo_keywords[i];
+		if (e->offered == NULL || e->offered(s))
+			last = i;
+	}
+	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
+	for (i = 0; i <= last; i++) {
 		e = &smtp_ehlo_keywords[i];
 		if (e->offered != NULL && !e->offered(s))
 			continue;
@@ -1011,10 +1037,20 @@ smtp_ehlo_reply(struct smtp_session *s)
 			snprintf(text, sizeof text, "%s %s", e->keyword, value);
 		} else
 			util_strlcpy(text, e->keyword, sizeof text);
-		/* The table's last keyword is always offered. */
-		smtp_reply_line(s, 250, i + 1 == nitems(smtp_ehlo_keywords) ?
-		    ' ' : '-', NULL, "%s", text);
+		smtp_reply_line(s, 250, i == last ? ' ' : '-', NULL, "%s",
+		    text);
 	}
+}
+
+/*
+ * CHUNKING only where no content filter runs: a filter's DATA step
+ * answers before the message comes, which BDAT has no place for, so a
+ * filtered message always comes through DATA.
+ */
+static int
+smtp_offers_chunking(struct smtp_session *s)
+{
+	return s->milter == NULL;
 }
 
 static int
@@ -1336,7 +1372,7 @@ smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
  * the SIZE it announced (if any) and min_free_space besides, or 452.
  */
 static int
-smtp_has_room(struct smtp_session *s, const char *verb)
+smtp_check_room(struct smtp_session *s, const char *verb)
 {
 	if (queue_has_room(-1, s->tx->declared, smtp_conf->min_free_space))
 		return 1;
@@ -1344,6 +1380,15 @@ smtp_has_room(struct smtp_session *s, const char *verb)
 	    ", min_free_space=%" PRIu64 " session=%s", verb, s->addr,
 	    s->tx->declared, smtp_conf->min_free_space, s->sid);
 	smtp_log_reject(s, verb, SMTP_R_NO_ROOM, NULL, NULL, NULL);
+	return 0;
+}
+
+/* As smtp_check_room(), and a refusal ends the transaction. */
+static int
+smtp_has_room(struct smtp_session *s, const char *verb)
+{
+	if (smtp_check_room(s, verb))
+		return 1;
 	smtp_tx_free(s);
 	smtp_reply(s, SMTP_R_NO_ROOM, NULL);
 	return 0;
@@ -1366,7 +1411,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	int		 rc, utf8, flags;
 
 	if (s->tx != NULL) {
-		smtp_reply(s, SMTP_R_NESTED_MAIL, NULL);
+		if (s->tx->bdat)
+			smtp_reply(s, SMTP_R_AFTER_BDAT, "MAIL");
+		else
+			smtp_reply(s, SMTP_R_NESTED_MAIL, NULL);
 		return;
 	}
 	if (s->kind != SMTP_KIND_MX && s->user == NULL) {
@@ -1513,6 +1561,11 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	size_t			 i;
 	int			 rc, flags;
 
+	/* The message has begun: its envelope is settled (RFC 3030 2). */
+	if (s->tx->bdat) {
+		smtp_reply(s, SMTP_R_AFTER_BDAT, "RCPT");
+		return;
+	}
 	if (smtp_anvil(s, anvil_rcpt(smtp_sa(s), anvil_now())))
 		return;
 	flags = ADDR_ALLOW_POSTMASTER;
@@ -1606,21 +1659,51 @@ smtp_write_received(struct smtp_session *s)
 
 static void	smtp_data_begin(struct smtp_session *);
 
+/*
+ * A message begins, at DATA or at the first BDAT chunk: room for it, its
+ * spool file and our Received header, and the machine that reads it.
+ * Returns the refusal, if any; the caller ends the transaction.
+ */
+static enum smtp_reply
+smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked)
+{
+	struct smtp_tx	*tx = s->tx;
+	int		 normalize;
+
+	if (!smtp_check_room(s, verb))
+		return SMTP_R_NO_ROOM;
+	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
+	if (tx->msg == NULL || smtp_write_received(s) == -1)
+		return smtp_spool_reply(errno);
+	tx->size = 0;
+	hdrscan_init(&tx->hs);
+	tx->add_hdrs = smtp_conf->add_missing_headers ==
+	    CONFIG_ADD_HEADERS_ALL ||
+	    (smtp_conf->add_missing_headers == CONFIG_ADD_HEADERS_SUBMISSION &&
+	    (s->user != NULL || s->kind != SMTP_KIND_MX));
+	normalize = smtp_conf->bare_newlines == CONFIG_BARE_NORMALIZE;
+	if (chunked)
+		smtp_data_init_chunked(&tx->dot, normalize);
+	else
+		smtp_data_init(&tx->dot, normalize);
+	return SMTP_R_OK;
+}
+
 static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
-	struct smtp_tx	*tx = s->tx;
 	enum smtp_reply	 r;
 
 	if (*args != '\0') {
 		smtp_reply(s, SMTP_R_DATA_SYNTAX, NULL);
 		return;
 	}
-	if (!smtp_has_room(s, "DATA"))
+	/* RFC 3030 2: one transaction, one of DATA or BDAT. */
+	if (s->tx->bdat) {
+		smtp_reply(s, SMTP_R_AFTER_BDAT, "DATA");
 		return;
-	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
-	if (tx->msg == NULL || smtp_write_received(s) == -1) {
-		r = smtp_spool_reply(errno);
+	}
+	if ((r = smtp_msg_begin(s, "DATA", 0)) != SMTP_R_OK) {
 		smtp_tx_free(s);
 		smtp_reply(s, r, NULL);
 		return;
@@ -1629,7 +1712,7 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_data_begin(s);
 }
 
-/* DATA passed: the 354, and the message may come. */
+/* DATA passed the filters: the 354, and the message may come. */
 static void
 smtp_data_begin(struct smtp_session *s)
 {
@@ -1638,16 +1721,61 @@ smtp_data_begin(struct smtp_session *s)
 	if (s->milter != NULL && !tx->discard &&
 	    (tx->mcopy = evbuffer_new()) == NULL)
 		fatalx("smtp: evbuffer_new");
-	tx->size = 0;
-	hdrscan_init(&tx->hs);
-	tx->add_hdrs = smtp_conf->add_missing_headers ==
-	    CONFIG_ADD_HEADERS_ALL ||
-	    (smtp_conf->add_missing_headers == CONFIG_ADD_HEADERS_SUBMISSION &&
-	    (s->user != NULL || s->kind != SMTP_KIND_MX));
-	smtp_data_init(&tx->dot,
-	    smtp_conf->bare_newlines == CONFIG_BARE_NORMALIZE);
 	smtp_reply(s, SMTP_R_DATA, NULL);
 	smtp_enter_state(s, SMTP_STATE_DATA);
+}
+
+static void	smtp_bdat_chunk_end(struct smtp_session *);
+
+/*
+ * BDAT size [LAST] (RFC 3030): the next size octets are a chunk of the
+ * message, read as they come (SMTP_STATE_BDAT) and answered once all
+ * are in.  A chunk that cannot be taken (no MAIL or RCPT, a failed
+ * transaction, the size limit passed) is read all the same, so that the
+ * octets are never taken for commands, and its refusal answers it.  A
+ * malformed BDAT gives no size to skip: it is refused and ends the
+ * transaction, and what follows is read as commands, as Postfix does.
+ */
+static void
+smtp_cmd_bdat(struct smtp_session *s, const char *args)
+{
+	struct smtp_tx	*tx = s->tx;
+	uint64_t	 size;
+	int		 last;
+	enum smtp_reply	 r = SMTP_R_OK;
+
+	if (smtp_parse_bdat(args, &size, &last) == -1) {
+		log_warnx("BDAT from [%s]: malformed command, session=%s",
+		    s->addr, s->sid);
+		smtp_tx_free(s);
+		smtp_reply(s, SMTP_R_BDAT_SYNTAX, NULL);
+		return;
+	}
+	if (s->milter != NULL)
+		r = SMTP_R_BDAT_FILTERED;	/* not offered: read, refused */
+	else if (tx == NULL)
+		r = SMTP_R_NEED_MAIL;
+	else if (tx->env.nrcpts == 0)
+		r = SMTP_R_NEED_RCPT;
+	else if (!tx->bdat) {
+		if ((r = smtp_msg_begin(s, "BDAT", 1)) != SMTP_R_OK)
+			smtp_tx_free(s);
+		else
+			tx->bdat = 1;
+	}
+	/* Over the limit already: the chunk is read, then refused. */
+	if (r == SMTP_R_OK && tx->error == SMTP_TX_OK &&
+	    (size > smtp_conf->max_message_size ||
+	    tx->size > smtp_conf->max_message_size - size))
+		tx->error = SMTP_TX_TOO_BIG;
+	s->chunk_size = size;
+	s->chunk_left = size;
+	s->chunk_last = last;
+	s->chunk_refuse = r;
+	if (size == 0)
+		smtp_bdat_chunk_end(s);
+	else
+		smtp_enter_state(s, SMTP_STATE_BDAT);
 }
 
 /* RSET and QUIT take no parameters (RFC 5321 4.1.1.5, 4.1.1.10). */
@@ -2323,12 +2451,35 @@ static int	smtp_write_missing(struct smtp_session *);
 static int	smtp_msg_write(struct smtp_session *, const void *, size_t);
 static void	smtp_tx_commit(struct smtp_session *);
 
-/* The client's final dot has arrived: refuse, or ask for a commit. */
+/* Why the message received so far cannot be queued, or SMTP_R_OK. */
+static enum smtp_reply
+smtp_tx_reply(const struct smtp_tx *tx)
+{
+	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
+		return SMTP_R_DATA_LONG_LINE;
+	if (tx->dot.error == SMTP_DATA_NUL)
+		return SMTP_R_DATA_NUL;
+	if (tx->dot.error != SMTP_DATA_OK)
+		return SMTP_R_DATA_BARE;
+	if (tx->error == SMTP_TX_TOO_BIG)
+		return SMTP_R_SIZE;
+	if (tx->error == SMTP_TX_WRITE)
+		return SMTP_R_SPOOL_ERROR;
+	if (tx->error == SMTP_TX_NO_ROOM)
+		return SMTP_R_NO_ROOM;
+	return SMTP_R_OK;
+}
+
+/*
+ * The whole message has arrived (the final dot of DATA, or the last BDAT
+ * chunk): refuse it, or ask for a commit.  Both ways of receiving a
+ * message end here.
+ */
 static void
 smtp_data_end(struct smtp_session *s)
 {
 	struct smtp_tx	*tx = s->tx;
-	enum smtp_reply	 r = SMTP_R_OK;
+	enum smtp_reply	 r;
 
 	/* All header section, no body: the fields go at the end. */
 	if (tx->add_hdrs && tx->error == SMTP_TX_OK &&
@@ -2336,20 +2487,9 @@ smtp_data_end(struct smtp_session *s)
 	    tx->hs.seen != HDRSCAN_ALL && smtp_write_missing(s) == -1)
 		tx->error = smtp_spool_reply(errno) == SMTP_R_NO_ROOM ?
 		    SMTP_TX_NO_ROOM : SMTP_TX_WRITE;
-	if (tx->dot.error == SMTP_DATA_LINE_TOO_LONG)
-		r = SMTP_R_DATA_LONG_LINE;
-	else if (tx->dot.error == SMTP_DATA_NUL)
-		r = SMTP_R_DATA_NUL;
-	else if (tx->dot.error != SMTP_DATA_OK)
-		r = SMTP_R_DATA_BARE;
-	else if (tx->error == SMTP_TX_TOO_BIG)
-		r = SMTP_R_SIZE;
-	else if (tx->error == SMTP_TX_WRITE)
-		r = SMTP_R_SPOOL_ERROR;
-	else if (tx->error == SMTP_TX_NO_ROOM)
-		r = SMTP_R_NO_ROOM;
-	if (r != SMTP_R_OK) {
-		smtp_log_reject(s, "DATA", r, NULL, NULL, NULL);
+	if ((r = smtp_tx_reply(tx)) != SMTP_R_OK) {
+		smtp_log_reject(s, tx->bdat ? "BDAT" : "DATA", r, NULL, NULL,
+		    NULL);
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);
 		smtp_reply(s, r, NULL);
@@ -2434,6 +2574,27 @@ smtp_data_write(struct smtp_session *s, const char *p, size_t len)
 	return smtp_msg_write(s, p + end, len - (size_t)end);
 }
 
+/*
+ * Store what the machine made of the input, unless the message already
+ * failed: its size is checked first, and nothing is written past it.
+ */
+static void
+smtp_msg_store(struct smtp_session *s, const char *p, size_t len)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (tx->error != SMTP_TX_OK || tx->dot.error != SMTP_DATA_OK)
+		return;
+	tx->size += len;
+	if (tx->size > smtp_conf->max_message_size)
+		tx->error = SMTP_TX_TOO_BIG;
+	else if (smtp_data_write(s, p, len) == -1) {
+		log_warn("[%s] session=%s: queue file write", s->addr, s->sid);
+		tx->error = smtp_spool_reply(errno) == SMTP_R_NO_ROOM ?
+		    SMTP_TX_NO_ROOM : SMTP_TX_WRITE;
+	}
+}
+
 /* Feed what has arrived of the message to the dot machine. */
 static void
 smtp_process_data(struct smtp_session *s)
@@ -2451,24 +2612,81 @@ smtp_process_data(struct smtp_session *s)
 		    v.iov_len;
 		rc = smtp_data_feed(&tx->dot, v.iov_base, chunk, &consumed,
 		    smtp_data_out, &outlen);
-		if (tx->error == SMTP_TX_OK && tx->dot.error == SMTP_DATA_OK) {
-			tx->size += outlen;
-			if (tx->size > smtp_conf->max_message_size)
-				tx->error = SMTP_TX_TOO_BIG;
-			else if (smtp_data_write(s, smtp_data_out,
-			    outlen) == -1) {
-				log_warn("[%s] session=%s: queue file write",
-				    s->addr, s->sid);
-				tx->error = smtp_spool_reply(errno) ==
-				    SMTP_R_NO_ROOM ? SMTP_TX_NO_ROOM :
-				    SMTP_TX_WRITE;
-			}
-		}
+		smtp_msg_store(s, smtp_data_out, outlen);
 		evbuffer_drain(in, consumed);
 		if (rc == SMTP_DATA_END)
 			smtp_data_end(s);
 		else
 			smtp_deadline_data(s, consumed);
+	}
+}
+
+/*
+ * A BDAT chunk is all in.  A refused one gets its refusal; a failed
+ * message its error, which ends the transaction (RFC 3030 2: the client
+ * sends no more chunks for it); the last one ends the message.
+ */
+static void
+smtp_bdat_chunk_end(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+	enum smtp_reply	 r = (enum smtp_reply)s->chunk_refuse;
+	char		 octets[32];
+	size_t		 outlen;
+
+	if (r != SMTP_R_OK) {
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, r, NULL);
+		return;
+	}
+	if (s->chunk_last) {
+		smtp_data_finish(&tx->dot, smtp_data_out, &outlen);
+		smtp_msg_store(s, smtp_data_out, outlen);
+		smtp_data_end(s);
+		return;
+	}
+	if ((r = smtp_tx_reply(tx)) != SMTP_R_OK) {
+		smtp_log_reject(s, "BDAT", r, NULL, NULL, NULL);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, r, NULL);
+		return;
+	}
+	snprintf(octets, sizeof octets, "%" PRIu64, s->chunk_size);
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	smtp_reply(s, SMTP_R_CHUNK_OK, octets);
+}
+
+/*
+ * Feed what has arrived of a BDAT chunk to the machine, never more than
+ * the chunk; a refused chunk or a failed message's is only read.
+ */
+static void
+smtp_process_bdat(struct smtp_session *s)
+{
+	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec	 v;
+	size_t			 consumed, outlen, n;
+
+	while (s->state == SMTP_STATE_BDAT && evbuffer_get_length(in) > 0) {
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len > SMTP_DATA_CHUNK ? SMTP_DATA_CHUNK : v.iov_len;
+		if (n > s->chunk_left)
+			n = (size_t)s->chunk_left;
+		if (s->chunk_refuse == SMTP_R_OK &&
+		    s->tx->error == SMTP_TX_OK &&
+		    s->tx->dot.error == SMTP_DATA_OK) {
+			smtp_data_feed(&s->tx->dot, v.iov_base, n, &consumed,
+			    smtp_data_out, &outlen);
+			smtp_msg_store(s, smtp_data_out, outlen);
+		}
+		evbuffer_drain(in, n);
+		s->chunk_left -= n;
+		if (s->chunk_left == 0)
+			smtp_bdat_chunk_end(s);
+		else
+			smtp_deadline_data(s, n);
 	}
 }
 
@@ -2487,6 +2705,12 @@ smtp_process(struct smtp_session *s)
 		if (s->state == SMTP_STATE_DATA) {
 			smtp_process_data(s);
 			if (s->state == SMTP_STATE_DATA)
+				return;
+			continue;
+		}
+		if (s->state == SMTP_STATE_BDAT) {
+			smtp_process_bdat(s);
+			if (s->state == SMTP_STATE_BDAT)
 				return;
 			continue;
 		}
@@ -2571,7 +2795,8 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 	}
 	if (s->flags & SMTP_F_PAUSED) {
 		s->flags &= ~SMTP_F_PAUSED;
-		if (s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_DATA)
+		if (s->state == SMTP_STATE_CMD ||
+		    s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
 			bufferevent_enable(s->bev, EV_READ);
 		smtp_process(s);
 		smtp_after(s);
@@ -2603,7 +2828,9 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_EOF)
 		smtp_session_close(s, s->state == SMTP_STATE_DATA ?
-		    "lost connection after DATA" : "disconnect");
+		    "lost connection after DATA" :
+		    s->state == SMTP_STATE_BDAT ? "lost connection after BDAT" :
+		    "disconnect");
 	else
 		smtp_session_close(s, "connection error");
 }

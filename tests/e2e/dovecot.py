@@ -24,8 +24,8 @@ import ternlib  # noqa: E402
 from ternlib import wait_for  # noqa: E402
 
 DOVECOT = os.environ.get("DOVECOT", "/usr/sbin/dovecot")
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
 
 
 def dovecot_version():

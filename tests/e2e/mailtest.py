@@ -33,7 +33,7 @@ BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
 # The local domains of mail_tern() unless a test names others.
 LOCAL_DOMAINS = "local.test example.test"
 
-DELIVER_TIMEOUT = 10.0	# one local delivery, or one retry, within this
+DELIVER_TIMEOUT = 60.0	# one local delivery, or one retry, within this
 
 # The reply to STARTTLS (RFC 3207) and to a good AUTH (RFC 4954).
 READY_RE = re.compile(r"^220 2\.0\.0 ")

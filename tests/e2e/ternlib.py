@@ -45,10 +45,13 @@ CONFIG_KEYS = {
                  "idle_timeout", "max_received_headers"],
 }
 
-START_TIMEOUT = 15.0	# a sanitizer build starts slowly
-REPLY_TIMEOUT = 5.0
-STOP_TIMEOUT = 15.0
-TEST_TIMEOUT = 60	# seconds; SIGALRM ends a stuck test
+# Deadlines for what should happen: generous, since they cost nothing when
+# it does, and a loaded machine (parallel suites, a disk sync that takes
+# seconds) must not fail a test.  A sanitizer build starts slowly too.
+START_TIMEOUT = 60.0
+REPLY_TIMEOUT = 30.0
+STOP_TIMEOUT = 60.0
+TEST_TIMEOUT = 300	# seconds; SIGALRM ends a stuck test
 CLOSE_TIMEOUT = 5.0	# SIGTERM at clean-up, then SIGKILL
 
 SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Undefined|Memory)Sanitizer|"

@@ -30,7 +30,7 @@ BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
 TERNCTL = os.path.join(BUILDDIR, "src", "ternctl") if BUILDDIR else ""
 GW = "127.0.0.6"
 RUN_TIMEOUT = 30.0
-DELIVER_TIMEOUT = 10.0
+DELIVER_TIMEOUT = 60.0
 SENDER = "sender@sender.test"
 
 ALICE = "alice@local.test"

@@ -80,7 +80,7 @@ DELIVERY = {
     "idle_timeout": "2s",
 }
 
-DELIVER_TIMEOUT = 10.0	# one delivery, or one retry, arrives within this
+DELIVER_TIMEOUT = 60.0	# one delivery, or one retry, arrives within this
 SETTLE = 2.5		# more than two queue intervals: nothing more comes
 
 # Dot-led lines (stuffed on the wire both ways), a lone dot, 8-bit octets.

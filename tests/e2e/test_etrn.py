@@ -39,7 +39,7 @@ DELIVERY = {
     "idle_timeout": "2s",
 }
 
-DELIVER_TIMEOUT = 10.0	# one attempt ends within this
+DELIVER_TIMEOUT = 60.0	# one attempt ends within this
 QUIET = 1.5		# long enough for an attempt that should not happen
 
 SYNTAX = "501 5.5.4 Syntax: ETRN domain"

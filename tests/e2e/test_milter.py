@@ -462,6 +462,26 @@ class EndOfMessage(MilterCase):
         self.assertEqual(r.code, 250)
         self.assertNothingQueued(self.t)
 
+    def test_bdat_not_offered(self):
+        # A filter's DATA step has no place in BDAT: CHUNKING is not
+        # offered, a BDAT chunk is read and refused, and DATA then works.
+        c = self.t.session()
+        r = c.cmd("EHLO client.test")
+        self.assertEqual(r.code, 250)
+        self.assertFalse(any("CHUNKING" in line for line in r.raw), r.raw)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), MAIL_OK)
+        self.assertReply(c.cmd("RCPT TO:<b@example.test>"), RCPT_OK)
+        body = message("accept")
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        self.assertReply(c.reply(), "502 5.5.1 Error: BDAT not offered "
+                                    "here, use DATA")
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(ternlib.dot_stuff(body))
+        qid = queued_id(c.reply())
+        c.cmd("QUIT")
+        self.f.wait_event("eom")
+        self.assertEqual(self.t.queued(), [qid])
+
     def test_two_messages_one_session(self):
         c = self.t.session()
         q1 = queued_id(c.mail("a@example.org", ["b@example.test"],

@@ -39,7 +39,7 @@ BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
 TERNCTL = os.path.join(BUILDDIR, "src", "ternctl")
 
 GW = "127.0.0.5"
-DELIVER_TIMEOUT = 10.0
+DELIVER_TIMEOUT = 60.0
 RUN_TIMEOUT = 10.0
 EX_USAGE = 64
 EX_DATAERR = 65

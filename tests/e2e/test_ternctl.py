@@ -35,7 +35,7 @@ TERNCTL = os.path.join(BUILDDIR, "src", "ternctl") if BUILDDIR else ""
 
 SENDER = "sender@sender.test"
 RUN_TIMEOUT = 30.0
-DELIVER_TIMEOUT = 10.0
+DELIVER_TIMEOUT = 60.0
 SETTLE = 1.5	# what has not happened by then is not coming
 
 

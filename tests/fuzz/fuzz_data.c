@@ -2,7 +2,8 @@
  * fuzz_data.c: the DATA dot machine fed the same octets whole, in random
  * pieces and one octet at a time; every way must give the same message,
  * the same end and the same error.  The first octet chooses the mode
- * (strict or normalizing) and seeds the cuts; the rest is the data.
+ * (strict or normalizing, DATA or BDAT chunks) and seeds the cuts; the
+ * rest is the data.  A BDAT message is finished after its last octet.
  */
 #include "autoconf.h"
 
@@ -22,8 +23,8 @@ struct fuzz_run {
 
 /* Feeds data in pieces: cut 0 whole, 1 one octet at a time, else random. */
 static void
-fuzz_feed(const char *data, size_t len, int normalize, unsigned seed,
-    int cut, struct fuzz_run *r)
+fuzz_feed(const char *data, size_t len, int normalize, int chunked,
+    unsigned seed, int cut, struct fuzz_run *r)
 {
 	struct smtp_data	 d;
 	char			*chunk;
@@ -31,9 +32,12 @@ fuzz_feed(const char *data, size_t len, int normalize, unsigned seed,
 	int			 rc = SMTP_DATA_MORE;
 
 	memset(r, 0, sizeof *r);
-	r->out = malloc(2 * len + 1);
-	chunk = malloc(2 * len + 1);
-	smtp_data_init(&d, normalize);
+	r->out = malloc(2 * len + 2);
+	chunk = malloc(2 * len + 2);
+	if (chunked)
+		smtp_data_init_chunked(&d, normalize);
+	else
+		smtp_data_init(&d, normalize);
 	while (off < len && rc == SMTP_DATA_MORE) {
 		if (cut == 0)
 			n = len - off;
@@ -54,6 +58,16 @@ fuzz_feed(const char *data, size_t len, int normalize, unsigned seed,
 		memcpy(r->out + r->outlen, chunk, outlen);
 		r->outlen += outlen;
 		off += consumed;
+	}
+	if (chunked) {
+		if (rc != SMTP_DATA_MORE || off != len)
+			abort();
+		smtp_data_finish(&d, chunk, &outlen);
+		if (outlen > 2)
+			abort();
+		memcpy(r->out + r->outlen, chunk, outlen);
+		r->outlen += outlen;
+		rc = SMTP_DATA_END;
 	}
 	r->consumed = off;
 	r->end = rc == SMTP_DATA_END;
@@ -90,19 +104,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_run	 whole, bytes, pieces;
 	const char	*p = (const char *)data + 1;
 	size_t		 len, i;
-	int		 normalize;
+	int		 normalize, chunked;
 
 	if (size == 0)
 		return 0;
 	normalize = data[0] & 1;
+	chunked = (data[0] & 2) != 0;
 	len = size - 1;
-	fuzz_feed(p, len, normalize, data[0], 0, &whole);
-	fuzz_feed(p, len, normalize, data[0], 1, &bytes);
-	fuzz_feed(p, len, normalize, data[0], 2, &pieces);
+	fuzz_feed(p, len, normalize, chunked, data[0], 0, &whole);
+	fuzz_feed(p, len, normalize, chunked, data[0], 1, &bytes);
+	fuzz_feed(p, len, normalize, chunked, data[0], 2, &pieces);
 	fuzz_compare(&whole, &bytes);
 	fuzz_compare(&whole, &pieces);
 
-	/* The message is made of CRLF lines, none of them a lone ".". */
+	/* The message is made of CRLF lines (ending in one, if chunked). */
+	if (chunked && whole.error == 0 && whole.outlen > 0 &&
+	    whole.out[whole.outlen - 1] != '\n')
+		abort();
 	if (whole.end && whole.error == 0) {
 		for (i = 0; i < whole.outlen; i++) {
 			if (whole.out[i] == '\r' && (i + 1 == whole.outlen ||

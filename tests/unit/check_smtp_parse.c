@@ -868,6 +868,156 @@ START_TEST(test_dot_random)
 }
 END_TEST
 
+/*
+ * BDAT chunks: the same machine without dots and without an end, and
+ * smtp_data_finish() after the last octet.
+ */
+static const struct chunk_case {
+	const char		*in;
+	size_t			 inlen;
+	int			 normalize;
+	const char		*out;
+	size_t			 outlen;
+	enum smtp_data_error	 error;
+} chunks[] = {
+	{ B("a\r\nb\r\n"), S, B("a\r\nb\r\n"), E_OK },
+	/* Dots are text; CRLF.CRLF is no end. */
+	{ B(".\r\n..x\r\n\r\n.\r\nmore\r\n"), S,
+	    B(".\r\n..x\r\n\r\n.\r\nmore\r\n"), E_OK },
+	{ B(""), S, B(""), E_OK },
+	/* A last line without CRLF gets one; a last CR is a bare CR. */
+	{ B("a\r\nb"), S, B("a\r\nb\r\n"), E_OK },
+	{ B("a\r\nb\r"), S, B("a\r\nb\r\n"), E_CR },
+	{ B("a\r\nb\r"), NM, B("a\r\nb\r\n"), E_OK },
+	{ B("."), S, B(".\r\n"), E_OK },
+	/* The DATA rules for bare CR and LF, NUL. */
+	{ B("a\nb\r\n"), S, B("a\r\nb\r\n"), E_LF },
+	{ B("a\nb\r\n"), NM, B("a\r\nb\r\n"), E_OK },
+	{ B("a\rb\r\n"), S, B("a\r\nb\r\n"), E_CR },
+	{ B("a\n.\n"), NM, B("a\r\n.\r\n"), E_OK },
+	{ B("a\0b\r\n"), S, B("ab\r\n"), E_NUL },
+	{ B("a\0b\r\n\0"), NM, B("ab\r\n"), E_OK },
+};
+
+/* Feed a chunked message cut at the given offsets, then finish it. */
+static void
+chunk_try(const struct chunk_case *c, const size_t *cuts, size_t ncuts,
+    const char *how)
+{
+	struct smtp_data	 d;
+	size_t			 start = 0, stop, k, consumed, outlen;
+	size_t			 total = 0;
+	char			*out, *piece, tail[2];
+
+	smtp_data_init_chunked(&d, c->normalize);
+	out = xmalloc(2 * c->inlen + 2);
+	for (k = 0; k <= ncuts; k++) {
+		stop = k < ncuts ? cuts[k] : c->inlen;
+		piece = xmalloc(stop - start + 1);
+		memcpy(piece, c->in + start, stop - start);
+		if (smtp_data_feed(&d, piece, stop - start, &consumed,
+		    out + total, &outlen) != SMTP_DATA_MORE ||
+		    consumed != stop - start || outlen > 2 * (stop - start))
+			ck_abort_msg("%s: piece %zu not taken whole", how, k);
+		total += outlen;
+		free(piece);
+		start = stop;
+	}
+	smtp_data_finish(&d, tail, &outlen);
+	if (outlen > 2)
+		ck_abort_msg("%s: finish wrote %zu octets", how, outlen);
+	memcpy(out + total, tail, outlen);
+	total += outlen;
+	if (d.error != c->error)
+		ck_abort_msg("%s: error %s, want %s", how,
+		    smtp_data_error_str(d.error),
+		    smtp_data_error_str(c->error));
+	if (total != c->outlen || memcmp(out, c->out, total) != 0)
+		ck_abort_msg("%s: output differs (%zu octets, want %zu)", how,
+		    total, c->outlen);
+	free(out);
+}
+
+/* Whole, cut in two at every octet, and one octet at a time. */
+START_TEST(test_chunks)
+{
+	const struct chunk_case	*c = &chunks[_i];
+	size_t			 cuts[64] = { 0 }, k;
+	char			 how[48];
+
+	ck_assert_uint_lt(c->inlen, nitems(cuts));
+	util_snprintf(how, sizeof how, "chunk case %d whole", _i);
+	chunk_try(c, cuts, 0, how);
+	for (k = 0; k <= c->inlen; k++) {
+		cuts[0] = k;
+		util_snprintf(how, sizeof how, "chunk case %d cut at %zu", _i,
+		    k);
+		chunk_try(c, cuts, 1, how);
+	}
+	for (k = 1; k < c->inlen; k++)
+		cuts[k - 1] = k;
+	util_snprintf(how, sizeof how, "chunk case %d by octet", _i);
+	chunk_try(c, cuts, c->inlen > 0 ? c->inlen - 1 : 0, how);
+}
+END_TEST
+
+/* A chunked line of 998 octets is fine, one more is too long. */
+START_TEST(test_chunk_long_line)
+{
+	struct smtp_data	 d;
+	static char		 in[1002], out[2004];
+	size_t			 consumed, outlen;
+
+	memset(in, 'x', 999);
+	smtp_data_init_chunked(&d, 0);
+	smtp_data_feed(&d, in, 998, &consumed, out, &outlen);
+	ck_assert_int_eq(d.error, SMTP_DATA_OK);
+	smtp_data_feed(&d, in, 1, &consumed, out, &outlen);
+	ck_assert_int_eq(d.error, SMTP_DATA_LINE_TOO_LONG);
+}
+END_TEST
+
+static const struct bdat_case {
+	const char	*args;
+	int		 rc;
+	uint64_t	 size;
+	int		 last;
+} bdats[] = {
+	{ "0", 0, 0, 0 },
+	{ "0 LAST", 0, 0, 1 },
+	{ "100 last", 0, 100, 1 },
+	{ "100  LaSt", 0, 100, 1 },
+	{ "007", 0, 7, 0 },
+	{ "18446744073709551615", 0, UINT64_MAX, 0 },
+	{ "18446744073709551616", -1, 0, 0 },
+	{ "99999999999999999999999", -1, 0, 0 },
+	{ "", -1, 0, 0 },
+	{ "LAST", -1, 0, 0 },
+	{ "-1", -1, 0, 0 },
+	{ "+1", -1, 0, 0 },
+	{ "1.5", -1, 0, 0 },
+	{ "0x10", -1, 0, 0 },
+	{ "10 LASTX", -1, 0, 0 },
+	{ "10 LAST x", -1, 0, 0 },
+	{ "10 NOTLAST", -1, 0, 0 },
+	{ "10\tLAST", -1, 0, 0 },
+};
+
+START_TEST(test_bdat_args)
+{
+	const struct bdat_case	*c = &bdats[_i];
+	uint64_t		 size = 12345;
+	int			 last = 7;
+
+	ck_assert_msg(smtp_parse_bdat(c->args, &size, &last) == c->rc,
+	    "\"%s\"", c->args);
+	if (c->rc == 0) {
+		ck_assert_msg(size == c->size, "\"%s\": size", c->args);
+		ck_assert_int_eq(last, c->last);
+	}
+}
+END_TEST
+
 static Suite *
 smtp_parse_suite(void)
 {
@@ -897,6 +1047,12 @@ smtp_parse_suite(void)
 	tcase_add_test(tc, test_dot_nul_line_length);
 	tcase_add_test(tc, test_dot_error_str);
 	tcase_add_loop_test(tc, test_dot_random, 0, 8);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bdat");
+	tcase_add_loop_test(tc, test_chunks, 0, nitems(chunks));
+	tcase_add_test(tc, test_chunk_long_line);
+	tcase_add_loop_test(tc, test_bdat_args, 0, nitems(bdats));
 	suite_add_tcase(s, tc);
 	return s;
 }
