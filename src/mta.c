@@ -81,10 +81,10 @@ static struct {
 
 static void	mta_pump(struct mta_dest *);
 static void	mta_session_ready_cb(struct mta_session *, void *);
-static void	mta_session_done_cb(struct mta_session *, struct mta_tx *,
+static void	mta_session_done_cb(struct mta_session *, struct dlv_tx *,
 		    void *);
 static void	mta_session_closed_cb(struct mta_session *,
-		    const struct mta_status *, void *);
+		    const struct dlv_status *, void *);
 
 static const struct mta_session_cb mta_cbs = {
 	mta_session_ready_cb, mta_session_done_cb, mta_session_closed_cb
@@ -191,7 +191,7 @@ mta_dest_gc(struct mta_dest *d)
 
 /* Every recipient of a job gets the same outcome; the job is done. */
 static void
-mta_job_fail(struct mta_job *job, const struct mta_status *st)
+mta_job_fail(struct mta_job *job, const struct dlv_status *st)
 {
 	size_t	i;
 
@@ -206,7 +206,7 @@ mta_job_fail(struct mta_job *job, const struct mta_status *st)
 
 /* Fail every waiting job of a destination. */
 static void
-mta_dest_fail(struct mta_dest *d, const struct mta_status *st)
+mta_dest_fail(struct mta_dest *d, const struct dlv_status *st)
 {
 	struct mta_job	*job;
 
@@ -286,24 +286,24 @@ static void
 mta_dns_cb(const struct dns_result *res, void *arg)
 {
 	struct mta_dest		*d = arg;
-	struct mta_status	 st;
+	struct dlv_status	 st;
 
 	d->query = NULL;
 	switch (res->status) {
 	case DNS_OK:
 		break;
 	case DNS_TEMPFAIL:
-		mta_status_fill(&st, MTA_TEMP, "4.4.3", "%s", res->error);
+		dlv_status_fill(&st, DLV_TEMP, "4.4.3", "%s", res->error);
 		goto fail;
 	case DNS_NXDOMAIN:
-		mta_status_fill(&st, d->gateway ? MTA_TEMP : MTA_PERM,
+		dlv_status_fill(&st, d->gateway ? DLV_TEMP : DLV_PERM,
 		    d->gateway ? "4.4.3" : "5.1.2", "%s", res->error);
 		goto fail;
 	case DNS_NULLMX:
-		mta_status_fill(&st, MTA_PERM, "5.1.10", "%s", res->error);
+		dlv_status_fill(&st, DLV_PERM, "5.1.10", "%s", res->error);
 		goto fail;
 	case DNS_NOHOST:
-		mta_status_fill(&st, d->gateway ? MTA_TEMP : MTA_PERM,
+		dlv_status_fill(&st, d->gateway ? DLV_TEMP : DLV_PERM,
 		    d->gateway ? "4.4.3" : "5.4.4", "%s", res->error);
 		goto fail;
 	}
@@ -314,7 +314,7 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 	d->ntargets = mta_drop_self(d->targets, res->ntargets,
 	    mta_dest_port(d));
 	if (d->ntargets == 0) {
-		mta_status_fill(&st, MTA_PERM, "5.4.6",
+		dlv_status_fill(&st, DLV_PERM, "5.4.6",
 		    "mail for %s loops back to myself", d->name);
 		goto fail;
 	}
@@ -506,7 +506,7 @@ mta_submit(struct mta_job *job)
 	size_t		 i;
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
-		job->tx.rcpts[i].st.result = MTA_NONE;
+		job->tx.rcpts[i].st.result = DLV_NONE;
 		job->tx.rcpts[i].dsn = 0;
 		util_strlcpy(job->tx.rcpts[i].relay, "none",
 		    sizeof job->tx.rcpts[i].relay);
@@ -552,7 +552,7 @@ mta_session_ready_cb(struct mta_session *s, void *arg)
 }
 
 static void
-mta_session_done_cb(struct mta_session *s, struct mta_tx *tx, void *arg)
+mta_session_done_cb(struct mta_session *s, struct dlv_tx *tx, void *arg)
 {
 	struct mta_conn	*c = arg;
 	struct mta_job	*job = c->job;
@@ -568,7 +568,7 @@ mta_session_done_cb(struct mta_session *s, struct mta_tx *tx, void *arg)
 }
 
 static void
-mta_session_closed_cb(struct mta_session *s, const struct mta_status *st,
+mta_session_closed_cb(struct mta_session *s, const struct dlv_status *st,
     void *arg)
 {
 	struct mta_conn	*c = arg;

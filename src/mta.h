@@ -10,7 +10,8 @@
 
 #include <sys/queue.h>
 
-#include "mta_session.h"
+#include "dlv.h"
+#include "envelope.h"
 
 struct event_base;
 struct config;
@@ -24,7 +25,7 @@ struct mta_job {
 	char			 id[ENVELOPE_ID_SIZE];	/* queue id, for logs */
 	char			 domain[256];	/* lowercase */
 	unsigned		 tries;		/* failed attempts so far */
-	struct mta_tx		 tx;
+	struct dlv_tx		 tx;
 	mta_job_cb		 cb;
 	void			*arg;
 

@@ -412,7 +412,7 @@ sched_attempt_end(struct sched_attempt *a, int keep)
  * made: the relay "none" had none, a Maildir needs none.
  */
 static void
-sched_history(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr,
+sched_history(struct sched_attempt *a, size_t i, const struct dlv_rcpt *mr,
     const char *what)
 {
 	int	tls = mr->tls;
@@ -433,28 +433,28 @@ sched_history(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr,
 
 /* Record an outcome of one recipient in the envelope, and log it. */
 static void
-sched_outcome(struct sched_attempt *a, size_t i, const struct mta_rcpt *mr)
+sched_outcome(struct sched_attempt *a, size_t i, const struct dlv_rcpt *mr)
 {
 	struct envelope_rcpt	*r = &a->env.rcpts[i];
-	const struct mta_status	*st = &mr->st;
+	const struct dlv_status	*st = &mr->st;
 	const char		*what;
 
 	util_strlcpy(r->status, st->status[0] != '\0' ? st->status :
-	    (st->result == MTA_OK ? "2.0.0" : st->result == MTA_PERM ?
+	    (st->result == DLV_OK ? "2.0.0" : st->result == DLV_PERM ?
 	    "5.0.0" : "4.0.0"), sizeof r->status);
 	envelope_set_str(&r->error, st->reply[0] != '\0' ? st->reply :
 	    st->text);
 	envelope_set_str(&r->relay, mr->relay);
 	a->changed = 1;
 	switch (st->result) {
-	case MTA_OK:
+	case DLV_OK:
 		r->state = ENVELOPE_RCPT_SENT;
 		what = "sent";
 		/* A peer with DSN reports from now on; without, we say so. */
 		if (!mr->dsn)
 			sched_notice_success(a, &i, 1, DSN_ACTION_RELAYED);
 		break;
-	case MTA_PERM:
+	case DLV_PERM:
 		a->failed[i] = 1;
 		what = "bounced";
 		break;
@@ -487,7 +487,7 @@ sched_job_cb(struct mta_job *job, void *arg)
 
 	for (k = 0; k < job->tx.nrcpts; k++) {
 		sched_outcome(a, sj->idx[k], &job->tx.rcpts[k]);
-		if (job->tx.rcpts[k].st.result == MTA_OK)
+		if (job->tx.rcpts[k].st.result == DLV_OK)
 			sent = 1;
 	}
 	if (--a->running > 0) {
@@ -505,7 +505,7 @@ sched_make_jobs(struct sched_attempt *a)
 {
 	struct envelope		*env = &a->env;
 	struct sched_job	*sj;
-	struct mta_rcpt		*mr;
+	struct dlv_rcpt		*mr;
 	const char		*domain;
 	size_t			 i, j;
 
@@ -571,11 +571,11 @@ sched_received(const char *id)
 static void
 sched_fail_loop(struct sched_attempt *a, size_t received)
 {
-	struct mta_rcpt	mr;
+	struct dlv_rcpt	mr;
 	size_t		i;
 
 	memset(&mr, 0, sizeof mr);
-	mr.st.result = MTA_PERM;
+	mr.st.result = DLV_PERM;
 	util_strlcpy(mr.st.status, "5.4.6", sizeof mr.st.status);
 	snprintf(mr.st.text, sizeof mr.st.text, "mail forwarding loop: "
 	    "%zu Received: header fields, more than %llu", received,
@@ -649,7 +649,7 @@ sched_local_cb(struct local_job *lj, void *arg)
 {
 	struct sched_attempt	*a = arg;
 	struct envelope_rcpt	*r;
-	struct mta_rcpt		 mr;
+	struct dlv_rcpt		 mr;
 	enum local_result	 res;
 	const char		*err;
 	size_t			 i, k = 0;
@@ -667,11 +667,11 @@ sched_local_cb(struct local_job *lj, void *arg)
 		mr.dsn = 1;
 		util_strlcpy(mr.relay, SCHED_RELAY_LOCAL, sizeof mr.relay);
 		if (res == LOCAL_OK)
-			mta_status_fill(&mr.st, MTA_OK, "2.0.0",
+			dlv_status_fill(&mr.st, DLV_OK, "2.0.0",
 			    "delivered to maildir %s", a->mailboxes[k - 1]);
 		else
-			mta_status_fill(&mr.st, res == LOCAL_PERM ? MTA_PERM :
-			    MTA_TEMP, res == LOCAL_PERM ? "5.2.0" : "4.2.0",
+			dlv_status_fill(&mr.st, res == LOCAL_PERM ? DLV_PERM :
+			    DLV_TEMP, res == LOCAL_PERM ? "5.2.0" : "4.2.0",
 			    "%s", err);
 		sched_outcome(a, i, &mr);
 		if (res == LOCAL_OK)
@@ -692,7 +692,7 @@ sched_deliver_local(struct sched_attempt *a)
 {
 	struct envelope_rcpt	*r;
 	struct local_job	*lj = NULL;
-	struct mta_rcpt		 mr;
+	struct dlv_rcpt		 mr;
 	char			 mailbox[USERS_PATH_SIZE];
 	size_t			 i;
 
@@ -708,7 +708,7 @@ sched_deliver_local(struct sched_attempt *a)
 			mr.dsn = 1;
 			util_strlcpy(mr.relay, SCHED_RELAY_LOCAL,
 			    sizeof mr.relay);
-			mta_status_fill(&mr.st, MTA_PERM, "5.1.1",
+			dlv_status_fill(&mr.st, DLV_PERM, "5.1.1",
 			    "user unknown: no mailbox for %s", r->addr);
 			sched_outcome(a, i, &mr);
 			continue;
@@ -1309,7 +1309,7 @@ static void
 sched_start_bounce(struct sched_msg *m, int held)
 {
 	struct sched_attempt	*a;
-	struct mta_rcpt		 mr;
+	struct dlv_rcpt		 mr;
 	size_t			 i;
 
 	if ((a = sched_attempt_new(m, "returned")) == NULL)
@@ -1318,7 +1318,7 @@ sched_start_bounce(struct sched_msg *m, int held)
 	if (held)
 		a->action = SCHED_ACTION_HOLD;
 	memset(&mr, 0, sizeof mr);
-	mta_status_fill(&mr.st, MTA_PERM, "5.0.0",
+	dlv_status_fill(&mr.st, DLV_PERM, "5.0.0",
 	    "returned to the sender by the administrator");
 	util_strlcpy(mr.relay, "none", sizeof mr.relay);
 	for (i = 0; i < a->env.nrcpts; i++) {
