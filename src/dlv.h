@@ -3,7 +3,11 @@
  * message to some recipients (a transaction), and the outcome of each
  * recipient: the same types for a next hop over SMTP or LMTP
  * (mta_session.c) and for a Maildir (local.c), so the queue manager
- * reads one outcome type whatever made it.  Pure logic.
+ * reads one outcome type whatever made it.  Pure logic: the rules that
+ * turn an outcome into the recipient's state (sent, deferred, failed
+ * after the last try), which reports the sender is owed and when the
+ * gateway takes over, with the time passed in, so the unit tests check
+ * them without a loop.
  */
 #ifndef DLV_H
 #define DLV_H
@@ -11,7 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <time.h>
+
 #include "envelope.h"
+
+struct config;
 
 enum dlv_result {
 	DLV_NONE,		/* no outcome yet */
@@ -73,7 +81,24 @@ struct dlv_tx {
 	size_t		 nrcpts;
 };
 
+/* What an outcome makes of a recipient at this attempt. */
+enum dlv_verdict {
+	DLV_SENT,		/* done */
+	DLV_DEFERRED,		/* still pending, tried again later */
+	DLV_BOUNCED,		/* to be returned to the sender */
+};
+
 void	 dlv_status_fill(struct dlv_status *, enum dlv_result, const char *,
 	    const char *, ...) __attribute__((format(printf, 4, 5)));
+enum dlv_verdict dlv_apply(struct envelope_rcpt *, const struct dlv_rcpt *,
+	    unsigned, uint64_t);
+const char *dlv_verdict_str(enum dlv_verdict);
+int	 dlv_history_tls(const struct dlv_rcpt *);
+int	 dlv_success_notice(const struct dlv_rcpt *, int);
+int	 dlv_delay_notice(const struct envelope_rcpt *, time_t, uint64_t,
+	    time_t);
+int	 dlv_failure_notice(const struct envelope_rcpt *);
+time_t	 dlv_retry_until(unsigned, uint64_t, uint64_t, time_t);
+int	 dlv_use_gateway(const struct config *, unsigned);
 
 #endif

@@ -197,7 +197,7 @@ mta_job_fail(struct mta_job *job, const struct dlv_status *st)
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st = *st;
-		util_strlcpy(job->tx.rcpts[i].relay, "none",
+		util_strlcpy(job->tx.rcpts[i].relay, DLV_RELAY_NONE,
 		    sizeof job->tx.rcpts[i].relay);
 	}
 	job->dest = NULL;
@@ -485,20 +485,6 @@ mta_pump(struct mta_dest *d)
 	}
 }
 
-/* Direct, or through the gateway (always, or after some tries). */
-static int
-mta_use_gateway(const struct mta_job *job)
-{
-	const struct config	*conf = mta.conf;
-
-	if (conf->gateway[0] == '\0')
-		return 0;
-	if (conf->gateway_all)
-		return 1;
-	return conf->gateway_after_tries > 0 &&
-	    job->tries >= conf->gateway_after_tries;
-}
-
 void
 mta_submit(struct mta_job *job)
 {
@@ -508,10 +494,10 @@ mta_submit(struct mta_job *job)
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st.result = DLV_NONE;
 		job->tx.rcpts[i].dsn = 0;
-		util_strlcpy(job->tx.rcpts[i].relay, "none",
+		util_strlcpy(job->tx.rcpts[i].relay, DLV_RELAY_NONE,
 		    sizeof job->tx.rcpts[i].relay);
 	}
-	if (mta_use_gateway(job))
+	if (dlv_use_gateway(mta.conf, job->tries))
 		d = mta_dest_get(MTA_GATEWAY_KEY, 1);
 	else
 		d = mta_dest_get(job->domain, 0);

@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "dlv.h"
 #include "dsn.h"
 #include "envelope.h"
 #include "local.h"
@@ -39,7 +40,6 @@
 #include "util.h"
 
 #define SCHED_ACTIVE_MIN	100	/* messages loaded at once, at least */
-#define SCHED_RELAY_LOCAL	"local"		/* the relay of a Maildir */
 
 /* A queued message the scheduler knows; owned by the scheduler. */
 struct sched_msg {
@@ -80,7 +80,6 @@ struct sched_attempt {
 	size_t			 running;
 	unsigned char		*failed;	/* per rcpt: failed for good */
 	unsigned char		*delivering;	/* per rcpt: in local_job */
-	char			**mailboxes;	/* per delivery of local_job */
 	int			 changed;	/* env differs from disk */
 	size_t			 local;		/* local deliveries tried */
 	struct local_job	*local_job;	/* ...being made */
@@ -118,9 +117,6 @@ static void	sched_msg_domains(struct sched_msg *,
 		    const struct envelope *);
 static void	sched_msg_free(struct sched_msg *);
 static void	sched_start_bounce(struct sched_msg *, int);
-static void	sched_notice_success(struct sched_attempt *, const size_t *,
-		    size_t, enum dsn_action);
-static void	sched_notice_delay(struct sched_attempt *, size_t);
 static void	sched_save(struct sched_attempt *,
 		    void (*)(struct sched_attempt *));
 static void	sched_run_remote(struct sched_attempt *);
@@ -335,7 +331,7 @@ sched_log_rcpt(const struct sched_attempt *a, const struct envelope_rcpt *r,
 	double	delay = sched_delay(&a->env);
 
 	/* Local deliveries are named as Postfix's virtual(8) names them. */
-	log_mail(strcmp(relay, SCHED_RELAY_LOCAL) == 0 ? "virtual" : "smtp",
+	log_mail(strcmp(relay, DLV_RELAY_LOCAL) == 0 ? "virtual" : "smtp",
 	    "%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, "
 	    "status=%s (%s)", a->env.id, log_escape(eaddr, sizeof eaddr,
 	    r->addr, strlen(r->addr)), relay, delay < 0 ? 0.0 : delay,
@@ -356,11 +352,6 @@ sched_attempt_free(struct sched_attempt *a)
 	free(a->failed);
 	free(a->notice);
 	free(a->delivering);
-	if (a->mailboxes != NULL) {
-		for (i = 0; i < a->env.nrcpts; i++)
-			free(a->mailboxes[i]);
-		free(a->mailboxes);
-	}
 	/* Only at shutdown, or a message removed: nothing waits for them. */
 	if (a->local_job != NULL)
 		local_job_cancel(a->local_job);
@@ -408,73 +399,54 @@ sched_attempt_end(struct sched_attempt *a, int keep)
 
 /*
  * Count an outcome and keep it in the envelope's attempt history, for
- * "ternctl why".  Over TLS or not is known only when a connection was
- * made: the relay "none" had none, a Maildir needs none.
+ * "ternctl why".
  */
 static void
 sched_history(struct sched_attempt *a, size_t i, const struct dlv_rcpt *mr,
-    const char *what)
+    enum dlv_verdict v)
 {
-	int	tls = mr->tls;
-
-	if (strcmp(what, "sent") == 0)
+	if (v == DLV_SENT)
 		sched.stats.delivered++;
-	else if (strcmp(what, "deferred") == 0)
+	else if (v == DLV_DEFERRED)
 		sched.stats.deferred++;
 	else
 		sched.stats.bounced++;
-	if (strcmp(mr->relay, "none") == 0 ||
-	    strcmp(mr->relay, SCHED_RELAY_LOCAL) == 0)
-		tls = -1;
-	envelope_add_attempt(&a->env, time(NULL), i, tls,
-	    a->env.rcpts[i].status, strcmp(mr->relay, "none") == 0 ? NULL :
-	    mr->relay, mr->st.text);
+	envelope_add_attempt(&a->env, time(NULL), i, dlv_history_tls(mr),
+	    a->env.rcpts[i].status, strcmp(mr->relay, DLV_RELAY_NONE) == 0 ?
+	    NULL : mr->relay, mr->st.text);
 }
 
-/* Record an outcome of one recipient in the envelope, and log it. */
+/*
+ * Record an outcome of one recipient in the envelope, note the reports
+ * it owes the sender, and log it.
+ */
 static void
 sched_outcome(struct sched_attempt *a, size_t i, const struct dlv_rcpt *mr)
 {
 	struct envelope_rcpt	*r = &a->env.rcpts[i];
-	const struct dlv_status	*st = &mr->st;
-	const char		*what;
+	enum dlv_verdict	 v;
+	int			 action;
 
-	util_strlcpy(r->status, st->status[0] != '\0' ? st->status :
-	    (st->result == DLV_OK ? "2.0.0" : st->result == DLV_PERM ?
-	    "5.0.0" : "4.0.0"), sizeof r->status);
-	envelope_set_str(&r->error, st->reply[0] != '\0' ? st->reply :
-	    st->text);
-	envelope_set_str(&r->relay, mr->relay);
+	v = dlv_apply(r, mr, a->env.tries, sched.conf->max_tries);
 	a->changed = 1;
-	switch (st->result) {
-	case DLV_OK:
-		r->state = ENVELOPE_RCPT_SENT;
-		what = "sent";
-		/* A peer with DSN reports from now on; without, we say so. */
-		if (!mr->dsn)
-			sched_notice_success(a, &i, 1, DSN_ACTION_RELAYED);
+	switch (v) {
+	case DLV_SENT:
+		if ((action = dlv_success_notice(mr, r->notify)) != -1)
+			a->notice[i] = 1 + action;
 		break;
-	case DLV_PERM:
+	case DLV_BOUNCED:
 		a->failed[i] = 1;
-		what = "bounced";
 		break;
-	default:
-		envelope_set_str(&a->env.last_error, st->text);
-		if (a->env.tries + 1 >= sched.conf->max_tries) {
-			/* The last try: returned to the sender now. */
-			a->failed[i] = 1;
-			if (r->status[0] != '4')
-				util_strlcpy(r->status, "4.4.7",
-				    sizeof r->status);
-			what = "bounced";
-		} else {
-			what = "deferred";
-			sched_notice_delay(a, i);
-		}
+	case DLV_DEFERRED:
+		if (dlv_delay_notice(r, a->env.arrival,
+		    sched.conf->delay_notice_after, time(NULL)))
+			a->notice[i] = 1 + DSN_ACTION_DELAYED;
 		break;
 	}
-	sched_history(a, i, mr, what);
-	sched_log_rcpt(a, r, mr->relay, what, st->text);
+	if (mr->st.result != DLV_OK && mr->st.result != DLV_PERM)
+		envelope_set_str(&a->env.last_error, mr->st.text);
+	sched_history(a, i, mr, v);
+	sched_log_rcpt(a, r, mr->relay, dlv_verdict_str(v), mr->st.text);
 }
 
 static void
@@ -580,7 +552,7 @@ sched_fail_loop(struct sched_attempt *a, size_t received)
 	snprintf(mr.st.text, sizeof mr.st.text, "mail forwarding loop: "
 	    "%zu Received: header fields, more than %llu", received,
 	    (unsigned long long)sched.conf->max_received_headers);
-	util_strlcpy(mr.relay, "none", sizeof mr.relay);
+	util_strlcpy(mr.relay, DLV_RELAY_NONE, sizeof mr.relay);
 	for (i = 0; i < a->env.nrcpts; i++) {
 		if (a->env.rcpts[i].state == ENVELOPE_RCPT_PENDING)
 			sched_outcome(a, i, &mr);
@@ -648,34 +620,18 @@ static void
 sched_local_cb(struct local_job *lj, void *arg)
 {
 	struct sched_attempt	*a = arg;
-	struct envelope_rcpt	*r;
 	struct dlv_rcpt		 mr;
-	enum local_result	 res;
-	const char		*err;
 	size_t			 i, k = 0;
 
 	a->local_job = NULL;
 	for (i = 0; i < a->env.nrcpts && k < local_job_count(lj); i++) {
-		r = &a->env.rcpts[i];
 		if (!a->delivering[i])
 			continue;
 		a->delivering[i] = 0;
-		res = local_job_result(lj, k++, &err);
 		memset(&mr, 0, sizeof mr);
-		mr.addr = r->addr;
-		/* A Maildir reports no DSN: the notice is sent below. */
-		mr.dsn = 1;
-		util_strlcpy(mr.relay, SCHED_RELAY_LOCAL, sizeof mr.relay);
-		if (res == LOCAL_OK)
-			dlv_status_fill(&mr.st, DLV_OK, "2.0.0",
-			    "delivered to maildir %s", a->mailboxes[k - 1]);
-		else
-			dlv_status_fill(&mr.st, res == LOCAL_PERM ? DLV_PERM :
-			    DLV_TEMP, res == LOCAL_PERM ? "5.2.0" : "4.2.0",
-			    "%s", err);
+		mr.addr = a->env.rcpts[i].addr;
+		local_job_outcome(lj, k++, &mr);
 		sched_outcome(a, i, &mr);
-		if (res == LOCAL_OK)
-			sched_notice_success(a, &i, 1, DSN_ACTION_DELIVERED);
 	}
 	sched_save(a, sched_run_remote);
 }
@@ -705,8 +661,7 @@ sched_deliver_local(struct sched_attempt *a)
 		    mailbox, sizeof mailbox) == -1) {
 			memset(&mr, 0, sizeof mr);
 			mr.addr = r->addr;
-			mr.dsn = 1;
-			util_strlcpy(mr.relay, SCHED_RELAY_LOCAL,
+			util_strlcpy(mr.relay, DLV_RELAY_LOCAL,
 			    sizeof mr.relay);
 			dlv_status_fill(&mr.st, DLV_PERM, "5.1.1",
 			    "user unknown: no mailbox for %s", r->addr);
@@ -717,11 +672,8 @@ sched_deliver_local(struct sched_attempt *a)
 			lj = local_job_new(a->fd, a->env.sender,
 			    sched.conf->hostname);
 			a->delivering = xcalloc(a->env.nrcpts, 1);
-			a->mailboxes = xcalloc(a->env.nrcpts,
-			    sizeof *a->mailboxes);
 		}
 		a->delivering[i] = 1;
-		a->mailboxes[local_job_count(lj)] = xstrdup(mailbox);
 		local_job_add(lj, mailbox, r->addr);
 	}
 	if (lj == NULL)
@@ -825,40 +777,6 @@ static const char *const sched_notice_names[] = {
 	[DSN_ACTION_RELAYED] = "delivery status notification",
 };
 
-/*
- * Recipients delivered here (DSN_ACTION_DELIVERED) or relayed to a host
- * that does not speak DSN (DSN_ACTION_RELAYED): those of idx that asked
- * for NOTIFY=SUCCESS get a report once the attempt is recorded.  Call it
- * before sched_record().
- */
-static void
-sched_notice_success(struct sched_attempt *a, const size_t *idx, size_t n,
-    enum dsn_action action)
-{
-	size_t	k;
-
-	for (k = 0; k < n; k++) {
-		if (a->env.rcpts[idx[k]].notify & ENVELOPE_NOTIFY_SUCCESS)
-			a->notice[idx[k]] = 1 + action;
-	}
-}
-
-/*
- * A recipient deferred again: one that asked for NOTIFY=DELAY gets one
- * report, once it has waited delay_notice_after since the arrival.
- */
-static void
-sched_notice_delay(struct sched_attempt *a, size_t i)
-{
-	const struct envelope_rcpt	*r = &a->env.rcpts[i];
-	uint64_t			 after = sched.conf->delay_notice_after;
-	time_t				 waited = time(NULL) - a->env.arrival;
-
-	if ((r->notify & ENVELOPE_NOTIFY_DELAY) && !r->delay_notified &&
-	    after > 0 && waited >= 0 && (uint64_t)waited * 1000 >= after)
-		a->notice[i] = 1 + DSN_ACTION_DELAYED;
-}
-
 /* Which recipients a report of this action names (RFC 3461 NOTIFY). */
 static size_t
 sched_notice_rcpts(const struct sched_attempt *a, enum dsn_action action,
@@ -874,8 +792,7 @@ sched_notice_rcpts(const struct sched_attempt *a, enum dsn_action action,
 				idx[n++] = i;
 			continue;
 		}
-		if (!a->failed[i] || (r->notify != 0 &&
-		    (r->notify & ENVELOPE_NOTIFY_FAILURE) == 0))
+		if (!a->failed[i] || !dlv_failure_notice(r))
 			continue;
 		idx[n++] = i;
 	}
@@ -930,18 +847,6 @@ sched_notice_cb(void *arg, int error)
 	}
 	envelope_clear(&a->benv);
 	sched_record(a);
-}
-
-/* When the last try falls due, if every try fails: for a delay report. */
-static time_t
-sched_retry_until(const struct sched_attempt *a)
-{
-	uint64_t	tries = (uint64_t)a->env.tries + 1, left = 0;
-
-	if (sched.conf->max_tries > tries)
-		left = sched.conf->max_tries - tries;
-	return time(NULL) + (time_t)(left * (sched.conf->queue_interval /
-	    1000));
 }
 
 /*
@@ -1027,7 +932,8 @@ sched_notice(struct sched_attempt *a, enum dsn_action action)
 	p.original_len = olen;
 	p.full = full;
 	if (action == DSN_ACTION_DELAYED)
-		p.retry_until = sched_retry_until(a);
+		p.retry_until = dlv_retry_until(a->env.tries,
+		    sched.conf->max_tries, sched.conf->queue_interval, p.now);
 	if (dsn_build(&a->env, idx, n, &p, &text, &tlen) == -1 ||
 	    queue_msg_write(qm, text, tlen) == -1) {
 		queue_msg_abort(qm);
@@ -1320,7 +1226,7 @@ sched_start_bounce(struct sched_msg *m, int held)
 	memset(&mr, 0, sizeof mr);
 	dlv_status_fill(&mr.st, DLV_PERM, "5.0.0",
 	    "returned to the sender by the administrator");
-	util_strlcpy(mr.relay, "none", sizeof mr.relay);
+	util_strlcpy(mr.relay, DLV_RELAY_NONE, sizeof mr.relay);
 	for (i = 0; i < a->env.nrcpts; i++) {
 		if (a->env.rcpts[i].state == ENVELOPE_RCPT_PENDING) {
 			mr.addr = a->env.rcpts[i].addr;
