@@ -58,7 +58,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct envelope	 env, env2;
 	const char	*content;
-	char		*buf, *text, *cause = NULL, why[PICKUP_WHY_SIZE];
+	char		*buf, *text, *cause = NULL, why[MAILDROP_WHY_SIZE];
 	size_t		 clen, len;
 
 	if (pickup.conf == NULL)
