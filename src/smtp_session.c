@@ -1035,39 +1035,9 @@ smtp_param_envid(struct smtp_session *s, const char *value)
 static enum smtp_reply
 smtp_param_notify(struct smtp_session *s, const char *value)
 {
-	static const struct {
-		const char	*name;
-		int		 flag;
-	} words[] = {
-		{ "NEVER", ENVELOPE_NOTIFY_NEVER },
-		{ "SUCCESS", ENVELOPE_NOTIFY_SUCCESS },
-		{ "FAILURE", ENVELOPE_NOTIFY_FAILURE },
-		{ "DELAY", ENVELOPE_NOTIFY_DELAY },
-	};
 	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
-	const char		*p = value, *end;
-	size_t			 i, len;
-	int			 flag;
 
-	if (rp->notify != 0)
-		return SMTP_R_PARAM_SYNTAX;
-	do {
-		end = strchr(p, ',');
-		len = end != NULL ? (size_t)(end - p) : strlen(p);
-		flag = 0;
-		for (i = 0; i < nitems(words); i++) {
-			if (strlen(words[i].name) == len &&
-			    strncasecmp(words[i].name, p, len) == 0)
-				flag = words[i].flag;
-		}
-		if (flag == 0 || (rp->notify & flag))
-			return SMTP_R_PARAM_SYNTAX;
-		rp->notify |= flag;
-		p = end != NULL ? end + 1 : NULL;
-	} while (p != NULL);
-	/* NEVER stands alone. */
-	if ((rp->notify & ENVELOPE_NOTIFY_NEVER) &&
-	    rp->notify != ENVELOPE_NOTIFY_NEVER)
+	if (rp->notify != 0 || envelope_notify_parse(value, &rp->notify) == -1)
 		return SMTP_R_PARAM_SYNTAX;
 	return SMTP_R_OK;
 }
