@@ -173,39 +173,13 @@ pickup_parse(char *buf, size_t len, struct envelope *env,
 static int
 pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
 {
-	char	*buf;
-	size_t	 size = 65536, off = 0;
-	ssize_t	 n;
-
-	buf = xmalloc(size + 1);
-	for (;;) {
-		if (off == size) {
-			if (size > max) {
-				free(buf);
-				errno = EFBIG;
-				return -1;
-			}
-			size *= 2;
-			buf = xreallocarray(buf, size + 1, 1);
-		}
-		if ((n = read(fd, buf + off, size - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		off += (size_t)n;
-	}
-	if (off > max) {
-		free(buf);
+	if (util_read_fd(fd, max + 1, NULL, bufp, lenp) == -1)
+		return -1;
+	if (*lenp > max) {
+		free(*bufp);
 		errno = EFBIG;
 		return -1;
 	}
-	buf[off] = '\0';
-	*bufp = buf;
-	*lenp = off;
 	return 0;
 }
 
