@@ -44,6 +44,7 @@
 #include "maildrop.h"
 #include "pickup.h"
 #include "queue.h"
+#include "trace.h"
 #include "users.h"
 #include "util.h"
 
@@ -190,12 +191,11 @@ pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
 static int
 pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 {
-	struct passwd	*pw;
-	time_t		 now = time(NULL);
-	char		 hdr[2048], date[64], user[64];
-	char		 forclause[ADDR_PATH_SIZE + 16];
-	size_t		 i;
-	int		 n;
+	struct trace_received	 t;
+	struct passwd		*pw;
+	char			 hdr[TRACE_RECEIVED_SIZE], user[64];
+	char			 local[128];
+	size_t			 i, n;
 
 	/* Blocking: a passwd lookup, local files on a mail server. */
 	user[0] = '\0';
@@ -210,17 +210,17 @@ pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 			util_snprintf(user, sizeof user, " (user %s)",
 			    pw->pw_name);
 	}
-	util_date(date, sizeof date, now);
-	forclause[0] = '\0';
+	util_snprintf(local, sizeof local, "from userid %lu%s", job->uid,
+	    user);
+	memset(&t, 0, sizeof t);
+	t.by = pickup.conf->hostname;
+	t.local = local;
+	t.id = job->env.id;
 	if (job->env.nrcpts == 1)
-		util_snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
-		    job->env.rcpts[0].addr);
-	n = snprintf(hdr, sizeof hdr, "Received: by %s (tern, from userid "
-	    "%lu%s)\r\n\tid %s%s; %s\r\n", pickup.conf->hostname, job->uid,
-	    user, job->env.id, forclause, date);
-	if (n < 0 || (size_t)n >= sizeof hdr)
-		n = (int)strlen(hdr);
-	return queue_msg_write(m, hdr, (size_t)n);
+		t.rcpt = job->env.rcpts[0].addr;
+	t.when = time(NULL);
+	n = trace_received(hdr, sizeof hdr, &t);
+	return queue_msg_write(m, hdr, n);
 }
 
 static int

@@ -37,6 +37,7 @@
 #include "smtp_parse.h"
 #include "smtp_session.h"
 #include "tls.h"
+#include "trace.h"
 #include "users.h"
 #include "util.h"
 
@@ -1366,29 +1367,26 @@ smtp_protocol(struct smtp_session *s)
 static int
 smtp_write_received(struct smtp_session *s)
 {
-	struct smtp_tx	*tx = s->tx;
-	char		 hdr[2048], date[64], forclause[ADDR_PATH_SIZE + 16];
-	char		 tls[160];
-	time_t		 now = time(NULL);
-	int		 n;
+	struct smtp_tx		*tx = s->tx;
+	struct trace_received	 t;
+	char			 hdr[TRACE_RECEIVED_SIZE];
+	size_t			 n;
 
-	util_date(date, sizeof date, now);
-	forclause[0] = '\0';
+	memset(&t, 0, sizeof t);
+	t.helo = s->helo;
+	t.addr = s->addr;
+	t.by = smtp_conf->hostname;
+	t.with = smtp_protocol(s);
+	t.id = tx->id;
+	if (s->flags & SMTP_F_TLS) {
+		t.tls_version = tls_version(s->bev);
+		t.tls_cipher = tls_cipher(s->bev);
+	}
 	if (tx->env.nrcpts == 1)
-		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
-		    tx->env.rcpts[0].addr);
-	tls[0] = '\0';
-	if (s->flags & SMTP_F_TLS)
-		snprintf(tls, sizeof tls, "\r\n\t(using %s with cipher %s)",
-		    tls_version(s->bev), tls_cipher(s->bev));
-	n = snprintf(hdr, sizeof hdr, "Received: from %s ([%s%s])\r\n"
-	    "\tby %s (tern) with %s id %s%s%s; %s\r\n", s->helo,
-	    strchr(s->addr, ':') != NULL ? "IPv6:" : "", s->addr,
-	    smtp_conf->hostname, smtp_protocol(s), tx->id, tls, forclause,
-	    date);
-	if (n < 0 || (size_t)n >= sizeof hdr)
-		n = (int)strlen(hdr);
-	return queue_msg_write(tx->msg, hdr, (size_t)n);
+		t.rcpt = tx->env.rcpts[0].addr;
+	t.when = time(NULL);
+	n = trace_received(hdr, sizeof hdr, &t);
+	return queue_msg_write(tx->msg, hdr, n);
 }
 
 static void
