@@ -622,6 +622,11 @@ qmgr_start_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	/* Deleted before it began: nothing to do, nothing to say. */
+	if (a->action == QMGR_ACTION_DELETE) {
+		qmgr_attempt_end(a, 0);
+		return;
+	}
 	if (queue_env_load(a->id, &a->env, &cause) == -1) {
 		log_warnx("%s: not %s: %s", a->id, a->returning ? "returned" :
 		    "attempted", cause);
