@@ -1,7 +1,8 @@
 /*
  * confcheck.c: every file a configuration names, read the way ternd
  * reads it at start: the TLS certificate and key (parsed, and matching
- * each other), the users and aliases files, the gateway's credentials.
+ * each other), the users and aliases files, the gateway's credentials,
+ * Dovecot's auth socket.
  * ternd loads its users through here, and "ternd -n" and "ternctl
  * check" ask it for the same errors the daemon would meet, so a check
  * never says "ok" of a configuration the daemon refuses.  It keeps
@@ -137,6 +138,30 @@ confcheck_gateway_auth(const struct config *conf, users_warn_fn error,
 }
 
 /*
+ * Dovecot's auth socket, when it checks AUTH: only a warning when it is
+ * missing, since Dovecot may start after tern, and ternd waits for it.
+ */
+static void
+confcheck_dovecot(const struct config *conf, users_warn_fn warn, void *arg)
+{
+	const char	*path = conf->dovecot_auth_socket;
+	struct stat	 st;
+
+	if (conf->auth_backend != CONFIG_AUTH_DOVECOT ||
+	    strncmp(path, "inet:", 5) == 0)
+		return;
+	if (strncmp(path, "unix:", 5) == 0)
+		path += 5;
+	if (stat(path, &st) == -1)
+		confcheck_say(warn, arg, "dovecot_auth_socket %s: %s; AUTH is "
+		    "not offered until Dovecot makes it", path,
+		    strerror(errno));
+	else if (!S_ISSOCK(st.st_mode))
+		confcheck_say(warn, arg, "dovecot_auth_socket %s: not a "
+		    "socket", path);
+}
+
+/*
  * Every file of conf, read now: each error to error, each warning to
  * warn (NULL: the log).  Returns the number of errors.
  */
@@ -162,5 +187,6 @@ confcheck_files(const struct config *conf, users_warn_fn error,
 	} else
 		users_free(u);
 	n += confcheck_gateway_auth(conf, error, arg);
+	confcheck_dovecot(conf, warn, arg);
 	return n;
 }

@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dvproto.h"
 #include "log.h"
 #include "sasl.h"
 #include "tls.h"
@@ -118,6 +119,8 @@ static int	config_parse_enum(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_listen(struct config *, const struct config_key *,
 		    const char *, char **);
+static int	config_parse_metrics_listen(struct config *,
+		    const struct config_key *, const char *, char **);
 static int	config_parse_nets(struct config *, const struct config_key *,
 		    const char *, char **);
 static int	config_parse_domains(struct config *,
@@ -128,6 +131,8 @@ static int	config_parse_gateway(struct config *,
 		    const struct config_key *, const char *, char **);
 static int	config_parse_addr(struct config *, const struct config_key *,
 		    const char *, char **);
+static int	config_parse_transport(struct config *,
+		    const struct config_key *, const char *, char **);
 
 static void	config_print_string(const struct config *,
 		    const struct config_key *, FILE *);
@@ -148,6 +153,8 @@ static void	config_print_nets(const struct config *,
 static void	config_print_domains(const struct config *,
 		    const struct config_key *, FILE *);
 static void	config_print_gateway(const struct config *,
+		    const struct config_key *, FILE *);
+static void	config_print_transport(const struct config *,
 		    const struct config_key *, FILE *);
 
 static void	config_clear_listen(struct config *, const struct config_key *);
@@ -185,6 +192,9 @@ static const struct config_type config_type_enum = {
 static const struct config_type config_type_listen = {
 	config_parse_listen, config_print_listen, config_clear_listen
 };
+static const struct config_type config_type_metrics_listen = {
+	config_parse_metrics_listen, config_print_listen, config_clear_listen
+};
 static const struct config_type config_type_nets = {
 	config_parse_nets, config_print_nets, config_clear_nets
 };
@@ -199,6 +209,23 @@ static const struct config_type config_type_gateway = {
 };
 static const struct config_type config_type_addr = {
 	config_parse_addr, config_print_string, NULL
+};
+static const struct config_type config_type_transport = {
+	config_parse_transport, config_print_transport, NULL
+};
+
+/* Milter sockets: "inet:host:port", "inet6:host:port", "unix:/path". */
+static int	config_parse_milters(struct config *,
+		    const struct config_key *, const char *, char **);
+static const struct config_type config_type_milters = {
+	config_parse_milters, config_print_domains, config_clear_domains
+};
+static const struct config_choice config_choices_milter_action[] = {
+	{ "tempfail", CONFIG_MILTER_TEMPFAIL },
+	{ "accept", CONFIG_MILTER_ACCEPT },
+	{ "reject", CONFIG_MILTER_REJECT },
+	{ "quarantine", CONFIG_MILTER_QUARANTINE },
+	{ NULL, 0 }
 };
 
 /* TLS offers: cipher strings OpenSSL must take, a range of versions. */
@@ -238,6 +265,18 @@ static const struct config_choice config_choices_add_headers[] = {
 	{ NULL, 0 }
 };
 
+/* SMTP AUTH against Dovecot: who checks, and its socket. */
+static int	config_parse_auth_socket(struct config *,
+		    const struct config_key *, const char *, char **);
+static const struct config_type config_type_auth_socket = {
+	config_parse_auth_socket, config_print_string, NULL
+};
+static const struct config_choice config_choices_auth_backend[] = {
+	{ "users", CONFIG_AUTH_USERS },
+	{ "dovecot", CONFIG_AUTH_DOVECOT },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_log[] = {
 	{ "syslog", LOG_TARGET_SYSLOG },
 	{ "stderr", LOG_TARGET_STDERR },
@@ -253,6 +292,12 @@ static const struct config_choice config_choices_queue_list[] = {
 	{ NULL, 0 }
 };
 
+static const struct config_choice config_choices_spool_sync[] = {
+	{ "file", CONFIG_SPOOL_SYNC_FILE },
+	{ "filesystem", CONFIG_SPOOL_SYNC_FILESYSTEM },
+	{ NULL, 0 }
+};
+
 static const struct config_choice config_choices_bare[] = {
 	{ "reject", CONFIG_BARE_REJECT },
 	{ "normalize", CONFIG_BARE_NORMALIZE },
@@ -265,8 +310,14 @@ _Static_assert(sizeof(enum config_bare_newlines) == sizeof(int),
     "enum config_bare_newlines");
 _Static_assert(sizeof(enum config_add_headers) == sizeof(int),
     "enum config_add_headers");
+_Static_assert(sizeof(enum config_auth_backend) == sizeof(int),
+    "enum config_auth_backend");
 _Static_assert(sizeof(enum config_queue_list) == sizeof(int),
     "enum config_queue_list");
+_Static_assert(sizeof(enum config_spool_sync) == sizeof(int),
+    "enum config_spool_sync");
+_Static_assert(sizeof(enum config_milter_action) == sizeof(int),
+    "enum config_milter_action");
 
 #define CONFIG_OFF(f)	offsetof(struct config, f)
 #define CONFIG_K	1024ULL
@@ -302,6 +353,11 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(control_socket), 0, CONFIG_PATH_SIZE, NULL, 0, 0, NULL },
 	{ "main", "queue_list", &config_type_enum, CONFIG_OFF(queue_list), 0,
 	  0, "anyone", 0, 0, config_choices_queue_list },
+	{ "main", "spool_sync", &config_type_enum, CONFIG_OFF(spool_sync), 0,
+	  0, "file", 0, 0, config_choices_spool_sync },
+	{ "main", "metrics_listen", &config_type_metrics_listen,
+	  CONFIG_OFF(metrics_listen), CONFIG_OFF(nmetrics_listen), 0, "", 1, 0,
+	  NULL },
 
 	{ "smtp", "listen", &config_type_listen, CONFIG_OFF(listen),
 	  CONFIG_OFF(nlisten), 0, "127.0.0.1:25 [::1]:25", 0, 0, NULL },
@@ -375,6 +431,12 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "auth_failure_delay", &config_type_duration,
 	  CONFIG_OFF(auth_failure_delay), 0, 0, "1s", 0, 60 * CONFIG_S,
 	  NULL },
+	{ "smtp", "auth_backend", &config_type_enum,
+	  CONFIG_OFF(auth_backend), 0, 0, "users", 0, 0,
+	  config_choices_auth_backend },
+	{ "smtp", "dovecot_auth_socket", &config_type_auth_socket,
+	  CONFIG_OFF(dovecot_auth_socket), 0, CONFIG_PATH_SIZE,
+	  "/run/dovecot/auth-client", 0, 0, NULL },
 	{ "smtp", "etrn_networks", &config_type_nets,
 	  CONFIG_OFF(etrn_networks), CONFIG_OFF(netrn_networks), 0, NULL, 0,
 	  0, NULL },
@@ -405,6 +467,12 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "client_table_size", &config_type_uint,
 	  CONFIG_OFF(client_table_size), 0, 0, "50000", 100,
 	  10 * CONFIG_COUNT_MAX, NULL },
+	/* The PROXY protocol on "proxy:" listeners (smtp_server.c). */
+	{ "smtp", "proxy_networks", &config_type_nets,
+	  CONFIG_OFF(proxy_networks), CONFIG_OFF(nproxy_networks), 0, "", 0,
+	  0, NULL },
+	{ "smtp", "proxy_timeout", &config_type_duration,
+	  CONFIG_OFF(proxy_timeout), 0, 0, "10s", CONFIG_S, CONFIG_HR, NULL },
 
 	{ "local", "default_domain", &config_type_host,
 	  CONFIG_OFF(default_domain), 0, CONFIG_HOST_SIZE, NULL, 0, 0, NULL },
@@ -416,6 +484,11 @@ static const struct config_key config_keys[] = {
 	  CONFIG_PATH_SIZE, "/var/lib/tern/mail", 0, 0, NULL },
 	{ "local", "postmaster", &config_type_addr, CONFIG_OFF(postmaster), 0,
 	  CONFIG_ADDR_SIZE, NULL, 0, 0, NULL },
+	/* Local delivery over LMTP (mta_session.c in its LMTP mode). */
+	{ "local", "transport", &config_type_transport,
+	  CONFIG_OFF(transport), 0, 0, "maildir", 0, 0, NULL },
+	{ "local", "lmtp_max_connections", &config_type_uint,
+	  CONFIG_OFF(lmtp_max_connections), 0, 0, "10", 1, 1000, NULL },
 
 	{ "delivery", "queue_interval", &config_type_duration,
 	  CONFIG_OFF(queue_interval), 0, 0, "30m", CONFIG_S, CONFIG_D, NULL },
@@ -458,6 +531,28 @@ static const struct config_key config_keys[] = {
 	{ "delivery", "bounce_size_limit", &config_type_size,
 	  CONFIG_OFF(bounce_size_limit), 0, 0, "50000", 0, 64 * 1024 * CONFIG_K,
 	  NULL },
+
+	/* Content filters (milter.c). */
+	{ "milter", "smtpd_milters", &config_type_milters,
+	  CONFIG_OFF(smtpd_milters), CONFIG_OFF(nsmtpd_milters), 0, "", 0, 0,
+	  NULL },
+	{ "milter", "non_smtpd_milters", &config_type_milters,
+	  CONFIG_OFF(non_smtpd_milters), CONFIG_OFF(nnon_smtpd_milters), 0, "",
+	  0, 0, NULL },
+	{ "milter", "default_action", &config_type_enum,
+	  CONFIG_OFF(milter_default_action), 0, 0, "tempfail", 0, 0,
+	  config_choices_milter_action },
+	{ "milter", "connect_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_connect_timeout), 0, 0, "30s", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "command_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_command_timeout), 0, 0, "30s", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "content_timeout", &config_type_duration,
+	  CONFIG_OFF(milter_content_timeout), 0, 0, "5m", CONFIG_S, CONFIG_HR,
+	  NULL },
+	{ "milter", "protocol", &config_type_uint, CONFIG_OFF(milter_protocol),
+	  0, 0, "6", 2, 6, NULL },
 };
 
 /* Where the built-in configuration differs from a file's defaults. */
@@ -631,6 +726,31 @@ config_parse_opt_path(struct config *c, const struct config_key *k,
 		return 0;
 	}
 	return config_parse_path(c, k, value, cause);
+}
+
+/*
+ * Dovecot's auth client socket: an absolute path, unix:/path, or
+ * inet:HOST:PORT with a numeric HOST, as dvproto reads it.
+ */
+static int
+config_parse_auth_socket(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			*why;
+
+	if (dvproto_parse_socket(value, &ss, &sslen, &why) == -1) {
+		config_bad(cause, why, value, strlen(value));
+		free(why);
+		return -1;
+	}
+	if (strlen(value) >= k->size) {
+		config_bad(cause, "too long", value, strlen(value));
+		return -1;
+	}
+	util_strlcpy(CONFIG_FIELD(c, k, char), value, k->size);
+	return 0;
 }
 
 /* An OpenSSL cipher string: TLS 1.3 suites when k->min is 1. */
@@ -1041,7 +1161,14 @@ config_listen_entry(struct config_listen **ls, size_t *n, const char *item,
 	}
 	memcpy(entry, item, len);
 	entry[len] = '\0';
-	if (config_split_port(entry, &host, &port, &v6, &why) == -1) {
+	/* "proxy:": the PROXY protocol first, from proxy_networks. */
+	host = entry;
+	if (strncmp(entry, CONFIG_PROXY_PREFIX,
+	    sizeof CONFIG_PROXY_PREFIX - 1) == 0) {
+		l[0].proxy = l[1].proxy = 1;
+		host += sizeof CONFIG_PROXY_PREFIX - 1;
+	}
+	if (config_split_port(host, &host, &port, &v6, &why) == -1) {
 		config_bad(cause, why, item, len);
 		return -1;
 	}
@@ -1106,6 +1233,34 @@ config_parse_listen(struct config *c, const struct config_key *k,
 	*CONFIG_FIELD(c, k, struct config_listen *) = ls;
 	*CONFIG_COUNT(c, k) = n;
 	return 0;
+}
+
+/*
+ * metrics_listen: listen entries, where a bare port means the loopback
+ * address ("9100" is "127.0.0.1:9100"): metrics are for the host's own
+ * scraper unless an address says otherwise.
+ */
+static int
+config_parse_metrics_listen(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	struct util_buf	 b;
+	const char	*p = value, *item;
+	size_t		 len;
+	int		 rc;
+
+	memset(&b, 0, sizeof b);
+	util_buf_adds(&b, "");
+	while (config_next_item(&p, &item, &len)) {
+		if (b.len > 0)
+			util_buf_adds(&b, " ");
+		if (len > 0 && strspn(item, "0123456789") >= len)
+			util_buf_adds(&b, "127.0.0.1:");
+		util_buf_add(&b, item, len);
+	}
+	rc = config_parse_listen(c, k, b.data, cause);
+	free(b.data);
+	return rc;
 }
 
 /*
@@ -1314,6 +1469,95 @@ config_clear_domains(struct config *c, const struct config_key *k)
 }
 
 /*
+ * The host of "inet:host:port" (item to the colon before the port): an
+ * address, as no name is looked up for a filter, or localhost.
+ */
+static int
+config_is_milter_host(const char *item, const char *end)
+{
+	char		 host[INET6_ADDRSTRLEN + 2];
+	unsigned char	 addr[16];
+	const char	*p = item + (item[4] == ':' ? 5 : 6);
+	size_t		 len = (size_t)(end - p);
+	int		 v6 = item[4] != ':';
+
+	if (len >= 2 && p[0] == '[' && p[len - 1] == ']') {
+		p++;
+		len -= 2;
+		v6 = 1;
+	}
+	if (len == 0 || len >= sizeof host)
+		return 0;
+	memcpy(host, p, len);
+	host[len] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	return inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) == 1;
+}
+
+/*
+ * Milter sockets, in the order the filters run: "inet:host:port" (an IPv4
+ * address or localhost; "inet:[ipv6]:port" too), "inet6:host:port"
+ * (IPv6) or "unix:/absolute/path".  Empty or "none": no filters.
+ */
+static int
+config_parse_milters(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	char		**d = NULL;
+	const char	 *p = value, *item, *port, *why;
+	size_t		  n = 0, len, plen;
+	unsigned long	  num;
+	char		  digits[8], *end;
+
+	if (config_is_none(value))
+		p = "";
+	while (config_next_item(&p, &item, &len)) {
+		why = NULL;
+		if (len > 5 && strncmp(item, "unix:", 5) == 0) {
+			if (item[5] != '/' || len - 5 >= CONFIG_PATH_SIZE)
+				why = "milter socket path not absolute or too "
+				    "long";
+		} else if ((len > 5 && strncmp(item, "inet:", 5) == 0) ||
+		    (len > 6 && strncmp(item, "inet6:", 6) == 0)) {
+			port = item + len;
+			while (port > item && port[-1] != ':')
+				port--;
+			plen = (size_t)(item + len - port);
+			num = 0;
+			if (plen > 0 && plen < sizeof digits) {
+				memcpy(digits, port, plen);
+				digits[plen] = '\0';
+				num = strtoul(digits, &end, 10);
+				if (*end != '\0')
+					num = 0;
+			}
+			if (num == 0 || num > 65535 ||
+			    port - item <= (item[4] == ':' ? 6 : 7))
+				why = "milter socket needs host:port";
+			else if (!config_is_milter_host(item, port - 1))
+				why = "milter host not an IP address or "
+				    "localhost";
+		} else
+			why = "milter socket not inet:host:port, "
+			    "inet6:host:port or unix:/path";
+		if (why == NULL && len >= CONFIG_PATH_SIZE)
+			why = "milter socket too long";
+		if (why != NULL) {
+			config_bad(cause, why, item, len);
+			config_free_domains(d, n);
+			return -1;
+		}
+		d = xreallocarray(d, n + 1, sizeof *d);
+		d[n++] = xstrndup(item, len);
+	}
+	config_clear_domains(c, k);
+	*CONFIG_FIELD(c, k, char **) = d;
+	*CONFIG_COUNT(c, k) = n;
+	return 0;
+}
+
+/*
  * One dns_servers entry: "ip", "ip:port", "[ipv6]" or "[ipv6]:port",
  * or a bare IPv6 address without a port as resolv.conf writes it.
  * Addresses are read with inet_pton(), as the resolver reads them, so
@@ -1461,6 +1705,90 @@ config_parse_gateway(struct config *c, const struct config_key *k,
 	util_strlcpy(CONFIG_FIELD(c, k, char), name, k->size);
 	*CONFIG_PORT(c, k) = num;
 	return 0;
+}
+
+/*
+ * Where local mail goes: "maildir", "lmtp:unix:/path" or
+ * "lmtp:inet:host[:port]" (the host as for gateway, port 24 when none
+ * is written), Postfix's spelling of an LMTP destination.  The path
+ * must fit a unix socket address.
+ */
+#define CONFIG_LMTP_PORT	24
+#define CONFIG_SUN_PATH_MAX	107	/* sizeof sun_path - 1 on Linux */
+
+static int
+config_parse_transport(struct config *c, const struct config_key *k,
+    const char *value, char **cause)
+{
+	static const struct config_key	 inet = { "local", "transport",
+	    &config_type_gateway, CONFIG_OFF(lmtp_host),
+	    CONFIG_OFF(lmtp_port), CONFIG_HOST_SIZE, NULL, CONFIG_LMTP_PORT,
+	    0, NULL };
+	const char			*path;
+	size_t				 len = strlen(value);
+
+	if (strcasecmp(value, "maildir") == 0) {
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_MAILDIR;
+		c->lmtp_host[0] = '\0';
+		c->lmtp_port = 0;
+		return 0;
+	}
+	if (strncasecmp(value, "lmtp:unix:", 10) == 0) {
+		path = value + 10;
+		if (*path != '/') {
+			config_bad(cause, "lmtp:unix: needs an absolute socket "
+			    "path", value, len);
+			return -1;
+		}
+		if (strlen(path) > CONFIG_SUN_PATH_MAX) {
+			config_bad(cause, "socket path too long", value, len);
+			return -1;
+		}
+		if (strcspn(path, CONFIG_LIST_SEP) != strlen(path)) {
+			config_bad(cause, "blank in the socket path", value,
+			    len);
+			return -1;
+		}
+		util_strlcpy(c->lmtp_host, path, sizeof c->lmtp_host);
+		c->lmtp_port = 0;
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_LMTP_UNIX;
+		return 0;
+	}
+	if (strncasecmp(value, "lmtp:inet:", 10) == 0) {
+		if (value[10] == '\0') {
+			config_bad(cause, "lmtp:inet: needs a host", value,
+			    len);
+			return -1;
+		}
+		if (config_parse_gateway(c, &inet, value + 10, cause) == -1)
+			return -1;
+		*CONFIG_FIELD(c, k, int) = CONFIG_TRANSPORT_LMTP_INET;
+		return 0;
+	}
+	config_bad(cause, "not maildir, lmtp:unix:/path or lmtp:inet:host:port",
+	    value, len);
+	return -1;
+}
+
+static void
+config_print_transport(const struct config *c, const struct config_key *k,
+    FILE *fp)
+{
+	const char	*host = c->lmtp_host;
+	int		 v6 = strchr(host, ':') != NULL;
+
+	switch (*CONFIG_CFIELD(c, k, int)) {
+	case CONFIG_TRANSPORT_LMTP_UNIX:
+		fprintf(fp, "lmtp:unix:%s", host);
+		break;
+	case CONFIG_TRANSPORT_LMTP_INET:
+		fprintf(fp, "lmtp:inet:%s%s%s:%llu", v6 ? "[" : "", host,
+		    v6 ? "]" : "", (unsigned long long)c->lmtp_port);
+		break;
+	default:
+		fputs("maildir", fp);
+		break;
+	}
 }
 
 /* Brackets around an IPv6 address, the port only when not the default. */
@@ -1879,6 +2207,15 @@ config_check(struct config_parse *p)
 		    "tls_cert and tls_key", p->path, p->seen[k]);
 		return -1;
 	}
+	if (config_has_proxy_listen(c) && c->nproxy_networks == 0) {
+		k = config_find_key("smtp", "proxy_networks");
+		if (p->seen[k] == 0)
+			k = config_find_key("smtp", "listen");
+		xasprintf(&p->cause, "%s:%d: [smtp] proxy_networks: the "
+		    "\"%s\" listen addresses need the networks of the load "
+		    "balancers", p->path, p->seen[k], CONFIG_PROXY_PREFIX);
+		return -1;
+	}
 	return 0;
 }
 
@@ -2066,6 +2403,30 @@ int
 config_is_etrn_client(const struct config *c, const struct sockaddr *sa)
 {
 	return config_is_in_nets(c->etrn_networks, c->netrn_networks, sa);
+}
+
+int
+config_is_proxy_client(const struct config *c, const struct sockaddr *sa)
+{
+	return config_is_in_nets(c->proxy_networks, c->nproxy_networks, sa);
+}
+
+/* Whether any listener wants the PROXY protocol. */
+int
+config_has_proxy_listen(const struct config *c)
+{
+	size_t	i;
+
+	for (i = 0; i < c->nlisten; i++)
+		if (c->listen[i].proxy)
+			return 1;
+	for (i = 0; i < c->nsubmission_listen; i++)
+		if (c->submission_listen[i].proxy)
+			return 1;
+	for (i = 0; i < c->nsmtps_listen; i++)
+		if (c->smtps_listen[i].proxy)
+			return 1;
+	return 0;
 }
 
 int

@@ -24,10 +24,14 @@
 #define CONFIG_ADDR_SIZE	520	/* local@domain */
 #define CONFIG_CIPHERS_SIZE	1024	/* an OpenSSL cipher string */
 
+/* A listen address so marked reads a PROXY protocol header first. */
+#define CONFIG_PROXY_PREFIX	"proxy:"
+
 /* One address to listen on ("127.0.0.1:2525", "[::1]:25", "*:25"). */
 struct config_listen {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
+	int			 proxy;		/* "proxy:": PROXY protocol */
 	char			 text[80];	/* as written, for logs */
 };
 
@@ -44,6 +48,12 @@ enum config_queue_list {
 	CONFIG_QUEUE_LIST_ADMINS,	/* those who may use the socket */
 };
 
+/* How the spool makes a batch of commits durable (spool_sync). */
+enum config_spool_sync {
+	CONFIG_SPOOL_SYNC_FILE,		/* each file and directory */
+	CONFIG_SPOOL_SYNC_FILESYSTEM	/* syncfs(2), twice a batch */
+};
+
 /* Which mail gets a Message-ID and a Date when it has none. */
 enum config_add_headers {
 	CONFIG_ADD_HEADERS_SUBMISSION,	/* authenticated, submission, sendmail */
@@ -51,9 +61,30 @@ enum config_add_headers {
 	CONFIG_ADD_HEADERS_NO,		/* never */
 };
 
+/* Where mail for local recipients goes ([local] transport). */
+enum config_transport {
+	CONFIG_TRANSPORT_MAILDIR,	/* tern's own Maildir delivery */
+	CONFIG_TRANSPORT_LMTP_UNIX,	/* LMTP on a unix socket */
+	CONFIG_TRANSPORT_LMTP_INET,	/* LMTP on host:port */
+};
+
+/* Who checks SMTP AUTH. */
+enum config_auth_backend {
+	CONFIG_AUTH_USERS,		/* the users file */
+	CONFIG_AUTH_DOVECOT,		/* Dovecot's auth client socket */
+};
+
 enum config_bare_newlines {
 	CONFIG_BARE_REJECT,
 	CONFIG_BARE_NORMALIZE,
+};
+
+/* What a filter that cannot be reached or fails means (milter.c). */
+enum config_milter_action {
+	CONFIG_MILTER_TEMPFAIL,		/* 451 4.7.1 */
+	CONFIG_MILTER_ACCEPT,		/* go on without the filter */
+	CONFIG_MILTER_REJECT,		/* 550 5.7.1 */
+	CONFIG_MILTER_QUARANTINE,	/* as accept, then the hold queue */
 };
 
 /*
@@ -67,6 +98,7 @@ struct config {
 	char			 hostname[CONFIG_HOST_SIZE];
 	char			 spool[CONFIG_PATH_SIZE];
 	uint64_t		 min_free_space;	/* 0: not checked */
+	enum config_spool_sync	 spool_sync;
 	enum log_target		 log;
 	char			 log_server[CONFIG_HOST_SIZE];	/* "" for none */
 	uint64_t		 log_server_port;
@@ -76,6 +108,8 @@ struct config {
 	char			 group[CONFIG_NAME_SIZE];	/* "": user's */
 	char			 control_socket[CONFIG_PATH_SIZE];
 	enum config_queue_list	 queue_list;	/* who may list the queue */
+	struct config_listen	*metrics_listen;	/* none: off */
+	size_t			 nmetrics_listen;
 
 	/* [smtp] */
 	struct config_listen	*listen;
@@ -113,6 +147,8 @@ struct config {
 	int			 auth_mechanisms;	/* 1 << SASL_MECH_*;
 							   0: auto */
 	int			 add_missing_headers;	/* CONFIG_ADD_HEADERS_* */
+	int			 auth_backend;	/* CONFIG_AUTH_* */
+	char			 dovecot_auth_socket[CONFIG_PATH_SIZE];
 	struct config_net	*etrn_networks;
 	size_t			 netrn_networks;
 	/* Per-client limits across sessions (anvil.c); rates per unit. */
@@ -127,6 +163,10 @@ struct config {
 	uint64_t		 auth_penalty;
 	uint64_t		 client_ipv6_prefix;
 	uint64_t		 client_table_size;
+	/* The PROXY protocol on "proxy:" listeners (proxy.c). */
+	struct config_net	*proxy_networks;
+	size_t			 nproxy_networks;
+	uint64_t		 proxy_timeout;
 
 	/* [local] */
 	char			 default_domain[CONFIG_HOST_SIZE];
@@ -134,6 +174,11 @@ struct config {
 	char			 aliases[CONFIG_PATH_SIZE];	/* "": none */
 	char			 mailboxes[CONFIG_PATH_SIZE];
 	char			 postmaster[CONFIG_ADDR_SIZE];
+	int			 transport;	/* CONFIG_TRANSPORT_* */
+	char			 lmtp_host[CONFIG_PATH_SIZE];	/* socket path,
+							   or host */
+	uint64_t		 lmtp_port;	/* inet only */
+	uint64_t		 lmtp_max_connections;
 
 	/* [delivery] */
 	uint64_t		 queue_interval;
@@ -156,6 +201,17 @@ struct config {
 	uint64_t		 max_received_headers;
 	uint64_t		 delay_notice_after;		/* 0: never */
 	uint64_t		 bounce_size_limit;	/* octets returned */
+
+	/* [milter]: sockets "inet:host:port", "inet6:...", "unix:/path" */
+	char			**smtpd_milters;
+	size_t			 nsmtpd_milters;
+	char			**non_smtpd_milters;
+	size_t			 nnon_smtpd_milters;
+	enum config_milter_action milter_default_action;
+	uint64_t		 milter_connect_timeout;
+	uint64_t		 milter_command_timeout;
+	uint64_t		 milter_content_timeout;
+	uint64_t		 milter_protocol;
 };
 
 struct config	*config_default(void);
@@ -170,5 +226,8 @@ int		 config_is_etrn_client(const struct config *,
 		    const struct sockaddr *);
 int		 config_is_limit_exempt(const struct config *,
 		    const struct sockaddr *);
+int		 config_is_proxy_client(const struct config *,
+		    const struct sockaddr *);
+int		 config_has_proxy_listen(const struct config *);
 
 #endif

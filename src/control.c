@@ -228,6 +228,8 @@ static const struct {
 	{ "queue_size", offsetof(struct control_stats, queue_size) },
 	{ "oldest", offsetof(struct control_stats, oldest) },
 	{ "uptime", offsetof(struct control_stats, uptime) },
+	{ "draining", offsetof(struct control_stats, draining) },
+	{ "drain_refused", offsetof(struct control_stats, drain_refused) },
 };
 
 static void
@@ -279,6 +281,22 @@ control_verb_stop(struct control_client *c, const struct control_verb *v,
 		return;
 	}
 	c->stop = 1;
+	control_finish(c, NULL);
+}
+
+/* drain and undrain: the state asked for, then the state now. */
+static void
+control_verb_drain(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	int	on = strcmp(v->name, CTL_VERB_DRAIN) == 0;
+
+	if (control.ops->drain == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	control.ops->drain(on);
+	control_reply(c, "%sdraining=%d", CTL_REPLY_DATA, on);
 	control_finish(c, NULL);
 }
 
@@ -385,6 +403,86 @@ control_verb_queue(struct control_client *c, const struct control_verb *v,
 	control_client_free(c);
 }
 
+/*
+ * Whether a word names an MTA to hand messages over to: "host:port" or
+ * "[address]:port", a port from 1 to 65535, a host of letters, digits,
+ * dots, dashes (and colons inside brackets).
+ */
+int
+control_is_target(const char *s)
+{
+	const char	*colon = strrchr(s, ':'), *p, *end;
+	char		*e;
+	unsigned long	 port;
+	int		 bracket = s[0] == '[';
+
+	if (colon == NULL || colon == s || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return 0;
+	port = strtoul(colon + 1, &e, 10);
+	if (port == 0 || port > 65535 || colon - s > 255)
+		return 0;
+	end = colon;
+	if (bracket) {
+		if (end - s < 3 || end[-1] != ']')
+			return 0;
+		s++;
+		end--;
+	}
+	for (p = s; p < end; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+		    (bracket && *p == ':')))
+			return 0;
+	}
+	return end > s;
+}
+
+/* handover TARGET ID ...: as the id verbs, to one target. */
+static void
+control_verb_handover(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	size_t	i;
+
+	if (control.ops->handover == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	if (!control_is_target(args[0])) {
+		control_finish(c, "not host:port");
+		return;
+	}
+	for (i = 1; i < nargs; i++) {
+		if (control.ops->handover(args[i], args[0]) == 0)
+			control_reply(c, "%s%s", CTL_REPLY_DATA, args[i]);
+		else
+			control_reply(c, "%s%s%s", CTL_REPLY_DATA, args[i],
+			    CTL_UNKNOWN);
+	}
+	control_finish(c, NULL);
+}
+
+/* A line of "sessions", from the daemon, on the loop. */
+static void
+control_sessions_emit(const char *line, void *arg)
+{
+	control_reply(arg, "%s%s", CTL_REPLY_DATA, line);
+}
+
+/* sessions: what is open now, from memory, answered on the loop. */
+static void
+control_verb_sessions(struct control_client *c, const struct control_verb *v,
+    char **args, size_t nargs)
+{
+	if (control.ops->sessions == NULL) {
+		control_finish(c, "not supported");
+		return;
+	}
+	control.ops->sessions(control_sessions_emit, c);
+	control_finish(c, NULL);
+}
+
 /* A listing child is done: reap it, its slot is free. */
 static void
 control_sigchld_cb(evutil_socket_t sig, short events, void *arg)
@@ -410,6 +508,10 @@ static const struct control_verb control_verbs[] = {
 	{ CTL_VERB_RELOAD, 0, 0, 1, 0, control_verb_reload },
 	{ CTL_VERB_STOP, 0, 0, 1, 0, control_verb_stop },
 	{ CTL_VERB_QUEUE, 0, 0, 0, 1, control_verb_queue },
+	{ CTL_VERB_DRAIN, 0, 0, 1, 0, control_verb_drain },
+	{ CTL_VERB_UNDRAIN, 0, 0, 1, 0, control_verb_drain },
+	{ CTL_VERB_SESSIONS, 0, 0, 0, 0, control_verb_sessions },
+	{ CTL_VERB_HANDOVER, 2, SIZE_MAX, 1, 0, control_verb_handover },
 };
 
 /* "control: uid=N verb args", the arguments escaped and cut short. */

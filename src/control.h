@@ -26,6 +26,8 @@ struct control_stats {
 	uint64_t	session_budget;	/* sessions admitted at most */
 	uint64_t	bytes_held;	/* by sessions, estimated */
 	uint64_t	stress;		/* 1: under stress */
+	uint64_t	draining;	/* 1: drained, new clients refused */
+	uint64_t	drain_refused;	/* clients refused while draining */
 };
 
 /* One line of a listing, for the client. */
@@ -51,8 +53,12 @@ struct control_ops {
 	int	(*reload)(char **);	/* -1: refused, *cause why */
 	void	(*stop)(void);
 	int	(*list)(control_emit_fn, void *, char **);
+	void	(*drain)(int);		/* 1: drain, 0: undrain */
+	void	(*sessions)(control_emit_fn, void *);	/* on the loop */
+	int	(*handover)(const char *, const char *);	/* id, to */
 };
 
+int	 control_is_target(const char *);
 int	 control_init(struct event_base *, const char *, gid_t,
 	    const struct control_ops *, char **);
 void	 control_set_queue_list(int);

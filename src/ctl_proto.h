@@ -38,6 +38,26 @@
 #define CTL_VERB_RELOAD		"reload"
 #define CTL_VERB_STOP		"stop"
 #define CTL_VERB_QUEUE		"queue"
+/*
+ * sessions answers one "data" line per SMTP session open, inbound then
+ * outbound, of space-separated key=value words: dir (inbound or
+ * outbound), id (the log's session id, "-" for none), peer, state, age
+ * (seconds), in and out (octets), tls (the version, "-" for none).
+ */
+#define CTL_VERB_SESSIONS	"sessions"
+/*
+ * handover TARGET ID ...: hand the messages over to the MTA at TARGET
+ * ("host:port", "[address]:port"), answered as the id verbs are.
+ */
+#define CTL_VERB_HANDOVER	"handover"
+
+/*
+ * drain stops taking new SMTP clients (each gets a 421) while sessions
+ * open and deliveries go on; undrain takes them again.  Each answers
+ * "data draining=1" or "data draining=0", the state now.
+ */
+#define CTL_VERB_DRAIN		"drain"
+#define CTL_VERB_UNDRAIN	"undrain"
 
 /* The first word of the line that starts a message in a listing. */
 #define CTL_LIST_ENVELOPE	"envelope"

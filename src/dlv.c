@@ -98,9 +98,9 @@ dlv_history_tls(const struct dlv_rcpt *dr)
 
 /*
  * The success report a recipient that asked NOTIFY=SUCCESS is owed
- * after an outcome: DSN_ACTION_DELIVERED for a Maildir, DSN_ACTION_RELAYED
- * for a peer that did not take the DSN request (one that did reports
- * for itself); -1 for none.
+ * after an outcome: DSN_ACTION_DELIVERED for a Maildir, and for a final
+ * delivery (LMTP) or DSN_ACTION_RELAYED for a peer that did not take the
+ * DSN request (one that did reports for itself); -1 for none.
  */
 int
 dlv_success_notice(const struct dlv_rcpt *dr, int notify)
@@ -109,7 +109,9 @@ dlv_success_notice(const struct dlv_rcpt *dr, int notify)
 		return -1;
 	if (strcmp(dr->relay, DLV_RELAY_LOCAL) == 0)
 		return DSN_ACTION_DELIVERED;
-	return dr->dsn ? -1 : DSN_ACTION_RELAYED;
+	if (dr->dsn)
+		return -1;
+	return dr->final ? DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED;
 }
 
 /*

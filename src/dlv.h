@@ -66,6 +66,9 @@ struct dlv_rcpt {
 	char			 relay[DLV_RELAY_SIZE];
 	int			 dsn;		/* the peer took DSN */
 	int			 tls;		/* sent over TLS */
+	int			 final;		/* delivered to its mailbox
+						   (LMTP), not relayed */
+	int			 gateway;	/* to the gateway (mta.c) */
 };
 
 /* One message to some recipients; everything owned by the caller. */

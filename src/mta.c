@@ -6,11 +6,18 @@
  * finishes a job takes the next one of its destination (RSET between);
  * an idle one is closed after idle_timeout, or at once when another
  * destination is waiting for a slot.
+ *
+ * Mail for the local domains goes here too when [local] transport names
+ * an LMTP server: one more destination, fixed like the gateway (a unix
+ * socket, or a host and port), whose connections speak LMTP (RFC 2033)
+ * and are capped by lmtp_max_connections alone, apart from
+ * max_deliveries, as Maildir deliveries are.
  */
 #include "autoconf.h"
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 
 #include <errno.h>
@@ -27,11 +34,14 @@
 #include "log.h"
 #include "mta.h"
 #include "mta_session.h"
+#include "sessinfo.h"
 #include "util.h"
 
 #define MTA_NBUCKETS		1024
 #define MTA_DNS_TTL		300	/* seconds a resolution is reused */
 #define MTA_GATEWAY_KEY		"[gateway]"
+#define MTA_LMTP_KEY		"[lmtp]"
+#define MTA_HANDOVER_KEY	"[handover]"
 
 TAILQ_HEAD(mta_jobs, mta_job);
 
@@ -55,6 +65,10 @@ struct mta_dest {
 	TAILQ_ENTRY(mta_dest)	 wait_entry;	/* in mta.waiting */
 	char			 name[DNS_HOST_SIZE + 16];
 	int			 gateway;
+	int			 lmtp;		/* the LMTP server */
+	int			 handover;	/* to host:port, for ternctl */
+	char			 host[DNS_HOST_SIZE];	/* ...its host */
+	unsigned		 port;
 	struct mta_jobs		 jobs;		/* waiting for a connection */
 	size_t			 njobs;
 	struct mta_conns	 conns;
@@ -75,11 +89,13 @@ static struct {
 	struct mta_dests	 waiting;	/* blocked by max_deliveries */
 	struct mta_conns	 idle;
 	size_t			 nconns;
+	size_t			 nlmtp;		/* of nconns, to LMTP */
 	char			*auth_user;
 	char			*auth_pass;
 } mta;
 
 static void	mta_pump(struct mta_dest *);
+static unsigned	mta_hash(const char *);
 static void	mta_session_ready_cb(struct mta_session *, void *);
 static void	mta_session_done_cb(struct mta_session *, struct dlv_tx *,
 		    void *);
@@ -137,14 +153,41 @@ mta_init(struct event_base *base, const struct config *conf)
 void
 mta_set_config(const struct config *conf)
 {
+	struct mta_dest	*d;
+
 	mta.conf = conf;
 	mta_read_auth(conf->gateway_auth_file);
+	/* The LMTP server may have moved: look it up again. */
+	TAILQ_FOREACH(d, &mta.buckets[mta_hash(MTA_LMTP_KEY)], entry) {
+		if (d->lmtp)
+			d->resolved = 0;
+	}
 }
 
 size_t
 mta_active(void)
 {
 	return mta.nconns;
+}
+
+/* Each outbound connection, for ternctl sessions. */
+void
+mta_sessions(sessinfo_fn fn, void *arg)
+{
+	struct mta_dest	*d;
+	struct mta_conn	*c;
+	struct sessinfo	 si;
+	size_t		 i;
+
+	for (i = 0; i < MTA_NBUCKETS; i++) {
+		TAILQ_FOREACH(d, &mta.buckets[i], entry) {
+			TAILQ_FOREACH(c, &d->conns, entry) {
+				memset(&si, 0, sizeof si);
+				mta_session_info(c->s, &si);
+				fn(&si, arg);
+			}
+		}
+	}
 }
 
 static unsigned
@@ -158,7 +201,7 @@ mta_hash(const char *s)
 }
 
 static struct mta_dest *
-mta_dest_get(const char *name, int gateway)
+mta_dest_get(const char *name, int gateway, int lmtp)
 {
 	struct mta_dests	*b = &mta.buckets[mta_hash(name)];
 	struct mta_dest		*d;
@@ -170,9 +213,42 @@ mta_dest_get(const char *name, int gateway)
 	d = xcalloc(1, sizeof *d);
 	util_strlcpy(d->name, name, sizeof d->name);
 	d->gateway = gateway;
+	d->lmtp = lmtp;
 	TAILQ_INIT(&d->jobs);
 	TAILQ_INIT(&d->conns);
 	TAILQ_INSERT_HEAD(b, d, entry);
+	return d;
+}
+
+/*
+ * The destination of a hand-over (ternctl flush --to): "host:port" or
+ * "[address]:port", checked by the control socket's caller; one per
+ * target, whatever the recipients' domains.
+ */
+static struct mta_dest *
+mta_dest_handover(const char *target)
+{
+	struct mta_dest	*d;
+	char		 key[sizeof d->name], host[DNS_HOST_SIZE];
+	const char	*colon = strrchr(target, ':'), *h = target;
+	size_t		 len;
+
+	util_snprintf(key, sizeof key, "%s%s", MTA_HANDOVER_KEY, target);
+	d = mta_dest_get(key, 0, 0);
+	if (d->handover)
+		return d;
+	len = colon != NULL ? (size_t)(colon - target) : strlen(target);
+	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
+		h++;
+		len -= 2;
+	}
+	if (len >= sizeof host)
+		len = sizeof host - 1;
+	memcpy(host, h, len);
+	host[len] = '\0';
+	d->handover = 1;
+	util_strlcpy(d->host, host, sizeof d->host);
+	d->port = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 25;
 	return d;
 }
 
@@ -278,6 +354,10 @@ mta_drop_self(struct dns_target *t, size_t n, unsigned port)
 static unsigned
 mta_dest_port(const struct mta_dest *d)
 {
+	if (d->handover)
+		return d->port;
+	if (d->lmtp)
+		return (unsigned)mta.conf->lmtp_port;
 	return d->gateway ? (unsigned)mta.conf->gateway_port :
 	    (unsigned)mta.conf->remote_port;
 }
@@ -296,23 +376,26 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 		dlv_status_fill(&st, DLV_TEMP, "4.4.3", "%s", res->error);
 		goto fail;
 	case DNS_NXDOMAIN:
-		dlv_status_fill(&st, d->gateway ? DLV_TEMP : DLV_PERM,
-		    d->gateway ? "4.4.3" : "5.1.2", "%s", res->error);
+		dlv_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    DLV_TEMP : DLV_PERM, d->gateway || d->lmtp ||
+		    d->handover ? "4.4.3" : "5.1.2", "%s", res->error);
 		goto fail;
 	case DNS_NULLMX:
 		dlv_status_fill(&st, DLV_PERM, "5.1.10", "%s", res->error);
 		goto fail;
 	case DNS_NOHOST:
-		dlv_status_fill(&st, d->gateway ? DLV_TEMP : DLV_PERM,
-		    d->gateway ? "4.4.3" : "5.4.4", "%s", res->error);
+		dlv_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    DLV_TEMP : DLV_PERM, d->gateway || d->lmtp ||
+		    d->handover ? "4.4.3" : "5.4.4", "%s", res->error);
 		goto fail;
 	}
 	free(d->targets);
 	d->targets = xreallocarray(NULL, res->ntargets ? res->ntargets : 1,
 	    sizeof *d->targets);
 	memcpy(d->targets, res->targets, res->ntargets * sizeof *d->targets);
-	d->ntargets = mta_drop_self(d->targets, res->ntargets,
-	    mta_dest_port(d));
+	/* The LMTP server is meant to be here. */
+	d->ntargets = d->lmtp ? res->ntargets : mta_drop_self(d->targets,
+	    res->ntargets, mta_dest_port(d));
 	if (d->ntargets == 0) {
 		dlv_status_fill(&st, DLV_PERM, "5.4.6",
 		    "mail for %s loops back to myself", d->name);
@@ -328,12 +411,45 @@ fail:
 	mta_dest_gc(d);
 }
 
+/*
+ * The LMTP server on a unix socket needs no lookup: one target, named
+ * as Postfix names it in logs, "hostname[/path]".
+ */
+static void
+mta_lmtp_unix(struct mta_dest *d)
+{
+	struct sockaddr_un	*sun;
+	struct dns_target	*t;
+
+	free(d->targets);
+	d->targets = xcalloc(1, sizeof *d->targets);
+	t = &d->targets[0];
+	util_strlcpy(t->host, mta.conf->hostname, sizeof t->host);
+	sun = (struct sockaddr_un *)&t->ss;
+	sun->sun_family = AF_UNIX;
+	if (util_strlcpy(sun->sun_path, mta.conf->lmtp_host,
+	    sizeof sun->sun_path) >= sizeof sun->sun_path)
+		panic("mta_lmtp_unix: socket path too long");
+	t->sslen = sizeof *sun;
+	d->ntargets = 1;
+	d->resolved = time(NULL);
+}
+
 static void
 mta_resolve(struct mta_dest *d)
 {
 	if (d->query != NULL)
 		return;
-	if (d->gateway)
+	if (d->lmtp && mta.conf->transport == CONFIG_TRANSPORT_LMTP_UNIX) {
+		mta_lmtp_unix(d);
+		return;
+	}
+	if (d->handover)
+		d->query = dns_resolve_host(d->host, mta_dns_cb, d);
+	else if (d->lmtp)
+		d->query = dns_resolve_host(mta.conf->lmtp_host, mta_dns_cb,
+		    d);
+	else if (d->gateway)
 		d->query = dns_resolve_host(mta.conf->gateway, mta_dns_cb, d);
 	else
 		d->query = dns_resolve_mx(d->name, mta_dns_cb, d);
@@ -361,6 +477,8 @@ mta_conn_free(struct mta_conn *c)
 	TAILQ_REMOVE(&d->conns, c, entry);
 	d->nconns--;
 	mta.nconns--;
+	if (d->lmtp)
+		mta.nlmtp--;
 	event_free(c->idle_ev);
 	free(c);
 }
@@ -371,7 +489,7 @@ mta_pump_waiting(void)
 {
 	struct mta_dest	*d;
 
-	while (mta.nconns < mta.conf->max_deliveries &&
+	while (mta.nconns - mta.nlmtp < mta.conf->max_deliveries &&
 	    (d = TAILQ_FIRST(&mta.waiting)) != NULL) {
 		TAILQ_REMOVE(&mta.waiting, d, wait_entry);
 		d->waiting = 0;
@@ -408,13 +526,17 @@ mta_conn_new(struct mta_dest *d)
 
 	memset(&p, 0, sizeof p);
 	p.helo = conf->hostname;
-	p.name = d->gateway ? conf->gateway : d->name;
+	p.name = d->handover ? d->host : d->gateway ? conf->gateway :
+	    d->lmtp ? conf->lmtp_host : d->name;
 	p.targets = d->targets;
 	p.ntargets = d->ntargets;
 	p.port = (uint16_t)mta_dest_port(d);
-	p.starttls = conf->starttls;
-	p.tls_verify = d->gateway && conf->gateway_tls_verify;
-	if (d->gateway && mta.auth_user != NULL) {
+	/* LMTP: no TLS, no AUTH, per-recipient replies after the dot. */
+	p.lmtp = d->lmtp;
+	p.starttls = !d->lmtp && conf->starttls;
+	p.tls_verify = d->gateway && !d->handover &&
+	    conf->gateway_tls_verify;
+	if (d->gateway && !d->handover && mta.auth_user != NULL) {
 		p.auth_user = mta.auth_user;
 		p.auth_pass = mta.auth_pass;
 	}
@@ -431,17 +553,34 @@ mta_conn_new(struct mta_dest *d)
 	d->nconns++;
 	d->nconnecting++;
 	mta.nconns++;
+	if (d->lmtp)
+		mta.nlmtp++;
 	c->s = mta_session_new(mta.base, &p, &mta_cbs, c);
 }
 
-/* Make room under max_deliveries: close an idle connection, if any. */
+/*
+ * Make room under max_deliveries: close an idle connection, if any, but
+ * never one to the LMTP server, which does not count there.
+ */
 static void
 mta_free_slot(void)
 {
 	struct mta_conn	*c;
 
-	if ((c = TAILQ_FIRST(&mta.idle)) != NULL)
-		mta_conn_close(c);
+	TAILQ_FOREACH(c, &mta.idle, idle_entry) {
+		if (!c->dest->lmtp) {
+			mta_conn_close(c);
+			return;
+		}
+	}
+}
+
+/* How many connections a destination may have. */
+static uint64_t
+mta_dest_cap(const struct mta_dest *d)
+{
+	return d->lmtp ? mta.conf->lmtp_max_connections :
+	    mta.conf->max_per_destination;
 }
 
 /* Give waiting jobs to idle connections, open more within the caps. */
@@ -465,15 +604,16 @@ mta_pump(struct mta_dest *d)
 			mta_session_send(c->s, &job->tx);
 			continue;
 		}
-		if (d->njobs <= d->nconnecting ||
-		    d->nconns >= mta.conf->max_per_destination)
+		if (d->njobs <= d->nconnecting || d->nconns >= mta_dest_cap(d))
 			return;
 		if (d->resolved == 0 || now - d->resolved > MTA_DNS_TTL) {
 			d->resolved = 0;
 			mta_resolve(d);
-			return;
+			if (d->resolved == 0)
+				return;	/* mta_dns_cb() goes on */
 		}
-		if (mta.nconns >= mta.conf->max_deliveries) {
+		if (!d->lmtp &&
+		    mta.nconns - mta.nlmtp >= mta.conf->max_deliveries) {
 			mta_free_slot();
 			if (!d->waiting) {
 				TAILQ_INSERT_TAIL(&mta.waiting, d, wait_entry);
@@ -490,17 +630,28 @@ mta_submit(struct mta_job *job)
 {
 	struct mta_dest	*d;
 	size_t		 i;
+	/* The queue manager hands local recipients here only for LMTP. */
+	int		 lmtp = job->handover == NULL &&
+			    mta.conf->transport != CONFIG_TRANSPORT_MAILDIR &&
+			    config_is_local_domain(mta.conf, job->domain);
+	int		 gateway = job->handover == NULL && !lmtp &&
+			    dlv_use_gateway(mta.conf, job->tries);
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st.result = DLV_NONE;
 		job->tx.rcpts[i].dsn = 0;
+		job->tx.rcpts[i].gateway = gateway;
 		util_strlcpy(job->tx.rcpts[i].relay, DLV_RELAY_NONE,
 		    sizeof job->tx.rcpts[i].relay);
 	}
-	if (dlv_use_gateway(mta.conf, job->tries))
-		d = mta_dest_get(MTA_GATEWAY_KEY, 1);
+	if (job->handover != NULL)
+		d = mta_dest_handover(job->handover);
+	else if (lmtp)
+		d = mta_dest_get(MTA_LMTP_KEY, 0, 1);
+	else if (gateway)
+		d = mta_dest_get(MTA_GATEWAY_KEY, 1, 0);
 	else
-		d = mta_dest_get(job->domain, 0);
+		d = mta_dest_get(job->domain, 0, 0);
 	job->dest = d;
 	TAILQ_INSERT_TAIL(&d->jobs, job, entry);
 	d->njobs++;
@@ -524,7 +675,7 @@ mta_session_ready_cb(struct mta_session *s, void *arg)
 		mta_pump(d);
 		return;
 	}
-	if (!TAILQ_EMPTY(&mta.waiting)) {
+	if (!TAILQ_EMPTY(&mta.waiting) && !d->lmtp) {
 		/* Another destination waits for this slot. */
 		c->closing = 1;
 		mta_session_close(c->s);

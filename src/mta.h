@@ -16,6 +16,7 @@
 struct event_base;
 struct config;
 struct mta_dest;
+struct sessinfo;
 
 struct mta_job;
 typedef void	(*mta_job_cb)(struct mta_job *, void *);
@@ -25,6 +26,8 @@ struct mta_job {
 	char			 id[ENVELOPE_ID_SIZE];	/* queue id, for logs */
 	char			 domain[256];	/* lowercase */
 	unsigned		 tries;		/* failed attempts so far */
+	const char		*handover;	/* "host:port" to send to
+						   instead, or NULL */
 	struct dlv_tx		 tx;
 	mta_job_cb		 cb;
 	void			*arg;
@@ -39,5 +42,6 @@ void	 mta_set_config(const struct config *);
 void	 mta_submit(struct mta_job *);
 void	 mta_shutdown(void);
 size_t	 mta_active(void);
+void	 mta_sessions(void (*)(const struct sessinfo *, void *), void *);
 
 #endif

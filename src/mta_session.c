@@ -15,6 +15,14 @@
  * be made quoted-printable (mime.c), and is either converted on the way
  * out or failed for good.
  *
+ * LMTP (RFC 2033) is a mode of the same session: LHLO instead of EHLO
+ * (refused, there is no HELO to fall back to), no STARTTLS, no AUTH, no
+ * BDAT, a peer that may well share our host name, and after the final
+ * dot one reply per recipient accepted at RCPT, in their order (section
+ * 4.2), each deciding for its recipient alone.  A recipient so delivered
+ * is marked final: it reached its mailbox, and the DSN it may be owed is
+ * "delivered", ours to send (NOTIFY is not passed on).
+ *
  * It never blocks the loop except to read the message file, never sends
  * credentials without TLS, never logs them, and never calls its owner
  * back from inside a call the owner made: every callback and the final
@@ -25,6 +33,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -36,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -50,6 +60,7 @@
 #include "log.h"
 #include "mime.h"
 #include "mta_session.h"
+#include "sessinfo.h"
 #include "smtp_parse.h"
 #include "tls.h"
 #include "util.h"
@@ -91,6 +102,7 @@ enum mta_state {
 	MTA_STATE_GREETING,
 	MTA_STATE_EHLO,
 	MTA_STATE_HELO,
+	MTA_STATE_LHLO,
 	MTA_STATE_STARTTLS,
 	MTA_STATE_TLS,
 	MTA_STATE_AUTH,		/* AUTH PLAIN with its response, AUTH LOGIN */
@@ -162,6 +174,7 @@ struct mta_session {
 	struct dns_target	*targets;
 	size_t			 ntargets;
 	uint16_t		 port;
+	int			 lmtp;
 	int			 starttls;
 	int			 tls_verify;
 	uint64_t		 connect_timeout;
@@ -194,6 +207,8 @@ struct mta_session {
 	size_t			 rcv_rcpt;	/* RCPT the next reply is for */
 	size_t			 unanswered;
 	size_t			 naccepted;
+	size_t			 eom_rcpt;	/* LMTP: the next dot reply's
+						   recipient, at the earliest */
 	int			 mail_failed;
 	uint64_t		 body_off;
 	int			 body_bol;	/* at the start of a line */
@@ -201,6 +216,10 @@ struct mta_session {
 	struct mime_conv	*mime;		/* 8-bit parts made 7-bit */
 	int			 bdat;		/* the body goes with BDAT */
 	uint64_t		 bdat_size;	/* octets announced */
+
+	/* For ternctl sessions. */
+	time_t			 opened;	/* monotonic seconds */
+	struct sessinfo_bytes	 bytes;
 
 	/* Why it ends. */
 	struct dlv_status	 last;		/* last address's failure */
@@ -253,6 +272,9 @@ static const struct mta_state_entry {
 	    mta_reply_ehlo },
 	[MTA_STATE_HELO] = { "helo", "HELO command",
 	    "performing the HELO handshake", MTA_TIMEOUT_REPLY, 1,
+	    mta_reply_ehlo },
+	[MTA_STATE_LHLO] = { "lhlo", "LHLO command",
+	    "performing the LHLO handshake", MTA_TIMEOUT_REPLY, 1,
 	    mta_reply_ehlo },
 	[MTA_STATE_STARTTLS] = { "starttls", "STARTTLS command",
 	    "sending STARTTLS", MTA_TIMEOUT_REPLY, 1, mta_reply_starttls },
@@ -626,6 +648,42 @@ mta_protocol_error(struct mta_session *s, const char *why)
 	mta_fail(s, &st, 0);
 }
 
+/*
+ * The address of targets[cur] with our port put in, and the names it
+ * goes by in logs: "host[ip]" and "host[ip]:port", or for a unix socket
+ * (LMTP) "host[/path]" alone.
+ */
+static void
+mta_target_addr(struct mta_session *s, struct sockaddr_storage *ss)
+{
+	const struct dns_target	*t = &s->targets[s->cur];
+	const void		*ip;
+	char			 addr[INET6_ADDRSTRLEN];
+
+	memcpy(ss, &t->ss, sizeof *ss);
+	if (ss->ss_family == AF_UNIX) {
+		util_strlcpy(s->peer, t->host, sizeof s->peer);
+		util_strlcat(s->peer, "[", sizeof s->peer);
+		util_strlcat(s->peer, ((struct sockaddr_un *)ss)->sun_path,
+		    sizeof s->peer);
+		util_strlcat(s->peer, "]", sizeof s->peer);
+		util_strlcpy(s->relay, s->peer, sizeof s->relay);
+		return;
+	}
+	if (ss->ss_family == AF_INET6) {
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(s->port);
+		ip = &((struct sockaddr_in6 *)ss)->sin6_addr;
+	} else {
+		((struct sockaddr_in *)ss)->sin_port = htons(s->port);
+		ip = &((struct sockaddr_in *)ss)->sin_addr;
+	}
+	if (inet_ntop(ss->ss_family, ip, addr, sizeof addr) == NULL)
+		util_strlcpy(addr, "unknown", sizeof addr);
+	snprintf(s->peer, sizeof s->peer, "%s[%s]", t->host, addr);
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->peer,
+	    (unsigned)s->port);
+}
+
 /* Connect to targets[cur]; errors are deferred, never reported inline. */
 static void
 mta_connect(struct mta_session *s)
@@ -633,24 +691,10 @@ mta_connect(struct mta_session *s)
 	const struct dns_target	*t = &s->targets[s->cur];
 	struct sockaddr_storage	 ss;
 	struct dlv_status	 st;
-	const void		*ip;
-	char			 addr[INET6_ADDRSTRLEN];
 	evutil_socket_t		 fd;
 	int			 error;
 
-	memcpy(&ss, &t->ss, sizeof ss);
-	if (ss.ss_family == AF_INET6) {
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(s->port);
-		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-	} else {
-		((struct sockaddr_in *)&ss)->sin_port = htons(s->port);
-		ip = &((struct sockaddr_in *)&ss)->sin_addr;
-	}
-	if (inet_ntop(ss.ss_family, ip, addr, sizeof addr) == NULL)
-		util_strlcpy(addr, "unknown", sizeof addr);
-	snprintf(s->peer, sizeof s->peer, "%s[%s]", t->host, addr);
-	snprintf(s->relay, sizeof s->relay, "%s:%u", s->peer,
-	    (unsigned)s->port);
+	mta_target_addr(s, &ss);
 	s->state = MTA_STATE_INIT;
 
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
@@ -671,6 +715,7 @@ mta_connect(struct mta_session *s)
 	s->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new failed");
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, mta_read_cb, mta_write_cb, mta_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, MTA_BODY_LOWAT, 0);
 	log_debug("mta %s: connecting", s->relay);
@@ -707,12 +752,14 @@ mta_connect_failed(struct mta_session *s, int error)
 static void
 mta_hello(struct mta_session *s, enum mta_state state)
 {
+	if (s->lmtp)
+		state = MTA_STATE_LHLO;
 	s->ext = 0;
 	s->ext_size = 0;
 	s->peer_name[0] = '\0';
 	mta_enter_state(s, state);
 	mta_command(s, NULL, "%s %s", state == MTA_STATE_EHLO ? "EHLO" :
-	    "HELO", s->helo);
+	    state == MTA_STATE_LHLO ? "LHLO" : "HELO", s->helo);
 }
 
 /* The session is ready for a transaction; tell the owner soon. */
@@ -836,8 +883,9 @@ mta_reply_greeting(struct mta_session *s)
 }
 
 /*
- * The answer to EHLO or HELO.  A peer that greets with our own name is
- * ourselves: the mail would loop (Postfix "loops back to myself").
+ * The answer to EHLO, HELO or LHLO.  A peer that greets with our own name
+ * is ourselves: the mail would loop (Postfix "loops back to myself");
+ * an LMTP server is meant to be on this host and is not asked.
  */
 static void
 mta_reply_ehlo(struct mta_session *s)
@@ -845,7 +893,8 @@ mta_reply_ehlo(struct mta_session *s)
 	struct dlv_status	st;
 
 	if (s->reply_code / 100 == 2) {
-		if (strcasecmp(s->peer_name, s->helo) == 0) {
+		if (s->state != MTA_STATE_LHLO &&
+		    strcasecmp(s->peer_name, s->helo) == 0) {
 			dlv_status_fill(&st, DLV_PERM, "5.4.6", "mail for %s "
 			    "loops back to myself", s->name);
 			log_info("%s: %s", s->peer, st.text);
@@ -882,6 +931,7 @@ mta_tls_start(struct mta_session *s)
 		return;
 	}
 	s->bev = bev;
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, mta_read_cb, mta_write_cb, mta_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, MTA_BODY_LOWAT, 0);
 	mta_enter_state(s, MTA_STATE_TLS);
@@ -1153,6 +1203,7 @@ mta_session_send(struct mta_session *s, struct dlv_tx *tx)
 		    sizeof tx->rcpts[i].relay);
 		tx->rcpts[i].tls = mta_session_tls(s);
 		tx->rcpts[i].dsn = 0;
+		tx->rcpts[i].final = s->lmtp;
 	}
 	if (s->state == MTA_STATE_CLOSED && s->tx == NULL &&
 	    !(s->flags & MTA_F_QUIT)) {
@@ -1258,10 +1309,11 @@ mta_send_mail(struct mta_session *s)
 
 	if (s->ext & MTA_EXT_SIZE)
 		snprintf(size, sizeof size, " SIZE=%" PRIu64, tx->size);
-	if ((s->ext & MTA_EXT_DSN) && tx->ret != ENVELOPE_RET_NONE)
+	if ((s->ext & MTA_EXT_DSN) && !s->lmtp &&
+	    tx->ret != ENVELOPE_RET_NONE)
 		snprintf(ret, sizeof ret, " RET=%s",
 		    tx->ret == ENVELOPE_RET_FULL ? "FULL" : "HDRS");
-	if ((s->ext & MTA_EXT_DSN) && tx->envid != NULL &&
+	if ((s->ext & MTA_EXT_DSN) && !s->lmtp && tx->envid != NULL &&
 	    *tx->envid != '\0') {
 		memcpy(envid, " ENVID=", 7);
 		if (smtp_xtext_encode(tx->envid, envid + 7,
@@ -1289,9 +1341,13 @@ mta_send_rcpt(struct mta_session *s, struct dlv_rcpt *r)
 		mta_command(s, NULL, "RCPT TO:<%s>", r->addr);
 		return;
 	}
-	r->dsn = 1;
+	/*
+	 * LMTP is the final delivery: we report on it ourselves, so no
+	 * NOTIFY, only the ORCPT a mailbox server may show.
+	 */
+	r->dsn = !s->lmtp;
 	envelope_notify_format(r->notify, 1, list, sizeof list);
-	if (list[0] != '\0')
+	if (list[0] != '\0' && !s->lmtp)
 		util_snprintf(notify, sizeof notify, " NOTIFY=%s", list);
 	if (r->orcpt != NULL) {
 		memcpy(orcpt, " ORCPT=", 7);
@@ -1312,7 +1368,7 @@ mta_send_rcpt(struct mta_session *s, struct dlv_rcpt *r)
 static int
 mta_use_bdat(const struct mta_session *s)
 {
-	return (s->ext & MTA_EXT_CHUNKING) && s->mime == NULL;
+	return (s->ext & MTA_EXT_CHUNKING) && s->mime == NULL && !s->lmtp;
 }
 
 /*
@@ -1481,6 +1537,7 @@ mta_reply_data(struct mta_session *s)
 	if (s->reply_code == 354) {
 		if (s->naccepted > 0 && !s->mail_failed) {
 			s->body_off = 0;
+			s->eom_rcpt = 0;
 			s->body_bol = 1;
 			s->body_tail[0] = s->body_tail[1] = '\0';
 			if (s->mime != NULL)
@@ -1488,6 +1545,13 @@ mta_reply_data(struct mta_session *s)
 				    s);
 			mta_enter_state(s, MTA_STATE_BODY);
 			mta_body_fill(s);
+			return;
+		}
+		if (s->lmtp) {
+			/* How many replies would the dot get?  None can
+			 * be trusted: leave. */
+			mta_protocol_error(s, "354 with no recipient "
+			    "accepted");
 			return;
 		}
 		s->flags |= MTA_F_EOM_IGNORE;
@@ -1504,11 +1568,53 @@ mta_reply_data(struct mta_session *s)
 	mta_tx_finish(s);
 }
 
+/*
+ * LMTP: which recipient the next reply after the dot is for, the first
+ * from i on still without an outcome (those refused at RCPT have one);
+ * tx->nrcpts when none is left.
+ */
+static size_t
+mta_lmtp_rcpt(const struct dlv_tx *tx, size_t i)
+{
+	while (i < tx->nrcpts && tx->rcpts[i].st.result != DLV_NONE)
+		i++;
+	return i;
+}
+
+/*
+ * LMTP's replies to the dot, one per accepted recipient (RFC 2033 4.2):
+ * each is that recipient's outcome; each gets the data timeout afresh.
+ * A 421 ends the session, and the recipients still waiting get it too.
+ */
+static void
+mta_reply_eom_lmtp(struct mta_session *s)
+{
+	struct dlv_tx	*tx = s->tx;
+	size_t		 i;
+
+	if (mta_reply_is_421(s))
+		return;
+	if ((i = mta_lmtp_rcpt(tx, s->eom_rcpt)) == tx->nrcpts)
+		panic("mta_reply_eom_lmtp: no recipient waits for a reply");
+	mta_status_reply(s, &tx->rcpts[i].st);
+	s->eom_rcpt = i + 1;
+	if (mta_lmtp_rcpt(tx, s->eom_rcpt) == tx->nrcpts) {
+		mta_tx_finish(s);
+		return;
+	}
+	mta_enter_state(s, MTA_STATE_EOM);
+}
+
 /* The reply to the final dot decides for everyone accepted. */
 static void
 mta_reply_eom(struct mta_session *s)
 {
 	struct dlv_status	st;
+
+	if (s->lmtp && !(s->flags & MTA_F_EOM_IGNORE)) {
+		mta_reply_eom_lmtp(s);
+		return;
+	}
 
 	if (s->flags & MTA_F_EOM_IGNORE) {
 		if (s->reply_code == 421) {
@@ -1825,8 +1931,8 @@ mta_read_line(struct mta_session *s)
 		s->reply[0] = '\0';
 	}
 	mta_reply_add(s, &r);
-	if (s->reply_lines > 1 && s->state == MTA_STATE_EHLO &&
-	    r.code / 100 == 2)
+	if (s->reply_lines > 1 && (s->state == MTA_STATE_EHLO ||
+	    s->state == MTA_STATE_LHLO) && r.code / 100 == 2)
 		mta_ehlo_line(s, r.text);
 	if (r.more)
 		return 0;
@@ -1983,6 +2089,31 @@ mta_defer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A new session: connect to the first address; callbacks come later. */
+static time_t
+mta_session_now(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* What ternctl sessions shows of a connection. */
+void
+mta_session_info(const struct mta_session *s, struct sessinfo *si)
+{
+	time_t	now = mta_session_now();
+
+	si->id = NULL;
+	si->peer = s->relay[0] != '\0' ? s->relay : s->name;
+	si->state = mta_states[s->state].name;
+	si->age = now > s->opened ? (uint64_t)(now - s->opened) : 0;
+	si->bytes_in = s->bytes.in;
+	si->bytes_out = s->bytes.out;
+	si->tls = s->bev != NULL && tls_is_tls(s->bev) ?
+	    tls_version(s->bev) : NULL;
+}
+
 struct mta_session *
 mta_session_new(struct event_base *base,
     const struct mta_session_params *params, const struct mta_session_cb *cb,
@@ -1997,6 +2128,7 @@ mta_session_new(struct event_base *base,
 	s->base = base;
 	s->cb = *cb;
 	s->arg = arg;
+	s->opened = mta_session_now();
 	if ((s->ev = evtimer_new(base, mta_defer_cb, s)) == NULL)
 		fatalx("evtimer_new failed");
 	s->helo = xstrdup(params->helo);
@@ -2013,7 +2145,8 @@ mta_session_new(struct event_base *base,
 		memcpy(s->targets, params->targets,
 		    s->ntargets * sizeof *s->targets);
 	s->port = params->port;
-	s->starttls = params->starttls;
+	s->lmtp = params->lmtp;
+	s->starttls = params->starttls && !params->lmtp;
 	s->tls_verify = params->tls_verify;
 	s->connect_timeout = params->connect_timeout;
 	s->reply_timeout = params->reply_timeout;

@@ -4,7 +4,9 @@
  * (HELO when EHLO is refused), upgrades with STARTTLS when offered,
  * authenticates when told to, then runs the transactions its owner hands
  * it one at a time, pipelined when the peer allows, and reports every
- * recipient's outcome.
+ * recipient's outcome.  In its LMTP mode (RFC 2033) it greets with LHLO,
+ * never uses TLS or AUTH, and reads one reply per accepted recipient
+ * after the final dot.
  */
 #ifndef MTA_SESSION_H
 #define MTA_SESSION_H
@@ -25,7 +27,8 @@ struct mta_session_params {
 	const char		*name;		/* destination, for logs */
 	const struct dns_target	*targets;	/* in the order to try */
 	size_t			 ntargets;
-	uint16_t		 port;
+	uint16_t		 port;		/* not for AF_UNIX targets */
+	int			 lmtp;		/* speak LMTP, not SMTP */
 	int			 starttls;	/* use STARTTLS when offered */
 	int			 tls_verify;	/* demand a valid certificate
 						   for name; implies TLS */
@@ -69,5 +72,8 @@ void		 mta_session_free(struct mta_session *);
 int		 mta_session_is_closing(const struct mta_session *);
 const char	*mta_session_relay(const struct mta_session *);
 int		 mta_session_tls(const struct mta_session *);
+struct sessinfo;
+void		 mta_session_info(const struct mta_session *,
+		    struct sessinfo *);
 
 #endif

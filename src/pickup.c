@@ -16,6 +16,18 @@
  * Files are written as ".tmp.<anything>" and renamed to a name that does
  * not start with "."; names starting with "." are never read, and a
  * ".tmp." file left for a day by a sendmail that died is removed.
+ *
+ * With non_smtpd_milters, each message first goes through the filters,
+ * on the loop, as Postfix's cleanup does for local mail: a connection
+ * from "localhost" [127.0.0.1], HELO localhost, MAIL, RCPT per
+ * recipient, DATA and the message without our Received header.  The
+ * submitter has gone by then, so nobody can be answered: a message a
+ * filter refuses for good is returned to its sender in a non-delivery
+ * report and never queued; one it refuses for now, or whose recipient
+ * it refuses (Postfix calls that a configuration error), stays in
+ * maildrop/ and is tried again after a minute; a discarded one is
+ * removed; a quarantined one is queued on hold.  The changes the
+ * filters ask for are applied before the commit.
  */
 #include "autoconf.h"
 
@@ -39,9 +51,11 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dsn.h"
 #include "envelope.h"
 #include "log.h"
 #include "maildrop.h"
+#include "milter.h"
 #include "pickup.h"
 #include "queue.h"
 #include "trace.h"
@@ -53,26 +67,72 @@
 #define PICKUP_BYTES_TURN	(4 * 1024 * 1024)	/* octets per turn */
 #define PICKUP_JOBS_MAX		64	/* commits in flight */
 #define PICKUP_STALE		86400	/* seconds: a dead ".tmp." */
+#define PICKUP_CLIENT_NAME	"localhost"	/* as Postfix, to filters */
+#define PICKUP_CLIENT_ADDR	"127.0.0.1"
 
-/* One file being committed; owned by the module until its callback. */
+/* Where a message stands in its filters (non_smtpd_milters). */
+enum pickup_step {
+	PICKUP_STEP_CONNECT,
+	PICKUP_STEP_HELO,
+	PICKUP_STEP_MAIL,
+	PICKUP_STEP_RCPT,
+	PICKUP_STEP_DATA,
+	PICKUP_STEP_MESSAGE,
+};
+
+static const char *const pickup_step_names[] = {
+	[PICKUP_STEP_CONNECT] = "CONNECT",
+	[PICKUP_STEP_HELO] = "HELO",
+	[PICKUP_STEP_MAIL] = "MAIL",
+	[PICKUP_STEP_RCPT] = "RCPT",
+	[PICKUP_STEP_DATA] = "DATA",
+	[PICKUP_STEP_MESSAGE] = "END-OF-MESSAGE",
+};
+
+/* What the commit of a job is for. */
+enum pickup_kind {
+	PICKUP_KIND_QUEUE,	/* the message, to be delivered */
+	PICKUP_KIND_HOLD,	/* the message, quarantined by a filter */
+	PICKUP_KIND_REPORT,	/* the report on a message refused */
+};
+
+/*
+ * One file being filtered or committed; owned by the module until its
+ * callback.  While filtered, buf holds the file and content the message
+ * inside it, and msg is the spool file the message goes to.
+ */
 struct pickup_job {
 	TAILQ_ENTRY(pickup_job)	 entry;
 	struct envelope		 env;
 	struct queue_commit	*commit;
+	struct queue_msg	*msg;
+	struct milter_chain	*chain;
+	enum pickup_step	 step;
+	size_t			 rcpt;		/* next RCPT to filter */
+	enum pickup_kind	 kind;
+	char			*buf;
+	const char		*content;
+	size_t			 clen;
+	char			*reason;	/* why held or refused */
 	unsigned long		 uid;
 	dev_t			 dev;
 	ino_t			 ino;
 	char			 name[NAME_MAX + 1];
 };
 
-/* A file queued already that could not be removed: never taken again. */
+/*
+ * A file queued already that could not be removed: never taken again;
+ * or (until set) one a filter refused for now: not before until.
+ */
 struct pickup_done {
 	dev_t	dev;
 	ino_t	ino;
+	time_t	until;
 };
 TAILQ_HEAD(pickup_jobs, pickup_job);
 
 static struct {
+	struct event_base	*base;
 	const struct config	*conf;
 	const struct users	*users;
 	pickup_queued_cb	 queued;
@@ -87,9 +147,14 @@ static struct {
 	size_t			 njobs;
 	struct pickup_done	*done;
 	size_t			 ndone;
+	struct pickup_done	*later;		/* refused for now */
+	size_t			 nlater;
 	int			 stopped;
 	int			 no_room;	/* files wait for spool space */
 } pickup = { .dirfd = -1, .inotifyfd = -1 };
+
+static void	pickup_slot_freed(void);
+static void	pickup_job_done(struct pickup_job *);
 
 /* Run the next turn of a pass after the loop has looked at its I/O. */
 static void
@@ -128,7 +193,13 @@ pickup_job_free(struct pickup_job *job)
 {
 	TAILQ_REMOVE(&pickup.jobs, job, entry);
 	pickup.njobs--;
+	if (job->chain != NULL)
+		milter_chain_free(job->chain);
+	if (job->msg != NULL)
+		queue_msg_abort(job->msg);
 	envelope_clear(&job->env);
+	free(job->buf);
+	free(job->reason);
 	free(job);
 }
 
@@ -226,6 +297,7 @@ pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 static int
 pickup_is_done(const struct stat *st)
 {
+	time_t	now;
 	size_t	i;
 
 	for (i = 0; i < pickup.ndone; i++) {
@@ -233,7 +305,38 @@ pickup_is_done(const struct stat *st)
 		    pickup.done[i].ino == st->st_ino)
 			return 1;
 	}
+	now = time(NULL);
+	for (i = 0; i < pickup.nlater; i++) {
+		if (pickup.later[i].dev != st->st_dev ||
+		    pickup.later[i].ino != st->st_ino)
+			continue;
+		if (now < pickup.later[i].until)
+			return 1;
+		pickup.later[i] = pickup.later[--pickup.nlater];
+		break;
+	}
 	return 0;
+}
+
+/* A file a filter refused for now: left alone until the next rescan. */
+static void
+pickup_later(const struct pickup_job *job)
+{
+	time_t	now = time(NULL);
+	size_t	i = 0;
+
+	/* Entries of files gone meanwhile go when they expire. */
+	while (i < pickup.nlater) {
+		if (pickup.later[i].until <= now)
+			pickup.later[i] = pickup.later[--pickup.nlater];
+		else
+			i++;
+	}
+	pickup.later = xreallocarray(pickup.later, pickup.nlater + 1,
+	    sizeof *pickup.later);
+	pickup.later[pickup.nlater].dev = job->dev;
+	pickup.later[pickup.nlater].ino = job->ino;
+	pickup.later[pickup.nlater++].until = now + PICKUP_RESCAN;
 }
 
 static void
@@ -248,13 +351,34 @@ pickup_commit_cb(void *arg, int error)
 		    "later", log_escape(esc, sizeof esc, job->name,
 		    strlen(job->name)));
 	else {
-		log_mail("pickup", "%s: uid=%lu from=<%s>", job->env.id,
-		    job->uid, log_escape(esc, sizeof esc, job->env.sender,
-		    strlen(job->env.sender)));
+		if (job->kind == PICKUP_KIND_REPORT)
+			log_mail("pickup", "%s: to=<%s>: sender non-delivery "
+			    "notification for a message refused by a filter",
+			    job->env.id, log_escape(esc, sizeof esc,
+			    job->env.nrcpts > 0 ? job->env.rcpts[0].addr : "",
+			    job->env.nrcpts > 0 ?
+			    strlen(job->env.rcpts[0].addr) : 0));
+		else
+			log_mail("pickup", "%s: uid=%lu from=<%s>",
+			    job->env.id, job->uid, log_escape(esc, sizeof esc,
+			    job->env.sender, strlen(job->env.sender)));
 		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
-		    "(queue active)", job->env.id, esc, job->env.size,
+		    "(queue active)", job->env.id, log_escape(esc, sizeof esc,
+		    job->env.sender, strlen(job->env.sender)), job->env.size,
 		    job->env.nrcpts);
-		if (!pickup.stopped && pickup.queued != NULL)
+		if (job->kind == PICKUP_KIND_HOLD) {
+			/*
+			 * Blocking: two renames and a directory sync, as
+			 * for "ternctl hold"; quarantine is rare.
+			 */
+			if (queue_hold(job->env.id) == -1)
+				log_warn("%s: cannot put on hold: %s; it "
+				    "waits in the queue until the next start",
+				    job->env.id, job->reason);
+			else
+				log_info("%s: held: quarantined by a filter: "
+				    "%s", job->env.id, job->reason);
+		} else if (!pickup.stopped && pickup.queued != NULL)
 			pickup.queued(&job->env);
 		/*
 		 * Not synced: should the removal be lost, the file is
@@ -277,8 +401,8 @@ pickup_commit_cb(void *arg, int error)
 			close(pickup.dirfd);
 			pickup.dirfd = -1;
 		}
-	} else if (pickup.scan != NULL && pickup.njobs == PICKUP_JOBS_MAX - 1)
-		pickup_kick();		/* the pass waited for a slot */
+	} else
+		pickup_slot_freed();	/* the pass waited for a slot */
 }
 
 /*
@@ -338,6 +462,384 @@ pickup_expand(struct envelope *env)
 	envelope_clear(&out);
 }
 
+/* The file stays in maildrop/ for the next pass; the job goes. */
+static void
+pickup_not_queued(struct pickup_job *job)
+{
+	char	esc[LOG_ESCAPE_SIZE];
+
+	log_warnx("pickup: maildrop/%s: not queued; tried again later",
+	    log_escape(esc, sizeof esc, job->name, strlen(job->name)));
+	pickup_job_done(job);
+}
+
+/* A pass that waited for a free slot goes on. */
+static void
+pickup_slot_freed(void)
+{
+	if (!pickup.stopped && pickup.scan != NULL &&
+	    pickup.njobs == PICKUP_JOBS_MAX - 1)
+		pickup_kick();
+}
+
+static void
+pickup_chain_free_cb(evutil_socket_t unused, short events, void *arg)
+{
+	milter_chain_free(arg);
+}
+
+/*
+ * The filters are done with a job: its chain goes (its connections
+ * closed) once the filter's callback under way has returned.  What the
+ * chain holds, its changes, stays valid until then.
+ */
+static void
+pickup_chain_drop(struct pickup_job *job)
+{
+	struct timeval	tv = { 0, 0 };
+
+	if (event_base_once(pickup.base, -1, EV_TIMEOUT, pickup_chain_free_cb,
+	    job->chain, &tv) == -1)
+		fatalx("pickup: event_base_once");
+	job->chain = NULL;
+}
+
+/* A job that ends without a commit. */
+static void
+pickup_job_done(struct pickup_job *job)
+{
+	pickup_job_free(job);
+	pickup_slot_freed();
+}
+
+/* Each piece of a message the filters changed, into the spool file. */
+static int
+pickup_write_out(void *arg, const void *data, size_t len)
+{
+	struct pickup_job	*job = arg;
+	const unsigned char	*p = data;
+	size_t			 i;
+
+	for (i = 0; i < len && job->env.body == ENVELOPE_BODY_7BIT; i++) {
+		if (p[i] >= 0x80)
+			job->env.body = ENVELOPE_BODY_8BITMIME;
+	}
+	return queue_msg_write(job->msg, data, len);
+}
+
+/*
+ * Write the message (with the filters' changes, when mods is not NULL)
+ * after our Received header into the spool file and commit it.
+ */
+static void
+pickup_queue(struct pickup_job *job, const char *content, size_t clen,
+    const struct milter_mods *mods)
+{
+	struct queue_msg	*m;
+	char			 esc[LOG_ESCAPE_SIZE];
+	char			*cause = NULL;
+	int			 rc;
+
+	if (mods != NULL && milter_edit_envelope(mods, &job->env,
+	    &cause) == -1) {
+		log_warnx("%s: maildrop/%s: %s; tried again later",
+		    job->env.id, log_escape(esc, sizeof esc, job->name,
+		    strlen(job->name)), cause);
+		free(cause);
+		pickup_later(job);
+		pickup_job_done(job);
+		return;
+	}
+	if (job->env.nrcpts == 0) {
+		log_mail("pickup", "%s: uid=%lu from=<%s>: every recipient "
+		    "removed by a filter; the message is dropped",
+		    job->env.id, job->uid, log_escape(esc, sizeof esc,
+		    job->env.sender, strlen(job->env.sender)));
+		if (unlinkat(pickup.dirfd, job->name, 0) == -1 &&
+		    errno != ENOENT)
+			log_warn("%s: cannot remove maildrop file", job->env.id);
+		pickup_job_done(job);
+		return;
+	}
+	pickup_expand(&job->env);
+	if (mods != NULL && milter_mods_has_content(mods))
+		job->env.body = ENVELOPE_BODY_7BIT;
+	if (pickup_write_received(job->msg, job) == -1)
+		rc = -1;
+	else if (mods != NULL && milter_mods_has_content(mods))
+		rc = milter_edit_message(mods, content, clen,
+		    pickup_write_out, job);
+	else
+		rc = queue_msg_write(job->msg, content, clen);
+	if (rc == -1) {
+		log_warn("%s: queue file write", job->env.id);
+		pickup_not_queued(job);
+		return;
+	}
+	job->env.next_attempt = job->env.arrival;
+	job->env.size = queue_msg_size(job->msg);
+	util_strlcpy(job->env.protocol, "local", sizeof job->env.protocol);
+	m = job->msg;
+	job->msg = NULL;
+	job->commit = queue_msg_commit(m, &job->env, pickup_commit_cb, job);
+}
+
+/* Postfix's "from=<...> to=<...> proto=..." tail of a filter's verdict. */
+static void
+pickup_log_verdict(const struct pickup_job *job, const char *what,
+    const struct milter_reply *r, const char *outcome)
+{
+	char	from[LOG_ESCAPE_SIZE], to[LOG_ESCAPE_SIZE];
+	char	text[LOG_ESCAPE_SIZE], raw[MILTER_REPLY_SIZE + 32];
+	size_t	i;
+
+	i = job->step == PICKUP_STEP_RCPT ? job->rcpt : 0;
+	log_escape(from, sizeof from, job->env.sender,
+	    strlen(job->env.sender));
+	log_escape(to, sizeof to, job->env.rcpts[i].addr,
+	    strlen(job->env.rcpts[i].addr));
+	/* As Postfix: the reply without its code. */
+	if (r->code != 0)
+		snprintf(raw, sizeof raw, "%s%s%s", r->esc,
+		    r->esc[0] != '\0' ? " " : "", r->text);
+	else
+		util_strlcpy(raw, r->reason, sizeof raw);
+	log_escape(text, sizeof text, raw, strlen(raw));
+	log_mail("pickup", "%s: %s: %s from %s[%s]: %s; from=<%s> to=<%s> "
+	    "proto=local uid=%lu%s%s", job->env.id, what,
+	    pickup_step_names[job->step], PICKUP_CLIENT_NAME,
+	    PICKUP_CLIENT_ADDR, text, from, to, job->uid,
+	    outcome != NULL ? ": " : "", outcome != NULL ? outcome : "");
+}
+
+/*
+ * A filter refused the message for good.  Its submitter has gone: the
+ * sender gets a non-delivery report with the filter's reply (none for
+ * the null sender), and the message itself is never queued.  The file
+ * goes once the report is committed.
+ */
+static void
+pickup_refused(struct pickup_job *job, const struct milter_reply *r)
+{
+	struct envelope		 rep;
+	struct dsn_params	 p;
+	struct envelope_rcpt	*rr;
+	size_t			*idx, i;
+	char			 error[MILTER_REPLY_SIZE + 32];
+	char			*text = NULL;
+	size_t			 tlen;
+	uint64_t		 limit = pickup.conf->bounce_size_limit;
+
+	pickup_chain_drop(job);
+	if (job->env.sender[0] == '\0') {
+		pickup_log_verdict(job, "milter-reject", r, "from=<>, no "
+		    "report returned; the message is dropped");
+		if (unlinkat(pickup.dirfd, job->name, 0) == -1 &&
+		    errno != ENOENT)
+			log_warn("%s: cannot remove maildrop file", job->env.id);
+		pickup_job_done(job);
+		return;
+	}
+	pickup_log_verdict(job, "milter-reject", r, "returned to the sender");
+	snprintf(error, sizeof error, "%d %s %s", r->code >= 500 &&
+	    r->code < 600 ? r->code : 550, r->esc[0] == '5' ? r->esc :
+	    "5.7.1", r->text[0] != '\0' ? r->text : "Message rejected by a "
+	    "content filter");
+	for (i = 0; i < job->env.nrcpts; i++) {
+		rr = &job->env.rcpts[i];
+		util_strlcpy(rr->status, r->esc[0] == '5' ? r->esc : "5.7.1",
+		    sizeof rr->status);
+		envelope_set_str(&rr->error, error);
+	}
+	/* The message's own spool file is never committed. */
+	queue_msg_abort(job->msg);
+	envelope_init(&rep);
+	if ((job->msg = queue_msg_new(rep.id, sizeof rep.id)) == NULL) {
+		envelope_clear(&rep);
+		pickup_later(job);
+		pickup_not_queued(job);
+		return;
+	}
+	idx = xcalloc(job->env.nrcpts, sizeof *idx);
+	for (i = 0; i < job->env.nrcpts; i++)
+		idx[i] = i;
+	memset(&p, 0, sizeof p);
+	p.reporting_mta = pickup.conf->hostname;
+	p.id = rep.id;
+	p.now = time(NULL);
+	p.action = DSN_ACTION_FAILED;
+	p.original = job->content;
+	p.original_len = job->clen;
+	/* As for any bounce: the whole message up to bounce_size_limit. */
+	p.full = limit > 0 && job->clen <= limit;
+	if (dsn_build(&job->env, idx, job->env.nrcpts, &p, &text,
+	    &tlen) == -1 || queue_msg_write(job->msg, text, tlen) == -1) {
+		log_warn("%s: cannot build the non-delivery report",
+		    job->env.id);
+		free(idx);
+		free(text);
+		envelope_clear(&rep);
+		pickup_later(job);
+		pickup_not_queued(job);
+		return;
+	}
+	free(idx);
+	free(text);
+	rep.arrival = p.now;
+	rep.next_attempt = p.now;
+	envelope_set_str(&rep.sender, "");
+	envelope_add_rcpt(&rep, job->env.sender);
+	rep.size = tlen;
+	rep.body = job->env.body;
+	rep.smtputf8 = job->env.smtputf8;
+	util_strlcpy(rep.helo, pickup.conf->hostname, sizeof rep.helo);
+	util_strlcpy(rep.protocol, "local", sizeof rep.protocol);
+	envelope_clear(&job->env);
+	job->env = rep;
+	/* A local sender's report goes where its aliases say. */
+	pickup_expand(&job->env);
+	job->kind = PICKUP_KIND_REPORT;
+	job->commit = queue_msg_commit(job->msg, &job->env, pickup_commit_cb,
+	    job);
+	job->msg = NULL;
+}
+
+/* The filters are done: queue the message with their changes. */
+static void
+pickup_filtered(struct pickup_job *job, const struct milter_reply *r)
+{
+	const struct milter_mods	*mods = NULL;
+
+	if (job->step == PICKUP_STEP_MESSAGE)
+		mods = milter_chain_mods(job->chain);
+	pickup_chain_drop(job);
+	if (r->verdict == MILTER_QUARANTINE) {
+		job->kind = PICKUP_KIND_HOLD;
+		job->reason = xstrdup(r->reason[0] != '\0' ? r->reason :
+		    mods != NULL && mods->quarantine != NULL ?
+		    mods->quarantine : "quarantined");
+		pickup_log_verdict(job, "milter-hold", r, NULL);
+	}
+	pickup_queue(job, job->content, job->clen, mods);
+}
+
+static void	pickup_filter_step(struct pickup_job *);
+
+/* The verdict of one step of the filters on a local submission. */
+static void
+pickup_filter_cb(const struct milter_reply *r, void *arg)
+{
+	struct pickup_job	*job = arg;
+
+	switch (r->verdict) {
+	case MILTER_CONTINUE:
+		if (job->step == PICKUP_STEP_RCPT &&
+		    ++job->rcpt < job->env.nrcpts) {
+			pickup_filter_step(job);
+			return;
+		}
+		if (job->step == PICKUP_STEP_MESSAGE) {
+			pickup_filtered(job, r);
+			return;
+		}
+		job->step++;
+		pickup_filter_step(job);
+		return;
+	case MILTER_ACCEPT:
+	case MILTER_QUARANTINE:
+		pickup_filtered(job, r);
+		return;
+	case MILTER_REJECT:
+		if (job->step != PICKUP_STEP_RCPT) {
+			pickup_refused(job, r);
+			return;
+		}
+		/*
+		 * As Postfix: a filter may not refuse one recipient of a
+		 * local submission, which has nobody to tell; that is a
+		 * configuration error, and the message waits for it to be
+		 * mended.
+		 */
+		pickup_log_verdict(job, "milter-reject", r, "left in maildrop, "
+		    "tried again later");
+		log_warnx("%s: milter configuration error: a filter may not "
+		    "reject a recipient of a local submission", job->env.id);
+		pickup_chain_drop(job);
+		pickup_later(job);
+		pickup_job_done(job);
+		return;
+	case MILTER_TEMPFAIL:
+		pickup_log_verdict(job, "milter-reject", r, "left in maildrop, "
+		    "tried again later");
+		pickup_chain_drop(job);
+		pickup_later(job);
+		pickup_job_done(job);
+		return;
+	case MILTER_DISCARD:
+		pickup_log_verdict(job, "milter-discard", r, NULL);
+		pickup_chain_drop(job);
+		if (unlinkat(pickup.dirfd, job->name, 0) == -1 &&
+		    errno != ENOENT)
+			log_warn("%s: cannot remove maildrop file", job->env.id);
+		pickup_job_done(job);
+		return;
+	}
+}
+
+/*
+ * The next step of the filters, as Postfix sends local mail to its
+ * non_smtpd_milters: a client "localhost" [127.0.0.1] that says HELO
+ * localhost, then the envelope and the message.
+ */
+static void
+pickup_filter_step(struct pickup_job *job)
+{
+	struct milter_client	 c;
+	char			 v[64];
+
+	switch (job->step) {
+	case PICKUP_STEP_CONNECT:
+		snprintf(v, sizeof v, "%s %s", PACKAGE_NAME, PACKAGE_VERSION);
+		milter_chain_macro(job->chain, "j", pickup.conf->hostname);
+		milter_chain_macro(job->chain, "{daemon_name}",
+		    pickup.conf->hostname);
+		milter_chain_macro(job->chain, "v", v);
+		milter_chain_macro(job->chain, "_", PICKUP_CLIENT_NAME
+		    " [" PICKUP_CLIENT_ADDR "]");
+		milter_chain_macro(job->chain, "{client_addr}",
+		    PICKUP_CLIENT_ADDR);
+		milter_chain_macro(job->chain, "{client_name}",
+		    PICKUP_CLIENT_NAME);
+		milter_chain_macro(job->chain, "{client_ptr}",
+		    PICKUP_CLIENT_NAME);
+		milter_chain_macro(job->chain, "i", job->env.id);
+		memset(&c, 0, sizeof c);
+		c.name = PICKUP_CLIENT_NAME;
+		c.addr = PICKUP_CLIENT_ADDR;
+		milter_chain_connect(job->chain, &c, pickup_filter_cb, job);
+		break;
+	case PICKUP_STEP_HELO:
+		milter_chain_helo(job->chain, PICKUP_CLIENT_NAME,
+		    pickup_filter_cb, job);
+		break;
+	case PICKUP_STEP_MAIL:
+		milter_chain_mail(job->chain, job->env.sender, "",
+		    pickup_filter_cb, job);
+		break;
+	case PICKUP_STEP_RCPT:
+		milter_chain_rcpt(job->chain, job->env.rcpts[job->rcpt].addr,
+		    "", pickup_filter_cb, job);
+		break;
+	case PICKUP_STEP_DATA:
+		milter_chain_data(job->chain, pickup_filter_cb, job);
+		break;
+	case PICKUP_STEP_MESSAGE:
+		milter_chain_message(job->chain, job->content, job->clen,
+		    pickup_filter_cb, job);
+		break;
+	}
+}
+
 /*
  * Take one maildrop file: check it and ask for its commit, or remove it
  * when it can never be a message.  Returns the octets read, to bound a
@@ -350,7 +852,6 @@ static size_t
 pickup_file(const char *name)
 {
 	struct pickup_job	*job;
-	struct queue_msg	*m;
 	struct stat		 st;
 	const char		*content;
 	char			 esc[LOG_ESCAPE_SIZE], why[MAILDROP_WHY_SIZE];
@@ -473,26 +974,25 @@ pickup_file(const char *name)
 		free(buf);
 		return len;
 	}
-	pickup_expand(&job->env);
-	if ((m = queue_msg_new(job->env.id, sizeof job->env.id)) == NULL ||
-	    pickup_write_received(m, job) == -1 ||
-	    queue_msg_write(m, content, clen) == -1) {
-		if (m != NULL) {
-			log_warn("%s: queue file write", job->env.id);
-			queue_msg_abort(m);
-		}
-		log_warnx("pickup: maildrop/%s: not queued; tried again "
-		    "later", log_escape(esc, sizeof esc, name, strlen(name)));
-		pickup_job_free(job);
+	if ((job->msg = queue_msg_new(job->env.id,
+	    sizeof job->env.id)) == NULL) {
+		pickup_not_queued(job);
 		free(buf);
 		return len;
 	}
-	free(buf);
 	job->env.arrival = time(NULL);
-	job->env.next_attempt = job->env.arrival;
-	job->env.size = queue_msg_size(m);
-	util_strlcpy(job->env.protocol, "local", sizeof job->env.protocol);
-	job->commit = queue_msg_commit(m, &job->env, pickup_commit_cb, job);
+	if (pickup.conf->nnon_smtpd_milters > 0 &&
+	    (job->chain = milter_chain_new(pickup.base, pickup.conf,
+	    MILTER_LIST_NON_SMTPD, job->env.id)) != NULL) {
+		/* The file stays in memory until the filters are done. */
+		job->buf = buf;
+		job->content = content;
+		job->clen = clen;
+		pickup_filter_step(job);
+		return len;
+	}
+	pickup_queue(job, content, clen, NULL);
+	free(buf);
 	return len;
 }
 
@@ -590,6 +1090,7 @@ pickup_init(struct event_base *base, const char *dir,
 {
 	struct timeval	tv = { PICKUP_RESCAN, 0 };
 
+	pickup.base = base;
 	pickup.conf = conf;
 	pickup.queued = queued;
 	pickup.stopped = 0;
@@ -652,6 +1153,8 @@ pickup_set_config(const struct config *conf)
 void
 pickup_shutdown(void)
 {
+	struct pickup_job	*job, *next;
+
 	pickup.stopped = 1;
 	if (pickup.inotify_ev != NULL)
 		event_free(pickup.inotify_ev);
@@ -669,6 +1172,15 @@ pickup_shutdown(void)
 	free(pickup.done);
 	pickup.done = NULL;
 	pickup.ndone = 0;
+	free(pickup.later);
+	pickup.later = NULL;
+	pickup.nlater = 0;
+	/* Messages still in their filters stay in maildrop/ for next time. */
+	for (job = TAILQ_FIRST(&pickup.jobs); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, entry);
+		if (job->chain != NULL)
+			pickup_job_free(job);
+	}
 	if (pickup.njobs == 0 && pickup.dirfd != -1) {
 		close(pickup.dirfd);
 		pickup.dirfd = -1;

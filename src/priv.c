@@ -223,6 +223,24 @@ priv_mailboxes_owner(const char *path, const struct stat *st, uid_t uid,
 }
 
 /*
+ * Once root is gone, the spool and the mailbox root must still be
+ * reachable through every directory above them: one that is not (a
+ * built-in configuration run as root from a directory under /root, say)
+ * accepts mail and then defers every delivery.  Blocking: access(2) at
+ * start only, before the loop runs.
+ */
+static void
+priv_check_reach(const char *what, const char *path)
+{
+	if (path == NULL || path[0] == '\0' ||
+	    access(path, W_OK | X_OK) == 0 || errno == ENOENT)
+		return;
+	log_warnx("%s %s: %s for %s once root is dropped: let that user "
+	    "through every directory above it (chmod o+x) or choose another "
+	    "path", what, path, strerror(errno), priv.name);
+}
+
+/*
  * The root of the Maildirs must be the run-as user's to create mailboxes
  * in: made (with its parents, 0755) when missing, and given to the user
  * when root owns it.  Anything else owning it is left alone: local
@@ -435,5 +453,7 @@ priv_drop(const char *user, const char *group, const char *spool,
 	}
 	log_info("running as %s (uid %lu, gid %lu)", priv.name,
 	    (unsigned long)uid, (unsigned long)gid);
+	priv_check_reach("spool", spool);
+	priv_check_reach("mailboxes", mailboxes);
 	return 0;
 }

@@ -18,6 +18,7 @@
 #include <sys/time.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include "envelope.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
 #include "mta.h"
 #include "qmgr.h"
 #include "queue.h"
@@ -76,6 +78,8 @@ struct qmgr_attempt {
 	enum dsn_action		 notice_action;	/* of the one committing */
 	enum qmgr_action	 action;	/* at the end of the attempt */
 	int			 flush;		/* due at once when it ends */
+	char			*handover;	/* every pending recipient goes
+						   to this "host:port" */
 };
 TAILQ_HEAD(qmgr_attempts, qmgr_attempt);
 
@@ -132,20 +136,30 @@ qmgr_domain(const char *addr)
 	return at != NULL ? at + 1 : "";
 }
 
+/*
+ * Whether a recipient goes to a Maildir here.  With [local] transport
+ * set to LMTP, local recipients go to the mta like remote ones, under
+ * their final address; the mta sends them to the LMTP server.
+ */
+static int
+qmgr_is_maildir(const struct envelope_rcpt *r)
+{
+	return qmgr.conf->transport == CONFIG_TRANSPORT_MAILDIR &&
+	    config_is_local_domain(qmgr.conf, qmgr_domain(r->addr));
+}
+
 /* Whether a recipient is still to be sent to another host. */
 static int
 qmgr_is_remote(const struct envelope_rcpt *r)
 {
-	return r->state == ENVELOPE_RCPT_PENDING &&
-	    !config_is_local_domain(qmgr.conf, qmgr_domain(r->addr));
+	return r->state == ENVELOPE_RCPT_PENDING && !qmgr_is_maildir(r);
 }
 
 /* Whether a recipient is still to be delivered to a Maildir here. */
 static int
 qmgr_is_local(const struct envelope_rcpt *r)
 {
-	return r->state == ENVELOPE_RCPT_PENDING &&
-	    config_is_local_domain(qmgr.conf, qmgr_domain(r->addr));
+	return r->state == ENVELOPE_RCPT_PENDING && qmgr_is_maildir(r);
 }
 
 static int
@@ -211,6 +225,7 @@ qmgr_attempt_free(struct qmgr_attempt *a)
 	if (a->fd != -1)
 		close(a->fd);
 	envelope_clear(&a->env);
+	free(a->handover);
 	free(a);
 }
 
@@ -231,12 +246,22 @@ static void
 qmgr_history(struct qmgr_attempt *a, size_t i, const struct dlv_rcpt *mr,
     enum dlv_verdict v)
 {
-	if (v == DLV_SENT)
+	enum metrics_dest	dest;
+
+	dest = config_is_local_domain(qmgr.conf,
+	    qmgr_domain(a->env.rcpts[i].addr)) ? METRICS_LOCAL :
+	    mr->gateway ? METRICS_GATEWAY : METRICS_REMOTE;
+	if (v == DLV_SENT) {
 		qmgr.stats.delivered++;
-	else if (v == DLV_DEFERRED)
+		metrics_delivery(METRICS_SENT, dest);
+		metrics_observe(METRICS_HIST_DELIVERY, qmgr_delay(&a->env));
+	} else if (v == DLV_DEFERRED) {
 		qmgr.stats.deferred++;
-	else
+		metrics_delivery(METRICS_DEFERRED, dest);
+	} else {
 		qmgr.stats.bounced++;
+		metrics_delivery(METRICS_BOUNCED, dest);
+	}
 	envelope_add_attempt(&a->env, time(NULL), i, dlv_history_tls(mr),
 	    a->env.rcpts[i].status, strcmp(mr->relay, DLV_RELAY_NONE) == 0 ?
 	    NULL : mr->relay, mr->st.text);
@@ -253,7 +278,18 @@ qmgr_outcome(struct qmgr_attempt *a, size_t i, const struct dlv_rcpt *mr)
 	enum dlv_verdict	 v;
 	int			 action;
 
-	v = dlv_apply(r, mr, a->env.tries, qmgr.conf->max_tries);
+	if (a->handover != NULL && mr->st.result != DLV_OK) {
+		/*
+		 * A peer taking over the queue: ours still, whatever it
+		 * said.  Deferred, never the last try (which dlv_apply()
+		 * would make a 4.4.7 failure), with no failure mark and no
+		 * delay report; dlv_apply() only records the status here.
+		 */
+		(void)dlv_apply(r, mr, 0, UINT64_MAX);
+		v = DLV_DEFERRED;
+		envelope_set_str(&a->env.last_error, mr->st.text);
+	} else
+		v = dlv_apply(r, mr, a->env.tries, qmgr.conf->max_tries);
 	a->changed = 1;
 	switch (v) {
 	case DLV_SENT:
@@ -264,12 +300,14 @@ qmgr_outcome(struct qmgr_attempt *a, size_t i, const struct dlv_rcpt *mr)
 		a->failed[i] = 1;
 		break;
 	case DLV_DEFERRED:
-		if (dlv_delay_notice(r, a->env.arrival,
-		    qmgr.conf->delay_notice_after, time(NULL)))
+		if (a->handover == NULL && dlv_delay_notice(r,
+		    a->env.arrival, qmgr.conf->delay_notice_after,
+		    time(NULL)))
 			a->notice[i] = 1 + DSN_ACTION_DELAYED;
 		break;
 	}
-	if (mr->st.result != DLV_OK && mr->st.result != DLV_PERM)
+	if (a->handover == NULL && mr->st.result != DLV_OK &&
+	    mr->st.result != DLV_PERM)
 		envelope_set_str(&a->env.last_error, mr->st.text);
 	qmgr_history(a, i, mr, v);
 	qmgr_log_rcpt(a, r, mr->relay, dlv_verdict_str(v), mr->st.text);
@@ -309,7 +347,11 @@ qmgr_make_jobs(struct qmgr_attempt *a)
 
 	a->jobs = xcalloc(env->nrcpts, sizeof *a->jobs);
 	for (i = 0; i < env->nrcpts; i++) {
-		if (!qmgr_is_remote(&env->rcpts[i]) || a->failed[i])
+		/* A hand-over takes the local recipients too. */
+		if (a->handover != NULL ? env->rcpts[i].state !=
+		    ENVELOPE_RCPT_PENDING : !qmgr_is_remote(&env->rcpts[i]))
+			continue;
+		if (a->failed[i])
 			continue;
 		domain = qmgr_domain(env->rcpts[i].addr);
 		for (j = 0; j < a->njobs; j++) {
@@ -338,6 +380,7 @@ qmgr_make_jobs(struct qmgr_attempt *a)
 			qj->job.tx.envid = env->envid;
 			qj->job.cb = qmgr_job_cb;
 			qj->job.arg = qj;
+			qj->job.handover = a->handover;
 		}
 		qj->idx[qj->job.tx.nrcpts] = i;
 		mr = &qj->job.tx.rcpts[qj->job.tx.nrcpts++];
@@ -478,6 +521,8 @@ qmgr_deliver_local(struct qmgr_attempt *a)
 	char			 mailbox[USERS_PATH_SIZE];
 	size_t			 i;
 
+	if (a->handover != NULL)
+		return 0;
 	for (i = 0; i < a->env.nrcpts; i++) {
 		r = &a->env.rcpts[i];
 		if (!qmgr_is_local(r) || a->failed[i])
@@ -532,11 +577,20 @@ qmgr_attempt_new(const char *id, void *arg, int returning)
 	return a;
 }
 
-/* Attempt every pending recipient of message id. */
+/*
+ * Attempt every pending recipient of message id; with handover
+ * ("host:port"; NULL: none), every pending one goes to that MTA, the
+ * local ones too, and what it does not take stays, deferred.
+ */
 struct qmgr_attempt *
-qmgr_attempt(const char *id, void *arg)
+qmgr_attempt(const char *id, const char *handover, void *arg)
 {
-	return qmgr_attempt_new(id, arg, 0);
+	struct qmgr_attempt	*a;
+
+	a = qmgr_attempt_new(id, arg, 0);
+	if (handover != NULL)
+		a->handover = xstrdup(handover);
+	return a;
 }
 
 /*

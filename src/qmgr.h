@@ -54,7 +54,7 @@ void	 qmgr_init(struct event_base *, const struct config *,
 	    const struct qmgr_cb *);
 void	 qmgr_set_config(const struct config *);
 void	 qmgr_set_users(const struct users *);
-struct qmgr_attempt *qmgr_attempt(const char *, void *);
+struct qmgr_attempt *qmgr_attempt(const char *, const char *, void *);
 struct qmgr_attempt *qmgr_return(const char *, int, void *);
 enum qmgr_action qmgr_action(const struct qmgr_attempt *);
 void	 qmgr_set_action(struct qmgr_attempt *, enum qmgr_action);

@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "util.h"
 #include "workpool.h"
@@ -66,6 +67,7 @@ struct queue_commit {
 	int			 cancelled;
 	int			 error;
 	unsigned		 dir;
+	struct timespec		 started;	/* for the commit metric */
 };
 TAILQ_HEAD(queue_commits, queue_commit);
 TAILQ_HEAD(queue_live, queue_commit);
@@ -86,6 +88,7 @@ static struct {
 	int			 lockfd;
 	size_t			 count;
 	uint64_t		 last_usec;
+	int			 sync_fs;	/* spool_sync = filesystem */
 	char			 tag[5];
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
     .holdfd = -1, .corruptfd = -1, .lockfd = -1 };
@@ -97,6 +100,7 @@ static struct {
  */
 struct queue_batch {
 	struct queue_commits	 commits;
+	int			 sync_fs;	/* the mode when it was sent */
 };
 
 /*
@@ -793,6 +797,24 @@ queue_msg_write(struct queue_msg *m, const void *data, size_t len)
 	return 0;
 }
 
+/*
+ * Start the content over under the same id: what was written is
+ * dropped, as when content filters rewrote the message.
+ */
+int
+queue_msg_rewind(struct queue_msg *m)
+{
+	m->buflen = 0;
+	m->size = 0;
+	/* Blocking: truncating a local file. */
+	if (ftruncate(m->fd, 0) == -1 || lseek(m->fd, 0, SEEK_SET) == -1) {
+		m->error = errno;
+		return -1;
+	}
+	m->error = 0;
+	return 0;
+}
+
 uint64_t
 queue_msg_size(const struct queue_msg *m)
 {
@@ -822,6 +844,17 @@ queue_msg_abort(struct queue_msg *m)
 }
 
 /*
+ * How commits are made durable (spool_sync): one sync per file and
+ * directory, or two syncs of the spool's filesystem per batch.  Batches
+ * already handed to a worker keep the mode they were sent with.
+ */
+void
+queue_set_sync(int filesystem)
+{
+	queue.sync_fs = filesystem != 0;
+}
+
+/*
  * Ask for a commit.  The envelope is copied as text at once; the callback
  * runs later from the loop, never before this returns.
  */
@@ -836,6 +869,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->cb = cb;
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
 		    env->id);
@@ -856,47 +890,91 @@ queue_commit_cancel(struct queue_commit *c)
 	c->cancelled = 1;
 }
 
-/* Make one message durable in incoming/ and move it into queue/XX/. */
-static int
-queue_commit_one(struct queue_commit *c)
+/*
+ * First step of a commit: the content's last buffer and the envelope
+ * written in incoming/, each synced when sync is set.
+ */
+static void
+queue_commit_write(struct queue_commit *c, int sync)
+{
+	struct queue_msg	*m = c->msg;
+	char			 name[QUEUE_ID_LEN + 8];
+	int			 fd;
+
+	if (c->error != 0)
+		return;
+	if (queue_msg_flush(m) == -1 || (sync && fdatasync(m->fd) == -1)) {
+		c->error = errno;
+		return;
+	}
+	util_snprintf(name, sizeof name, "%s.env", m->id);
+	fd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT | O_EXCL |
+	    O_CLOEXEC, 0600);
+	if (fd == -1 || util_write_all(fd, c->envtext, c->envlen) == -1 ||
+	    (sync && fdatasync(fd) == -1))
+		c->error = errno;
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * Second step, once both files are durable: the content, then the
+ * envelope (the commit point) renamed into queue/XX/.
+ */
+static void
+queue_commit_move(struct queue_commit *c)
 {
 	struct queue_msg	*m = c->msg;
 	char			 name[QUEUE_ID_LEN + 8], path[QUEUE_PATH_SIZE];
-	int			 moved = 0;
 
-	if (c->error != 0) {
-		errno = c->error;
-		goto fail;
-	}
-	/*
-	 * The syncs that make an accepted message durable: on a sync
-	 * worker, or blocking the loop when there are none.  The commits of
-	 * one batch share their directory syncs.
-	 */
-	if (queue_msg_flush(m) == -1 || fdatasync(m->fd) == -1)
-		goto fail;
-	util_snprintf(name, sizeof name, "%s.env", m->id);
-	if (queue_write_synced(queue.incomingfd, name, c->envtext,
-	    c->envlen) == -1)
-		goto fail;
+	if (c->error != 0)
+		return;
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
 	if (queue_path(m->id, "msg", path, sizeof path) == -1 ||
-	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
-		goto fail;
-	moved = 1;
+	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1) {
+		c->error = errno;
+		return;
+	}
 	util_snprintf(name, sizeof name, "%s.env", m->id);
 	if (queue_path(m->id, "env", path, sizeof path) == -1 ||
-	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1)
-		goto fail;
-	return 0;
+	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1) {
+		c->error = errno;
+		if (queue_path(m->id, "msg", path, sizeof path) == 0)
+			unlinkat(queue.queuefd, path, 0);
+	}
+}
 
-fail:
-	c->error = errno;
-	if (moved && queue_path(m->id, "msg", path, sizeof path) == 0)
-		unlinkat(queue.queuefd, path, 0);
-	queue_msg_unlink(m->id);
-	errno = c->error;
-	return -1;
+/*
+ * A commit that failed leaves nothing behind; one whose entries in
+ * queue/XX/ are of unknown durability (the last sync failed) was never
+ * acknowledged, so it is taken back too.
+ */
+static void
+queue_commit_undo(struct queue_commit *c, int moved)
+{
+	char	path[QUEUE_PATH_SIZE];
+
+	if (moved) {
+		if (queue_path(c->msg->id, "env", path, sizeof path) == 0)
+			unlinkat(queue.queuefd, path, 0);
+		if (queue_path(c->msg->id, "msg", path, sizeof path) == 0)
+			unlinkat(queue.queuefd, path, 0);
+	}
+	queue_msg_unlink(c->msg->id);
+}
+
+/* A sync of the spool's filesystem failed: every commit still open fails. */
+static void
+queue_batch_fail(struct queue_commits *batch, int error, int moved)
+{
+	struct queue_commit	*c;
+
+	TAILQ_FOREACH(c, batch, entry) {
+		if (c->error != 0)
+			continue;
+		c->error = error;
+		queue_commit_undo(c, moved);
+	}
 }
 
 /* Sync a queue/XX directory after entries were renamed into it. */
@@ -915,48 +993,87 @@ queue_dir_sync(unsigned dir)
 }
 
 /*
- * A directory that cannot be synced leaves its new entries of unknown
- * durability: none of them was acknowledged, so take them all back.
+ * spool_sync = file: each content and envelope synced on its own, then
+ * renamed, then each directory the batch touched synced once.  Costs
+ * about three syncs a message, but each waits for its own files only.
  */
 static void
-queue_dir_sync_failed(struct queue_commits *batch, unsigned dir, int error)
+queue_batch_run_files(struct queue_commits *batch)
 {
-	struct queue_commit	*c;
-	char			 path[QUEUE_PATH_SIZE];
+	struct queue_commit	*c, *o;
+	unsigned char		 synced[QUEUE_NDIRS / 8];
+	int			 error;
 
+	memset(synced, 0, sizeof synced);
 	TAILQ_FOREACH(c, batch, entry) {
-		if (c->dir != dir || c->error != 0)
+		queue_commit_write(c, 1);
+		queue_commit_move(c);
+		if (c->error != 0)
+			queue_msg_unlink(c->msg->id);
+	}
+	TAILQ_FOREACH(c, batch, entry) {
+		if (c->error != 0 || synced[c->dir / 8] & (1u << (c->dir % 8)))
 			continue;
-		c->error = error;
-		if (queue_path(c->msg->id, "env", path, sizeof path) == 0)
-			unlinkat(queue.queuefd, path, 0);
-		if (queue_path(c->msg->id, "msg", path, sizeof path) == 0)
-			unlinkat(queue.queuefd, path, 0);
+		if (queue_dir_sync(c->dir) == 0) {
+			synced[c->dir / 8] |= 1u << (c->dir % 8);
+			continue;
+		}
+		/* Its new entries are of unknown durability: take them back. */
+		error = errno;
+		TAILQ_FOREACH(o, batch, entry) {
+			if (o->dir != c->dir || o->error != 0)
+				continue;
+			o->error = error;
+			queue_commit_undo(o, 1);
+		}
 	}
 }
 
 /*
- * Make a batch durable: every commit, then each directory touched synced
- * once.  Runs on a sync worker (or inline without workers): touches only
- * files and the batch, never logs.
+ * spool_sync = filesystem: two syncs of the spool's filesystem for the
+ * whole batch, however many messages it holds: every content and
+ * envelope written, synced; then every one renamed into queue/XX/,
+ * synced again.  The first sync orders the content before the rename
+ * that commits it (a crash never leaves a committed envelope whose
+ * content is not on disk); the second makes the renames durable before
+ * anything is acknowledged.  Each also waits for whatever else is
+ * written to that filesystem.
  */
 static void
-queue_batch_run(struct queue_commits *batch)
+queue_batch_run_fs(struct queue_commits *batch)
 {
 	struct queue_commit	*c;
-	unsigned char		 synced[QUEUE_NDIRS / 8];
 
-	memset(synced, 0, sizeof synced);
 	TAILQ_FOREACH(c, batch, entry)
-		(void)queue_commit_one(c);
-	TAILQ_FOREACH(c, batch, entry) {
-		if (c->error != 0 || synced[c->dir / 8] & (1u << (c->dir % 8)))
-			continue;
-		if (queue_dir_sync(c->dir) == -1)
-			queue_dir_sync_failed(batch, c->dir, errno);
-		else
-			synced[c->dir / 8] |= 1u << (c->dir % 8);
+		queue_commit_write(c, 0);
+	if (syncfs(queue.spoolfd) == -1) {
+		queue_batch_fail(batch, errno, 0);
+		return;
 	}
+	TAILQ_FOREACH(c, batch, entry) {
+		if (c->error != 0) {
+			queue_commit_undo(c, 0);
+			continue;
+		}
+		queue_commit_move(c);
+		if (c->error != 0)
+			queue_msg_unlink(c->msg->id);
+	}
+	if (syncfs(queue.spoolfd) == -1)
+		queue_batch_fail(batch, errno, 1);
+}
+
+/*
+ * Make a batch durable.  Runs on a sync worker (or inline without
+ * workers): touches only files and the batch, never logs.
+ */
+static void
+queue_batch_run(struct queue_commits *batch, int sync_fs)
+{
+	if (sync_fs)
+		queue_batch_run_fs(batch);
+	else
+		queue_batch_run_files(batch);
 }
 
 /* Back on the loop: report failures, count, call back, free. */
@@ -964,14 +1081,19 @@ static void
 queue_batch_finish(struct queue_commits *batch)
 {
 	struct queue_commit	*c;
+	struct timespec		 now;
 
 	while ((c = TAILQ_FIRST(batch)) != NULL) {
 		TAILQ_REMOVE(batch, c, entry);
 		TAILQ_REMOVE(&queue.live, c, live);
 		close(c->msg->fd);
-		if (c->error == 0)
+		if (c->error == 0) {
 			queue.count++;
-		else {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			metrics_observe(METRICS_HIST_COMMIT,
+			    (double)(now.tv_sec - c->started.tv_sec) +
+			    (double)(now.tv_nsec - c->started.tv_nsec) / 1e9);
+		} else {
 			errno = c->error;
 			log_warn("%s: commit failed", c->msg->id);
 		}
@@ -989,7 +1111,7 @@ queue_batch_job(void *arg)
 {
 	struct queue_batch	*b = arg;
 
-	queue_batch_run(&b->commits);
+	queue_batch_run(&b->commits, b->sync_fs);
 }
 
 /* Back on the loop: call back, then send the commits that waited. */
@@ -1024,7 +1146,7 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 		TAILQ_INIT(&batch);
 		TAILQ_CONCAT(&batch, &queue.pending, entry);
 		/* Blocking: the syncs, when there are no workers. */
-		queue_batch_run(&batch);
+		queue_batch_run(&batch, queue.sync_fs);
 		queue_batch_finish(&batch);
 		return;
 	}
@@ -1033,6 +1155,7 @@ queue_commit_run_cb(evutil_socket_t fd, short events, void *arg)
 	b = xcalloc(1, sizeof *b);
 	TAILQ_INIT(&b->commits);
 	TAILQ_CONCAT(&b->commits, &queue.pending, entry);
+	b->sync_fs = queue.sync_fs;
 	queue.batches++;
 	(void)workpool_submit(WORKPOOL_URGENT, queue_batch_job,
 	    queue_batch_done, b);

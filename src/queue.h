@@ -54,6 +54,7 @@ typedef void	(*queue_rewrite_cb)(void *, int);
  */
 typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
+void		 queue_set_sync(int);
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
 void		 queue_shutdown(void);
@@ -64,6 +65,7 @@ int		 queue_is_id(const char *);
 
 struct queue_msg *queue_msg_new(char *, size_t);
 int		 queue_msg_write(struct queue_msg *, const void *, size_t);
+int		 queue_msg_rewind(struct queue_msg *);
 uint64_t	 queue_msg_size(const struct queue_msg *);
 void		 queue_msg_abort(struct queue_msg *);
 struct queue_commit *queue_msg_commit(struct queue_msg *,

@@ -66,6 +66,8 @@ struct sched_msg {
 	size_t			 nlinks;
 	int			 pending;	/* some recipient is */
 	unsigned		 mark;		/* of the last flush found */
+	char			*handover;	/* "host:port": next attempt
+						   there */
 	LIST_ENTRY(sched_msg)	 entry;		/* in the id index */
 };
 
@@ -301,6 +303,7 @@ sched_msg_free(struct sched_msg *m)
 	sched_msg_unlink(m);
 	LIST_REMOVE(m, entry);
 	sched.nids--;
+	free(m->handover);
 	free(m);
 }
 
@@ -499,8 +502,12 @@ sched_queued_cb(const struct envelope *env)
 static void
 sched_start(struct sched_msg *m)
 {
+	char	*handover = m->handover;
+
+	m->handover = NULL;
 	sched.nactive++;
-	m->attempt = qmgr_attempt(m->id, m);
+	m->attempt = qmgr_attempt(m->id, handover, m);
+	free(handover);
 }
 
 /*
@@ -777,11 +784,41 @@ scheduler_flush_id(const char *id)
 	return 1;
 }
 
+/*
+ * Hand a message over to another MTA ("host:port"): its next attempt,
+ * made now, sends every pending recipient there, the local ones too;
+ * what the peer does not take with 250 stays, and is neither bounced
+ * nor failed for it.  One attempt: the message then follows its route
+ * again.  -1 for a message not waiting (unknown, or held).
+ */
+int
+scheduler_handover(const char *id, const char *target)
+{
+	struct sched_msg	*m = sched_find(id);
+
+	if (m == NULL)
+		return -1;
+	if (m->attempt != NULL) {
+		if (qmgr_action(m->attempt) != QMGR_ACTION_NONE)
+			return -1;
+		qmgr_flush(m->attempt);
+	}
+	free(m->handover);
+	m->handover = xstrdup(target);
+	if (m->attempt == NULL) {
+		sched_make_due(m, time(NULL));
+		sched_rearm();
+	}
+	log_info("%s: to be handed over to %s", id, target);
+	return 0;
+}
+
 void
 scheduler_stats(struct scheduler_stats *st)
 {
 	struct qmgr_stats	 qs;
 	struct sched_msg	*m;
+	time_t			 now = time(NULL);
 	size_t			 i;
 
 	*st = sched.stats;
@@ -790,8 +827,16 @@ scheduler_stats(struct scheduler_stats *st)
 	st->deferred = qs.deferred;
 	st->bounced = qs.bounced;
 	st->queue_size = queue_count();
-	st->uptime = time(NULL) - sched.started;
+	st->uptime = now - sched.started;
 	st->oldest = 0;
+	st->active = sched.nactive;
+	st->waiting = 0;
+	for (i = 0; i < sched.nheap; i++) {
+		if (sched.heap[i]->next <= now)
+			st->active++;
+		else
+			st->waiting++;
+	}
 	for (i = 0; i < sched.ids_size; i++) {
 		LIST_FOREACH(m, &sched.ids[i], entry) {
 			if (st->oldest == 0 || m->arrival < st->oldest)

@@ -27,6 +27,8 @@ struct scheduler_stats {
 	time_t		oldest;		/* arrival of the oldest waiting;
 					   0 when none */
 	time_t		uptime;		/* seconds since scheduler_init() */
+	size_t		active;		/* being attempted, or due now */
+	size_t		waiting;	/* for a later attempt */
 };
 struct users;
 
@@ -49,6 +51,7 @@ int	 scheduler_delete(const char *);
 int	 scheduler_bounce(const char *);
 size_t	 scheduler_flush(const char *, int);
 size_t	 scheduler_flush_id(const char *);
+int	 scheduler_handover(const char *, const char *);
 void	 scheduler_stats(struct scheduler_stats *);
 
 #endif

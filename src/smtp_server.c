@@ -7,6 +7,10 @@
  * Admission control lives here too: the session budget (admit.c), stress
  * mode, and a spare descriptor so that a client arriving when descriptors
  * have run out still gets a 421 instead of hanging in the listen queue.
+ * On a "proxy:" listener a connection from proxy_networks first waits
+ * for its PROXY header (proxy_conn.c), and the client it names, never
+ * the proxy, is the session's client.  While drained (ternctl drain) new
+ * clients get a 421.
  */
 #include "autoconf.h"
 
@@ -33,6 +37,10 @@
 #include "anvil.h"
 #include "config.h"
 #include "log.h"
+#include "proxy.h"
+#include "proxy_conn.h"
+#include "metrics.h"
+#include "sessinfo.h"
 #include "smtp_server.h"
 #include "smtp_session.h"
 #include "util.h"
@@ -47,10 +55,19 @@
 /* ...looking for one among at most this many of the oldest. */
 #define SMTP_SERVER_EVICT_SCAN	256
 
-/* One live connection; owned by the server, freed when its session ends. */
+/*
+ * One live connection; owned by the server, freed when its session ends.
+ * On a "proxy:" listener it first waits for its PROXY header (pc set,
+ * session NULL, not yet counted by anvil).
+ */
 struct smtp_server_client {
 	TAILQ_ENTRY(smtp_server_client) entry;
 	struct smtp_session	*session;
+	struct proxy_conn	*pc;		/* reading the PROXY header */
+	int			 fd;
+	enum smtp_kind		 kind;
+	struct sockaddr_storage	 peer;		/* the proxy, when proxied */
+	socklen_t		 peerlen;
 	time_t			 since;		/* monotonic seconds */
 	struct anvil_key	 key;		/* as anvil counted it */
 };
@@ -60,6 +77,7 @@ TAILQ_HEAD(smtp_server_clients, smtp_server_client);
 struct smtp_server_listener {
 	struct evconnlistener	*lev;
 	enum smtp_kind		 kind;
+	int			 proxy;		/* PROXY header first */
 	char			 text[80];
 };
 
@@ -103,6 +121,8 @@ static struct {
 	time_t				 shed_logged;
 	int				 paused;
 	int				 stopping;
+	int				 draining;	/* ternctl drain */
+	uint64_t			 drain_refused;
 	void				(*stopped)(void);
 } server;
 
@@ -205,19 +225,82 @@ smtp_server_resume_cb(evutil_socket_t fd, short events, void *arg)
 	smtp_server_resume();
 }
 
+/* A connection gone: forget it, and see whether listening may resume. */
 static void
-smtp_server_closed_cb(struct smtp_session *s, void *arg)
+smtp_server_drop(struct smtp_server_client *c)
 {
-	struct smtp_server_client	*c = arg;
-
 	TAILQ_REMOVE(&server.clients, c, entry);
 	server.nclients--;
-	anvil_disconnect(&c->key, smtp_session_is_served(s), anvil_now());
 	free(c);
 	smtp_server_check_stress();
 	smtp_server_resume();
 	if (server.stopping && server.nclients == 0 && server.stopped != NULL)
 		server.stopped();
+}
+
+static void
+smtp_server_closed_cb(struct smtp_session *s, void *arg)
+{
+	struct smtp_server_client	*c = arg;
+
+	anvil_disconnect(&c->key, smtp_session_is_served(s), anvil_now());
+	smtp_server_drop(c);
+}
+
+/* A connection still waiting for its PROXY header: close it. */
+static void
+smtp_server_cancel(struct smtp_server_client *c)
+{
+	proxy_conn_free(c->pc);
+	c->pc = NULL;
+	close(c->fd);
+	smtp_server_drop(c);
+}
+
+/* An address for logs, an IPv4 client of a dual-stack socket as IPv4. */
+static void
+smtp_server_addr_str(const struct sockaddr *sa, char *addr, size_t size)
+{
+	const struct sockaddr_in6	*sin6;
+	const void			*ip;
+	int				 af = sa->sa_family;
+
+	sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+	if (af == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+		af = AF_INET;
+		ip = &sin6->sin6_addr.s6_addr[12];
+	} else if (af == AF_INET6)
+		ip = &sin6->sin6_addr;
+	else
+		ip = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if ((af != AF_INET && af != AF_INET6) ||
+	    inet_ntop(af, ip, addr, (socklen_t)size) == NULL)
+		util_strlcpy(addr, "unknown", size);
+}
+
+static unsigned
+smtp_server_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)
+		    ->sin6_port);
+	return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+}
+
+/* Each inbound session, for ternctl sessions. */
+void
+smtp_server_sessions(void (*fn)(const struct sessinfo *, void *), void *arg)
+{
+	struct smtp_server_client	*c;
+	struct sessinfo			 si;
+
+	TAILQ_FOREACH(c, &server.clients, entry) {
+		if (c->session == NULL)
+			continue;
+		memset(&si, 0, sizeof si);
+		smtp_session_info(c->session, &si);
+		fn(&si, arg);
+	}
 }
 
 /*
@@ -253,23 +336,13 @@ static void
 smtp_server_refuse_client(evutil_socket_t fd, enum smtp_kind kind,
     const struct sockaddr *sa, enum anvil_result r)
 {
-	const struct sockaddr_in6	*sin6;
-	const void			*ip;
-	char				 addr[INET6_ADDRSTRLEN];
-	int				 af = sa->sa_family;
+	char	addr[INET6_ADDRSTRLEN];
 
-	sin6 = (const struct sockaddr_in6 *)(const void *)sa;
-	if (af == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-		af = AF_INET;
-		ip = &sin6->sin6_addr.s6_addr[12];
-	} else if (af == AF_INET6)
-		ip = &sin6->sin6_addr;
-	else
-		ip = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	if (inet_ntop(af, ip, addr, sizeof addr) == NULL)
-		util_strlcpy(addr, "unknown", sizeof addr);
+	smtp_server_addr_str(sa, addr, sizeof addr);
 	log_info("refused connection from [%s]: %s", addr,
 	    anvil_result_str(r));
+	metrics_refused(r == ANVIL_CONN_RATE ? METRICS_REFUSED_CLIENT_RATE :
+	    METRICS_REFUSED_CLIENT_LIMIT);
 	smtp_server_refuse(fd, kind, r == ANVIL_CONN_RATE ?
 	    "too many connections from your address per unit of time" :
 	    "too many connections from your address");
@@ -301,7 +374,8 @@ smtp_server_evict(void)
 	TAILQ_FOREACH(c, &server.clients, entry) {
 		if (c->since > old || ++n > SMTP_SERVER_EVICT_SCAN)
 			break;
-		if (smtp_session_is_silent(c->session)) {
+		if (c->session != NULL &&
+		    smtp_session_is_silent(c->session)) {
 			server.evicted++;
 			smtp_session_close(c->session, "evicted: no command, "
 			    "session budget full");
@@ -311,14 +385,102 @@ smtp_server_evict(void)
 	return -1;
 }
 
+/*
+ * Start the session of an admitted connection, sa being its client's
+ * address (the one its PROXY header named, when proxied); refused with a
+ * 421 while draining, or when that client is over a limit of its own.
+ */
+static void
+smtp_server_start(struct smtp_server_client *c, int fd,
+    const struct sockaddr *sa, socklen_t salen)
+{
+	struct anvil_key	key;
+	enum anvil_result	r;
+	char			addr[INET6_ADDRSTRLEN];
+
+	if (server.draining) {
+		server.drain_refused++;
+		metrics_refused(METRICS_REFUSED_DRAINING);
+		smtp_server_addr_str(sa, addr, sizeof addr);
+		log_info("refused connection from [%s]: draining", addr);
+		smtp_server_refuse_esc(fd, c->kind, "4.3.2",
+		    "service draining, try another server");
+		smtp_server_drop(c);
+		return;
+	}
+	if ((r = anvil_connect(sa, anvil_now(), &key)) != ANVIL_OK &&
+	    r != ANVIL_EXEMPT) {
+		smtp_server_refuse_client(fd, c->kind, sa, r);
+		smtp_server_drop(c);
+		return;
+	}
+	c->key = key;
+	c->session = smtp_session_new(fd, sa, salen, c->kind,
+	    smtp_server_closed_cb, c);
+	if (c->session == NULL) {
+		anvil_disconnect(&key, 0, anvil_now());
+		smtp_server_drop(c);
+	} else
+		metrics.sessions++;
+}
+
+/*
+ * The PROXY header of a connection from a trusted proxy was read, or
+ * could not be.  The client it names is the session's client; LOCAL (the
+ * proxy's own health check) is the proxy itself, as the specification
+ * says.  A header that names no TCP client (v1 UNKNOWN, v2 UNSPEC or
+ * UNIX) is refused: the proxy's own address must never stand in for a
+ * client it relays.
+ */
+static void
+smtp_server_proxy_cb(int fd, const struct proxy_hdr *h, const char *why,
+    void *arg)
+{
+	struct smtp_server_client	*c = arg;
+	const struct sockaddr		*sa;
+	socklen_t			 salen;
+	char				 peer[INET6_ADDRSTRLEN];
+	char				 addr[INET6_ADDRSTRLEN];
+
+	c->pc = NULL;
+	smtp_server_addr_str((struct sockaddr *)&c->peer, peer, sizeof peer);
+	if (h == NULL) {
+		log_warnx("refused connection from proxy [%s]: PROXY "
+		    "protocol: %s", peer, why);
+		close(fd);
+		smtp_server_drop(c);
+		return;
+	}
+	if (h->command == PROXY_CMD_LOCAL) {
+		sa = (struct sockaddr *)&c->peer;
+		salen = c->peerlen;
+		log_info("connection from proxy [%s] for itself (PROXY v%d "
+		    "LOCAL)", peer, h->version);
+	} else if ((h->family == AF_INET || h->family == AF_INET6) &&
+	    h->stream) {
+		sa = (const struct sockaddr *)&h->src;
+		salen = h->srclen;
+		smtp_server_addr_str(sa, addr, sizeof addr);
+		log_info("proxied connection from [%s]:%u via proxy [%s] "
+		    "(PROXY v%d)", addr, smtp_server_port(sa), peer,
+		    h->version);
+	} else {
+		log_warnx("refused connection from proxy [%s]: PROXY v%d "
+		    "header names no TCP client", peer, h->version);
+		close(fd);
+		smtp_server_drop(c);
+		return;
+	}
+	smtp_server_start(c, fd, sa, salen);
+}
+
 static void
 smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct smtp_server_listener	*l = arg;
 	struct smtp_server_client	*c;
-	struct anvil_key		 key;
-	enum anvil_result		 r;
+	char				 addr[INET6_ADDRSTRLEN];
 	int				 one = 1;
 
 	if (server.stopping) {
@@ -329,28 +491,35 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	    smtp_server_evict() == -1) {
 		log_info("refused connection: %zu sessions (session budget)",
 		    server.nclients);
+		metrics_refused(METRICS_REFUSED_BUDGET);
 		smtp_server_refuse(fd, l->kind, "too many connections");
 		return;
 	}
-	if ((r = anvil_connect(sa, anvil_now(), &key)) != ANVIL_OK &&
-	    r != ANVIL_EXEMPT) {
-		smtp_server_refuse_client(fd, l->kind, sa, r);
+	/* Only a trusted proxy may speak for someone else. */
+	if (l->proxy && !config_is_proxy_client(server.conf, sa)) {
+		smtp_server_addr_str(sa, addr, sizeof addr);
+		log_warnx("refused connection from [%s] on %s: not in "
+		    "proxy_networks", addr, l->text);
+		smtp_server_refuse(fd, l->kind, "PROXY protocol required, "
+		    "from a trusted proxy");
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c = xcalloc(1, sizeof *c);
-	c->key = key;
+	c->kind = l->kind;
+	c->fd = fd;
 	c->since = smtp_server_now();
+	if ((size_t)salen > sizeof c->peer)
+		salen = (int)sizeof c->peer;
+	memcpy(&c->peer, sa, (size_t)salen);
+	c->peerlen = (socklen_t)salen;
 	TAILQ_INSERT_TAIL(&server.clients, c, entry);
 	server.nclients++;
-	c->session = smtp_session_new(fd, sa, (socklen_t)salen,
-	    l->kind, smtp_server_closed_cb, c);
-	if (c->session == NULL) {
-		TAILQ_REMOVE(&server.clients, c, entry);
-		server.nclients--;
-		anvil_disconnect(&key, 0, anvil_now());
-		free(c);
-	}
+	if (l->proxy)
+		c->pc = proxy_conn_new(server.base, fd,
+		    server.conf->proxy_timeout, smtp_server_proxy_cb, c);
+	else
+		smtp_server_start(c, fd, sa, (socklen_t)salen);
 	smtp_server_check_stress();
 }
 
@@ -376,6 +545,7 @@ smtp_server_shed(struct smtp_server_listener *l, int err)
 		if (fd != -1) {
 			smtp_server_refuse_esc(fd, l->kind, "4.3.2",
 			    "out of resources, try again later");
+			metrics_refused(METRICS_REFUSED_RESOURCES);
 			n++;
 		}
 		server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -489,6 +659,7 @@ smtp_server_listen(const struct config *conf,
 				return -1;
 			}
 			ls[n].kind = l->kind;
+			ls[n].proxy = addrs[i].proxy;
 			ls[n].lev = evconnlistener_new(server.base,
 			    smtp_server_accept_cb, &ls[n],
 			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
@@ -497,8 +668,9 @@ smtp_server_listen(const struct config *conf,
 				fatalx("evconnlistener_new");
 			evconnlistener_set_error_cb(ls[n].lev,
 			    smtp_server_error_cb);
-			util_snprintf(ls[n].text, sizeof ls[n].text, "%s%s",
-			    addrs[i].text, l->name);
+			util_snprintf(ls[n].text, sizeof ls[n].text, "%s%s%s",
+			    addrs[i].text, l->name, addrs[i].proxy ?
+			    " (PROXY protocol)" : "");
 			n++;
 		}
 	}
@@ -553,6 +725,7 @@ smtp_server_same_listen(const struct config *a, const struct config *b)
 		lb = SMTP_SERVER_LIST(b, l);
 		for (i = 0; i < SMTP_SERVER_COUNT(a, l); i++) {
 			if (la[i].sslen != lb[i].sslen ||
+			    la[i].proxy != lb[i].proxy ||
 			    memcmp(&la[i].ss, &lb[i].ss, la[i].sslen) != 0)
 				return 0;
 		}
@@ -616,7 +789,10 @@ smtp_server_shutdown(void (*done)(void))
 	}
 	for (c = TAILQ_FIRST(&server.clients); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		smtp_session_drain(c->session);
+		if (c->session != NULL)
+			smtp_session_drain(c->session);
+		else
+			smtp_server_cancel(c);
 	}
 }
 
@@ -626,8 +802,37 @@ smtp_server_close_all(void)
 {
 	struct smtp_server_client	*c;
 
-	while ((c = TAILQ_FIRST(&server.clients)) != NULL)
-		smtp_session_close(c->session, "daemon stopping");
+	while ((c = TAILQ_FIRST(&server.clients)) != NULL) {
+		if (c->session != NULL)
+			smtp_session_close(c->session, "daemon stopping");
+		else
+			smtp_server_cancel(c);
+	}
+}
+
+/*
+ * ternctl drain (on 1) and undrain (on 0): while draining, every new
+ * client is answered 421 4.3.2 and closed (after its PROXY header, so
+ * that a load balancer's health check sees the 421), sessions already
+ * open go on, and delivery goes on.  Returns the state before.
+ */
+int
+smtp_server_drain(int on)
+{
+	int	was = server.draining;
+
+	server.draining = on;
+	if (on != was)
+		log_info("%s", on ? "draining: new clients are refused with "
+		    "421, sessions open go on" : "undrained: accepting new "
+		    "clients again");
+	return was;
+}
+
+int
+smtp_server_is_draining(void)
+{
+	return server.draining;
 }
 
 size_t
@@ -646,9 +851,11 @@ smtp_server_stats(struct smtp_server_stats *st)
 	st->budget = server.budget.sessions;
 	st->bytes = 0;
 	TAILQ_FOREACH(c, &server.clients, entry)
-		st->bytes += ADMIT_SESSION_BYTES +
-		    smtp_session_bytes(c->session);
+		st->bytes += ADMIT_SESSION_BYTES + (c->session == NULL ? 0 :
+		    smtp_session_bytes(c->session));
 	st->stress = server.stress;
+	st->draining = server.draining;
+	st->drain_refused = server.drain_refused;
 }
 
 void

@@ -31,6 +31,10 @@
 #include "envelope.h"
 #include "hdrscan.h"
 #include "log.h"
+#include "metrics.h"
+#include "sessinfo.h"
+#include "dvauth.h"
+#include "milter.h"
 #include "pwcheck.h"
 #include "queue.h"
 #include "sasl.h"
@@ -58,6 +62,7 @@ enum smtp_state {
 	SMTP_STATE_TLS,		/* STARTTLS said: flushing, then handshake */
 	SMTP_STATE_AUTH,	/* waiting for the client's next SASL line */
 	SMTP_STATE_AUTH_CHECK,	/* checking credentials, or slowing down */
+	SMTP_STATE_MILTER,	/* waiting for the content filters */
 };
 
 /* Session flags. */
@@ -99,6 +104,11 @@ struct smtp_tx {
 	char			 id[ENVELOPE_ID_SIZE];
 	struct hdrscan		 hs;		/* Date, Message-ID seen */
 	int			 add_hdrs;	/* add them when missing */
+	struct evbuffer		*mcopy;		/* the message, for filters */
+	int			 discard;	/* a filter said discard */
+	int			 hold;		/* a filter said quarantine */
+	size_t			 mrcpts;	/* recipients before RCPT */
+	char			 mrcpt[ADDR_PATH_SIZE];	/* its address */
 };
 
 /* An AUTH exchange in progress; owned by its session. */
@@ -107,6 +117,10 @@ struct smtp_auth {
 	struct pwcheck		*check;		/* a password being checked */
 	int			 doomed;	/* ...only to take the time */
 	struct event		*delay;		/* slowing down a failure */
+	/* auth_backend = dovecot: the exchange is Dovecot's. */
+	int			 dovecot;
+	struct dvauth_req	*dv;		/* NULL once answered */
+	char			 mech[DVPROTO_MECH_SIZE];
 };
 
 /* One client connection; owned by the server through closed_cb. */
@@ -121,6 +135,11 @@ struct smtp_session {
 	struct smtp_tx		*tx;
 	struct smtp_auth	*auth;
 	char			*user;		/* authenticated as, or NULL */
+	const char		*auth_mech;	/* its mechanism */
+	struct milter_chain	*milter;	/* content filters, or NULL */
+	char			*milter_refusal; /* the filters refused the
+						    session: this reply */
+	int			 milter_step;	/* SMTP_M_*, waited for */
 	struct event		*timer;		/* the deadline of the state */
 	uint64_t		 start;		/* ms: the deadline's origin */
 	uint64_t		 deadline;	/* ms, monotonic; 0: none */
@@ -131,6 +150,8 @@ struct smtp_session {
 	char			 addr[64];
 	char			 helo[256];
 	char			 sid[12];	/* on each log line */
+	uint64_t		 opened;	/* ms, monotonic */
+	struct sessinfo_bytes	 bytes;		/* for ternctl sessions */
 };
 
 /* The reply table: every answer tern gives a client, one place. */
@@ -206,6 +227,7 @@ enum smtp_reply {
 	SMTP_R_RCPT_RATE,
 	SMTP_R_AUTH_PENALTY,
 	SMTP_R_AUTH_USER_PENALTY,
+	SMTP_R_AUTH_TEMP,
 };
 
 static const struct smtp_reply_entry {
@@ -310,6 +332,25 @@ static const struct smtp_reply_entry {
 	    "authentication failures from %s, try again later" },
 	[SMTP_R_AUTH_USER_PENALTY] = { 454, "4.7.0", "Error: too many "
 	    "authentication failures for this account, try again later" },
+	[SMTP_R_AUTH_TEMP] = { 454, "4.7.0",
+	    "Temporary authentication failure, try again later" },
+};
+
+/* The metrics reason of each refusal smtp_log_reject() logs. */
+static const enum metrics_reject smtp_reject_reasons[] = {
+	[SMTP_R_RELAY_DENIED] = METRICS_REJECT_RELAY,
+	[SMTP_R_UNKNOWN_USER] = METRICS_REJECT_UNKNOWN_USER,
+	[SMTP_R_ALIAS_LOOP] = METRICS_REJECT_ALIAS_LOOP,
+	[SMTP_R_SENDER_NOT_OWNED] = METRICS_REJECT_SENDER,
+	[SMTP_R_MSG_RATE] = METRICS_REJECT_RATE,
+	[SMTP_R_RCPT_RATE] = METRICS_REJECT_RATE,
+	[SMTP_R_SIZE] = METRICS_REJECT_SIZE,
+	[SMTP_R_DATA_BARE] = METRICS_REJECT_CONTENT,
+	[SMTP_R_DATA_LONG_LINE] = METRICS_REJECT_CONTENT,
+	[SMTP_R_DATA_NUL] = METRICS_REJECT_CONTENT,
+	[SMTP_R_NO_ROOM] = METRICS_REJECT_STORAGE,
+	[SMTP_R_SPOOL_ERROR] = METRICS_REJECT_STORAGE,
+	[SMTP_R_ETRN_DENIED] = METRICS_REJECT_ETRN,
 };
 
 /* Verb policy flags. */
@@ -361,6 +402,7 @@ static void	smtp_ehlo_size(struct smtp_session *, char *, size_t);
 static void	smtp_ehlo_auth(struct smtp_session *, char *, size_t);
 static int	smtp_offers_starttls(struct smtp_session *);
 static int	smtp_offers_auth(struct smtp_session *);
+static size_t	smtp_dovecot_mechs_count(void);
 static int	smtp_offers_etrn(struct smtp_session *);
 
 static const struct smtp_ehlo_entry {
@@ -434,6 +476,7 @@ static const struct smtp_state_entry {
 	[SMTP_STATE_TLS] = { "tls", SMTP_TIMEOUT_TLS },
 	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_AUTH },
 	[SMTP_STATE_AUTH_CHECK] = { "auth check", SMTP_TIMEOUT_NONE },
+	[SMTP_STATE_MILTER] = { "milter", SMTP_TIMEOUT_NONE },
 };
 
 static struct event_base	*smtp_base;
@@ -460,6 +503,28 @@ static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
 static void	smtp_auth_free(struct smtp_session *);
 static void	smtp_deadline_cb(evutil_socket_t, short, void *);
+
+/* Content filters (milter.c): the steps a session waits on. */
+enum smtp_milter_step {
+	SMTP_M_CONNECT,
+	SMTP_M_HELO,
+	SMTP_M_EHLO,
+	SMTP_M_MAIL,
+	SMTP_M_RCPT,
+	SMTP_M_DATA,
+	SMTP_M_EOM,
+};
+static void	smtp_ehlo_reply(struct smtp_session *);
+static int	smtp_milter_connect(struct smtp_session *);
+static int	smtp_milter_refused(struct smtp_session *);
+static int	smtp_milter_helo(struct smtp_session *, enum smtp_milter_step);
+static int	smtp_milter_mail(struct smtp_session *, const struct addr *,
+		    const char *);
+static int	smtp_milter_rcpt(struct smtp_session *, const struct addr *,
+		    const char *, const char *);
+static int	smtp_milter_data(struct smtp_session *);
+static int	smtp_milter_message(struct smtp_session *);
+static void	smtp_milter_hold(struct smtp_session *);
 
 void
 smtp_session_init(struct event_base *base, const struct config *conf,
@@ -520,6 +585,24 @@ smtp_session_set_stress(int on)
 	smtp_stress = on;
 }
 
+static uint64_t	smtp_now_ms(void);
+
+/* What ternctl sessions shows of a session; valid until it changes. */
+void
+smtp_session_info(const struct smtp_session *s, struct sessinfo *si)
+{
+	uint64_t	now = smtp_now_ms();
+
+	si->id = s->sid;
+	si->peer = s->addr;
+	si->state = smtp_states[s->state].name;
+	si->age = now > s->opened ? (now - s->opened) / 1000 : 0;
+	si->bytes_in = s->bytes.in;
+	si->bytes_out = s->bytes.out;
+	si->tls = (s->flags & SMTP_F_TLS) && s->bev != NULL ?
+	    tls_version(s->bev) : NULL;
+}
+
 /*
  * What a session holds in memory past an idle session's (ADMIT_SESSION_BYTES
  * in admit.h counts that): its transaction and buffered octets, roughly.
@@ -528,6 +611,8 @@ size_t
 smtp_session_bytes(const struct smtp_session *s)
 {
 	return (s->tx != NULL ? sizeof *s->tx : 0) +
+	    (s->tx != NULL && s->tx->mcopy != NULL ?
+	    evbuffer_get_length(s->tx->mcopy) : 0) +
 	    (s->auth != NULL ? sizeof *s->auth : 0) +
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) +
 	    evbuffer_get_length(bufferevent_get_output(s->bev));
@@ -680,7 +765,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 		smtp_deadline_start(s);
 	}
 	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
-	    state == SMTP_STATE_AUTH_CHECK)
+	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER)
 		bufferevent_disable(s->bev, EV_READ);
 	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
 		bufferevent_enable(s->bev, EV_READ);
@@ -758,6 +843,8 @@ smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
 	char		 helo[LOG_ESCAPE_SIZE];
 	int		 n;
 
+	metrics_rejected((size_t)r < nitems(smtp_reject_reasons) ?
+	    smtp_reject_reasons[r] : METRICS_REJECT_OTHER);
 	if (from == NULL && s->tx != NULL)
 		from = s->tx->env.sender;
 	if ((pct = strstr(e->text, "%s")) != NULL)
@@ -835,6 +922,10 @@ smtp_tx_free(struct smtp_session *s)
 		return;
 	if (tx->commit != NULL)
 		queue_commit_cancel(tx->commit);
+	if (s->milter != NULL)
+		milter_chain_abort(s->milter);
+	if (tx->mcopy != NULL)
+		evbuffer_free(tx->mcopy);
 	queue_msg_abort(tx->msg);
 	envelope_clear(&tx->env);
 	free(tx->rcpt.orcpt);
@@ -876,8 +967,11 @@ smtp_hello(struct smtp_session *s, const char *args, int ehlo)
 static void
 smtp_cmd_helo(struct smtp_session *s, const char *args)
 {
+	if (smtp_milter_refused(s))
+		return;
 	smtp_hello(s, args, 0);
-	if (s->flags & SMTP_F_HELO && *args != '\0')
+	if (s->flags & SMTP_F_HELO && *args != '\0' &&
+	    !smtp_milter_helo(s, SMTP_M_HELO))
 		smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
 }
 
@@ -890,13 +984,24 @@ smtp_ehlo_size(struct smtp_session *s, char *buf, size_t size)
 static void
 smtp_cmd_ehlo(struct smtp_session *s, const char *args)
 {
+	if (smtp_milter_refused(s))
+		return;
+	smtp_hello(s, args, 1);
+	if (*args != '\0' && !smtp_milter_helo(s, SMTP_M_EHLO))
+		smtp_ehlo_reply(s);
+}
+
+/* The EHLO reply: the keywords of the extensions offered. */
+static void
+smtp_ehlo_reply(struct smtp_session *s)
+{
 	const struct smtp_ehlo_entry	*e;
-	char				 text[128], value[64];
+	/* Room for AUTH and every mechanism Dovecot may announce. */
+	char				 value[DVPROTO_MECH_MAX *
+					    DVPROTO_MECH_SIZE];
+	char				 text[sizeof value + 16];
 	size_t				 i;
 
-	smtp_hello(s, args, 1);
-	if (*args == '\0')
-		return;
 	smtp_reply_line(s, 250, '-', NULL, "%s", smtp_conf->hostname);
 	for (i = 0; i < nitems(smtp_ehlo_keywords); i++) {
 		e = &smtp_ehlo_keywords[i];
@@ -919,13 +1024,33 @@ smtp_offers_starttls(struct smtp_session *s)
 	return smtp_tls_ctx != NULL && !(s->flags & SMTP_F_TLS);
 }
 
-/* AUTH needs users, and TLS unless the configuration waives it. */
+static int
+smtp_auth_dovecot(void)
+{
+	return smtp_conf->auth_backend == CONFIG_AUTH_DOVECOT;
+}
+
+/* Not yet authenticated, and under TLS unless the configuration waives it. */
+static int
+smtp_may_auth(struct smtp_session *s)
+{
+	return s->user == NULL &&
+	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+}
+
+/*
+ * AUTH needs someone to check it: users in the users file, or Dovecot
+ * connected with a mechanism tern may offer (while it is away, AUTH is
+ * not announced: a client that needs it then fails at once rather than
+ * with a 454 after trying).
+ */
 static int
 smtp_offers_auth(struct smtp_session *s)
 {
+	if (smtp_auth_dovecot())
+		return smtp_may_auth(s) && smtp_dovecot_mechs_count() > 0;
 	return smtp_users != NULL && users_count(smtp_users) > 0 &&
-	    s->user == NULL &&
-	    ((s->flags & SMTP_F_TLS) || smtp_conf->auth_plaintext);
+	    smtp_may_auth(s);
 }
 
 /*
@@ -941,6 +1066,31 @@ smtp_auth_mechs(void)
 	    (smtp_cram_usable ? 1 << SASL_MECH_CRAM_MD5 : 0);
 }
 
+/*
+ * A mechanism Dovecot announced that auth_mechanisms allows: every one
+ * under "auto", or those of the list tern knows by name.
+ */
+static int
+smtp_dovecot_allows(const char *mech)
+{
+	enum sasl_mech	m;
+
+	if (smtp_conf->auth_mechanisms == 0)
+		return 1;
+	return sasl_mech_parse(mech, &m) == 0 &&
+	    (smtp_conf->auth_mechanisms & 1 << m);
+}
+
+static size_t
+smtp_dovecot_mechs_count(void)
+{
+	size_t	i, n = 0;
+
+	for (i = 0; i < dvauth_mech_count(); i++)
+		n += smtp_dovecot_allows(dvauth_mech(i));
+	return n;
+}
+
 static void
 smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
 {
@@ -951,6 +1101,16 @@ smtp_ehlo_auth(struct smtp_session *s, char *buf, size_t size)
 
 	(void)s;
 	*buf = '\0';
+	if (smtp_auth_dovecot()) {
+		for (i = 0; i < dvauth_mech_count(); i++) {
+			if (!smtp_dovecot_allows(dvauth_mech(i)))
+				continue;
+			if (*buf != '\0')
+				util_strlcat(buf, " ", size);
+			util_strlcat(buf, dvauth_mech(i), size);
+		}
+		return;
+	}
 	for (i = 0; i < nitems(order); i++) {
 		if (!(mechs & 1 << order[i]))
 			continue;
@@ -1115,14 +1275,31 @@ smtp_qualify(struct addr *a)
 		    sizeof a->domain);
 }
 
-/* An authenticated user may only send as one of their own addresses. */
+/*
+ * An authenticated user may only send as one of their own addresses.
+ * A name from Dovecot is an address too, in default_domain when it has
+ * no domain; its owner may also use what the users and aliases files
+ * give it.
+ */
 static int
 smtp_sender_is_allowed(struct smtp_session *s, const char *sender)
 {
+	char	login[ADDR_PATH_SIZE];
+
 	if (s->user == NULL || !smtp_conf->auth_sender_check ||
 	    *sender == '\0')
 		return 1;
-	return smtp_users != NULL && users_owns(smtp_users, s->user, sender);
+	if (smtp_users == NULL)
+		return 0;
+	if (!smtp_auth_dovecot())
+		return users_owns(smtp_users, s->user, sender);
+	if (util_snprintf(login, sizeof login, "%s%s%s", s->user,
+	    strchr(s->user, '@') != NULL ? "" : "@",
+	    strchr(s->user, '@') != NULL ? "" : smtp_conf->default_domain) ==
+	    -1)
+		return 0;
+	return users_owns(smtp_users, login, sender) ||
+	    users_is_same_addr(smtp_users, login, sender);
 }
 
 /*
@@ -1167,6 +1344,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_NEED_AUTH, NULL);
 		return;
 	}
+	if (smtp_milter_refused(s))
+		return;
 	if (smtp_anvil(s, anvil_mail(smtp_sa(s), anvil_now())))
 		return;
 	s->tx = xcalloc(1, sizeof *s->tx);
@@ -1211,7 +1390,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 	envelope_set_str(&s->tx->env.sender, buf);
-	smtp_reply(s, SMTP_R_MAIL_OK, NULL);
+	if (!smtp_milter_mail(s, &a, rest))
+		smtp_reply(s, SMTP_R_MAIL_OK, NULL);
 }
 
 static int
@@ -1339,7 +1519,10 @@ smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		for (i = 0; buf[i] != '\0'; i++)
 			buf[i] = (char)tolower((unsigned char)buf[i]);
 	}
+	s->tx->mrcpts = s->tx->env.nrcpts;
 	r = smtp_rcpt_resolve(s, &a, buf, rp);
+	if (r == SMTP_R_RCPT_OK && smtp_milter_rcpt(s, &a, buf, rest))
+		return;
 	if (r == SMTP_R_RELAY_DENIED || r == SMTP_R_UNKNOWN_USER ||
 	    r == SMTP_R_ALIAS_LOOP)
 		smtp_log_reject(s, "RCPT", r, path, NULL, path);
@@ -1389,6 +1572,8 @@ smtp_write_received(struct smtp_session *s)
 	return queue_msg_write(tx->msg, hdr, n);
 }
 
+static void	smtp_data_begin(struct smtp_session *);
+
 static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
@@ -1408,6 +1593,19 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_milter_data(s))
+		smtp_data_begin(s);
+}
+
+/* DATA passed: the 354, and the message may come. */
+static void
+smtp_data_begin(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (s->milter != NULL && !tx->discard &&
+	    (tx->mcopy = evbuffer_new()) == NULL)
+		fatalx("smtp: evbuffer_new");
 	tx->size = 0;
 	hdrscan_init(&tx->hs);
 	tx->add_hdrs = smtp_conf->add_missing_headers ==
@@ -1511,6 +1709,7 @@ smtp_tls_begin(struct smtp_session *s)
 		return;
 	}
 	s->bev = tbev;
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
@@ -1536,7 +1735,8 @@ smtp_tls_done(struct smtp_session *s)
 	free(s->user);
 	s->user = NULL;
 	smtp_enter_state(s, SMTP_STATE_CMD);
-	if (s->kind == SMTP_KIND_SMTPS)
+	if (s->kind == SMTP_KIND_SMTPS && s->milter == NULL &&
+	    !smtp_milter_connect(s))
 		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 }
 
@@ -1549,6 +1749,8 @@ smtp_auth_free(struct smtp_session *s)
 		return;
 	if (au->check != NULL)
 		pwcheck_cancel(au->check);
+	if (au->dv != NULL)
+		dvauth_cancel(au->dv);
 	if (au->delay != NULL)
 		event_free(au->delay);
 	sasl_clear(&au->sasl);
@@ -1591,28 +1793,29 @@ smtp_auth_delay_cb(evutil_socket_t fd, short what, void *arg)
  * password itself is never logged.
  */
 static void
-smtp_auth_result(struct smtp_session *s, int ok)
+smtp_auth_outcome(struct smtp_session *s, int ok, const char *mech,
+    const char *user)
 {
 	struct smtp_auth	*au = s->auth;
 	struct timeval		 tv;
 	char			 esc[LOG_ESCAPE_SIZE];
-	const char		*user = sasl_user(&au->sasl);
 	uint64_t		 ms;
 	unsigned		 shift;
 
 	log_escape(esc, sizeof esc, user, strlen(user));
 	if (ok) {
 		log_info("[%s]: authenticated: sasl_method=%s, "
-		    "sasl_username=%s, session=%s", s->addr,
-		    sasl_mech_str(au->sasl.mech), esc, s->sid);
+		    "sasl_username=%s, session=%s", s->addr, mech, esc,
+		    s->sid);
 		s->user = xstrdup(user);
+		s->auth_mech = sasl_mech_str(au->sasl.mech);
 		smtp_auth_end(s, SMTP_R_AUTH_OK);
 		return;
 	}
 	s->auth_failures++;
 	log_mail("smtpd", "warning: unknown[%s]: SASL %s authentication "
 	    "failed: authentication failure, sasl_username=%s, session=%s",
-	    s->addr, sasl_mech_str(au->sasl.mech), esc, s->sid);
+	    s->addr, mech, esc, s->sid);
 	smtp_anvil_auth_failed(s, user);
 	shift = s->auth_failures - 1 < 10 ? s->auth_failures - 1 : 10;
 	ms = smtp_conf->auth_failure_delay << shift;
@@ -1625,6 +1828,14 @@ smtp_auth_result(struct smtp_session *s, int ok)
 		fatalx("smtp: evtimer_new");
 	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
 	evtimer_add(au->delay, &tv);
+}
+
+/* The users file's answer, for the identity the exchange gave. */
+static void
+smtp_auth_result(struct smtp_session *s, int ok)
+{
+	smtp_auth_outcome(s, ok, sasl_mech_str(s->auth->sasl.mech),
+	    sasl_user(&s->auth->sasl));
 }
 
 static void
@@ -1711,12 +1922,136 @@ smtp_auth_step(struct smtp_session *s, const char *in)
 	}
 }
 
+/*
+ * Dovecot cannot answer: 454, not counted as a failure, and said in the
+ * log so that the administrator learns why logins fail.
+ */
+static void
+smtp_auth_dovecot_temp(struct smtp_session *s, const char *why)
+{
+	char	esc[LOG_ESCAPE_SIZE];
+
+	log_escape(esc, sizeof esc, why, strlen(why));
+	log_warnx("AUTH from [%s]: Dovecot authentication unavailable: %s, "
+	    "session=%s", s->addr, esc, s->sid);
+	smtp_auth_end(s, SMTP_R_AUTH_TEMP);
+}
+
+/* The 334 of a challenge from Dovecot, as long as Dovecot made it. */
+static void
+smtp_reply_challenge(struct smtp_session *s, const char *b64)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+
+	if (log_is_debug())
+		log_debug("smtp [%s]: >>> 334 (%zu octets)", s->addr,
+		    strlen(b64));
+	evbuffer_add_printf(out, "334 %s\r\n", b64);
+}
+
+/*
+ * Dovecot's answer.  The per-account limit is applied to the name it
+ * gives, whether the password was right or not, so that during a
+ * penalty both get the same 454.
+ */
+static void
+smtp_auth_dovecot_cb(enum dvauth_result r, const char *data,
+    const char *reason, void *arg)
+{
+	struct smtp_session	*s = arg;
+	struct smtp_auth	*au = s->auth;
+
+	if (r != DVAUTH_CONTINUE)
+		au->dv = NULL;
+	switch (r) {
+	case DVAUTH_CONTINUE:
+		smtp_enter_state(s, SMTP_STATE_AUTH);
+		smtp_reply_challenge(s, data);
+		break;
+	case DVAUTH_TEMP:
+		/* A client owing a line gets the 454 once it has sent it. */
+		if (s->state == SMTP_STATE_AUTH)
+			break;
+		smtp_auth_dovecot_temp(s, reason != NULL ? reason :
+		    "temporary failure");
+		break;
+	case DVAUTH_OK:
+	case DVAUTH_FAIL:
+		if (data != NULL && smtp_anvil(s, anvil_auth_allowed(smtp_sa(s),
+		    data, anvil_now()))) {
+			smtp_auth_free(s);
+			smtp_enter_state(s, SMTP_STATE_CMD);
+			break;
+		}
+		smtp_auth_outcome(s, r == DVAUTH_OK, au->mech,
+		    data != NULL ? data : "");
+		break;
+	}
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/* A line of the client during a Dovecot exchange: "*" or base64. */
+static void
+smtp_auth_dovecot_line(struct smtp_session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		smtp_auth_end(s, SMTP_R_AUTH_CANCEL);
+		return;
+	}
+	if (s->auth->dv == NULL) {
+		smtp_auth_dovecot_temp(s, "connection lost during the "
+		    "exchange");
+		return;
+	}
+	if (!dvproto_is_base64(line)) {
+		smtp_auth_end(s, SMTP_R_AUTH_BAD);
+		return;
+	}
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	if (dvauth_continue(s->auth->dv, line) == -1)
+		smtp_auth_end(s, SMTP_R_AUTH_BAD);
+}
+
+/* AUTH with Dovecot: mech is one it announced, ir as the client gave. */
+static void
+smtp_auth_dovecot_start(struct smtp_session *s, const char *mech,
+    const char *ir)
+{
+	struct dvauth_params	p;
+	struct sockaddr_storage	local;
+	socklen_t		len = sizeof local;
+
+	if (ir != NULL && strcmp(ir, "=") != 0 && !dvproto_is_base64(ir)) {
+		smtp_reply(s, SMTP_R_AUTH_BAD, NULL);
+		return;
+	}
+	s->auth = xcalloc(1, sizeof *s->auth);
+	s->auth->dovecot = 1;
+	util_strlcpy(s->auth->mech, mech, sizeof s->auth->mech);
+	memset(&p, 0, sizeof p);
+	p.mech = mech;
+	p.resp = ir == NULL ? NULL : strcmp(ir, "=") == 0 ? "" : ir;
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local,
+	    &len) == 0)
+		p.local = (struct sockaddr *)&local;
+	p.remote = smtp_sa(s);
+	p.secured = (s->flags & SMTP_F_TLS) != 0;
+	p.session = s->sid;
+	smtp_enter_state(s, SMTP_STATE_AUTH_CHECK);
+	if ((s->auth->dv = dvauth_start(&p, smtp_auth_dovecot_cb, s)) ==
+	    NULL) {
+		dvauth_kick();
+		smtp_auth_dovecot_temp(s, "not connected");
+	}
+}
+
 /* AUTH mechanism [initial-response] (RFC 4954). */
 static void
 smtp_cmd_auth(struct smtp_session *s, const char *args)
 {
 	char		 mech[32];
-	const char	*ir;
+	const char	*ir, *dmech;
 	size_t		 len;
 	enum sasl_mech	 m;
 
@@ -1724,10 +2059,19 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_AUTH_DONE, NULL);
 		return;
 	}
+	if (smtp_auth_dovecot() && smtp_may_auth(s) &&
+	    !smtp_offers_auth(s)) {
+		/* Dovecot away: its mechanisms are unknown until it is back. */
+		dvauth_kick();
+		log_warnx("AUTH from [%s]: Dovecot authentication "
+		    "unavailable, session=%s", s->addr, s->sid);
+		smtp_reply(s, SMTP_R_AUTH_TEMP, NULL);
+		return;
+	}
 	if (!smtp_offers_auth(s)) {
-		smtp_reply(s, smtp_users != NULL && smtp_tls_ctx != NULL &&
-		    !(s->flags & SMTP_F_TLS) ? SMTP_R_NEED_TLS :
-		    SMTP_R_AUTH_OFF, NULL);
+		smtp_reply(s, (smtp_users != NULL || smtp_auth_dovecot()) &&
+		    smtp_tls_ctx != NULL && !(s->flags & SMTP_F_TLS) ?
+		    SMTP_R_NEED_TLS : SMTP_R_AUTH_OFF, NULL);
 		return;
 	}
 	if (s->tx != NULL) {
@@ -1747,6 +2091,15 @@ smtp_cmd_auth(struct smtp_session *s, const char *args)
 	ir = args[len] == ' ' ? args + len + 1 : NULL;
 	if (ir != NULL && (*ir == '\0' || strchr(ir, ' ') != NULL)) {
 		smtp_reply(s, SMTP_R_AUTH_SYNTAX, NULL);
+		return;
+	}
+	if (smtp_auth_dovecot()) {
+		if ((dmech = dvauth_find_mech(mech)) == NULL ||
+		    !smtp_dovecot_allows(dmech)) {
+			smtp_reply(s, SMTP_R_AUTH_MECH, NULL);
+			return;
+		}
+		smtp_auth_dovecot_start(s, dmech, ir);
 		return;
 	}
 	if (sasl_mech_parse(mech, &m) == -1 ||
@@ -1922,7 +2275,9 @@ smtp_process_line(struct smtp_session *s)
 		return 0;
 	}
 	smtp_line[len - 2] = '\0';
-	if (auth)
+	if (auth && s->auth->dovecot)
+		smtp_auth_dovecot_line(s, smtp_line);
+	else if (auth)
 		smtp_auth_step(s, smtp_line);
 	else
 		smtp_dispatch(s, smtp_line);
@@ -1933,6 +2288,8 @@ smtp_process_line(struct smtp_session *s)
 }
 
 static int	smtp_write_missing(struct smtp_session *);
+static int	smtp_msg_write(struct smtp_session *, const void *, size_t);
+static void	smtp_tx_commit(struct smtp_session *);
 
 /* The client's final dot has arrived: refuse, or ask for a commit. */
 static void
@@ -1966,6 +2323,16 @@ smtp_data_end(struct smtp_session *s)
 		smtp_reply(s, r, NULL);
 		return;
 	}
+	if (!smtp_milter_message(s))
+		smtp_tx_commit(s);
+}
+
+/* The message is as it will be queued: ask the spool for a commit. */
+static void
+smtp_tx_commit(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
 	util_strlcpy(tx->env.id, tx->id, sizeof tx->env.id);
 	tx->env.arrival = time(NULL);
 	tx->env.next_attempt = tx->env.arrival;
@@ -2005,7 +2372,16 @@ smtp_write_missing(struct smtp_session *s)
 	if ((size_t)n >= sizeof hdr)
 		n = (int)strlen(hdr);
 	tx->size += (size_t)n;
-	return queue_msg_write(tx->msg, hdr, (size_t)n);
+	return smtp_msg_write(s, hdr, (size_t)n);
+}
+
+/* Store a piece of the message, and keep a copy for the filters. */
+static int
+smtp_msg_write(struct smtp_session *s, const void *p, size_t len)
+{
+	if (s->tx->mcopy != NULL && evbuffer_add(s->tx->mcopy, p, len) == -1)
+		fatalx("smtp: evbuffer_add");
+	return queue_msg_write(s->tx->msg, p, len);
 }
 
 /* Store a piece of the message, adding missing fields where due. */
@@ -2016,14 +2392,14 @@ smtp_data_write(struct smtp_session *s, const char *p, size_t len)
 	ssize_t		 end;
 
 	if (!tx->add_hdrs || (end = hdrscan_feed(&tx->hs, p, len)) == -1)
-		return queue_msg_write(tx->msg, p, len);
+		return smtp_msg_write(s, p, len);
 	tx->add_hdrs = 0;
 	if (tx->hs.bad || tx->hs.seen == HDRSCAN_ALL)
-		return queue_msg_write(tx->msg, p, len);
-	if (queue_msg_write(tx->msg, p, (size_t)end) == -1 ||
+		return smtp_msg_write(s, p, len);
+	if (smtp_msg_write(s, p, (size_t)end) == -1 ||
 	    smtp_write_missing(s) == -1)
 		return -1;
-	return queue_msg_write(tx->msg, p + end, len - (size_t)end);
+	return smtp_msg_write(s, p + end, len - (size_t)end);
 }
 
 /* Feed what has arrived of the message to the dot machine. */
@@ -2126,7 +2502,9 @@ smtp_commit_cb(void *arg, int error)
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
 		    tx->env.nrcpts);
-		if (smtp_queued != NULL)
+		if (tx->hold)
+			smtp_milter_hold(s);
+		else if (smtp_queued != NULL)
 			smtp_queued(&tx->env);
 		smtp_reply(s, SMTP_R_QUEUED, tx->id);
 		smtp_tx_free(s);
@@ -2223,6 +2601,405 @@ smtp_deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Content filters.  A session with filters opens its chain before the
+ * greeting; then HELO/EHLO, MAIL, RCPT, DATA and the end of the message
+ * each wait in SMTP_STATE_MILTER for the chain's verdict before their
+ * reply.  The message is kept in memory as it is stored, so that filters
+ * can read it and their changes can be written over the stored copy
+ * before the commit: the 250 covers the message as filtered.
+ */
+
+/* A filters' refusal, in Postfix's layout ("milter-reject: ..."). */
+static void
+smtp_milter_log(struct smtp_session *s, const char *what, const char *verb,
+    const char *text, const char *to)
+{
+	const char	*from = s->tx != NULL ? s->tx->env.sender : NULL;
+	char		 esc[LOG_ESCAPE_SIZE], sender[LOG_ESCAPE_SIZE];
+	char		 rcpt[LOG_ESCAPE_SIZE], helo[LOG_ESCAPE_SIZE];
+	const char	*qid = "NOQUEUE";
+
+	if (s->tx != NULL && s->tx->msg != NULL && s->tx->id[0] != '\0')
+		qid = s->tx->id;
+	if (to == NULL && s->tx != NULL && s->tx->env.nrcpts > 0)
+		to = s->tx->env.rcpts[0].addr;
+	log_escape(esc, sizeof esc, text, strlen(text));
+	if (from != NULL)
+		log_escape(sender, sizeof sender, from, strlen(from));
+	if (to != NULL)
+		log_escape(rcpt, sizeof rcpt, to, strlen(to));
+	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_mail("smtpd", "%s: milter-%s: %s from unknown[%s]: %s;%s%s%s%s%s%s"
+	    " proto=%s%s%s%s session=%s", qid, what, verb, s->addr, esc,
+	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
+	    from != NULL ? ">" : "", to != NULL ? " to=<" : "",
+	    to != NULL ? rcpt : "", to != NULL ? ">" : "",
+	    s->flags & SMTP_F_EHLO ? "ESMTP" : "SMTP",
+	    s->helo[0] != '\0' ? " helo=<" : "", s->helo[0] != '\0' ? helo : "",
+	    s->helo[0] != '\0' ? ">" : "", s->sid);
+}
+
+/* The filters' reply, lines as they gave them; counted as an error. */
+static void
+smtp_milter_answer(struct smtp_session *s, const char *reply)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	char		 esc[LOG_ESCAPE_SIZE];
+
+	s->errors++;
+	if (log_is_debug())
+		log_debug("smtp [%s]: >>> %s", s->addr,
+		    log_escape(esc, sizeof esc, reply, strlen(reply)));
+	evbuffer_add(out, reply, strlen(reply));
+	if (strncmp(reply, "421", 3) == 0)
+		s->flags |= SMTP_F_QUIT;
+}
+
+/* A refusal of a step: log it and answer with the filter's reply. */
+static void
+smtp_milter_refuse(struct smtp_session *s, const char *verb,
+    const struct milter_reply *r, const char *to)
+{
+	char	text[MILTER_REPLY_SIZE + 32];
+
+	snprintf(text, sizeof text, "%d %s%s%s", r->code, r->esc,
+	    r->esc[0] != '\0' ? " " : "", r->text);
+	smtp_milter_log(s, "reject", verb, text, to);
+	smtp_milter_answer(s, r->smtp);
+}
+
+/* A local address of the session for {daemon_addr} and {if_addr}. */
+static void
+smtp_milter_local(struct smtp_session *s, char *buf, size_t size)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof ss;
+	const void		*ip;
+
+	buf[0] = '\0';
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&ss,
+	    &len) == -1)
+		return;
+	if (ss.ss_family == AF_INET6)
+		ip = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+	else if (ss.ss_family == AF_INET)
+		ip = &((struct sockaddr_in *)&ss)->sin_addr;
+	else
+		return;
+	if (inet_ntop(ss.ss_family, ip, buf, size) == NULL)
+		buf[0] = '\0';
+	if (strncmp(buf, "::ffff:", 7) == 0 && strchr(buf, '.') != NULL)
+		memmove(buf, buf + 7, strlen(buf + 7) + 1);
+}
+
+static void	smtp_milter_cb(const struct milter_reply *, void *);
+
+/* Wait for the filters: 1 when a step was started. */
+static int
+smtp_milter_wait(struct smtp_session *s, enum smtp_milter_step step)
+{
+	s->milter_step = step;
+	smtp_enter_state(s, SMTP_STATE_MILTER);
+	return 1;
+}
+
+/* The session begins: open the chain and wait before the greeting. */
+static int
+smtp_milter_connect(struct smtp_session *s)
+{
+	struct milter_client	 cl;
+	char			 sid[32], local[64], port[8], underscore[96];
+	uint16_t		 p = 0;
+
+	snprintf(sid, sizeof sid, "session=%s", s->sid);
+	s->milter = milter_chain_new(smtp_base, smtp_conf, MILTER_LIST_SMTPD,
+	    sid);
+	if (s->milter == NULL)
+		return 0;
+	if (s->ss.ss_family == AF_INET6)
+		p = ntohs(((struct sockaddr_in6 *)&s->ss)->sin6_port);
+	else if (s->ss.ss_family == AF_INET)
+		p = ntohs(((struct sockaddr_in *)&s->ss)->sin_port);
+	smtp_milter_local(s, local, sizeof local);
+	snprintf(port, sizeof port, "%u", p);
+	snprintf(underscore, sizeof underscore, "unknown [%s]", s->addr);
+	milter_chain_macro(s->milter, "j", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "_", underscore);
+	milter_chain_macro(s->milter, "{daemon_name}", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "{daemon_addr}", local);
+	milter_chain_macro(s->milter, "{if_addr}", local);
+	milter_chain_macro(s->milter, "{if_name}", smtp_conf->hostname);
+	milter_chain_macro(s->milter, "{client_addr}", s->addr);
+	milter_chain_macro(s->milter, "{client_name}", "unknown");
+	milter_chain_macro(s->milter, "{client_ptr}", "unknown");
+	milter_chain_macro(s->milter, "{client_port}", port);
+	milter_chain_macro(s->milter, "v", "tern " PACKAGE_VERSION);
+	cl.name = "unknown";
+	cl.addr = s->addr;
+	cl.port = p;
+	milter_chain_connect(s->milter, &cl, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_CONNECT);
+}
+
+/* The filters refused the session at connect: every command is told. */
+static int
+smtp_milter_refused(struct smtp_session *s)
+{
+	if (s->milter_refusal == NULL)
+		return 0;
+	smtp_milter_answer(s, s->milter_refusal);
+	return 1;
+}
+
+static int
+smtp_milter_helo(struct smtp_session *s, enum smtp_milter_step step)
+{
+	if (s->milter == NULL)
+		return 0;
+	if (s->flags & SMTP_F_TLS) {
+		milter_chain_macro(s->milter, "{tls_version}",
+		    tls_version(s->bev));
+		milter_chain_macro(s->milter, "{cipher}", tls_cipher(s->bev));
+	}
+	milter_chain_helo(s->milter, s->helo, smtp_milter_cb, s);
+	return smtp_milter_wait(s, step);
+}
+
+static int
+smtp_milter_mail(struct smtp_session *s, const struct addr *a,
+    const char *params)
+{
+	if (s->milter == NULL)
+		return 0;
+	milter_chain_macro(s->milter, "{auth_type}", s->user != NULL ?
+	    s->auth_mech : NULL);
+	milter_chain_macro(s->milter, "{auth_authen}", s->user);
+	milter_chain_macro(s->milter, "{mail_host}", a->domain[0] != '\0' ?
+	    a->domain : NULL);
+	milter_chain_macro(s->milter, "{mail_mailer}",
+	    a->domain[0] == '\0' ? NULL :
+	    config_is_local_domain(smtp_conf, a->domain) ? "local" : "smtp");
+	milter_chain_mail(s->milter, s->tx->env.sender, params, smtp_milter_cb,
+	    s);
+	return smtp_milter_wait(s, SMTP_M_MAIL);
+}
+
+static int
+smtp_milter_rcpt(struct smtp_session *s, const struct addr *a,
+    const char *addr, const char *params)
+{
+	if (s->milter == NULL)
+		return 0;
+	util_strlcpy(s->tx->mrcpt, addr, sizeof s->tx->mrcpt);
+	milter_chain_macro(s->milter, "{rcpt_host}", a->domain);
+	milter_chain_macro(s->milter, "{rcpt_mailer}",
+	    config_is_local_domain(smtp_conf, a->domain) ? "local" : "smtp");
+	milter_chain_rcpt(s->milter, addr, params, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_RCPT);
+}
+
+static int
+smtp_milter_data(struct smtp_session *s)
+{
+	if (s->milter == NULL)
+		return 0;
+	milter_chain_macro(s->milter, "i", s->tx->id);
+	milter_chain_data(s->milter, smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_DATA);
+}
+
+/* The message was taken but is not queued: a filter discarded it. */
+static void
+smtp_milter_discard(struct smtp_session *s, const char *verb)
+{
+	char	id[ENVELOPE_ID_SIZE];
+
+	smtp_milter_log(s, "discard", verb, "milter triggers DISCARD action",
+	    NULL);
+	util_strlcpy(id, s->tx->id, sizeof id);
+	smtp_tx_free(s);
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	smtp_reply(s, SMTP_R_QUEUED, id);
+}
+
+/* The end of the message: the filters read it before the commit. */
+static int
+smtp_milter_message(struct smtp_session *s)
+{
+	struct smtp_tx	*tx = s->tx;
+
+	if (s->milter == NULL)
+		return 0;
+	if (tx->discard) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return 1;
+	}
+	milter_chain_message(s->milter, (const char *)evbuffer_pullup(
+	    tx->mcopy, -1), evbuffer_get_length(tx->mcopy), smtp_milter_cb, s);
+	return smtp_milter_wait(s, SMTP_M_EOM);
+}
+
+static int
+smtp_milter_out(void *arg, const void *p, size_t len)
+{
+	return queue_msg_write(arg, p, len);
+}
+
+/*
+ * The filters' changes, applied to the envelope (all or nothing) and
+ * then over the stored copy: -1 with a reason when they cannot be.
+ */
+static int
+smtp_milter_apply(struct smtp_session *s, char **cause)
+{
+	const struct milter_mods	*m = milter_chain_mods(s->milter);
+	struct smtp_tx			*tx = s->tx;
+	const char			*msg;
+
+	if (milter_edit_envelope(m, &tx->env, cause) == -1)
+		return -1;
+	if (!milter_mods_has_content(m))
+		return 0;
+	msg = (const char *)evbuffer_pullup(tx->mcopy, -1);
+	if (queue_msg_rewind(tx->msg) == -1 || smtp_write_received(s) == -1 ||
+	    milter_edit_message(m, msg, evbuffer_get_length(tx->mcopy),
+	    smtp_milter_out, tx->msg) == -1) {
+		xasprintf(cause, "queue file write error: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The verdict at the end of the message. */
+static void
+smtp_milter_eom(struct smtp_session *s, const struct milter_reply *r)
+{
+	struct smtp_tx	*tx = s->tx;
+	char		*cause = NULL, reason[MILTER_REPLY_SIZE + 32];
+
+	if (r->verdict == MILTER_REJECT || r->verdict == MILTER_TEMPFAIL) {
+		snprintf(reason, sizeof reason, "%s%s%s", r->esc,
+		    r->esc[0] != '\0' ? " " : "", r->text);
+		smtp_milter_log(s, "reject", "END-OF-MESSAGE", reason, NULL);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_milter_answer(s, r->smtp);
+		return;
+	}
+	if (r->verdict == MILTER_DISCARD) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return;
+	}
+	if (smtp_milter_apply(s, &cause) == -1) {
+		log_warnx("%s: cannot apply the filters' changes: %s, "
+		    "session=%s", tx->id, cause, s->sid);
+		free(cause);
+		smtp_tx_free(s);
+		smtp_enter_state(s, SMTP_STATE_CMD);
+		smtp_reply(s, SMTP_R_SPOOL_ERROR, NULL);
+		return;
+	}
+	if (tx->env.nrcpts == 0) {
+		smtp_milter_discard(s, "END-OF-MESSAGE");
+		return;
+	}
+	if (r->verdict == MILTER_QUARANTINE) {
+		tx->hold = 1;
+		smtp_milter_log(s, "hold", "END-OF-MESSAGE", r->reason, NULL);
+		snprintf(reason, sizeof reason, "quarantined: %s", r->reason);
+		envelope_set_str(&tx->env.last_error, reason);
+	}
+	smtp_tx_commit(s);
+}
+
+/* A quarantined message, committed: into the hold queue, as ternctl hold. */
+static void
+smtp_milter_hold(struct smtp_session *s)
+{
+	/* Blocking: two renames and a directory sync, as ternctl hold. */
+	if (queue_hold(s->tx->id) == -1)
+		log_warn("%s: cannot hold", s->tx->id);
+	else
+		log_info("%s: held", s->tx->id);
+}
+
+/* A step's verdict: the reply the command waited for. */
+static void
+smtp_milter_cb(const struct milter_reply *r, void *arg)
+{
+	struct smtp_session	*s = arg;
+	struct smtp_tx		*tx = s->tx;
+	int			 refused = r->verdict == MILTER_REJECT ||
+				    r->verdict == MILTER_TEMPFAIL;
+	char			 text[MILTER_REPLY_SIZE + 32];
+
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	switch (s->milter_step) {
+	case SMTP_M_CONNECT:
+		if (refused) {
+			snprintf(text, sizeof text, "%d %s%s%s", r->code,
+			    r->esc, r->esc[0] != '\0' ? " " : "", r->text);
+			smtp_milter_log(s, "reject", "CONNECT", text, NULL);
+			s->milter_refusal = xstrdup(r->smtp);
+		}
+		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+		break;
+	case SMTP_M_HELO:
+	case SMTP_M_EHLO:
+		if (refused) {
+			smtp_milter_refuse(s, s->milter_step == SMTP_M_HELO ?
+			    "HELO" : "EHLO", r, NULL);
+			s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
+			s->helo[0] = '\0';
+		} else if (s->milter_step == SMTP_M_HELO)
+			smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
+		else
+			smtp_ehlo_reply(s);
+		break;
+	case SMTP_M_MAIL:
+		if (refused) {
+			smtp_milter_refuse(s, "MAIL", r, NULL);
+			smtp_tx_free(s);
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_reply(s, SMTP_R_MAIL_OK, NULL);
+		break;
+	case SMTP_M_RCPT:
+		if (refused) {
+			smtp_milter_refuse(s, "RCPT", r, tx->mrcpt);
+			while (tx->env.nrcpts > tx->mrcpts) {
+				struct envelope_rcpt *rc =
+				    &tx->env.rcpts[--tx->env.nrcpts];
+				free(rc->addr);
+				free(rc->orcpt);
+			}
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_reply(s, SMTP_R_RCPT_OK, NULL);
+		break;
+	case SMTP_M_DATA:
+		if (refused) {
+			smtp_milter_refuse(s, "DATA", r, NULL);
+			smtp_tx_free(s);
+			break;
+		}
+		if (r->verdict == MILTER_DISCARD)
+			tx->discard = 1;
+		smtp_data_begin(s);
+		break;
+	case SMTP_M_EOM:
+		smtp_milter_eom(s, r);
+		break;
+	}
+	smtp_process(s);
+	smtp_after(s);
+}
+
+/*
  * A session's id, eight hex digits: a counter from a start that differs
  * from one run of ternd to the next, so that ids rarely repeat in a log.
  */
@@ -2284,6 +3061,8 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		free(s);
 		return NULL;
 	}
+	s->opened = smtp_now_ms();
+	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
@@ -2298,10 +3077,12 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		bufferevent_enable(s->bev, EV_READ);
 		return s;
 	}
-	smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 	s->state = SMTP_STATE_CMD;
-	smtp_deadline_start(s);
-	bufferevent_enable(s->bev, EV_READ);
+	if (!smtp_milter_connect(s)) {
+		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
+		smtp_deadline_start(s);
+		bufferevent_enable(s->bev, EV_READ);
+	}
 	return s;
 }
 
@@ -2326,6 +3107,8 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	    s->addr, s->commands, s->errors, reason, s->sid);
 	smtp_tx_free(s);
 	smtp_auth_free(s);
+	milter_chain_free(s->milter);
+	free(s->milter_refusal);
 	free(s->user);
 	tls_close(s->bev);
 	event_free(s->timer);

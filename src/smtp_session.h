@@ -46,6 +46,8 @@ void	 smtp_session_stress(struct smtp_session *);
 int	 smtp_session_is_silent(const struct smtp_session *);
 size_t	 smtp_session_bytes(const struct smtp_session *);
 int	 smtp_session_is_served(const struct smtp_session *);
+struct sessinfo;
+void	 smtp_session_info(const struct smtp_session *, struct sessinfo *);
 void	 smtp_session_close(struct smtp_session *, const char *);
 
 #endif

@@ -30,6 +30,7 @@
 
 #include "confcheck.h"
 #include "config.h"
+#include "control.h"
 #include "ctl_proto.h"
 #include "envelope.h"
 #include "log.h"
@@ -63,6 +64,7 @@
 #define TERNCTL_OPT_ERROR	0x0080
 #define TERNCTL_OPT_DRY_RUN	0x0100
 #define TERNCTL_OPT_CRAM	0x0200
+#define TERNCTL_OPT_FORMAT	0x0400
 #define TERNCTL_OPT_FILTERS	(TERNCTL_OPT_DOMAIN | TERNCTL_OPT_FROM | \
 				 TERNCTL_OPT_TO | TERNCTL_OPT_OLDER | \
 				 TERNCTL_OPT_ERROR)
@@ -76,6 +78,7 @@ struct ternctl_args {
 	const char	*from;
 	const char	*to;
 	const char	*error;
+	const char	*format;	/* queue --format */
 	uint64_t	 older;		/* ms */
 	char		**words;	/* the arguments that are no option */
 	int		 nwords;
@@ -128,6 +131,7 @@ static const struct ternctl_option ternctl_options[] = {
 	{ "error",	TERNCTL_OPT_ERROR,	1 },
 	{ "dry-run",	TERNCTL_OPT_DRY_RUN,	0 },
 	{ "cram",	TERNCTL_OPT_CRAM,	0 },
+	{ "format",	TERNCTL_OPT_FORMAT,	1 },
 };
 
 /* The tool's state: the configuration and whether the spool is open. */
@@ -161,6 +165,10 @@ static int	ternctl_passwd(const struct ternctl_verb *,
 		    struct ternctl_args *);
 static int	ternctl_newaliases(const struct ternctl_verb *,
 		    struct ternctl_args *);
+static int	ternctl_shape(const struct ternctl_verb *,
+		    struct ternctl_args *);
+static int	ternctl_sessions(const struct ternctl_verb *,
+		    struct ternctl_args *);
 
 #define TERNCTL_SELECT_USAGE	"ID ... | --all | filter ..."
 #define TERNCTL_FILTER_USAGE \
@@ -168,15 +176,19 @@ static int	ternctl_newaliases(const struct ternctl_verb *,
 	"--error PATTERN"
 
 static const struct ternctl_verb ternctl_verbs[] = {
-	{ "queue", ternctl_queue, 0, TERNCTL_OPT_JSON, 0, 0, NULL,
-	  TERNCTL_SELECT_ANY, "queue [--json]" },
+	{ "queue", ternctl_queue, 0, TERNCTL_OPT_JSON | TERNCTL_OPT_FORMAT, 0,
+	  0, NULL, TERNCTL_SELECT_ANY,
+	  "queue [--json | --format postqueue]" },
+	{ "shape", ternctl_shape, 0, TERNCTL_OPT_JSON, 0, 3, NULL,
+	  TERNCTL_SELECT_ANY, "shape [--json] [active | deferred | hold ...]" },
 	{ "show", ternctl_show, 0, TERNCTL_OPT_BODY, 1, 1, NULL,
 	  TERNCTL_SELECT_ANY, "show ID [--body]" },
 	{ "why", ternctl_why, 0, 0, 1, 1, NULL,
 	  TERNCTL_SELECT_ANY, "why ID" },
 	{ "flush", ternctl_act, TERNCTL_DAEMON, TERNCTL_OPT_SELECT, 0, -1,
 	  CTL_VERB_FLUSH_IDS, TERNCTL_SELECT_QUEUED,
-	  "flush [--dry-run] [DOMAIN | " TERNCTL_SELECT_USAGE "]" },
+	  "flush [--dry-run] [--to HOST:PORT] [DOMAIN | "
+	  TERNCTL_SELECT_USAGE "]" },
 	{ "delete", ternctl_act, TERNCTL_DAEMON, TERNCTL_OPT_SELECT, 0, -1,
 	  CTL_VERB_DELETE, TERNCTL_SELECT_ANY,
 	  "delete [--dry-run] " TERNCTL_SELECT_USAGE },
@@ -191,10 +203,17 @@ static const struct ternctl_verb ternctl_verbs[] = {
 	  "bounce [--dry-run] " TERNCTL_SELECT_USAGE },
 	{ "stats", ternctl_stats, TERNCTL_DAEMON, TERNCTL_OPT_JSON, 0, 0,
 	  CTL_VERB_STATS, TERNCTL_SELECT_ANY, "stats [--json]" },
+	{ "sessions", ternctl_sessions, TERNCTL_DAEMON, TERNCTL_OPT_JSON, 0, 0,
+	  CTL_VERB_SESSIONS, TERNCTL_SELECT_ANY, "sessions [--json]" },
 	{ "reload", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0, CTL_VERB_RELOAD,
 	  TERNCTL_SELECT_ANY, "reload" },
 	{ "stop", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0, CTL_VERB_STOP,
 	  TERNCTL_SELECT_ANY, "stop" },
+	/* Drain: new clients refused, sessions and deliveries go on. */
+	{ "drain", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0, CTL_VERB_DRAIN,
+	  TERNCTL_SELECT_ANY, "drain" },
+	{ "undrain", ternctl_simple, TERNCTL_DAEMON, 0, 0, 0,
+	  CTL_VERB_UNDRAIN, TERNCTL_SELECT_ANY, "undrain" },
 	{ "check", ternctl_check, TERNCTL_NO_CONFIG, 0, 0, 0, NULL,
 	  TERNCTL_SELECT_ANY, "check" },
 	{ "newaliases", ternctl_newaliases, 0, 0, 0, 0, CTL_VERB_RELOAD,
@@ -318,6 +337,9 @@ ternctl_parse(const struct ternctl_verb *v, int argc, char **argv,
 			break;
 		case TERNCTL_OPT_ERROR:
 			a->error = value;
+			break;
+		case TERNCTL_OPT_FORMAT:
+			a->format = value;
 			break;
 		case TERNCTL_OPT_OLDER:
 			if (util_parse_duration(value, &a->older, &why) ==
@@ -488,9 +510,13 @@ ternctl_queue_cb(const struct envelope *env, int held, void *arg)
 	}
 }
 
+/* What a scan of the queue calls per message (queue_list's type). */
+typedef void	(*ternctl_msg_cb)(const struct envelope *, int, void *);
+
 /* A listing from the daemon: each message's envelope text, gathered. */
 struct ternctl_remote {
-	struct ternctl_list	*l;
+	ternctl_msg_cb		 cb;
+	void			*arg;
 	char			 id[ENVELOPE_ID_SIZE];
 	int			 held;
 	int			 active;	/* a message is being read */
@@ -515,7 +541,7 @@ ternctl_remote_end(struct ternctl_remote *r)
 		free(cause);
 		r->bad = 1;
 	} else
-		ternctl_queue_cb(&env, r->held, r->l);
+		r->cb(&env, r->held, r->arg);
 	envelope_clear(&env);
 	r->text.len = 0;
 }
@@ -547,17 +573,17 @@ ternctl_remote_cb(const char *text, void *arg)
 }
 
 /*
- * "queue": the spool read directly when it can be, as root or the
- * daemon's user; otherwise, for every other user, the listing the
- * daemon gives over its control socket (queue_list in tern.ini(5)).
+ * Every message of the queue, to cb: the spool read directly when it
+ * can be, as root or the daemon's user; otherwise, for every other user,
+ * the listing the daemon gives over its control socket (queue_list in
+ * tern.ini(5)).  A status; an error has been said.
  */
 static int
-ternctl_queue(const struct ternctl_verb *v, struct ternctl_args *a)
+ternctl_scan(ternctl_msg_cb cb, void *arg)
 {
-	struct ternctl_list	 l;
 	struct ternctl_remote	 r;
 	char			*cause = NULL;
-	int			 rc = TERNCTL_OK, remote = 0, error;
+	int			 rc = TERNCTL_OK, error;
 
 	if (!ternctl.spool_open) {
 		if (queue_open_readonly(ternctl.conf->spool, &cause) == -1) {
@@ -568,29 +594,101 @@ ternctl_queue(const struct ternctl_verb *v, struct ternctl_args *a)
 				return TERNCTL_ERROR;
 			}
 			free(cause);
-			cause = NULL;
-			remote = 1;
-		} else
-			ternctl.spool_open = 1;
+			memset(&r, 0, sizeof r);
+			r.cb = cb;
+			r.arg = arg;
+			rc = ternctl_request(CTL_VERB_QUEUE, NULL, 0,
+			    ternctl_remote_cb, &r);
+			ternctl_remote_end(&r);
+			free(r.text.data);
+			if (rc == TERNCTL_OK && r.bad)
+				rc = TERNCTL_ERROR;
+			return rc;
+		}
+		ternctl.spool_open = 1;
+	}
+	if (queue_list(cb, arg, &cause) == -1) {
+		fprintf(stderr, "ternctl: %s\n", cause);
+		free(cause);
+		return TERNCTL_ERROR;
+	}
+	return TERNCTL_OK;
+}
+
+/*
+ * The queue name Postfix would give a message: hold, deferred once an
+ * attempt has failed, else active (arrived, or being attempted).
+ */
+static const char *
+ternctl_queue_name(const struct envelope *env, int held)
+{
+	if (held)
+		return "hold";
+	return env->tries > 0 ? "deferred" : "active";
+}
+
+/*
+ * "queue --format postqueue": one JSON object per line with the members
+ * of postqueue -j (postqueue(1), "JSON OBJECT FORMAT"), so that tools
+ * written for Postfix's queue read tern's.  Only the recipients still to
+ * be delivered are listed, as postqueue lists them.
+ */
+static void
+ternctl_postqueue_cb(const struct envelope *env, int held, void *arg)
+{
+	const struct envelope_rcpt	*r;
+	size_t				 i, n = 0;
+
+	printf("{\"queue_name\": \"%s\", \"queue_id\": ",
+	    ternctl_queue_name(env, held));
+	ternctl_json_str(env->id);
+	printf(", \"arrival_time\": %lld, \"message_size\": %ju, "
+	    "\"forced_expire\": false, \"sender\": ", (long long)env->arrival,
+	    (uintmax_t)env->size);
+	/* The null sender as postqueue -j (showq) names it. */
+	ternctl_json_str(env->sender != NULL && *env->sender != '\0' ?
+	    env->sender : "MAILER-DAEMON");
+	printf(", \"recipients\": [");
+	for (i = 0; i < env->nrcpts; i++) {
+		r = &env->rcpts[i];
+		if (r->state != ENVELOPE_RCPT_PENDING)
+			continue;
+		printf("%s{\"address\": ", n++ > 0 ? ", " : "");
+		ternctl_json_str(r->addr);
+		if (r->error != NULL && *r->error != '\0') {
+			printf(", \"delay_reason\": ");
+			ternctl_json_str(r->error);
+		}
+		putchar('}');
+	}
+	printf("]}\n");
+}
+
+/* "queue": as mailq shows it, or as JSON. */
+static int
+ternctl_queue(const struct ternctl_verb *v, struct ternctl_args *a)
+{
+	struct ternctl_list	 l;
+	int			 rc;
+
+	if (a->format != NULL) {
+		if (strcmp(a->format, "postqueue") != 0) {
+			fprintf(stderr, "ternctl: queue: --format %s: unknown "
+			    "format (postqueue is known)\n", a->format);
+			return TERNCTL_USAGE;
+		}
+		if (a->opts & TERNCTL_OPT_JSON) {
+			fprintf(stderr, "ternctl: queue: --json and --format "
+			    "exclude each other\n");
+			return TERNCTL_USAGE;
+		}
+		return ternctl_scan(ternctl_postqueue_cb, NULL);
 	}
 	memset(&l, 0, sizeof l);
 	l.json = (a->opts & TERNCTL_OPT_JSON) != 0;
 	if (l.json)
 		putchar('[');
-	if (remote) {
-		memset(&r, 0, sizeof r);
-		r.l = &l;
-		rc = ternctl_request(CTL_VERB_QUEUE, NULL, 0,
-		    ternctl_remote_cb, &r);
-		ternctl_remote_end(&r);
-		free(r.text.data);
-		if (rc == TERNCTL_OK && r.bad)
-			rc = TERNCTL_ERROR;
-	} else if (queue_list(ternctl_queue_cb, &l, &cause) == -1) {
-		fprintf(stderr, "ternctl: %s\n", cause);
-		free(cause);
-		rc = TERNCTL_ERROR;
-	}
+	rc = ternctl_scan(ternctl_queue_cb, &l);
 	if (rc != TERNCTL_OK) {
 		if (l.json)
 			printf("]\n");
@@ -605,6 +703,201 @@ ternctl_queue(const struct ternctl_verb *v, struct ternctl_args *a)
 		    (uintmax_t)((l.size + 1023) / 1024), l.count,
 		    l.count == 1 ? "" : "s");
 	return TERNCTL_OK;
+}
+
+/*
+ * "shape": the queue by destination domain and age, as Postfix's qshape
+ * prints it: a column per age bucket, in minutes since arrival (the
+ * bucket "10" holds what is at least 5 and under 10 minutes old), the
+ * total first.  A message counts once in each domain it still has a
+ * recipient at; TOTAL counts each message once.
+ */
+static const unsigned ternctl_shape_buckets[] = {
+	5, 10, 20, 40, 80, 160, 320, 640, 1280
+};
+#define TERNCTL_SHAPE_COLS	(nitems(ternctl_shape_buckets) + 1)
+
+struct ternctl_shape_row {
+	char		*domain;
+	uint64_t	 total;
+	uint64_t	 counts[TERNCTL_SHAPE_COLS];
+};
+
+struct ternctl_shape {
+	int			  queues;	/* bits: ternctl_shape_names */
+	time_t			  now;
+	struct ternctl_shape_row  all;
+	struct ternctl_shape_row *rows;
+	size_t			  n;
+};
+
+static const char *const ternctl_shape_names[] = {
+	"active", "deferred", "hold"
+};
+
+static void
+ternctl_shape_count(struct ternctl_shape_row *row, size_t col)
+{
+	row->total++;
+	row->counts[col]++;
+}
+
+static void
+ternctl_shape_cb(const struct envelope *env, int held, void *arg)
+{
+	struct ternctl_shape	*sh = arg;
+	const char		*name = ternctl_queue_name(env, held), *at;
+	char			**seen;
+	size_t			  i, j, k, col, nseen = 0;
+	uint64_t		  age;
+
+	for (i = 0; i < nitems(ternctl_shape_names); i++) {
+		if (strcmp(name, ternctl_shape_names[i]) == 0)
+			break;
+	}
+	if (i == nitems(ternctl_shape_names) || !(sh->queues & (1 << i)))
+		return;
+	age = env->arrival < sh->now ? (uint64_t)(sh->now - env->arrival) :
+	    0;
+	for (col = 0; col < nitems(ternctl_shape_buckets); col++) {
+		if (age < (uint64_t)ternctl_shape_buckets[col] * 60)
+			break;
+	}
+	ternctl_shape_count(&sh->all, col);
+	seen = xcalloc(env->nrcpts + 1, sizeof *seen);
+	for (i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != ENVELOPE_RCPT_PENDING)
+			continue;
+		at = strrchr(env->rcpts[i].addr, '@');
+		at = at != NULL ? at + 1 : "";
+		for (k = 0; k < nseen; k++) {
+			if (strcasecmp(seen[k], at) == 0)
+				break;
+		}
+		if (k < nseen)
+			continue;
+		seen[nseen++] = (char *)at;
+		for (j = 0; j < sh->n; j++) {
+			if (strcasecmp(sh->rows[j].domain, at) == 0)
+				break;
+		}
+		if (j == sh->n) {
+			sh->rows = xreallocarray(sh->rows, sh->n + 1,
+			    sizeof *sh->rows);
+			memset(&sh->rows[j], 0, sizeof sh->rows[j]);
+			sh->rows[j].domain = xstrdup(at);
+			util_lowercase(sh->rows[j].domain);
+			sh->n++;
+		}
+		ternctl_shape_count(&sh->rows[j], col);
+	}
+	free(seen);
+}
+
+/* Most messages first, then by name. */
+static int
+ternctl_shape_cmp(const void *a, const void *b)
+{
+	const struct ternctl_shape_row	*x = a, *y = b;
+
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->domain, y->domain);
+}
+
+static void
+ternctl_shape_json_row(const struct ternctl_shape_row *row)
+{
+	size_t	i;
+
+	printf("{\"domain\": ");
+	ternctl_json_str(row->domain);
+	printf(", \"total\": %ju, \"buckets\": [", (uintmax_t)row->total);
+	for (i = 0; i < TERNCTL_SHAPE_COLS; i++)
+		printf("%s%ju", i > 0 ? ", " : "", (uintmax_t)row->counts[i]);
+	printf("]}");
+}
+
+static void
+ternctl_shape_text_row(const struct ternctl_shape_row *row, int width)
+{
+	size_t	i;
+
+	printf("%*s %5ju", width, row->domain, (uintmax_t)row->total);
+	for (i = 0; i < TERNCTL_SHAPE_COLS; i++)
+		printf(" %5ju", (uintmax_t)row->counts[i]);
+	putchar('\n');
+}
+
+static int
+ternctl_shape(const struct ternctl_verb *v, struct ternctl_args *a)
+{
+	struct ternctl_shape	 sh;
+	size_t			 i, j;
+	int			 rc, width = 5, json;
+	char			 head[16];
+
+	json = (a->opts & TERNCTL_OPT_JSON) != 0;
+	memset(&sh, 0, sizeof sh);
+	for (i = 0; i < (size_t)a->nwords; i++) {
+		for (j = 0; j < nitems(ternctl_shape_names); j++) {
+			if (strcmp(a->words[i], ternctl_shape_names[j]) == 0)
+				break;
+		}
+		if (j == nitems(ternctl_shape_names)) {
+			fprintf(stderr, "ternctl: shape: %s: not a queue "
+			    "(active, deferred or hold)\n", a->words[i]);
+			return ternctl_verb_usage(v);
+		}
+		sh.queues |= 1 << j;
+	}
+	if (sh.queues == 0)
+		sh.queues = 1 << 0 | 1 << 1;	/* active and deferred */
+	sh.now = time(NULL);
+	sh.all.domain = "TOTAL";
+	if ((rc = ternctl_scan(ternctl_shape_cb, &sh)) != TERNCTL_OK)
+		goto out;
+	if (sh.n > 1)
+		qsort(sh.rows, sh.n, sizeof *sh.rows, ternctl_shape_cmp);
+	if (json) {
+		printf("{\"queues\": [");
+		for (i = j = 0; i < nitems(ternctl_shape_names); i++) {
+			if (sh.queues & (1 << i))
+				printf("%s\"%s\"", j++ > 0 ? ", " : "",
+				    ternctl_shape_names[i]);
+		}
+		printf("], \"buckets\": [");
+		for (i = 0; i < nitems(ternctl_shape_buckets); i++)
+			printf("\"%u\", ", ternctl_shape_buckets[i]);
+		printf("\"%u+\"],\n \"total\": ", ternctl_shape_buckets[
+		    nitems(ternctl_shape_buckets) - 1]);
+		ternctl_shape_json_row(&sh.all);
+		printf(",\n \"domains\": [");
+		for (i = 0; i < sh.n; i++) {
+			printf("%s\n  ", i > 0 ? "," : "");
+			ternctl_shape_json_row(&sh.rows[i]);
+		}
+		printf("%s]}\n", sh.n > 0 ? "\n " : "");
+		goto out;
+	}
+	for (i = 0; i < sh.n; i++) {
+		if ((int)strlen(sh.rows[i].domain) > width)
+			width = (int)strlen(sh.rows[i].domain);
+	}
+	printf("%*s %5s", width, "", "T");
+	for (i = 0; i < nitems(ternctl_shape_buckets); i++)
+		printf(" %5u", ternctl_shape_buckets[i]);
+	util_snprintf(head, sizeof head, "%u+",
+	    ternctl_shape_buckets[nitems(ternctl_shape_buckets) - 1]);
+	printf(" %5s\n", head);
+	ternctl_shape_text_row(&sh.all, width);
+	for (i = 0; i < sh.n; i++)
+		ternctl_shape_text_row(&sh.rows[i], width);
+out:
+	for (i = 0; i < sh.n; i++)
+		free(sh.rows[i].domain);
+	free(sh.rows);
+	return rc;
 }
 
 /* Load one message's envelope; -1 after saying why. */
@@ -1250,26 +1543,41 @@ ternctl_flush_cb(const char *text, void *arg)
 		printf("%s\n", text);
 }
 
-/* Send the ids in as few requests as fit in a request line each. */
+/*
+ * Send the ids in as few requests as fit in a request line each, after
+ * the word first when there is one (handover's target).
+ */
 static int
-ternctl_send_ids(const char *verb, struct ternctl_ids *l)
+ternctl_send_ids(const char *verb, const char *first_word,
+    struct ternctl_ids *l)
 {
-	size_t	first, i, len;
-	int	rc;
+	size_t	  first, i, len, k;
+	char	**words;
+	int	  rc;
 
+	words = xcalloc(l->n + 1, sizeof *words);
 	for (first = 0; first < l->n; first = i) {
 		len = strlen(CTL_PROTO_VERSION) + 1 + strlen(verb) + 1;
+		if (first_word != NULL)
+			len += strlen(first_word) + 1;
 		for (i = first; i < l->n; i++) {
 			if (len + 1 + strlen(l->ids[i]) > CTL_LINE_MAX)
 				break;
 			len += 1 + strlen(l->ids[i]);
 		}
-		rc = ternctl_request(verb, l->ids + first, i - first,
+		k = 0;
+		if (first_word != NULL)
+			words[k++] = (char *)first_word;
+		memcpy(words + k, l->ids + first, (i - first) * sizeof *words);
+		rc = ternctl_request(verb, words, k + i - first,
 		    ternctl_act_cb, NULL);
 		fflush(stdout);
-		if (rc != TERNCTL_OK)
+		if (rc != TERNCTL_OK) {
+			free(words);
 			return rc;
+		}
 	}
+	free(words);
 	return TERNCTL_OK;
 }
 
@@ -1282,10 +1590,29 @@ static int
 ternctl_act(const struct ternctl_verb *v, struct ternctl_args *a)
 {
 	struct ternctl_ids	 ids, named;
-	const char		*domain = NULL;
+	const char		*domain = NULL, *handover = NULL;
 	int			 i, rc, select, dry;
 	char			*arg[1];
 
+	/*
+	 * flush --to HOST:PORT hands the messages over to another MTA; a
+	 * --to with an "@" is the recipient filter.
+	 */
+	if (strcmp(v->name, "flush") == 0 && a->to != NULL &&
+	    strchr(a->to, '@') == NULL) {
+		if (!control_is_target(a->to)) {
+			fprintf(stderr, "ternctl: flush: --to %s: neither an "
+			    "address (a recipient) nor host:port (an MTA to "
+			    "hand over to)\n", a->to);
+			return ternctl_verb_usage(v);
+		}
+		handover = a->to;
+		a->to = NULL;
+		a->opts &= ~TERNCTL_OPT_TO;
+		if (!(a->opts & (TERNCTL_OPT_ALL | TERNCTL_OPT_FILTERS)) &&
+		    a->nwords == 0)
+			a->opts |= TERNCTL_OPT_ALL;
+	}
 	select = a->opts & (TERNCTL_OPT_ALL | TERNCTL_OPT_FILTERS);
 	dry = (a->opts & TERNCTL_OPT_DRY_RUN) != 0;
 	if ((a->opts & TERNCTL_OPT_ALL) && (a->opts & TERNCTL_OPT_FILTERS)) {
@@ -1299,7 +1626,7 @@ ternctl_act(const struct ternctl_verb *v, struct ternctl_args *a)
 		return ternctl_verb_usage(v);
 	}
 	/* flush alone is every message, and one word not an id a domain. */
-	if (strcmp(v->name, "flush") == 0 && !select) {
+	if (strcmp(v->name, "flush") == 0 && !select && handover == NULL) {
 		if (a->nwords == 1 && !queue_is_id(a->words[0]))
 			domain = a->words[0];
 		if (a->nwords == 0 || domain != NULL) {
@@ -1367,8 +1694,10 @@ ternctl_act(const struct ternctl_verb *v, struct ternctl_args *a)
 	if (dry) {
 		for (i = 0; i < (int)ids.n; i++)
 			printf("%s\n", ids.ids[i]);
-	} else if (ids.n > 0)
-		rc = ternctl_send_ids(v->ctl_verb, &ids);
+	} else if (ids.n > 0 && handover != NULL)
+		rc = ternctl_send_ids(CTL_VERB_HANDOVER, handover, &ids);
+	else if (ids.n > 0)
+		rc = ternctl_send_ids(v->ctl_verb, NULL, &ids);
 	if (rc == TERNCTL_OK)
 		rc = ternctl.status;
 out:
@@ -1434,7 +1763,115 @@ ternctl_stats(const struct ternctl_verb *v, struct ternctl_args *a)
 	return rc;
 }
 
-/* reload, stop: no arguments, nothing printed when all went well. */
+/*
+ * "sessions": the SMTP sessions open now, one "key=value ..." line each
+ * from the daemon (ctl_proto.h), as a table or JSON.  Keys it does not
+ * know are left out of the table and kept in JSON as strings.
+ */
+static const char *const ternctl_session_keys[] = {
+	"dir", "id", "peer", "state", "age", "in", "out", "tls"
+};
+static const char *const ternctl_session_heads[] = {
+	"DIR", "ID", "PEER", "STATE", "AGE", "IN", "OUT", "TLS"
+};
+
+/* The value of key in a line of words, into buf; "-" when absent. */
+static const char *
+ternctl_word(const char *line, const char *key, char *buf, size_t size)
+{
+	const char	*p = line;
+	size_t		 klen = strlen(key), len;
+
+	while (*p != '\0') {
+		len = strcspn(p, " ");
+		if (len > klen && strncmp(p, key, klen) == 0 &&
+		    p[klen] == '=') {
+			len -= klen + 1;
+			if (len >= size)
+				len = size - 1;
+			memcpy(buf, p + klen + 1, len);
+			buf[len] = '\0';
+			return buf;
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	return "-";
+}
+
+static int
+ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
+{
+	struct ternctl_stats	 s;
+	const char		*val, *p;
+	char			 buf[256];
+	size_t			 i, k, len;
+	int			 rc, json = (a->opts & TERNCTL_OPT_JSON) != 0;
+	int			 widths[nitems(ternctl_session_keys)];
+
+	memset(&s, 0, sizeof s);
+	rc = ternctl_request(v->ctl_verb, NULL, 0, ternctl_stats_cb, &s);
+	if (rc != TERNCTL_OK)
+		goto out;
+	if (json) {
+		putchar('[');
+		for (i = 0; i < s.n; i++) {
+			printf("%s\n  {", i > 0 ? "," : "");
+			for (p = s.lines[i], k = 0; *p != '\0'; k++) {
+				len = strcspn(p, "=");
+				val = p + len + (p[len] == '=');
+				printf("%s\"%.*s\": ", k > 0 ? ", " : "",
+				    (int)len, p);
+				len = strcspn(val, " ");
+				util_snprintf(buf, sizeof buf, "%.*s",
+				    (int)len, val);
+				if (strcmp(buf, "-") == 0)
+					fputs("null", stdout);
+				else if (strspn(buf, "0123456789") ==
+				    strlen(buf) && *buf != '\0')
+					fputs(buf, stdout);
+				else
+					ternctl_json_str(buf);
+				p = val + len;
+				p += strspn(p, " ");
+			}
+			putchar('}');
+		}
+		printf("%s]\n", s.n > 0 ? "\n" : "");
+		goto out;
+	}
+	for (k = 0; k < nitems(ternctl_session_keys); k++)
+		widths[k] = (int)strlen(ternctl_session_heads[k]);
+	for (i = 0; i < s.n; i++) {
+		for (k = 0; k < nitems(ternctl_session_keys); k++) {
+			len = strlen(ternctl_word(s.lines[i],
+			    ternctl_session_keys[k], buf, sizeof buf));
+			if ((int)len > widths[k])
+				widths[k] = (int)len;
+		}
+	}
+	if (s.n == 0) {
+		printf("No sessions\n");
+		goto out;
+	}
+	for (k = 0; k < nitems(ternctl_session_keys); k++)
+		printf("%-*s%s", widths[k], ternctl_session_heads[k],
+		    k + 1 < nitems(ternctl_session_keys) ? "  " : "\n");
+	for (i = 0; i < s.n; i++) {
+		for (k = 0; k < nitems(ternctl_session_keys); k++)
+			printf("%-*s%s", widths[k], ternctl_word(s.lines[i],
+			    ternctl_session_keys[k], buf, sizeof buf),
+			    k + 1 < nitems(ternctl_session_keys) ? "  " :
+			    "\n");
+	}
+out:
+	for (i = 0; i < s.n; i++)
+		free(s.lines[i]);
+	free(s.lines);
+	return rc;
+}
+
+/* reload, stop, drain, undrain: no arguments, no output when all is well. */
 static int
 ternctl_simple(const struct ternctl_verb *v, struct ternctl_args *a)
 {

@@ -26,11 +26,15 @@
 #include "ctl_proto.h"
 #include "envelope.h"
 #include "dns.h"
+#include "dvauth.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_server.h"
 #include "mta.h"
 #include "mta_session.h"
 #include "notify.h"
 #include "pickup.h"
+#include "sessinfo.h"
 #include "priv.h"
 #include "queue.h"
 #include "scheduler.h"
@@ -84,6 +88,7 @@ ternd_etrn_cb(const char *domain, int subdomains)
 static void
 ternd_queued_cb(const struct envelope *env)
 {
+	metrics.received++;
 	scheduler_add(env, 0);
 }
 
@@ -170,6 +175,14 @@ ternd_load_tls(const struct config *conf, SSL_CTX **ctx, char **cause)
 	return confcheck_load_tls(conf, ctx, cause);
 }
 
+/* Dovecot's auth socket when it checks AUTH, else "" (none). */
+static const char *
+ternd_auth_socket(const struct config *conf)
+{
+	return conf->auth_backend == CONFIG_AUTH_DOVECOT ?
+	    conf->dovecot_auth_socket : "";
+}
+
 /* Give every module the users and TLS context now in force. */
 static void
 ternd_apply_users(void)
@@ -211,8 +224,9 @@ ternd_reload_users(const struct config *conf, struct users *users)
 static void
 ternd_status(char *buf, size_t size)
 {
-	snprintf(buf, size, "%squeue: %zu messages, sessions: %zu inbound, "
-	    "%zu outbound", ternd.stopping ? "stopping; " : "", queue_count(),
+	snprintf(buf, size, "%s%squeue: %zu messages, sessions: %zu inbound, "
+	    "%zu outbound", ternd.stopping ? "stopping; " : "",
+	    smtp_server_is_draining() ? "draining; " : "", queue_count(),
 	    smtp_server_session_count(), mta_active());
 }
 
@@ -332,11 +346,24 @@ ternd_reload(char **cause)
 		util_strlcpy(conf->dns_servers, ternd.conf->dns_servers,
 		    sizeof conf->dns_servers);
 	}
+	if (metrics_server_set_listen(conf->metrics_listen,
+	    conf->nmetrics_listen, cause) == -1) {
+		log_warnx("reload: %s; keeping the old metrics listener",
+		    *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	smtp_session_set_config(conf);
+	if (dvauth_set_socket(ternd_auth_socket(conf), cause) == -1) {
+		log_warnx("reload: dovecot_auth_socket: %s", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	mta_set_config(conf);
 	scheduler_set_config(conf);
 	pickup_set_config(conf);
 	control_set_queue_list(conf->queue_list == CONFIG_QUEUE_LIST_ANYONE);
+	queue_set_sync(conf->spool_sync == CONFIG_SPOOL_SYNC_FILESYSTEM);
 	ternd_reload_users(conf, users);
 	ternd_apply_log(conf);
 	config_free(ternd.conf);
@@ -442,6 +469,8 @@ ternd_ctl_stats(struct control_stats *st)
 	st->session_budget = as.budget;
 	st->bytes_held = as.bytes;
 	st->stress = (uint64_t)as.stress;
+	st->draining = (uint64_t)as.draining;
+	st->drain_refused = as.drain_refused;
 	st->accepted = ss.accepted;
 	st->delivered = ss.delivered;
 	st->deferred = ss.deferred;
@@ -449,6 +478,30 @@ ternd_ctl_stats(struct control_stats *st)
 	st->queue_size = ss.queue_size;
 	st->oldest = ss.oldest > 0 ? (uint64_t)ss.oldest : 0;
 	st->uptime = ss.uptime > 0 ? (uint64_t)ss.uptime : 0;
+}
+
+/* The gauges of a metrics scrape. */
+static void
+ternd_metrics_gauges(struct metrics_gauges *g)
+{
+	struct scheduler_stats		ss;
+	struct smtp_server_stats	as;
+	time_t				now = time(NULL);
+
+	scheduler_stats(&ss);
+	smtp_server_stats(&as);
+	g->inbound = as.sessions;
+	g->outbound = mta_active();
+	g->queue_active = ss.active;
+	g->queue_deferred = ss.waiting;
+	g->queue_hold = ss.queue_size > ss.active + ss.waiting ?
+	    ss.queue_size - ss.active - ss.waiting : 0;
+	g->oldest_age = ss.oldest > 0 && ss.oldest < now ?
+	    (double)(now - ss.oldest) : 0;
+	g->session_budget = as.budget;
+	g->bytes_held = as.bytes;
+	g->stress = as.stress;
+	g->start_time = (double)(now - ss.uptime);
 }
 
 /* One message of "queue", with only what a listing shows. */
@@ -505,6 +558,58 @@ ternd_ctl_list(control_emit_fn emit, void *arg, char **cause)
 	return queue_list(ternd_list_cb, &l, cause);
 }
 
+/* ternctl drain and undrain; the service manager's STATUS says so now. */
+static void
+ternd_ctl_drain(int on)
+{
+	char	status[128];
+
+	smtp_server_drain(on);
+	ternd_status(status, sizeof status);
+	notify_status(status);
+}
+
+/* "sessions": one line per session, as ctl_proto.h describes it. */
+struct ternd_sessions {
+	control_emit_fn	 emit;
+	void		*arg;
+	const char	*dir;
+};
+
+static void
+ternd_session_cb(const struct sessinfo *si, void *arg)
+{
+	struct ternd_sessions	*ts = arg;
+	char			 line[512], state[64], *p;
+
+	util_strlcpy(state, si->state != NULL ? si->state : "-",
+	    sizeof state);
+	for (p = state; *p != '\0'; p++) {
+		if (*p == ' ')
+			*p = '-';
+	}
+	util_snprintf(line, sizeof line, "dir=%s id=%s peer=%s state=%s "
+	    "age=%ju in=%ju out=%ju tls=%s", ts->dir,
+	    si->id != NULL ? si->id : "-", si->peer != NULL && *si->peer !=
+	    '\0' ? si->peer : "-", state, (uintmax_t)si->age,
+	    (uintmax_t)si->bytes_in, (uintmax_t)si->bytes_out,
+	    si->tls != NULL ? si->tls : "-");
+	ts->emit(line, ts->arg);
+}
+
+static void
+ternd_ctl_sessions(control_emit_fn emit, void *arg)
+{
+	struct ternd_sessions	ts;
+
+	ts.emit = emit;
+	ts.arg = arg;
+	ts.dir = "inbound";
+	smtp_server_sessions(ternd_session_cb, &ts);
+	ts.dir = "outbound";
+	mta_sessions(ternd_session_cb, &ts);
+}
+
 static const struct control_ops ternd_ctl_ops = {
 	.hold = scheduler_hold,
 	.release = scheduler_release,
@@ -516,6 +621,9 @@ static const struct control_ops ternd_ctl_ops = {
 	.reload = ternd_hup,
 	.stop = ternd_stop,
 	.list = ternd_ctl_list,
+	.drain = ternd_ctl_drain,
+	.sessions = ternd_ctl_sessions,
+	.handover = scheduler_handover,
 };
 
 /*
@@ -611,6 +719,7 @@ main(int argc, char **argv)
 	if (workpool_init(ternd.base, &cause) == -1)
 		fatalx("%s", cause);
 	scheduler_init(ternd.base, ternd.conf);
+	queue_set_sync(ternd.conf->spool_sync == CONFIG_SPOOL_SYNC_FILESYSTEM);
 	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
 	    &cause) == -1)
 		fatalx("%s", cause);
@@ -631,6 +740,10 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	log_info("users: %zu loaded", users_count(ternd.users));
 	smtp_session_init(ternd.base, ternd.conf, ternd_queued_cb);
+	/* Connected from the loop, as tern's user, once it runs. */
+	dvauth_init(ternd.base);
+	if (dvauth_set_socket(ternd_auth_socket(ternd.conf), &cause) == -1)
+		fatalx("dovecot_auth_socket: %s", cause);
 	{
 		char	maildrop[CONFIG_PATH_SIZE + 16];
 
@@ -650,6 +763,9 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	control_set_queue_list(ternd.conf->queue_list ==
 	    CONFIG_QUEUE_LIST_ANYONE);
+	if (metrics_server_init(ternd.base, ternd.conf->metrics_listen,
+	    ternd.conf->nmetrics_listen, ternd_metrics_gauges, &cause) == -1)
+		fatalx("%s", cause);
 	/* Root was only needed for the ports below 1024 and the spool. */
 	ternd.dropped = geteuid() == 0;
 	if (priv_drop(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
@@ -681,7 +797,9 @@ main(int argc, char **argv)
 
 	pickup_shutdown();
 	control_shutdown();
+	metrics_server_shutdown();
 	smtp_server_free();
+	dvauth_shutdown();
 	mta_shutdown();
 	scheduler_shutdown();
 	mta_session_shutdown();

@@ -1457,6 +1457,21 @@ users_owns(const struct users *u, const char *user, const char *sender)
 	return owns;
 }
 
+/*
+ * Whether two addresses are one as this module compares them: domains
+ * in any case, local parts too in local domains.
+ */
+int
+users_is_same_addr(const struct users *u, const char *a, const char *b)
+{
+	char	na[USERS_ADDR_SIZE], nb[USERS_ADDR_SIZE];
+
+	if (users_normalize(u, a, na, sizeof na) == -1 ||
+	    users_normalize(u, b, nb, sizeof nb) == -1)
+		return 0;
+	return strcmp(na, nb) == 0;
+}
+
 /* Equal strings, in a time that depends on neither's contents. */
 static int
 users_equal(const char *a, size_t alen, const char *b, size_t blen)

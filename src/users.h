@@ -62,6 +62,8 @@ int		 users_is_system(const char *);
 int		 users_mailbox(const struct users *, const char *, char *,
 		    size_t);
 int		 users_owns(const struct users *, const char *, const char *);
+int		 users_is_same_addr(const struct users *, const char *,
+		    const char *);
 
 int		 users_check_password(const struct users *, const char *,
 		    const char *);

@@ -51,59 +51,16 @@ dns_pid=
 pf_started=
 failed=
 
-say() {
-	echo "bench: $*"
-}
-
-die() {
-	echo "bench: $*" >&2
-	failed=yes
-	exit 1
-}
-
-has() {
-	case " $servers " in
-	*" $1 "*) return 0 ;;
-	esac
-	return 1
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$top/contrib/bench/lib.sh"
 
 # Stop what we started, by pid or by the private instance's own command.
 cleanup() {
 	set +e
-	if [ -n "$ternd_pid" ] && kill -0 "$ternd_pid" 2>/dev/null; then
-		kill -TERM "$ternd_pid"
-		i=0
-		while kill -0 "$ternd_pid" 2>/dev/null && [ "$i" -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		if kill -0 "$ternd_pid" 2>/dev/null; then
-			echo "bench: ternd did not stop on SIGTERM;" \
-			    "killing it" >&2
-			kill -KILL "$ternd_pid"
-		fi
-		wait "$ternd_pid" 2>/dev/null
-	fi
-	if [ -n "$pf_started" ]; then
-		postfix -c "$T/pf/etc" stop >/dev/null 2>&1
-		# master waits for its children; give it a moment.
-		i=0
-		while [ -f "$T/pf/queue/pid/master.pid" ] &&
-		    kill -0 "$(awk '{print $1}' "$T/pf/queue/pid/master.pid")" \
-		    2>/dev/null && [ "$i" -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	fi
-	if [ -n "$sink_pid" ]; then
-		kill -TERM "$sink_pid" 2>/dev/null
-		wait "$sink_pid" 2>/dev/null
-	fi
-	if [ -n "$dns_pid" ]; then
-		kill -TERM "$dns_pid" 2>/dev/null
-		wait "$dns_pid" 2>/dev/null
-	fi
+	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
+	pf_stop
+	[ -n "$sink_pid" ] && stop_pid "$sink_pid" smtp-sink
+	[ -n "$dns_pid" ] && stop_pid "$dns_pid" "silent DNS server"
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "$keep" = yes ] || [ -n "$failed" ]; then
 			echo "bench: kept $T (logs: ternd.log, pf/maillog," \
@@ -116,48 +73,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'failed=yes; exit 130' INT TERM HUP
 
-install_pkgs() {
-	need=
-	[ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/postfix ] ||
-	    need="$need postfix"
-	command -v python3 >/dev/null 2>&1 || need="$need python3"
-	[ -z "$need" ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing Debian packages:$need (run as root to install)"
-	fi
-	say "installing$need"
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $need >/dev/null
-}
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 now() {
 	date +%s.%N
-}
-
-# Wait until something accepts connections on 127.0.0.1:$1.
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.monotonic() + 15
-while time.monotonic() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
 }
 
 # smtp-source with the benchmark's parameters: name port count rcpt.
@@ -192,10 +109,6 @@ timed_run() {
 	fi
 	elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	rate=$(awk -v n="$3" -v e="$elapsed" 'BEGIN { printf "%.1f", n / e }')
-}
-
-count_files() {
-	find "$1" -type f -name "${2:-*}" 2>/dev/null | wc -l | tr -d ' '
 }
 
 tern_count() {
@@ -236,10 +149,7 @@ start_ternd() {
 	run_as=
 	if [ "$(id -u)" -eq 0 ]; then
 		run_as="user = nobody"
-		# As an installer does: ternd as root only checks maildrop/.
-		mkdir -p "$T/tern/spool"
-		install -d -o nobody -g "$(id -gn nobody)" -m 3733 \
-		    "$T/tern/spool/maildrop"
+		tern_spool_prepare "$T/tern/spool" nobody
 	fi
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
@@ -285,10 +195,6 @@ ternd_alive() {
 # listening on one loopback port, never delivering anywhere but to a
 # local smtp-sink (relay mode) or nowhere at all (hold mode).
 start_postfix() {
-	pf_port=$(free_port)
-	mkdir -p "$T/pf/etc" "$T/pf/queue" "$T/pf/data"
-	chown postfix "$T/pf/data"
-	chmod 700 "$T/pf/data"
 	if [ "$pf_mode" = relay ]; then
 		sink_port=$(free_port)
 		sink_user=
@@ -298,69 +204,17 @@ start_postfix() {
 		    >"$T/sink.out" 2>&1 &
 		sink_pid=$!
 		wait_port "$sink_port" || die "smtp-sink did not start"
-		mode_cf="relayhost = [127.0.0.1]:$sink_port"
+		pf_main_extra="relayhost = [127.0.0.1]:$sink_port"
 	else
 		# Every message goes to the hold queue once committed, so
 		# nothing runs after the 250 (as for ternd, whose messages
 		# wait for a DNS answer that never comes).  Flow control would
 		# otherwise slow smtpd down when no queue manager takes
 		# messages in.
-		mode_cf="in_flow_delay = 0
+		pf_main_extra="in_flow_delay = 0
 smtpd_data_restrictions = check_client_access static:HOLD"
 	fi
-	cat >"$T/pf/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $T/pf/queue
-data_directory = $T/pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-maillog_file_prefixes = $T/pf
-maillog_file = $T/pf/maillog
-syslog_name = postfix-bench
-biff = no
-$mode_cf
-EOF
-	cat >"$T/pf/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	postfix -c "$T/pf/etc" check >"$T/pf/check.out" 2>&1 ||
-	    die "postfix check failed: $(cat "$T/pf/check.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	pf_started=yes
-	postfix -c "$T/pf/etc" start >"$T/pf/start.out" 2>&1 ||
-	    die "postfix did not start: $(cat "$T/pf/start.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	wait_port "$pf_port" || die "postfix is not listening on $pf_port"
-	pf_master=$(awk '{print $1}' "$T/pf/queue/pid/master.pid")
+	pf_start
 	pf_limit=$(postconf -c "$T/pf/etc" -h default_process_limit)
 	say "postfix master $pf_master on 127.0.0.1:$pf_port" \
 	    "(mode $pf_mode, smtpd process limit $pf_limit)"
@@ -402,17 +256,6 @@ idle_postfix() {
 	sed 's/^/  /' "$T/postfix-idle.out"
 	pf_idle_res=$(sed -n 's/^RESULT //p' "$T/postfix-idle.out")
 	[ -n "$pf_idle_res" ] || die "postfix: idle session test gave no result"
-}
-
-# Log lines that speak of trouble, without their time stamps, counted.
-problems() {
-	lines=$(sed 's/^[^]]*\]: //' "$1" | grep -v 'errors=0' |
-	    grep -iE 'fatal|warn|error|fail|refused|timeout|denied' |
-	    sort | uniq -c | sort -rn | head -n 10) || true
-	if [ -n "$lines" ]; then
-		say "$2 logged problems:"
-		echo "$lines" | sed 's/^/  /'
-	fi
 }
 
 # User plus system CPU time of one process, in clock ticks.

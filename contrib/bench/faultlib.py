@@ -154,14 +154,24 @@ class Ternd:
         s.update(smtp or {})
         d = {"dns_servers": "127.0.0.1:%d" % self.dns.getsockname()[1]}
         d.update(delivery or {})
+        # Never the host's default mailbox root.
+        lo = {"mailboxes": os.path.join(tmp, "mail")}
         with open(self.conf, "w") as f:
-            for name, sec in (("main", main), ("smtp", s), ("delivery", d)):
+            for name, sec in (("main", main), ("smtp", s), ("delivery", d),
+                              ("local", lo)):
                 f.write("[%s]\n" % name)
                 for k, v in sec.items():
                     f.write("%s = %s\n" % (k, v))
         os.chmod(self.conf, 0o644)
         if os.geteuid() == 0:
             os.chown(self.spool, 65534, 65534)
+            # As an installer leaves it: ternd started as root only
+            # checks maildrop/.
+            maildrop = os.path.join(self.spool, "maildrop")
+            if not os.path.isdir(maildrop):
+                os.mkdir(maildrop)
+            os.chown(maildrop, 65534, 65534)
+            os.chmod(maildrop, 0o3733)
 
     def log(self):
         try:

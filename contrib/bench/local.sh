@@ -56,55 +56,15 @@ ternd_pid=
 pf_started=
 failed=
 
-say() {
-	echo "bench: $*"
-}
-
-die() {
-	echo "bench: $*" >&2
-	failed=yes
-	exit 1
-}
-
-has() {
-	case " $servers " in
-	*" $1 "*) return 0 ;;
-	esac
-	return 1
-}
-
-# Send SIGTERM to one process we started and wait (up to 10 s) for it to
-# go; SIGKILL if it does not.
-stop_pid() {
-	kill -0 "$1" 2>/dev/null || return 0
-	kill -TERM "$1"
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		echo "bench: $2 did not stop on SIGTERM; killing it" >&2
-		kill -KILL "$1"
-	fi
-	wait "$1" 2>/dev/null
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$top/contrib/bench/lib.sh"
 
 cleanup() {
 	rc=$?
 	set +e
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
-	if [ -n "$pf_started" ]; then
-		postfix -c "$T/pf/etc" stop >/dev/null 2>&1
-		i=0
-		while [ -f "$T/pf/queue/pid/master.pid" ] &&
-		    kill -0 "$(awk '{print $1}' "$T/pf/queue/pid/master.pid")" \
-		    2>/dev/null && [ "$i" -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	fi
+	pf_stop
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "$keep" = yes ] || [ -n "$failed" ]; then
 			echo "bench: kept $T (logs: ternd.log, pf/maillog," \
@@ -116,46 +76,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'failed=yes; exit 130' INT TERM HUP
-
-install_pkgs() {
-	need=
-	[ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/postfix ] ||
-	    need="$need postfix"
-	command -v python3 >/dev/null 2>&1 || need="$need python3"
-	[ -z "$need" ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing Debian packages:$need (run as root to install)"
-	fi
-	say "installing$need"
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $need >/dev/null
-}
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# Wait until something accepts connections on 127.0.0.1:$1.
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.monotonic() + 15
-while time.monotonic() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
-}
 
 # The user the servers deliver as, and who owns the mailboxes.
 if [ "$(id -u)" -eq 0 ]; then
@@ -172,6 +92,7 @@ start_ternd() {
 	chown "$mail_user" "$T/tern/mail"
 	run_as=
 	[ "$(id -u)" -eq 0 ] && run_as="user = $mail_user"
+	tern_spool_prepare "$T/tern/spool" "$mail_user"
 	echo "rcpt@bench.test -" >"$T/tern/users"
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
@@ -207,67 +128,16 @@ EOF
 # A private instance delivering bench.test with virtual(8) into one
 # Maildir; queue manager and delivery settings at Postfix's defaults.
 start_postfix() {
-	pf_port=$(free_port)
-	mkdir -p "$T/pf/etc" "$T/pf/queue" "$T/pf/data" "$T/pf/mail"
-	chown postfix "$T/pf/data"
-	chmod 700 "$T/pf/data"
+	mkdir -p "$T/pf/etc" "$T/pf/mail"
 	chown "$mail_user" "$T/pf/mail"
 	echo "rcpt@bench.test rcpt/" >"$T/pf/etc/vmailbox"
-	cat >"$T/pf/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $T/pf/queue
-data_directory = $T/pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-virtual_mailbox_domains = bench.test
+	pf_main_extra="virtual_mailbox_domains = bench.test
 virtual_mailbox_base = $T/pf/mail
 virtual_mailbox_maps = texthash:$T/pf/etc/vmailbox
 virtual_uid_maps = static:$(id -u "$mail_user")
-virtual_gid_maps = static:$(id -g "$mail_user")
-maillog_file_prefixes = $T/pf
-maillog_file = $T/pf/maillog
-syslog_name = postfix-bench
-biff = no
-EOF
-	cat >"$T/pf/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-virtual   unix  -       n       n       -       -       virtual
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-showq     unix  n       -       n       -       -       showq
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	postfix -c "$T/pf/etc" check >"$T/pf/check.out" 2>&1 ||
-	    die "postfix check failed: $(cat "$T/pf/check.out")"
-	pf_started=yes
-	postfix -c "$T/pf/etc" start >"$T/pf/start.out" 2>&1 ||
-	    die "postfix did not start: $(cat "$T/pf/start.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	wait_port "$pf_port" || die "postfix is not listening on $pf_port"
-	pf_master=$(awk '{print $1}' "$T/pf/queue/pid/master.pid")
+virtual_gid_maps = static:$(id -g "$mail_user")"
+	pf_master_extra="virtual   unix  -       n       n       -       -       virtual"
+	pf_start
 	pf_new="$T/pf/mail/rcpt/new"
 	say "postfix master $pf_master on 127.0.0.1:$pf_port, Maildir $pf_new"
 }
@@ -383,10 +253,6 @@ print("RESULT status=%s elapsed=%.3f inject=%.3f got=%d rc=%d noops=%d "
       len(lat), pct(0.50), pct(0.99), lat[-1] if lat else 0.0))
 EOF
 	res=$(tail -n 1 "$T/$1-run.out")
-}
-
-field() {
-	echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
 # The run for one server: name port new-dir pid.  Sets line.

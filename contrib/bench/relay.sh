@@ -29,6 +29,11 @@ run_timeout=${BENCH_TIMEOUT:-300}
 stall=${BENCH_STALL:-30}
 tmpbase=${BENCH_TMPDIR:-/var/tmp}
 keep=${BENCH_KEEP:-no}
+# yes: ternd serves metrics, and is measured twice, without and then with
+# a scraper asking for /metrics every second.
+scrape=${BENCH_SCRAPE:-no}
+milter=${BENCH_MILTER:-}
+expect_header=${BENCH_EXPECT_HEADER:-}
 
 if [ $# -gt 0 ]; then
 	echo "usage: $0 (settings in the environment, see" \
@@ -56,40 +61,10 @@ pf_started=
 tern_sink_pid=
 postfix_sink_pid=
 failed=
+scraper_pid=
 
-say() {
-	echo "bench: $*"
-}
-
-die() {
-	echo "bench: $*" >&2
-	failed=yes
-	exit 1
-}
-
-has() {
-	case " $servers " in
-	*" $1 "*) return 0 ;;
-	esac
-	return 1
-}
-
-# Send SIGTERM to one process we started and wait (up to 10 s) for it to
-# go; SIGKILL if it does not.
-stop_pid() {
-	kill -0 "$1" 2>/dev/null || return 0
-	kill -TERM "$1"
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		echo "bench: $2 did not stop on SIGTERM; killing it" >&2
-		kill -KILL "$1"
-	fi
-	wait "$1" 2>/dev/null
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$top/contrib/bench/lib.sh"
 
 # Stop what we started, by pid or by the private instance's own command.
 cleanup() {
@@ -97,18 +72,9 @@ cleanup() {
 	set +e
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
+	[ -n "$scraper_pid" ] && stop_pid "$scraper_pid" scraper
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
-	if [ -n "$pf_started" ]; then
-		postfix -c "$T/pf/etc" stop >/dev/null 2>&1
-		# master waits for its children; give it a moment.
-		i=0
-		while [ -f "$T/pf/queue/pid/master.pid" ] &&
-		    kill -0 "$(awk '{print $1}' "$T/pf/queue/pid/master.pid")" \
-		    2>/dev/null && [ "$i" -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	fi
+	pf_stop
 	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
 	[ -n "$postfix_sink_pid" ] && stop_pid "$postfix_sink_pid" smtp-sink
 	if [ -n "$T" ] && [ -d "$T" ]; then
@@ -123,92 +89,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'failed=yes; exit 130' INT TERM HUP
 
-install_pkgs() {
-	need=
-	[ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/smtp-sink ] &&
-	    [ -x /usr/sbin/postfix ] || need="$need postfix"
-	command -v python3 >/dev/null 2>&1 || need="$need python3"
-	[ -z "$need" ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "missing Debian packages:$need (run as root to install)"
-	fi
-	say "installing$need"
-	echo "postfix postfix/main_mailer_type select No configuration" |
-	    debconf-set-selections
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $need >/dev/null
-}
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# Wait until something accepts connections on 127.0.0.1:$1.
-wait_port() {
-	python3 - "$1" <<'EOF'
-import socket, sys, time
-end = time.monotonic() + 15
-while time.monotonic() < end:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
-}
-
-count_files() {
-	find "$1" -type f -name "${2:-*}" 2>/dev/null | wc -l | tr -d ' '
-}
-
-# Messages a server still holds: ternd's envelopes, Postfix's queue files
-# outside the hold queue (there is none here).
+# Messages ternd still holds: its envelopes.
 tern_queued() {
 	count_files "$T/tern/spool/queue" '*.env'
-}
-
-postfix_queued() {
-	n=0
-	for q in maildrop incoming active deferred; do
-		n=$((n + $(count_files "$T/pf/queue/$q")))
-	done
-	echo "$n"
-}
-
-# CPU time (user + system, in clock ticks) of a process and everything
-# below it, including children that have exited and were reaped (their
-# time is in the parent's cutime and cstime).
-tree_cpu() {
-	python3 - "$1" <<'EOF'
-import os, sys
-stats = {}
-for name in os.listdir("/proc"):
-    if name.isdigit():
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                s = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces; the fields after it do not.
-        stats[int(name)] = s[s.rfind(")") + 2:].split()
-children = {}
-for pid, f in stats.items():
-    children.setdefault(int(f[1]), []).append(pid)
-total, todo = 0, [int(sys.argv[1])]
-while todo:
-    pid = todo.pop()
-    if pid in stats:
-        f = stats[pid]
-        total += sum(int(x) for x in f[11:15])
-    todo.extend(children.get(pid, []))
-print(total)
-EOF
 }
 
 # An smtp-sink for one server: name.  It counts messages (-c, one
@@ -247,10 +130,12 @@ start_ternd() {
 	run_as=
 	if [ "$(id -u)" -eq 0 ]; then
 		run_as="user = nobody"
-		# As an installer does: ternd as root only checks maildrop/.
-		mkdir -p "$T/tern/spool"
-		install -d -o nobody -g "$(id -gn nobody)" -m 3733 \
-		    "$T/tern/spool/maildrop"
+		tern_spool_prepare "$T/tern/spool" nobody
+	fi
+	metrics_line=
+	if [ "$scrape" = yes ]; then
+		metrics_port=$(free_port)
+		metrics_line="metrics_listen = $metrics_port"
 	fi
 	cat >"$T/tern/tern.ini" <<EOF
 [main]
@@ -259,6 +144,7 @@ spool = $T/tern/spool
 log = stderr
 shutdown_timeout = 5s
 $run_as
+$metrics_line
 
 [smtp]
 listen = 127.0.0.1:$tern_port
@@ -275,6 +161,11 @@ mailboxes = $T/tern/mail
 gateway = 127.0.0.1:$tern_sink_port
 gateway_all = yes
 EOF
+	# Both servers pass every message through the same filter.
+	if [ -n "$milter" ]; then
+		printf '\n[milter]\nsmtpd_milters = %s\n' "$milter" \
+		    >>"$T/tern/tern.ini"
+	fi
 	"$TERND" -c "$T/tern/tern.ini" 2>"$T/ternd.log" &
 	ternd_pid=$!
 	wait_port "$tern_port" ||
@@ -287,69 +178,16 @@ EOF
 
 # -------------------------------------------------------------- Postfix
 
-# A private instance: own configuration, queue and data directories,
-# listening on one loopback port, relaying everything to its smtp-sink.
-# Queue manager and delivery settings stay at Postfix's defaults.
+# The private instance (lib.sh) relaying everything to its smtp-sink.
 start_postfix() {
 	start_sink postfix
 	pf_sink_port=$sink_port
-	pf_port=$(free_port)
-	mkdir -p "$T/pf/etc" "$T/pf/queue" "$T/pf/data"
-	chown postfix "$T/pf/data"
-	chmod 700 "$T/pf/data"
-	cat >"$T/pf/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $T/pf/queue
-data_directory = $T/pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_peername_lookup = no
-relayhost = [127.0.0.1]:$pf_sink_port
-maillog_file_prefixes = $T/pf
-maillog_file = $T/pf/maillog
-syslog_name = postfix-bench
-biff = no
-EOF
-	cat >"$T/pf/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-	postfix -c "$T/pf/etc" check >"$T/pf/check.out" 2>&1 ||
-	    die "postfix check failed: $(cat "$T/pf/check.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	pf_started=yes
-	postfix -c "$T/pf/etc" start >"$T/pf/start.out" 2>&1 ||
-	    die "postfix did not start: $(cat "$T/pf/start.out")" \
-	    "$(tail -n 5 "$T/pf/maillog" 2>/dev/null)"
-	wait_port "$pf_port" || die "postfix is not listening on $pf_port"
-	pf_master=$(awk '{print $1}' "$T/pf/queue/pid/master.pid")
+	pf_main_extra="relayhost = [127.0.0.1]:$pf_sink_port"
+	if [ -n "$milter" ]; then
+		pf_main_extra="$pf_main_extra
+smtpd_milters = $milter"
+	fi
+	pf_start
 	say "postfix master $pf_master on 127.0.0.1:$pf_port, relaying to" \
 	    "smtp-sink on 127.0.0.1:$pf_sink_port (destination concurrency" \
 	    "$(postconf -c "$T/pf/etc" -h default_destination_concurrency_limit))"
@@ -458,10 +296,6 @@ EOF
 	res=$(tail -n 1 "$T/$1-run.out")
 }
 
-field() {
-	echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
-}
-
 # Recipients the sink got for one run: name rcpt.  Prints "total
 # distinct" of the recipients made from rcpt (smtp-source -N puts a
 # sequence number in front of it).
@@ -486,9 +320,11 @@ measure() {
 		    die "$1: warm-up failed ($res):" \
 		    "$(tail -n 3 "$T/$1-source.out")"
 	fi
+	# The recipient's local part tells this run's messages at the sink.
+	lp=${5:-rcpt}
 	say "$1: $messages timed messages"
 	c0=$(tree_cpu "$3")
-	relay_run "$1" "$2" "$messages" rcpt@relay.bench.test "$3"
+	relay_run "$1" "$2" "$messages" "$lp@relay.bench.test" "$3"
 	c1=$(tree_cpu "$3")
 	status=$(field "$res" status)
 	got=$(field "$res" got)
@@ -533,7 +369,7 @@ measure() {
 	done
 	sleep 0.5
 	queued=$($4)
-	counts=$(sink_rcpts "$1" rcpt@relay.bench.test)
+	counts=$(sink_rcpts "$1" "$lp@relay.bench.test")
 	total=${counts% *}
 	distinct=${counts#* }
 	if [ "$total" -ne "$messages" ] || [ "$distinct" -ne "$messages" ]
@@ -543,6 +379,15 @@ measure() {
 	fi
 	check="injected in $(field "$res" inject) s; $total at the sink,"
 	check="$check all distinct; CPU $cpu s"
+	# A filter that was to mark every message (a signature) did.
+	if [ -n "$expect_header" ]; then
+		n=$(grep -c "^$expect_header:" "$T/sink-$1/dump" || true)
+		[ "$n" -eq $((messages + warmup)) ] ||
+		    die "$1: $n of $((messages + warmup)) messages at the" \
+		    "sink carry $expect_header"
+		check="$check; all with $expect_header"
+	fi
+	check="$check; load $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ "$queued" -ne 0 ]; then
 		say "$1: warning: $queued messages still queued after" \
 		    "delivery"
@@ -550,15 +395,21 @@ measure() {
 	fi
 }
 
-# Log lines that speak of trouble, without their time stamps, counted.
-problems() {
-	lines=$(sed 's/^[^]]*\]: //' "$1" | grep -v 'errors=0' |
-	    grep -iE 'fatal|warn|error|fail|refused|timeout|denied' |
-	    sort | uniq -c | sort -rn | head -n 10) || true
-	if [ -n "$lines" ]; then
-		say "$2 logged problems:"
-		echo "$lines" | sed 's/^/  /'
-	fi
+# A scraper as Prometheus is one: GET /metrics every second, the last
+# answer kept and the good ones counted, until stopped.
+start_scraper() {
+	(
+		n=0
+		while :; do
+			if curl -sf --max-time 5 -o "$T/metrics.last" \
+			    "http://127.0.0.1:$metrics_port/metrics"; then
+				n=$((n + 1))
+				echo "$n" >"$T/scrapes"
+			fi
+			sleep 1
+		done
+	) &
+	scraper_pid=$!
 }
 
 # ----------------------------------------------------------------- main
@@ -590,6 +441,40 @@ if has tern; then
 	tern_elapsed=$elapsed
 	tern_rate=$rate
 	tern_check=$check
+	if [ "$scrape" = yes ]; then
+		start_scraper
+		measure tern "$tern_port" "$ternd_pid" tern_queued scraped
+		stop_pid "$scraper_pid" scraper || true
+		scraper_pid=
+		scraped_elapsed=$elapsed
+		scraped_rate=$rate
+		scraped_check=$check
+		# Once more without, so that the order does not decide.
+		measure tern "$tern_port" "$ternd_pid" tern_queued again
+		again_elapsed=$elapsed
+		again_rate=$rate
+		again_check=$check
+		scraped_check="$scraped_check; $(cat "$T/scrapes" 2>/dev/null ||
+		    echo 0) scrapes of $(wc -c <"$T/metrics.last" \
+		    2>/dev/null || echo 0) octets"
+		# What one scrape costs ternd, idle: 1000 in a row.
+		url="http://127.0.0.1:$metrics_port/metrics"
+		set -- "$url"
+		i=1
+		while [ "$i" -lt 1000 ]; do
+			set -- "$@" "$url"
+			i=$((i + 1))
+		done
+		c0=$(tree_cpu "$ternd_pid")
+		w0=$(date +%s.%N)
+		curl -sf "$@" >/dev/null || die "scraping $url failed"
+		w1=$(date +%s.%N)
+		c1=$(tree_cpu "$ternd_pid")
+		scrape_cost=$(awk -v t="$((c1 - c0))" -v w0="$w0" -v w1="$w1" \
+		    -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "1000 scrapes" \
+		    " in a row: %.3f ms of ternd CPU and %.3f ms of wall time" \
+		    " each", t / hz, (w1 - w0) }')
+	fi
 	problems "$T/ternd.log" ternd
 fi
 if has postfix; then
@@ -603,8 +488,22 @@ fi
 echo
 echo "== relay: $messages messages of $size octets, $sessions parallel" \
     "sessions, $conn_desc, each server to its own smtp-sink"
+[ -n "$milter" ] && echo "   every message through the filter at $milter" \
+    "(smtpd_milters, both servers)"
 has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     tern "$messages" "$tern_elapsed" "$tern_rate" "$tern_check"
+if has tern && [ "$scrape" = yes ]; then
+	printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+	    "tern+1s" "$messages" "$scraped_elapsed" "$scraped_rate" \
+	    "$scraped_check"
+	printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
+	    tern "$messages" "$again_elapsed" "$again_rate" "$again_check"
+	awk -v a="$scraped_rate" -v b="$tern_rate" -v c="$again_rate" \
+	    'BEGIN { printf "scraping every second: %+.1f%% throughput " \
+	    "against the mean of the runs without\n",
+	    (a / ((b + c) / 2) - 1) * 100 }'
+	echo "metrics: $scrape_cost"
+fi
 has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
 if has tern && has postfix; then

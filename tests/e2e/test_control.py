@@ -78,7 +78,8 @@ class ControlCase(DeliveryCase):
         self.assertEqual(sorted(out), sorted([
             "sessions", "session_budget", "bytes_held", "stress",
             "accepted", "delivered", "deferred", "bounced",
-            "queue_size", "oldest", "uptime"]))
+            "queue_size", "oldest", "uptime",
+            "draining", "drain_refused"]))
         return out
 
     def held(self):

@@ -8,6 +8,7 @@ user.  Needs root: skipped otherwise.
 """
 
 import os
+import re
 import pwd
 import grp
 import shutil
@@ -176,10 +177,28 @@ class PrivilegesTest(TernTestCase):
                                       self.user, t.mailboxes))
         self.assertEqual(os.stat(t.mailboxes).st_uid, 65534)
 
+    def test_unreachable_mailboxes_warned(self):
+        # Under a directory only root may pass, as a quick start run by
+        # root from /root would have it.
+        t = self.tern(main={"user": self.user}, start=False)
+        locked = os.path.join(t.dir, "locked")
+        os.mkdir(locked, 0o700)
+        box = os.path.join(locked, "mail")
+        os.mkdir(box, 0o700)
+        os.chown(box, self.uid, self.gid)
+        t.write_config(sections={"local": {"mailboxes": box}})
+        t.start()
+        t.wait_log(r"mailboxes %s: Permission denied for %s once root is "
+                   r"dropped: let that user through every directory above "
+                   r"it \(chmod o\+x\) or choose another path"
+                   % (re.escape(box), self.user))
+        self.assertNotIn("spool %s: Permission denied" % t.spool, t.log())
+
     def test_own_mailboxes_not_warned(self):
         t = self.tern(main={"user": self.user})
         self.assertEqual(os.stat(t.mailboxes).st_uid, self.uid)
         self.assertNotIn("local delivery will fail", t.log())
+        self.assertNotIn("once root is dropped", t.log())
 
     def test_unknown_user(self):
         t = self.tern(main={"user": "nosuchuser-tern"}, start=False)

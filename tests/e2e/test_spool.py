@@ -188,6 +188,30 @@ class Durability(TernTestCase):
         qid2 = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
         self.assertEqual(t.queued(), sorted([qid, qid2]))
 
+    def test_survives_kill9_filesystem_sync(self):
+        # spool_sync = filesystem: messages committed together in one
+        # batch, each acknowledged only once the batch is durable.
+        t = self.tern(main={"spool_sync": "filesystem"})
+        sessions = [t.session() for _ in range(4)]
+        for c in sessions:
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+        # Every final dot sent before any reply is read: one batch.
+        for c in sessions:
+            c.send(ternlib.dot_stuff(CONTENT) + b".\r\n")
+        qids = sorted(queued_id(c.reply()) for c in sessions)
+        msgs = {q: t.read_msg(q) for q in qids}
+        t.kill9()
+        t.start()
+        self.assertEqual(t.queued(), qids)
+        for q in qids:
+            self.assertEqual(t.read_msg(q), msgs[q])
+            self.assertEqual(split_received(self, msgs[q], q,
+                                            rcpt="rcpt@local.test"),
+                             CONTENT)
+        self.assertEqual(t.files("incoming"), [])
+
     def start_data(self, c):
         self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
         self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)

@@ -18,14 +18,16 @@ import pty
 import pwd
 import re
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
-from nexthop import NextHop  # noqa: E402
+from nexthop import NextHop, make_cert  # noqa: E402
 from ternlib import QID_RE, SANITIZER_RE, TernTestCase  # noqa: E402
 
 BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
@@ -336,6 +338,287 @@ class Acting(TernctlCase):
         self.assertEqual(rc, 1)
         self.assertIn("bogus: not a queue id", err)
         self.assertEqual(self.held(t), [qid])
+
+
+# What postqueue -j of Postfix 3.7.11 printed for a private instance with
+# a deferred message and a held bounce (the null sender): tern's objects
+# must have the same members with the same JSON types.
+POSTQUEUE_SAMPLE = r"""
+{"queue_name": "deferred", "queue_id": "B276513E1E7", "arrival_time": 1796619587, "message_size": 291, "forced_expire": false, "sender": "sender@pq.test", "recipients": [{"address": "a@dest.test", "delay_reason": "connect to 127.0.0.1[127.0.0.1]:9: Connection refused"}, {"address": "b@dest.test", "delay_reason": "connect to 127.0.0.1[127.0.0.1]:9: Connection refused"}]}
+{"queue_name": "hold", "queue_id": "BBEF613E1E8", "arrival_time": 1796619587, "message_size": 309, "forced_expire": false, "sender": "MAILER-DAEMON", "recipients": [{"address": "c@other.test", "delay_reason": "connect to 127.0.0.1[127.0.0.1]:9: Connection refused"}]}
+"""  # noqa: E501
+POSTQUEUE_OBJS = [json.loads(line) for line in POSTQUEUE_SAMPLE.split("\n")
+                  if line]
+POSTQUEUE_MEMBERS = {k: type(v) for k, v in POSTQUEUE_OBJS[0].items()}
+POSTQUEUE_RCPT = {k: type(v) for k, v in
+                  POSTQUEUE_OBJS[0]["recipients"][0].items()}
+POSTQUEUE_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+SHAPE_HEAD = ["T", "5", "10", "20", "40", "80", "160", "320", "640", "1280",
+              "1280+"]
+
+
+class Shape(TernctlCase):
+    """shape and queue --format postqueue over a queue with messages
+    active (not yet attempted), deferred and held."""
+
+    start = Acting.start
+    deferred = Acting.deferred
+
+    def tried(self, t, qid):
+        """Wait for the first attempt to be recorded in the envelope."""
+        ternlib.wait_for(lambda: t.read_env(qid)[0].get("tries") == "1",
+                         DELIVER_TIMEOUT, "%s to record its attempt" % qid)
+
+    def make_queue(self):
+        t = self.start(rcpt="451 4.7.1 try later")
+        d1 = t.send_message(SENDER, ["a@dest.test", "b@dest.test"],
+                            msg("d1"))
+        d2 = t.send_message("", ["c@Dest.TEST", "x@two.test"], msg("d2"))
+        h = t.send_message(SENDER, ["h@dest.test"], msg("held"))
+        for qid in (d1, d2, h):
+            self.tried(t, qid)
+        self.assertEqual(self.ids_out(self.ok(t, "hold", h)), [h])
+        # Without the gateway, a new message waits on DNS that never
+        # answers: its first attempt is not over.
+        t.write_config(sections={"delivery": {"gateway": None,
+                                              "gateway_all": None}})
+        t.reload()
+        a = t.send_message(SENDER, ["n@new.test"], msg("active"))
+        return t, d1, d2, h, a
+
+    def shape(self, t, *args):
+        lines = self.ok(t, "shape", *args).splitlines()
+        self.assertEqual(lines[0].split(), SHAPE_HEAD)
+        rows = {}
+        for line in lines[1:]:
+            f = line.split()
+            self.assertEqual(len(f), 1 + len(SHAPE_HEAD), line)
+            counts = [int(x) for x in f[1:]]
+            self.assertEqual(counts[0], sum(counts[1:]), line)
+            rows[f[0]] = counts
+        self.assertEqual(lines[1].split()[0], "TOTAL")
+        return rows
+
+    def test_shape_and_postqueue(self):
+        t, d1, d2, h, a = self.make_queue()
+
+        # Every message is young: all in the first bucket.
+        rows = self.shape(t)
+        self.assertEqual(rows["TOTAL"][:2], [3, 3])
+        self.assertEqual(rows["dest.test"][:2], [2, 2])
+        self.assertEqual(rows["two.test"][:2], [1, 1])
+        self.assertEqual(rows["new.test"][:2], [1, 1])
+        self.assertEqual(len(rows), 4)
+        self.assertEqual(self.shape(t, "deferred"),
+                         {"TOTAL": [2, 2] + [0] * 9,
+                          "dest.test": [2, 2] + [0] * 9,
+                          "two.test": [1, 1] + [0] * 9})
+        self.assertEqual(self.shape(t, "active"),
+                         {"TOTAL": [1, 1] + [0] * 9,
+                          "new.test": [1, 1] + [0] * 9})
+        self.assertEqual(self.shape(t, "hold"),
+                         {"TOTAL": [1, 1] + [0] * 9,
+                          "dest.test": [1, 1] + [0] * 9})
+        js = json.loads(self.ok(t, "shape", "--json", "deferred", "hold"))
+        self.assertEqual(js["queues"], ["deferred", "hold"])
+        self.assertEqual(js["buckets"], SHAPE_HEAD[1:])
+        self.assertEqual(js["total"]["total"], 3)
+        self.assertEqual(js["domains"][0], {"domain": "dest.test",
+                                            "total": 3,
+                                            "buckets": [3] + [0] * 9})
+        rc, out, err = self.ctl(t, "shape", "incoming")
+        self.assertEqual(rc, 2)
+        self.assertIn("incoming: not a queue", err)
+
+        out = self.ok(t, "queue", "--format", "postqueue")
+        self.assertTrue(out.endswith("\n"))
+        objs = {}
+        for line in out.splitlines():
+            o = json.loads(line)
+            self.assertEqual(set(o), set(POSTQUEUE_MEMBERS), line)
+            for k, typ in POSTQUEUE_MEMBERS.items():
+                self.assertIs(type(o[k]), typ, k)
+            self.assertIn(o["queue_name"], POSTQUEUE_QUEUES)
+            for r in o["recipients"]:
+                self.assertLessEqual(set(r), set(POSTQUEUE_RCPT))
+                self.assertIn("address", r)
+                for k, v in r.items():
+                    self.assertIs(type(v), POSTQUEUE_RCPT[k], k)
+            objs[o["queue_id"]] = o
+        self.assertEqual(sorted(objs), sorted([d1, d2, h, a]))
+        self.assertEqual({i: o["queue_name"] for i, o in objs.items()},
+                         {d1: "deferred", d2: "deferred", h: "hold",
+                          a: "active"})
+        fields, _ = t.read_env(d1)
+        self.assertEqual(objs[d1]["message_size"], int(fields["size"]))
+        self.assertLess(abs(objs[d1]["arrival_time"] - time.time()), 120)
+        self.assertEqual(objs[d1]["sender"], SENDER)
+        # The null sender, as Postfix's showq names it.
+        self.assertEqual(objs[d2]["sender"], "MAILER-DAEMON")
+        self.assertIs(objs[d1]["forced_expire"], False)
+        self.assertEqual([r["address"] for r in objs[d1]["recipients"]],
+                         ["a@dest.test", "b@dest.test"])
+        for r in objs[d1]["recipients"]:
+            self.assertIn("try later", r["delay_reason"])
+        self.assertEqual(objs[a]["recipients"], [{"address": "n@new.test"}])
+
+        # The same with the daemon down: the spool is read.
+        self.assertEqual(t.stop(), 0)
+        self.assertEqual(self.ok(t, "queue", "--format", "postqueue"), out)
+        rc, _, err = self.ctl(t, "queue", "--format", "mailq")
+        self.assertEqual(rc, 2)
+        self.assertIn("unknown format", err)
+        rc, _, err = self.ctl(t, "queue", "--json", "--format", "postqueue")
+        self.assertEqual(rc, 2)
+
+
+class Sessions(TernctlCase):
+    """sessions: what is open now, inbound and outbound."""
+
+    def test_sessions(self):
+        certs = tempfile.mkdtemp(prefix="tern-e2e-cert-")
+        self.addCleanup(shutil.rmtree, certs, True)
+        # The next hop offers STARTTLS, which ternd takes.
+        hop = NextHop("127.0.0.1", rcpt="stall", tls=make_cert(certs))
+        self.addCleanup(hop.stop)
+        t = self.tern(sections={"delivery": {
+            "gateway": "127.0.0.1:%d" % hop.port, "gateway_all": "yes",
+            "queue_interval": "1h", "reply_timeout": "60s"}})
+        self.assertEqual(self.ok(t, "sessions"), "No sessions\n")
+        self.assertEqual(json.loads(self.ok(t, "sessions", "--json")), [])
+
+        t.send_message(SENDER, ["r@dest.test"], msg("stalled"))
+        hop.wait_rcpts(1, DELIVER_TIMEOUT)
+        c = t.raw()
+        ehlo = "EHLO client.example\r\n"
+        c.ehlo()
+        out = json.loads(self.ok(t, "sessions", "--json"))
+        inbound = [x for x in out if x["dir"] == "inbound"]
+        outbound = [x for x in out if x["dir"] == "outbound"]
+        self.assertEqual(len(inbound), 1, out)
+        self.assertEqual(len(outbound), 1, out)
+        i, o = inbound[0], outbound[0]
+        self.assertEqual(i["peer"], "127.0.0.1")
+        self.assertEqual(i["state"], "command")
+        self.assertRegex(i["id"], r"^[0-9A-F]+$")
+        self.assertIn("session=%s" % i["id"], t.log())
+        self.assertEqual(i["in"], len(ehlo))
+        self.assertGreater(i["out"], len("220 x ESMTP tern\r\n"))
+        self.assertIsNone(i["tls"])
+        self.assertIsInstance(i["age"], int)
+        self.assertLess(i["age"], 60)
+        self.assertTrue(o["peer"].endswith("[127.0.0.1]:%d" % hop.port),
+                        o)
+        self.assertIn(o["state"], ("mail", "rcpt", "data"))
+        self.assertGreater(o["in"], 0)
+        self.assertGreater(o["out"], 0)
+        self.assertIsNone(o["id"])
+        self.assertRegex(o["tls"] or "", r"^TLSv1\.[23]$")
+
+        table = self.ok(t, "sessions").splitlines()
+        self.assertEqual(table[0].split(), ["DIR", "ID", "PEER", "STATE",
+                                            "AGE", "IN", "OUT", "TLS"])
+        self.assertEqual(len(table), 3)
+        self.assertEqual(table[1].split()[:4],
+                         ["inbound", i["id"], "127.0.0.1", "command"])
+        self.assertEqual(table[2].split()[0], "outbound")
+        c.cmd("QUIT")
+        c.close()
+
+
+class Handover(TernctlCase):
+    """flush --to: the queue handed over to a peer MTA, each recipient
+    removed only once the peer said 250."""
+
+    start = Acting.start
+    deferred = Acting.deferred
+
+    def test_handover(self):
+        t = self.start(rcpt="451 4.7.1 try later")
+        qa = t.send_message(SENDER, ["a@one.test"], msg("a"))
+        qb = t.send_message(SENDER, ["b@two.test", "c@two.test"], msg("b"))
+        qc = t.send_message(SENDER, ["d@three.test"], msg("c"))
+        self.deferred(t, qa, "a@one.test")
+        self.deferred(t, qb, "c@two.test")
+        self.deferred(t, qc, "d@three.test")
+        every = sorted([qa, qb, qc])
+        ternlib.wait_for(lambda: all(t.read_env(q)[0].get("tries") == "1"
+                                     for q in every),
+                         DELIVER_TIMEOUT, "the attempts to be recorded")
+        old_attempts = len(self.hop.rcpt_commands())
+
+        # Bad targets are refused before anything happens.
+        for bad in ("nowhere", "host:0", "host:99999", "a b:25", ":25"):
+            rc, out, err = self.ctl(t, "flush", "--to", bad)
+            self.assertEqual(rc, 2, bad)
+            self.assertIn("host:port", err)
+
+        # A peer that refuses for good or for now: everything stays,
+        # nothing is bounced.
+        refuser = NextHop("127.0.0.1", rcpt={"d@three.test": "451",
+                                             "*": "550 5.7.1 go away"})
+        self.addCleanup(refuser.stop)
+        target = "127.0.0.1:%d" % refuser.port
+        self.assertEqual(self.ids_out(self.ok(t, "flush", "--dry-run",
+                                              "--to", target)), every)
+        self.assertEqual(self.ids_out(self.ok(t, "flush", "--to", target)),
+                         every)
+        refuser.wait_rcpts(4, DELIVER_TIMEOUT)
+        for q, rcpt in ((qa, "a@one.test"), (qc, "d@three.test")):
+            self.deferred(t, q, rcpt, 2)
+        self.deferred(t, qb, "b@two.test", 2)
+        time.sleep(SETTLE)
+        self.assertEqual(t.queued(), every)
+        self.assertEqual(refuser.messages(), [])
+        self.assertNotIn("status=bounced", t.log())
+        self.assertFalse([m for m in self.json_queue(t)
+                          if m["sender"] == ""], "a bounce was made")
+        self.assertIn("go away", self.ok(t, "why", qa))
+        # The usual route was not tried meanwhile.
+        self.assertEqual(len(self.hop.rcpt_commands()), old_attempts)
+
+        # A peer that is not there: the same.
+        dead = ternlib.free_port()
+        self.assertEqual(self.ids_out(self.ok(
+            t, "flush", "--to", "[127.0.0.1]:%d" % dead, qa)), [qa])
+        self.deferred(t, qa, "a@one.test", 3)
+        self.assertIn(qa, t.queued())
+
+        # The peer being kept: it takes what it says 250 to; per
+        # recipient, so c@two.test, still refused, stays with qb.
+        keeper = NextHop("127.0.0.1", rcpt={"c@two.test": "452",
+                                            "*": "250"})
+        self.addCleanup(keeper.stop)
+        target = "127.0.0.1:%d" % keeper.port
+        self.assertEqual(self.ids_out(self.ok(
+            t, "flush", "--to", target, "--domain", "two.test")), [qb])
+        got = keeper.wait_messages(1, DELIVER_TIMEOUT)
+        self.assertEqual(got[0].rcpts, ["b@two.test"])
+        self.deferred(t, qb, "c@two.test", 3)
+
+        def states():
+            return {r["rcpt"].strip("<>"): r.get("rcpt-state")
+                    for r in t.read_env(qb)[1]}
+        ternlib.wait_for(lambda: states()["b@two.test"] == "sent",
+                         DELIVER_TIMEOUT, "b@two.test recorded as sent")
+        self.assertEqual(states()["c@two.test"], "pending")
+        self.assertIn(qb, t.queued())
+        self.assertRegex(t.log(), r"%s: to=<b@two\.test>, relay=\S*"
+                         r"\[127\.0\.0\.1\]:%d, .*status=sent"
+                         % (qb, keeper.port))
+
+        keeper.configure(rcpt="250")
+        self.assertEqual(self.ids_out(self.ok(t, "flush", "--to", target)),
+                         every)
+        keeper.wait_messages(4, DELIVER_TIMEOUT)
+        ternlib.wait_for(lambda: t.queued() == [], DELIVER_TIMEOUT,
+                         "the queue to be handed over")
+        rcpts = sorted(r for m in keeper.messages() for r in m.rcpts)
+        self.assertEqual(rcpts, ["a@one.test", "b@two.test", "c@two.test",
+                                 "d@three.test"])
+        self.assertEqual(len(self.hop.rcpt_commands()), old_attempts)
+        # Nothing left: nothing to hand over.
+        self.assertEqual(self.ok(t, "flush", "--to", target), "")
 
 
 class Daemon(TernctlCase):

@@ -4,8 +4,8 @@
  * the rest is the peer's lines.  Each line goes through smtp_parse_reply()
  * and the session's own steps that follow it: the checks of
  * mta_read_line(), the joined text, the enhanced status code, the EHLO
- * keywords and the outcome made of a complete reply.  mta_session.c is
- * included to reach those steps, which are static.
+ * (and LHLO) keywords and the outcome made of a complete reply.
+ * mta_session.c is included to reach those steps, which are static.
  */
 #include "../../src/mta_session.c"
 
@@ -35,8 +35,8 @@ fuzz_reply_line(struct mta_session *s, char *line)
 	if (s->reply_len >= sizeof s->reply || strlen(s->reply) !=
 	    s->reply_len)
 		abort();
-	if (s->reply_lines > 1 && s->state == MTA_STATE_EHLO &&
-	    r.code / 100 == 2)
+	if (s->reply_lines > 1 && (s->state == MTA_STATE_EHLO ||
+	    s->state == MTA_STATE_LHLO) && r.code / 100 == 2)
 		mta_ehlo_line(s, r.text);
 	if (r.more)
 		return 0;

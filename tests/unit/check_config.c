@@ -133,6 +133,10 @@ assert_same(const struct config *a, const struct config *b)
 	ck_assert_uint_eq(a->delivery_data_timeout, b->delivery_data_timeout);
 	ck_assert_uint_eq(a->idle_timeout, b->idle_timeout);
 	ck_assert_uint_eq(a->max_received_headers, b->max_received_headers);
+	ck_assert_int_eq(a->transport, b->transport);
+	ck_assert_str_eq(a->lmtp_host, b->lmtp_host);
+	ck_assert_uint_eq(a->lmtp_port, b->lmtp_port);
+	ck_assert_uint_eq(a->lmtp_max_connections, b->lmtp_max_connections);
 }
 
 /* The port and printable address of a listen entry. */
@@ -213,6 +217,10 @@ static const struct {
 	int		 is_int;	/* int field, else uint64_t */
 	uint64_t	 want;
 } good_numbers[] = {
+	{ "[smtp]\nauth_backend = dovecot\n",
+	  offsetof(struct config, auth_backend), 1, CONFIG_AUTH_DOVECOT },
+	{ "[smtp]\nauth_backend = users\n",
+	  offsetof(struct config, auth_backend), 1, CONFIG_AUTH_USERS },
 	{ "[main]\nmin_free_space = 0\n",
 	  offsetof(struct config, min_free_space), 0, 0 },
 	{ "[main]\nmin_free_space = 1G\n",
@@ -391,7 +399,7 @@ END_TEST
 /* Good files: strings and lists, compared in a printable form. */
 enum what {
 	W_HOSTNAME, W_SPOOL, W_LISTEN, W_NETS, W_DOMAINS, W_DNS, W_GATEWAY,
-	W_AUTH_FILE, W_LOG_SERVER, W_USER, W_GROUP
+	W_AUTH_FILE, W_LOG_SERVER, W_USER, W_GROUP, W_TRANSPORT
 };
 
 static const struct {
@@ -473,6 +481,17 @@ static const struct {
 	  "::ffff:192.0.2.1 465" },
 	{ "[delivery]\ngateway = x1-y.example:025\n", W_GATEWAY,
 	  "x1-y.example 25" },
+	/* transport: type, LMTP socket path or host, port */
+	{ "[local]\ntransport = maildir\n", W_TRANSPORT, "0  0" },
+	{ "[local]\ntransport = Maildir\n", W_TRANSPORT, "0  0" },
+	{ "[local]\ntransport = lmtp:unix:/run/dovecot/lmtp\n", W_TRANSPORT,
+	  "1 /run/dovecot/lmtp 0" },
+	{ "[local]\ntransport = lmtp:inet:127.0.0.1:24\n", W_TRANSPORT,
+	  "2 127.0.0.1 24" },
+	{ "[local]\ntransport = lmtp:inet:Mail.Example.ORG\n", W_TRANSPORT,
+	  "2 mail.example.org 24" },
+	{ "[local]\ntransport = lmtp:inet:[::1]:2424\n", W_TRANSPORT,
+	  "2 ::1 2424" },
 	/* gateway_auth_file */
 	{ "[delivery]\ngateway_auth_file =\n", W_AUTH_FILE, "" },
 	{ "[delivery]\ngateway_auth_file = /etc/tern/gateway auth\n",
@@ -520,6 +539,10 @@ START_TEST(test_good_strings)
 	case W_GROUP:
 		util_strlcpy(got, c->group, sizeof got);
 		break;
+	case W_TRANSPORT:
+		util_snprintf(got, sizeof got, "%d %s %llu", c->transport,
+		    c->lmtp_host, (unsigned long long)c->lmtp_port);
+		break;
 	}
 	ck_assert_msg(strcmp(got, good_strings[_i].want) == 0,
 	    "%s: got \"%s\", want \"%s\"", good_strings[_i].text, got,
@@ -535,6 +558,14 @@ static const struct {
 	const char	*key;
 	const char	*why;
 } bad[] = {
+	/* Dovecot authentication */
+	{ "[smtp]\nauth_backend = sasl\n", 2, "auth_backend", "sasl" },
+	{ "[smtp]\ndovecot_auth_socket = run/auth\n", 2,
+	  "dovecot_auth_socket", "neither an absolute path nor" },
+	{ "[smtp]\ndovecot_auth_socket = inet:dovecot.example:12345\n", 2,
+	  "dovecot_auth_socket", "not a numeric address" },
+	{ "[smtp]\ndovecot_auth_socket = inet:127.0.0.1:0\n", 2,
+	  "dovecot_auth_socket", "bad port" },
 	/* TLS offers and spool space */
 	{ "[smtp]\ntls_protocols = TLSv1.2 TLSv1.4\n", 2, "tls_protocols",
 	  "unknown protocol \"TLSv1.4\"" },
@@ -547,6 +578,21 @@ static const struct {
 	  "no TLS 1.3 cipher suite" },
 	{ "[main]\nmin_free_space = 2000000G\n", 2, "min_free_space",
 	  "out of range" },
+	/* content filters */
+	{ "[milter]\nsmtpd_milters = inet:8891\n", 2, "smtpd_milters",
+	  "milter socket needs host:port \"inet:8891\"" },
+	{ "[milter]\nsmtpd_milters = inet:h.example:8891\n", 2,
+	  "smtpd_milters", "not an IP address or localhost" },
+	{ "[milter]\nnon_smtpd_milters = unix:rel/path\n", 2,
+	  "non_smtpd_milters", "not absolute" },
+	{ "[milter]\nsmtpd_milters = tcp:1.2.3.4:5\n", 2, "smtpd_milters",
+	  "not inet:host:port" },
+	{ "[milter]\nsmtpd_milters = inet6:127.0.0.1:5\n", 2,
+	  "smtpd_milters", "not an IP address" },
+	{ "[milter]\nsmtpd_milters = inet:1.2.3.4:70000\n", 2,
+	  "smtpd_milters", "needs host:port" },
+	{ "[milter]\ndefault_action = bounce\n", 2, "default_action", "" },
+	{ "[milter]\nprotocol = 7\n", 2, "protocol", "out of range" },
 	/* structure */
 	{ "[main]\ndebug = no\n[frobs]\nx = 1\n", 3, "[frobs]",
 	  "unknown section" },
@@ -830,6 +876,27 @@ static const struct {
 	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
 	  "a123456789.a123456789.a123456789.a123456789.a123456789.a123456789."
 	  "example\n", 2, "[delivery] gateway", "too long" },
+	/* transport */
+	{ "[local]\ntransport = lmtp\n", 2, "[local] transport",
+	  "not maildir, lmtp:unix:/path or lmtp:inet:host:port" },
+	{ "[local]\ntransport = virtual\n", 2, "[local] transport",
+	  "not maildir" },
+	{ "[local]\ntransport = lmtp:unix:private/dovecot-lmtp\n", 2,
+	  "[local] transport", "needs an absolute socket path" },
+	{ "[local]\ntransport = lmtp:unix:/a "
+	  "b\n", 2, "[local] transport", "blank in the socket path" },
+	{ "[local]\ntransport = lmtp:unix:/"
+	  "a123456789a123456789a123456789a123456789a123456789"
+	  "a123456789a123456789a123456789a123456789a123456789a123456789\n", 2,
+	  "[local] transport", "socket path too long" },
+	{ "[local]\ntransport = lmtp:inet:\n", 2, "[local] transport",
+	  "needs a host" },
+	{ "[local]\ntransport = lmtp:inet:127.0.0.1:0\n", 2,
+	  "[local] transport", "port not a number" },
+	{ "[local]\ntransport = lmtp:inet:2001:db8::1\n", 2,
+	  "[local] transport", "IPv6 address not in brackets" },
+	{ "[local]\nlmtp_max_connections = 0\n", 2,
+	  "[local] lmtp_max_connections", "out of range" },
 	/* dns_servers */
 	{ "[delivery]\ndns_servers = dns.example.org\n", 2,
 	  "[delivery] dns_servers",
@@ -915,6 +982,19 @@ static const struct {
 	{ "[local]\nusers = users\n", 2, "[local] users",
 	  "not an absolute path" },
 	{ "[local]\nshell = /bin/sh\n", 2, "[local] shell", "unknown key" },
+	/* The PROXY protocol */
+	{ "[smtp]\nlisten = proxy:127.0.0.1:25\n", 2,
+	  "[smtp] proxy_networks", "need the networks of the load balancers" },
+	{ "[smtp]\nproxy_networks = none\nsubmission_listen = "
+	  "proxy:127.0.0.1:587\n", 2, "[smtp] proxy_networks",
+	  "need the networks" },
+	{ "[smtp]\nlisten = proxy:localhost:25\nproxy_networks = ::1\n", 2,
+	  "[smtp] listen", "" },
+	{ "[smtp]\nlisten = proxy:127.0.0.1:25 127.0.0.1:25\n"
+	  "proxy_networks = ::1\n", 2, "[smtp] listen", "listed twice" },
+	{ "[smtp]\nproxy_timeout = 0s\n", 2, "[smtp] proxy_timeout", "" },
+	{ "[smtp]\nproxy_networks = 10.0.0.0/33\n", 2,
+	  "[smtp] proxy_networks", "" },
 };
 
 START_TEST(test_bad)
@@ -1256,6 +1336,10 @@ static const char *const round_trip[] = {
 	"[delivery]\ngateway = 192.0.2.1:25\ngateway_all = yes\n",
 	"[delivery]\ngateway = mx.example.org:2525\n",
 	"[delivery]\ngateway = [::1]\ndns_servers = ::1\n",
+	"[local]\ntransport = lmtp:unix:/run/dovecot/lmtp\n"
+	"lmtp_max_connections = 3\n",
+	"[local]\ntransport = lmtp:inet:[2001:DB8::24]:2424\n",
+	"[local]\ntransport = lmtp:inet:lmtp.example.org\n",
 };
 
 /* Print c, load the output, compare; the second print is identical. */
@@ -1361,6 +1445,11 @@ static const struct {
 	{ "[delivery]\ngateway_auth_file = /etc/tern/gw\n",
 	  "\ngateway_auth_file = /etc/tern/gw\n" },
 	{ "[delivery]\nqueue_interval = 120\n", "\nqueue_interval = 2m\n" },
+	{ "[local]\nusers =\n", "\ntransport = maildir\n" },
+	{ "[local]\ntransport = LMTP:UNIX:/run/lmtp\n",
+	  "\ntransport = lmtp:unix:/run/lmtp\n" },
+	{ "[local]\ntransport = lmtp:inet:[::1]\n",
+	  "\ntransport = lmtp:inet:[::1]:24\n" },
 	{ "[delivery]\nidle_timeout = 1500ms\n",
 	  "\nidle_timeout = 1500ms\n" },
 };
@@ -1403,6 +1492,7 @@ START_TEST(test_example_file)
 	struct config	*c, *dflt;
 	char		 path[PATH_MAX], *cause = NULL, *printed, *example;
 	char		*line, *next, *eq, want[512], section[32] = "";
+	char		*sec, *end, *hit;
 	size_t		 len;
 	FILE		*fp;
 	long		 size;
@@ -1445,8 +1535,14 @@ START_TEST(test_example_file)
 		util_snprintf(want, sizeof want, "\n# %s", line);
 		ck_assert_msg(strstr(example, want) != NULL,
 		    "etc/tern.ini lacks \"%s\"", want + 1);
-		/* ... and under the section of its key. */
-		ck_assert_msg(strstr(example, section) < strstr(example, want),
+		/*
+		 * ... and under the section of its key (a name may be in
+		 * two sections: [delivery] and [milter] connect_timeout).
+		 */
+		sec = strstr(example, section);
+		end = strstr(sec + 1, "\n[");
+		hit = strstr(sec, want);
+		ck_assert_msg(hit != NULL && (end == NULL || hit < end),
 		    "\"%s\" not under %s", want + 1, section);
 	}
 	free(printed);
@@ -1571,6 +1667,63 @@ START_TEST(test_is_relay_client)
 }
 END_TEST
 
+/* "proxy:" marks one listen address, keeps its text, and is compared. */
+START_TEST(test_proxy_listen)
+{
+	struct config	*c;
+	char		*text;
+	size_t		 len;
+	FILE		*fp;
+
+	c = load_ok("[smtp]\nlisten = proxy:127.0.0.1:2525 [::1]:2525 "
+	    "proxy:*:2526\nproxy_networks = 192.0.2.5 2001:db8::/64\n"
+	    "proxy_timeout = 3s\n");
+	ck_assert_uint_eq(c->nlisten, 4);
+	ck_assert_int_eq(c->listen[0].proxy, 1);
+	ck_assert_int_eq(c->listen[1].proxy, 0);
+	ck_assert_int_eq(c->listen[2].proxy, 1);
+	ck_assert_int_eq(c->listen[3].proxy, 1);
+	ck_assert_int_eq(c->listen[0].ss.ss_family, AF_INET);
+	ck_assert_str_eq(c->listen[0].text, "proxy:127.0.0.1:2525");
+	ck_assert_uint_eq(c->proxy_timeout, 3000);
+	ck_assert_uint_eq(c->nproxy_networks, 2);
+	ck_assert_int_eq(config_has_proxy_listen(c), 1);
+	fp = open_memstream(&text, &len);
+	config_print(c, fp);
+	fclose(fp);
+	ck_assert_ptr_nonnull(strstr(text, "listen = proxy:127.0.0.1:2525 "
+	    "[::1]:2525 proxy:*:2526\n"));
+	free(text);
+	config_free(c);
+	c = load_ok("");
+	ck_assert_int_eq(config_has_proxy_listen(c), 0);
+	ck_assert_uint_eq(c->nproxy_networks, 0);
+	ck_assert_uint_eq(c->proxy_timeout, 10000);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_is_proxy_client)
+{
+	struct config		*c;
+	struct sockaddr_in	 sin;
+
+	c = load_ok("[smtp]\nproxy_networks = 127.0.0.3/32\n");
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	inet_pton(AF_INET, "127.0.0.3", &sin.sin_addr);
+	ck_assert_int_eq(config_is_proxy_client(c,
+	    (struct sockaddr *)&sin), 1);
+	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+	ck_assert_int_eq(config_is_proxy_client(c,
+	    (struct sockaddr *)&sin), 0);
+	/* relay_networks has nothing to do with it. */
+	ck_assert_int_eq(config_is_relay_client(c,
+	    (struct sockaddr *)&sin), 1);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(test_relay_other_family)
 {
 	struct config	*c;
@@ -1597,6 +1750,8 @@ config_suite(void)
 	tcase_add_test(tc, test_long_list);
 	tcase_add_test(tc, test_two_data_timeouts);
 	tcase_add_test(tc, test_dns_servers_long);
+	tcase_add_test(tc, test_proxy_listen);
+	tcase_add_test(tc, test_is_proxy_client);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("bad");

@@ -57,6 +57,8 @@
 #define FS_CLOSE	0x01	/* close once the reply is out */
 #define FS_TLS		0x02	/* start TLS once the reply is out */
 #define FS_CLOSE_LATER	0x04	/* close 200 ms after the reply is out */
+#define FS_THEN		0x08	/* 50 ms later, the next step's reply
+				   (its cmd NULL) without a command */
 
 /*
  * One step of a fake server's script: the line the client must send
@@ -251,6 +253,13 @@ fake_send(struct fake *f, const struct step *st)
 		f->close_later = 1;
 	if (st->flags & FS_TLS)
 		f->tls_pending = 1;
+	if ((st->flags & FS_THEN) && f->pos < f->nsteps &&
+	    f->script[f->pos].cmd == NULL) {
+		struct timeval	tv = { 0, 50000 };
+
+		f->pending = &f->script[f->pos++];
+		evtimer_add(f->delay_ev, &tv);
+	}
 	if (evbuffer_get_length(out) == 0)
 		fake_after_reply(f);
 }
@@ -2439,6 +2448,213 @@ START_TEST(test_tls_fallback)
 }
 END_TEST
 
+/*
+ * LMTP (RFC 2033): LHLO, no STARTTLS, AUTH or BDAT even when offered, a
+ * peer with our own name is no loop, no NOTIFY, and after the dot one
+ * reply per accepted recipient, in order, each its own outcome.
+ */
+#define LHLO_ALL	{ "LHLO " HELO, "250-" HELO "\r\n" \
+			    "250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n" \
+			    "250-8BITMIME\r\n250-CHUNKING\r\n250-DSN\r\n" \
+			    "250-STARTTLS\r\n250-AUTH PLAIN\r\n" \
+			    "250 SIZE\r\n", 0 }
+
+START_TEST(test_lmtp)
+{
+	static const char content[] = "Subject: l\r\n\r\n.dot\r\nbody\r\n";
+	static const struct step script[] = {
+		GREET, LHLO_ALL,
+		{ "MAIL FROM:<" SENDER "> SIZE=26 BODY=8BITMIME",
+		    "250 2.1.0 OK\r\n", 0 },
+		{ "RCPT TO:<a@mx1.test> ORCPT=rfc822;A@orig.test",
+		    "250 2.1.5 OK\r\n", 0 },
+		{ "RCPT TO:<b@", "250 2.1.5 OK\r\n", 0 },
+		{ "RCPT TO:<c@", "550 5.1.1 <c@mx1.test> User doesn't "
+		    "exist\r\n", 0 },
+		{ "RCPT TO:<d@", "250 2.1.5 OK\r\n", 0 },
+		{ "DATA", "354 OK\r\n", 0 },
+		{ ".", "250 2.0.0 <a@mx1.test> Saved\r\n"
+		    "452 4.2.2 <b@mx1.test> Quota exceeded\r\n"
+		    "552 5.2.2 <d@mx1.test> Mailbox full\r\n", 0 },
+	};
+	static const char *const rcpts[] = { "a@mx1.test", "b@mx1.test",
+	    "c@mx1.test", "d@mx1.test", NULL };
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+	size_t		 i;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	f->delay_ms = 5;
+	client_init(&c, f->port, IP1, NULL);
+	c.params.lmtp = 1;
+	ttx_init(&t, SENDER, rcpts, content, sizeof content - 1);
+	t.tx.body_8bit = 1;
+	t.tx.ret = ENVELOPE_RET_HDRS;
+	t.tx.envid = "env1";
+	for (i = 0; i < 4; i++)
+		t.rcpts[i].notify = ENVELOPE_NOTIFY_SUCCESS;
+	t.rcpts[0].orcpt = "rfc822;A@orig.test";
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	ck_assert_int_eq(c.tls_at_ready, 0);
+	ck_assert_str_eq(fake_transcript(f, 0), "LHLO " HELO "\r\n"
+	    "MAIL FROM:<" SENDER "> SIZE=26 BODY=8BITMIME\r\n"
+	    "RCPT TO:<a@mx1.test> ORCPT=rfc822;A@orig.test\r\n"
+	    "RCPT TO:<b@mx1.test>\r\nRCPT TO:<c@mx1.test>\r\n"
+	    "RCPT TO:<d@mx1.test>\r\nDATA\r\nSubject: l\r\n\r\n..dot\r\n"
+	    "body\r\n.\r\nQUIT\r\n");
+	ck_assert_str_eq(f->message.data, content);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	    "250 2.0.0 <a@mx1.test> Saved (in reply to end of DATA command)");
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.2.2", MX1 "[" IP1 "] said: "
+	    "452 4.2.2 <b@mx1.test> Quota exceeded (in reply to end of DATA "
+	    "command)");
+	ck_assert_str_eq(t.rcpts[1].st.reply, "452 4.2.2 <b@mx1.test> Quota "
+	    "exceeded");
+	assert_status(&t.rcpts[2].st, DLV_PERM, "5.1.1", MX1 "[" IP1 "] said: "
+	    "550 5.1.1 <c@mx1.test> User doesn't exist (in reply to RCPT TO "
+	    "command)");
+	assert_status(&t.rcpts[3].st, DLV_PERM, "5.2.2", NULL);
+	for (i = 0; i < 4; i++) {
+		/* Ours to report on: delivered, not relayed. */
+		ck_assert_int_eq(t.rcpts[i].dsn, 0);
+		ck_assert_int_eq(t.rcpts[i].final, 1);
+	}
+	ttx_free(&t);
+}
+END_TEST
+
+/* The replies after the dot split over reads, one every few ms. */
+START_TEST(test_lmtp_split)
+{
+	static const char content[] = "x\r\n";
+	static const struct step script[] = {
+		GREET, LHLO_ALL,
+		{ "MAIL FROM:", "250 2.1.0 OK\r\n", 0 },
+		{ "RCPT TO:<a@", "250 2.1.5 OK\r\n", 0 },
+		{ "RCPT TO:<b@", "250 2.1.5 OK\r\n", 0 },
+		{ "DATA", "354 OK\r\n", 0 },
+		{ ".", "451 4.3.0 <a@mx1.test> Temporary internal "
+		    "error\r\n250 2.0", FS_THEN },
+		{ NULL, ".0 <b@mx1.test> Saved\r\n", 0 },
+	};
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.params.lmtp = 1;
+	ttx_init(&t, SENDER, two_rcpts, content, sizeof content - 1);
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RD");
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.3.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	    "250 2.0.0 <b@mx1.test> Saved (in reply to end of DATA command)");
+	ttx_free(&t);
+}
+END_TEST
+
+/* A 421 among the replies after the dot: it and the rest defer. */
+START_TEST(test_lmtp_421)
+{
+	static const char content[] = "x\r\n";
+	static const struct step script[] = {
+		GREET, LHLO_ALL,
+		{ "MAIL FROM:", "250 2.1.0 OK\r\n", 0 },
+		{ "RCPT TO:<a@", "250 2.1.5 OK\r\n", 0 },
+		{ "RCPT TO:<b@", "250 2.1.5 OK\r\n", 0 },
+		{ "RCPT TO:<c@", "250 2.1.5 OK\r\n", 0 },
+		{ "DATA", "354 OK\r\n", 0 },
+		{ ".", "250 2.0.0 <a@mx1.test> Saved\r\n"
+		    "421 4.3.2 shutting down\r\n", FS_CLOSE },
+	};
+	static const char *const rcpts[] = { "a@mx1.test", "b@mx1.test",
+	    "c@mx1.test", NULL };
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.params.lmtp = 1;
+	ttx_init(&t, SENDER, rcpts, content, sizeof content - 1);
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RDC");
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.3.2", NULL);
+	assert_status(&t.rcpts[2].st, DLV_TEMP, "4.3.2", NULL);
+	ttx_free(&t);
+}
+END_TEST
+
+/* LHLO refused: no HELO to fall back to, the address failed. */
+START_TEST(test_lmtp_lhlo_refused)
+{
+	static const struct step script[] = {
+		GREET,
+		{ "LHLO " HELO, "500 5.5.1 Unknown command\r\n", 0 },
+	};
+	struct client	 c;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.params.lmtp = 1;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "C");
+	ck_assert_str_eq(fake_transcript(f, 0), "LHLO " HELO "\r\nQUIT\r\n");
+	assert_status(&c.closed_st, DLV_TEMP, "5.5.1", MX1 "[" IP1 "] said: "
+	    "500 5.5.1 Unknown command (in reply to LHLO command)");
+}
+END_TEST
+
+/*
+ * Every RCPT refused, yet DATA got 354: how many replies the dot would
+ * get is anyone's guess, so the connection is dropped, and the
+ * recipients keep their RCPT replies.
+ */
+START_TEST(test_lmtp_no_rcpt_354)
+{
+	static const struct step script[] = {
+		GREET, LHLO_ALL,
+		{ "MAIL FROM:", "250 2.1.0 OK\r\n", 0 },
+		{ "RCPT TO:<a@", "550 5.1.1 unknown\r\n", 0 },
+		{ "DATA", "354 go ahead anyway\r\n", 0 },
+	};
+	static const char content[] = "secret body\r\n";
+	struct client	 c;
+	struct ttx	 t;
+	struct fake	*f;
+
+	f = fake_new(IP1, 0, script, NSTEPS(script));
+	client_init(&c, f->port, IP1, NULL);
+	c.params.lmtp = 1;
+	ttx_init(&t, SENDER, one_rcpt, content, sizeof content - 1);
+	c.txs[c.ntxs++] = &t.tx;
+	client_run(&c);
+
+	fake_assert_clean(f);
+	ck_assert_str_eq(c.order, "RDC");
+	ck_assert_ptr_null(strstr(fake_transcript(f, 0), "secret"));
+	assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", NULL);
+	assert_status(&c.closed_st, DLV_TEMP, "4.5.0", NULL);
+	ttx_free(&t);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -2527,6 +2743,16 @@ main(void)
 	tcase_add_test(tc, test_auth_needs_tls);
 	tcase_add_loop_test(tc, test_tls_verify, 0, 3);
 	tcase_add_test(tc, test_tls_fallback);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lmtp");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 15);
+	tcase_add_test(tc, test_lmtp);
+	tcase_add_test(tc, test_lmtp_split);
+	tcase_add_test(tc, test_lmtp_421);
+	tcase_add_test(tc, test_lmtp_lhlo_refused);
+	tcase_add_test(tc, test_lmtp_no_rcpt_354);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);

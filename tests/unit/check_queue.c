@@ -52,6 +52,34 @@ static char			 top[64];	/* every spool of this run */
 static char			 spool[128];	/* this test's spool */
 static struct event_base	*base;
 
+/*
+ * The syncs queue.c makes, counted through the linker (--wrap, see
+ * Makefile.am); the call numbered fail_syncfs (from 1) fails with EIO.
+ */
+static int	nsyncfs, nfdatasync, fail_syncfs;
+
+int	__real_syncfs(int);
+int	__real_fdatasync(int);
+int	__wrap_syncfs(int);
+int	__wrap_fdatasync(int);
+
+int
+__wrap_syncfs(int fd)
+{
+	if (++nsyncfs == fail_syncfs) {
+		errno = EIO;
+		return -1;
+	}
+	return __real_syncfs(fd);
+}
+
+int
+__wrap_fdatasync(int fd)
+{
+	nfdatasync++;
+	return __real_fdatasync(fd);
+}
+
 /* What a commit callback saw. */
 struct result {
 	int	calls;
@@ -638,6 +666,82 @@ START_TEST(test_commit_workers)
 	}
 	ck_assert_int_eq(count_spool("incoming"), 0);
 	ck_assert_uint_eq(queue_count(), NMANY);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * spool_sync: commits asked for in one loop iteration are one batch,
+ * made durable with one sync per file (and the directories) or with two
+ * syncs of the file system in all.  _i: 0 file, 1 filesystem.
+ */
+START_TEST(test_sync_modes)
+{
+	struct result	 r[NMANY];
+	char		 id[NMANY][QUEUE_ID_SIZE], data[NMANY][64];
+	size_t		 i;
+
+	init_spool(NULL, NULL);
+	queue_set_sync(_i);
+	nsyncfs = nfdatasync = fail_syncfs = 0;
+	for (i = 0; i < NMANY; i++) {
+		r[i].calls = r[i].error = 0;
+		snprintf(data[i], sizeof data[i], "Subject: %zu\r\n\r\n", i);
+		start_commit(id[i], sizeof id[i], data[i], strlen(data[i]),
+		    "a@example.org", "b@example.net", &r[i]);
+	}
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		ck_assert_int_eq(r[i].error, 0);
+		check_msg_file("queue", id[i], data[i], strlen(data[i]));
+	}
+	if (_i) {
+		ck_assert_int_eq(nsyncfs, 2);
+		ck_assert_int_eq(nfdatasync, 0);
+	} else {
+		ck_assert_int_eq(nsyncfs, 0);
+		ck_assert_int_eq(nfdatasync, 2 * NMANY);
+	}
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 2 * NMANY);
+	ck_assert_uint_eq(queue_count(), NMANY);
+	queue_set_sync(0);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A failed sync of the file system fails the whole batch and leaves
+ * nothing behind: _i 1, before the renames; _i 2, after them (the
+ * entries already in queue/XX/ are taken back).
+ */
+START_TEST(test_sync_filesystem_fails)
+{
+	struct result	 r[NMANY];
+	char		 id[NMANY][QUEUE_ID_SIZE];
+	size_t		 i;
+
+	init_spool(NULL, NULL);
+	queue_set_sync(1);
+	nsyncfs = nfdatasync = 0;
+	fail_syncfs = _i;
+	for (i = 0; i < NMANY; i++) {
+		r[i].calls = r[i].error = 0;
+		start_commit(id[i], sizeof id[i], "x\r\n", 3,
+		    "a@example.org", "b@example.net", &r[i]);
+	}
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	for (i = 0; i < NMANY; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		ck_assert_int_eq(r[i].error, EIO);
+	}
+	ck_assert_int_eq(nsyncfs, _i);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_uint_eq(queue_count(), 0);
+	fail_syncfs = 0;
+	queue_set_sync(0);
 	queue_shutdown();
 }
 END_TEST
@@ -2530,6 +2634,8 @@ queue_suite(void)
 	tcase_add_test(tc, test_commit_many);
 	tcase_add_test(tc, test_commit_workers);
 	tcase_add_test(tc, test_commit_workers_shutdown);
+	tcase_add_loop_test(tc, test_sync_modes, 0, 2);
+	tcase_add_loop_test(tc, test_sync_filesystem_fails, 1, 3);
 	tcase_add_test(tc, test_abort);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_shutdown_completes);
