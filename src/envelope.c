@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "envelope.h"
@@ -61,11 +62,12 @@ static const char *const envelope_body_names[] = { "7bit", "8bitmime" };
 static const char *const envelope_ret_names[] = { NULL, "full", "hdrs" };
 static const char *const envelope_bool_names[] = { "no", "yes" };
 
-/* NOTIFY= keywords in the order they are written. */
+/* NOTIFY= keywords, never alone, the others in the order written. */
 static const struct {
 	const char	*name;
 	int		 flag;
 } envelope_notify_names[] = {
+	{ "never", ENVELOPE_NOTIFY_NEVER },
 	{ "success", ENVELOPE_NOTIFY_SUCCESS },
 	{ "failure", ENVELOPE_NOTIFY_FAILURE },
 	{ "delay", ENVELOPE_NOTIFY_DELAY },
@@ -242,7 +244,7 @@ envelope_notify_format(int notify, int upper, char *buf, size_t size)
 	if (notify & ENVELOPE_NOTIFY_NEVER)
 		util_strlcpy(buf, "never", size);
 	else {
-		for (i = 0; i < nitems(envelope_notify_names); i++) {
+		for (i = 1; i < nitems(envelope_notify_names); i++) {
 			if ((notify & envelope_notify_names[i].flag) == 0)
 				continue;
 			if (buf[0] != '\0')
@@ -252,6 +254,39 @@ envelope_notify_format(int notify, int upper, char *buf, size_t size)
 	}
 	for (p = buf; upper && *p != '\0'; p++)
 		*p = (char)toupper((unsigned char)*p);
+}
+
+/*
+ * A NOTIFY= value as a client may send it (RFC 3461 4.1): "never"
+ * alone, or a list of success, failure and delay in any order and any
+ * case, none twice.  0 with the flags in *notify, or -1.
+ */
+int
+envelope_notify_parse(const char *value, int *notify)
+{
+	const char	*p = value, *end;
+	size_t		 i, len;
+	int		 flag, flags = 0;
+
+	do {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		flag = 0;
+		for (i = 0; i < nitems(envelope_notify_names); i++) {
+			if (strlen(envelope_notify_names[i].name) == len &&
+			    strncasecmp(envelope_notify_names[i].name, p,
+			    len) == 0)
+				flag = envelope_notify_names[i].flag;
+		}
+		if (flag == 0 || (flags & flag))
+			return -1;
+		flags |= flag;
+		p = end != NULL ? end + 1 : NULL;
+	} while (p != NULL);
+	if ((flags & ENVELOPE_NOTIFY_NEVER) && flags != ENVELOPE_NOTIFY_NEVER)
+		return -1;
+	*notify = flags;
+	return 0;
 }
 
 /* An RFC 3463 status code: class "." subject "." detail. */
@@ -956,36 +991,20 @@ envelope_p_state(struct envelope_parser *p, const char *value)
 	return 0;
 }
 
-/* "never", or some of success,failure,delay in that order. */
+/*
+ * "never", or some of success,failure,delay in that order: what a
+ * client may send, in the one spelling the envelope is written in.
+ */
 static int
 envelope_p_notify(struct envelope_parser *p, const char *value)
 {
-	const char	*s = value;
-	size_t		 i = 0, n;
-	int		 notify = 0;
+	char	buf[sizeof "success,failure,delay"];
+	int	notify;
 
-	if (strcmp(value, "never") == 0) {
-		envelope_cur_rcpt(p)->notify = ENVELOPE_NOTIFY_NEVER;
-		return 0;
-	}
-	while (*s != '\0') {
-		for (; i < nitems(envelope_notify_names); i++) {
-			n = strlen(envelope_notify_names[i].name);
-			if (strncmp(s, envelope_notify_names[i].name, n) == 0 &&
-			    (s[n] == ',' || s[n] == '\0'))
-				break;
-		}
-		if (i == nitems(envelope_notify_names))
-			return envelope_fail_value(p, "bad rcpt-notify",
-			    value);
-		notify |= envelope_notify_names[i].flag;
-		s += n;
-		if (*s == ',' && *++s == '\0')
-			return envelope_fail_value(p, "bad rcpt-notify",
-			    value);
-		i++;
-	}
-	if (notify == 0)
+	if (envelope_notify_parse(value, &notify) == -1)
+		return envelope_fail_value(p, "bad rcpt-notify", value);
+	envelope_notify_format(notify, 0, buf, sizeof buf);
+	if (strcmp(buf, value) != 0)
 		return envelope_fail_value(p, "bad rcpt-notify", value);
 	envelope_cur_rcpt(p)->notify = notify;
 	return 0;

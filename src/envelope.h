@@ -110,5 +110,6 @@ int	 envelope_parse(struct envelope *, const char *, size_t, char **);
 const char *envelope_rcpt_state_str(enum envelope_rcpt_state);
 int	 envelope_is_status(const char *);
 void	 envelope_notify_format(int, int, char *, size_t);
+int	 envelope_notify_parse(const char *, int *);
 
 #endif

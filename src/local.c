@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dlv.h"
 #include "local.h"
 #include "log.h"
 #include "util.h"
@@ -705,12 +706,26 @@ local_job_cancel(struct local_job *j)
 	workpool_cancel(j->job);
 }
 
-/* How delivery i went; *err is its reason, "" on success. */
-enum local_result
-local_job_result(const struct local_job *j, size_t i, const char **err)
+/*
+ * How delivery i went, as every delivery reports it: relay
+ * DLV_RELAY_LOCAL, the Maildir named on success, the reason otherwise.
+ */
+void
+local_job_outcome(const struct local_job *j, size_t i, struct dlv_rcpt *dr)
 {
+	const struct local_rcpt	*r;
+
 	if (i >= j->n)
-		panic("local_job_result: no delivery %zu", i);
-	*err = j->rcpts[i].err;
-	return j->rcpts[i].res;
+		panic("local_job_outcome: no delivery %zu", i);
+	r = &j->rcpts[i];
+	util_strlcpy(dr->relay, DLV_RELAY_LOCAL, sizeof dr->relay);
+	dr->dsn = 0;
+	dr->tls = 0;
+	if (r->res == LOCAL_OK)
+		dlv_status_fill(&dr->st, DLV_OK, "2.0.0",
+		    "delivered to maildir %s", r->maildir);
+	else if (r->res == LOCAL_PERM)
+		dlv_status_fill(&dr->st, DLV_PERM, "5.2.0", "%s", r->err);
+	else
+		dlv_status_fill(&dr->st, DLV_TEMP, "4.2.0", "%s", r->err);
 }

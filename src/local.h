@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "dlv.h"
+
 enum local_result {
 	LOCAL_OK = 0,
 	LOCAL_TEMP = -1,	/* the environment: try again later */
@@ -42,7 +44,7 @@ enum local_result local_deliver(const struct local_params *, int, char *,
  * the caller may change or free its own state meanwhile.  Built with
  * local_job_new() and local_job_add(), handed over by local_job_start();
  * the callback then runs from the loop, never before local_job_start()
- * returns, reads the results with local_job_result(), and the job is
+ * returns, reads the outcomes with local_job_outcome(), and the job is
  * freed after it returns.  local_job_cancel() drops the callback.
  */
 struct local_job;
@@ -53,7 +55,7 @@ void		 local_job_add(struct local_job *, const char *, const char *);
 size_t		 local_job_count(const struct local_job *);
 void		 local_job_start(struct local_job *, local_job_cb, void *);
 void		 local_job_cancel(struct local_job *);
-enum local_result local_job_result(const struct local_job *, size_t,
-		    const char **);
+void		 local_job_outcome(const struct local_job *, size_t,
+		    struct dlv_rcpt *);
 
 #endif

@@ -97,10 +97,10 @@ static struct {
 static void	mta_pump(struct mta_dest *);
 static unsigned	mta_hash(const char *);
 static void	mta_session_ready_cb(struct mta_session *, void *);
-static void	mta_session_done_cb(struct mta_session *, struct mta_tx *,
+static void	mta_session_done_cb(struct mta_session *, struct dlv_tx *,
 		    void *);
 static void	mta_session_closed_cb(struct mta_session *,
-		    const struct mta_status *, void *);
+		    const struct dlv_status *, void *);
 
 static const struct mta_session_cb mta_cbs = {
 	mta_session_ready_cb, mta_session_done_cb, mta_session_closed_cb
@@ -267,13 +267,13 @@ mta_dest_gc(struct mta_dest *d)
 
 /* Every recipient of a job gets the same outcome; the job is done. */
 static void
-mta_job_fail(struct mta_job *job, const struct mta_status *st)
+mta_job_fail(struct mta_job *job, const struct dlv_status *st)
 {
 	size_t	i;
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
 		job->tx.rcpts[i].st = *st;
-		util_strlcpy(job->tx.rcpts[i].relay, "none",
+		util_strlcpy(job->tx.rcpts[i].relay, DLV_RELAY_NONE,
 		    sizeof job->tx.rcpts[i].relay);
 	}
 	job->dest = NULL;
@@ -282,7 +282,7 @@ mta_job_fail(struct mta_job *job, const struct mta_status *st)
 
 /* Fail every waiting job of a destination. */
 static void
-mta_dest_fail(struct mta_dest *d, const struct mta_status *st)
+mta_dest_fail(struct mta_dest *d, const struct dlv_status *st)
 {
 	struct mta_job	*job;
 
@@ -366,26 +366,26 @@ static void
 mta_dns_cb(const struct dns_result *res, void *arg)
 {
 	struct mta_dest		*d = arg;
-	struct mta_status	 st;
+	struct dlv_status	 st;
 
 	d->query = NULL;
 	switch (res->status) {
 	case DNS_OK:
 		break;
 	case DNS_TEMPFAIL:
-		mta_status_fill(&st, MTA_TEMP, "4.4.3", "%s", res->error);
+		dlv_status_fill(&st, DLV_TEMP, "4.4.3", "%s", res->error);
 		goto fail;
 	case DNS_NXDOMAIN:
-		mta_status_fill(&st, d->gateway || d->lmtp || d->handover ?
-		    MTA_TEMP : MTA_PERM, d->gateway || d->lmtp ||
+		dlv_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    DLV_TEMP : DLV_PERM, d->gateway || d->lmtp ||
 		    d->handover ? "4.4.3" : "5.1.2", "%s", res->error);
 		goto fail;
 	case DNS_NULLMX:
-		mta_status_fill(&st, MTA_PERM, "5.1.10", "%s", res->error);
+		dlv_status_fill(&st, DLV_PERM, "5.1.10", "%s", res->error);
 		goto fail;
 	case DNS_NOHOST:
-		mta_status_fill(&st, d->gateway || d->lmtp || d->handover ?
-		    MTA_TEMP : MTA_PERM, d->gateway || d->lmtp ||
+		dlv_status_fill(&st, d->gateway || d->lmtp || d->handover ?
+		    DLV_TEMP : DLV_PERM, d->gateway || d->lmtp ||
 		    d->handover ? "4.4.3" : "5.4.4", "%s", res->error);
 		goto fail;
 	}
@@ -397,7 +397,7 @@ mta_dns_cb(const struct dns_result *res, void *arg)
 	d->ntargets = d->lmtp ? res->ntargets : mta_drop_self(d->targets,
 	    res->ntargets, mta_dest_port(d));
 	if (d->ntargets == 0) {
-		mta_status_fill(&st, MTA_PERM, "5.4.6",
+		dlv_status_fill(&st, DLV_PERM, "5.4.6",
 		    "mail for %s loops back to myself", d->name);
 		goto fail;
 	}
@@ -625,37 +625,23 @@ mta_pump(struct mta_dest *d)
 	}
 }
 
-/* Direct, or through the gateway (always, or after some tries). */
-static int
-mta_use_gateway(const struct mta_job *job)
-{
-	const struct config	*conf = mta.conf;
-
-	if (conf->gateway[0] == '\0')
-		return 0;
-	if (conf->gateway_all)
-		return 1;
-	return conf->gateway_after_tries > 0 &&
-	    job->tries >= conf->gateway_after_tries;
-}
-
 void
 mta_submit(struct mta_job *job)
 {
 	struct mta_dest	*d;
 	size_t		 i;
-	/* The scheduler hands local recipients here only for LMTP. */
+	/* The queue manager hands local recipients here only for LMTP. */
 	int		 lmtp = job->handover == NULL &&
 			    mta.conf->transport != CONFIG_TRANSPORT_MAILDIR &&
 			    config_is_local_domain(mta.conf, job->domain);
 	int		 gateway = job->handover == NULL && !lmtp &&
-			    mta_use_gateway(job);
+			    dlv_use_gateway(mta.conf, job->tries);
 
 	for (i = 0; i < job->tx.nrcpts; i++) {
-		job->tx.rcpts[i].st.result = MTA_NONE;
+		job->tx.rcpts[i].st.result = DLV_NONE;
 		job->tx.rcpts[i].dsn = 0;
 		job->tx.rcpts[i].gateway = gateway;
-		util_strlcpy(job->tx.rcpts[i].relay, "none",
+		util_strlcpy(job->tx.rcpts[i].relay, DLV_RELAY_NONE,
 		    sizeof job->tx.rcpts[i].relay);
 	}
 	if (job->handover != NULL)
@@ -703,7 +689,7 @@ mta_session_ready_cb(struct mta_session *s, void *arg)
 }
 
 static void
-mta_session_done_cb(struct mta_session *s, struct mta_tx *tx, void *arg)
+mta_session_done_cb(struct mta_session *s, struct dlv_tx *tx, void *arg)
 {
 	struct mta_conn	*c = arg;
 	struct mta_job	*job = c->job;
@@ -719,7 +705,7 @@ mta_session_done_cb(struct mta_session *s, struct mta_tx *tx, void *arg)
 }
 
 static void
-mta_session_closed_cb(struct mta_session *s, const struct mta_status *st,
+mta_session_closed_cb(struct mta_session *s, const struct dlv_status *st,
     void *arg)
 {
 	struct mta_conn	*c = arg;

@@ -10,7 +10,8 @@
 
 #include <sys/queue.h>
 
-#include "mta_session.h"
+#include "dlv.h"
+#include "envelope.h"
 
 struct event_base;
 struct config;
@@ -27,7 +28,7 @@ struct mta_job {
 	unsigned		 tries;		/* failed attempts so far */
 	const char		*handover;	/* "host:port" to send to
 						   instead, or NULL */
-	struct mta_tx		 tx;
+	struct dlv_tx		 tx;
 	mta_job_cb		 cb;
 	void			*arg;
 

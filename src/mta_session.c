@@ -189,18 +189,18 @@ struct mta_session {
 	int			 ext;
 	uint64_t		 ext_size;	/* 0: no limit */
 	char			 peer[MTA_PEER_SIZE];	/* host[ip] */
-	char			 relay[MTA_RELAY_SIZE];	/* host[ip]:port */
+	char			 relay[DLV_RELAY_SIZE];	/* host[ip]:port */
 
 	/* The reply being read, made printable, lines joined by spaces. */
 	int			 reply_code;
 	size_t			 reply_lines;
 	size_t			 reply_len;
-	char			 reply[MTA_TEXT_SIZE];
-	char			 reply_esc[MTA_STATUS_SIZE];
+	char			 reply[DLV_TEXT_SIZE];
+	char			 reply_esc[DLV_STATUS_SIZE];
 	char			 peer_name[DNS_HOST_SIZE];
 
 	/* The transaction in flight (the caller's) and its cursors. */
-	struct mta_tx		*tx;
+	struct dlv_tx		*tx;
 	unsigned		 ntx;		/* begun on this connection */
 	enum mta_state		 snd;		/* next command to send */
 	size_t			 snd_rcpt;
@@ -222,8 +222,8 @@ struct mta_session {
 	struct sessinfo_bytes	 bytes;
 
 	/* Why it ends. */
-	struct mta_status	 last;		/* last address's failure */
-	struct mta_status	 st;		/* why the session closed */
+	struct dlv_status	 last;		/* last address's failure */
+	struct dlv_status	 st;		/* why the session closed */
 	enum mta_after		 after_quit;
 };
 
@@ -345,7 +345,7 @@ static void	mta_event_cb(struct bufferevent *, short, void *);
 static void	mta_defer_cb(evutil_socket_t, short, void *);
 static void	mta_connect(struct mta_session *);
 static void	mta_next(struct mta_session *);
-static void	mta_close(struct mta_session *, const struct mta_status *,
+static void	mta_close(struct mta_session *, const struct dlv_status *,
 		    int);
 static void	mta_process(struct mta_session *);
 static void	mta_tx_send(struct mta_session *);
@@ -370,26 +370,6 @@ mta_session_shutdown(void)
 	if (mta_tls_ctx != NULL)
 		tls_ctx_free(mta_tls_ctx);
 	mta_tls_ctx = NULL;
-}
-
-/* Fill in one of our own outcomes; the text is made printable. */
-void
-mta_status_fill(struct mta_status *st, enum mta_result result,
-    const char *status, const char *fmt, ...)
-{
-	va_list	ap;
-	char	*p;
-
-	st->result = result;
-	util_strlcpy(st->status, status, sizeof st->status);
-	st->reply[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(st->text, sizeof st->text, fmt, ap);
-	va_end(ap);
-	for (p = st->text; *p != '\0'; p++) {
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';
-	}
 }
 
 /*
@@ -424,18 +404,18 @@ mta_esc_len(const char *p)
  * reply's enhanced code when its class agrees, else class.0.0.
  */
 static void
-mta_status_reply(struct mta_session *s, struct mta_status *st)
+mta_status_reply(struct mta_session *s, struct dlv_status *st)
 {
 	const char	*reply_to = mta_states[s->state].reply_to;
 	char		 prefix[MTA_PEER_SIZE + 32], suffix[64];
 	int		 class = s->reply_code / 100, avail;
 
 	if (class == 2)
-		st->result = MTA_OK;
+		st->result = DLV_OK;
 	else if (class == 5)
-		st->result = MTA_PERM;
+		st->result = DLV_PERM;
 	else
-		st->result = MTA_TEMP;
+		st->result = DLV_TEMP;
 	if (s->reply_esc[0] != '\0' && s->reply_esc[0] - '0' == class)
 		util_strlcpy(st->status, s->reply_esc, sizeof st->status);
 	else if (class == 2 || class == 4 || class == 5)
@@ -458,12 +438,12 @@ mta_status_reply(struct mta_session *s, struct mta_status *st)
 
 /* Set the outcome of every recipient that has none yet. */
 static void
-mta_tx_set_rest(struct mta_tx *tx, const struct mta_status *st)
+mta_tx_set_rest(struct dlv_tx *tx, const struct dlv_status *st)
 {
 	size_t	i;
 
 	for (i = 0; i < tx->nrcpts; i++) {
-		if (tx->rcpts[i].st.result == MTA_NONE)
+		if (tx->rcpts[i].st.result == DLV_NONE)
 			tx->rcpts[i].st = *st;
 	}
 }
@@ -607,12 +587,12 @@ mta_quit_done(struct mta_session *s)
  * QUIT when the peer is still talking sense, and try the next one.
  */
 static void
-mta_address_failed(struct mta_session *s, const struct mta_status *st,
+mta_address_failed(struct mta_session *s, const struct dlv_status *st,
     int quit)
 {
 	/* Another address, or a later try, may do better. */
 	s->last = *st;
-	s->last.result = MTA_TEMP;
+	s->last.result = DLV_TEMP;
 	log_info("%s", st->text);
 	if (quit && s->bev != NULL) {
 		mta_quit_start(s, MTA_AFTER_NEXT);
@@ -626,7 +606,7 @@ mta_address_failed(struct mta_session *s, const struct mta_status *st,
  * done() first, then closed(), both from the top of the loop.
  */
 static void
-mta_close(struct mta_session *s, const struct mta_status *st, int quit)
+mta_close(struct mta_session *s, const struct dlv_status *st, int quit)
 {
 	if (st != &s->st)
 		s->st = *st;
@@ -643,7 +623,7 @@ mta_close(struct mta_session *s, const struct mta_status *st, int quit)
 /* Before the session was first ready, a failure moves on to the next
  * address; afterwards it closes the session. */
 static void
-mta_fail(struct mta_session *s, const struct mta_status *st, int quit)
+mta_fail(struct mta_session *s, const struct dlv_status *st, int quit)
 {
 	if (s->flags & MTA_F_READY)
 		mta_close(s, st, quit);
@@ -655,14 +635,14 @@ mta_fail(struct mta_session *s, const struct mta_status *st, int quit)
 static void
 mta_protocol_error(struct mta_session *s, const char *why)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 	const char		*reply_to = mta_states[s->state].reply_to;
 
 	if (s->state == MTA_STATE_QUIT) {
 		mta_quit_done(s);
 		return;
 	}
-	mta_status_fill(&st, MTA_TEMP, "4.5.0", "protocol error from %s: %s "
+	dlv_status_fill(&st, DLV_TEMP, "4.5.0", "protocol error from %s: %s "
 	    "(in reply to %s)", s->peer, why,
 	    reply_to != NULL ? reply_to : "unknown command");
 	mta_fail(s, &st, 0);
@@ -710,7 +690,7 @@ mta_connect(struct mta_session *s)
 {
 	const struct dns_target	*t = &s->targets[s->cur];
 	struct sockaddr_storage	 ss;
-	struct mta_status	 st;
+	struct dlv_status	 st;
 	evutil_socket_t		 fd;
 	int			 error;
 
@@ -725,7 +705,7 @@ mta_connect(struct mta_session *s)
 		error = errno;
 		if (fd != -1)
 			close(fd);
-		mta_status_fill(&st, MTA_TEMP, "4.4.1", "connect to %s: %s",
+		dlv_status_fill(&st, DLV_TEMP, "4.4.1", "connect to %s: %s",
 		    s->relay, strerror(error));
 		s->last = st;
 		log_info("%s", st.text);
@@ -761,9 +741,9 @@ mta_next(struct mta_session *s)
 static void
 mta_connect_failed(struct mta_session *s, int error)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
-	mta_status_fill(&st, MTA_TEMP, "4.4.1", "connect to %s: %s", s->relay,
+	dlv_status_fill(&st, DLV_TEMP, "4.4.1", "connect to %s: %s", s->relay,
 	    strerror(error));
 	mta_address_failed(s, &st, 0);
 }
@@ -808,7 +788,7 @@ mta_base64(char *out, size_t size, const void *in, size_t len)
 static void
 mta_auth(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 	char			raw[2 * MTA_AUTH_MAX + 2];
 	char			b64[4 * sizeof raw / 3 + 4];
 	size_t			ulen, plen;
@@ -824,7 +804,7 @@ mta_auth(struct mta_session *s)
 		return;
 	}
 	if (!(s->flags & MTA_F_TLS)) {
-		mta_status_fill(&st, MTA_TEMP, "4.7.4", "refusing to send "
+		dlv_status_fill(&st, DLV_TEMP, "4.7.4", "refusing to send "
 		    "credentials without TLS to %s", s->peer);
 		mta_fail(s, &st, 1);
 		return;
@@ -832,13 +812,13 @@ mta_auth(struct mta_session *s)
 	ulen = strlen(s->auth_user);
 	plen = strlen(s->auth_pass);
 	if (ulen > MTA_AUTH_MAX || plen > MTA_AUTH_MAX) {
-		mta_status_fill(&st, MTA_TEMP, "4.7.0", "SASL credentials for "
+		dlv_status_fill(&st, DLV_TEMP, "4.7.0", "SASL credentials for "
 		    "%s are too long", s->peer);
 		mta_close(s, &st, 1);
 		return;
 	}
 	if (!(s->ext & (MTA_EXT_AUTH_PLAIN | MTA_EXT_AUTH_LOGIN))) {
-		mta_status_fill(&st, MTA_TEMP, "4.7.0", "SASL authentication "
+		dlv_status_fill(&st, DLV_TEMP, "4.7.0", "SASL authentication "
 		    "failed: %s offered no supported mechanism", s->peer);
 		mta_fail(s, &st, 1);
 		return;
@@ -865,7 +845,7 @@ mta_auth(struct mta_session *s)
 static void
 mta_after_hello(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (!(s->flags & (MTA_F_TLS | MTA_F_NO_TLS)) &&
 	    (s->tls_verify || s->starttls)) {
@@ -875,7 +855,7 @@ mta_after_hello(struct mta_session *s)
 			return;
 		}
 		if (s->tls_verify) {
-			mta_status_fill(&st, MTA_TEMP, "4.7.4", "TLS is "
+			dlv_status_fill(&st, DLV_TEMP, "4.7.4", "TLS is "
 			    "required, but was not offered by host %s",
 			    s->peer);
 			mta_fail(s, &st, 1);
@@ -888,15 +868,15 @@ mta_after_hello(struct mta_session *s)
 static void
 mta_reply_greeting(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (s->reply_code == 220) {
 		mta_hello(s, MTA_STATE_EHLO);
 		return;
 	}
 	mta_status_reply(s, &st);
-	if (st.result == MTA_OK) {
-		st.result = MTA_TEMP;
+	if (st.result == DLV_OK) {
+		st.result = DLV_TEMP;
 		util_strlcpy(st.status, "4.5.0", sizeof st.status);
 	}
 	mta_fail(s, &st, s->reply_code != 421);
@@ -910,12 +890,12 @@ mta_reply_greeting(struct mta_session *s)
 static void
 mta_reply_ehlo(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (s->reply_code / 100 == 2) {
 		if (s->state != MTA_STATE_LHLO &&
 		    strcasecmp(s->peer_name, s->helo) == 0) {
-			mta_status_fill(&st, MTA_PERM, "5.4.6", "mail for %s "
+			dlv_status_fill(&st, DLV_PERM, "5.4.6", "mail for %s "
 			    "loops back to myself", s->name);
 			log_info("%s: %s", s->peer, st.text);
 			mta_close(s, &st, 1);
@@ -929,8 +909,8 @@ mta_reply_ehlo(struct mta_session *s)
 		return;
 	}
 	mta_status_reply(s, &st);
-	if (st.result == MTA_OK)
-		st.result = MTA_TEMP;
+	if (st.result == DLV_OK)
+		st.result = DLV_TEMP;
 	mta_fail(s, &st, s->reply_code != 421);
 }
 
@@ -960,7 +940,7 @@ mta_tls_start(struct mta_session *s)
 static void
 mta_reply_starttls(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (s->reply_code == 220) {
 		mta_tls_start(s);
@@ -968,8 +948,8 @@ mta_reply_starttls(struct mta_session *s)
 	}
 	mta_status_reply(s, &st);
 	if (s->tls_verify || s->reply_code == 421) {
-		if (st.result == MTA_OK)
-			st.result = MTA_TEMP;
+		if (st.result == DLV_OK)
+			st.result = DLV_TEMP;
 		mta_fail(s, &st, s->reply_code != 421);
 		return;
 	}
@@ -1000,9 +980,9 @@ mta_tls_done(struct mta_session *s)
 static void
 mta_tls_failed(struct mta_session *s, const char *why)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
-	mta_status_fill(&st, MTA_TEMP, "4.7.5", "TLS handshake with %s "
+	dlv_status_fill(&st, DLV_TEMP, "4.7.5", "TLS handshake with %s "
 	    "failed: %s", s->peer, why);
 	if (s->tls_verify) {
 		mta_fail(s, &st, 0);
@@ -1017,7 +997,7 @@ mta_tls_failed(struct mta_session *s, const char *why)
 static void
 mta_reply_auth(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 	char			b64[4 * (MTA_AUTH_MAX + 2) / 3 + 4];
 
 	if (s->reply_code == 235 && (s->state == MTA_STATE_AUTH_PASS ||
@@ -1044,7 +1024,7 @@ mta_reply_auth(struct mta_session *s)
 	}
 	/* Refused credentials are ours to fix: no other address helps. */
 	mta_status_reply(s, &st);
-	st.result = MTA_TEMP;
+	st.result = DLV_TEMP;
 	log_info("SASL authentication failed: %s", st.text);
 	mta_close(s, &st, s->reply_code != 421 && s->reply_code / 100 != 3);
 }
@@ -1065,10 +1045,10 @@ mta_reply_quit(struct mta_session *s)
 static void
 mta_reply_idle(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	mta_status_reply(s, &st);
-	st.result = MTA_TEMP;
+	st.result = DLV_TEMP;
 	mta_fail(s, &st, 0);
 }
 
@@ -1089,7 +1069,7 @@ mta_addr_is_sane(const char *addr)
 
 /* Whether an address of the envelope is more than ASCII. */
 static int
-mta_tx_has_utf8_addr(const struct mta_tx *tx)
+mta_tx_has_utf8_addr(const struct dlv_tx *tx)
 {
 	const unsigned char	*p;
 	size_t			 i;
@@ -1118,7 +1098,7 @@ mta_tx_has_utf8_addr(const struct mta_tx *tx)
  * -1 with st set, as it does when the file cannot be read.
  */
 static int
-mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
+mta_tx_mime(struct mta_session *s, struct dlv_tx *tx, struct dlv_status *st)
 {
 	struct mime_conv	*c;
 	enum mime_verdict	 v;
@@ -1140,7 +1120,7 @@ mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
 			continue;
 		if (n == -1) {
 			log_warn("mta %s: message file read", s->relay);
-			mta_status_fill(st, MTA_TEMP, "4.3.0", "error reading "
+			dlv_status_fill(st, DLV_TEMP, "4.3.0", "error reading "
 			    "the message file: %s", strerror(errno));
 			mime_conv_free(c);
 			return -1;
@@ -1152,20 +1132,20 @@ mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
 	}
 	v = mime_scan_end(c, &header8, why, sizeof why);
 	if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) && header8)
-		mta_status_fill(st, MTA_PERM, "5.6.9", "SMTPUTF8 is required "
+		dlv_status_fill(st, DLV_PERM, "5.6.9", "SMTPUTF8 is required "
 		    "for UTF-8 header fields, but was not offered by host %s",
 		    s->peer);
 	else if (s->ext & MTA_EXT_8BITMIME)
 		v = MIME_7BIT;
 	else if (v == MIME_SIGNED)
-		mta_status_fill(st, MTA_PERM, "5.6.2", "MIME 7-bit conversion "
+		dlv_status_fill(st, DLV_PERM, "5.6.2", "MIME 7-bit conversion "
 		    "not permitted: %s, and host %s does not offer 8BITMIME",
 		    why, s->peer);
 	else if (v == MIME_CANNOT)
-		mta_status_fill(st, MTA_PERM, "5.6.3", "MIME 7-bit conversion "
+		dlv_status_fill(st, DLV_PERM, "5.6.3", "MIME 7-bit conversion "
 		    "failed: %s, and host %s does not offer 8BITMIME", why,
 		    s->peer);
-	if (st->result == MTA_PERM) {
+	if (st->result == DLV_PERM) {
 		mime_conv_free(c);
 		return -1;
 	}
@@ -1183,25 +1163,25 @@ mta_tx_mime(struct mta_session *s, struct mta_tx *tx, struct mta_status *st)
  * every recipient's outcome set.
  */
 static int
-mta_tx_check(struct mta_session *s, struct mta_tx *tx)
+mta_tx_check(struct mta_session *s, struct dlv_tx *tx)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 	size_t			i;
 	int			sane = mta_addr_is_sane(tx->sender);
 
 	for (i = 0; i < tx->nrcpts; i++)
 		sane = sane && mta_addr_is_sane(tx->rcpts[i].addr);
 	if (!sane) {
-		mta_status_fill(&st, MTA_PERM, "5.1.3", "malformed address in "
+		dlv_status_fill(&st, DLV_PERM, "5.1.3", "malformed address in "
 		    "the envelope");
 	} else if ((s->ext & MTA_EXT_SIZE) && s->ext_size != 0 &&
 	    tx->size > s->ext_size) {
-		mta_status_fill(&st, MTA_PERM, "5.3.4", "message size %" PRIu64
+		dlv_status_fill(&st, DLV_PERM, "5.3.4", "message size %" PRIu64
 		    " exceeds size limit %" PRIu64 " of %s", tx->size,
 		    s->ext_size, s->relay);
 	} else if (tx->smtputf8 && !(s->ext & MTA_EXT_SMTPUTF8) &&
 	    mta_tx_has_utf8_addr(tx)) {
-		mta_status_fill(&st, MTA_PERM, "5.6.7", "SMTPUTF8 is required, "
+		dlv_status_fill(&st, DLV_PERM, "5.6.7", "SMTPUTF8 is required, "
 		    "but was not offered by host %s", s->peer);
 	} else if (mta_tx_mime(s, tx, &st) == -1) {
 		/* st says why */
@@ -1213,7 +1193,7 @@ mta_tx_check(struct mta_session *s, struct mta_tx *tx)
 
 /* Run one transaction; the session must be ready. */
 void
-mta_session_send(struct mta_session *s, struct mta_tx *tx)
+mta_session_send(struct mta_session *s, struct dlv_tx *tx)
 {
 	size_t	i;
 
@@ -1323,7 +1303,7 @@ done:
 static void
 mta_send_mail(struct mta_session *s)
 {
-	struct mta_tx	*tx = s->tx;
+	struct dlv_tx	*tx = s->tx;
 	char		 size[32] = "", ret[16] = "";
 	char		 envid[sizeof " ENVID=" + MTA_ENVID_MAX] = "";
 
@@ -1351,7 +1331,7 @@ mta_send_mail(struct mta_session *s)
 
 /* RCPT TO, with NOTIFY and ORCPT for a peer that offers DSN. */
 static void
-mta_send_rcpt(struct mta_session *s, struct mta_rcpt *r)
+mta_send_rcpt(struct mta_session *s, struct dlv_rcpt *r)
 {
 	char	list[sizeof "SUCCESS,FAILURE,DELAY"];
 	char	notify[sizeof " NOTIFY=SUCCESS,FAILURE,DELAY"] = "";
@@ -1398,7 +1378,7 @@ mta_use_bdat(const struct mta_session *s)
 static void
 mta_tx_send(struct mta_session *s)
 {
-	struct mta_tx	*tx = s->tx;
+	struct dlv_tx	*tx = s->tx;
 
 	while (s->snd != MTA_STATE_BODY) {
 		if (!(s->ext & MTA_EXT_PIPELINING) && s->unanswered > 0)
@@ -1473,7 +1453,7 @@ mta_tx_next(struct mta_session *s)
 static int
 mta_reply_is_421(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (s->reply_code != 421)
 		return 0;
@@ -1489,13 +1469,13 @@ mta_reply_is_421(struct mta_session *s)
 static void
 mta_reply_rset(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (mta_reply_is_421(s))
 		return;
 	if (s->reply_code / 100 != 2) {
 		mta_status_reply(s, &st);
-		st.result = MTA_TEMP;
+		st.result = DLV_TEMP;
 		mta_close(s, &st, 0);
 		return;
 	}
@@ -1508,7 +1488,7 @@ mta_reply_rset(struct mta_session *s)
 static void
 mta_reply_mail(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (mta_reply_is_421(s))
 		return;
@@ -1526,7 +1506,7 @@ mta_reply_mail(struct mta_session *s)
 static void
 mta_reply_rcpt(struct mta_session *s)
 {
-	struct mta_rcpt	*r = &s->tx->rcpts[s->rcv_rcpt];
+	struct dlv_rcpt	*r = &s->tx->rcpts[s->rcv_rcpt];
 
 	if (mta_reply_is_421(s))
 		return;
@@ -1549,7 +1529,7 @@ mta_reply_rcpt(struct mta_session *s)
 static void
 mta_reply_data(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (mta_reply_is_421(s))
 		return;
@@ -1581,8 +1561,8 @@ mta_reply_data(struct mta_session *s)
 	}
 	if (s->naccepted > 0 && !s->mail_failed) {
 		mta_status_reply(s, &st);
-		if (st.result == MTA_OK)
-			st.result = MTA_TEMP;
+		if (st.result == DLV_OK)
+			st.result = DLV_TEMP;
 		mta_tx_set_rest(s->tx, &st);
 	}
 	mta_tx_finish(s);
@@ -1594,9 +1574,9 @@ mta_reply_data(struct mta_session *s)
  * tx->nrcpts when none is left.
  */
 static size_t
-mta_lmtp_rcpt(const struct mta_tx *tx, size_t i)
+mta_lmtp_rcpt(const struct dlv_tx *tx, size_t i)
 {
-	while (i < tx->nrcpts && tx->rcpts[i].st.result != MTA_NONE)
+	while (i < tx->nrcpts && tx->rcpts[i].st.result != DLV_NONE)
 		i++;
 	return i;
 }
@@ -1609,7 +1589,7 @@ mta_lmtp_rcpt(const struct mta_tx *tx, size_t i)
 static void
 mta_reply_eom_lmtp(struct mta_session *s)
 {
-	struct mta_tx	*tx = s->tx;
+	struct dlv_tx	*tx = s->tx;
 	size_t		 i;
 
 	if (mta_reply_is_421(s))
@@ -1629,7 +1609,7 @@ mta_reply_eom_lmtp(struct mta_session *s)
 static void
 mta_reply_eom(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (s->lmtp && !(s->flags & MTA_F_EOM_IGNORE)) {
 		mta_reply_eom_lmtp(s);
@@ -1701,12 +1681,12 @@ mta_body_mime_cb(void *arg, const char *buf, size_t len)
 static void
 mta_bdat_start(struct mta_session *s)
 {
-	struct mta_status	st;
+	struct dlv_status	st;
 	struct stat		sb;
 
 	if (fstat(s->tx->msgfd, &sb) == -1) {
 		log_warn("mta %s: message file", s->relay);
-		mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading the "
+		dlv_status_fill(&st, DLV_TEMP, "4.3.0", "error reading the "
 		    "message file: %s", strerror(errno));
 		mta_close(s, &st, 0);
 		return;
@@ -1749,7 +1729,7 @@ static void
 mta_body_fill(struct mta_session *s)
 {
 	struct evbuffer		*out = bufferevent_get_output(s->bev);
-	struct mta_status	 st;
+	struct dlv_status	 st;
 	size_t			 want;
 	ssize_t			 n;
 
@@ -1772,7 +1752,7 @@ mta_body_fill(struct mta_session *s)
 		if (n == -1) {
 			/* Never end a message we could not read whole. */
 			log_warn("mta %s: message file read", s->relay);
-			mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading "
+			dlv_status_fill(&st, DLV_TEMP, "4.3.0", "error reading "
 			    "the message file: %s", strerror(errno));
 			mta_close(s, &st, 0);
 			return;
@@ -1782,7 +1762,7 @@ mta_body_fill(struct mta_session *s)
 			 * be told, only left. */
 			log_warnx("mta %s: message file shorter than its "
 			    "size", s->relay);
-			mta_status_fill(&st, MTA_TEMP, "4.3.0", "error reading "
+			dlv_status_fill(&st, DLV_TEMP, "4.3.0", "error reading "
 			    "the message file: shorter than its size");
 			mta_close(s, &st, 0);
 			return;
@@ -2004,7 +1984,7 @@ static void
 mta_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct mta_session	*s = arg;
-	struct mta_status	 st;
+	struct dlv_status	 st;
 	const char		*doing = mta_states[s->state].doing;
 	char			 why[TLS_ERROR_SIZE];
 	int			 error;
@@ -2039,10 +2019,10 @@ mta_event_cb(struct bufferevent *bev, short what, void *arg)
 		break;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		mta_status_fill(&st, MTA_TEMP, "4.4.2", "conversation with %s "
+		dlv_status_fill(&st, DLV_TEMP, "4.4.2", "conversation with %s "
 		    "timed out while %s", s->peer, doing);
 	else
-		mta_status_fill(&st, MTA_TEMP, "4.4.2", "lost connection with "
+		dlv_status_fill(&st, DLV_TEMP, "4.4.2", "lost connection with "
 		    "%s while %s", s->peer, doing);
 	mta_fail(s, &st, 0);
 }
@@ -2074,7 +2054,7 @@ static void
 mta_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta_session	*s = arg;
-	struct mta_tx		*tx;
+	struct dlv_tx		*tx;
 	enum mta_defer		 todo = s->defer;
 
 	s->defer = MTA_DEFER_NONE;
@@ -2175,7 +2155,7 @@ mta_session_new(struct event_base *base,
 	snprintf(s->relay, sizeof s->relay, "%s", s->name);
 	util_strlcpy(s->peer, s->name, sizeof s->peer);
 	if (s->ntargets == 0) {
-		mta_status_fill(&s->st, MTA_TEMP, "4.4.1", "no address to "
+		dlv_status_fill(&s->st, DLV_TEMP, "4.4.1", "no address to "
 		    "connect to for %s", s->name);
 		s->state = MTA_STATE_CLOSED;
 		mta_defer(s, MTA_DEFER_CLOSED);
@@ -2230,7 +2210,7 @@ mta_session_close(struct mta_session *s)
 {
 	if (s->state != MTA_STATE_READY || s->bev == NULL)
 		panic("mta_session_close: session not idle");
-	mta_status_fill(&s->st, MTA_TEMP, "4.4.2", "connection with %s "
+	dlv_status_fill(&s->st, DLV_TEMP, "4.4.2", "connection with %s "
 	    "closed after use", s->peer);
 	evtimer_del(s->ev);
 	mta_quit_start(s, MTA_AFTER_CLOSE);

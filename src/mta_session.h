@@ -14,69 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dlv.h"
 #include "dns.h"
 #include "envelope.h"
 
 struct event_base;
 struct mta_session;
-
-enum mta_result {
-	MTA_NONE,		/* no outcome yet */
-	MTA_OK,			/* accepted by the peer */
-	MTA_TEMP,		/* try again later */
-	MTA_PERM,		/* failed for good */
-};
-
-#define MTA_STATUS_SIZE	16
-#define MTA_TEXT_SIZE	600
-#define MTA_RELAY_SIZE	(DNS_HOST_SIZE + 64)
-
-/*
- * An outcome: the enhanced status ("2.0.0", "4.4.1", "5.1.1") and a
- * one-line text for logs and bounces, either what the peer said
- * ("mx.example[192.0.2.1] said: 550 5.1.1 No such user (in reply to RCPT
- * TO command)") or our own reason ("connect to mx.example[192.0.2.1]:25:
- * Connection refused").  Text a peer sent is made printable ASCII.  reply
- * holds the peer's reply alone, for a bounce's Diagnostic-Code.
- */
-struct mta_status {
-	enum mta_result	 result;
-	char		 status[MTA_STATUS_SIZE];
-	char		 text[MTA_TEXT_SIZE];
-	char		 reply[MTA_TEXT_SIZE];	/* "550 5.1.1 ...", or "" */
-};
-
-/*
- * One recipient of a transaction; addr and orcpt are owned by the caller.
- * notify and orcpt go to a peer that offers DSN (RFC 3461); dsn says,
- * once the transaction is done, whether they went, so that the peer, not
- * we, reports on the recipient from then on.
- */
-struct mta_rcpt {
-	const char		*addr;
-	int			 notify;	/* ENVELOPE_NOTIFY_*, 0: none */
-	const char		*orcpt;		/* "rfc822;a@b", or NULL */
-	struct mta_status	 st;
-	char			 relay[MTA_RELAY_SIZE];	/* "host[ip]:port" */
-	int			 dsn;		/* the peer took DSN */
-	int			 tls;		/* sent over TLS */
-	int			 final;		/* delivered to its mailbox
-						   (LMTP), not relayed */
-	int			 gateway;	/* to the gateway (mta.c) */
-};
-
-/* One message to some recipients; everything owned by the caller. */
-struct mta_tx {
-	const char	*sender;	/* "" for the null reverse path */
-	int		 msgfd;		/* the content, read from offset 0 */
-	uint64_t	 size;		/* octets in msgfd */
-	int		 body_8bit;	/* BODY=8BITMIME */
-	int		 smtputf8;	/* needs SMTPUTF8 */
-	enum envelope_ret ret;		/* RET=, for a peer with DSN */
-	const char	*envid;		/* ENVID= decoded, or NULL */
-	struct mta_rcpt	*rcpts;
-	size_t		 nrcpts;
-};
 
 /* How to reach a destination; copied by mta_session_new(). */
 struct mta_session_params {
@@ -100,8 +43,8 @@ struct mta_session_params {
  * ready: connected and greeted (or done with a transaction); idle, may be
  * given a transaction or told to quit.  done: every recipient of the
  * transaction has an outcome.  closed: the connection is gone (failed to
- * connect, dropped, 421, timed out); the status says why (MTA_TEMP, or
- * MTA_PERM when the peer is ourselves); the session frees itself when the
+ * connect, dropped, 421, timed out); the status says why (DLV_TEMP, or
+ * DLV_PERM when the peer is ourselves); the session frees itself when the
  * callback returns.  A transaction in flight gets done() before closed();
  * in that done() mta_session_is_closing() is 1 and the session must not
  * be given another transaction.  No callback ever comes from inside
@@ -112,20 +55,17 @@ struct mta_session_params {
  */
 struct mta_session_cb {
 	void	(*ready)(struct mta_session *, void *);
-	void	(*done)(struct mta_session *, struct mta_tx *, void *);
-	void	(*closed)(struct mta_session *, const struct mta_status *,
+	void	(*done)(struct mta_session *, struct dlv_tx *, void *);
+	void	(*closed)(struct mta_session *, const struct dlv_status *,
 		    void *);
 };
 
-void		 mta_status_fill(struct mta_status *, enum mta_result,
-		    const char *, const char *, ...)
-		    __attribute__((format(printf, 4, 5)));
 int		 mta_session_init(char **);
 void		 mta_session_shutdown(void);
 struct mta_session *mta_session_new(struct event_base *,
 		    const struct mta_session_params *,
 		    const struct mta_session_cb *, void *);
-void		 mta_session_send(struct mta_session *, struct mta_tx *);
+void		 mta_session_send(struct mta_session *, struct dlv_tx *);
 void		 mta_session_quit(struct mta_session *);
 void		 mta_session_close(struct mta_session *);
 void		 mta_session_free(struct mta_session *);

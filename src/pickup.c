@@ -9,25 +9,7 @@
  * the file's owner), never follows a link, and never keeps the loop busy
  * for more than a few files per turn.
  *
- * A maildrop file, version 1: a header block of LF-terminated lines, an
- * empty line, then the message exactly as it is to be queued.
- *
- *	TERN-MAILDROP 1
- *	sender: alice@example.org	(empty: the null sender <>)
- *	rcpt: bob@example.org		(one per recipient, 1 or more)
- *	size: 1234			(octets of the message)
- *
- *	<the message: 1234 octets, CRLF lines>
- *
- * The first line names the format and its version; "sender" and "size"
- * appear once, "rcpt" at least once and at most PICKUP_RCPTS_MAX times,
- * in any order; an unknown line refuses the file.  Addresses are
- * "local@domain" as in the envelope (no angle brackets), recipients
- * always with a domain.  The header block is at most PICKUP_HDR_MAX
- * octets.  The message is at most max_message_size octets, every line
- * ends in CRLF, has no other CR or LF and is at most PICKUP_LINE_MAX
- * octets, and no octet is NUL; the file ends with it, so a file cut short
- * never passes.
+ * The file format, and its reader, are maildrop.c's.
  * sendmail has already added what the message lacked (From, Date,
  * Message-ID) and removed Bcc; pickup adds only its Received header.
  *
@@ -72,9 +54,11 @@
 #include "dsn.h"
 #include "envelope.h"
 #include "log.h"
+#include "maildrop.h"
 #include "milter.h"
 #include "pickup.h"
 #include "queue.h"
+#include "trace.h"
 #include "users.h"
 #include "util.h"
 
@@ -83,7 +67,6 @@
 #define PICKUP_BYTES_TURN	(4 * 1024 * 1024)	/* octets per turn */
 #define PICKUP_JOBS_MAX		64	/* commits in flight */
 #define PICKUP_STALE		86400	/* seconds: a dead ".tmp." */
-#define PICKUP_WHY_SIZE		128
 #define PICKUP_CLIENT_NAME	"localhost"	/* as Postfix, to filters */
 #define PICKUP_CLIENT_ADDR	"127.0.0.1"
 
@@ -232,221 +215,43 @@ pickup_remove(const char *name, unsigned long uid, const char *why)
 		log_warn("pickup: cannot remove maildrop/%s", esc);
 }
 
-/* "<value>" through addr.c, then printed back as "local@domain". */
 static int
-pickup_addr(const char *value, int flags, struct addr *a, char *buf,
-    size_t size)
+pickup_is_local(const char *domain, void *arg)
 {
-	char		 path[ADDR_PATH_SIZE + 2];
-	const char	*rest, *cause;
-
-	if (util_snprintf(path, sizeof path, "<%s>", value) == -1 ||
-	    addr_parse_path(path, flags | ADDR_ALLOW_UTF8, a, &rest,
-	    &cause) != 0 || *rest != '\0')
-		return -1;
-	return addr_format(a, buf, size);
+	(void)arg;
+	return config_is_local_domain(pickup.conf, domain);
 }
 
 /*
- * One line of the header block into env; *size and *seen record "size"
- * and which keys were met (1 sender, 2 size).
- */
-static int
-pickup_parse_line(const char *line, struct envelope *env, uint64_t *size,
-    int *seen, char *why, size_t whysize)
-{
-	struct addr	 a;
-	char		 buf[ADDR_PATH_SIZE];
-	const char	*value, *cause;
-
-	if (strncmp(line, "sender: ", 8) == 0 ||
-	    strcmp(line, "sender:") == 0) {
-		value = line[7] == '\0' ? "" : line + 8;
-		if ((*seen & 1) || pickup_addr(value, ADDR_ALLOW_NULL, &a, buf,
-		    sizeof buf) == -1) {
-			util_snprintf(why, whysize, "bad or second sender");
-			return -1;
-		}
-		envelope_set_str(&env->sender, buf);
-		if (addr_is_utf8(&a))
-			env->smtputf8 = 1;
-		*seen |= 1;
-	} else if (strncmp(line, "rcpt: ", 6) == 0) {
-		if (env->nrcpts >= PICKUP_RCPTS_MAX ||
-		    env->nrcpts >= pickup.conf->max_recipients) {
-			util_snprintf(why, whysize, "more recipients than "
-			    "max_recipients");
-			return -1;
-		}
-		if (pickup_addr(line + 6, 0, &a, buf, sizeof buf) == -1) {
-			util_snprintf(why, whysize, "bad recipient address");
-			return -1;
-		}
-		/* As over SMTP: no routing through a local domain. */
-		if (config_is_local_domain(pickup.conf, a.domain) &&
-		    addr_has_routing(&a)) {
-			util_snprintf(why, whysize, "recipient local part "
-			    "with @, %% or !");
-			return -1;
-		}
-		if (addr_is_utf8(&a))
-			env->smtputf8 = 1;
-		/* Duplicates are sendmail's to drop; here they only cost. */
-		envelope_add_rcpt(env, buf);
-	} else if (strncmp(line, "size: ", 6) == 0) {
-		if ((*seen & 2) || util_parse_uint(line + 6, 0, UINT64_MAX,
-		    size, &cause) == -1) {
-			util_snprintf(why, whysize, "bad or second size");
-			return -1;
-		}
-		*seen |= 2;
-	} else {
-		util_snprintf(why, whysize, "unknown header line");
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * The message: CRLF lines only, none longer than PICKUP_LINE_MAX, no NUL
- * (which no next hop may be sent); sets the envelope's body type from
- * what it holds.
- */
-static int
-pickup_check_content(const char *p, size_t len, struct envelope *env,
-    char *why, size_t whysize)
-{
-	size_t	i, start = 0;
-	int	eight = 0;
-
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)p[i] >= 0x80)
-			eight = 1;
-		/* sendmail refuses them: a file that has one was not its. */
-		if (p[i] == '\0') {
-			util_snprintf(why, whysize, "NUL in the message");
-			return -1;
-		}
-		if (p[i] == '\r') {
-			if (i + 1 >= len || p[i + 1] != '\n')
-				goto bare;
-			i++;
-			if (i + 1 - start > PICKUP_LINE_MAX) {
-				util_snprintf(why, whysize, "line longer "
-				    "than %d octets", PICKUP_LINE_MAX);
-				return -1;
-			}
-			start = i + 1;
-		} else if (p[i] == '\n')
-			goto bare;
-	}
-	if (start != len) {
-		util_snprintf(why, whysize, "message does not end in CRLF");
-		return -1;
-	}
-	env->body = eight ? ENVELOPE_BODY_8BITMIME : ENVELOPE_BODY_7BIT;
-	return 0;
-
-bare:
-	util_snprintf(why, whysize, "bare CR or LF in the message");
-	return -1;
-}
-
-/*
- * A whole maildrop file (NUL-terminated at buf[len]) into env; *content
- * and *clen point at the message inside buf.
+ * A whole maildrop file into env, as maildrop.c reads it with the
+ * configuration's limits; *content and *clen point at the message
+ * inside buf.
  */
 static int
 pickup_parse(char *buf, size_t len, struct envelope *env,
     const char **content, size_t *clen, char *why, size_t whysize)
 {
-	char		*p = buf, *nl, *end = buf + len;
-	uint64_t	 size = 0;
-	int		 seen = 0, first = 1;
+	struct maildrop_limits	limits;
 
-	for (;;) {
-		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
-		    nl - buf >= PICKUP_HDR_MAX) {
-			util_snprintf(why, whysize, "header block not ended");
-			return -1;
-		}
-		*nl = '\0';
-		if (memchr(p, '\0', (size_t)(nl - p)) != NULL) {
-			util_snprintf(why, whysize, "NUL in the header block");
-			return -1;
-		}
-		if (first) {
-			if (strcmp(p, PICKUP_MAGIC) != 0) {
-				util_snprintf(why, whysize, "not a version 1 "
-				    "maildrop file");
-				return -1;
-			}
-			first = 0;
-		} else if (*p == '\0') {
-			p = nl + 1;
-			break;
-		} else if (pickup_parse_line(p, env, &size, &seen, why,
-		    whysize) == -1)
-			return -1;
-		p = nl + 1;
-	}
-	if (seen != 3 || env->nrcpts == 0) {
-		util_snprintf(why, whysize, "sender, recipient or size "
-		    "missing");
-		return -1;
-	}
-	if (size != (uint64_t)(end - p)) {
-		util_snprintf(why, whysize, "message is %zu octets, not "
-		    "%" PRIu64, (size_t)(end - p), size);
-		return -1;
-	}
-	if (size > pickup.conf->max_message_size) {
-		util_snprintf(why, whysize, "message larger than "
-		    "max_message_size");
-		return -1;
-	}
-	*content = p;
-	*clen = (size_t)size;
-	return pickup_check_content(p, *clen, env, why, whysize);
+	memset(&limits, 0, sizeof limits);
+	limits.max_message_size = pickup.conf->max_message_size;
+	limits.max_recipients = pickup.conf->max_recipients;
+	limits.is_local = pickup_is_local;
+	return maildrop_parse(buf, len, &limits, env, content, clen, why,
+	    whysize);
 }
 
 /* Read a whole file of at most max octets; EFBIG past that. */
 static int
 pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
 {
-	char	*buf;
-	size_t	 size = 65536, off = 0;
-	ssize_t	 n;
-
-	buf = xmalloc(size + 1);
-	for (;;) {
-		if (off == size) {
-			if (size > max) {
-				free(buf);
-				errno = EFBIG;
-				return -1;
-			}
-			size *= 2;
-			buf = xreallocarray(buf, size + 1, 1);
-		}
-		if ((n = read(fd, buf + off, size - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		off += (size_t)n;
-	}
-	if (off > max) {
-		free(buf);
+	if (util_read_fd(fd, max + 1, NULL, bufp, lenp) == -1)
+		return -1;
+	if (*lenp > max) {
+		free(*bufp);
 		errno = EFBIG;
 		return -1;
 	}
-	buf[off] = '\0';
-	*bufp = buf;
-	*lenp = off;
 	return 0;
 }
 
@@ -457,12 +262,11 @@ pickup_read(int fd, size_t max, char **bufp, size_t *lenp)
 static int
 pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 {
-	struct passwd	*pw;
-	time_t		 now = time(NULL);
-	char		 hdr[2048], date[64], user[64];
-	char		 forclause[ADDR_PATH_SIZE + 16];
-	size_t		 i;
-	int		 n;
+	struct trace_received	 t;
+	struct passwd		*pw;
+	char			 hdr[TRACE_RECEIVED_SIZE], user[64];
+	char			 local[128];
+	size_t			 i, n;
 
 	/* Blocking: a passwd lookup, local files on a mail server. */
 	user[0] = '\0';
@@ -477,17 +281,17 @@ pickup_write_received(struct queue_msg *m, const struct pickup_job *job)
 			util_snprintf(user, sizeof user, " (user %s)",
 			    pw->pw_name);
 	}
-	util_date(date, sizeof date, now);
-	forclause[0] = '\0';
+	util_snprintf(local, sizeof local, "from userid %lu%s", job->uid,
+	    user);
+	memset(&t, 0, sizeof t);
+	t.by = pickup.conf->hostname;
+	t.local = local;
+	t.id = job->env.id;
 	if (job->env.nrcpts == 1)
-		util_snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
-		    job->env.rcpts[0].addr);
-	n = snprintf(hdr, sizeof hdr, "Received: by %s (tern, from userid "
-	    "%lu%s)\r\n\tid %s%s; %s\r\n", pickup.conf->hostname, job->uid,
-	    user, job->env.id, forclause, date);
-	if (n < 0 || (size_t)n >= sizeof hdr)
-		n = (int)strlen(hdr);
-	return queue_msg_write(m, hdr, (size_t)n);
+		t.rcpt = job->env.rcpts[0].addr;
+	t.when = time(NULL);
+	n = trace_received(hdr, sizeof hdr, &t);
+	return queue_msg_write(m, hdr, n);
 }
 
 static int
@@ -1050,7 +854,7 @@ pickup_file(const char *name)
 	struct pickup_job	*job;
 	struct stat		 st;
 	const char		*content;
-	char			 esc[LOG_ESCAPE_SIZE], why[PICKUP_WHY_SIZE];
+	char			 esc[LOG_ESCAPE_SIZE], why[MAILDROP_WHY_SIZE];
 	char			*buf;
 	size_t			 len, clen, max;
 	unsigned long		 uid;
@@ -1090,7 +894,7 @@ pickup_file(const char *name)
 		return 0;
 	}
 	uid = (unsigned long)st.st_uid;
-	max = (size_t)pickup.conf->max_message_size + PICKUP_HDR_MAX;
+	max = (size_t)pickup.conf->max_message_size + MAILDROP_HDR_MAX;
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		if (S_ISDIR(st.st_mode)) {

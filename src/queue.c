@@ -40,7 +40,6 @@
 #define QUEUE_TIME_LEN		11	/* of the id: microseconds */
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
 #define QUEUE_HDRS_MAX		(1024 * 1024)
-#define QUEUE_READ_CHUNK	16384
 #define QUEUE_PATH_SIZE		32	/* "XX/ID.env.tmp" below queue/ */
 
 /* The id alphabet: digits and capitals without I, L, O and U. */
@@ -350,45 +349,9 @@ queue_hdrs_end(const char *buf, size_t len)
 }
 
 /*
- * Read a file from its start into a NUL-terminated heap buffer: at most
- * max octets and, with hdrs, only through the end of the header section.
- * The buffer grows as it fills, so a short file costs a small one.
+ * A file named relative to a directory, from its start: at most max
+ * octets and, with hdrs, only through the end of the header section.
  */
-static int
-queue_read_fd(int fd, size_t max, int hdrs, char **bufp, size_t *lenp)
-{
-	char	*buf;
-	size_t	 size, off = 0, end = 0;
-	ssize_t	 n;
-
-	size = max < QUEUE_READ_CHUNK ? max : QUEUE_READ_CHUNK;
-	buf = xmalloc(size + 1);
-	while (off < max && end == 0) {
-		if (off == size) {
-			size = size > max / 2 ? max : size * 2;
-			buf = xreallocarray(buf, size + 1, 1);
-		}
-		if ((n = read(fd, buf + off, size - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		off += (size_t)n;
-		if (hdrs)
-			end = queue_hdrs_end(buf, off);
-	}
-	if (end != 0)
-		off = end;
-	buf[off] = '\0';
-	*bufp = buf;
-	*lenp = off;
-	return 0;
-}
-
-/* queue_read_fd() of a file named relative to a directory. */
 static int
 queue_read_at(int dirfd, const char *name, size_t max, int hdrs,
     char **bufp, size_t *lenp)
@@ -397,7 +360,7 @@ queue_read_at(int dirfd, const char *name, size_t max, int hdrs,
 
 	if ((fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
-	rc = queue_read_fd(fd, max, hdrs, bufp, lenp);
+	rc = util_read_fd(fd, max, hdrs ? queue_hdrs_end : NULL, bufp, lenp);
 	saved = errno;
 	close(fd);
 	errno = saved;
@@ -1289,7 +1252,7 @@ queue_env_load_held(const char *id, struct envelope *env, int *held,
 		return -1;
 	}
 	if ((fd = queue_open_file(id, "env")) == -1 ||
-	    queue_read_fd(fd, QUEUE_ENV_MAX + 1, 0, &buf, &len) == -1) {
+	    util_read_fd(fd, QUEUE_ENV_MAX + 1, NULL, &buf, &len) == -1) {
 		saved = errno;
 		if (fd != -1)
 			close(fd);
@@ -1626,7 +1589,7 @@ queue_read_msg(const char *id, size_t max, int hdrs, char **bufp,
 
 	if ((fd = queue_open_file(id, "msg")) == -1)
 		return -1;
-	rc = queue_read_fd(fd, max, hdrs, bufp, lenp);
+	rc = util_read_fd(fd, max, hdrs ? queue_hdrs_end : NULL, bufp, lenp);
 	saved = errno;
 	close(fd);
 	errno = saved;

@@ -1,9 +1,9 @@
 /*
  * scheduler.h: when each queued message is attempted.  A min-heap of
- * next-attempt times driven by one timer; an attempt loads the envelope,
- * hands the remote recipients to the mta grouped by domain, records every
- * outcome in the envelope, removes what is done, bounces what failed and
- * sets the next attempt of the rest.
+ * next-attempt times driven by one timer, with an index by queue id and
+ * one by destination domain; the attempts themselves are the queue
+ * manager's (qmgr.h), the reports to senders the bounce module's
+ * (bounce.h).  The administrator's actions on the queue come in here.
  */
 #ifndef SCHEDULER_H
 #define SCHEDULER_H

@@ -31,13 +31,13 @@
 
 #include "addr.h"
 #include "config.h"
-#include "pickup.h"
+#include "maildrop.h"
 #include "queue.h"
 #include "sendmail.h"
 #include "util.h"
 
 /* Longest line of text we store; longer ones are broken (RFC 5322 2.1.1). */
-#define SENDMAIL_LINE_MAX	(PICKUP_LINE_MAX - 2)
+#define SENDMAIL_LINE_MAX	(MAILDROP_LINE_MAX - 2)
 /* Input past max_message_size by more than this is refused unread. */
 #define SENDMAIL_INPUT_SLACK	(1024 * 1024)
 /* An address as written in a header or on the command line. */
@@ -150,12 +150,12 @@ sendmail_add_rcpt(struct sendmail *sm, const char *in)
 			return 0;
 	}
 	/* As over SMTP, and as pickup will count them. */
-	if (sm->nrcpts >= PICKUP_RCPTS_MAX ||
+	if (sm->nrcpts >= MAILDROP_RCPTS_MAX ||
 	    sm->nrcpts >= sm->conf->max_recipients) {
 		sendmail_warnx("more than %llu recipients (max_recipients)",
 		    (unsigned long long)(sm->conf->max_recipients <
-		    PICKUP_RCPTS_MAX ? sm->conf->max_recipients :
-		    PICKUP_RCPTS_MAX));
+		    MAILDROP_RCPTS_MAX ? sm->conf->max_recipients :
+		    MAILDROP_RCPTS_MAX));
 		return -1;
 	}
 	sm->rcpts = xreallocarray(sm->rcpts, sm->nrcpts + 1,
@@ -672,15 +672,11 @@ sendmail_drop(struct sendmail *sm)
 	struct util_buf	 hdr = { NULL, 0, 0 };
 	char		 dir[CONFIG_PATH_SIZE + 16], tmp[160];
 	unsigned char	 r[8];
-	size_t		 i;
 	int		 dirfd, fd, rc = EX_OK, saved;
 
-	util_buf_printf(&hdr, "%s\nsender: %s\n", PICKUP_MAGIC, sm->sender);
-	for (i = 0; i < sm->nrcpts; i++)
-		util_buf_printf(&hdr, "rcpt: %s\n", sm->rcpts[i]);
-	util_buf_printf(&hdr, "size: %zu\n\n", sm->msg.len);
 	/* pickup would refuse it, long after we said it was sent. */
-	if (hdr.len > PICKUP_HDR_MAX) {
+	if (maildrop_header(&hdr, sm->sender, sm->rcpts, sm->nrcpts,
+	    sm->msg.len) == -1) {
 		sendmail_warnx("too many recipients");
 		free(hdr.data);
 		return EX_DATAERR;

@@ -41,6 +41,7 @@
 #include "smtp_parse.h"
 #include "smtp_session.h"
 #include "tls.h"
+#include "trace.h"
 #include "users.h"
 #include "util.h"
 
@@ -1231,39 +1232,9 @@ smtp_param_envid(struct smtp_session *s, const char *value)
 static enum smtp_reply
 smtp_param_notify(struct smtp_session *s, const char *value)
 {
-	static const struct {
-		const char	*name;
-		int		 flag;
-	} words[] = {
-		{ "NEVER", ENVELOPE_NOTIFY_NEVER },
-		{ "SUCCESS", ENVELOPE_NOTIFY_SUCCESS },
-		{ "FAILURE", ENVELOPE_NOTIFY_FAILURE },
-		{ "DELAY", ENVELOPE_NOTIFY_DELAY },
-	};
 	struct smtp_rcpt_params	*rp = &s->tx->rcpt;
-	const char		*p = value, *end;
-	size_t			 i, len;
-	int			 flag;
 
-	if (rp->notify != 0)
-		return SMTP_R_PARAM_SYNTAX;
-	do {
-		end = strchr(p, ',');
-		len = end != NULL ? (size_t)(end - p) : strlen(p);
-		flag = 0;
-		for (i = 0; i < nitems(words); i++) {
-			if (strlen(words[i].name) == len &&
-			    strncasecmp(words[i].name, p, len) == 0)
-				flag = words[i].flag;
-		}
-		if (flag == 0 || (rp->notify & flag))
-			return SMTP_R_PARAM_SYNTAX;
-		rp->notify |= flag;
-		p = end != NULL ? end + 1 : NULL;
-	} while (p != NULL);
-	/* NEVER stands alone. */
-	if ((rp->notify & ENVELOPE_NOTIFY_NEVER) &&
-	    rp->notify != ENVELOPE_NOTIFY_NEVER)
+	if (rp->notify != 0 || envelope_notify_parse(value, &rp->notify) == -1)
 		return SMTP_R_PARAM_SYNTAX;
 	return SMTP_R_OK;
 }
@@ -1632,29 +1603,26 @@ smtp_protocol(struct smtp_session *s)
 static int
 smtp_write_received(struct smtp_session *s)
 {
-	struct smtp_tx	*tx = s->tx;
-	char		 hdr[2048], date[64], forclause[ADDR_PATH_SIZE + 16];
-	char		 tls[160];
-	time_t		 now = time(NULL);
-	int		 n;
+	struct smtp_tx		*tx = s->tx;
+	struct trace_received	 t;
+	char			 hdr[TRACE_RECEIVED_SIZE];
+	size_t			 n;
 
-	util_date(date, sizeof date, now);
-	forclause[0] = '\0';
+	memset(&t, 0, sizeof t);
+	t.helo = s->helo;
+	t.addr = s->addr;
+	t.by = smtp_conf->hostname;
+	t.with = smtp_protocol(s);
+	t.id = tx->id;
+	if (s->flags & SMTP_F_TLS) {
+		t.tls_version = tls_version(s->bev);
+		t.tls_cipher = tls_cipher(s->bev);
+	}
 	if (tx->env.nrcpts == 1)
-		snprintf(forclause, sizeof forclause, "\r\n\tfor <%s>",
-		    tx->env.rcpts[0].addr);
-	tls[0] = '\0';
-	if (s->flags & SMTP_F_TLS)
-		snprintf(tls, sizeof tls, "\r\n\t(using %s with cipher %s)",
-		    tls_version(s->bev), tls_cipher(s->bev));
-	n = snprintf(hdr, sizeof hdr, "Received: from %s ([%s%s])\r\n"
-	    "\tby %s (tern) with %s id %s%s%s; %s\r\n", s->helo,
-	    strchr(s->addr, ':') != NULL ? "IPv6:" : "", s->addr,
-	    smtp_conf->hostname, smtp_protocol(s), tx->id, tls, forclause,
-	    date);
-	if (n < 0 || (size_t)n >= sizeof hdr)
-		n = (int)strlen(hdr);
-	return queue_msg_write(tx->msg, hdr, (size_t)n);
+		t.rcpt = tx->env.rcpts[0].addr;
+	t.when = time(NULL);
+	n = trace_received(hdr, sizeof hdr, &t);
+	return queue_msg_write(tx->msg, hdr, n);
 }
 
 static void	smtp_data_begin(struct smtp_session *);

@@ -211,6 +211,48 @@ util_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Read from fd into a NUL-terminated heap buffer: at most max octets,
+ * and with stop, only as far as it says once it finds its end (it is
+ * handed what was read so far and returns the length wanted, or 0 to
+ * read on).  The buffer grows as it fills, so a short file costs a
+ * small one.  0, or -1 with errno.
+ */
+int
+util_read_fd(int fd, size_t max, size_t (*stop)(const char *, size_t),
+    char **bufp, size_t *lenp)
+{
+	char	*buf;
+	size_t	 size, off = 0, end = 0;
+	ssize_t	 n;
+
+	size = max < UTIL_READ_CHUNK ? max : UTIL_READ_CHUNK;
+	buf = xmalloc(size + 1);
+	while (off < max && end == 0) {
+		if (off == size) {
+			size = size > max / 2 ? max : size * 2;
+			buf = xreallocarray(buf, size + 1, 1);
+		}
+		if ((n = read(fd, buf + off, size - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+		if (stop != NULL)
+			end = stop(buf, off);
+	}
+	if (end != 0)
+		off = end;
+	buf[off] = '\0';
+	*bufp = buf;
+	*lenp = off;
+	return 0;
+}
+
 void
 util_lowercase(char *s)
 {

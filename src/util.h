@@ -12,6 +12,9 @@
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
+/* Octets util_read_fd() reads first; the buffer doubles from there. */
+#define UTIL_READ_CHUNK	16384
+
 /* A growing text buffer, NUL-terminated; owned by whoever declares it. */
 struct util_buf {
 	char	*data;
@@ -40,6 +43,8 @@ int		 util_snprintf(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 void		 util_lowercase(char *);
 int		 util_write_all(int, const void *, size_t);
+int		 util_read_fd(int, size_t, size_t (*)(const char *, size_t),
+		    char **, size_t *);
 size_t		 util_utf8_len(const unsigned char *, size_t);
 
 int		 util_parse_size(const char *, uint64_t *, const char **);

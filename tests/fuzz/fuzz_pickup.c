@@ -1,7 +1,9 @@
 /*
  * fuzz_pickup.c: maildrop files as pickup.c reads them, header block and
- * message.  What is accepted is expanded through aliases as ternd does
- * before queueing, and the envelope it becomes must write and read back.
+ * message, and again octet by octet through maildrop.c's reader, which
+ * must say the same.  What is accepted is expanded through aliases as
+ * ternd does before queueing, and the envelope it becomes must write and
+ * read back.
  * pickup.c is included to reach its reader, which is static.
  */
 #include "../../src/pickup.c"
@@ -53,12 +55,51 @@ fuzz_setup(void)
 	pickup.users = u;
 }
 
+/*
+ * The file read again octet by octet, as a reader fed by a stream
+ * would: the same verdict and reason, the same recipients and message.
+ */
+static void
+fuzz_octets(const uint8_t *data, size_t size, int rc, const char *why,
+    const struct envelope *env, size_t clen)
+{
+	struct maildrop_reader	 r;
+	struct maildrop_limits	 limits;
+	struct envelope		 env2;
+	const char		*c;
+	char			 why2[MAILDROP_WHY_SIZE];
+	size_t			 i, n, got = 0;
+	int			 rc2 = 0;
+
+	memset(&limits, 0, sizeof limits);
+	limits.max_message_size = pickup.conf->max_message_size;
+	limits.max_recipients = pickup.conf->max_recipients;
+	limits.is_local = pickup_is_local;
+	envelope_init(&env2);
+	maildrop_reader_init(&r, &limits, &env2);
+	for (i = 0; i < size && rc2 == 0; i++) {
+		rc2 = maildrop_reader_feed(&r, (const char *)data + i, 1, &c,
+		    &n, why2, sizeof why2);
+		got += rc2 == 0 ? n : 0;
+	}
+	if (rc2 == 0)
+		rc2 = maildrop_reader_end(&r, why2, sizeof why2);
+	maildrop_reader_clear(&r);
+	if (rc2 != rc || (rc == -1 && strcmp(why, why2) != 0))
+		fuzz_mismatch("read octet by octet", data, size, why2,
+		    strlen(why2));
+	if (rc == 0 && (got != clen || env2.nrcpts != env->nrcpts ||
+	    strcmp(env2.sender, env->sender) != 0))
+		fuzz_mismatch("read octet by octet", data, size, "", 0);
+	envelope_clear(&env2);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct envelope	 env, env2;
 	const char	*content;
-	char		*buf, *text, *cause = NULL, why[PICKUP_WHY_SIZE];
+	char		*buf, *text, *cause = NULL, why[MAILDROP_WHY_SIZE];
 	size_t		 clen, len;
 
 	if (pickup.conf == NULL)
@@ -70,10 +111,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    sizeof why) == -1) {
 		if (why[0] == '\0')
 			abort();
+		fuzz_octets(data, size, -1, why, &env, 0);
 		envelope_clear(&env);
 		free(buf);
 		return 0;
 	}
+	fuzz_octets(data, size, 0, why, &env, clen);
 	if (content < buf || content + clen != buf + size || env.nrcpts == 0)
 		abort();
 	pickup_expand(&env);

@@ -16,7 +16,7 @@ static int
 fuzz_reply_line(struct mta_session *s, char *line)
 {
 	struct smtp_reply_line	r;
-	struct mta_status	st;
+	struct dlv_status	st;
 
 	if (smtp_parse_reply(line, &r) == -1)
 		return -1;

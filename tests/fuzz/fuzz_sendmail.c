@@ -72,7 +72,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct envelope	 env;
 	struct util_buf	 drop = { NULL, 0, 0 };
 	const char	*in, *content, *nl;
-	char		*name = NULL, *file, why[PICKUP_WHY_SIZE];
+	char		*name = NULL, *file, why[MAILDROP_WHY_SIZE];
 	size_t		 inlen, i, clen;
 
 	if (fuzz_devnull == NULL)
@@ -114,10 +114,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* The maildrop file as sendmail_drop() writes it. */
-	util_buf_printf(&drop, "%s\nsender: %s\n", PICKUP_MAGIC, sm.sender);
-	for (i = 0; i < sm.nrcpts; i++)
-		util_buf_printf(&drop, "rcpt: %s\n", sm.rcpts[i]);
-	util_buf_printf(&drop, "size: %zu\n\n", sm.msg.len);
+	if (maildrop_header(&drop, sm.sender, sm.rcpts, sm.nrcpts,
+	    sm.msg.len) == -1) {
+		fuzz_free(&sm);
+		free(drop.data);
+		free(name);
+		return 0;
+	}
 	util_buf_add(&drop, sm.msg.data, sm.msg.len);
 	file = fuzz_str((const uint8_t *)drop.data, drop.len);
 	/* FUZZ_VERBOSE=1 fuzz_sendmail INPUT shows the maildrop file. */

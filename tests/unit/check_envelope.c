@@ -1295,6 +1295,52 @@ START_TEST(test_times)
 }
 END_TEST
 
+/* NOTIFY= as a client sends it: any order and case, none twice. */
+static const struct {
+	const char	*value;
+	int		 rc;
+	int		 notify;
+	const char	*written;	/* its one spelling in the file */
+} notify_cases[] = {
+	{ "NEVER", 0, ENVELOPE_NOTIFY_NEVER, "never" },
+	{ "never", 0, ENVELOPE_NOTIFY_NEVER, "never" },
+	{ "SUCCESS", 0, ENVELOPE_NOTIFY_SUCCESS, "success" },
+	{ "Delay,Success", 0, ENVELOPE_NOTIFY_DELAY | ENVELOPE_NOTIFY_SUCCESS,
+	    "success,delay" },
+	{ "FAILURE,DELAY,SUCCESS", 0, ENVELOPE_NOTIFY_FAILURE |
+	    ENVELOPE_NOTIFY_DELAY | ENVELOPE_NOTIFY_SUCCESS,
+	    "success,failure,delay" },
+	{ "", -1, 0, NULL },
+	{ ",", -1, 0, NULL },
+	{ "SUCCESS,", -1, 0, NULL },
+	{ ",SUCCESS", -1, 0, NULL },
+	{ "SUCCESS,,DELAY", -1, 0, NULL },
+	{ "SUCCESS,SUCCESS", -1, 0, NULL },
+	{ "NEVER,SUCCESS", -1, 0, NULL },
+	{ "DELAY,NEVER", -1, 0, NULL },
+	{ "NEVER,NEVER", -1, 0, NULL },
+	{ "SUCCES", -1, 0, NULL },
+	{ "SUCCESSS", -1, 0, NULL },
+	{ "SUCCESS DELAY", -1, 0, NULL },
+};
+
+START_TEST(test_notify_parse)
+{
+	char	buf[64];
+	int	notify = -7;
+
+	ck_assert_int_eq(envelope_notify_parse(notify_cases[_i].value,
+	    &notify), notify_cases[_i].rc);
+	if (notify_cases[_i].rc == -1) {
+		ck_assert_int_eq(notify, -7);
+		return;
+	}
+	ck_assert_int_eq(notify, notify_cases[_i].notify);
+	envelope_notify_format(notify, 0, buf, sizeof buf);
+	ck_assert_str_eq(buf, notify_cases[_i].written);
+}
+END_TEST
+
 START_TEST(test_set_str)
 {
 	char	*s = NULL;
@@ -1614,6 +1660,7 @@ envelope_suite(void)
 	tcase_add_test(tc, test_set_str);
 	tcase_add_test(tc, test_add_rcpt);
 	tcase_add_loop_test(tc, test_state_str, 0, nitems(states));
+	tcase_add_loop_test(tc, test_notify_parse, 0, nitems(notify_cases));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -109,7 +109,7 @@ struct client {
 	struct mta_session_params params;
 	struct dns_target	 targets[3];
 	struct mta_session	*s;
-	struct mta_tx		*txs[4];
+	struct dlv_tx		*txs[4];
 	size_t			 ntxs;
 	size_t			 next;
 	int			 in_call;	/* inside new() or send() */
@@ -119,16 +119,16 @@ struct client {
 	int			 timed_out;
 	int			 calls_after_end;
 	char			 order[16];	/* R, D, C in order */
-	struct mta_status	 closed_st;
+	struct dlv_status	 closed_st;
 	int			 tls_at_ready;
 	int			 stay_idle;	/* no quit when out of work */
-	char			 relay[MTA_RELAY_SIZE];
+	char			 relay[DLV_RELAY_SIZE];
 };
 
 /* A transaction with its recipients and content file. */
 struct ttx {
-	struct mta_tx	 tx;
-	struct mta_rcpt	 rcpts[8];
+	struct dlv_tx	 tx;
+	struct dlv_rcpt	 rcpts[8];
 };
 
 static struct event_base	*base;
@@ -596,7 +596,7 @@ client_ready(struct mta_session *s, void *arg)
 }
 
 static void
-client_done(struct mta_session *s, struct mta_tx *tx, void *arg)
+client_done(struct mta_session *s, struct dlv_tx *tx, void *arg)
 {
 	struct client	*c = arg;
 	size_t		 i;
@@ -604,13 +604,13 @@ client_done(struct mta_session *s, struct mta_tx *tx, void *arg)
 	client_note(c, 'D');
 	ck_assert_ptr_eq(tx, c->txs[c->next - 1]);
 	for (i = 0; i < tx->nrcpts; i++)
-		ck_assert_int_ne(tx->rcpts[i].st.result, MTA_NONE);
+		ck_assert_int_ne(tx->rcpts[i].st.result, DLV_NONE);
 	if (!mta_session_is_closing(s))
 		client_next(c);
 }
 
 static void
-client_closed(struct mta_session *s, const struct mta_status *st, void *arg)
+client_closed(struct mta_session *s, const struct dlv_status *st, void *arg)
 {
 	struct client	*c = arg;
 
@@ -776,7 +776,7 @@ stuff(const char *content, size_t len)
 }
 
 static void
-assert_status(const struct mta_status *st, enum mta_result result,
+assert_status(const struct dlv_status *st, enum dlv_result result,
     const char *status, const char *text)
 {
 	ck_assert_int_eq(st->result, result);
@@ -835,7 +835,7 @@ START_TEST(test_pipelined)
 	struct ttx	 t;
 	struct fake	*f;
 	struct util_buf	 want = { NULL, 0, 0 };
-	char		*content, *stuffed, relay[MTA_RELAY_SIZE];
+	char		*content, *stuffed, relay[DLV_RELAY_SIZE];
 	size_t		 len, i;
 
 	content = big_content(&len);
@@ -863,7 +863,7 @@ START_TEST(test_pipelined)
 	snprintf(relay, sizeof relay, MX1 "[" IP1 "]:%u", f->port);
 	ck_assert_str_eq(c.relay, relay);
 	for (i = 0; i < 2; i++) {
-		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", MX1 "[" IP1
+		assert_status(&t.rcpts[i].st, DLV_OK, "2.0.0", MX1 "[" IP1
 		    "] said: 250 2.0.0 Ok: queued as ABC (in reply to end of "
 		    "DATA command)");
 		ck_assert_str_eq(t.rcpts[i].relay, relay);
@@ -923,11 +923,11 @@ START_TEST(test_bdat)
 		util_buf_printf(&want, "BDAT %zu LAST\r\n%s", sizeof content -
 		    1, content);
 		ck_assert_str_eq(f->message.data, content);
-		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1
+		assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1
 		    "] said: 250 2.0.0 Ok: chunked (in reply to BDAT command)");
 	} else
-		assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
-	assert_status(&t.rcpts[1].st, MTA_PERM, "5.1.1", NULL);
+		assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[1].st, DLV_PERM, "5.1.1", NULL);
 	util_buf_adds(&want, "QUIT\r\n");
 	ck_assert_str_eq(fake_transcript(f, 0), want.data);
 	ttx_free(&t);
@@ -969,8 +969,8 @@ START_TEST(test_lockstep)
 	    "RCPT TO:<b@mx1.test>\r\nDATA\r\n..\r\n...\r\nbody\r\n..x\r\n"
 	    ".\r\nQUIT\r\n");
 	ck_assert_str_eq(f->message.data, ".\r\n..\r\nbody\r\n.x\r\n");
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
-	assert_status(&t.rcpts[1].st, MTA_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_OK, "2.0.0", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -1013,9 +1013,9 @@ START_TEST(test_two_transactions)
 	    "DATA\r\nSubject: one\r\n\r\none\r\n.\r\n"
 	    "RSET\r\nMAIL FROM:<> SIZE=21\r\nRCPT TO:<b@mx1.test>\r\n"
 	    "DATA\r\nSubject: two\r\n\r\ntwo\r\n.\r\nQUIT\r\n");
-	assert_status(&t1.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t1.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
 	    "250 2.0.0 first (in reply to end of DATA command)");
-	assert_status(&t2.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t2.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
 	    "250 2.0.0 second (in reply to end of DATA command)");
 	ttx_free(&t1);
 	ttx_free(&t2);
@@ -1064,12 +1064,12 @@ mixed_rcpts(int pipelining)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
-	assert_status(&t.rcpts[1].st, MTA_TEMP, "4.2.0", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.2.0", MX1 "[" IP1 "] said: "
 	    "450 4.2.0 mailbox busy (in reply to RCPT TO command)");
-	assert_status(&t.rcpts[2].st, MTA_PERM, "5.1.1", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[2].st, DLV_PERM, "5.1.1", MX1 "[" IP1 "] said: "
 	    "550 5.1.1 no such user (in reply to RCPT TO command)");
-	assert_status(&t.rcpts[3].st, MTA_TEMP, "4.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[3].st, DLV_TEMP, "4.0.0", MX1 "[" IP1 "] said: "
 	    "450 try later (in reply to RCPT TO command)");
 	ttx_free(&t);
 }
@@ -1112,7 +1112,7 @@ START_TEST(test_mail_refused)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
 	for (i = 0; i < 2; i++)
-		assert_status(&t.rcpts[i].st, MTA_PERM, "5.7.1", MX1 "[" IP1
+		assert_status(&t.rcpts[i].st, DLV_PERM, "5.7.1", MX1 "[" IP1
 		    "] said: 553 5.7.1 sender rejected (in reply to MAIL FROM "
 		    "command)");
 	ck_assert_ptr_null(strstr(fake_transcript(f, 0), "x\r\n"));
@@ -1146,7 +1146,7 @@ START_TEST(test_no_rcpt_354)
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 	    "MAIL FROM:<" SENDER "> SIZE=13\r\nRCPT TO:<a@mx1.test>\r\n"
 	    "DATA\r\n.\r\nQUIT\r\n");
-	assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -1187,14 +1187,14 @@ START_TEST(test_final_dot)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
 	if (_i == 0)
-		assert_status(&t.rcpts[0].st, MTA_TEMP, "4.3.0", MX1 "[" IP1
+		assert_status(&t.rcpts[0].st, DLV_TEMP, "4.3.0", MX1 "[" IP1
 		    "] said: 451 4.3.0 local error (in reply to end of DATA "
 		    "command)");
 	else
-		assert_status(&t.rcpts[0].st, MTA_PERM, "5.7.1", MX1 "[" IP1
+		assert_status(&t.rcpts[0].st, DLV_PERM, "5.7.1", MX1 "[" IP1
 		    "] said: 554 5.7.1 spam (in reply to end of DATA "
 		    "command)");
-	assert_status(&t.rcpts[1].st, MTA_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[1].st, DLV_PERM, "5.1.1", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -1217,7 +1217,7 @@ START_TEST(test_greeting_421_fallback)
 	struct client	 c;
 	struct ttx	 t;
 	struct fake	*f1, *f2;
-	char		 relay[MTA_RELAY_SIZE];
+	char		 relay[DLV_RELAY_SIZE];
 
 	f1 = fake_new(IP1, 0, busy, NSTEPS(busy));
 	f2 = fake_new(IP2, f1->port, ok_script, NSTEPS(ok_script));
@@ -1233,7 +1233,7 @@ START_TEST(test_greeting_421_fallback)
 	ck_assert_str_eq(c.order, "RD");
 	snprintf(relay, sizeof relay, MX2 "[" IP2 "]:%u", f1->port);
 	ck_assert_str_eq(t.rcpts[0].relay, relay);
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX2 "[" IP2 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", MX2 "[" IP2 "] said: "
 	    "250 2.0.0 Ok (in reply to end of DATA command)");
 	ttx_free(&t);
 }
@@ -1261,7 +1261,7 @@ START_TEST(test_all_fail)
 	fake_assert_clean(f2);
 	ck_assert_str_eq(fake_transcript(f2, 0), "QUIT\r\n");
 	ck_assert_str_eq(c.order, "C");
-	assert_status(&c.closed_st, MTA_TEMP, "5.7.1", MX2 "[" IP2 "] said: "
+	assert_status(&c.closed_st, DLV_TEMP, "5.7.1", MX2 "[" IP2 "] said: "
 	    "554 5.7.1 go away (in reply to initial greeting)");
 }
 END_TEST
@@ -1282,7 +1282,7 @@ START_TEST(test_refused_fallback)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -1292,7 +1292,7 @@ START_TEST(test_refused_all)
 {
 	struct client	 c;
 	struct fake	*f;
-	char		 text[MTA_TEXT_SIZE];
+	char		 text[DLV_TEXT_SIZE];
 	uint16_t	 port;
 
 	/* Find a port, then stop listening on it. */
@@ -1305,7 +1305,7 @@ START_TEST(test_refused_all)
 	ck_assert_str_eq(c.order, "C");
 	snprintf(text, sizeof text, "connect to " MX1 "[" IP1 "]:%u: "
 	    "Connection refused", port);
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.1", text);
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.1", text);
 }
 END_TEST
 
@@ -1337,7 +1337,7 @@ START_TEST(test_greeting_timeout)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "C");
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", "conversation with "
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.2", "conversation with "
 	    MX1 "[" IP1 "] timed out while receiving the initial server "
 	    "greeting");
 	ck_assert_msg(took >= 290 && took < 2000, "took %.0f ms", took);
@@ -1353,7 +1353,7 @@ START_TEST(test_connect_timeout)
 	struct sockaddr_in	 sin;
 	socklen_t		 len = sizeof sin;
 	struct client		 c;
-	char			 text[MTA_TEXT_SIZE];
+	char			 text[DLV_TEXT_SIZE];
 	int			 lfd, fill[4];
 	size_t			 i;
 	double			 start, took;
@@ -1380,7 +1380,7 @@ START_TEST(test_connect_timeout)
 	ck_assert_str_eq(c.order, "C");
 	snprintf(text, sizeof text, "connect to " MX1 "[" IP1 "]:%u: "
 	    "Connection timed out", ntohs(sin.sin_port));
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.1", text);
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.1", text);
 	ck_assert_msg(took >= 290 && took < 2000, "took %.0f ms", took);
 	for (i = 0; i < nitems(fill); i++)
 		close(fill[i]);
@@ -1416,7 +1416,7 @@ START_TEST(test_data_timeout)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&t.rcpts[0].st, MTA_TEMP, "4.4.2", "conversation with "
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.4.2", "conversation with "
 	    MX1 "[" IP1 "] timed out while sending end of data -- message may "
 	    "be sent more than once");
 	ck_assert_msg(took < 2000, "took %.0f ms", took);
@@ -1455,7 +1455,7 @@ START_TEST(test_read_error)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&t.rcpts[0].st, MTA_TEMP, "4.3.0", "error reading the "
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.3.0", "error reading the "
 	    "message file: Bad file descriptor");
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 	    "MAIL FROM:<" SENDER "> SIZE=3\r\nRCPT TO:<a@mx1.test>\r\n"
@@ -1487,10 +1487,10 @@ START_TEST(test_rcpt_timeout)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", "conversation with "
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.2", "conversation with "
 	    MX1 "[" IP1 "] timed out while sending RCPT TO");
-	assert_status(&t.rcpts[0].st, MTA_TEMP, "4.4.2", c.closed_st.text);
-	assert_status(&t.rcpts[1].st, MTA_TEMP, "4.4.2", c.closed_st.text);
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.4.2", c.closed_st.text);
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.4.2", c.closed_st.text);
 	ttx_free(&t);
 }
 END_TEST
@@ -1527,10 +1527,10 @@ START_TEST(test_drop_in_data)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", "lost connection with "
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.2", "lost connection with "
 	    MX1 "[" IP1 "] while sending message body");
-	assert_status(&t.rcpts[0].st, MTA_TEMP, "4.4.2", c.closed_st.text);
-	assert_status(&t.rcpts[1].st, MTA_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.4.2", c.closed_st.text);
+	assert_status(&t.rcpts[1].st, DLV_PERM, "5.1.1", NULL);
 	ttx_free(&t);
 	free(b.data);
 }
@@ -1560,9 +1560,9 @@ START_TEST(test_421_rcpt)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&c.closed_st, MTA_TEMP, "4.7.0", text);
-	assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
-	assert_status(&t.rcpts[1].st, MTA_TEMP, "4.7.0", text);
+	assert_status(&c.closed_st, DLV_TEMP, "4.7.0", text);
+	assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", NULL);
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.7.0", text);
 	ttx_free(&t);
 }
 END_TEST
@@ -1593,10 +1593,10 @@ START_TEST(test_421_rset)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDDC");
-	assert_status(&t1.rcpts[0].st, MTA_OK, "2.0.0", NULL);
-	assert_status(&t2.rcpts[0].st, MTA_TEMP, "4.4.2", MX1 "[" IP1 "] "
+	assert_status(&t1.rcpts[0].st, DLV_OK, "2.0.0", NULL);
+	assert_status(&t2.rcpts[0].st, DLV_TEMP, "4.4.2", MX1 "[" IP1 "] "
 	    "said: 421 4.4.2 idle too long (in reply to RSET command)");
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", t2.rcpts[0].st.text);
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.2", t2.rcpts[0].st.text);
 	ttx_free(&t1);
 	ttx_free(&t2);
 }
@@ -1620,7 +1620,7 @@ START_TEST(test_idle_peer_closes)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RC");
-	assert_status(&c.closed_st, MTA_TEMP, "4.4.2", "lost connection "
+	assert_status(&c.closed_st, DLV_TEMP, "4.4.2", "lost connection "
 	    "with " MX1 "[" IP1 "] while idle");
 }
 END_TEST
@@ -1646,7 +1646,7 @@ START_TEST(test_idle_421)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "C");
-	ck_assert_int_eq(c.closed_st.result, MTA_TEMP);
+	ck_assert_int_eq(c.closed_st.result, DLV_TEMP);
 	ck_assert_str_eq(c.closed_st.status, "4.4.2");
 	ck_assert_ptr_nonnull(strstr(c.closed_st.text,
 	    "said: 421 4.4.2 idle too long"));
@@ -1671,7 +1671,7 @@ START_TEST(test_size_refused)
 	struct client	 c;
 	struct ttx	 t1, t2;
 	struct fake	*f;
-	char		 text[MTA_TEXT_SIZE];
+	char		 text[DLV_TEXT_SIZE];
 
 	f = fake_new(IP1, 0, script, NSTEPS(script));
 	client_init(&c, f->port, IP1, NULL);
@@ -1685,9 +1685,9 @@ START_TEST(test_size_refused)
 	ck_assert_str_eq(c.order, "RDD");
 	snprintf(text, sizeof text, "message size 18 exceeds size limit 10 of "
 	    MX1 "[" IP1 "]:%u", f->port);
-	assert_status(&t1.rcpts[0].st, MTA_PERM, "5.3.4", text);
-	assert_status(&t1.rcpts[1].st, MTA_PERM, "5.3.4", text);
-	assert_status(&t2.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+	assert_status(&t1.rcpts[0].st, DLV_PERM, "5.3.4", text);
+	assert_status(&t1.rcpts[1].st, DLV_PERM, "5.3.4", text);
+	assert_status(&t2.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 	/* Nothing went out for the first, so no RSET before the second. */
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 	    "MAIL FROM:<" SENDER "> SIZE=3\r\nRCPT TO:<a@mx1.test>\r\n"
@@ -1732,7 +1732,7 @@ START_TEST(test_smtputf8_refused)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
 	if (utf8_cases[_i].status != NULL) {
-		assert_status(&t.rcpts[0].st, MTA_PERM, utf8_cases[_i].status,
+		assert_status(&t.rcpts[0].st, DLV_PERM, utf8_cases[_i].status,
 		    NULL);
 		ck_assert_ptr_nonnull(strstr(t.rcpts[0].st.text, "SMTPUTF8 is "
 		    "required"));
@@ -1741,7 +1741,7 @@ START_TEST(test_smtputf8_refused)
 		ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 		    "QUIT\r\n");
 	} else {
-		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+		assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 		util_buf_printf(&want, "EHLO " HELO "\r\nMAIL FROM:<" SENDER
 		    "> SIZE=%zu\r\nRCPT TO:<a@mx1.test>\r\nDATA\r\n%s.\r\n"
 		    "QUIT\r\n", strlen(content), content);
@@ -1801,14 +1801,14 @@ START_TEST(test_8bit_to_7bit)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
 	if (conv_cases[_i].status != NULL) {
-		assert_status(&t.rcpts[0].st, MTA_PERM, conv_cases[_i].status,
+		assert_status(&t.rcpts[0].st, DLV_PERM, conv_cases[_i].status,
 		    NULL);
 		ck_assert_ptr_nonnull(strstr(t.rcpts[0].st.text, "does not "
 		    "offer 8BITMIME"));
 		ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 		    "QUIT\r\n");
 	} else {
-		assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+		assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 		ck_assert_str_eq(f->message.data, conv_cases[_i].sent);
 		/* No BODY= to a peer that did not offer 8BITMIME. */
 		ck_assert_ptr_null(strstr(fake_transcript(f, 0), "BODY="));
@@ -1847,7 +1847,7 @@ START_TEST(test_helo_fallback)
 	    "HELO " HELO "\r\nMAIL FROM:<" SENDER ">\r\nRCPT TO:<a@mx1.test>"
 	    "\r\nDATA\r\nx\r\n.\r\nQUIT\r\n");
 	/* No enhanced code in the reply: class.0.0. */
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
 	    "250 Ok (in reply to end of DATA command)");
 	ttx_free(&t);
 }
@@ -1873,7 +1873,7 @@ START_TEST(test_loop)
 	ck_assert_int_eq(f2->connections, 0);
 	ck_assert_str_eq(c.order, "C");
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\nQUIT\r\n");
-	assert_status(&c.closed_st, MTA_PERM, "5.4.6", "mail for " MX1
+	assert_status(&c.closed_st, DLV_PERM, "5.4.6", "mail for " MX1
 	    " loops back to myself");
 }
 END_TEST
@@ -1914,15 +1914,15 @@ START_TEST(test_sanitize)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
-	assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", MX1 "[" IP1 "] said: "
 	    "550 5.1.1 first? line second?line? third (in reply to RCPT TO "
 	    "command)");
 	n = strlen(t.rcpts[1].st.text);
-	ck_assert_uint_eq(n, MTA_TEXT_SIZE - 1);
+	ck_assert_uint_eq(n, DLV_TEXT_SIZE - 1);
 	ck_assert_str_eq(t.rcpts[1].st.text + n - strlen(suffix), suffix);
 	ck_assert(strncmp(t.rcpts[1].st.text, MX1 "[" IP1 "] said: 550 5.2.2 "
 	    "zzz", 31) == 0);
-	assert_status(&t.rcpts[1].st, MTA_PERM, "5.2.2", NULL);
+	assert_status(&t.rcpts[1].st, DLV_PERM, "5.2.2", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -1989,7 +1989,7 @@ START_TEST(test_dsn_offered)
 	    "RCPT TO:<d@mx1.test> ORCPT=rfc822;tab+09here@x.test\r\n"
 	    "DATA\r\nx\r\n.\r\nQUIT\r\n");
 	for (i = 0; i < 4; i++) {
-		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		assert_status(&t.rcpts[i].st, DLV_OK, "2.0.0", NULL);
 		ck_assert_int_eq(t.rcpts[i].dsn, 1);
 	}
 	ttx_free(&t);
@@ -2027,7 +2027,7 @@ START_TEST(test_dsn_not_offered)
 	    "RCPT TO:<c@mx1.test>\r\nRCPT TO:<d@mx1.test>\r\n"
 	    "DATA\r\nx\r\n.\r\nQUIT\r\n");
 	for (i = 0; i < 4; i++) {
-		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		assert_status(&t.rcpts[i].st, DLV_OK, "2.0.0", NULL);
 		ck_assert_int_eq(t.rcpts[i].dsn, 0);
 	}
 	ttx_free(&t);
@@ -2117,7 +2117,7 @@ START_TEST(test_dsn_too_long)
 	    "DATA\r\nx\r\n.\r\nQUIT\r\n", mail, addr, fits);
 	ck_assert_str_eq(fake_transcript(f, 0), want);
 	for (i = 0; i < 5; i++) {
-		assert_status(&t.rcpts[i].st, MTA_OK, "2.0.0", NULL);
+		assert_status(&t.rcpts[i].st, DLV_OK, "2.0.0", NULL);
 		ck_assert_int_eq(t.rcpts[i].dsn, 1);
 	}
 	ttx_free(&t);
@@ -2148,7 +2148,7 @@ START_TEST(test_protocol_error)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "C");
-	assert_status(&c.closed_st, MTA_TEMP, "4.5.0", _i == 0 ?
+	assert_status(&c.closed_st, DLV_TEMP, "4.5.0", _i == 0 ?
 	    "protocol error from " MX1 "[" IP1 "]: malformed reply (in reply "
 	    "to initial greeting)" : "protocol error from " MX1 "[" IP1 "]: "
 	    "reply line too long (in reply to initial greeting)");
@@ -2288,7 +2288,7 @@ START_TEST(test_starttls_auth)
 	ck_assert_int_eq(c.tls_at_ready, 1);
 	ck_assert_int_eq(f->tls_done, 1);
 	ck_assert_str_eq(f->sni, MX1);
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 
 	n = pread(fd, logbuf, sizeof logbuf - 1, 0);
 	ck_assert_int_gt(n, 0);
@@ -2328,7 +2328,7 @@ START_TEST(test_auth_login_refused)
 	fake_assert_clean(f);
 	ck_assert_int_eq(f->quits, 1);
 	ck_assert_str_eq(c.order, "C");
-	assert_status(&c.closed_st, MTA_TEMP, "5.7.8", MX1 "[" IP1 "] said: "
+	assert_status(&c.closed_st, DLV_TEMP, "5.7.8", MX1 "[" IP1 "] said: "
 	    "535 5.7.8 authentication failed (in reply to AUTH command)");
 }
 END_TEST
@@ -2353,7 +2353,7 @@ START_TEST(test_auth_needs_tls)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "C");
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\nQUIT\r\n");
-	assert_status(&c.closed_st, MTA_TEMP, "4.7.4", "refusing to send "
+	assert_status(&c.closed_st, DLV_TEMP, "4.7.4", "refusing to send "
 	    "credentials without TLS to " MX1 "[" IP1 "]");
 }
 END_TEST
@@ -2397,7 +2397,7 @@ START_TEST(test_tls_verify)
 		break;
 	case 1:
 		ck_assert_str_eq(c.order, "C");
-		assert_status(&c.closed_st, MTA_TEMP, "4.7.5", "TLS handshake "
+		assert_status(&c.closed_st, DLV_TEMP, "4.7.5", "TLS handshake "
 		    "with " MX1 "[" IP1 "] failed: certificate verification "
 		    "failed: hostname mismatch");
 		break;
@@ -2405,7 +2405,7 @@ START_TEST(test_tls_verify)
 		ck_assert_str_eq(c.order, "C");
 		ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 		    "QUIT\r\n");
-		assert_status(&c.closed_st, MTA_TEMP, "4.7.4", "TLS is "
+		assert_status(&c.closed_st, DLV_TEMP, "4.7.4", "TLS is "
 		    "required, but was not offered by host " MX1 "[" IP1 "]");
 		break;
 	}
@@ -2443,7 +2443,7 @@ START_TEST(test_tls_fallback)
 	ck_assert_str_eq(fake_transcript(f, 0), "EHLO " HELO "\r\n"
 	    "STARTTLS\r\n");
 	ck_assert_ptr_null(strstr(fake_transcript(f, 1), "STARTTLS"));
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -2508,17 +2508,17 @@ START_TEST(test_lmtp)
 	    "RCPT TO:<d@mx1.test>\r\nDATA\r\nSubject: l\r\n\r\n..dot\r\n"
 	    "body\r\n.\r\nQUIT\r\n");
 	ck_assert_str_eq(f->message.data, content);
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
 	    "250 2.0.0 <a@mx1.test> Saved (in reply to end of DATA command)");
-	assert_status(&t.rcpts[1].st, MTA_TEMP, "4.2.2", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.2.2", MX1 "[" IP1 "] said: "
 	    "452 4.2.2 <b@mx1.test> Quota exceeded (in reply to end of DATA "
 	    "command)");
 	ck_assert_str_eq(t.rcpts[1].st.reply, "452 4.2.2 <b@mx1.test> Quota "
 	    "exceeded");
-	assert_status(&t.rcpts[2].st, MTA_PERM, "5.1.1", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[2].st, DLV_PERM, "5.1.1", MX1 "[" IP1 "] said: "
 	    "550 5.1.1 <c@mx1.test> User doesn't exist (in reply to RCPT TO "
 	    "command)");
-	assert_status(&t.rcpts[3].st, MTA_PERM, "5.2.2", NULL);
+	assert_status(&t.rcpts[3].st, DLV_PERM, "5.2.2", NULL);
 	for (i = 0; i < 4; i++) {
 		/* Ours to report on: delivered, not relayed. */
 		ck_assert_int_eq(t.rcpts[i].dsn, 0);
@@ -2555,8 +2555,8 @@ START_TEST(test_lmtp_split)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RD");
-	assert_status(&t.rcpts[0].st, MTA_TEMP, "4.3.0", NULL);
-	assert_status(&t.rcpts[1].st, MTA_OK, "2.0.0", MX1 "[" IP1 "] said: "
+	assert_status(&t.rcpts[0].st, DLV_TEMP, "4.3.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_OK, "2.0.0", MX1 "[" IP1 "] said: "
 	    "250 2.0.0 <b@mx1.test> Saved (in reply to end of DATA command)");
 	ttx_free(&t);
 }
@@ -2591,9 +2591,9 @@ START_TEST(test_lmtp_421)
 
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
-	assert_status(&t.rcpts[0].st, MTA_OK, "2.0.0", NULL);
-	assert_status(&t.rcpts[1].st, MTA_TEMP, "4.3.2", NULL);
-	assert_status(&t.rcpts[2].st, MTA_TEMP, "4.3.2", NULL);
+	assert_status(&t.rcpts[0].st, DLV_OK, "2.0.0", NULL);
+	assert_status(&t.rcpts[1].st, DLV_TEMP, "4.3.2", NULL);
+	assert_status(&t.rcpts[2].st, DLV_TEMP, "4.3.2", NULL);
 	ttx_free(&t);
 }
 END_TEST
@@ -2616,7 +2616,7 @@ START_TEST(test_lmtp_lhlo_refused)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "C");
 	ck_assert_str_eq(fake_transcript(f, 0), "LHLO " HELO "\r\nQUIT\r\n");
-	assert_status(&c.closed_st, MTA_TEMP, "5.5.1", MX1 "[" IP1 "] said: "
+	assert_status(&c.closed_st, DLV_TEMP, "5.5.1", MX1 "[" IP1 "] said: "
 	    "500 5.5.1 Unknown command (in reply to LHLO command)");
 }
 END_TEST
@@ -2649,8 +2649,8 @@ START_TEST(test_lmtp_no_rcpt_354)
 	fake_assert_clean(f);
 	ck_assert_str_eq(c.order, "RDC");
 	ck_assert_ptr_null(strstr(fake_transcript(f, 0), "secret"));
-	assert_status(&t.rcpts[0].st, MTA_PERM, "5.1.1", NULL);
-	assert_status(&c.closed_st, MTA_TEMP, "4.5.0", NULL);
+	assert_status(&t.rcpts[0].st, DLV_PERM, "5.1.1", NULL);
+	assert_status(&c.closed_st, DLV_TEMP, "4.5.0", NULL);
 	ttx_free(&t);
 }
 END_TEST

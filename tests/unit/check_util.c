@@ -7,10 +7,12 @@
 #include "autoconf.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -448,6 +450,62 @@ START_TEST(test_reallocarray_overflow)
 }
 END_TEST
 
+/* Stops after the first "!" read, keeping it. */
+static size_t
+stop_at_bang(const char *buf, size_t len)
+{
+	const char	*p = memchr(buf, '!', len);
+
+	return p != NULL ? (size_t)(p - buf) + 1 : 0;
+}
+
+/*
+ * A file read whole, cut at max, or as far as stop says, through a
+ * buffer grown past its first size; always NUL-terminated.
+ */
+START_TEST(test_read_fd)
+{
+	static const struct {
+		size_t		 max;
+		int		 stop;
+		size_t		 want;
+	} cases[] = {
+		{ 100000, 0, 3 * UTIL_READ_CHUNK + 7 },
+		{ 3 * UTIL_READ_CHUNK + 7, 0, 3 * UTIL_READ_CHUNK + 7 },
+		{ 3 * UTIL_READ_CHUNK + 8, 0, 3 * UTIL_READ_CHUNK + 7 },
+		{ UTIL_READ_CHUNK + 1, 0, UTIL_READ_CHUNK + 1 },
+		{ 10, 0, 10 },
+		{ 0, 0, 0 },
+		{ 100000, 1, 2 * UTIL_READ_CHUNK + 1 },
+		{ 20, 1, 20 },
+	};
+	FILE	*f;
+	char	*data, *buf;
+	size_t	 i, len, size = 3 * UTIL_READ_CHUNK + 7;
+
+	data = xmalloc(size);
+	for (i = 0; i < size; i++)
+		data[i] = (char)('a' + i % 26);
+	data[2 * UTIL_READ_CHUNK] = '!';
+	ck_assert((f = tmpfile()) != NULL);
+	ck_assert_uint_eq(fwrite(data, 1, size, f), size);
+	fflush(f);
+	for (i = 0; i < nitems(cases); i++) {
+		ck_assert_int_eq(lseek(fileno(f), 0, SEEK_SET), 0);
+		ck_assert_int_eq(util_read_fd(fileno(f), cases[i].max,
+		    cases[i].stop ? stop_at_bang : NULL, &buf, &len), 0);
+		ck_assert_uint_eq(len, cases[i].want);
+		ck_assert(memcmp(buf, data, len) == 0);
+		ck_assert_int_eq(buf[len], '\0');
+		free(buf);
+	}
+	fclose(f);
+	/* A descriptor that cannot be read: -1, nothing to free. */
+	ck_assert_int_eq(util_read_fd(-1, 10, NULL, &buf, &len), -1);
+	free(data);
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -474,6 +532,10 @@ util_suite(void)
 	tcase_add_test(tc, test_snprintf);
 	tcase_add_test(tc, test_lowercase);
 	tcase_add_test(tc, test_utf8_len);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("read");
+	tcase_add_test(tc, test_read_fd);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("alloc");
