@@ -473,6 +473,11 @@ milter_fail(struct milter_filter *f, const char *why)
 	struct milter_chain	*c = f->chain;
 	int			 was_current;
 
+	/* Done with the session: it no longer needs the connection. */
+	if (f->state == MILTER_F_DONE) {
+		milter_close(f, 0);
+		return;
+	}
 	log_warnx("milter %s: %s, %s, %s", f->socket, why,
 	    c->dflt == CONFIG_MILTER_TEMPFAIL ? "tempfail" :
 	    c->dflt == CONFIG_MILTER_REJECT ? "reject" :

@@ -23,6 +23,8 @@ SOCKET is as tern's configuration names it ("inet:127.0.0.1:PORT",
             are not a milter reply.
   oversize  negotiates, then answers MAIL with a packet longer than any
             filter may send.
+  acceptclose  negotiates, accepts the session at connect and closes
+            the connection.
 
 The raw modes speak the protocol by hand (only the standard library), so
 that they can misbehave on purpose.
@@ -300,6 +302,12 @@ def serve_raw(conn, mode, events):
             elif cmd in (b"D", b"A"):
                 continue
             elif cmd == b"Q":
+                return
+            elif cmd == b"C" and mode == "acceptclose":
+                # Accepts the whole session, then hangs up.
+                conn.sendall(packet(b"a"))
+                conn.close()
+                events.write(ev="closed")
                 return
             elif cmd == b"M" and mode == "oversize":
                 conn.sendall(struct.pack("!I", 0x7fffffff) + b"c")

@@ -589,6 +589,24 @@ class Failures(MilterCase):
         self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), TEMPFAIL)
         t.wait_log(r"packet length out of range")
 
+    def test_accepted_session_then_closed(self):
+        # A filter done with the session may hang up: nothing is
+        # refused for it.
+        f = self.filter("acceptclose")
+        t = self.milter_tern([f])
+        c = t.session()
+        f.wait_event("closed")
+        # A round trip: ternd has seen the filter hang up by now.
+        self.assertEqual(c.cmd("EHLO " + ternlib.HELO).code, 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), MAIL_OK)
+        self.assertReply(c.cmd("RCPT TO:<b@example.test>"), RCPT_OK)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(ternlib.dot_stuff(message("none")))
+        qid = queued_id(c.reply())
+        c.cmd("QUIT")
+        c.close()
+        self.assertEqual(t.queued(), [qid])
+
     def test_unreachable(self):
         spec = "inet:127.0.0.1:%d" % ternlib.free_port()
         t = self.milter_tern([spec])
