@@ -47,7 +47,7 @@ static const struct {
 	const char	*name;		/* for logs, as Postfix names it */
 	uint32_t	 skip;		/* SMFIP_NO* of the step */
 	uint32_t	 noreply;	/* SMFIP_NR_* of the step */
-	int		 session;	/* accept/reject ends the session */
+	int		 session;	/* accept ends the session */
 } milter_steps[] = {
 	[MILTER_STEP_NONE] = { "NONE", 0, 0, 0 },
 	[MILTER_STEP_CONNECT] = { "CONNECT", SMFIP_NOCONNECT, SMFIP_NR_CONN,
@@ -974,7 +974,12 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 	case SMFIR_REJECT:
 	case SMFIR_TEMPFAIL:
 	case SMFIR_REPLYCODE:
-		if (milter_steps[c->step].session)
+		/*
+		 * A refused connect refuses the whole session; after a
+		 * refused HELO the client may say HELO again, and the
+		 * filter must be asked again, and about every message.
+		 */
+		if (c->step == MILTER_STEP_CONNECT)
 			f->state = MILTER_F_DONE;
 		if (c->step == MILTER_STEP_MESSAGE &&
 		    c->content == MILTER_C_WAIT_EOM)

@@ -264,6 +264,10 @@ class Steps(MilterCase):
         self.assertReply(c.cmd("MAIL FROM:<a@example.org>"),
                          "503 5.5.1 Error: send HELO/EHLO first")
         self.assertEqual(c.cmd("EHLO fine.example").code, 250)
+        # The filter that refused is still asked about the rest.
+        self.assertEqual(f.events("helo")[-1]["name"], "fine.example")
+        self.assertReply(c.cmd("MAIL FROM:<blocked@example.org>"),
+                         "550 5.7.1 Sender blocked by filter")
         t.wait_log(r"milter-reject: EHLO from unknown\[127\.0\.0\.1\]: "
                    r"550 5\.7\.1 HELO reject\.example refused;")
 
