@@ -537,6 +537,26 @@ class Sockets(MilterCase):
         self.assertIn(["Subject", " changed by the filter"],
                       eom["headers"])
 
+    def test_discard_at_mail_ends_the_filters_part(self):
+        # As Postfix: once a filter discards the message at MAIL, no
+        # filter hears of it again; the second one never got MAIL and
+        # must not get RCPT or DATA either.
+        f1 = self.filter()
+        f2 = self.filter()
+        t = self.milter_tern([f1, f2])
+        c = t.session()
+        r = c.mail("drop@example.org", ["b@example.test"],
+                   message("none"))
+        self.assertEqual(r.code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        c.close()
+        self.assertNothingQueued(t)
+        self.assertEqual(f1.wait_event("mail")[-1]["sender"],
+                         "<drop@example.org>")
+        self.assertEqual(f2.events("mail"), [])
+        self.assertEqual(f2.events("rcpt"), [])
+        self.assertEqual(f2.events("data"), [])
+
     def test_noreply_skipped_steps_leading_space(self):
         f = self.filter("noreply")
         t = self.milter_tern([f])
