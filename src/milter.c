@@ -140,6 +140,7 @@ struct milter_chain {
 	uint64_t		 command_timeout;
 	uint64_t		 content_timeout;
 	uint32_t		 version;
+	uint64_t		 max_size;	/* of a new body; 0: none */
 	char			 log_id[MILTER_LOG_ID_SIZE];
 	struct milter_macro	*macros;
 	size_t			 nmacros;
@@ -216,6 +217,7 @@ milter_chain_new(struct event_base *base, const struct config *conf,
 	c->command_timeout = conf->milter_command_timeout;
 	c->content_timeout = conf->milter_content_timeout;
 	c->version = (uint32_t)conf->milter_protocol;
+	c->max_size = conf->max_message_size;
 	util_strlcpy(c->log_id, log_id != NULL ? log_id : "",
 	    sizeof c->log_id);
 	c->filters = xcalloc(n, sizeof *c->filters);
@@ -837,6 +839,10 @@ milter_modify(struct milter_filter *f, const struct milter_proto_reply *r)
 		    r->value);
 		break;
 	case SMFIR_REPLBODY:
+		/* A new body is held whole: no larger than a message. */
+		if (f->chain->max_size > 0 && (uint64_t)m->bodylen +
+		    r->bodylen > f->chain->max_size)
+			return -1;
 		milter_mods_body(m, r->body, r->bodylen);
 		break;
 	case SMFIR_QUARANTINE:
@@ -939,7 +945,9 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 	}
 	if (milter_action_needed(r->cmd) != 0) {
 		if (milter_modify(f, r) == -1)
-			milter_fail(f, "change not allowed here");
+			milter_fail(f, r->cmd == SMFIR_REPLBODY &&
+			    c->content == MILTER_C_WAIT_EOM ? "new body too big "
+			    "or not allowed" : "change not allowed here");
 		return;
 	}
 	evtimer_del(f->timer);

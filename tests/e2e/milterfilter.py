@@ -23,6 +23,7 @@ SOCKET is as tern's configuration names it ("inet:127.0.0.1:PORT",
             are not a milter reply.
   oversize  negotiates, then answers MAIL with a packet longer than any
             filter may send.
+  bigbody   negotiates, then replaces the body with 32768 octets.
   acceptclose  negotiates, accepts the session at connect and closes
             the connection.
 
@@ -317,6 +318,10 @@ def serve_raw(conn, mode, events):
                 elif mode == "close":
                     conn.close()
                     return
+                elif mode == "bigbody":
+                    for _ in range(4):
+                        conn.sendall(packet(b"b", b"x" * 8190 + b"\r\n"))
+                    conn.sendall(packet(b"c"))
                 elif mode == "garbage":
                     conn.sendall(b"\x00\x00\x00\x05zjunk")
                 else:

@@ -631,6 +631,18 @@ class Failures(MilterCase):
         c.close()
         self.assertEqual(t.queued(), [qid])
 
+    def test_new_body_over_the_size_limit(self):
+        # A new body may not make the message larger than any client
+        # may send: the filter has failed.
+        f = self.filter("bigbody")
+        t = self.tern(sections={
+            "milter": {"smtpd_milters": f.spec, "command_timeout": "3s",
+                       "content_timeout": "3s"},
+            "smtp": {"max_message_size": "20000"}})
+        self.assertReply(self.send(t, "none"), TEMPFAIL)
+        self.assertNothingQueued(t)
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: new body too big")
+
     def test_unreachable(self):
         spec = "inet:127.0.0.1:%d" % ternlib.free_port()
         t = self.milter_tern([spec])
