@@ -735,7 +735,8 @@ milter_next(struct milter_chain *c)
 			    c->params);
 			break;
 		case MILTER_STEP_DATA:
-			if (f->protocol & SMFIP_NODATA)
+			/* DATA came with version 4 (as Postfix sends it). */
+			if ((f->protocol & SMFIP_NODATA) || c->version < 4)
 				continue;
 			milter_put_macros(f, MILTER_STAGE_DATA);
 			milter_proto_command(&c->out, SMFIC_DATA, NULL, 0);

@@ -517,6 +517,9 @@ class Sockets(MilterCase):
         t = self.milter_tern([f], protocol="2")
         qid = queued_id(self.send(t, "headers"))
         self.assertIn(b"X-Added: added by the filter", t.read_msg(qid))
+        # No DATA step before version 4.
+        f.wait_event("eom")
+        self.assertEqual(f.events("data"), [])
         t.wait_log(r"milter inet:127\.0\.0\.1:\d+: version \d+, actions "
                    r"0x3f, protocol 0x0")
 
