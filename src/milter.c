@@ -47,7 +47,7 @@ static const struct {
 	const char	*name;		/* for logs, as Postfix names it */
 	uint32_t	 skip;		/* SMFIP_NO* of the step */
 	uint32_t	 noreply;	/* SMFIP_NR_* of the step */
-	int		 session;	/* accept/reject ends the session */
+	int		 session;	/* accept ends the session */
 } milter_steps[] = {
 	[MILTER_STEP_NONE] = { "NONE", 0, 0, 0 },
 	[MILTER_STEP_CONNECT] = { "CONNECT", SMFIP_NOCONNECT, SMFIP_NR_CONN,
@@ -140,6 +140,7 @@ struct milter_chain {
 	uint64_t		 command_timeout;
 	uint64_t		 content_timeout;
 	uint32_t		 version;
+	uint64_t		 max_size;	/* of a new body; 0: none */
 	char			 log_id[MILTER_LOG_ID_SIZE];
 	struct milter_macro	*macros;
 	size_t			 nmacros;
@@ -216,6 +217,7 @@ milter_chain_new(struct event_base *base, const struct config *conf,
 	c->command_timeout = conf->milter_command_timeout;
 	c->content_timeout = conf->milter_content_timeout;
 	c->version = (uint32_t)conf->milter_protocol;
+	c->max_size = conf->max_message_size;
 	util_strlcpy(c->log_id, log_id != NULL ? log_id : "",
 	    sizeof c->log_id);
 	c->filters = xcalloc(n, sizeof *c->filters);
@@ -473,6 +475,11 @@ milter_fail(struct milter_filter *f, const char *why)
 	struct milter_chain	*c = f->chain;
 	int			 was_current;
 
+	/* Done with the session: it no longer needs the connection. */
+	if (f->state == MILTER_F_DONE) {
+		milter_close(f, 0);
+		return;
+	}
 	log_warnx("milter %s: %s, %s, %s", f->socket, why,
 	    c->dflt == CONFIG_MILTER_TEMPFAIL ? "tempfail" :
 	    c->dflt == CONFIG_MILTER_REJECT ? "reject" :
@@ -728,7 +735,8 @@ milter_next(struct milter_chain *c)
 			    c->params);
 			break;
 		case MILTER_STEP_DATA:
-			if (f->protocol & SMFIP_NODATA)
+			/* DATA came with version 4 (as Postfix sends it). */
+			if ((f->protocol & SMFIP_NODATA) || c->version < 4)
 				continue;
 			milter_put_macros(f, MILTER_STAGE_DATA);
 			milter_proto_command(&c->out, SMFIC_DATA, NULL, 0);
@@ -832,6 +840,10 @@ milter_modify(struct milter_filter *f, const struct milter_proto_reply *r)
 		    r->value);
 		break;
 	case SMFIR_REPLBODY:
+		/* A new body is held whole: no larger than a message. */
+		if (f->chain->max_size > 0 && (uint64_t)m->bodylen +
+		    r->bodylen > f->chain->max_size)
+			return -1;
 		milter_mods_body(m, r->body, r->bodylen);
 		break;
 	case SMFIR_QUARANTINE:
@@ -934,7 +946,9 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 	}
 	if (milter_action_needed(r->cmd) != 0) {
 		if (milter_modify(f, r) == -1)
-			milter_fail(f, "change not allowed here");
+			milter_fail(f, r->cmd == SMFIR_REPLBODY &&
+			    c->content == MILTER_C_WAIT_EOM ? "new body too big "
+			    "or not allowed" : "change not allowed here");
 		return;
 	}
 	evtimer_del(f->timer);
@@ -969,7 +983,12 @@ milter_reply(struct milter_filter *f, const struct milter_proto_reply *r)
 	case SMFIR_REJECT:
 	case SMFIR_TEMPFAIL:
 	case SMFIR_REPLYCODE:
-		if (milter_steps[c->step].session)
+		/*
+		 * A refused connect refuses the whole session; after a
+		 * refused HELO the client may say HELO again, and the
+		 * filter must be asked again, and about every message.
+		 */
+		if (c->step == MILTER_STEP_CONNECT)
 			f->state = MILTER_F_DONE;
 		if (c->step == MILTER_STEP_MESSAGE &&
 		    c->content == MILTER_C_WAIT_EOM)

@@ -199,17 +199,21 @@ milter_out_value(const struct milter_line *l, milter_edit_out out,
     void *arg)
 {
 	const char	*p = l->value, *end = l->value + l->valuelen, *nl;
-	size_t		 n;
+	size_t		 n, i, run;
 
 	if (!l->leadspc && out(arg, " ", 1) == -1)
 		return -1;
 	while (p < end) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (n > 0 && out(arg, p, n) == -1)
-			return -1;
+		/* No CR goes to the spool but in a line end. */
+		for (i = 0; i < n; i += run + 1) {
+			run = strcspn(p + i, "\r");
+			if (run > n - i)
+				run = n - i;
+			if (run > 0 && out(arg, p + i, run) == -1)
+				return -1;
+		}
 		if (nl == NULL)
 			break;
 		p = nl + 1;

@@ -3015,7 +3015,8 @@ static int
 smtp_milter_rcpt(struct smtp_session *s, const struct addr *a,
     const char *addr, const char *params)
 {
-	if (s->milter == NULL)
+	/* Discarded: no filter hears of the message again (as Postfix). */
+	if (s->milter == NULL || s->tx->discard)
 		return 0;
 	util_strlcpy(s->tx->mrcpt, addr, sizeof s->tx->mrcpt);
 	milter_chain_macro(s->milter, "{rcpt_host}", a->domain);
@@ -3028,7 +3029,7 @@ smtp_milter_rcpt(struct smtp_session *s, const struct addr *a,
 static int
 smtp_milter_data(struct smtp_session *s)
 {
-	if (s->milter == NULL)
+	if (s->milter == NULL || s->tx->discard)
 		return 0;
 	milter_chain_macro(s->milter, "i", s->tx->id);
 	milter_chain_data(s->milter, smtp_milter_cb, s);

@@ -23,6 +23,9 @@ SOCKET is as tern's configuration names it ("inet:127.0.0.1:PORT",
             are not a milter reply.
   oversize  negotiates, then answers MAIL with a packet longer than any
             filter may send.
+  bigbody   negotiates, then replaces the body with 32768 octets.
+  acceptclose  negotiates, accepts the session at connect and closes
+            the connection.
 
 The raw modes speak the protocol by hand (only the standard library), so
 that they can misbehave on purpose.
@@ -301,6 +304,12 @@ def serve_raw(conn, mode, events):
                 continue
             elif cmd == b"Q":
                 return
+            elif cmd == b"C" and mode == "acceptclose":
+                # Accepts the whole session, then hangs up.
+                conn.sendall(packet(b"a"))
+                conn.close()
+                events.write(ev="closed")
+                return
             elif cmd == b"M" and mode == "oversize":
                 conn.sendall(struct.pack("!I", 0x7fffffff) + b"c")
             elif cmd == b"E":
@@ -309,6 +318,10 @@ def serve_raw(conn, mode, events):
                 elif mode == "close":
                     conn.close()
                     return
+                elif mode == "bigbody":
+                    for _ in range(4):
+                        conn.sendall(packet(b"b", b"x" * 8190 + b"\r\n"))
+                    conn.sendall(packet(b"c"))
                 elif mode == "garbage":
                     conn.sendall(b"\x00\x00\x00\x05zjunk")
                 else:

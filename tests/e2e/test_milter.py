@@ -264,6 +264,10 @@ class Steps(MilterCase):
         self.assertReply(c.cmd("MAIL FROM:<a@example.org>"),
                          "503 5.5.1 Error: send HELO/EHLO first")
         self.assertEqual(c.cmd("EHLO fine.example").code, 250)
+        # The filter that refused is still asked about the rest.
+        self.assertEqual(f.events("helo")[-1]["name"], "fine.example")
+        self.assertReply(c.cmd("MAIL FROM:<blocked@example.org>"),
+                         "550 5.7.1 Sender blocked by filter")
         t.wait_log(r"milter-reject: EHLO from unknown\[127\.0\.0\.1\]: "
                    r"550 5\.7\.1 HELO reject\.example refused;")
 
@@ -533,6 +537,9 @@ class Sockets(MilterCase):
         t = self.milter_tern([f], protocol="2")
         qid = queued_id(self.send(t, "headers"))
         self.assertIn(b"X-Added: added by the filter", t.read_msg(qid))
+        # No DATA step before version 4.
+        f.wait_event("eom")
+        self.assertEqual(f.events("data"), [])
         t.wait_log(r"milter inet:127\.0\.0\.1:\d+: version \d+, actions "
                    r"0x3f, protocol 0x0")
 
@@ -552,6 +559,26 @@ class Sockets(MilterCase):
         self.assertIn(["X-Added", " added by the filter"], eom["headers"])
         self.assertIn(["Subject", " changed by the filter"],
                       eom["headers"])
+
+    def test_discard_at_mail_ends_the_filters_part(self):
+        # As Postfix: once a filter discards the message at MAIL, no
+        # filter hears of it again; the second one never got MAIL and
+        # must not get RCPT or DATA either.
+        f1 = self.filter()
+        f2 = self.filter()
+        t = self.milter_tern([f1, f2])
+        c = t.session()
+        r = c.mail("drop@example.org", ["b@example.test"],
+                   message("none"))
+        self.assertEqual(r.code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        c.close()
+        self.assertNothingQueued(t)
+        self.assertEqual(f1.wait_event("mail")[-1]["sender"],
+                         "<drop@example.org>")
+        self.assertEqual(f2.events("mail"), [])
+        self.assertEqual(f2.events("rcpt"), [])
+        self.assertEqual(f2.events("data"), [])
 
     def test_noreply_skipped_steps_leading_space(self):
         f = self.filter("noreply")
@@ -608,6 +635,36 @@ class Failures(MilterCase):
         c = t.session()
         self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), TEMPFAIL)
         t.wait_log(r"packet length out of range")
+
+    def test_accepted_session_then_closed(self):
+        # A filter done with the session may hang up: nothing is
+        # refused for it.
+        f = self.filter("acceptclose")
+        t = self.milter_tern([f])
+        c = t.session()
+        f.wait_event("closed")
+        # A round trip: ternd has seen the filter hang up by now.
+        self.assertEqual(c.cmd("EHLO " + ternlib.HELO).code, 250)
+        self.assertReply(c.cmd("MAIL FROM:<a@example.org>"), MAIL_OK)
+        self.assertReply(c.cmd("RCPT TO:<b@example.test>"), RCPT_OK)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(ternlib.dot_stuff(message("none")))
+        qid = queued_id(c.reply())
+        c.cmd("QUIT")
+        c.close()
+        self.assertEqual(t.queued(), [qid])
+
+    def test_new_body_over_the_size_limit(self):
+        # A new body may not make the message larger than any client
+        # may send: the filter has failed.
+        f = self.filter("bigbody")
+        t = self.tern(sections={
+            "milter": {"smtpd_milters": f.spec, "command_timeout": "3s",
+                       "content_timeout": "3s"},
+            "smtp": {"max_message_size": "20000"}})
+        self.assertReply(self.send(t, "none"), TEMPFAIL)
+        self.assertNothingQueued(t)
+        t.wait_log(r"milter inet:127\.0\.0\.1:\d+: new body too big")
 
     def test_unreachable(self):
         spec = "inet:127.0.0.1:%d" % ternlib.free_port()

@@ -344,6 +344,26 @@ START_TEST(test_edit_headers)
 }
 END_TEST
 
+START_TEST(test_edit_header_cr)
+{
+	static const char	 m[] = "A: b\r\n\r\nbody\r\n";
+	struct milter_mods	 mods;
+	struct util_buf		 b = { NULL, 0, 0 };
+
+	/* A filter's lone CR never reaches the spool. */
+	milter_mods_init(&mods);
+	milter_mods_add(&mods, MILTER_MOD_ADD_HEADER, 0, 0, "X-Cr",
+	    "one\rtwo\r\r\nthree\r");
+	ck_assert_int_eq(milter_edit_message(&mods, m, sizeof m - 1, out_buf,
+	    &b), 0);
+	util_buf_add(&b, "", 1);
+	ck_assert_str_eq(b.data, "A: b\r\nX-Cr: onetwo\r\n\tthree\r\n"
+	    "\r\nbody\r\n");
+	milter_mods_clear(&mods);
+	free(b.data);
+}
+END_TEST
+
 START_TEST(test_edit_body)
 {
 	static const char	 m[] = "A: b\r\n\r\nold body\r\n";
@@ -425,6 +445,7 @@ milter_suite(void)
 	suite_add_tcase(s, proto);
 	tcase_add_test(edit, test_split);
 	tcase_add_test(edit, test_edit_headers);
+	tcase_add_test(edit, test_edit_header_cr);
 	tcase_add_test(edit, test_edit_body);
 	tcase_add_test(edit, test_edit_envelope);
 	suite_add_tcase(s, edit);
