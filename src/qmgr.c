@@ -890,7 +890,8 @@ qmgr_record(struct qmgr_attempt *a)
 		qmgr_attempt_end(a, 0);
 		return;
 	}
-	if (a->njobs > 0 || a->local > 0) {
+	/* A hand-over is no try of the usual route: it spends none. */
+	if ((a->njobs > 0 || a->local > 0) && a->handover == NULL) {
 		env->tries++;
 		a->changed = 1;
 	}

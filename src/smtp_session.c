@@ -137,7 +137,7 @@ struct smtp_session {
 	struct smtp_tx		*tx;
 	struct smtp_auth	*auth;
 	char			*user;		/* authenticated as, or NULL */
-	const char		*auth_mech;	/* its mechanism */
+	char			 auth_mech[DVPROTO_MECH_SIZE]; /* its mechanism */
 	struct milter_chain	*milter;	/* content filters, or NULL */
 	char			*milter_refusal; /* the filters refused the
 						    session: this reply */
@@ -1936,7 +1936,7 @@ smtp_auth_outcome(struct smtp_session *s, int ok, const char *mech,
 		    "sasl_username=%s, session=%s", s->addr, mech, esc,
 		    s->sid);
 		s->user = xstrdup(user);
-		s->auth_mech = sasl_mech_str(au->sasl.mech);
+		util_strlcpy(s->auth_mech, mech, sizeof s->auth_mech);
 		smtp_auth_end(s, SMTP_R_AUTH_OK);
 		return;
 	}

@@ -421,6 +421,29 @@ class Relay(DovecotCase):
         self.assertIn("ESMTPSA", mailtest.received_header(msg.data))
 
 
+class MilterMacros(DovecotCase):
+    """A milter is told the mechanism Dovecot checked, not another."""
+
+    def setUp(self):
+        super().setUp()
+        from test_milter import Filter
+        self.filter = Filter("script")
+        self.addCleanup(self.filter.close)
+        self.t.write_config(sections={"milter": {
+            "smtpd_milters": self.filter.spec}})
+        mark = self.t.log_mark()
+        self.t.restart()
+        self.wait_ready(since=mark)
+
+    def test_auth_type_is_the_mechanism_used(self):
+        c, _ = self.tls()
+        self.assertRegex(auth_login(c, ALICE, ALICE_PW).line, AUTH_OK_RE)
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % ALICE), MAIL_OK)
+        mail = self.filter.wait_event("mail")[-1]["macros"]
+        self.assertEqual(mail["{auth_authen}"], ALICE)
+        self.assertEqual(mail["{auth_type}"], "LOGIN")
+
+
 class Outage(DovecotCase):
     """Dovecot stopped: AUTH is answered 454 4.7.0 and logged, EHLO stops
     offering it; once Dovecot is back, both return without a reload."""

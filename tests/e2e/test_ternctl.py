@@ -533,6 +533,30 @@ class Handover(TernctlCase):
     start = Acting.start
     deferred = Acting.deferred
 
+    def test_handover_spends_no_try(self):
+        """A hand-over the peer does not take leaves the message the
+        tries of its usual route: it is not the last one that bounces."""
+        self.hop = NextHop("127.0.0.1", rcpt="451 4.7.1 try later")
+        self.addCleanup(self.hop.stop)
+        t = self.tern(sections={"delivery": {
+            "gateway": "127.0.0.1:%d" % self.hop.port,
+            "gateway_all": "yes", "queue_interval": "1h",
+            "max_tries": "3",
+            "connect_timeout": "2s", "reply_timeout": "3s"}})
+        q = t.send_message(SENDER, ["a@one.test"], msg("a"))
+        self.deferred(t, q, "a@one.test")
+        dead = ternlib.free_port()
+        self.assertEqual(self.ids_out(self.ok(
+            t, "flush", "--to", "[127.0.0.1]:%d" % dead, q)), [q])
+        self.deferred(t, q, "a@one.test", 2)
+        time.sleep(SETTLE)
+        self.assertEqual(t.read_env(q)[0].get("tries"), "1")
+        self.ok(t, "flush", q)
+        self.deferred(t, q, "a@one.test", 3)
+        time.sleep(SETTLE)
+        self.assertNotIn("status=bounced", t.log())
+        self.assertIn(q, t.queued())
+
     def test_handover(self):
         t = self.start(rcpt="451 4.7.1 try later")
         qa = t.send_message(SENDER, ["a@one.test"], msg("a"))
