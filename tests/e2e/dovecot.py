@@ -11,7 +11,6 @@ may name paths under Dovecot.dir.
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -180,15 +179,7 @@ class Dovecot:
             return False
 
     def _kill(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        ternlib.stop_process(self.proc, STOP_TIMEOUT)
         self.proc = None
 
     def log(self):

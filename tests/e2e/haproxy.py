@@ -12,7 +12,6 @@ Only the Python standard library is used.
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -127,12 +126,6 @@ class HAProxy:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        ternlib.stop_process(self.proc, STOP_TIMEOUT)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)

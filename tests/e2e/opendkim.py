@@ -16,8 +16,6 @@ Stopped by PID.
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
-from ternlib import wait_for  # noqa: E402
 
 OPENDKIM = os.environ.get("OPENDKIM", "/usr/sbin/opendkim")
 GENKEY = os.environ.get("OPENDKIM_GENKEY", "/usr/sbin/opendkim-genkey")
@@ -125,31 +122,11 @@ class OpenDKIM:
                              % last[-3000:])
 
     def _ready(self, port):
-        def listens():
-            if self.proc.poll() is not None:
-                return "exited"
-            try:
-                socket.create_connection(("127.0.0.1", port),
-                                         timeout=1.0).close()
-            except OSError:
-                return None
-            return "ok"
-        try:
-            return wait_for(listens, START_TIMEOUT,
-                            "OpenDKIM to listen", interval=0.1) == "ok"
-        except AssertionError:
-            return False
+        return ternlib.wait_listening(self.proc, port, START_TIMEOUT,
+                                      "OpenDKIM to listen")
 
     def _kill(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        ternlib.stop_process(self.proc, STOP_TIMEOUT)
         self.proc = None
 
     def dnsfunc(self, name, timeout=5):

@@ -18,7 +18,6 @@ Run as a script, it starts rspamd and prints the socket until SIGINT.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
-from ternlib import wait_for  # noqa: E402
 
 RSPAMD = os.environ.get("RSPAMD", "/usr/bin/rspamd")
 START_TIMEOUT = 120.0
@@ -169,32 +167,12 @@ class Rspamd:
                              % last[-3000:])
 
     def _ready(self, port):
-        def listens():
-            if self.proc.poll() is not None:
-                return "exited"
-            try:
-                socket.create_connection(("127.0.0.1", port),
-                                         timeout=1.0).close()
-            except OSError:
-                return None
-            return "ok"
-        try:
-            return wait_for(listens, START_TIMEOUT,
-                            "rspamd to listen", interval=0.1) == "ok"
-        except AssertionError:
-            return False
+        return ternlib.wait_listening(self.proc, port, START_TIMEOUT,
+                                      "rspamd to listen")
 
     def _kill(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # The main process stops its workers on SIGTERM.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        # The main process stops its workers on SIGTERM.
+        ternlib.stop_process(self.proc, STOP_TIMEOUT)
         self.proc = None
 
     def halt(self):

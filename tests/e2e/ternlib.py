@@ -79,6 +79,37 @@ def wait_for(predicate, timeout, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def stop_process(proc, timeout):
+    """End a process a test started: SIGTERM, then SIGKILL if it is
+    still there after timeout seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def wait_listening(proc, port, timeout, what):
+    """Whether 127.0.0.1:port accepts a connection within timeout while
+    proc runs; False when proc exits or time runs out."""
+    def listens():
+        if proc.poll() is not None:
+            return "exited"
+        try:
+            socket.create_connection(("127.0.0.1", port),
+                                     timeout=1.0).close()
+        except OSError:
+            return None
+        return "ok"
+    try:
+        return wait_for(listens, timeout, what, interval=0.1) == "ok"
+    except AssertionError:
+        return False
+
+
 _silent_dns = None
 
 
