@@ -37,6 +37,8 @@
 
 #define QUEUE_MSG_BUFSIZE	16384
 #define QUEUE_NDIRS		1024	/* two characters of the id */
+#define QUEUE_DIR_AT		6	/* which two: queue_dir_index() */
+#define QUEUE_LAYOUT_MARK	".layout2"	/* in queue/ */
 #define QUEUE_TIME_LEN		11	/* of the id: microseconds */
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
 #define QUEUE_HDRS_MAX		(1024 * 1024)
@@ -167,14 +169,22 @@ queue_config_paths(struct config *conf, char **cause)
 	return 0;
 }
 
-/* The queue/XX directory of an id: its characters 10 and 11. */
+/*
+ * The queue/XX directory of an id: its characters 7 and 8, the time in
+ * units of 32.8 ms, wrapping every 34 s.  Messages committed together
+ * land in one directory, so one directory sync serves the batch, while
+ * a queue built over more than half a minute still spreads over all
+ * 1024.  Spools of earlier versions used characters 10 and 11;
+ * queue_migrate() moves them once.
+ */
 static unsigned
 queue_dir_index(const char *id)
 {
-	const char	*a = strchr(queue_alphabet, id[9]);
-	const char	*b = strchr(queue_alphabet, id[10]);
+	const char	*a = strchr(queue_alphabet, id[QUEUE_DIR_AT]);
+	const char	*b = strchr(queue_alphabet, id[QUEUE_DIR_AT + 1]);
 
-	if (a == NULL || b == NULL || id[9] == '\0' || id[10] == '\0')
+	if (a == NULL || b == NULL || id[QUEUE_DIR_AT] == '\0' ||
+	    id[QUEUE_DIR_AT + 1] == '\0')
 		panic("queue: bad queue id \"%s\"", id);
 	return (unsigned)(a - queue_alphabet) * 32 +
 	    (unsigned)(b - queue_alphabet);
@@ -329,6 +339,111 @@ queue_dirs_make(void)
 	if (made && fsync(queue.queuefd) == -1)
 		return -1;
 	return 0;
+}
+
+/*
+ * One pass of the layout migration over a tree: every file of kind ext
+ * ("msg" or "env") not in the directory of its id is renamed there.
+ * Returns how many moved, -1 on an error (errno set).
+ */
+static long
+queue_migrate_pass(int topfd, const char *ext)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	char		 name[3], to[QUEUE_PATH_SIZE], id[QUEUE_ID_SIZE];
+	unsigned	 dir, want;
+	long		 moved = 0;
+	size_t		 len;
+	int		 fd, saved;
+
+	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
+		queue_dir_name(dir, name, sizeof name);
+		if ((fd = queue_opendir(topfd, name)) == -1) {
+			if (errno == ENOENT)
+				continue;
+			return -1;
+		}
+		if ((dp = fdopendir(fd)) == NULL) {
+			close(fd);
+			return -1;
+		}
+		while ((de = readdir(dp)) != NULL) {
+			len = strlen(de->d_name);
+			if (len != QUEUE_ID_LEN + 1 + strlen(ext) ||
+			    de->d_name[QUEUE_ID_LEN] != '.' ||
+			    strcmp(de->d_name + QUEUE_ID_LEN + 1, ext) != 0)
+				continue;
+			memcpy(id, de->d_name, QUEUE_ID_LEN);
+			id[QUEUE_ID_LEN] = '\0';
+			if (!queue_is_id(id) ||
+			    (want = queue_dir_index(id)) == dir)
+				continue;
+			queue_dir_name(want, to, sizeof to);
+			if (queue_mkdirat(topfd, to) == -1)
+				goto fail;
+			util_snprintf(to + 2, sizeof to - 2, "/%s",
+			    de->d_name);
+			if (renameat(fd, de->d_name, topfd, to) == -1)
+				goto fail;
+			moved++;
+		}
+		closedir(dp);
+	}
+	return moved;
+fail:
+	saved = errno;
+	closedir(dp);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * Spools of earlier versions kept a message in the directory named by
+ * characters 10 and 11 of its id.  Until queue/.layout2 exists, every
+ * content is moved to its new directory, the filesystem synced, then
+ * every envelope, synced again, then the mark is written: a crash at
+ * any point leaves each envelope beside its content or with its
+ * content already moved, and the next start goes on.  Runs once, before
+ * anything reads the trees.
+ */
+static int
+queue_migrate(const char *spool, char **cause)
+{
+	static const char *const exts[] = { "msg", "env" };
+	int		 trees[2] = { queue.queuefd, queue.holdfd };
+	long		 k, n, moved = 0;
+	size_t		 i, t;
+	int		 fd;
+
+	if (faccessat(queue.queuefd, QUEUE_LAYOUT_MARK, F_OK, 0) == 0)
+		return 0;
+	for (i = 0; i < nitems(exts); i++) {
+		for (n = 0, t = 0; t < nitems(trees); t++) {
+			if ((k = queue_migrate_pass(trees[t], exts[i])) == -1)
+				goto fail;
+			n += k;
+		}
+		if (n > 0 && syncfs(queue.spoolfd) == -1)
+			goto fail;
+		moved += n;
+	}
+	fd = openat(queue.queuefd, QUEUE_LAYOUT_MARK, O_WRONLY | O_CREAT |
+	    O_CLOEXEC, 0600);
+	if (fd == -1 || fsync(fd) == -1 || fsync(queue.queuefd) == -1) {
+		if (fd != -1)
+			close(fd);
+		goto fail;
+	}
+	close(fd);
+	if (moved > 0)
+		log_info("queue: %ld files moved to the current directory "
+		    "layout", moved);
+	return 0;
+fail:
+	xasprintf(cause, "%s: moving the queue to the current directory "
+	    "layout: %s", spool, strerror(errno));
+	return -1;
 }
 
 /*
@@ -668,6 +783,8 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 		queue.tag[i] = queue_alphabet[r[i] & 31];
 
 	queue_empty_incoming();
+	if (queue_migrate(spool, cause) == -1)
+		return -1;
 	queue_recover_tree("queue", 0, cb, arg);
 	queue_recover_tree("hold", 1, cb, arg);
 	if (queue_dirs_make() == -1) {

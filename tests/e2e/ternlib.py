@@ -28,6 +28,8 @@ SRCDIR = os.environ.get("TERN_SRCDIR", "")
 HOSTNAME = "mx.test.example"
 HELO = "client.example"
 VERSION = "0.1.0"
+# queue/ also holds the spool's layout mark (DESIGN.md, Spool).
+LAYOUT_MARK = ".layout2"
 
 # Every key the contract names, per section.
 CONFIG_KEYS = {
@@ -52,6 +54,11 @@ START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 STOP_TIMEOUT = 60.0
 TEST_TIMEOUT = 300	# seconds; SIGALRM ends a stuck test
+
+
+def qdir(qid):
+    """The XX directory of a queue id, below queue/ and hold/."""
+    return qid[6:8]
 CLOSE_TIMEOUT = 5.0	# SIGTERM at clean-up, then SIGKILL
 
 SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Undefined|Memory)Sanitizer|"
@@ -755,6 +762,8 @@ class Tern:
         qdir = self.path("queue")
         for root, _, files in os.walk(qdir):
             for name in files:
+                if root == qdir and name == LAYOUT_MARK:
+                    continue
                 out.append(os.path.relpath(os.path.join(root, name), qdir))
         return sorted(out)
 
@@ -764,11 +773,14 @@ class Tern:
         top = self.path(sub)
         for root, _, files in os.walk(top):
             for name in files:
+                if (sub == "queue" and root == top and
+                        name == LAYOUT_MARK):
+                    continue
                 out.append(os.path.relpath(os.path.join(root, name), top))
         return sorted(out)
 
     def qpath(self, qid, ext):
-        return self.path("queue", qid[9:11], "%s.%s" % (qid, ext))
+        return self.path("queue", qdir(qid), "%s.%s" % (qid, ext))
 
     def read_msg(self, qid):
         with open(self.qpath(qid, "msg"), "rb") as f:

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mailtest  # noqa: E402
 import ternlib  # noqa: E402
-from ternlib import HOSTNAME, TernTestCase, queued_id, wait_for  # noqa: E402
+from ternlib import HOSTNAME, TernTestCase, qdir, queued_id, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILTER = os.path.join(HERE, "milterfilter.py")
@@ -365,8 +365,8 @@ class EndOfMessage(MilterCase):
         qid = queued_id(self.send(self.t, "quarantine"))
         self.assertEqual(self.t.queued(), [])
         held = self.t.files("hold")
-        self.assertIn("%s/%s.env" % (qid[9:11], qid), held)
-        with open(self.t.path("hold", qid[9:11], qid + ".env"), "rb") as f:
+        self.assertIn("%s/%s.env" % (qdir(qid), qid), held)
+        with open(self.t.path("hold", qdir(qid), qid + ".env"), "rb") as f:
             self.assertIn(b"looks suspicious to the filter", f.read())
         self.t.wait_log(qid + r": milter-hold: END-OF-MESSAGE from "
                         r"unknown\[127\.0\.0\.1\]: looks suspicious to the "
@@ -694,7 +694,7 @@ class Failures(MilterCase):
         t = self.milter_tern([spec], default_action="quarantine")
         qid = queued_id(self.send(t, "none"))
         self.assertEqual(t.queued(), [])
-        self.assertIn("%s/%s.env" % (qid[9:11], qid), t.files("hold"))
+        self.assertIn("%s/%s.env" % (qdir(qid), qid), t.files("hold"))
 
     def test_failed_filter_then_good_one(self):
         f = self.filter()

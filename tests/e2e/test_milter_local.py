@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
 from nexthop import NextHop, common_port  # noqa: E402
-from ternlib import HOSTNAME, QID_RE, TernTestCase, wait_for  # noqa: E402
+from ternlib import HOSTNAME, QID_RE, TernTestCase, qdir, wait_for  # noqa: E402
 
 BUILDDIR = os.environ.get("TERN_BUILDDIR", "")
 TERNCTL = os.path.join(BUILDDIR, "src", "ternctl")
@@ -286,8 +286,8 @@ class LocalFiltered(TernTestCase):
                               timeout=SLOW).group(1)
         self.wait_maildrop_empty()
         held = self.t.files("hold")
-        self.assertIn("%s/%s.env" % (qid[9:11], qid), held)
-        self.assertIn("%s/%s.msg" % (qid[9:11], qid), held)
+        self.assertIn("%s/%s.env" % (qdir(qid), qid), held)
+        self.assertIn("%s/%s.msg" % (qdir(qid), qid), held)
         self.assertEqual(self.t.queue_files(), [])
         self.assertEqual(self.gw.messages(), [])
 

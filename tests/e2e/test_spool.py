@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ternlib  # noqa: E402
-from ternlib import HOSTNAME, HELO, TernTestCase, queued_id  # noqa: E402
+from ternlib import HOSTNAME, HELO, TernTestCase, qdir, queued_id  # noqa: E402
+from test_control import ctl_raw  # noqa: E402
 
 DATE_RE = (rb"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?[0-9]{1,2} "
            rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
@@ -75,7 +76,7 @@ class Stored(TernTestCase):
                    params=" BODY=8BITMIME")
         qid = queued_id(r)
         self.assertRegex(qid, r"^[0-9A-Z]{15}$")
-        d = self.t.path("queue", qid[9:11])
+        d = self.t.path("queue", qdir(qid))
         self.assertEqual(sorted(os.listdir(d)), [qid + ".env", qid + ".msg"])
         self.assertEqual(self.t.queued(), [qid])
         msg = self.t.read_msg(qid)
@@ -279,9 +280,9 @@ class Recovery(TernTestCase):
         garbage = "0000000001AB001"
         self.plant(t, "incoming/0000000001AB002.msg", b"partial")
         self.plant(t, "incoming/junk", b"junk")
-        self.plant(t, "queue/%s/%s.msg" % (orphan[9:11], orphan), CONTENT)
-        self.plant(t, "queue/%s/%s.msg" % (garbage[9:11], garbage), CONTENT)
-        self.plant(t, "queue/%s/%s.env" % (garbage[9:11], garbage),
+        self.plant(t, "queue/%s/%s.msg" % (qdir(orphan), orphan), CONTENT)
+        self.plant(t, "queue/%s/%s.msg" % (qdir(garbage), garbage), CONTENT)
+        self.plant(t, "queue/%s/%s.env" % (qdir(garbage), garbage),
                    b"\x00\x01 this is not an envelope\n\xff\n")
         t.start()
 
@@ -306,6 +307,68 @@ class Recovery(TernTestCase):
         # And the daemon serves.
         qid = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
         self.assertEqual(t.queued(), sorted([keep, qid]))
+
+    def test_layout_migration(self):
+        """A spool of an earlier version (queue/XX by characters 10 and
+        11 of the id, no layout mark) is moved to the current layout at
+        start, including a move a crash cut in half and a held message;
+        nothing is lost or changed."""
+        t = self.tern()
+        qids = [t.send_message("s@example.org", ["rcpt@local.test"],
+                               CONTENT) for _ in range(4)]
+        self.assertEqual(t.stop(), 0)
+        before = {q: (t.read_msg(q), t.read_env_bytes(q)) for q in qids}
+        old = lambda q: q[9:11]  # noqa: E731
+        # The layout of earlier versions: queue/ by characters 10-11.
+        for q in qids[:3]:
+            for ext in ("msg", "env"):
+                dst = t.path("queue", old(q), "%s.%s" % (q, ext))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.rename(t.qpath(q, ext), dst)
+        # Cut in half by a crash: content moved, envelope not yet.
+        half = qids[2]
+        os.rename(t.path("queue", old(half), half + ".msg"),
+                  t.qpath(half, "msg"))
+        # Held in the old layout.
+        held = qids[3]
+        os.makedirs(t.path("hold", old(held)), exist_ok=True)
+        for ext in ("msg", "env"):
+            os.rename(t.qpath(held, ext),
+                      t.path("hold", old(held), "%s.%s" % (held, ext)))
+        os.unlink(t.path("queue", ternlib.LAYOUT_MARK))
+        mark = t.log_mark()
+        t.start()
+
+        # Content of the first two and the held one, every envelope.
+        moved = sum(old(q) != qdir(q) for q in qids[:2] + [held]) + \
+            sum(old(q) != qdir(q) for q in qids)
+        t.wait_log(r"queue: %d files moved to the current directory layout"
+                   % moved, since=mark)
+        self.assertTrue(os.path.exists(t.path("queue", ternlib.LAYOUT_MARK)))
+        self.assertEqual(t.queued(), sorted(qids[:3]))
+        self.assertEqual(
+            sorted(t.files("hold")),
+            sorted("%s/%s.%s" % (qdir(held), held, e) for e in
+                   ("env", "msg")))
+        for q in qids[:3]:
+            self.assertEqual((t.read_msg(q), t.read_env_bytes(q)), before[q])
+            if old(q) != qdir(q):
+                self.assertFalse(os.path.exists(
+                    t.path("queue", old(q), q + ".env")))
+        with open(t.path("hold", qdir(held), held + ".env"), "rb") as f:
+            self.assertEqual(f.read(), before[held][1])
+        self.assertEqual(t.files("corrupt"), [])
+        # The held one is found by id and goes back to the queue.
+        self.assertEqual(ctl_raw(t.path("control.sock"),
+                                 ("TERNCTL1 release %s\n" % held).encode()),
+                         ["data %s" % held, "ok"])
+        self.assertEqual(t.queued(), sorted(qids))
+        # A second start moves nothing.
+        mark = t.log_mark()
+        t.restart()
+        self.assertEqual(t.queued(), sorted(qids))
+        self.assertNotIn("moved to the current directory layout",
+                         t.log()[mark:])
 
     def test_two_daemons_one_spool(self):
         t = self.tern()

@@ -138,12 +138,17 @@ spath(char *buf, size_t size, const char *fmt, ...)
 	ck_assert(n >= 0);
 }
 
+/* Which characters of an id name its queue/XX directory. */
+#define QDIR_AT		6
+#define LAYOUT_MARK	".layout2"
+
 /* Where a committed message of id lives: queue/XX/ID.ext. */
 static void
 qpath(char *buf, size_t size, const char *top_dir, const char *id,
     const char *ext)
 {
-	spath(buf, size, "%s/%c%c/%s.%s", top_dir, id[9], id[10], id, ext);
+	spath(buf, size, "%s/%c%c/%s.%s", top_dir, id[QDIR_AT],
+	    id[QDIR_AT + 1], id, ext);
 }
 
 static int
@@ -167,8 +172,10 @@ count_files(const char *path)
 	if ((dp = opendir(path)) == NULL)
 		return -1;
 	while ((de = readdir(dp)) != NULL) {
+		/* The layout mark in queue/ is the spool's, not a file. */
 		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
+		    strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, LAYOUT_MARK) == 0)
 			continue;
 		snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
 		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -1062,17 +1069,17 @@ prepare(char ids[NPREP][QUEUE_ID_SIZE])
 	    "preparing child failed: status %d", status);
 }
 
-/* Hand-made ids; XX is characters 10 and 11. */
-#define ID_ORPHAN	"000000000AB0001"	/* .msg, no .env */
-#define ID_GARBAGE	"000000000AB0002"	/* .env does not parse */
-#define ID_NOMSG	"000000000CD0003"	/* .env, no .msg */
-#define ID_OTHER	"000000000CD0004"	/* .env names another id */
-#define ID_NAMED	"000000000CD0009"
-#define ID_EMPTY	"000000000EF0005"	/* .env is empty */
-#define ID_TMP		"000000000EF0006"	/* .env.tmp */
-#define ID_TMP2		"000000000EF0007"	/* .tmp */
-#define ID_INCOMING	"000000000GH0008"	/* whole pair in incoming/ */
-#define ID_HOLDBAD	"000000000JK000A"	/* garbage in hold/ */
+/* Hand-made ids; XX is characters 7 and 8. */
+#define ID_ORPHAN	"000000AB0000001"	/* .msg, no .env */
+#define ID_GARBAGE	"000000AB0000002"	/* .env does not parse */
+#define ID_NOMSG	"000000CD0000003"	/* .env, no .msg */
+#define ID_OTHER	"000000CD0000004"	/* .env names another id */
+#define ID_NAMED	"000000CD0000009"
+#define ID_EMPTY	"000000EF0000005"	/* .env is empty */
+#define ID_TMP		"000000EF0000006"	/* .env.tmp */
+#define ID_TMP2		"000000EF0000007"	/* .tmp */
+#define ID_INCOMING	"000000GH0000008"	/* whole pair in incoming/ */
+#define ID_HOLDBAD	"000000JK000000A"	/* garbage in hold/ */
 
 static const struct {
 	const char	*id;
@@ -1100,7 +1107,8 @@ START_TEST(test_recovery)
 		ck_assert_msg(queue_is_id(ids[i]), "\"%.15s\"", ids[i]);
 
 	/* The second one is held: a person moved it to hold/XX/. */
-	spath(path, sizeof path, "hold/%c%c", ids[1][9], ids[1][10]);
+	spath(path, sizeof path, "hold/%c%c", ids[1][QDIR_AT],
+	    ids[1][QDIR_AT + 1]);
 	make_dir(path);
 	for (j = 0; j < 2; j++) {
 		char	from[PATH_SIZE], to[PATH_SIZE];
@@ -2405,7 +2413,7 @@ START_TEST(test_hold_crash)
 
 	src = hold ? "queue" : "hold";
 	dst = hold ? "hold" : "queue";
-	spath(to, sizeof to, "%s/%c%c", dst, id[9], id[10]);
+	spath(to, sizeof to, "%s/%c%c", dst, id[QDIR_AT], id[QDIR_AT + 1]);
 	make_dir(to);
 	qpath(from, sizeof from, src, id, "msg");
 	qpath(to, sizeof to, dst, id, "msg");
@@ -2449,7 +2457,7 @@ START_TEST(test_hold_stale_link)
 	init_spool(NULL, NULL);
 	commit_now(id, sizeof id, data, sizeof data, "a@example.org",
 	    "b@example.net");
-	spath(path, sizeof path, "hold/%c%c", id[9], id[10]);
+	spath(path, sizeof path, "hold/%c%c", id[QDIR_AT], id[QDIR_AT + 1]);
 	make_dir(path);
 	qpath(path, sizeof path, "hold", id, "msg");
 	write_all(path, "stale", 5);
