@@ -89,8 +89,10 @@ source_run() {
 	    >>"$T/$1-source.out" 2>&1
 }
 
-# Timed run: name port count rcpt counter.  Sets elapsed, rate and got
-# (how many more messages the counter function finds than before).
+# Timed run: name port count rcpt counter [pid].  Sets elapsed, rate,
+# got (how many more messages the counter function finds than before)
+# and, given a pid, ticks: its CPU time during the timed part, in clock
+# ticks (the warm-up not included).
 timed_run() {
 	if [ "$warmup" -gt 0 ]; then
 		source_run "$1" "$2" "$warmup" "$4" ||
@@ -98,10 +100,12 @@ timed_run() {
 		    "$(tail -n 3 "$T/$1-source.out")"
 	fi
 	before=$($5)
+	[ -n "${6:-}" ] && c0=$(cpu_ticks "$6")
 	t0=$(now)
 	rc=0
 	source_run "$1" "$2" "$3" "$4" || rc=$?
 	t1=$(now)
+	[ -n "${6:-}" ] && ticks=$(($(cpu_ticks "$6") - c0))
 	got=$(($($5) - before))
 	if [ "$rc" -eq 124 ]; then
 		die "$1: smtp-source did not finish within ${run_timeout}s" \
@@ -268,12 +272,10 @@ cpu_ticks() {
 
 rate_tern() {
 	say "tern: $warmup warm-up + $messages timed messages"
-	c0=$(cpu_ticks "$ternd_pid")
 	timed_run tern "$tern_port" "$messages" rcpt@relay.bench.test \
-	    tern_count
+	    tern_count "$ternd_pid"
 	ternd_alive "rate test"
-	c1=$(cpu_ticks "$ternd_pid")
-	tern_cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
+	tern_cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" \
 	    -v e="$elapsed" 'BEGIN { printf "ternd CPU %.1f s = %.0f%% of " \
 	    "one core", t / hz, 100 * t / hz / e }')
 	tern_elapsed=$elapsed
