@@ -2,14 +2,16 @@
 # Acceptance benchmark: ternd against Postfix on the same machine, in the
 # same run.  See contrib/bench/README.
 #
-#   contrib/bench/accept.sh [all|rate|idle]
+#   contrib/bench/accept.sh [all|rate|idle|latency]
 #
-#   rate   messages per second accepted (SMTP in, committed to the spool,
-#          250 answered) from smtp-source: ternd, then a private Postfix
-#          instance, and the ratio tern/Postfix
-#   idle   memory per idle SMTP session (after EHLO): ternd at
-#          BENCH_IDLE sessions, Postfix at its process limit
-#   all    both (the default)
+#   rate     messages per second accepted (SMTP in, committed to the
+#            spool, 250 answered) from smtp-source: ternd, then a private
+#            Postfix instance, and the ratio tern/Postfix
+#   idle     memory per idle SMTP session (after EHLO): ternd at
+#            BENCH_IDLE sessions, Postfix at its process limit
+#   latency  one client sending one message at a time: milliseconds from
+#            the final "." of DATA to the 250, p50, p99 and max
+#   all      all three (the default)
 #
 # Everything runs on loopback, in a temporary directory, and is stopped
 # and removed at exit.  The system's own mail service is never touched.
@@ -20,11 +22,12 @@ set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here="$top/contrib/bench"
 
-TERND=${TERND:-$top/build/src/ternd}
+TERND=${BENCH_TERND:-${TERND:-$top/build/src/ternd}}
 messages=${BENCH_MESSAGES:-5000}
 clients=${BENCH_CLIENTS:-20}
 size=${BENCH_SIZE:-4096}
 warmup=${BENCH_WARMUP:-200}
+lat_messages=${BENCH_LATENCY_MESSAGES:-1000}
 reuse=${BENCH_REUSE:-no}
 idle=${BENCH_IDLE:-10000}
 pf_idle=${BENCH_POSTFIX_IDLE:-100}
@@ -36,8 +39,8 @@ keep=${BENCH_KEEP:-no}
 
 what=${1:-all}
 case "$what" in
-all|rate|idle) ;;
-*)	echo "usage: $0 [all|rate|idle]" >&2; exit 1 ;;
+all|rate|idle|latency) ;;
+*)	echo "usage: $0 [all|rate|idle|latency]" >&2; exit 1 ;;
 esac
 case "$pf_mode" in
 hold|relay) ;;
@@ -86,8 +89,10 @@ source_run() {
 	    >>"$T/$1-source.out" 2>&1
 }
 
-# Timed run: name port count rcpt counter.  Sets elapsed, rate and got
-# (how many more messages the counter function finds than before).
+# Timed run: name port count rcpt counter [pid].  Sets elapsed, rate,
+# got (how many more messages the counter function finds than before)
+# and, given a pid, ticks: its CPU time during the timed part, in clock
+# ticks (the warm-up not included).
 timed_run() {
 	if [ "$warmup" -gt 0 ]; then
 		source_run "$1" "$2" "$warmup" "$4" ||
@@ -95,10 +100,12 @@ timed_run() {
 		    "$(tail -n 3 "$T/$1-source.out")"
 	fi
 	before=$($5)
+	[ -n "${6:-}" ] && c0=$(cpu_ticks "$6")
 	t0=$(now)
 	rc=0
 	source_run "$1" "$2" "$3" "$4" || rc=$?
 	t1=$(now)
+	[ -n "${6:-}" ] && ticks=$(($(cpu_ticks "$6") - c0))
 	got=$(($($5) - before))
 	if [ "$rc" -eq 124 ]; then
 		die "$1: smtp-source did not finish within ${run_timeout}s" \
@@ -265,12 +272,10 @@ cpu_ticks() {
 
 rate_tern() {
 	say "tern: $warmup warm-up + $messages timed messages"
-	c0=$(cpu_ticks "$ternd_pid")
 	timed_run tern "$tern_port" "$messages" rcpt@relay.bench.test \
-	    tern_count
+	    tern_count "$ternd_pid"
 	ternd_alive "rate test"
-	c1=$(cpu_ticks "$ternd_pid")
-	tern_cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
+	tern_cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" \
 	    -v e="$elapsed" 'BEGIN { printf "ternd CPU %.1f s = %.0f%% of " \
 	    "one core", t / hz, 100 * t / hz / e }')
 	tern_elapsed=$elapsed
@@ -299,6 +304,109 @@ rate_postfix() {
 	fi
 }
 
+# One client, one message at a time: name port count rcpt.  Over one
+# connection (greeting and EHLO once) it runs a transaction per message,
+# MAIL, RCPT, DATA and the message each waiting for the reply, and times
+# the last step: from the write of the final ".", sent on its own after
+# the message (TCP_NODELAY), to the end of the 250.  BENCH_WARMUP
+# transactions come first and are not counted.  Sets lat_res to
+#   RESULT sent=N p50=X p99=X max=X mean=X
+# (milliseconds, nearest rank).  Fails when a reply is not the one due
+# or does not come within 60 seconds.
+latency_run() {
+	rc=0
+	python3 - "$2" "$warmup" "$3" "$size" "$4" >"$T/$1-latency.out" 2>&1 \
+	    <<'EOF' || rc=$?
+import socket, sys, time
+
+port, warmup, count, size, rcpt = sys.argv[1:6]
+port, warmup, count, size = int(port), int(warmup), int(count), int(size)
+
+def reply(f, want, what):
+    """One SMTP reply, all its lines; its code must be want."""
+    while True:
+        line = f.readline()
+        if not line:
+            raise SystemExit("connection closed after %s" % what)
+        if line[3:4] != b"-":
+            break
+    if not line.startswith(want):
+        raise SystemExit("%s: %s" % (what, line.decode("ascii", "replace")
+                                     .rstrip()))
+
+# Lines of 78 octets and a shorter last one: size octets of body (one
+# less when a line of one octet would be left), the CRLFs included.
+line = b"x" * 76 + b"\r\n"
+rest = size % len(line)
+body = line * (size // len(line))
+if rest >= 2:
+    body += b"y" * (rest - 2) + b"\r\n"
+
+sock = socket.create_connection(("127.0.0.1", port), 30)
+sock.settimeout(60)
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+f = sock.makefile("rb")
+reply(f, b"220", "greeting")
+sock.sendall(b"EHLO client.bench.test\r\n")
+reply(f, b"250", "EHLO")
+lat = []
+for i in range(warmup + count):
+    sock.sendall(b"MAIL FROM:<sender@bench.test>\r\n")
+    reply(f, b"250", "MAIL")
+    sock.sendall(("RCPT TO:<%d%s>\r\n" % (i, rcpt)).encode())
+    reply(f, b"250", "RCPT")
+    sock.sendall(b"DATA\r\n")
+    reply(f, b"354", "DATA")
+    sock.sendall(("From: <sender@bench.test>\r\nTo: <%d%s>\r\n"
+                  "Subject: latency %d\r\nMessage-Id: <%d.%f@bench.test>\r\n"
+                  "\r\n" % (i, rcpt, i, i, time.time())).encode() + body)
+    t0 = time.perf_counter()
+    sock.sendall(b".\r\n")
+    reply(f, b"250", "end of data")
+    if i >= warmup:
+        lat.append((time.perf_counter() - t0) * 1000.0)
+sock.sendall(b"QUIT\r\n")
+reply(f, b"221", "QUIT")
+lat.sort()
+def pct(p):
+    return lat[min(len(lat) - 1, int(len(lat) * p))]
+print("RESULT sent=%d p50=%.2f p99=%.2f max=%.2f mean=%.2f" %
+      (len(lat), pct(0.50), pct(0.99), lat[-1], sum(lat) / len(lat)))
+EOF
+	[ "$rc" -eq 0 ] || die "$1: the latency client failed (exit $rc):" \
+	    "$(tail -n 3 "$T/$1-latency.out")"
+	lat_res=$(sed -n 's/^RESULT //p' "$T/$1-latency.out")
+	[ "$(field "$lat_res" sent)" = "$3" ] ||
+	    die "$1: the latency client gave no result:" \
+	    "$(tail -n 3 "$T/$1-latency.out")"
+}
+
+# The latency test of one server: name port counter.  Sets lat_line,
+# lat_p50 and lat_p99.
+latency_server() {
+	say "$1: $warmup warm-up + $lat_messages timed messages, one at a time"
+	before=$($3)
+	latency_run "$1" "$2" "$lat_messages" rcpt@relay.bench.test
+	got=$(($($3) - before))
+	[ "$got" -eq $((warmup + lat_messages)) ] ||
+	    die "$1: expected $((warmup + lat_messages)) new messages" \
+	    "committed, found $got"
+	fmt='%-8s %6d msgs  p50 %7.2f ms  p99 %7.2f ms  max %8.2f ms'
+	fmt="$fmt  (mean %.2f ms; %d committed; load average %s)"
+	# shellcheck disable=SC2059
+	lat_line=$(printf "$fmt" "$1" "$lat_messages" "$(field "$lat_res" p50)" \
+	    "$(field "$lat_res" p99)" "$(field "$lat_res" max)" \
+	    "$(field "$lat_res" mean)" "$got" \
+	    "$(cut -d' ' -f1-3 /proc/loadavg)")
+	lat_p50=$(field "$lat_res" p50)
+	lat_p99=$(field "$lat_res" p99)
+}
+
+# Whether the run includes a test: rate, idle or latency.
+wants() {
+	[ "$what" = all ] || [ "$what" = "$1" ]
+}
+
 # ----------------------------------------------------------------- main
 
 install_pkgs
@@ -317,25 +425,55 @@ fi
 
 say "$(nproc) CPUs; spools in $T ($(df -PT "$T" | awk 'NR == 2 {print $2}'))"
 if has tern; then
-	[ "$what" != rate ] && raise_nofile
+	wants idle && raise_nofile
 	start_ternd
 fi
 has postfix && start_postfix
 
 # Idle sessions first, while each server is fresh, so the figure is
 # not hidden by memory an earlier test left in its heap.
-if [ "$what" != rate ]; then
+if wants idle; then
 	has tern && idle_tern
 	has postfix && idle_postfix
 	sleep 2
 fi
-if [ "$what" != idle ]; then
+# The lone client next, while the queues hold little: ternd's queued
+# messages wait on DNS lookups, which would otherwise time out meanwhile.
+if wants latency; then
+	if has tern; then
+		latency_server tern "$tern_port" tern_count
+		tern_lat=$lat_line
+		tern_p50=$lat_p50
+		tern_p99=$lat_p99
+	fi
+	if has postfix; then
+		latency_server postfix "$pf_port" postfix_count
+		pf_lat=$lat_line
+		pf_p50=$lat_p50
+		pf_p99=$lat_p99
+	fi
+fi
+if wants rate; then
 	has tern && rate_tern
 	has postfix && rate_postfix
 fi
 
 echo
-if [ "$what" != idle ]; then
+if wants latency; then
+	echo "== lone-client latency: $lat_messages messages of $size octets," \
+	    "one at a time over one connection (a new transaction each);"
+	echo "   time from sending the final \".\" of DATA to the 250," \
+	    "after $warmup untimed"
+	has tern && echo "$tern_lat"
+	has postfix && echo "$pf_lat"
+	if has tern && has postfix; then
+		awk -v a="$tern_p50" -v b="$pf_p50" -v c="$tern_p99" \
+		    -v d="$pf_p99" 'BEGIN { printf "ratio tern/postfix:" \
+		    " p50 %.2f, p99 %.2f (below 1: tern answers sooner)\n",
+		    a / b, c / d }'
+	fi
+fi
+if wants rate; then
 	echo "== acceptance: $messages messages of $size octets, $clients" \
 	    "parallel sessions, $conn_desc"
 	has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
@@ -347,7 +485,7 @@ if [ "$what" != idle ]; then
 		    'BEGIN { printf "ratio tern/postfix: %.2f\n", a / b }'
 	fi
 fi
-if [ "$what" != rate ]; then
+if wants idle; then
 	echo "== memory per idle session (after EHLO)"
 	field() {
 		echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"

@@ -8,12 +8,16 @@
 # sessions into the server, which relays every one of them to its own
 # smtp-sink on loopback.  The figure is the time from the first injection
 # until the sink has received the last message.  ternd relays through its
-# gateway (gateway_all), Postfix through its relayhost.
+# gateway (gateway_all), Postfix through its relayhost.  BENCH_LOAD=cpu
+# or fsync runs a competitor beside each timed run (stress-ng --cpu 2, or
+# a loop of 4 KiB writes each synced beside the spools) and prints what
+# it got done.
 #
 # Everything runs on loopback, in a temporary directory, and is stopped
 # and removed at exit.  The system's own mail service is never touched.
 # As root, missing Debian packages (postfix for smtp-source, smtp-sink and
-# the postfix command; python3) are installed with apt-get.
+# the postfix command; python3; stress-ng for BENCH_LOAD=cpu) are
+# installed with apt-get.
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +39,9 @@ scrape=${BENCH_SCRAPE:-no}
 milter=${BENCH_MILTER:-}
 # ternd's spool_sync: file (the default) or filesystem.
 spool_sync=${BENCH_SPOOL_SYNC:-file}
+# A competitor during each timed run: none, cpu (stress-ng --cpu 2) or
+# fsync (4 KiB writes, each synced, in the run's temporary directory).
+load=${BENCH_LOAD:-none}
 expect_header=${BENCH_EXPECT_HEADER:-}
 
 if [ $# -gt 0 ]; then
@@ -51,6 +58,14 @@ for v in "$messages" "$sessions" "$size" "$warmup" "$run_timeout" \
 		;;
 	esac
 done
+case "$load" in
+none|fsync) ;;
+cpu)	bench_pkgs="stress-ng:/usr/bin/stress-ng" ;;
+*)
+	echo "bench: BENCH_LOAD must be none, cpu or fsync" >&2
+	exit 1
+	;;
+esac
 if [ "$messages" -eq 0 ] || [ "$sessions" -eq 0 ]; then
 	echo "bench: BENCH_MESSAGES and BENCH_SESSIONS must be above 0" >&2
 	exit 1
@@ -64,6 +79,7 @@ tern_sink_pid=
 postfix_sink_pid=
 failed=
 scraper_pid=
+load_pid=
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$top/contrib/bench/lib.sh"
@@ -75,6 +91,7 @@ cleanup() {
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
 	[ -n "$scraper_pid" ] && stop_pid "$scraper_pid" scraper
+	[ -n "$load_pid" ] && stop_pid "$load_pid" "the competing load"
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
 	pf_stop
 	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
@@ -313,6 +330,98 @@ sink_rcpts() {
 	END { printf "%d %d\n", n, d }'
 }
 
+# The competitor of a timed run (BENCH_LOAD), started just before it:
+# name.  cpu: stress-ng --cpu 2, two workers spinning at the servers'
+# priority, which report their work when stopped (--metrics-brief).
+# fsync: a loop writing 4 KiB to a file beside the spools and syncing
+# it, which reports its loops when stopped.  Returns once the competitor
+# is at work.  Sets load_pid.
+load_start() {
+	[ "$load" = none ] && return 0
+	out="$T/load-$1.out"
+	: >"$out"
+	case "$load" in
+	cpu)
+		stress-ng --cpu 2 --metrics-brief >"$out" 2>&1 &
+		load_pid=$!
+		ready="dispatching hogs"
+		;;
+	fsync)
+		python3 - "$T/load-$1.data" >"$out" 2>&1 <<'EOF' &
+import os, signal, sys, time
+
+stop = False
+
+def on_term(signo, frame):
+    global stop
+    stop = True
+
+signal.signal(signal.SIGTERM, on_term)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+block = b"x" * 4096
+loops = 0
+print("running", flush=True)
+t0 = time.monotonic()
+while not stop:
+    os.write(fd, block)
+    os.fsync(fd)
+    loops += 1
+    # Start the file anew every 64 MiB, so that it stays small.
+    if loops % 16384 == 0:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+elapsed = time.monotonic() - t0
+os.close(fd)
+os.unlink(sys.argv[1])
+print("RESULT loops=%d seconds=%.3f" % (loops, elapsed))
+EOF
+		load_pid=$!
+		ready="running"
+		;;
+	esac
+	i=0
+	while ! grep -q "$ready" "$out" && [ "$i" -lt 100 ]; do
+		kill -0 "$load_pid" 2>/dev/null ||
+		    die "the competing load ($load) exited: $(cat "$out")"
+		sleep 0.05
+		i=$((i + 1))
+	done
+	grep -q "$ready" "$out" ||
+	    die "the competing load ($load) did not start: $(cat "$out")"
+}
+
+# Stop the competitor right after the timed run: name.  Sets load_desc,
+# what it got done meanwhile.
+load_stop() {
+	load_desc=
+	[ "$load" = none ] && return 0
+	stop_pid "$load_pid" "the competing load"
+	load_pid=
+	out="$T/load-$1.out"
+	case "$load" in
+	cpu)
+		# After "cpu": bogo ops, real, user and system seconds.
+		load_desc=$(awk '/metrc:.* cpu +[0-9]/ {
+			for (i = 1; i < NF; i++)
+				if ($i == "cpu")
+					break
+			printf "competitor stress-ng --cpu 2: %.2f CPUs, " \
+			    "%.0f bogo ops/s", ($(i + 3) + $(i + 4)) / $(i + 2),
+			    $(i + 1) / $(i + 2)
+		}' "$out")
+		;;
+	fsync)
+		r=$(sed -n 's/^RESULT //p' "$out")
+		[ -n "$r" ] && load_desc=$(awk -v n="$(field "$r" loops)" \
+		    -v s="$(field "$r" seconds)" 'BEGIN { printf "competitor " \
+		    "fsync: %d loops of 4 KiB, %.1f loops/s", n, n / s }')
+		;;
+	esac
+	[ -n "$load_desc" ] ||
+	    die "$1: the competing load ($load) gave no figures:" \
+	    "$(tail -n 3 "$out")"
+}
+
 # Warm-up (untimed) and timed run for one server: name port pid
 # queued-function.  Sets elapsed, rate and check.
 measure() {
@@ -326,9 +435,11 @@ measure() {
 	# The recipient's local part tells this run's messages at the sink.
 	lp=${5:-rcpt}
 	say "$1: $messages timed messages"
+	load_start "$1"
 	c0=$(tree_cpu "$3")
 	relay_run "$1" "$2" "$messages" "$lp@relay.bench.test" "$3"
 	c1=$(tree_cpu "$3")
+	load_stop "$1"
 	status=$(field "$res" status)
 	got=$(field "$res" got)
 	case "$status" in
@@ -390,7 +501,8 @@ measure() {
 		    "sink carry $expect_header"
 		check="$check; all with $expect_header"
 	fi
-	check="$check; load $(cut -d' ' -f1-3 /proc/loadavg)"
+	[ -n "$load_desc" ] && check="$check; $load_desc"
+	check="$check; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [ "$queued" -ne 0 ]; then
 		say "$1: warning: $queued messages still queued after" \
 		    "delivery"
@@ -490,7 +602,12 @@ fi
 
 echo
 echo "== relay: $messages messages of $size octets, $sessions parallel" \
-    "sessions, $conn_desc, each server to its own smtp-sink"
+    "sessions, $conn_desc, each server to its own smtp-sink; BENCH_LOAD=$load"
+case "$load" in
+cpu)	echo "   competing: stress-ng --cpu 2 during each timed run" ;;
+fsync)	echo "   competing: 4 KiB written and synced in a loop, in $tmpbase," \
+	    "during each timed run" ;;
+esac
 [ -n "$milter" ] && echo "   every message through the filter at $milter" \
     "(smtpd_milters, both servers)"
 has tern && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
@@ -510,7 +627,8 @@ fi
 has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
 if has tern && has postfix; then
-	awk -v a="$tern_rate" -v b="$pf_rate" \
-	    'BEGIN { printf "ratio tern/postfix: %.2f\n", a / b }'
+	awk -v a="$tern_rate" -v b="$pf_rate" -v l="$load" \
+	    'BEGIN { printf "ratio tern/postfix: %.2f (BENCH_LOAD=%s)\n", a / b,
+	    l }'
 fi
 exit 0
