@@ -177,11 +177,12 @@ control_verb_ids(struct control_client *c, const struct control_verb *v,
 		return;
 	}
 	for (i = 0; i < nargs; i++) {
+		errno = 0;
 		if (fn(args[i]) == 0)
 			control_reply(c, "%s%s", CTL_REPLY_DATA, args[i]);
 		else
 			control_reply(c, "%s%s%s", CTL_REPLY_DATA, args[i],
-			    CTL_UNKNOWN);
+			    errno == EAGAIN ? CTL_LOADING : CTL_UNKNOWN);
 	}
 	control_finish(c, NULL);
 }
@@ -454,11 +455,12 @@ control_verb_handover(struct control_client *c, const struct control_verb *v,
 		return;
 	}
 	for (i = 1; i < nargs; i++) {
+		errno = 0;
 		if (control.ops->handover(args[i], args[0]) == 0)
 			control_reply(c, "%s%s", CTL_REPLY_DATA, args[i]);
 		else
 			control_reply(c, "%s%s%s", CTL_REPLY_DATA, args[i],
-			    CTL_UNKNOWN);
+			    errno == EAGAIN ? CTL_LOADING : CTL_UNKNOWN);
 	}
 	control_finish(c, NULL);
 }

@@ -64,5 +64,6 @@
 
 /* The suffix of an id not found. */
 #define CTL_UNKNOWN		" unknown"
+#define CTL_LOADING		" loading"	/* try again shortly */
 
 #endif

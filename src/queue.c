@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #define QUEUE_TIME_LEN		11	/* of the id: microseconds */
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
 #define QUEUE_HDRS_MAX		(1024 * 1024)
+#define QUEUE_SCAN_CHUNK	256	/* envelopes a scan job reads at least */
 #define QUEUE_PATH_SIZE		32	/* "XX/ID.env.tmp" below queue/ */
 
 /* The id alphabet: digits and capitals without I, L, O and U. */
@@ -91,7 +93,9 @@ static struct {
 	size_t			 count;
 	uint64_t		 last_usec;
 	int			 sync_fs;	/* spool_sync = filesystem */
+	int			 defer_scan;	/* queue_scan_start() reads */
 	char			 tag[5];
+	char			 floor[QUEUE_ID_SIZE];	/* first id of ours */
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
     .holdfd = -1, .corruptfd = -1, .lockfd = -1 };
 
@@ -536,9 +540,38 @@ queue_write_synced(int dirfd, const char *name, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * What recovering directories found: the envelopes to report and the
+ * lines to log, both handed to the loop (a worker never logs).
+ */
+struct queue_found {
+	struct envelope	*envs;
+	size_t		 nenvs;
+	size_t		 envs_alloc;
+	char		**notes;	/* "i" or "w", then the line */
+	size_t		 nnotes;
+};
+
+static void
+queue_note(struct queue_found *f, int warn, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*text, *line;
+
+	va_start(ap, fmt);
+	if (vasprintf(&text, fmt, ap) == -1)
+		fatal("vasprintf");
+	va_end(ap);
+	xasprintf(&line, "%c%s", warn ? 'w' : 'i', text);
+	free(text);
+	f->notes = xreallocarray(f->notes, f->nnotes + 1, sizeof *f->notes);
+	f->notes[f->nnotes++] = line;
+}
+
 /* Move a damaged message aside for a person to look at. */
 static void
-queue_to_corrupt(int dirfd, const char *id, const char *why)
+queue_to_corrupt(int dirfd, const char *id, const char *why,
+    struct queue_found *f)
 {
 	char	name[QUEUE_ID_LEN + 8];
 	int	i;
@@ -548,24 +581,37 @@ queue_to_corrupt(int dirfd, const char *id, const char *why)
 		    i == 0 ? "env" : "msg");
 		if (renameat(dirfd, name, queue.corruptfd, name) == -1 &&
 		    errno != ENOENT)
-			log_warn("queue: %s: cannot move %s to corrupt/", id,
-			    name);
+			queue_note(f, 1, "queue: %s: cannot move %s to "
+			    "corrupt/: %s", id, name, strerror(errno));
 	}
-	log_warnx("%s: moved to corrupt/: %s", id, why);
+	queue_note(f, 1, "%s: moved to corrupt/: %s", id, why);
+}
+
+/*
+ * Whether an id is one this process gave out: committed while the scan
+ * runs, so the scan leaves its files alone (they may be half renamed
+ * into place) and never reports it twice.  The tag and a time from this
+ * start on, since ids of ours all come after queue.floor.
+ */
+static int
+queue_is_ours(const char *id)
+{
+	return memcmp(id + QUEUE_TIME_LEN, queue.tag, 4) == 0 &&
+	    memcmp(id, queue.floor, QUEUE_TIME_LEN) > 0;
 }
 
 /*
  * Recover one queue/XX (or hold/XX) directory: remove temporary files
  * and content without an envelope (never acknowledged), set aside
- * envelopes that do not parse or lack content, report the others.
+ * envelopes that do not parse or lack content, collect the others.
+ * Touches only files and f: runs on a worker during a deferred scan.
  */
 static void
-queue_recover_dir(int dirfd, const char *where, int held, queue_scan_cb cb,
-    void *arg)
+queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 {
 	DIR		*dp;
 	struct dirent	*de;
-	struct envelope	 env;
+	struct envelope	*env;
 	struct stat	 st;
 	char		 id[QUEUE_ID_SIZE], other[QUEUE_ID_LEN + 8];
 	char		*buf, *cause;
@@ -574,7 +620,8 @@ queue_recover_dir(int dirfd, const char *where, int held, queue_scan_cb cb,
 	int		 fd;
 
 	if ((fd = dup(dirfd)) == -1 || (dp = fdopendir(fd)) == NULL) {
-		log_warn("queue: cannot read %s", where);
+		queue_note(f, 1, "queue: cannot read %s: %s", where,
+		    strerror(errno));
 		if (fd != -1)
 			close(fd);
 		return;
@@ -584,76 +631,126 @@ queue_recover_dir(int dirfd, const char *where, int held, queue_scan_cb cb,
 			continue;
 		dot = strchr(de->d_name, '.');
 		if (dot == NULL || dot - de->d_name != QUEUE_ID_LEN) {
-			log_warnx("queue: %s/%s: unexpected file left alone",
-			    where, de->d_name);
+			queue_note(f, 1, "queue: %s/%s: unexpected file left "
+			    "alone", where, de->d_name);
 			continue;
 		}
 		memcpy(id, de->d_name, QUEUE_ID_LEN);
 		id[QUEUE_ID_LEN] = '\0';
+		if (queue_is_id(id) && queue_is_ours(id))
+			continue;
 		if (strcmp(dot, ".tmp") == 0 || strcmp(dot, ".env.tmp") == 0) {
 			unlinkat(dirfd, de->d_name, 0);
 			continue;
 		}
 		if (strcmp(dot, ".msg") == 0) {
 			util_snprintf(other, sizeof other, "%s.env", id);
+			/* Gone already: set aside with its envelope. */
 			if (fstatat(dirfd, other, &st, 0) == -1 &&
-			    errno == ENOENT) {
-				log_info("%s: removed content never committed",
-				    id);
-				unlinkat(dirfd, de->d_name, 0);
-			}
+			    errno == ENOENT &&
+			    unlinkat(dirfd, de->d_name, 0) == 0)
+				queue_note(f, 0, "%s: removed content never "
+				    "committed", id);
 			continue;
 		}
 		if (strcmp(dot, ".env") != 0) {
-			log_warnx("queue: %s/%s: unexpected file left alone",
-			    where, de->d_name);
+			queue_note(f, 1, "queue: %s/%s: unexpected file left "
+			    "alone", where, de->d_name);
 			continue;
 		}
 		util_snprintf(other, sizeof other, "%s.msg", id);
 		if (fstatat(dirfd, other, &st, 0) == -1) {
-			queue_to_corrupt(dirfd, id, "envelope without content");
+			queue_to_corrupt(dirfd, id, "envelope without content",
+			    f);
 			continue;
 		}
 		if (queue_read_env(dirfd, de->d_name, &buf, &len) == -1) {
-			log_warn("queue: %s: cannot read envelope", id);
+			queue_note(f, 1, "queue: %s: cannot read envelope: %s",
+			    id, strerror(errno));
 			continue;
 		}
-		envelope_init(&env);
-		if (queue_env_parse(id, buf, len, &env, &cause) == -1) {
-			queue_to_corrupt(dirfd, id, cause);
-			free(cause);
-		} else {
-			queue.count++;
-			if (cb != NULL)
-				cb(&env, held, arg);
+		if (f->nenvs == f->envs_alloc) {
+			f->envs_alloc = f->envs_alloc ? f->envs_alloc * 2 : 64;
+			f->envs = xreallocarray(f->envs, f->envs_alloc,
+			    sizeof *f->envs);
 		}
-		envelope_clear(&env);
+		env = &f->envs[f->nenvs];
+		envelope_init(env);
+		if (queue_env_parse(id, buf, len, env, &cause) == -1) {
+			envelope_clear(env);
+			queue_to_corrupt(dirfd, id, cause, f);
+			free(cause);
+		} else
+			f->nenvs++;
 		free(buf);
 	}
 	closedir(dp);
 }
 
-/* Walk queue/ or hold/: every XX directory below it. */
+/*
+ * On the loop: log what a recovery found, count and report its
+ * envelopes (unless report is 0: the scan was stopped), free it.
+ */
 static void
-queue_recover_tree(const char *top, int held, queue_scan_cb cb, void *arg)
+queue_found_apply(struct queue_found *f, int held, queue_scan_cb cb,
+    void *arg, int report)
+{
+	size_t	i;
+
+	for (i = 0; i < f->nnotes; i++) {
+		if (report && f->notes[i][0] == 'w')
+			log_warnx("%s", f->notes[i] + 1);
+		else if (report)
+			log_info("%s", f->notes[i] + 1);
+		free(f->notes[i]);
+	}
+	free(f->notes);
+	for (i = 0; i < f->nenvs; i++) {
+		if (report) {
+			queue.count++;
+			if (cb != NULL)
+				cb(&f->envs[i], held, arg);
+		}
+		envelope_clear(&f->envs[i]);
+	}
+	free(f->envs);
+	memset(f, 0, sizeof *f);
+}
+
+/*
+ * Recover directories of one tree from *dirp on, until at least min
+ * envelopes are found or the tree ends; *dirp is left at the next one.
+ */
+static void
+queue_recover_dirs(int held, unsigned *dirp, size_t min,
+    struct queue_found *f)
 {
 	char	name[3], where[16];
-	int	topfd, fd;
-	unsigned dir;
+	int	topfd = held ? queue.holdfd : queue.queuefd, fd;
 
-	if ((topfd = queue_opendir(queue.spoolfd, top)) == -1) {
-		log_warn("queue: cannot open %s", top);
-		return;
-	}
-	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
-		queue_dir_name(dir, name, sizeof name);
+	for (; *dirp < QUEUE_NDIRS && f->nenvs < min; (*dirp)++) {
+		queue_dir_name(*dirp, name, sizeof name);
 		if ((fd = queue_opendir(topfd, name)) == -1)
 			continue;
-		util_snprintf(where, sizeof where, "%s/%s", top, name);
-		queue_recover_dir(fd, where, held, cb, arg);
+		util_snprintf(where, sizeof where, "%s/%s",
+		    held ? "hold" : "queue", name);
+		queue_recover_dir(fd, where, f);
 		close(fd);
 	}
-	close(topfd);
+}
+
+/* Recover and report a whole tree, here. */
+static void
+queue_recover_tree(int held, queue_scan_cb cb, void *arg)
+{
+	struct queue_found	f;
+	unsigned		dir = 0;
+
+	memset(&f, 0, sizeof f);
+	while (dir < QUEUE_NDIRS) {
+		queue_recover_dirs(held, &dir, QUEUE_SCAN_CHUNK, &f);
+		queue_found_apply(&f, held, cb, arg, 1);
+	}
 }
 
 /* Nothing in incoming/ was ever acknowledged. */
@@ -781,12 +878,17 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 		fatal("getrandom");
 	for (i = 0; i < 4; i++)
 		queue.tag[i] = queue_alphabet[r[i] & 31];
+	/* Every id given out from now on comes after the floor. */
+	queue.last_usec = 0;
+	queue_id_new(queue.floor, sizeof queue.floor);
 
 	queue_empty_incoming();
 	if (queue_migrate(spool, cause) == -1)
 		return -1;
-	queue_recover_tree("queue", 0, cb, arg);
-	queue_recover_tree("hold", 1, cb, arg);
+	if (!queue.defer_scan) {
+		queue_recover_tree(0, cb, arg);
+		queue_recover_tree(1, cb, arg);
+	}
 	if (queue_dirs_make() == -1) {
 		xasprintf(cause, "%s/queue: %s", spool, strerror(errno));
 		return -1;
@@ -799,6 +901,125 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 			fatalx("queue: event_new");
 	}
 	return 0;
+}
+
+/*
+ * The deferred scan: ternd reads the spool after it starts serving, one
+ * worker job at a time, each reading directories until it has at least
+ * QUEUE_SCAN_CHUNK envelopes; the loop reports them to the scheduler
+ * as they come.  With a million messages queued, mail is accepted at
+ * once and the first deliveries start after the first job.
+ */
+struct queue_scan_job {
+	int			held;
+	unsigned		dir;	/* next to read */
+	struct queue_found	found;
+};
+
+static struct {
+	queue_scan_cb		 cb;
+	void			*arg;
+	void			(*done)(void *);
+	struct queue_scan_job	*job;	/* with a worker, or NULL */
+	int			 running;
+	size_t			 found;
+	struct timespec		 started;
+} scan;
+
+/* Before queue_init(): it then leaves reading to queue_scan_start(). */
+void
+queue_defer_scan(void)
+{
+	queue.defer_scan = 1;
+}
+
+static void
+queue_scan_run(void *arg)
+{
+	struct queue_scan_job	*j = arg;
+
+	queue_recover_dirs(j->held, &j->dir, QUEUE_SCAN_CHUNK, &j->found);
+}
+
+static void	queue_scan_submit(void);
+
+static void
+queue_scan_done(void *arg, int cancelled)
+{
+	struct queue_scan_job	*j = arg;
+	struct timespec		 now;
+	size_t			 before = queue.count;
+
+	scan.job = NULL;
+	queue_found_apply(&j->found, j->held, scan.cb, scan.arg,
+	    scan.running && !cancelled);
+	if (!scan.running || cancelled) {
+		free(j);
+		return;
+	}
+	scan.found += queue.count - before;
+	if (j->dir == QUEUE_NDIRS && !j->held) {
+		j->held = 1;
+		j->dir = 0;
+	}
+	if (j->dir < QUEUE_NDIRS) {
+		scan.job = j;
+		queue_scan_submit();
+		return;
+	}
+	free(j);
+	scan.running = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	log_info("queue: %zu messages read in %.1f s", scan.found,
+	    (double)(now.tv_sec - scan.started.tv_sec) +
+	    (double)(now.tv_nsec - scan.started.tv_nsec) / 1e9);
+	if (scan.done != NULL)
+		scan.done(scan.arg);
+}
+
+static void
+queue_scan_submit(void)
+{
+	if (workpool_threads() == 0) {
+		/* No workers: read it here, one job after the other. */
+		queue_scan_run(scan.job);
+		queue_scan_done(scan.job, 0);
+		return;
+	}
+	(void)workpool_submit(WORKPOOL_BACKGROUND, queue_scan_run,
+	    queue_scan_done, scan.job);
+}
+
+/*
+ * Read queue/ then hold/, reporting each envelope to cb (on the loop,
+ * as queue_init() would have), then call done.  Messages committed
+ * meanwhile are ours and never reported: the caller has them already.
+ */
+void
+queue_scan_start(queue_scan_cb cb, void (*done)(void *), void *arg)
+{
+	scan.cb = cb;
+	scan.done = done;
+	scan.arg = arg;
+	scan.running = 1;
+	scan.found = 0;
+	clock_gettime(CLOCK_MONOTONIC, &scan.started);
+	scan.job = xcalloc(1, sizeof *scan.job);
+	queue_scan_submit();
+}
+
+/* Whether the deferred scan is still reading. */
+int
+queue_scan_running(void)
+{
+	return scan.running;
+}
+
+/* Stop reading: what a worker has at hand is dropped unreported. */
+void
+queue_scan_stop(void)
+{
+	scan.running = 0;
 }
 
 void

@@ -48,15 +48,20 @@ typedef void	(*queue_commit_cb)(void *, int);
 /* Called once per envelope rewrite, from the loop, unless cancelled. */
 typedef void	(*queue_rewrite_cb)(void *, int);
 /*
- * Called per committed envelope by queue_init() and queue_list(), held 1
- * for one under hold/XX/ and 0 under queue/XX/; may be NULL for
+ * Called per committed envelope by queue_init() (or, after
+ * queue_defer_scan(), queue_scan_start()) and queue_list(), held 1 for
+ * one under hold/XX/ and 0 under queue/XX/; may be NULL for
  * queue_init().
  */
 typedef void	(*queue_scan_cb)(const struct envelope *, int, void *);
 
 void		 queue_set_sync(int);
+void		 queue_defer_scan(void);
 int		 queue_init(struct event_base *, const char *, queue_scan_cb,
 		    void *, char **);
+void		 queue_scan_start(queue_scan_cb, void (*)(void *), void *);
+int		 queue_scan_running(void);
+void		 queue_scan_stop(void);
 void		 queue_shutdown(void);
 size_t		 queue_count(void);
 

@@ -82,6 +82,7 @@ static struct {
 	size_t			 nheap;
 	size_t			 heap_alloc;
 	size_t			 nactive;
+	int			 loading;	/* the spool is being read */
 	struct sched_msgs	*ids;		/* the id index */
 	size_t			 nids, ids_size;
 	struct sched_dests	*dests;		/* the destination index */
@@ -602,10 +603,39 @@ sched_forget(struct sched_msg *m)
 	sched_rearm();
 }
 
+/*
+ * While the spool is read at start-up, a message the scheduler has not
+ * met may still be in a directory being read: moving or removing it
+ * then could race the reading.  The verbs that do refuse for now.
+ */
+void
+scheduler_set_loading(int loading)
+{
+	sched.loading = loading;
+}
+
+int
+scheduler_loading(void)
+{
+	return sched.loading;
+}
+
+static int
+sched_refuse_loading(void)
+{
+	if (!sched.loading)
+		return 0;
+	errno = EAGAIN;
+	return 1;
+}
+
 int
 scheduler_hold(const char *id)
 {
 	struct sched_msg	*m = sched_find(id);
+
+	if (sched_refuse_loading())
+		return -1;
 
 	if (m != NULL && m->attempt != NULL) {
 		qmgr_set_action(m->attempt, QMGR_ACTION_HOLD);
@@ -627,6 +657,9 @@ int
 scheduler_release(const char *id)
 {
 	struct sched_msg	*m = sched_find(id);
+
+	if (sched_refuse_loading())
+		return -1;
 
 	if (m != NULL) {
 		if (m->attempt != NULL)
@@ -656,6 +689,9 @@ scheduler_delete(const char *id)
 {
 	struct sched_msg	*m = sched_find(id);
 
+	if (sched_refuse_loading())
+		return -1;
+
 	if (m != NULL && m->attempt != NULL &&
 	    qmgr_action(m->attempt) == QMGR_ACTION_DELETE)
 		return -1;
@@ -679,6 +715,9 @@ scheduler_bounce(const char *id)
 {
 	struct sched_msg	*m = sched_find(id);
 	int			 held = 0;
+
+	if (sched_refuse_loading())
+		return -1;
 
 	if (m != NULL && m->attempt != NULL) {
 		if (qmgr_action(m->attempt) == QMGR_ACTION_DELETE)
@@ -795,6 +834,9 @@ int
 scheduler_handover(const char *id, const char *target)
 {
 	struct sched_msg	*m = sched_find(id);
+
+	if (sched_refuse_loading())
+		return -1;
 
 	if (m == NULL)
 		return -1;

@@ -1514,15 +1514,26 @@ ternctl_daemon_present(void)
 	return TERNCTL_OK;
 }
 
-/* An id verb's data line: "ID" acted on, "ID unknown" not found. */
+/*
+ * An id verb's data line: "ID" acted on, "ID unknown" not found, "ID
+ * loading" not yet (ternd is still reading its spool after a start).
+ */
 static void
 ternctl_act_cb(const char *text, void *arg)
 {
 	size_t	len = strlen(text), ulen = strlen(CTL_UNKNOWN);
+	size_t	llen = strlen(CTL_LOADING);
 
 	if (len > ulen && strcmp(text + len - ulen, CTL_UNKNOWN) == 0) {
 		fprintf(stderr, "ternctl: %.*s: no such message\n",
 		    (int)(len - ulen), text);
+		ternctl.status = TERNCTL_ERROR;
+		return;
+	}
+	if (len > llen && strcmp(text + len - llen, CTL_LOADING) == 0) {
+		fprintf(stderr, "ternctl: %.*s: ternd is still reading its "
+		    "queue after starting; try again shortly\n",
+		    (int)(len - llen), text);
 		ternctl.status = TERNCTL_ERROR;
 		return;
 	}

@@ -77,6 +77,13 @@ ternd_scan_cb(const struct envelope *env, int held, void *arg)
 	scheduler_add(env, held);
 }
 
+/* The spool is read: every id is known to the scheduler now. */
+static void
+ternd_scan_done(void *arg)
+{
+	scheduler_set_loading(0);
+}
+
 /* ETRN: what waits for a domain is attempted now. */
 static size_t
 ternd_etrn_cb(const char *domain, int subdomains)
@@ -451,6 +458,10 @@ ternd_ctl_flush_ids(const char *id)
 
 	if (scheduler_flush_id(id) > 0)
 		return 0;
+	if (scheduler_loading()) {
+		errno = EAGAIN;
+		return -1;
+	}
 	if ((fd = queue_msg_open(id)) == -1)
 		return -1;
 	close(fd);
@@ -720,11 +731,11 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	scheduler_init(ternd.base, ternd.conf);
 	queue_set_sync(ternd.conf->spool_sync == CONFIG_SPOOL_SYNC_FILESYSTEM);
-	if (queue_init(ternd.base, ternd.conf->spool, ternd_scan_cb, NULL,
+	/* The messages already queued are read once ternd serves. */
+	queue_defer_scan();
+	if (queue_init(ternd.base, ternd.conf->spool, NULL, NULL,
 	    &cause) == -1)
 		fatalx("%s", cause);
-	log_info("spool %s: %zu messages in queue", ternd.conf->spool,
-	    queue_count());
 	/* Owner and maildrop/ checked before pickup opens maildrop/. */
 	if (priv_prepare(ternd.conf->user, ternd.conf->group, ternd.conf->spool,
 	    ternd.conf->mailboxes, ternd.conf->path[0] == '\0', &cause) == -1)
@@ -785,6 +796,8 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 
 	log_info("ready");
+	scheduler_set_loading(1);
+	queue_scan_start(ternd_scan_cb, ternd_scan_done, NULL);
 	if (notify_is_enabled()) {
 		struct timeval	tv = { TERND_STATUS_INTERVAL, 0 };
 
@@ -795,6 +808,7 @@ main(int argc, char **argv)
 	}
 	event_base_dispatch(ternd.base);
 
+	queue_scan_stop();
 	pickup_shutdown();
 	control_shutdown();
 	metrics_server_shutdown();

@@ -581,9 +581,13 @@ class Tern:
         """Wait until the port accepts a connection and greets; the probe
         quits cleanly so it no longer counts against any limit.  When
         ternd logs here, its own "ready" comes first: a port another
-        test's daemon took meanwhile would greet as well."""
+        test's daemon took meanwhile would greet as well; and the end of
+        its reading of the spool (until then it refuses the control
+        verbs that move messages)."""
         deadline = time.monotonic() + timeout
-        ready = re.compile(r"ternd\[%d\]: ready$" % self.proc.pid, re.M)
+        ready = re.compile(r"ternd\[%d\]: ready$(?s:.*)^.*ternd\[%d\]: "
+                           r"queue: [0-9]+ messages read in " %
+                           (self.proc.pid, self.proc.pid), re.M)
         while self.main.get("log") == "stderr":
             if self.proc.poll() is not None:
                 raise AssertionError("ternd exited with %d during start"

@@ -7,6 +7,7 @@ one daemon per spool; queue ids are unique and time-ordered.
 """
 
 import email.utils
+import errno
 import datetime
 import os
 import random
@@ -258,6 +259,10 @@ class Durability(TernTestCase):
         self.assertEqual(t.queued(), [qid])
 
 
+# An id of long ago, in hold/00/ (read last of all).
+SLOW = "00000000001ABCD"
+
+
 class Recovery(TernTestCase):
 
     def plant(self, t, rel, data):
@@ -369,6 +374,74 @@ class Recovery(TernTestCase):
         self.assertEqual(t.queued(), sorted(qids))
         self.assertNotIn("moved to the current directory layout",
                          t.log()[mark:])
+
+    @staticmethod
+    def open_writer(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.ENXIO:	# no reader yet
+                return None
+            raise
+        os.set_blocking(fd, True)
+        return fd
+
+    def test_serves_while_reading_the_spool(self):
+        """The queue is read after ternd serves: mail is accepted while
+        it reads, the verbs that move messages answer "loading" until it
+        is done, and what it reads is then known like the rest.  A held
+        envelope that is a FIFO holds the reading still (hold/ is read
+        last) until the test writes it."""
+        t = self.tern()
+        qa = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        qb = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        self.assertEqual(t.stop(), 0)
+        env = t.read_env_bytes(qa).replace(qa.encode(), SLOW.encode())
+        owner = os.stat(t.path("queue"))
+        msg = self.plant(t, "hold/%s/%s.msg" % (qdir(SLOW), SLOW),
+                         t.read_msg(qa))
+        fifo = t.path("hold", qdir(SLOW), SLOW + ".env")
+        os.mkfifo(fifo, 0o600)
+        for p in (msg, fifo):
+            os.chown(p, owner.st_uid, owner.st_gid)
+        mark = t.log_mark()
+        t.start(wait=False)
+        t.wait_log(r"ternd\[%d\]: ready$" % t.proc.pid, since=mark)
+
+        new = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
+        sock = t.path("control.sock")
+        for verb in ("hold", "delete", "bounce"):
+            self.assertEqual(
+                ctl_raw(sock, ("TERNCTL1 %s %s\n" % (verb, qa)).encode()),
+                ["data %s loading" % qa, "ok"])
+        self.assertEqual(
+            ctl_raw(sock, ("TERNCTL1 release %s\n" % SLOW).encode()),
+            ["data %s loading" % SLOW, "ok"])
+        self.assertNotIn("messages read", t.log()[mark:])
+
+        # ternd is blocked opening the FIFO: a writer opens it at once.
+        fd = ternlib.wait_for(lambda: self.open_writer(fifo),
+                              ternlib.REPLY_TIMEOUT, "ternd to open the FIFO")
+        with os.fdopen(fd, "wb") as f:
+            f.write(env)
+        t.wait_log(r"queue: 3 messages read in ", since=mark)
+        self.assertIn("data queue_size=4",
+                      ctl_raw(sock, b"TERNCTL1 stats\n"))
+        self.assertEqual(t.queued(), sorted([qa, qb, new]))
+        # The envelope becomes a file again; the held message is released
+        # and attempted like any other.
+        tmp = fifo + ".new"
+        with open(tmp, "wb") as f:
+            f.write(env)
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+        os.rename(tmp, fifo)
+        self.assertEqual(
+            ctl_raw(sock, ("TERNCTL1 release %s\n" % SLOW).encode()),
+            ["data %s" % SLOW, "ok"])
+        self.assertEqual(t.queued(), sorted([qa, qb, new, SLOW]))
+        self.assertEqual(
+            ctl_raw(sock, ("TERNCTL1 hold %s\n" % qa).encode()),
+            ["data %s" % qa, "ok"])
 
     def test_two_daemons_one_spool(self):
         t = self.tern()
