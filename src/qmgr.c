@@ -392,12 +392,12 @@ qmgr_make_jobs(struct qmgr_attempt *a)
 
 /* Count "Received:" header fields: too many is a mail loop. */
 static size_t
-qmgr_received(const char *id)
+qmgr_received(int fd)
 {
 	char	*buf, *p;
 	size_t	 len, n = 0;
 
-	if (queue_msg_headers(id, &buf, &len) == -1)
+	if (queue_fd_headers(fd, &buf, &len) == -1)
 		return 0;
 	for (p = buf; p != NULL && p < buf + len; ) {
 		if (strncasecmp(p, "Received:", 9) == 0)
@@ -701,7 +701,7 @@ qmgr_start_cb(evutil_socket_t fd, short events, void *arg)
 		qmgr_attempt_end(a, 1);
 		return;
 	}
-	received = qmgr_received(a->id);
+	received = qmgr_received(a->fd);
 	if (received > qmgr.conf->max_received_headers) {
 		qmgr_fail_loop(a, received);
 		qmgr_run_remote(a);

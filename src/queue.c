@@ -1941,6 +1941,18 @@ queue_msg_headers(const char *id, char **bufp, size_t *lenp)
 	return queue_read_msg(id, QUEUE_HDRS_MAX, 1, bufp, lenp);
 }
 
+/*
+ * The same from a content already open (queue_msg_open()): read from its
+ * start; the descriptor's offset is left anywhere (readers use pread).
+ */
+int
+queue_fd_headers(int fd, char **bufp, size_t *lenp)
+{
+	if (lseek(fd, 0, SEEK_SET) == -1)
+		return -1;
+	return util_read_fd(fd, QUEUE_HDRS_MAX, queue_hdrs_end, bufp, lenp);
+}
+
 /* At most max octets of the content, from its start. */
 int
 queue_msg_read(const char *id, size_t max, char **bufp, size_t *lenp)

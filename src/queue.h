@@ -92,6 +92,7 @@ int		 queue_hold(const char *);
 int		 queue_release(const char *);
 int		 queue_msg_open(const char *);
 int		 queue_msg_headers(const char *, char **, size_t *);
+int		 queue_fd_headers(int, char **, size_t *);
 int		 queue_msg_read(const char *, size_t, char **, size_t *);
 
 int		 queue_has_room(int, uint64_t, uint64_t);
