@@ -77,11 +77,22 @@ ternd_scan_cb(const struct envelope *env, int held, void *arg)
 	scheduler_add(env, held);
 }
 
-/* The spool is read: every id is known to the scheduler now. */
+static void	ternd_status(char *, size_t);
+
+/*
+ * The spool is read: every id is known to the scheduler now, and the
+ * service manager is told the whole queue.
+ */
 static void
 ternd_scan_done(void *arg)
 {
+	char	status[128];
+
 	scheduler_set_loading(0);
+	if (notify_is_enabled()) {
+		ternd_status(status, sizeof status);
+		notify_status(status);
+	}
 }
 
 /* ETRN: what waits for a domain is attempted now. */
@@ -231,9 +242,10 @@ ternd_reload_users(const struct config *conf, struct users *users)
 static void
 ternd_status(char *buf, size_t size)
 {
-	snprintf(buf, size, "%s%squeue: %zu messages, sessions: %zu inbound, "
-	    "%zu outbound", ternd.stopping ? "stopping; " : "",
-	    smtp_server_is_draining() ? "draining; " : "", queue_count(),
+	snprintf(buf, size, "%s%s%squeue: %zu messages, sessions: %zu "
+	    "inbound, %zu outbound", ternd.stopping ? "stopping; " : "",
+	    smtp_server_is_draining() ? "draining; " : "",
+	    queue_scan_running() ? "reading the queue; " : "", queue_count(),
 	    smtp_server_session_count(), mta_active());
 }
 

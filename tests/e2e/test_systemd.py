@@ -98,6 +98,12 @@ def is_ready(m):
     return m.get("READY") == "1"
 
 
+def is_read(m):
+    """The STATUS update ternd sends once it has read its queue."""
+    return ("STATUS" in m and not is_ready(m) and
+            "reading the queue" not in m["STATUS"])
+
+
 def status_counts(test, msg):
     """(queued, inbound, outbound) of a message's STATUS."""
     test.assertIn("STATUS", msg)
@@ -141,7 +147,8 @@ class NotifyProtocol(TernTestCase):
         self.assertNotIn("NOTIFY_SOCKET", t.log())
 
     def test_ready_counts_recovered_queue(self):
-        """A message left in the spool counts in the first STATUS."""
+        """A message left in the spool counts in the STATUS sent once the
+        queue is read (READY comes first: ternd serves while it reads)."""
         n = self.notify()
         t = self.start(n)
         n.wait(is_ready, "READY=1")
@@ -151,7 +158,9 @@ class NotifyProtocol(TernTestCase):
         n.wait(lambda m: m.get("STOPPING") == "1", "STOPPING=1")
         n.received.clear()
         t.start(wait=False)
-        msg = self.check_ready(n, t)
+        self.assertIn("reading the queue; ",
+                      self.check_ready(n, t)["STATUS"])
+        msg = n.wait(is_read, "STATUS once the queue is read")
         self.assertEqual(status_counts(self, msg)[0], 1)
 
     def test_reload(self):
@@ -196,6 +205,7 @@ class NotifyProtocol(TernTestCase):
         n = self.notify()
         t = self.start(n)
         n.wait(is_ready, "READY=1")
+        n.wait(is_read, "STATUS once the queue is read")
         c = t.session()
         start = time.monotonic()
         msg = n.wait(lambda m: "STATUS" in m and not is_ready(m),
