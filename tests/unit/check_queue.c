@@ -54,30 +54,62 @@ static struct event_base	*base;
 
 /*
  * The syncs queue.c makes, counted through the linker (--wrap, see
- * Makefile.am); the call numbered fail_syncfs (from 1) fails with EIO.
+ * Makefile.am).  A fail_* set to N (from 1) makes the Nth such call fail
+ * with EIO, or fail_errno when that is set; fail_sfr set to -1 makes
+ * every sync_file_range() fail so.
  */
-static int	nsyncfs, nfdatasync, fail_syncfs;
+static int	nsyncfs, nfdatasync, nfsync, nsfr;
+static int	fail_syncfs, fail_fdatasync, fail_fsync, fail_sfr, fail_errno;
 
 int	__real_syncfs(int);
 int	__real_fdatasync(int);
+int	__real_fsync(int);
+int	__real_sync_file_range(int, off_t, off_t, unsigned int);
 int	__wrap_syncfs(int);
 int	__wrap_fdatasync(int);
+int	__wrap_fsync(int);
+int	__wrap_sync_file_range(int, off_t, off_t, unsigned int);
+
+static int
+sync_fails(int n, int fail)
+{
+	if (fail == -1 || (fail > 0 && n == fail)) {
+		errno = fail_errno != 0 ? fail_errno : EIO;
+		return 1;
+	}
+	return 0;
+}
 
 int
 __wrap_syncfs(int fd)
 {
-	if (++nsyncfs == fail_syncfs) {
-		errno = EIO;
+	if (sync_fails(++nsyncfs, fail_syncfs))
 		return -1;
-	}
 	return __real_syncfs(fd);
 }
 
 int
 __wrap_fdatasync(int fd)
 {
-	nfdatasync++;
+	if (sync_fails(++nfdatasync, fail_fdatasync))
+		return -1;
 	return __real_fdatasync(fd);
+}
+
+int
+__wrap_fsync(int fd)
+{
+	if (sync_fails(++nfsync, fail_fsync))
+		return -1;
+	return __real_fsync(fd);
+}
+
+int
+__wrap_sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
+{
+	if (sync_fails(++nsfr, fail_sfr))
+		return -1;
+	return __real_sync_file_range(fd, off, len, flags);
 }
 
 /* What a commit callback saw. */
@@ -690,7 +722,7 @@ START_TEST(test_sync_modes)
 
 	init_spool(NULL, NULL);
 	queue_set_sync(_i);
-	nsyncfs = nfdatasync = fail_syncfs = 0;
+	nsyncfs = nfdatasync = nsfr = fail_syncfs = 0;
 	for (i = 0; i < NMANY; i++) {
 		r[i].calls = r[i].error = 0;
 		snprintf(data[i], sizeof data[i], "Subject: %zu\r\n\r\n", i);
@@ -706,9 +738,11 @@ START_TEST(test_sync_modes)
 	if (_i) {
 		ck_assert_int_eq(nsyncfs, 2);
 		ck_assert_int_eq(nfdatasync, 0);
+		ck_assert_int_eq(nsfr, 0);
 	} else {
 		ck_assert_int_eq(nsyncfs, 0);
 		ck_assert_int_eq(nfdatasync, 2 * NMANY);
+		ck_assert_int_eq(nsfr, 2 * NMANY);
 	}
 	ck_assert_int_eq(count_spool("incoming"), 0);
 	ck_assert_int_eq(count_spool("queue"), 2 * NMANY);
@@ -749,6 +783,97 @@ START_TEST(test_sync_filesystem_fails)
 	ck_assert_uint_eq(queue_count(), 0);
 	fail_syncfs = 0;
 	queue_set_sync(0);
+	queue_shutdown();
+}
+END_TEST
+
+/* How many descriptors this process has open. */
+static int
+count_fds(void)
+{
+	return count_files("/proc/self/fd");
+}
+
+/*
+ * spool_sync = file, a call failing in a batch of NMANY commits: which
+ * call, which commits fail (a bit each; -1 for those in the first
+ * commit's queue/XX directory), and with what.
+ */
+enum sync_call { SYNC_SFR, SYNC_FDATASYNC, SYNC_FSYNC };
+static const struct {
+	enum sync_call	call;
+	int		n;		/* which call fails, -1 every one */
+	int		error;
+	int		fails;		/* bit i: commit i fails */
+} file_fails[] = {
+	{ SYNC_SFR, 1, EIO, 0x01 },		/* content's writeback */
+	{ SYNC_SFR, 2, EIO, 0x01 },		/* envelope's */
+	{ SYNC_SFR, 5, EINVAL, 0x04 },
+	{ SYNC_SFR, 2 * NMANY, EIO, 1 << (NMANY - 1) },
+	{ SYNC_SFR, -1, ENOSYS, 0 },		/* no such call: syncs do */
+	{ SYNC_FDATASYNC, 1, EIO, 0x01 },	/* content's sync */
+	{ SYNC_FDATASYNC, 2, EIO, 0x01 },	/* envelope's */
+	{ SYNC_FDATASYNC, 4, EIO, 0x02 },
+	{ SYNC_FSYNC, 1, EIO, -1 },		/* directory: all in it */
+};
+
+START_TEST(test_sync_file_fails)
+{
+	struct result	 r[NMANY];
+	char		 id[NMANY][QUEUE_ID_SIZE];
+	size_t		 i, ok;
+	int		 fails, fds;
+
+	init_spool(NULL, NULL);
+	queue_set_sync(0);
+	nfdatasync = nsfr = nfsync = 0;
+	fail_errno = file_fails[_i].error;
+	switch (file_fails[_i].call) {
+	case SYNC_SFR:
+		fail_sfr = file_fails[_i].n;
+		break;
+	case SYNC_FDATASYNC:
+		fail_fdatasync = file_fails[_i].n;
+		break;
+	case SYNC_FSYNC:
+		fail_fsync = file_fails[_i].n;
+		break;
+	}
+	fds = count_fds();
+	for (i = 0; i < NMANY; i++) {
+		r[i].calls = r[i].error = 0;
+		start_commit(id[i], sizeof id[i], "x\r\n", 3,
+		    "a@example.org", "b@example.net", &r[i]);
+	}
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	fail_sfr = fail_fdatasync = fail_fsync = fail_errno = 0;
+
+	fails = file_fails[_i].fails;
+	if (fails == -1) {
+		for (fails = 0, i = 0; i < NMANY; i++) {
+			if (memcmp(id[i] + 6, id[0] + 6, 2) == 0)
+				fails |= 1 << i;
+		}
+	}
+	for (ok = 0, i = 0; i < NMANY; i++) {
+		ck_assert_int_eq(r[i].calls, 1);
+		if (fails & (1 << i)) {
+			ck_assert_msg(r[i].error == file_fails[_i].error,
+			    "commit %zu: error %d", i, r[i].error);
+			continue;
+		}
+		ck_assert_msg(r[i].error == 0, "commit %zu: error %d", i,
+		    r[i].error);
+		check_msg_file("queue", id[i], "x\r\n", 3);
+		ok++;
+	}
+	/* Every envelope was closed, every failed commit removed. */
+	if (fails == 0)
+		ck_assert_int_eq(nfdatasync, 2 * NMANY);
+	ck_assert_int_eq(count_fds(), fds);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(count_spool("queue"), 2 * ok);
+	ck_assert_uint_eq(queue_count(), ok);
 	queue_shutdown();
 }
 END_TEST
@@ -2644,6 +2769,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_commit_workers_shutdown);
 	tcase_add_loop_test(tc, test_sync_modes, 0, 2);
 	tcase_add_loop_test(tc, test_sync_filesystem_fails, 1, 3);
+	tcase_add_loop_test(tc, test_sync_file_fails, 0, nitems(file_fails));
 	tcase_add_test(tc, test_abort);
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_shutdown_completes);
