@@ -237,6 +237,8 @@ class Ternd:
         out = []
         q = os.path.join(self.spool, "queue")
         for sub in os.listdir(q) if os.path.isdir(q) else []:
+            if not os.path.isdir(os.path.join(q, sub)):
+                continue	# the layout mark
             for name in os.listdir(os.path.join(q, sub)):
                 if name.endswith(".env"):
                     out.append(name[:-4])
