@@ -46,7 +46,7 @@ static struct {
  */
 static int
 priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
-    gid_t gid, char **cause)
+    gid_t gid, size_t *changed, char **cause)
 {
 	DIR		*dir;
 	struct dirent	*de;
@@ -60,6 +60,8 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* A dup shares the offset, which an earlier walk left at the end. */
+	rewinddir(dir);
 	while (rc == 0 && (de = readdir(dir)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
@@ -77,6 +79,9 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 			rc = -1;
 			break;
 		}
+		if (st.st_uid == 0 && (S_ISREG(st.st_mode) ||
+		    S_ISDIR(st.st_mode)))
+			(*changed)++;
 		if (S_ISDIR(st.st_mode) && depth > 1) {
 			int	subfd = openat(dirfd, de->d_name, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -88,7 +93,7 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 				break;
 			}
 			rc = priv_chown_tree(subfd, sub, depth - 1, uid, gid,
-			    cause);
+			    changed, cause);
 			close(subfd);
 		}
 	}
@@ -327,6 +332,7 @@ priv_prepare(const char *user, const char *group, const char *spool,
 	char		*name = priv.name;
 	uid_t		 uid;
 	gid_t		 gid;
+	size_t		 changed;
 	int		 fd;
 
 	if (geteuid() != 0) {
@@ -396,7 +402,16 @@ priv_prepare(const char *user, const char *group, const char *spool,
 			return -1;
 		}
 	}
-	if (priv_chown_tree(fd, spool, 3, uid, gid, cause) == -1) {
+	/*
+	 * The directories first (two levels: queue/XX); the messages in them
+	 * (a third) only when root had left something there, since walking
+	 * a million of them at every start would delay it by seconds.
+	 * Nothing ternd does as root writes a message file.
+	 */
+	changed = 0;
+	if (priv_chown_tree(fd, spool, 2, uid, gid, &changed, cause) == -1 ||
+	    (changed > 0 &&
+	    priv_chown_tree(fd, spool, 3, uid, gid, &changed, cause) == -1)) {
 		close(fd);
 		return -1;
 	}

@@ -87,6 +87,26 @@ class PrivilegesTest(TernTestCase):
             self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid),
                              path)
 
+    def test_root_leftovers_handed_over(self):
+        """A queue directory and message that root left behind are the
+        run-as user's after a start (the messages below a directory are
+        walked only when something above them was root's)."""
+        t = self.tern(main={"user": self.user})
+        s = t.session()
+        qid = queued_id(s.mail("a@example.test", ["b@local.test"], MSG))
+        s.close()
+        self.assertEqual(t.stop(), 0)
+        d = t.path("queue", ternlib.qdir(qid))
+        for p in [d] + [os.path.join(d, n) for n in os.listdir(d)]:
+            os.chown(p, 0, 0)
+        t.start()
+        for p in [d] + [os.path.join(d, n) for n in os.listdir(d)]:
+            st = os.stat(p)
+            self.assertEqual((st.st_uid, st.st_gid), (self.uid, self.gid),
+                             p)
+        t.wait_log(r"queue: 1 messages read in ")
+        self.assertNotIn("Permission denied", t.log())
+
     def test_reload_keeps_listeners(self):
         t = self.tern(main={"user": self.user})
         old = t.port
