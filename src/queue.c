@@ -271,6 +271,25 @@ queue_opendir(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* A tree's XX directory to read; NULL, errno ENOENT, when it is absent. */
+static DIR *
+queue_dir_open(int topfd, unsigned dir)
+{
+	DIR	*dp;
+	char	 name[3];
+	int	 fd, saved;
+
+	queue_dir_name(dir, name, sizeof name);
+	if ((fd = queue_opendir(topfd, name)) == -1)
+		return NULL;
+	if ((dp = fdopendir(fd)) == NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return dp;
+}
+
 /*
  * mkdir -p: the spool, owner-only, and any missing parents, 0755: they
  * only lead to it, and every local user must pass them to reach
@@ -356,21 +375,16 @@ queue_migrate_pass(int topfd, const char *ext)
 {
 	DIR		*dp;
 	struct dirent	*de;
-	char		 name[3], to[QUEUE_PATH_SIZE], id[QUEUE_ID_SIZE];
+	char		 to[QUEUE_PATH_SIZE], id[QUEUE_ID_SIZE];
 	unsigned	 dir, want;
 	long		 moved = 0;
 	size_t		 len;
-	int		 fd, saved;
+	int		 saved;
 
 	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
-		queue_dir_name(dir, name, sizeof name);
-		if ((fd = queue_opendir(topfd, name)) == -1) {
+		if ((dp = queue_dir_open(topfd, dir)) == NULL) {
 			if (errno == ENOENT)
 				continue;
-			return -1;
-		}
-		if ((dp = fdopendir(fd)) == NULL) {
-			close(fd);
 			return -1;
 		}
 		while ((de = readdir(dp)) != NULL) {
@@ -389,7 +403,7 @@ queue_migrate_pass(int topfd, const char *ext)
 				goto fail;
 			util_snprintf(to + 2, sizeof to - 2, "/%s",
 			    de->d_name);
-			if (renameat(fd, de->d_name, topfd, to) == -1)
+			if (renameat(dirfd(dp), de->d_name, topfd, to) == -1)
 				goto fail;
 			moved++;
 		}
@@ -2054,20 +2068,13 @@ queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
 {
 	DIR		*dp;
 	struct dirent	*de;
-	char		 name[3];
 	unsigned	 dir;
 	size_t		 len;
-	int		 fd;
 
 	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
-		queue_dir_name(dir, name, sizeof name);
-		if ((fd = queue_opendir(topfd, name)) == -1) {
+		if ((dp = queue_dir_open(topfd, dir)) == NULL) {
 			if (errno == ENOENT)
 				continue;
-			return -1;
-		}
-		if ((dp = fdopendir(fd)) == NULL) {
-			close(fd);
 			return -1;
 		}
 		while ((de = readdir(dp)) != NULL) {
