@@ -131,7 +131,14 @@ class MakeInstall(unittest.TestCase):
         self.assertEqual((s["ActiveState"], s["SubState"]),
                          ("active", "running"), s)
         self.assertEqual(s["Type"], "notify")
-        self.assertRegex(s["StatusText"], r"^queue: \d+ messages")
+        # READY comes while ternd still reads its queue; a STATUS without
+        # "reading the queue; " follows once it is read.
+        self.assertRegex(s["StatusText"],
+                         r"^(reading the queue; )?queue: \d+ messages")
+        ternlib.wait_for(
+            lambda: re.match(r"queue: \d+ messages", self.c.show(
+                "tern", "StatusText")["StatusText"]),
+            ternlib.REPLY_TIMEOUT, "the STATUS once the queue is read")
         # The hardening of the unit as shipped is in force.
         self.assertEqual(s["RestrictSUIDSGID"], "yes")
         self.assertNotIn("cap_fowner", s["CapabilityBoundingSet"])

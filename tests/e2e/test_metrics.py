@@ -136,7 +136,11 @@ class Metrics(TernTestCase):
 
         wait_for(lambda: len(re.findall(r"status=deferred", t.log())) >= 2,
                  TIMEOUT, "the two deferrals")
-        m = self.scrape()
+        # A deferral is logged before its envelope is rewritten; the
+        # message waits in the queue again once that is done.
+        deferred = ("tern_queue_messages", '{state="deferred"}')
+        m = wait_for(lambda: (lambda m: m if m[deferred] == 2 else None)(
+            self.scrape()), TIMEOUT, "two deferred messages in the gauge")
         self.assertEqual(m[("tern_messages_received_total", "")], 3)
         # Those of the test and the readiness probe of ternlib: each one
         # logged "connect from".
