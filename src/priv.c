@@ -73,15 +73,16 @@ priv_chown_tree(int dirfd, const char *path, int depth, uid_t uid,
 		if (strcmp(de->d_name, QUEUE_MAILDROP) == 0)
 			continue;
 		if (st.st_uid == 0 && (S_ISREG(st.st_mode) ||
-		    S_ISDIR(st.st_mode)) && fchownat(dirfd, de->d_name, uid,
-		    gid, AT_SYMLINK_NOFOLLOW) == -1) {
-			xasprintf(cause, "chown %s: %s", sub, strerror(errno));
-			rc = -1;
-			break;
-		}
-		if (st.st_uid == 0 && (S_ISREG(st.st_mode) ||
-		    S_ISDIR(st.st_mode)))
+		    S_ISDIR(st.st_mode))) {
+			if (fchownat(dirfd, de->d_name, uid, gid,
+			    AT_SYMLINK_NOFOLLOW) == -1) {
+				xasprintf(cause, "chown %s: %s", sub,
+				    strerror(errno));
+				rc = -1;
+				break;
+			}
 			(*changed)++;
+		}
 		if (S_ISDIR(st.st_mode) && depth > 1) {
 			int	subfd = openat(dirfd, de->d_name, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

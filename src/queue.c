@@ -271,6 +271,19 @@ queue_opendir(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* Whether name is "ID.ext" for a queue id; the id is copied to id. */
+static int
+queue_name_id(const char *name, const char *ext, char *id)
+{
+	if (strlen(name) != QUEUE_ID_LEN + 1 + strlen(ext) ||
+	    name[QUEUE_ID_LEN] != '.' ||
+	    strcmp(name + QUEUE_ID_LEN + 1, ext) != 0)
+		return 0;
+	memcpy(id, name, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	return queue_is_id(id);
+}
+
 /* A tree's XX directory to read; NULL, errno ENOENT, when it is absent. */
 static DIR *
 queue_dir_open(int topfd, unsigned dir)
@@ -378,7 +391,6 @@ queue_migrate_pass(int topfd, const char *ext)
 	char		 to[QUEUE_PATH_SIZE], id[QUEUE_ID_SIZE];
 	unsigned	 dir, want;
 	long		 moved = 0;
-	size_t		 len;
 	int		 saved;
 
 	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
@@ -388,14 +400,7 @@ queue_migrate_pass(int topfd, const char *ext)
 			return -1;
 		}
 		while ((de = readdir(dp)) != NULL) {
-			len = strlen(de->d_name);
-			if (len != QUEUE_ID_LEN + 1 + strlen(ext) ||
-			    de->d_name[QUEUE_ID_LEN] != '.' ||
-			    strcmp(de->d_name + QUEUE_ID_LEN + 1, ext) != 0)
-				continue;
-			memcpy(id, de->d_name, QUEUE_ID_LEN);
-			id[QUEUE_ID_LEN] = '\0';
-			if (!queue_is_id(id) ||
+			if (!queue_name_id(de->d_name, ext, id) ||
 			    (want = queue_dir_index(id)) == dir)
 				continue;
 			queue_dir_name(want, to, sizeof to);
@@ -935,7 +940,6 @@ static struct {
 	queue_scan_cb		 cb;
 	void			*arg;
 	void			(*done)(void *);
-	struct queue_scan_job	*job;	/* with a worker, or NULL */
 	int			 running;
 	size_t			 found;
 	struct timespec		 started;
@@ -956,7 +960,7 @@ queue_scan_run(void *arg)
 	queue_recover_dirs(j->held, &j->dir, QUEUE_SCAN_CHUNK, &j->found);
 }
 
-static void	queue_scan_submit(void);
+static void	queue_scan_submit(struct queue_scan_job *);
 
 static void
 queue_scan_done(void *arg, int cancelled)
@@ -965,7 +969,6 @@ queue_scan_done(void *arg, int cancelled)
 	struct timespec		 now;
 	size_t			 before = queue.count;
 
-	scan.job = NULL;
 	queue_found_apply(&j->found, j->held, scan.cb, scan.arg,
 	    scan.running && !cancelled);
 	if (!scan.running || cancelled) {
@@ -978,8 +981,7 @@ queue_scan_done(void *arg, int cancelled)
 		j->dir = 0;
 	}
 	if (j->dir < QUEUE_NDIRS) {
-		scan.job = j;
-		queue_scan_submit();
+		queue_scan_submit(j);
 		return;
 	}
 	free(j);
@@ -993,16 +995,16 @@ queue_scan_done(void *arg, int cancelled)
 }
 
 static void
-queue_scan_submit(void)
+queue_scan_submit(struct queue_scan_job *j)
 {
 	if (workpool_threads() == 0) {
 		/* No workers: read it here, one job after the other. */
-		queue_scan_run(scan.job);
-		queue_scan_done(scan.job, 0);
+		queue_scan_run(j);
+		queue_scan_done(j, 0);
 		return;
 	}
 	(void)workpool_submit(WORKPOOL_BACKGROUND, queue_scan_run,
-	    queue_scan_done, scan.job);
+	    queue_scan_done, j);
 }
 
 /*
@@ -1019,8 +1021,7 @@ queue_scan_start(queue_scan_cb cb, void (*done)(void *), void *arg)
 	scan.running = 1;
 	scan.found = 0;
 	clock_gettime(CLOCK_MONOTONIC, &scan.started);
-	scan.job = xcalloc(1, sizeof *scan.job);
-	queue_scan_submit();
+	queue_scan_submit(xcalloc(1, sizeof(struct queue_scan_job)));
 }
 
 /* Whether the deferred scan is still reading. */
@@ -2068,8 +2069,8 @@ queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
 {
 	DIR		*dp;
 	struct dirent	*de;
+	char		 id[QUEUE_ID_SIZE];
 	unsigned	 dir;
-	size_t		 len;
 
 	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
 		if ((dp = queue_dir_open(topfd, dir)) == NULL) {
@@ -2078,19 +2079,14 @@ queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
 			return -1;
 		}
 		while ((de = readdir(dp)) != NULL) {
-			len = strlen(de->d_name);
-			if (len != QUEUE_ID_LEN + 4 ||
-			    strcmp(de->d_name + QUEUE_ID_LEN, ".env") != 0)
+			if (!queue_name_id(de->d_name, "env", id))
 				continue;
 			if (*n == *alloc) {
 				*alloc = *alloc == 0 ? 256 : *alloc * 2;
 				*list = xreallocarray(*list, *alloc,
 				    sizeof **list);
 			}
-			memcpy((*list)[*n].id, de->d_name, QUEUE_ID_LEN);
-			(*list)[*n].id[QUEUE_ID_LEN] = '\0';
-			if (queue_is_id((*list)[*n].id))
-				(*n)++;
+			memcpy((*list)[(*n)++].id, id, sizeof id);
 		}
 		closedir(dp);
 	}

@@ -82,7 +82,6 @@ static struct {
 	size_t			 nheap;
 	size_t			 heap_alloc;
 	size_t			 nactive;
-	int			 loading;	/* the spool is being read */
 	struct sched_msgs	*ids;		/* the id index */
 	size_t			 nids, ids_size;
 	struct sched_dests	*dests;		/* the destination index */
@@ -608,22 +607,10 @@ sched_forget(struct sched_msg *m)
  * met may still be in a directory being read: moving or removing it
  * then could race the reading.  The verbs that do refuse for now.
  */
-void
-scheduler_set_loading(int loading)
-{
-	sched.loading = loading;
-}
-
-int
-scheduler_loading(void)
-{
-	return sched.loading;
-}
-
 static int
 sched_refuse_loading(void)
 {
-	if (!sched.loading)
+	if (!queue_scan_running())
 		return 0;
 	errno = EAGAIN;
 	return 1;

@@ -42,12 +42,10 @@ size_t	 scheduler_active(void);
 /*
  * The administrator's actions on one message, by id: 0, or -1 for an id
  * the queue does not hold (errno EAGAIN: not yet, the spool is still
- * being read at start-up; flush-ids excepted).  A message in the middle of an attempt is
+ * being read at start-up).  A message in the middle of an attempt is
  * held or bounced when the attempt ends; a delete removes its files at
  * once and nothing the attempt does after brings them back.
  */
-void	 scheduler_set_loading(int);
-int	 scheduler_loading(void);
 int	 scheduler_hold(const char *);
 int	 scheduler_release(const char *);
 int	 scheduler_delete(const char *);

@@ -79,16 +79,12 @@ ternd_scan_cb(const struct envelope *env, int held, void *arg)
 
 static void	ternd_status(char *, size_t);
 
-/*
- * The spool is read: every id is known to the scheduler now, and the
- * service manager is told the whole queue.
- */
+/* The spool is read: the service manager is told the whole queue. */
 static void
 ternd_scan_done(void *arg)
 {
 	char	status[128];
 
-	scheduler_set_loading(0);
 	if (notify_is_enabled()) {
 		ternd_status(status, sizeof status);
 		notify_status(status);
@@ -470,7 +466,7 @@ ternd_ctl_flush_ids(const char *id)
 
 	if (scheduler_flush_id(id) > 0)
 		return 0;
-	if (scheduler_loading()) {
+	if (queue_scan_running()) {
 		errno = EAGAIN;
 		return -1;
 	}
@@ -808,7 +804,6 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 
 	log_info("ready");
-	scheduler_set_loading(1);
 	queue_scan_start(ternd_scan_cb, ternd_scan_done, NULL);
 	if (notify_is_enabled()) {
 		struct timeval	tv = { TERND_STATUS_INTERVAL, 0 };
