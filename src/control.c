@@ -94,6 +94,7 @@ static struct {
 	int				 queue_anyone;
 	pid_t				 listings[CONTROL_LISTINGS_MAX];
 	struct event			*sigchld;
+	struct event			*resume;	/* after EMFILE */
 } control;
 
 static void	control_read_cb(struct bufferevent *, void *);
@@ -763,10 +764,31 @@ control_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/*
+ * accept() failed.  Out of descriptors or memory the socket stays
+ * readable, so listening pauses for a second instead of spinning.
+ */
 static void
 control_error_cb(struct evconnlistener *lev, void *arg)
 {
-	log_warn("control: accept");
+	struct timeval	tv = { 1, 0 };
+	int		err = EVUTIL_SOCKET_ERROR();
+
+	if (err == EAGAIN || err == ECONNABORTED || err == EINTR)
+		return;
+	log_warnx("control: accept: %s", strerror(err));
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM) {
+		evconnlistener_disable(control.lev);
+		evtimer_add(control.resume, &tv);
+	}
+}
+
+static void
+control_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+	if (control.nclients < CONTROL_CLIENTS_MAX)
+		evconnlistener_enable(control.lev);
 }
 
 /*
@@ -872,6 +894,9 @@ control_init(struct event_base *base, const char *path, gid_t group,
 	if (control.lev == NULL)
 		fatalx("control: evconnlistener_new");
 	evconnlistener_set_error_cb(control.lev, control_error_cb);
+	if ((control.resume = evtimer_new(base, control_resume_cb,
+	    NULL)) == NULL)
+		fatalx("control: evtimer_new");
 	if ((control.sigchld = evsignal_new(base, SIGCHLD, control_sigchld_cb,
 	    NULL)) == NULL || evsignal_add(control.sigchld, NULL) == -1)
 		fatalx("control: SIGCHLD event");
@@ -906,6 +931,10 @@ control_shutdown(void)
 	if (control.sigchld != NULL) {
 		event_free(control.sigchld);
 		control.sigchld = NULL;
+	}
+	if (control.resume != NULL) {
+		event_free(control.resume);
+		control.resume = NULL;
 	}
 	if (control.lev != NULL) {
 		evconnlistener_free(control.lev);

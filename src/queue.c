@@ -44,6 +44,7 @@
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
 #define QUEUE_HDRS_MAX		(1024 * 1024)
 #define QUEUE_SCAN_CHUNK	256	/* envelopes a scan job reads at least */
+#define QUEUE_SCAN_AGAIN	1	/* seconds before reading on, when short */
 #define QUEUE_PATH_SIZE		32	/* "XX/ID.env.tmp" below queue/ */
 
 /* The id alphabet: digits and capitals without I, L, O and U. */
@@ -570,7 +571,18 @@ struct queue_found {
 	size_t		 envs_alloc;
 	char		**notes;	/* "i" or "w", then the line */
 	size_t		 nnotes;
+	int		 err;		/* reading cut short: errno */
 };
+
+/*
+ * Errors that pass: descriptors or memory short for a while.  A
+ * directory they cut short is read again later, never skipped.
+ */
+static int
+queue_short(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOMEM;
+}
 
 static void
 queue_note(struct queue_found *f, int warn, const char *fmt, ...)
@@ -625,8 +637,11 @@ queue_is_ours(const char *id)
  * and content without an envelope (never acknowledged), set aside
  * envelopes that do not parse or lack content, collect the others.
  * Touches only files and f: runs on a worker during a deferred scan.
+ * Returns -1 with f->err set when descriptors or memory ran short: the
+ * directory must be read again (what it found so far is the caller's
+ * to drop).
  */
-static void
+static int
 queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 {
 	DIR		*dp;
@@ -640,11 +655,14 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 	int		 fd;
 
 	if ((fd = dup(dirfd)) == -1 || (dp = fdopendir(fd)) == NULL) {
-		queue_note(f, 1, "queue: cannot read %s: %s", where,
-		    strerror(errno));
+		if (queue_short(errno))
+			f->err = errno;
+		else
+			queue_note(f, 1, "queue: cannot read %s: %s", where,
+			    strerror(errno));
 		if (fd != -1)
 			close(fd);
-		return;
+		return f->err ? -1 : 0;
 	}
 	while ((de = readdir(dp)) != NULL) {
 		if (de->d_name[0] == '.')
@@ -685,6 +703,11 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 			continue;
 		}
 		if (queue_read_env(dirfd, de->d_name, &buf, &len) == -1) {
+			if (queue_short(errno)) {
+				f->err = errno;
+				closedir(dp);
+				return -1;
+			}
 			queue_note(f, 1, "queue: %s: cannot read envelope: %s",
 			    id, strerror(errno));
 			continue;
@@ -705,6 +728,7 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 		free(buf);
 	}
 	closedir(dp);
+	return 0;
 }
 
 /*
@@ -740,37 +764,61 @@ queue_found_apply(struct queue_found *f, int held, queue_scan_cb cb,
 /*
  * Recover directories of one tree from *dirp on, until at least min
  * envelopes are found or the tree ends; *dirp is left at the next one.
+ * Descriptors or memory short (f->err set), *dirp is left at the
+ * directory to read again and what it gave so far is dropped.
  */
 static void
 queue_recover_dirs(int held, unsigned *dirp, size_t min,
     struct queue_found *f)
 {
 	char	name[3], where[16];
-	int	topfd = held ? queue.holdfd : queue.queuefd, fd;
+	int	topfd = held ? queue.holdfd : queue.queuefd, fd, rc;
+	size_t	before;
 
 	for (; *dirp < QUEUE_NDIRS && f->nenvs < min; (*dirp)++) {
 		queue_dir_name(*dirp, name, sizeof name);
-		if ((fd = queue_opendir(topfd, name)) == -1)
+		if ((fd = queue_opendir(topfd, name)) == -1) {
+			if (queue_short(errno)) {
+				f->err = errno;
+				return;
+			}
 			continue;
+		}
 		util_snprintf(where, sizeof where, "%s/%s",
 		    held ? "hold" : "queue", name);
-		queue_recover_dir(fd, where, f);
+		before = f->nenvs;
+		rc = queue_recover_dir(fd, where, f);
 		close(fd);
+		if (rc == -1) {
+			while (f->nenvs > before)
+				envelope_clear(&f->envs[--f->nenvs]);
+			return;
+		}
 	}
 }
 
-/* Recover and report a whole tree, here. */
-static void
-queue_recover_tree(int held, queue_scan_cb cb, void *arg)
+/* Recover and report a whole tree, here; -1 if a directory could not be. */
+static int
+queue_recover_tree(const char *spool, int held, queue_scan_cb cb, void *arg,
+    char **cause)
 {
 	struct queue_found	f;
 	unsigned		dir = 0;
+	char			name[3];
 
 	memset(&f, 0, sizeof f);
 	while (dir < QUEUE_NDIRS) {
 		queue_recover_dirs(held, &dir, QUEUE_SCAN_CHUNK, &f);
+		if (f.err) {
+			queue_dir_name(dir, name, sizeof name);
+			xasprintf(cause, "%s/%s/%s: %s", spool,
+			    held ? "hold" : "queue", name, strerror(f.err));
+		}
 		queue_found_apply(&f, held, cb, arg, 1);
+		if (*cause != NULL)
+			return -1;
 	}
+	return 0;
 }
 
 /* Nothing in incoming/ was ever acknowledged. */
@@ -905,10 +953,11 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	queue_empty_incoming();
 	if (queue_migrate(spool, cause) == -1)
 		return -1;
-	if (!queue.defer_scan) {
-		queue_recover_tree(0, cb, arg);
-		queue_recover_tree(1, cb, arg);
-	}
+	*cause = NULL;
+	if (!queue.defer_scan &&
+	    (queue_recover_tree(spool, 0, cb, arg, cause) == -1 ||
+	    queue_recover_tree(spool, 1, cb, arg, cause) == -1))
+		return -1;
 	if (queue_dirs_make() == -1) {
 		xasprintf(cause, "%s/queue: %s", spool, strerror(errno));
 		return -1;
@@ -943,6 +992,8 @@ static struct {
 	int			 running;
 	size_t			 found;
 	struct timespec		 started;
+	struct event		*again;		/* a job waiting: short */
+	struct queue_scan_job	*waiting;
 } scan;
 
 /* Before queue_init(): it then leaves reading to queue_scan_start(). */
@@ -963,11 +1014,23 @@ queue_scan_run(void *arg)
 static void	queue_scan_submit(struct queue_scan_job *);
 
 static void
+queue_scan_again_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct queue_scan_job	*j = scan.waiting;
+
+	scan.waiting = NULL;
+	queue_scan_submit(j);
+}
+
+static void
 queue_scan_done(void *arg, int cancelled)
 {
 	struct queue_scan_job	*j = arg;
+	struct timeval		 tv = { QUEUE_SCAN_AGAIN, 0 };
 	struct timespec		 now;
 	size_t			 before = queue.count;
+	int			 err = j->found.err;
+	char			 name[3];
 
 	queue_found_apply(&j->found, j->held, scan.cb, scan.arg,
 	    scan.running && !cancelled);
@@ -976,6 +1039,19 @@ queue_scan_done(void *arg, int cancelled)
 		return;
 	}
 	scan.found += queue.count - before;
+	if (err) {
+		/* The directory it stopped at is read again, a bit later. */
+		queue_dir_name(j->dir, name, sizeof name);
+		log_warnx("queue: reading %s/%s: %s; again in %d s",
+		    j->held ? "hold" : "queue", name, strerror(err),
+		    QUEUE_SCAN_AGAIN);
+		if (scan.again == NULL && (scan.again = evtimer_new(queue.base,
+		    queue_scan_again_cb, NULL)) == NULL)
+			fatalx("queue: evtimer_new");
+		scan.waiting = j;
+		evtimer_add(scan.again, &tv);
+		return;
+	}
 	if (j->dir == QUEUE_NDIRS && !j->held) {
 		j->held = 1;
 		j->dir = 0;
@@ -1036,6 +1112,12 @@ void
 queue_scan_stop(void)
 {
 	scan.running = 0;
+	if (scan.again != NULL) {
+		event_free(scan.again);
+		scan.again = NULL;
+	}
+	free(scan.waiting);
+	scan.waiting = NULL;
 }
 
 void

@@ -162,10 +162,23 @@ smtp_server_check_stress(void)
 		smtp_session_stress(c->session);
 }
 
+/*
+ * The spare descriptor, taken again if it was lost: another thread may
+ * take the slot it frees before accept() does, and descriptors may still
+ * be short when it is opened again.
+ */
+static void
+smtp_server_spare(void)
+{
+	if (server.spare == -1)
+		server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void
 smtp_server_stress_cb(evutil_socket_t fd, short events, void *arg)
 {
 	server.fd_short = 0;
+	smtp_server_spare();
 	smtp_server_check_stress();
 }
 
@@ -222,6 +235,7 @@ smtp_server_resume(void)
 static void
 smtp_server_resume_cb(evutil_socket_t fd, short events, void *arg)
 {
+	smtp_server_spare();
 	smtp_server_resume();
 }
 
@@ -232,6 +246,7 @@ smtp_server_drop(struct smtp_server_client *c)
 	TAILQ_REMOVE(&server.clients, c, entry);
 	server.nclients--;
 	free(c);
+	smtp_server_spare();
 	smtp_server_check_stress();
 	smtp_server_resume();
 	if (server.stopping && server.nclients == 0 && server.stopped != NULL)
@@ -539,8 +554,10 @@ smtp_server_shed(struct smtp_server_listener *l, int err)
 	server.fd_short = 1;
 	evtimer_add(server.stress_ev, &tv);
 	smtp_server_check_stress();
+	smtp_server_spare();
 	while (server.spare != -1 && n < SMTP_SERVER_SHED_MAX) {
 		close(server.spare);
+		server.spare = -1;
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd != -1) {
 			smtp_server_refuse_esc(fd, l->kind, "4.3.2",
@@ -548,7 +565,7 @@ smtp_server_shed(struct smtp_server_listener *l, int err)
 			metrics_refused(METRICS_REFUSED_RESOURCES);
 			n++;
 		}
-		server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		smtp_server_spare();
 		if (fd == -1)
 			break;
 	}

@@ -1405,6 +1405,72 @@ START_TEST(test_recovery_then_commit)
 }
 END_TEST
 
+static int	scan_finished;
+
+static void
+scan_done(void *arg)
+{
+	scan_finished = 1;
+	event_base_loopbreak(base);
+}
+
+/*
+ * Descriptors run out while the deferred scan reads, with _i to spare:
+ * none (queue/XX cannot be opened), one (it cannot be read), two (an
+ * envelope cannot be).  The scan waits and reads that directory again
+ * once they are back: every message reported, none twice.
+ */
+START_TEST(test_scan_short_of_descriptors)
+{
+	char		ids[NPREP][QUEUE_ID_SIZE];
+	struct scan	sc;
+	struct rlimit	rl;
+	struct timeval	tv = { 0, 300000 }, limit = { 20, 0 };
+	int		fds[64];
+	size_t		nfds = 0, i;
+
+	prepare(ids);
+	queue_defer_scan();
+	init_spool(NULL, NULL);
+	ck_assert_uint_eq(queue_count(), 0);
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = (rlim_t)fcntl(0, F_DUPFD, 0) + 32;
+	close((int)rl.rlim_cur - 32);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (nfds < nitems(fds) &&
+	    (fds[nfds] = open("/dev/null", O_RDONLY)) != -1)
+		nfds++;
+	ck_assert_int_eq(errno, EMFILE);
+	ck_assert_uint_ge(nfds, (size_t)_i);
+	for (i = 0; i < (size_t)_i; i++)
+		close(fds[--nfds]);
+
+	memset(&sc, 0, sizeof sc);
+	scan_finished = 0;
+	queue_scan_start(scan_cb, scan_done, &sc);
+	ck_assert_int_eq(event_base_loopexit(base, &tv), 0);
+	ck_assert_int_ne(event_base_dispatch(base), -1);
+	ck_assert_msg(!scan_finished && queue_scan_running(),
+	    "the scan ended with %d descriptors to spare", _i);
+	ck_assert_uint_eq(sc.n, 0);
+
+	while (nfds > 0)
+		close(fds[--nfds]);
+	ck_assert_int_eq(event_base_loopexit(base, &limit), 0);
+	ck_assert_int_ne(event_base_dispatch(base), -1);
+	ck_assert_msg(scan_finished, "the scan did not end");
+	ck_assert_uint_eq(sc.n, NPREP);
+	ck_assert_uint_eq(queue_count(), NPREP);
+	for (i = 0; i < NPREP; i++)
+		ck_assert_msg(strcmp(sc.seen[0].id, ids[i]) == 0 ||
+		    strcmp(sc.seen[1].id, ids[i]) == 0, "%s not reported",
+		    ids[i]);
+	queue_scan_stop();
+	queue_shutdown();
+}
+END_TEST
+
 /*
  * One module, opened again in the same process: nothing of the first
  * spool may carry over.
@@ -2783,6 +2849,7 @@ queue_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_recovery);
 	tcase_add_test(tc, test_recovery_then_commit);
+	tcase_add_loop_test(tc, test_scan_short_of_descriptors, 0, 3);
 	tcase_add_test(tc, test_reinit_count);
 	tcase_add_test(tc, test_reinit_other_spool);
 	suite_add_tcase(s, tc);
