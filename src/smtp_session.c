@@ -154,7 +154,8 @@ struct smtp_session {
 	void			*closed_arg;
 	struct sockaddr_storage	 ss;
 	char			 addr[64];
-	char			 helo[256];
+	char			*helo;		/* HELO/EHLO's name, or NULL */
+	int			 fd;		/* the socket, while parked */
 	char			 sid[12];	/* on each log line */
 	uint64_t		 opened;	/* ms, monotonic */
 	struct sessinfo_bytes	 bytes;		/* for ternctl sessions */
@@ -523,6 +524,7 @@ static void	smtp_after(struct smtp_session *);
 static void	smtp_commit_cb(void *, int);
 static void	smtp_auth_free(struct smtp_session *);
 static void	smtp_deadline_cb(evutil_socket_t, short, void *);
+static struct bufferevent *smtp_bev(struct smtp_session *);
 
 /* Content filters (milter.c): the steps a session waits on. */
 enum smtp_milter_step {
@@ -607,6 +609,20 @@ smtp_session_set_stress(int on)
 
 static uint64_t	smtp_now_ms(void);
 
+/* The name the client gave in HELO or EHLO, "" before it did. */
+static const char *
+smtp_helo(const struct smtp_session *s)
+{
+	return s->helo != NULL ? s->helo : "";
+}
+
+static void
+smtp_helo_set(struct smtp_session *s, const char *name)
+{
+	free(s->helo);
+	s->helo = name != NULL && *name != '\0' ? xstrdup(name) : NULL;
+}
+
 /* What ternctl sessions shows of a session; valid until it changes. */
 void
 smtp_session_info(const struct smtp_session *s, struct sessinfo *si)
@@ -633,9 +649,9 @@ smtp_session_bytes(const struct smtp_session *s)
 	return (s->tx != NULL ? sizeof *s->tx : 0) +
 	    (s->tx != NULL && s->tx->mcopy != NULL ?
 	    evbuffer_get_length(s->tx->mcopy) : 0) +
-	    (s->auth != NULL ? sizeof *s->auth : 0) +
+	    (s->auth != NULL ? sizeof *s->auth : 0) + (s->bev != NULL ?
 	    evbuffer_get_length(bufferevent_get_input(s->bev)) +
-	    evbuffer_get_length(bufferevent_get_output(s->bev));
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) : 0);
 }
 
 static uint64_t
@@ -656,18 +672,121 @@ smtp_bound(uint64_t ms)
 	return ms;
 }
 
-/* Fire the session's timer at a point on the monotonic clock. */
+/* The time left to the session's deadline in tv; NULL if it has none. */
+static struct timeval *
+smtp_deadline_tv(const struct smtp_session *s, struct timeval *tv)
+{
+	uint64_t	now = smtp_now_ms(), ms;
+
+	if (s->deadline == 0)
+		return NULL;
+	ms = s->deadline > now ? s->deadline - now : 0;
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return tv;
+}
+
+/*
+ * Fire the session's timer at a point on the monotonic clock.  A parked
+ * session's timer is also its reading event: adding it again only moves
+ * its timeout.
+ */
 static void
 smtp_deadline_at(struct smtp_session *s, uint64_t at)
 {
 	struct timeval	tv;
-	uint64_t	now = smtp_now_ms(), ms;
 
 	s->deadline = at;
-	ms = at > now ? at - now : 0;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	evtimer_add(s->timer, &tv);
+	event_add(s->timer, smtp_deadline_tv(s, &tv));
+}
+
+/* Callbacks, watermark, byte counts and write timeout of a new bev. */
+static void
+smtp_bev_setup(struct smtp_session *s)
+{
+	struct timeval	wtv;
+
+	sessinfo_count(s->bev, &s->bytes);
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
+	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, NULL, &wtv);
+}
+
+/*
+ * Parking.  A plaintext session waiting for a command with nothing
+ * buffered either way gives up its bufferevent (two evbuffers, two
+ * events, their callbacks: about 1 KiB) and waits on its timer event,
+ * which then watches the socket as well as the deadline.  The first
+ * octet from the client, the deadline, or anything that would write to
+ * it takes a new bufferevent (smtp_bev()).  The socket stays in the
+ * kernel's epoll set throughout: the parked event is added before the
+ * bufferevent's is deleted, and the other way round on waking, so
+ * libevent's count for the descriptor never drops to zero.
+ */
+static void
+smtp_parked_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session	*s = arg;
+
+	(void)smtp_bev(s);
+	if (what & EV_TIMEOUT)
+		smtp_deadline_cb(-1, EV_TIMEOUT, s);
+	/* Readable: the new bufferevent reads it on the loop's next turn. */
+}
+
+static void
+smtp_park(struct smtp_session *s)
+{
+	struct timeval	tv;
+	int		fd = bufferevent_getfd(s->bev);
+
+	event_del(s->timer);
+	event_assign(s->timer, smtp_base, fd, EV_READ | EV_PERSIST,
+	    smtp_parked_cb, s);
+	event_add(s->timer, smtp_deadline_tv(s, &tv));
+	bufferevent_setfd(s->bev, -1);
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->fd = fd;
+}
+
+/* The session's bufferevent, taken again if it was parked. */
+static struct bufferevent *
+smtp_bev(struct smtp_session *s)
+{
+	struct timeval	tv;
+
+	if (s->bev != NULL)
+		return s->bev;
+	if ((s->bev = bufferevent_socket_new(smtp_base, s->fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		fatalx("smtp: bufferevent_socket_new");
+	s->fd = -1;
+	smtp_bev_setup(s);
+	/* Parked only while reading commands: reading goes on. */
+	bufferevent_enable(s->bev, EV_READ);
+	event_del(s->timer);
+	event_assign(s->timer, smtp_base, -1, 0, smtp_deadline_cb, s);
+	if (s->deadline != 0)
+		event_add(s->timer, smtp_deadline_tv(s, &tv));
+	return s->bev;
+}
+
+/*
+ * Whether the session may park: waiting for a command in plaintext,
+ * nothing buffered in or out, nothing of its own pending.
+ */
+static int
+smtp_parkable(struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_CMD && s->kind != SMTP_KIND_SMTPS &&
+	    !(s->flags & (SMTP_F_TLS | SMTP_F_QUIT | SMTP_F_PAUSED |
+	    SMTP_F_STARTTLS | SMTP_F_DRAIN | SMTP_F_LINE | SMTP_F_DISCARD)) &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
 }
 
 /*
@@ -682,7 +801,7 @@ smtp_deadline_start(struct smtp_session *s)
 
 	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
 	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, NULL, &wtv);
+	bufferevent_set_timeouts(smtp_bev(s), NULL, &wtv);
 	s->start = smtp_now_ms();
 	s->flags &= ~SMTP_F_LINE;
 	s->data_in = 0;
@@ -786,9 +905,9 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	}
 	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
 	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER)
-		bufferevent_disable(s->bev, EV_READ);
+		bufferevent_disable(smtp_bev(s), EV_READ);
 	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
-		bufferevent_enable(s->bev, EV_READ);
+		bufferevent_enable(smtp_bev(s), EV_READ);
 }
 
 /* Write one reply line; text and arg come from the table. */
@@ -796,7 +915,7 @@ static void
 smtp_reply_line(struct smtp_session *s, int code, char sep, const char *esc,
     const char *text, const char *arg)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	struct evbuffer	*out = bufferevent_get_output(smtp_bev(s));
 	char		 line[SMTP_LINE_MAX + 256];
 	const char	*pct;
 	size_t		 n;
@@ -880,15 +999,15 @@ smtp_log_reject(struct smtp_session *s, const char *verb, enum smtp_reply r,
 		log_escape(sender, sizeof sender, from, strlen(from));
 	if (to != NULL)
 		log_escape(rcpt, sizeof rcpt, to, strlen(to));
-	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_escape(helo, sizeof helo, smtp_helo(s), strlen(smtp_helo(s)));
 	log_mail("smtpd", "NOQUEUE: reject: %s from unknown[%s]: %d %s %s;"
 	    "%s%s%s%s%s proto=%s%s%s%s session=%s", verb, s->addr, e->code,
 	    e->esc != NULL ? e->esc : "", esc,
 	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
 	    from != NULL ? ">" : "", to != NULL ? " to=" : "",
 	    to != NULL ? rcpt : "", s->flags & SMTP_F_EHLO ? "ESMTP" : "SMTP",
-	    s->helo[0] != '\0' ? " helo=<" : "", s->helo[0] != '\0' ? helo : "",
-	    s->helo[0] != '\0' ? ">" : "", s->sid);
+	    s->helo != NULL ? " helo=<" : "", s->helo != NULL ? helo : "",
+	    s->helo != NULL ? ">" : "", s->sid);
 }
 
 static const struct sockaddr *
@@ -969,6 +1088,8 @@ smtp_sanitize(char *dst, size_t size, const char *src)
 static void
 smtp_hello(struct smtp_session *s, const char *args, int ehlo)
 {
+	char	name[256];
+
 	if (*args == '\0') {
 		smtp_reply(s, ehlo ? SMTP_R_EHLO_SYNTAX : SMTP_R_HELO_SYNTAX,
 		    NULL);
@@ -976,7 +1097,8 @@ smtp_hello(struct smtp_session *s, const char *args, int ehlo)
 	}
 	/* HELO and EHLO reset any transaction (RFC 5321 4.1.4). */
 	smtp_tx_free(s);
-	smtp_sanitize(s->helo, sizeof s->helo, args);
+	smtp_sanitize(name, sizeof name, args);
+	smtp_helo_set(s, name);
 	s->flags |= SMTP_F_HELO;
 	if (ehlo)
 		s->flags |= SMTP_F_EHLO;
@@ -1609,14 +1731,14 @@ smtp_write_received(struct smtp_session *s)
 	size_t			 n;
 
 	memset(&t, 0, sizeof t);
-	t.helo = s->helo;
+	t.helo = smtp_helo(s);
 	t.addr = s->addr;
 	t.by = smtp_conf->hostname;
 	t.with = smtp_protocol(s);
 	t.id = tx->id;
 	if (s->flags & SMTP_F_TLS) {
-		t.tls_version = tls_version(s->bev);
-		t.tls_cipher = tls_cipher(s->bev);
+		t.tls_version = tls_version(smtp_bev(s));
+		t.tls_cipher = tls_cipher(smtp_bev(s));
 	}
 	if (tx->env.nrcpts == 1)
 		t.rcpt = tx->env.rcpts[0].addr;
@@ -1796,7 +1918,7 @@ smtp_cmd_help(struct smtp_session *s, const char *args)
 static void
 smtp_cmd_starttls(struct smtp_session *s, const char *args)
 {
-	struct evbuffer	*in = bufferevent_get_input(s->bev);
+	struct evbuffer	*in = bufferevent_get_input(smtp_bev(s));
 
 	if (*args != '\0') {
 		smtp_reply(s, SMTP_R_TLS_SYNTAX, NULL);
@@ -1828,7 +1950,8 @@ smtp_tls_begin(struct smtp_session *s)
 	char			*cause;
 
 	s->flags &= ~SMTP_F_STARTTLS;
-	tbev = tls_server_start(smtp_base, s->bev, -1, smtp_tls_ctx, &cause);
+	tbev = tls_server_start(smtp_base, smtp_bev(s), -1, smtp_tls_ctx,
+	    &cause);
 	if (tbev == NULL) {
 		log_warnx("STARTTLS from [%s]: %s, session=%s", s->addr,
 		    cause, s->sid);
@@ -1837,10 +1960,7 @@ smtp_tls_begin(struct smtp_session *s)
 		return;
 	}
 	s->bev = tbev;
-	sessinfo_count(s->bev, &s->bytes);
-	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
-	    s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	smtp_bev_setup(s);
 	smtp_enter_state(s, SMTP_STATE_TLS);
 	smtp_deadline_start(s);
 }
@@ -1853,10 +1973,10 @@ static void
 smtp_tls_done(struct smtp_session *s)
 {
 	log_info("TLS from [%s]: %s with cipher %s, session=%s", s->addr,
-	    tls_version(s->bev), tls_cipher(s->bev), s->sid);
+	    tls_version(smtp_bev(s)), tls_cipher(smtp_bev(s)), s->sid);
 	s->flags |= SMTP_F_TLS;
 	s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
-	s->helo[0] = '\0';
+	smtp_helo_set(s, NULL);
 	smtp_tx_free(s);
 	/* Nothing learnt in plaintext holds, an identity least of all. */
 	smtp_auth_free(s);
@@ -2069,7 +2189,7 @@ smtp_auth_dovecot_temp(struct smtp_session *s, const char *why)
 static void
 smtp_reply_challenge(struct smtp_session *s, const char *b64)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	struct evbuffer	*out = bufferevent_get_output(smtp_bev(s));
 
 	if (log_is_debug())
 		log_debug("smtp [%s]: >>> 334 (%zu octets)", s->addr,
@@ -2160,7 +2280,7 @@ smtp_auth_dovecot_start(struct smtp_session *s, const char *mech,
 	memset(&p, 0, sizeof p);
 	p.mech = mech;
 	p.resp = ir == NULL ? NULL : strcmp(ir, "=") == 0 ? "" : ir;
-	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local,
+	if (getsockname(bufferevent_getfd(smtp_bev(s)), (struct sockaddr *)&local,
 	    &len) == 0)
 		p.local = (struct sockaddr *)&local;
 	p.remote = smtp_sa(s);
@@ -2364,7 +2484,7 @@ smtp_dispatch(struct smtp_session *s, char *line)
 static int
 smtp_process_line(struct smtp_session *s)
 {
-	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer		*in = bufferevent_get_input(smtp_bev(s));
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, len, max;
 	enum smtp_line		 rc;
@@ -2478,7 +2598,7 @@ smtp_tx_commit(struct smtp_session *s)
 	tx->env.next_attempt = tx->env.arrival;
 	tx->env.size = queue_msg_size(tx->msg);
 	util_strlcpy(tx->env.client_addr, s->addr, sizeof tx->env.client_addr);
-	util_strlcpy(tx->env.helo, s->helo, sizeof tx->env.helo);
+	util_strlcpy(tx->env.helo, smtp_helo(s), sizeof tx->env.helo);
 	util_strlcpy(tx->env.protocol, smtp_protocol(s),
 	    sizeof tx->env.protocol);
 	smtp_enter_state(s, SMTP_STATE_COMMIT);
@@ -2567,7 +2687,7 @@ smtp_msg_store(struct smtp_session *s, const char *p, size_t len)
 static void
 smtp_process_data(struct smtp_session *s)
 {
-	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer		*in = bufferevent_get_input(smtp_bev(s));
 	struct evbuffer_iovec	 v;
 	struct smtp_tx		*tx = s->tx;
 	size_t			 consumed, outlen, chunk;
@@ -2632,7 +2752,7 @@ smtp_bdat_chunk_end(struct smtp_session *s)
 static void
 smtp_process_bdat(struct smtp_session *s)
 {
-	struct evbuffer		*in = bufferevent_get_input(s->bev);
+	struct evbuffer		*in = bufferevent_get_input(smtp_bev(s));
 	struct evbuffer_iovec	 v;
 	size_t			 consumed, outlen, n;
 
@@ -2662,12 +2782,12 @@ smtp_process_bdat(struct smtp_session *s)
 static void
 smtp_process(struct smtp_session *s)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	struct evbuffer	*out = bufferevent_get_output(smtp_bev(s));
 
 	while (!(s->flags & SMTP_F_QUIT)) {
 		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIWAT) {
 			s->flags |= SMTP_F_PAUSED;
-			bufferevent_disable(s->bev, EV_READ);
+			bufferevent_disable(smtp_bev(s), EV_READ);
 			return;
 		}
 		if (s->state == SMTP_STATE_DATA) {
@@ -2702,7 +2822,7 @@ smtp_after(struct smtp_session *s)
 		return;
 	if (s->state != SMTP_STATE_CLOSING)
 		smtp_enter_state(s, SMTP_STATE_CLOSING);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(smtp_bev(s))) == 0)
 		smtp_session_close(s, "done");
 }
 
@@ -2720,8 +2840,8 @@ smtp_commit_cb(void *arg, int error)
 		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else {
 		log_mail("smtpd", "%s: client=[%s], helo=%s, session=%s",
-		    tx->id, s->addr, log_escape(esc, sizeof esc, s->helo,
-		    strlen(s->helo)), s->sid);
+		    tx->id, s->addr, log_escape(esc, sizeof esc, smtp_helo(s),
+		    strlen(smtp_helo(s))), s->sid);
 		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
 		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
 		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
@@ -2765,10 +2885,13 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 		s->flags &= ~SMTP_F_PAUSED;
 		if (s->state == SMTP_STATE_CMD ||
 		    s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
-			bufferevent_enable(s->bev, EV_READ);
+			bufferevent_enable(smtp_bev(s), EV_READ);
 		smtp_process(s);
 		smtp_after(s);
+		return;
 	}
+	if (smtp_parkable(s))
+		smtp_park(s);
 }
 
 static void
@@ -2785,7 +2908,7 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (s->state == SMTP_STATE_TLS && (what & BEV_EVENT_ERROR)) {
 		snprintf(reason, sizeof reason, "TLS handshake failed: %s",
-		    tls_error(s->bev, err, sizeof err));
+		    tls_error(smtp_bev(s), err, sizeof err));
 		smtp_session_close(s, reason);
 		return;
 	}
@@ -2855,22 +2978,22 @@ smtp_milter_log(struct smtp_session *s, const char *what, const char *verb,
 		log_escape(sender, sizeof sender, from, strlen(from));
 	if (to != NULL)
 		log_escape(rcpt, sizeof rcpt, to, strlen(to));
-	log_escape(helo, sizeof helo, s->helo, strlen(s->helo));
+	log_escape(helo, sizeof helo, smtp_helo(s), strlen(smtp_helo(s)));
 	log_mail("smtpd", "%s: milter-%s: %s from unknown[%s]: %s;%s%s%s%s%s%s"
 	    " proto=%s%s%s%s session=%s", qid, what, verb, s->addr, esc,
 	    from != NULL ? " from=<" : "", from != NULL ? sender : "",
 	    from != NULL ? ">" : "", to != NULL ? " to=<" : "",
 	    to != NULL ? rcpt : "", to != NULL ? ">" : "",
 	    s->flags & SMTP_F_EHLO ? "ESMTP" : "SMTP",
-	    s->helo[0] != '\0' ? " helo=<" : "", s->helo[0] != '\0' ? helo : "",
-	    s->helo[0] != '\0' ? ">" : "", s->sid);
+	    s->helo != NULL ? " helo=<" : "", s->helo != NULL ? helo : "",
+	    s->helo != NULL ? ">" : "", s->sid);
 }
 
 /* The filters' reply, lines as they gave them; counted as an error. */
 static void
 smtp_milter_answer(struct smtp_session *s, const char *reply)
 {
-	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	struct evbuffer	*out = bufferevent_get_output(smtp_bev(s));
 	char		 esc[LOG_ESCAPE_SIZE];
 
 	s->errors++;
@@ -2904,7 +3027,7 @@ smtp_milter_local(struct smtp_session *s, char *buf, size_t size)
 	const void		*ip;
 
 	buf[0] = '\0';
-	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&ss,
+	if (getsockname(bufferevent_getfd(smtp_bev(s)), (struct sockaddr *)&ss,
 	    &len) == -1)
 		return;
 	if (ss.ss_family == AF_INET6)
@@ -2985,10 +3108,10 @@ smtp_milter_helo(struct smtp_session *s, enum smtp_milter_step step)
 		return 0;
 	if (s->flags & SMTP_F_TLS) {
 		milter_chain_macro(s->milter, "{tls_version}",
-		    tls_version(s->bev));
-		milter_chain_macro(s->milter, "{cipher}", tls_cipher(s->bev));
+		    tls_version(smtp_bev(s)));
+		milter_chain_macro(s->milter, "{cipher}", tls_cipher(smtp_bev(s)));
 	}
-	milter_chain_helo(s->milter, s->helo, smtp_milter_cb, s);
+	milter_chain_helo(s->milter, smtp_helo(s), smtp_milter_cb, s);
 	return smtp_milter_wait(s, step);
 }
 
@@ -3178,7 +3301,7 @@ smtp_milter_cb(const struct milter_reply *r, void *arg)
 			smtp_milter_refuse(s, s->milter_step == SMTP_M_HELO ?
 			    "HELO" : "EHLO", r, NULL);
 			s->flags &= ~(SMTP_F_HELO | SMTP_F_EHLO);
-			s->helo[0] = '\0';
+			smtp_helo_set(s, NULL);
 		} else if (s->milter_step == SMTP_M_HELO)
 			smtp_reply(s, SMTP_R_HELO, smtp_conf->hostname);
 		else
@@ -3290,10 +3413,8 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		return NULL;
 	}
 	s->opened = smtp_now_ms();
-	sessinfo_count(s->bev, &s->bytes);
-	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
-	    s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
+	s->fd = -1;
+	smtp_bev_setup(s);
 	if ((s->timer = evtimer_new(smtp_base, smtp_deadline_cb, s)) == NULL)
 		fatalx("smtp: evtimer_new");
 	log_info("connect from [%s]%s session=%s", s->addr,
@@ -3302,14 +3423,14 @@ smtp_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	if (kind == SMTP_KIND_SMTPS) {
 		s->state = SMTP_STATE_TLS;
 		smtp_deadline_start(s);
-		bufferevent_enable(s->bev, EV_READ);
+		bufferevent_enable(smtp_bev(s), EV_READ);
 		return s;
 	}
 	s->state = SMTP_STATE_CMD;
 	if (!smtp_milter_connect(s)) {
 		smtp_reply(s, SMTP_R_GREETING, smtp_conf->hostname);
 		smtp_deadline_start(s);
-		bufferevent_enable(s->bev, EV_READ);
+		bufferevent_enable(smtp_bev(s), EV_READ);
 	}
 	return s;
 }
@@ -3338,8 +3459,12 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 	milter_chain_free(s->milter);
 	free(s->milter_refusal);
 	free(s->user);
-	tls_close(s->bev);
+	free(s->helo);
+	if (s->bev != NULL)
+		tls_close(s->bev);
 	event_free(s->timer);
+	if (s->fd != -1)
+		close(s->fd);
 	if (s->closed_cb != NULL)
 		s->closed_cb(s, s->closed_arg);
 	free(s);

@@ -15,9 +15,16 @@ Memory is read one of two ways:
                page out among the processes mapping it, so libraries
                are not counted once per process)
 
+With --probe N --rcpt ADDR, N new clients come one after the other
+while the idle sessions are held, each from a source address the idle
+ones do not use: the time from connect() to the greeting, and to the
+250 after a whole transaction (EHLO, MAIL, RCPT to ADDR, DATA of 1 KiB,
+the final dot) are reported, median and maximum.
+
 The last line of output is machine readable:
   RESULT sessions=N failed=N dropped=N before_kib=N after_kib=N
          per_session_kib=X setup_s=X
+         [probes=N greet_ms_p50=X greet_ms_max=X tx_ms_p50=X tx_ms_max=X]
 """
 
 import argparse
@@ -104,6 +111,44 @@ def reply_done(buf):
     return None
 
 
+def probe(args, src):
+    """One new client: milliseconds to the greeting and to the 250 of a
+    whole transaction."""
+    t0 = time.monotonic()
+    sock = socket.create_connection((args.host, args.port), timeout=30,
+                                    source_address=(src, 0))
+    f = sock.makefile("rb")
+
+    def expect(code):
+        while True:
+            line = f.readline()
+            if not line:
+                raise RuntimeError("probe: connection closed")
+            if line[3:4] != b"-":
+                break
+        if not line.startswith(code):
+            raise RuntimeError("probe: %r" % line)
+
+    try:
+        expect(b"220")
+        greet = time.monotonic() - t0
+        for cmd, code in ((b"EHLO probe.bench.test", b"250"),
+                          (b"MAIL FROM:<probe@bench.test>", b"250"),
+                          (b"RCPT TO:<%s>" % args.rcpt.encode(), b"250"),
+                          (b"DATA", b"354")):
+            sock.sendall(cmd + b"\r\n")
+            expect(code)
+        sock.sendall(b"Subject: probe\r\n\r\n" +
+                     (b"x" * 76 + b"\r\n") * 13 + b".\r\n")
+        expect(b"250")
+        tx = time.monotonic() - t0
+        sock.sendall(b"QUIT\r\n")
+    finally:
+        f.close()
+        sock.close()
+    return greet * 1000, tx * 1000
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--sessions", type=int, default=10000)
@@ -118,6 +163,10 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0,
                     help="seconds to wait before reading memory again")
     ap.add_argument("--helo", default="client.bench.test")
+    ap.add_argument("--probe", type=int, default=0,
+                    help="new clients to time while the sessions are held")
+    ap.add_argument("--rcpt", default="probe@example.org",
+                    help="the probes' recipient")
     who = ap.add_mutually_exclusive_group(required=True)
     who.add_argument("--pid", type=int)
     who.add_argument("--tree", type=int)
@@ -241,15 +290,37 @@ def main():
             fail(s, "dropped while idle")
     after = memory_kib(args)
 
+    greets, txs = [], []
+    for i in range(args.probe):
+        # Sources past those of the idle sessions: no per-address limit
+        # of theirs applies.
+        g, t = probe(args, "127.0.1.%d" % (1 + i % 250))
+        greets.append(g)
+        txs.append(t)
+
     for why, n in sorted(errors.items(), key=lambda kv: -kv[1]):
         print("idle_sessions: %d x %s" % (n, why))
     per = (after - before) / idle if idle else 0.0
     print("idle_sessions: %d idle sessions (of %d), set up in %.1fs; "
           "memory %d KiB -> %d KiB" % (idle, args.sessions, setup,
                                        before, after))
+    extra = ""
+    if greets:
+        greets.sort()
+        txs.sort()
+        print("idle_sessions: %d new clients while they were held: "
+              "greeted in %.1f ms (median; max %.1f), a transaction's 250 "
+              "in %.1f ms (max %.1f)" % (
+                  len(greets), greets[len(greets) // 2], greets[-1],
+                  txs[len(txs) // 2], txs[-1]))
+        extra = (" probes=%d greet_ms_p50=%.1f greet_ms_max=%.1f "
+                 "tx_ms_p50=%.1f tx_ms_max=%.1f" % (
+                     len(greets), greets[len(greets) // 2], greets[-1],
+                     txs[len(txs) // 2], txs[-1]))
     print("RESULT sessions=%d failed=%d dropped=%d before_kib=%d "
-          "after_kib=%d per_session_kib=%.2f setup_s=%.1f" %
-          (idle, failed - dropped, dropped, before, after, per, setup))
+          "after_kib=%d per_session_kib=%.2f setup_s=%.1f%s" %
+          (idle, failed - dropped, dropped, before, after, per, setup,
+           extra))
     for key in list(sel.get_map().values()):
         key.fileobj.close()
     return 0 if idle == args.sessions else 1

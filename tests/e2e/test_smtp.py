@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import mailtest  # noqa: E402
 import ternlib  # noqa: E402
 from ternlib import HOSTNAME, HELO, TernTestCase, queued_id  # noqa: E402
 
@@ -641,6 +642,87 @@ class Relay(TernTestCase):
                 r = c.cmd("RCPT TO:<%s>" % addr)
                 self.assertRegex(
                     r.line, r"^554 5\.7\.1 <.*>: Relay access denied$")
+
+
+class Parked(TernTestCase):
+    """A session waiting for a command with nothing buffered gives up its
+    buffers (it parks) and takes them again when the client speaks, the
+    deadline comes or ternd must write to it: what it knew is kept."""
+
+    PAUSE = 0.3	# long enough for the reply to drain and the session park
+
+    def test_pauses_between_every_command(self):
+        t = self.tern()
+        conns = [t.session() for _ in range(20)]
+        time.sleep(self.PAUSE)
+        qids = []
+        for i, c in enumerate(conns):
+            self.assertEqual(c.cmd("MAIL FROM:<p%d@example.org>" % i).code,
+                             250)
+        time.sleep(self.PAUSE)
+        for c in conns:
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+        time.sleep(self.PAUSE)
+        for c in conns:
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(b"Subject: parked\r\n\r\nHello.\r\n.\r\n")
+            qids.append(queued_id(c.reply()))
+        time.sleep(self.PAUSE)
+        # Pipelined after a pause: the first octets wake it, the rest is
+        # read from the same buffers.
+        for c in conns:
+            c.send(b"RSET\r\nNOOP\r\nQUIT\r\n")
+        for c in conns:
+            self.assertEqual([r.code for r in c.rest()], [250, 250, 221])
+        self.assertEqual(sorted(t.queued()), sorted(qids))
+        for i, qid in enumerate(qids):
+            env = t.read_env_bytes(qid).decode()
+            self.assertIn("p%d@example.org" % i, env)
+            self.assertIn(HELO, env)
+        # The name given to EHLO before the pauses is the one logged.
+        self.assertIn("helo=%s" % HELO, t.log())
+
+    def test_client_closes_while_parked(self):
+        t = self.tern()
+        c = t.session()
+        time.sleep(self.PAUSE)
+        c.close()
+        t.wait_log(r"disconnect from \[127\.0\.0\.1\] commands=1 "
+                   r"errors=0 \(disconnect\)")
+        self.assertTrue(t.is_running())
+
+    def test_deadline_while_parked(self):
+        t = self.tern(smtp={"command_timeout": "2s"})
+        c = t.session()
+        self.assertReply(c.reply(timeout=20),
+                         "421 4.4.2 %s Error: timeout exceeded" % HOSTNAME)
+        c.expect_eof()
+
+    def test_shutdown_while_parked(self):
+        t = self.tern()
+        conns = [t.session() for _ in range(5)]
+        c = conns[0]
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+        time.sleep(self.PAUSE)
+        t.signal(ternlib.signal.SIGTERM)
+        for c in conns:
+            self.assertEqual(
+                [r.line for r in c.rest()],
+                ["421 4.3.2 %s Service shutting down" % HOSTNAME])
+        self.assertEqual(t.wait_exit(ternlib.STOP_TIMEOUT), 0)
+
+    def test_starttls_after_a_pause(self):
+        t = mailtest.mail_tern(self, tls=True)
+        c = t.session()
+        time.sleep(self.PAUSE)
+        mailtest.starttls(c)
+        time.sleep(self.PAUSE)
+        self.assertEqual(c.cmd("EHLO %s" % HELO).code, 250)
+        time.sleep(self.PAUSE)
+        # Relayed from 127.0.0.1, it stays queued.
+        qid = queued_id(c.mail("a@example.org", ["r@remote.test"],
+                               b"Subject: tls\r\n\r\nHi.\r\n"))
+        self.assertIn(qid, t.queued())
 
 
 class Connections(TernTestCase):
