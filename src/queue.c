@@ -44,7 +44,7 @@
 #define QUEUE_ENV_MAX		(64 * 1024 * 1024)
 #define QUEUE_HDRS_MAX		(1024 * 1024)
 #define QUEUE_SCAN_CHUNK	256	/* envelopes a scan job reads at least */
-#define QUEUE_SCAN_AGAIN	1	/* seconds before reading on, when short */
+#define QUEUE_SCAN_AGAIN	1	/* seconds to wait, descriptors short */
 #define QUEUE_PATH_SIZE		32	/* "XX/ID.env.tmp" below queue/ */
 
 /* The id alphabet: digits and capitals without I, L, O and U. */

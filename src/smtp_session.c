@@ -2280,8 +2280,8 @@ smtp_auth_dovecot_start(struct smtp_session *s, const char *mech,
 	memset(&p, 0, sizeof p);
 	p.mech = mech;
 	p.resp = ir == NULL ? NULL : strcmp(ir, "=") == 0 ? "" : ir;
-	if (getsockname(bufferevent_getfd(smtp_bev(s)), (struct sockaddr *)&local,
-	    &len) == 0)
+	if (getsockname(bufferevent_getfd(smtp_bev(s)),
+	    (struct sockaddr *)&local, &len) == 0)
 		p.local = (struct sockaddr *)&local;
 	p.remote = smtp_sa(s);
 	p.secured = (s->flags & SMTP_F_TLS) != 0;
