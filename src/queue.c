@@ -380,47 +380,64 @@ queue_dirs_make(void)
 }
 
 /*
- * One pass of the layout migration over a tree: every file of kind ext
- * ("msg" or "env") not in the directory of its id is renamed there.
- * Returns how many moved, -1 on an error (errno set).
+ * Every file "ID.ext" of a tree's XX directories, to fn with the open
+ * directory, its index, the name and the id; absent directories are
+ * skipped.  -1 (errno set) when a directory cannot be read or fn
+ * returns -1, which stops the walk.
  */
-static long
-queue_migrate_pass(int topfd, const char *ext)
+static int
+queue_tree_walk(int topfd, const char *ext,
+    int (*fn)(DIR *, unsigned, const char *, const char *, void *),
+    void *arg)
 {
 	DIR		*dp;
 	struct dirent	*de;
-	char		 to[QUEUE_PATH_SIZE], id[QUEUE_ID_SIZE];
-	unsigned	 dir, want;
-	long		 moved = 0;
-	int		 saved;
+	char		 id[QUEUE_ID_SIZE];
+	unsigned	 dir;
+	int		 rc = 0, saved;
 
-	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
+	for (dir = 0; dir < QUEUE_NDIRS && rc == 0; dir++) {
 		if ((dp = queue_dir_open(topfd, dir)) == NULL) {
 			if (errno == ENOENT)
 				continue;
 			return -1;
 		}
-		while ((de = readdir(dp)) != NULL) {
-			if (!queue_name_id(de->d_name, ext, id) ||
-			    (want = queue_dir_index(id)) == dir)
-				continue;
-			queue_dir_name(want, to, sizeof to);
-			if (queue_mkdirat(topfd, to) == -1)
-				goto fail;
-			util_snprintf(to + 2, sizeof to - 2, "/%s",
-			    de->d_name);
-			if (renameat(dirfd(dp), de->d_name, topfd, to) == -1)
-				goto fail;
-			moved++;
+		while (rc == 0 && (de = readdir(dp)) != NULL) {
+			if (queue_name_id(de->d_name, ext, id))
+				rc = fn(dp, dir, de->d_name, id, arg);
 		}
+		saved = errno;
 		closedir(dp);
+		errno = saved;
 	}
-	return moved;
-fail:
-	saved = errno;
-	closedir(dp);
-	errno = saved;
-	return -1;
+	return rc;
+}
+
+/* The layout migration's count of files moved, and the tree moved in. */
+struct queue_migration {
+	int	topfd;
+	long	moved;
+};
+
+/* A file not in the directory of its id is renamed there. */
+static int
+queue_migrate_file(DIR *dp, unsigned dir, const char *name, const char *id,
+    void *arg)
+{
+	struct queue_migration	*mg = arg;
+	char			 to[QUEUE_PATH_SIZE];
+	unsigned		 want = queue_dir_index(id);
+
+	if (want == dir)
+		return 0;
+	queue_dir_name(want, to, sizeof to);
+	if (queue_mkdirat(mg->topfd, to) == -1)
+		return -1;
+	util_snprintf(to + 2, sizeof to - 2, "/%s", name);
+	if (renameat(dirfd(dp), name, mg->topfd, to) == -1)
+		return -1;
+	mg->moved++;
+	return 0;
 }
 
 /*
@@ -436,22 +453,25 @@ static int
 queue_migrate(const char *spool, char **cause)
 {
 	static const char *const exts[] = { "msg", "env" };
-	int		 trees[2] = { queue.queuefd, queue.holdfd };
-	long		 k, n, moved = 0;
-	size_t		 i, t;
-	int		 fd;
+	int			 trees[2] = { queue.queuefd, queue.holdfd };
+	struct queue_migration	 mg;
+	long			 moved = 0;
+	size_t			 i, t;
+	int			 fd;
 
 	if (faccessat(queue.queuefd, QUEUE_LAYOUT_MARK, F_OK, 0) == 0)
 		return 0;
 	for (i = 0; i < nitems(exts); i++) {
-		for (n = 0, t = 0; t < nitems(trees); t++) {
-			if ((k = queue_migrate_pass(trees[t], exts[i])) == -1)
+		mg.moved = 0;
+		for (t = 0; t < nitems(trees); t++) {
+			mg.topfd = trees[t];
+			if (queue_tree_walk(trees[t], exts[i],
+			    queue_migrate_file, &mg) == -1)
 				goto fail;
-			n += k;
 		}
-		if (n > 0 && syncfs(queue.spoolfd) == -1)
+		if (mg.moved > 0 && syncfs(queue.spoolfd) == -1)
 			goto fail;
-		moved += n;
+		moved += mg.moved;
 	}
 	fd = openat(queue.queuefd, QUEUE_LAYOUT_MARK, O_WRONLY | O_CREAT |
 	    O_CLOEXEC, 0600);
@@ -642,9 +662,8 @@ queue_is_ours(const char *id)
  * to drop).
  */
 static int
-queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
+queue_recover_dir(DIR *dp, const char *where, struct queue_found *f)
 {
-	DIR		*dp;
 	struct dirent	*de;
 	struct envelope	*env;
 	struct stat	 st;
@@ -652,18 +671,8 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 	char		*buf, *cause;
 	const char	*dot;
 	size_t		 len;
-	int		 fd;
+	int		 dfd = dirfd(dp);
 
-	if ((fd = dup(dirfd)) == -1 || (dp = fdopendir(fd)) == NULL) {
-		if (queue_short(errno))
-			f->err = errno;
-		else
-			queue_note(f, 1, "queue: cannot read %s: %s", where,
-			    strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return f->err ? -1 : 0;
-	}
 	while ((de = readdir(dp)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -678,15 +687,15 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 		if (queue_is_id(id) && queue_is_ours(id))
 			continue;
 		if (strcmp(dot, ".tmp") == 0 || strcmp(dot, ".env.tmp") == 0) {
-			unlinkat(dirfd, de->d_name, 0);
+			unlinkat(dfd, de->d_name, 0);
 			continue;
 		}
 		if (strcmp(dot, ".msg") == 0) {
 			util_snprintf(other, sizeof other, "%s.env", id);
 			/* Gone already: set aside with its envelope. */
-			if (fstatat(dirfd, other, &st, 0) == -1 &&
+			if (fstatat(dfd, other, &st, 0) == -1 &&
 			    errno == ENOENT &&
-			    unlinkat(dirfd, de->d_name, 0) == 0)
+			    unlinkat(dfd, de->d_name, 0) == 0)
 				queue_note(f, 0, "%s: removed content never "
 				    "committed", id);
 			continue;
@@ -697,15 +706,14 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 			continue;
 		}
 		util_snprintf(other, sizeof other, "%s.msg", id);
-		if (fstatat(dirfd, other, &st, 0) == -1) {
-			queue_to_corrupt(dirfd, id, "envelope without content",
+		if (fstatat(dfd, other, &st, 0) == -1) {
+			queue_to_corrupt(dfd, id, "envelope without content",
 			    f);
 			continue;
 		}
-		if (queue_read_env(dirfd, de->d_name, &buf, &len) == -1) {
+		if (queue_read_env(dfd, de->d_name, &buf, &len) == -1) {
 			if (queue_short(errno)) {
 				f->err = errno;
-				closedir(dp);
 				return -1;
 			}
 			queue_note(f, 1, "queue: %s: cannot read envelope: %s",
@@ -721,13 +729,12 @@ queue_recover_dir(int dirfd, const char *where, struct queue_found *f)
 		envelope_init(env);
 		if (queue_env_parse(id, buf, len, env, &cause) == -1) {
 			envelope_clear(env);
-			queue_to_corrupt(dirfd, id, cause, f);
+			queue_to_corrupt(dfd, id, cause, f);
 			free(cause);
 		} else
 			f->nenvs++;
 		free(buf);
 	}
-	closedir(dp);
 	return 0;
 }
 
@@ -771,24 +778,28 @@ static void
 queue_recover_dirs(int held, unsigned *dirp, size_t min,
     struct queue_found *f)
 {
-	char	name[3], where[16];
-	int	topfd = held ? queue.holdfd : queue.queuefd, fd, rc;
-	size_t	before;
+	DIR	*dp;
+	char	 name[3], where[16];
+	int	 topfd = held ? queue.holdfd : queue.queuefd, rc;
+	size_t	 before;
 
 	for (; *dirp < QUEUE_NDIRS && f->nenvs < min; (*dirp)++) {
 		queue_dir_name(*dirp, name, sizeof name);
-		if ((fd = queue_opendir(topfd, name)) == -1) {
+		util_snprintf(where, sizeof where, "%s/%s",
+		    held ? "hold" : "queue", name);
+		if ((dp = queue_dir_open(topfd, *dirp)) == NULL) {
 			if (queue_short(errno)) {
 				f->err = errno;
 				return;
 			}
+			if (errno != ENOENT)
+				queue_note(f, 1, "queue: cannot read %s: %s",
+				    where, strerror(errno));
 			continue;
 		}
-		util_snprintf(where, sizeof where, "%s/%s",
-		    held ? "hold" : "queue", name);
 		before = f->nenvs;
-		rc = queue_recover_dir(fd, where, f);
-		close(fd);
+		rc = queue_recover_dir(dp, where, f);
+		closedir(dp);
 		if (rc == -1) {
 			while (f->nenvs > before)
 				envelope_clear(&f->envs[--f->nenvs]);
@@ -2144,34 +2155,25 @@ queue_entry_cmp(const void *a, const void *b)
 	    ((const struct queue_entry *)b)->id);
 }
 
-/* Add the ids of every ID.env of one tree to the list. */
-static int
-queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
-    size_t *alloc)
-{
-	DIR		*dp;
-	struct dirent	*de;
-	char		 id[QUEUE_ID_SIZE];
-	unsigned	 dir;
+/* The ids listed so far. */
+struct queue_listing {
+	struct queue_entry	*list;
+	size_t			 n;
+	size_t			 alloc;
+};
 
-	for (dir = 0; dir < QUEUE_NDIRS; dir++) {
-		if ((dp = queue_dir_open(topfd, dir)) == NULL) {
-			if (errno == ENOENT)
-				continue;
-			return -1;
-		}
-		while ((de = readdir(dp)) != NULL) {
-			if (!queue_name_id(de->d_name, "env", id))
-				continue;
-			if (*n == *alloc) {
-				*alloc = *alloc == 0 ? 256 : *alloc * 2;
-				*list = xreallocarray(*list, *alloc,
-				    sizeof **list);
-			}
-			memcpy((*list)[(*n)++].id, id, sizeof id);
-		}
-		closedir(dp);
+/* Add the id of an ID.env to the listing. */
+static int
+queue_list_env(DIR *dp, unsigned dir, const char *name, const char *id,
+    void *arg)
+{
+	struct queue_listing	*l = arg;
+
+	if (l->n == l->alloc) {
+		l->alloc = l->alloc == 0 ? 256 : l->alloc * 2;
+		l->list = xreallocarray(l->list, l->alloc, sizeof *l->list);
 	}
+	memcpy(l->list[l->n++].id, id, QUEUE_ID_SIZE);
 	return 0;
 }
 
@@ -2183,23 +2185,25 @@ queue_list_tree(int topfd, struct queue_entry **list, size_t *n,
 int
 queue_list(queue_scan_cb cb, void *arg, char **cause)
 {
-	struct queue_entry	*list = NULL;
+	struct queue_listing	 l = { NULL, 0, 0 };
+	struct queue_entry	*list;
 	struct envelope		 env;
-	size_t			 n = 0, alloc = 0, i;
+	size_t			 i;
 	char			*why;
 	int			 held;
 
-	if (queue_list_tree(queue.queuefd, &list, &n, &alloc) == -1 ||
+	if (queue_tree_walk(queue.queuefd, "env", queue_list_env, &l) == -1 ||
 	    (queue.holdfd != -1 &&
-	    queue_list_tree(queue.holdfd, &list, &n, &alloc) == -1)) {
+	    queue_tree_walk(queue.holdfd, "env", queue_list_env, &l) == -1)) {
 		xasprintf(cause, "cannot read the spool: %s",
 		    strerror(errno));
-		free(list);
+		free(l.list);
 		return -1;
 	}
-	if (n > 1)
-		qsort(list, n, sizeof *list, queue_entry_cmp);
-	for (i = 0; i < n; i++) {
+	list = l.list;
+	if (l.n > 1)
+		qsort(list, l.n, sizeof *list, queue_entry_cmp);
+	for (i = 0; i < l.n; i++) {
 		/* Seen in both trees while it moved: once is enough. */
 		if (i > 0 && strcmp(list[i].id, list[i - 1].id) == 0)
 			continue;
