@@ -700,19 +700,26 @@ smtp_deadline_at(struct smtp_session *s, uint64_t at)
 	event_add(s->timer, smtp_deadline_tv(s, &tv));
 }
 
+/* Each write that makes no progress is bounded by command_timeout. */
+static void
+smtp_write_timeout(struct bufferevent *bev)
+{
+	struct timeval	wtv;
+
+	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
+	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
+	bufferevent_set_timeouts(bev, NULL, &wtv);
+}
+
 /* Callbacks, watermark, byte counts and write timeout of a new bev. */
 static void
 smtp_bev_setup(struct smtp_session *s)
 {
-	struct timeval	wtv;
-
 	sessinfo_count(s->bev, &s->bytes);
 	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
-	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
-	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, NULL, &wtv);
+	smtp_write_timeout(s->bev);
 }
 
 /*
@@ -796,12 +803,10 @@ smtp_parkable(struct smtp_session *s)
 static void
 smtp_deadline_start(struct smtp_session *s)
 {
-	struct timeval	wtv;
 	uint64_t	ms = 0;
 
-	wtv.tv_sec = (time_t)(smtp_conf->command_timeout / 1000);
-	wtv.tv_usec = (suseconds_t)(smtp_conf->command_timeout % 1000) * 1000;
-	bufferevent_set_timeouts(smtp_bev(s), NULL, &wtv);
+	/* Again at each state: a reload may have changed the timeout. */
+	smtp_write_timeout(smtp_bev(s));
 	s->start = smtp_now_ms();
 	s->flags &= ~SMTP_F_LINE;
 	s->data_in = 0;
