@@ -14,8 +14,18 @@
  * is talking.
  */
 #define ADMIT_SESSION_BYTES	8192
-/* Descriptors each session may hold: its socket and a spool file. */
-#define ADMIT_SESSION_FDS	2
+/*
+ * Descriptors each session holds for its life: its socket (and one per
+ * content filter, counted apart).  A message being received holds more,
+ * its content and, while it commits, its envelope: these come from what
+ * the sessions leave, and at the full budget from a headroom kept for
+ * messages, at least ADMIT_MESSAGES_MIN and one in ADMIT_MESSAGES_SHARE
+ * of the descriptors.
+ */
+#define ADMIT_SESSION_FDS	1
+#define ADMIT_MESSAGE_FDS	2
+#define ADMIT_MESSAGES_MIN	8
+#define ADMIT_MESSAGES_SHARE	128
 /* Descriptors kept for everything but sessions, outbound ones apart. */
 #define ADMIT_RESERVE_BASE	64
 /* Stress begins above this share of the sessions, ends below the next. */
@@ -26,6 +36,8 @@
 struct admit_budget {
 	uint64_t	nofile;		/* descriptor limit */
 	uint64_t	reserve;	/* descriptors kept for the rest */
+	uint64_t	session_fds;	/* descriptors a session holds */
+	uint64_t	messages;	/* headroom: messages at the budget */
 	uint64_t	by_fds;		/* sessions the descriptors allow */
 	uint64_t	by_memory;	/* sessions session_memory allows */
 	uint64_t	sessions;	/* the cap in force */
@@ -33,7 +45,8 @@ struct admit_budget {
 };
 
 void	admit_budget(struct admit_budget *, uint64_t, uint64_t, uint64_t,
-	    uint64_t);
+	    uint64_t, uint64_t);
+uint64_t admit_messages(const struct admit_budget *, uint64_t);
 int	admit_is_stressed(int, uint64_t, uint64_t);
 
 #endif

@@ -32,7 +32,7 @@ enum metrics_reject {
 	METRICS_REJECT_RATE,		/* per-client message rates */
 	METRICS_REJECT_SIZE,
 	METRICS_REJECT_CONTENT,		/* bare CR/LF, NUL, long line */
-	METRICS_REJECT_STORAGE,		/* no room, spool write error */
+	METRICS_REJECT_STORAGE,		/* no room, spool error, busy */
 	METRICS_REJECT_ETRN,
 	METRICS_REJECT_MAX
 };

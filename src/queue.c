@@ -93,6 +93,7 @@ static struct {
 	int			 corruptfd;
 	int			 lockfd;
 	size_t			 count;
+	size_t			 msgs_open;	/* content files open */
 	uint64_t		 last_usec;
 	int			 sync_fs;	/* spool_sync = filesystem */
 	int			 defer_scan;	/* queue_scan_start() reads */
@@ -1197,6 +1198,7 @@ queue_msg_new(char *id, size_t size)
 		free(m);
 		return NULL;
 	}
+	queue.msgs_open++;
 	m->error = 0;
 	m->size = 0;
 	m->buflen = 0;
@@ -1279,6 +1281,16 @@ queue_msg_unlink(const char *id)
 	unlinkat(queue.incomingfd, name, 0);
 }
 
+/*
+ * Messages being received or committed: each holds its content file
+ * open, and while it commits its envelope too.
+ */
+size_t
+queue_msgs_open(void)
+{
+	return queue.msgs_open;
+}
+
 /* Throw away a message that will not be committed. */
 void
 queue_msg_abort(struct queue_msg *m)
@@ -1286,6 +1298,7 @@ queue_msg_abort(struct queue_msg *m)
 	if (m == NULL)
 		return;
 	close(m->fd);
+	queue.msgs_open--;
 	queue_msg_unlink(m->id);
 	free(m);
 }
@@ -1576,6 +1589,7 @@ queue_batch_finish(struct queue_commits *batch)
 		TAILQ_REMOVE(batch, c, entry);
 		TAILQ_REMOVE(&queue.live, c, live);
 		close(c->msg->fd);
+		queue.msgs_open--;
 		if (c->error == 0) {
 			queue.count++;
 			clock_gettime(CLOCK_MONOTONIC, &now);

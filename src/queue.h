@@ -73,6 +73,7 @@ int		 queue_msg_write(struct queue_msg *, const void *, size_t);
 int		 queue_msg_rewind(struct queue_msg *);
 uint64_t	 queue_msg_size(const struct queue_msg *);
 void		 queue_msg_abort(struct queue_msg *);
+size_t		 queue_msgs_open(void);
 struct queue_commit *queue_msg_commit(struct queue_msg *,
 		    const struct envelope *, queue_commit_cb, void *);
 void		 queue_commit_cancel(struct queue_commit *);

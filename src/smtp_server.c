@@ -38,6 +38,7 @@
 #include "config.h"
 #include "log.h"
 #include "proxy.h"
+#include "queue.h"
 #include "proxy_conn.h"
 #include "metrics.h"
 #include "sessinfo.h"
@@ -182,6 +183,17 @@ smtp_server_stress_cb(evutil_socket_t fd, short events, void *arg)
 	smtp_server_check_stress();
 }
 
+/*
+ * Whether one more message may be received now: each holds descriptors
+ * (admit.h), and those the open sessions leave must not run short.
+ */
+static int
+smtp_server_may_receive(void)
+{
+	return queue_msgs_open() < admit_messages(&server.budget,
+	    server.nclients);
+}
+
 /* Work out the session budget for a configuration and log it. */
 static void
 smtp_server_budget(const struct config *conf)
@@ -195,16 +207,19 @@ smtp_server_budget(const struct config *conf)
 	else if (rl.rlim_cur == RLIM_INFINITY)
 		nofile = UINT32_MAX;
 	admit_budget(&server.budget, nofile, conf->max_connections,
-	    conf->session_memory, conf->max_deliveries);
+	    conf->session_memory, conf->max_deliveries, conf->nsmtpd_milters);
 	if (server.budget.clamped)
 		log_warnx("max_connections %" PRIu64 " is more than %" PRIu64
 		    " descriptors allow; using %" PRIu64,
 		    conf->max_connections, nofile, server.budget.sessions);
 	util_format_size(mem, sizeof mem, conf->session_memory);
 	log_info("session budget: %" PRIu64 " sessions (descriptors %"
-	    PRIu64 ", %" PRIu64 " kept in reserve: %" PRIu64 " sessions; "
+	    PRIu64 ", %" PRIu64 " kept in reserve and %" PRIu64 " for %"
+	    PRIu64 " messages, %" PRIu64 " a session: %" PRIu64 " sessions; "
 	    "session_memory %s at %u bytes each: %" PRIu64 " sessions%s)",
 	    server.budget.sessions, nofile, server.budget.reserve,
+	    ADMIT_MESSAGE_FDS * server.budget.messages,
+	    server.budget.messages, server.budget.session_fds,
 	    server.budget.by_fds, mem, ADMIT_SESSION_BYTES,
 	    server.budget.by_memory, conf->max_connections != 0 ?
 	    "; max_connections set" : "");
@@ -719,6 +734,7 @@ smtp_server_init(struct event_base *base, const struct config *conf,
 	if ((server.spare = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
 		log_warn("/dev/null: no spare descriptor");
 	smtp_server_budget(conf);
+	smtp_session_set_admit(smtp_server_may_receive);
 	if (smtp_server_listen(conf, &server.listeners, &server.nlisteners,
 	    cause) == -1)
 		return -1;

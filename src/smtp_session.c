@@ -180,6 +180,7 @@ enum smtp_reply {
 	SMTP_R_TOO_MANY_RCPTS,
 	SMTP_R_SPOOL_ERROR,
 	SMTP_R_NO_ROOM,
+	SMTP_R_TOO_BUSY,
 	SMTP_R_UNKNOWN,
 	SMTP_R_LINE_TOO_LONG,
 	SMTP_R_BARE_NEWLINE,
@@ -268,6 +269,8 @@ static const struct smtp_reply_entry {
 	[SMTP_R_SPOOL_ERROR] = { 451, "4.3.0",
 	    "Error: queue file write error" },
 	[SMTP_R_NO_ROOM] = { 452, "4.3.1", "Insufficient system storage" },
+	[SMTP_R_TOO_BUSY] = { 451, "4.3.2",
+	    "Error: too many messages arriving at once, try again later" },
 	[SMTP_R_UNKNOWN] = { 500, "5.5.2", "Error: command not recognized" },
 	[SMTP_R_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
 	[SMTP_R_BARE_NEWLINE] = { 500, "5.5.2",
@@ -366,6 +369,7 @@ static const enum metrics_reject smtp_reject_reasons[] = {
 	[SMTP_R_DATA_NUL] = METRICS_REJECT_CONTENT,
 	[SMTP_R_NO_ROOM] = METRICS_REJECT_STORAGE,
 	[SMTP_R_SPOOL_ERROR] = METRICS_REJECT_STORAGE,
+	[SMTP_R_TOO_BUSY] = METRICS_REJECT_STORAGE,
 	[SMTP_R_ETRN_DENIED] = METRICS_REJECT_ETRN,
 };
 
@@ -504,6 +508,7 @@ static struct event_base	*smtp_base;
 static const struct config	*smtp_conf;
 static smtp_session_queued_cb	 smtp_queued;
 static smtp_session_etrn_cb	 smtp_etrn;
+static smtp_session_admit_cb	 smtp_admit;
 static const struct users	*smtp_users;
 static int			 smtp_cram_usable;	/* users_cram_usable() */
 static SSL_CTX			*smtp_tls_ctx;
@@ -595,6 +600,12 @@ void
 smtp_session_set_etrn(smtp_session_etrn_cb cb)
 {
 	smtp_etrn = cb;
+}
+
+void
+smtp_session_set_admit(smtp_session_admit_cb cb)
+{
+	smtp_admit = cb;
 }
 
 /*
@@ -1767,6 +1778,10 @@ smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked)
 
 	if (!smtp_check_room(s, verb))
 		return SMTP_R_NO_ROOM;
+	if (smtp_admit != NULL && !smtp_admit()) {
+		smtp_log_reject(s, verb, SMTP_R_TOO_BUSY, NULL, NULL, NULL);
+		return SMTP_R_TOO_BUSY;
+	}
 	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
 	if (tx->msg == NULL || smtp_write_received(s) == -1)
 		return smtp_spool_reply(errno);

@@ -38,6 +38,12 @@ void	 smtp_session_set_config(const struct config *);
 void	 smtp_session_set_users(const struct users *);
 void	 smtp_session_set_tls(struct ssl_ctx_st *);
 void	 smtp_session_set_etrn(smtp_session_etrn_cb);
+/*
+ * Asked as a message begins (DATA, first BDAT): whether descriptors allow
+ * one more to be received now; without it, always.
+ */
+typedef int	(*smtp_session_admit_cb)(void);
+void	 smtp_session_set_admit(smtp_session_admit_cb);
 struct smtp_session *smtp_session_new(int, const struct sockaddr *,
 	    socklen_t, enum smtp_kind, smtp_session_closed_cb, void *);
 void	 smtp_session_drain(struct smtp_session *);

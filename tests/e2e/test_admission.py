@@ -4,7 +4,8 @@ started with a small RLIMIT_NOFILE (set in the child, lowering the hard
 limit too, so ternd cannot raise it back): it derives its session budget
 from it, clamps a larger max_connections with a warning, refuses the
 client past the budget with a 421 while an open session still commits
-its message, a session that never completed a command is evicted to
+its message, keeps descriptors for messages at the full budget and
+refuses a message past them with a 451, a session that never completed a command is evicted to
 make room for a new client, enters stress mode above 80 % of the budget and leaves it
 below 70 %, both logged and shown by ternctl stats.  With no descriptor
 to spare at all, a new client still gets a 421 from the spare descriptor
@@ -28,8 +29,14 @@ from ternlib import HOSTNAME, TernTestCase, queued_id  # noqa: E402
 MSG = b"Subject: admitted\r\n\r\nHello.\r\n"
 BUSY = "421 4.7.0 %s Error: too many connections" % HOSTNAME
 SHED = "421 4.3.2 %s Error: out of resources, try again later" % HOSTNAME
-# Reserve with max_deliveries = 1: 64 + 2 * 1 (admit.h).
+BUSY_MSG = ("451 4.3.2 Error: too many messages arriving at once, try "
+            "again later")
+# Reserve with max_deliveries = 1: 64 + 2 * 1; below 1024 descriptors a
+# headroom of 8 messages at two descriptors each; then one descriptor a
+# session (admit.h).
 RESERVE = 66
+HEADROOM = 8
+KEPT = RESERVE + 2 * HEADROOM
 BUDGET = 12
 
 
@@ -69,12 +76,13 @@ class Admission(TernTestCase):
         return dict(line.split(": ", 1) for line in out.splitlines())
 
     def test_budget_from_descriptors(self):
-        t = self.limited(RESERVE + 2 * BUDGET,
-                         smtp={"max_connections": "1000"})
+        t = self.limited(KEPT + BUDGET, smtp={"max_connections": "1000"})
         t.wait_log(r"max_connections 1000 is more than %d descriptors "
-                   r"allow; using %d" % (RESERVE + 2 * BUDGET, BUDGET))
+                   r"allow; using %d" % (KEPT + BUDGET, BUDGET))
         t.wait_log(r"session budget: %d sessions \(descriptors %d, %d kept "
-                   r"in reserve" % (BUDGET, RESERVE + 2 * BUDGET, RESERVE))
+                   r"in reserve and %d for %d messages, 1 a session: %d "
+                   r"sessions;" % (BUDGET, KEPT + BUDGET, RESERVE,
+                                   2 * HEADROOM, HEADROOM, BUDGET))
         st = self.stats(t)
         self.assertEqual(st["session_budget"], str(BUDGET))
         self.assertEqual(st["stress"], "0")
@@ -115,7 +123,7 @@ class Admission(TernTestCase):
         # session that has not completed a command for 2 s: a client
         # dribbling a line that never ends.  Sessions that sent a command
         # are kept, and with none to evict the newcomer gets a 421.
-        t = self.limited(RESERVE + 2 * 4)
+        t = self.limited(KEPT + 4)
         t.wait_log(r"session budget: 4 sessions")
         busy = [t.session() for _ in range(2)]
         silent = [t.raw() for _ in range(2)]
@@ -139,7 +147,7 @@ class Admission(TernTestCase):
     def test_stress_shortens_idle_sessions(self):
         # command_timeout is long; under stress an idle session is cut
         # at stress_timeout.
-        t = self.limited(RESERVE + 2 * 5, smtp={
+        t = self.limited(KEPT + 5, smtp={
             "command_timeout": "60s", "stress_timeout": "2s"})
         t.wait_log(r"session budget: 5 sessions")
         conns = [t.session() for _ in range(5)]
@@ -155,6 +163,50 @@ class Admission(TernTestCase):
         # Served normally again.
         qid = t.send_message("a@example.org", ["b@local.test"], MSG)
         self.assertIn(qid, t.queued())
+
+    def test_messages_at_the_full_budget(self):
+        # Every session slot taken, the headroom still lets 8 messages
+        # be received at once; the ninth DATA (or BDAT) gets a 451 and
+        # its session stays; once one message is committed, the ninth goes through.
+        # ternd never runs out of descriptors meanwhile.
+        t = self.limited(KEPT + BUDGET, smtp={"stress_timeout": "5m"})
+        t.wait_log(r"session budget: %d sessions" % BUDGET)
+        conns = [t.session() for _ in range(BUDGET)]
+        mark = t.log_mark()
+        for c in conns[:HEADROOM + 1]:
+            self.assertReply(c.cmd("MAIL FROM:<a@example.org>"),
+                             "250 2.1.0 Ok")
+            self.assertReply(c.cmd("RCPT TO:<b@local.test>"),
+                             "250 2.1.5 Ok")
+        for c in conns[:HEADROOM]:
+            self.assertReply(c.cmd("DATA"), re.compile(r"^354 "))
+            c.send(b"Subject: held\r\n\r\n")
+        last = conns[HEADROOM]
+        self.assertReply(last.cmd("DATA"), BUSY_MSG)
+        t.wait_log(r"NOQUEUE: reject: DATA from unknown\[127\.0\.0\.1\]: "
+                   r"451 4\.3\.2 Error: too many messages arriving at "
+                   r"once", since=mark)
+        # The session stays; its transaction is over.
+        self.assertReply(last.cmd("NOOP"), "250 2.0.0 Ok")
+        self.assertReply(last.cmd("DATA"), re.compile(r"^503 5\.5\.1 "))
+        # So does a first BDAT, once its chunk is read.
+        self.assertReply(last.cmd("MAIL FROM:<a@example.org>"),
+                         "250 2.1.0 Ok")
+        self.assertReply(last.cmd("RCPT TO:<b@local.test>"), "250 2.1.5 Ok")
+        last.send(b"BDAT 8 LAST\r\n")
+        self.assertReply(last.cmd("Hello."), BUSY_MSG)
+        self.assertReply(last.cmd("NOOP"), "250 2.0.0 Ok")
+        conns[0].send(b"Held.\r\n.\r\n")
+        qids = [queued_id(conns[0].reply())]
+        qids.append(queued_id(last.mail("a@example.org", ["b@local.test"],
+                                        MSG)))
+        for c in conns[1:HEADROOM]:
+            c.send(b"Held.\r\n.\r\n")
+            qids.append(queued_id(c.reply()))
+        self.assertEqual(len(set(qids)), HEADROOM + 1)
+        for qid in qids:
+            self.assertIn(qid, t.queued())
+        self.assertNotIn("Too many open files", t.log())
 
     def smallest(self):
         """A ternd under about the smallest descriptor limit it starts
