@@ -883,7 +883,8 @@ qmgr_record(struct qmgr_attempt *a)
 			pending++;
 	}
 	if (pending == 0) {
-		if (queue_remove(env->id) == -1)
+		/* Every job is over; the attempt's descriptor closes next. */
+		if (queue_retire(env->id) == -1)
 			log_warn("%s: cannot remove from the queue", env->id);
 		else
 			log_mail("qmgr", "%s: removed", env->id);

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "spare.h"
 #include "util.h"
 #include "workpool.h"
 
@@ -55,6 +56,7 @@ struct queue_msg {
 	char		 id[QUEUE_ID_SIZE];
 	int		 fd;
 	int		 error;		/* first write errno, or 0 */
+	int		 spare;		/* overwriting a spare (spare.c) */
 	uint64_t	 size;
 	size_t		 buflen;
 	char		 buf[QUEUE_MSG_BUFSIZE];
@@ -72,6 +74,7 @@ struct queue_commit {
 	int			 cancelled;
 	int			 error;
 	int			 envfd;		/* incoming/ID.env until synced */
+	char			 envspare[SPARE_NAME_SIZE]; /* or "" */
 	unsigned		 dir;
 	struct timespec		 started;	/* for the commit metric */
 };
@@ -963,6 +966,8 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	queue_id_new(queue.floor, sizeof queue.floor);
 
 	queue_empty_incoming();
+	if (spare_init(queue.spoolfd, cause) == -1)
+		return -1;
 	if (queue_migrate(spool, cause) == -1)
 		return -1;
 	*cause = NULL;
@@ -1158,6 +1163,7 @@ queue_shutdown(void)
 	if (queue.commit_ev != NULL)
 		event_free(queue.commit_ev);
 	queue.commit_ev = NULL;
+	spare_shutdown();
 	if (queue.incomingfd != -1)
 		close(queue.incomingfd);
 	if (queue.queuefd != -1)
@@ -1181,6 +1187,49 @@ queue_count(void)
 	return queue.count;
 }
 
+/*
+ * Create dirfd/name for writing: a spare of the kind if there is one,
+ * else a new file.  *reused says which: a spare must be truncated to
+ * what was written before it is synced.  On the loop only.
+ */
+static int
+queue_create(int dirfd, const char *name, enum spare_kind kind,
+    int *reused)
+{
+	char	spare[SPARE_NAME_SIZE];
+	int	fd;
+
+	*reused = 0;
+	if (spare_take(kind, spare, sizeof spare) &&
+	    spare_place(spare, dirfd, name) == 0) {
+		*reused = 1;
+		fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)
+			unlinkat(dirfd, name, 0);
+		return fd;
+	}
+	return openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+}
+
+/*
+ * Remove dirfd/path, or keep it as a spare of the kind.  -1 (errno set)
+ * when it is still there.
+ */
+static int
+queue_discard(int dirfd, const char *path, enum spare_kind kind)
+{
+	struct stat	st;
+	int		rc = 1;
+
+	if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode))
+		rc = spare_keep(kind, dirfd, path, (uint64_t)st.st_size);
+	if (rc == 1)
+		rc = unlinkat(dirfd, path, 0);
+	return rc;
+}
+
 /* Start receiving a message: a new id and incoming/ID.msg. */
 struct queue_msg *
 queue_msg_new(char *id, size_t size)
@@ -1191,8 +1240,7 @@ queue_msg_new(char *id, size_t size)
 	m = xmalloc(sizeof *m);
 	queue_id_new(m->id, sizeof m->id);
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	m->fd = openat(queue.incomingfd, name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	m->fd = queue_create(queue.incomingfd, name, SPARE_MSG, &m->spare);
 	if (m->fd == -1) {
 		log_warn("queue: incoming/%s", name);
 		free(m);
@@ -1295,11 +1343,14 @@ queue_msgs_open(void)
 void
 queue_msg_abort(struct queue_msg *m)
 {
+	char	name[QUEUE_ID_LEN + 8];
+
 	if (m == NULL)
 		return;
 	close(m->fd);
 	queue.msgs_open--;
-	queue_msg_unlink(m->id);
+	util_snprintf(name, sizeof name, "%s.msg", m->id);
+	queue_discard(queue.incomingfd, name, SPARE_MSG);
 	free(m);
 }
 
@@ -1329,6 +1380,8 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->cb = cb;
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
+	if (!spare_take(SPARE_ENV, c->envspare, sizeof c->envspare))
+		c->envspare[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
@@ -1380,16 +1433,27 @@ queue_commit_write(struct queue_commit *c, int sync)
 	c->envfd = -1;
 	if (c->error != 0)
 		return;
+	/* A spare overwritten is cut to what was written, before any sync. */
 	if (queue_msg_flush(m) == -1 ||
+	    (m->spare && ftruncate(m->fd, (off_t)m->size) == -1) ||
 	    (sync && queue_commit_writeback(m->fd) == -1)) {
 		c->error = errno;
 		return;
 	}
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	c->envfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT |
-	    O_EXCL | O_CLOEXEC, 0600);
+	if (c->envspare[0] != '\0' &&
+	    spare_place(c->envspare, queue.incomingfd, name) == 0)
+		c->envfd = openat(queue.incomingfd, name, O_WRONLY |
+		    O_NOFOLLOW | O_CLOEXEC);
+	else {
+		c->envspare[0] = '\0';
+		c->envfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT |
+		    O_EXCL | O_CLOEXEC, 0600);
+	}
 	if (c->envfd == -1 ||
 	    util_write_all(c->envfd, c->envtext, c->envlen) == -1 ||
+	    (c->envspare[0] != '\0' &&
+	    ftruncate(c->envfd, (off_t)c->envlen) == -1) ||
 	    (sync && queue_commit_writeback(c->envfd) == -1))
 		c->error = errno;
 	if (c->envfd != -1 && (!sync || c->error != 0)) {
@@ -1955,22 +2019,25 @@ queue_rewrite_cancel(struct queue_rewrite *r)
 }
 
 /*
- * The message is done (or deleted), queued or held.  Its envelope goes
- * first: that is the point of no return, and content left without one is
- * removed by recovery.  Nothing is synced: a message that comes back
- * after a power loss is delivered again, never lost.
+ * Remove a message, queued or held.  Its envelope goes first: that is
+ * the point of no return, and content left without one is removed by
+ * recovery.  Nothing is synced: a message that comes back after a power
+ * loss is delivered again, never lost.  With reuse its files may be kept
+ * as spares, to be written over by the next message.
  */
-int
-queue_remove(const char *id)
+static int
+queue_remove_files(const char *id, int reuse)
 {
 	struct queue_rewrite	*r;
 	char			 path[QUEUE_PATH_SIZE];
-	int			 dirfd, held;
+	int			 dirfd, held, rc;
 
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
 	queue_path(id, "env", path, sizeof path);
-	if (unlinkat(dirfd, path, 0) == -1)
+	rc = reuse ? queue_discard(dirfd, path, SPARE_ENV) :
+	    unlinkat(dirfd, path, 0);
+	if (rc == -1)
 		return -1;
 	queue.count--;
 	TAILQ_FOREACH(r, &queue.rewrites, entry) {
@@ -1978,9 +2045,32 @@ queue_remove(const char *id)
 			r->removed = 1;
 	}
 	queue_path(id, "msg", path, sizeof path);
-	if (unlinkat(dirfd, path, 0) == -1)
+	rc = reuse ? queue_discard(dirfd, path, SPARE_MSG) :
+	    unlinkat(dirfd, path, 0);
+	if (rc == -1)
 		log_warn("%s: cannot remove content", id);
 	return 0;
+}
+
+/*
+ * Delete a message: it may still be open (an attempt under way, a tool
+ * reading it), so its files are unlinked, which leaves what readers
+ * have open as it was.
+ */
+int
+queue_remove(const char *id)
+{
+	return queue_remove_files(id, 0);
+}
+
+/*
+ * A message is done and no descriptor of its files is open anywhere
+ * this process knows of: remove it, keeping its files for reuse.
+ */
+int
+queue_retire(const char *id)
+{
+	return queue_remove_files(id, 1);
 }
 
 /* The hold/XX directory of an id, made when first needed. */
@@ -2081,6 +2171,29 @@ int
 queue_msg_open(const char *id)
 {
 	return queue_open_file(id, "msg");
+}
+
+/*
+ * Whether fd, from queue_msg_open(id), is still the content of id.  A
+ * finished message's files are reused for the next one (spare.c), only
+ * once renamed away from their name: what a reader read before this
+ * says yes was the message's.  A reader in another process, which ternd
+ * cannot wait for, asks after each read.
+ */
+int
+queue_msg_still(const char *id, int fd)
+{
+	struct stat	st, at;
+	char		path[QUEUE_PATH_SIZE];
+
+	if (fstat(fd, &st) == -1 ||
+	    queue_path(id, "msg", path, sizeof path) == -1)
+		return 0;
+	if (fstatat(queue.queuefd, path, &at, AT_SYMLINK_NOFOLLOW) == -1 &&
+	    (queue.holdfd == -1 ||
+	    fstatat(queue.holdfd, path, &at, AT_SYMLINK_NOFOLLOW) == -1))
+		return 0;
+	return at.st_dev == st.st_dev && at.st_ino == st.st_ino;
 }
 
 /* At most max octets of the content, or of its header section. */

@@ -89,9 +89,11 @@ struct queue_rewrite *queue_env_rewrite(const struct envelope *,
 		    queue_rewrite_cb, void *);
 void		 queue_rewrite_cancel(struct queue_rewrite *);
 int		 queue_remove(const char *);
+int		 queue_retire(const char *);
 int		 queue_hold(const char *);
 int		 queue_release(const char *);
 int		 queue_msg_open(const char *);
+int		 queue_msg_still(const char *, int);
 int		 queue_msg_headers(const char *, char **, size_t *);
 int		 queue_fd_headers(int, char **, size_t *);
 int		 queue_msg_read(const char *, size_t, char **, size_t *);

@@ -938,6 +938,15 @@ ternctl_put_text(const char *buf, size_t len, int *cr)
 	}
 }
 
+/* The message was finished while it was read: nothing more of it. */
+static int
+ternctl_gone(const char *id)
+{
+	fflush(stdout);
+	fprintf(stderr, "ternctl: %s: removed while being read\n", id);
+	return TERNCTL_ERROR;
+}
+
 /* "show": the envelope as stored, then the header or whole message. */
 static int
 ternctl_show(const struct ternctl_verb *v, struct ternctl_args *a)
@@ -962,20 +971,29 @@ ternctl_show(const struct ternctl_verb *v, struct ternctl_args *a)
 	envelope_clear(&env);
 	putchar('\n');
 
+	/*
+	 * ternd may finish the message meanwhile and reuse its file for
+	 * another: nothing read is printed before it is known to be this
+	 * message's.
+	 */
+	if ((fd = queue_msg_open(id)) == -1) {
+		fprintf(stderr, "ternctl: %s: cannot read the content: %s\n",
+		    id, strerror(errno));
+		return TERNCTL_ERROR;
+	}
 	if ((a->opts & TERNCTL_OPT_BODY) == 0) {
-		if (queue_msg_headers(id, &text, &len) == -1) {
+		if (queue_fd_headers(fd, &text, &len) == -1) {
 			fprintf(stderr, "ternctl: %s: cannot read the "
 			    "content: %s\n", id, strerror(errno));
+			close(fd);
 			return TERNCTL_ERROR;
 		}
-		ternctl_put_text(text, len, &cr);
+		if (queue_msg_still(id, fd))
+			ternctl_put_text(text, len, &cr);
+		else
+			rc = ternctl_gone(id);
 		free(text);
 	} else {
-		if ((fd = queue_msg_open(id)) == -1) {
-			fprintf(stderr, "ternctl: %s: cannot read the "
-			    "content: %s\n", id, strerror(errno));
-			return TERNCTL_ERROR;
-		}
 		while ((n = read(fd, buf, sizeof buf)) != 0) {
 			if (n == -1) {
 				if (errno == EINTR)
@@ -985,10 +1003,14 @@ ternctl_show(const struct ternctl_verb *v, struct ternctl_args *a)
 				rc = TERNCTL_ERROR;
 				break;
 			}
+			if (!queue_msg_still(id, fd)) {
+				rc = ternctl_gone(id);
+				break;
+			}
 			ternctl_put_text(buf, (size_t)n, &cr);
 		}
-		close(fd);
 	}
+	close(fd);
 	if (cr)
 		putchar('\r');
 	return rc;

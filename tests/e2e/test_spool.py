@@ -3,7 +3,8 @@ test_spool.py: what ternd keeps on disk.  An accepted message is stored
 as queue/XX/ID.msg (our Received header and the data, byte for byte) and
 ID.env (the envelope); it survives kill -9; what was never acknowledged
 never appears in the queue; start-up recovery cleans what a crash left;
-one daemon per spool; queue ids are unique and time-ordered.
+one daemon per spool; queue ids are unique and time-ordered; the files
+of a delivered message are reused for the next one, whole.
 """
 
 import email.utils
@@ -164,10 +165,62 @@ class Stored(TernTestCase):
         self.assertTrue(rest == content, "stored content differs")
 
     def test_spool_layout(self):
-        for sub in ("incoming", "queue", "corrupt", "hold", "maildrop"):
+        for sub in ("incoming", "queue", "corrupt", "hold", "maildrop",
+                    "spare"):
             self.assertTrue(os.path.isdir(self.t.path(sub)), sub)
         self.assertTrue(os.path.exists(self.t.path("lock")))
         self.assertEqual(self.t.files("incoming"), [])
+
+
+class Spares(TernTestCase):
+
+    def test_delivered_files_reused(self):
+        # A delivered message's files are kept in spare/ and the next
+        # message is written over them: its queued files are those
+        # inodes, holding exactly the new message and envelope, nothing
+        # of the longer ones before.  spare/ is emptied at start.
+        t = self.tern(local=["local.test"])
+        big = (b"Subject: big\r\n\r\n" +
+               b"OLD CONTENT, forty octets to a line.\r\n" * 1200)
+        t.send_message("a-rather-longer-sender-address@example.org",
+                       ["rcpt@local.test"], big)
+        t.wait_delivered(1)
+        ternlib.wait_for(lambda: len(t.files("spare")) == 2,
+                         ternlib.REPLY_TIMEOUT, "two files in spare/")
+        self.assertEqual(t.queued(), [])
+        inodes = {os.stat(t.path("spare", n)).st_ino
+                  for n in t.files("spare")}
+
+        qid = t.send_message("s@example.org", ["x@example.test"], CONTENT)
+        self.assertEqual(t.files("spare"), [])
+        self.assertEqual({os.stat(t.qpath(qid, e)).st_ino
+                          for e in ("env", "msg")}, inodes)
+        msg = t.read_msg(qid)
+        self.assertNotIn(b"OLD CONTENT", msg)
+        self.assertEqual(split_received(self, msg, qid,
+                                        rcpt="x@example.test"), CONTENT)
+        fields, rcpts = t.read_env(qid)
+        self.assertEqual(fields["sender"], "<s@example.org>")
+        self.assertEqual(int(fields["size"]), len(msg))
+        self.assertEqual(rcpts, [{"rcpt": "<x@example.test>",
+                                  "rcpt-state": "pending"}])
+
+        # A message given up mid-DATA leaves a spare; a restart empties
+        # spare/ and keeps the queued message as it was.
+        c = t.session()
+        self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<x@example.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: never ends\r\n\r\n" + b"y" * 3000)
+        c.close()
+        ternlib.wait_for(lambda: len(t.files("spare")) == 1,
+                         ternlib.REPLY_TIMEOUT, "a spare from the abort")
+        self.assertEqual(t.files("incoming"), [])
+        t.stop()
+        t.start()
+        self.assertEqual(t.files("spare"), [])
+        self.assertEqual(t.queued(), [qid])
+        self.assertEqual(t.read_msg(qid), msg)
 
 
 class Durability(TernTestCase):

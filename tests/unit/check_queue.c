@@ -36,6 +36,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "queue.h"
+#include "spare.h"
 #include "workpool.h"
 #include "util.h"
 
@@ -2137,6 +2138,125 @@ START_TEST(test_remove)
 	ck_assert_int_eq(queue_remove(id2), 0);
 	ck_assert_uint_eq(queue_count(), 0);
 	ck_assert_int_eq(count_spool("queue"), 0);
+	/* A delete (files perhaps still open) keeps no spare. */
+	ck_assert_int_eq(count_spool("spare"), 0);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * A removed message's files are kept in spare/, and the next message is
+ * written over them: the same inodes, holding exactly the new message
+ * and envelope (nothing left of the longer ones before).  A content
+ * larger than SPARE_MAX_SIZE is removed, an aborted message's content is
+ * kept, and spare/ is emptied at start.
+ */
+START_TEST(test_spare_reused)
+{
+	static const char *const rcpt = "b@example.net";
+	static const char small[] = "Subject: s\r\n\r\nshort\r\n";
+	struct queue_msg	*m;
+	struct stat		 old[2], st;
+	char			 id1[QUEUE_ID_SIZE], id2[QUEUE_ID_SIZE];
+	char			 id3[QUEUE_ID_SIZE], path[PATH_SIZE];
+	char			 big[3000], got[64], *large;
+	int			 fd;
+
+	fill(big, sizeof big, 5);
+	init_spool(NULL, NULL);
+	commit_now(id1, sizeof id1, big, sizeof big,
+	    "a-rather-longer-sender-address@example.org", rcpt);
+	qpath(path, sizeof path, "queue", id1, "env");
+	ck_assert_int_eq(stat(path, &old[0]), 0);
+	qpath(path, sizeof path, "queue", id1, "msg");
+	ck_assert_int_eq(stat(path, &old[1]), 0);
+	/* A reader of id1 in another process can tell once it is reused. */
+	fd = queue_msg_open(id1);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_eq(queue_msg_still(id1, fd), 1);
+	ck_assert_int_eq(queue_retire(id1), 0);
+	ck_assert_int_eq(queue_msg_still(id1, fd), 0);
+	ck_assert_int_eq(count_spool("queue"), 0);
+	ck_assert_int_eq(count_spool("spare"), 2);
+	ck_assert_uint_eq(spare_count(SPARE_ENV), 1);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 1);
+
+	commit_now(id2, sizeof id2, small, strlen(small), "c@example.org",
+	    rcpt);
+	check_msg_file("queue", id2, small, strlen(small));
+	check_env_file("queue", id2, "c@example.org", &rcpt, 1);
+	check_load(id2, "c@example.org", &rcpt, 1);
+	qpath(path, sizeof path, "queue", id2, "env");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_ino, old[0].st_ino);
+	ck_assert_int_lt(st.st_size, old[0].st_size);
+	qpath(path, sizeof path, "queue", id2, "msg");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_ino, old[1].st_ino);
+	ck_assert_int_eq(count_spool("spare"), 0);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_int_eq(queue_msg_still(id1, fd), 0);
+	ck_assert_int_eq(pread(fd, got, sizeof got, 0), (ssize_t)strlen(small));
+	ck_assert_int_eq(memcmp(got, small, strlen(small)), 0);
+	close(fd);
+	fd = queue_msg_open(id2);
+	ck_assert_int_eq(queue_msg_still(id2, fd), 1);
+	ck_assert_int_eq(queue_hold(id2), 0);
+	ck_assert_int_eq(queue_msg_still(id2, fd), 1);
+	ck_assert_int_eq(queue_release(id2), 0);
+	close(fd);
+
+	/* Too large to keep: removed; its envelope is kept. */
+	large = xmalloc(SPARE_MAX_SIZE + 1);
+	fill(large, SPARE_MAX_SIZE + 1, 9);
+	commit_now(id3, sizeof id3, large, SPARE_MAX_SIZE + 1,
+	    "a@example.org", rcpt);
+	free(large);
+	ck_assert_int_eq(queue_retire(id3), 0);
+	ck_assert_uint_eq(spare_count(SPARE_ENV), 1);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 0);
+	ck_assert_int_eq(count_spool("spare"), 1);
+
+	/* An aborted message leaves its content as a spare. */
+	m = queue_msg_new(id3, sizeof id3);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, big, sizeof big), 0);
+	queue_msg_abort(m);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 1);
+	ck_assert_int_eq(count_spool("spare"), 2);
+
+	/* Nothing in spare/ is mail: gone at the next start. */
+	queue_shutdown();
+	init_spool(NULL, NULL);
+	ck_assert_int_eq(count_spool("spare"), 0);
+	ck_assert_uint_eq(spare_count(SPARE_ENV), 0);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 0);
+	ck_assert_int_eq(count_spool("queue"), 2);
+	queue_shutdown();
+}
+END_TEST
+
+/*
+ * Each pool keeps at most SPARE_MAX files; past that a removed message's
+ * files are unlinked.
+ */
+START_TEST(test_spare_pool_full)
+{
+	static const char *const rcpt = "b@example.net";
+	char	ids[SPARE_MAX + 2][QUEUE_ID_SIZE];
+	size_t	i;
+
+	init_spool(NULL, NULL);
+	for (i = 0; i < SPARE_MAX + 2; i++)
+		commit_now(ids[i], sizeof ids[i], "x\r\n", 3,
+		    "a@example.org", rcpt);
+	for (i = 0; i < SPARE_MAX + 2; i++)
+		ck_assert_int_eq(queue_retire(ids[i]), 0);
+	ck_assert_uint_eq(spare_count(SPARE_ENV), SPARE_MAX);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), SPARE_MAX);
+	ck_assert_int_eq(count_spool("spare"), 2 * SPARE_MAX);
+	ck_assert_int_eq(count_spool("queue"), 0);
 	queue_shutdown();
 }
 END_TEST
@@ -2881,6 +3001,8 @@ queue_suite(void)
 	tcase_add_loop_test(tc, test_env_rewrite, 0, 2);
 	tcase_add_loop_test(tc, test_env_rewrite_removed, 0, 2);
 	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_spare_reused);
+	tcase_add_test(tc, test_spare_pool_full);
 	tcase_add_test(tc, test_hold_release);
 	tcase_add_test(tc, test_hold_while_committing);
 	tcase_add_loop_test(tc, test_hold_crash, 0, nitems(crashes));
