@@ -398,6 +398,39 @@ smtp_data_text(struct smtp_data *d, struct smtp_data_sink *o, char c)
 	d->state = SMTP_DATA_S_TEXT;
 }
 
+/*
+ * A run of octets none of which is NUL, CR or LF, inside a line (or at
+ * the start of one, not a "." that may be stuffing): what
+ * smtp_data_text() does for each, at once.  0 when the run does not fit
+ * the output as it stands: the caller then takes it octet by octet.
+ */
+static int
+smtp_data_run(struct smtp_data *d, struct smtp_data_sink *o, const char *p,
+    size_t n)
+{
+	if (d->pending != -1 || n > o->size - o->len)
+		return 0;
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	d->last = (unsigned char)p[n - 1];
+	if (d->linelen <= SMTP_PARSE_TEXT_MAX) {
+		d->linelen += n;
+		if (d->linelen > SMTP_PARSE_TEXT_MAX)
+			d->linelen = SMTP_PARSE_TEXT_MAX + 1;
+	}
+	if (d->linelen > SMTP_PARSE_TEXT_MAX)
+		smtp_data_set_error(d, SMTP_DATA_LINE_TOO_LONG);
+	d->state = SMTP_DATA_S_TEXT;
+	return 1;
+}
+
+/* Octets the machine looks at one by one, inside a line. */
+static int
+smtp_data_is_plain(char c)
+{
+	return c != '\0' && c != '\r' && c != '\n';
+}
+
 /* Run one octet through the machine; returns 1 when it ends the message. */
 static int
 smtp_data_octet(struct smtp_data *d, struct smtp_data_sink *o, char c)
@@ -456,7 +489,7 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen,
     size_t *consumed, char *out, size_t *outlen)
 {
 	struct smtp_data_sink	o;
-	size_t			i;
+	size_t			i, j;
 	char			c;
 
 	*consumed = 0;
@@ -472,6 +505,19 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t inlen,
 		smtp_data_put(d, &o, c);
 	}
 	for (i = 0; i < inlen; i++) {
+		/* Plain text goes through in runs, not octet by octet. */
+		if ((d->state == SMTP_DATA_S_TEXT ||
+		    (d->state == SMTP_DATA_S_BOL &&
+		    (in[i] != '.' || d->chunked))) &&
+		    smtp_data_is_plain(in[i])) {
+			for (j = i + 1; j < inlen && smtp_data_is_plain(in[j]);
+			    j++)
+				;
+			if (smtp_data_run(d, &o, in + i, j - i)) {
+				i = j - 1;
+				continue;
+			}
+		}
 		if (smtp_data_octet(d, &o, in[i])) {
 			if (d->pending != -1)
 				panic("%s: output owed at end", __func__);
