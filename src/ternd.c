@@ -774,6 +774,20 @@ main(int argc, char **argv)
 	}
 	smtp_session_set_etrn(ternd_etrn_cb);
 	ternd_apply_users();
+	/*
+	 * Signals are caught before the first listener opens: a client may
+	 * connect, and a service manager stop us, from then on.  They are
+	 * handled once the loop runs.
+	 */
+	ternd.sigterm_ev = evsignal_new(ternd.base, SIGTERM, ternd_signal_cb,
+	    NULL);
+	ternd.sigint_ev = evsignal_new(ternd.base, SIGINT, ternd_signal_cb,
+	    NULL);
+	ternd.sighup_ev = evsignal_new(ternd.base, SIGHUP, ternd_signal_cb,
+	    NULL);
+	evsignal_add(ternd.sigterm_ev, NULL);
+	evsignal_add(ternd.sigint_ev, NULL);
+	evsignal_add(ternd.sighup_ev, NULL);
 	if (smtp_server_init(ternd.base, ternd.conf, &cause) == -1)
 		fatalx("%s", cause);
 	/* Its group may use it; made while the path is still reachable. */
@@ -791,15 +805,6 @@ main(int argc, char **argv)
 	    ternd.conf->mailboxes, ternd.conf->path[0] == '\0', &cause) == -1)
 		fatalx("%s", cause);
 
-	ternd.sigterm_ev = evsignal_new(ternd.base, SIGTERM, ternd_signal_cb,
-	    NULL);
-	ternd.sigint_ev = evsignal_new(ternd.base, SIGINT, ternd_signal_cb,
-	    NULL);
-	ternd.sighup_ev = evsignal_new(ternd.base, SIGHUP, ternd_signal_cb,
-	    NULL);
-	evsignal_add(ternd.sigterm_ev, NULL);
-	evsignal_add(ternd.sigint_ev, NULL);
-	evsignal_add(ternd.sighup_ev, NULL);
 	if (workpool_start(TERND_WORKERS, &cause) == -1)
 		fatalx("%s", cause);
 
