@@ -1188,41 +1188,53 @@ queue_count(void)
 }
 
 /*
- * Create dirfd/name for writing: a spare of the kind if there is one,
- * else a new file.  *reused says which: a spare must be truncated to
- * what was written before it is synced.  On the loop only.
+ * Open dirfd/name for writing: the spare named (from spare_take(), ""
+ * for none) moved there, else a new file.  A spare that cannot be moved
+ * is forgotten (spare set to ""); one that was must be truncated to
+ * what is written before it is synced.  The loop or a worker: the loop
+ * took the name.
  */
 static int
-queue_create(int dirfd, const char *name, enum spare_kind kind,
-    int *reused)
+queue_create(int dirfd, const char *name, char *spare)
 {
-	char	spare[SPARE_NAME_SIZE];
-	int	fd;
+	int	fd, saved;
 
-	*reused = 0;
-	if (spare_take(kind, spare, sizeof spare) &&
-	    spare_place(spare, dirfd, name) == 0) {
-		*reused = 1;
-		fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd == -1)
-			unlinkat(dirfd, name, 0);
-		return fd;
+	if (spare[0] != '\0') {
+		if (spare_place(spare, dirfd, name) == 0) {
+			fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW |
+			    O_CLOEXEC);
+			if (fd == -1) {
+				saved = errno;
+				unlinkat(dirfd, name, 0);
+				errno = saved;
+			}
+			return fd;
+		}
+		spare[0] = '\0';
 	}
 	return openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600);
 }
 
+/* Take a spare of a kind for queue_create(), or "" when there is none. */
+static void
+queue_take_spare(enum spare_kind kind, char *spare, size_t size)
+{
+	if (!spare_take(kind, spare, size))
+		spare[0] = '\0';
+}
+
 /*
- * Remove dirfd/path, or keep it as a spare of the kind.  -1 (errno set)
- * when it is still there.
+ * Remove dirfd/path; with reuse keep it as a spare of the kind instead
+ * if the pool takes it.  -1 (errno set) when it is still there.
  */
 static int
-queue_discard(int dirfd, const char *path, enum spare_kind kind)
+queue_discard(int dirfd, const char *path, enum spare_kind kind, int reuse)
 {
 	struct stat	st;
 	int		rc = 1;
 
-	if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	if (reuse && fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISREG(st.st_mode))
 		rc = spare_keep(kind, dirfd, path, (uint64_t)st.st_size);
 	if (rc == 1)
@@ -1236,11 +1248,14 @@ queue_msg_new(char *id, size_t size)
 {
 	struct queue_msg	*m;
 	char			 name[QUEUE_ID_LEN + 8];
+	char			 spare[SPARE_NAME_SIZE];
 
 	m = xmalloc(sizeof *m);
 	queue_id_new(m->id, sizeof m->id);
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	m->fd = queue_create(queue.incomingfd, name, SPARE_MSG, &m->spare);
+	queue_take_spare(SPARE_MSG, spare, sizeof spare);
+	m->fd = queue_create(queue.incomingfd, name, spare);
+	m->spare = spare[0] != '\0';
 	if (m->fd == -1) {
 		log_warn("queue: incoming/%s", name);
 		free(m);
@@ -1350,7 +1365,7 @@ queue_msg_abort(struct queue_msg *m)
 	close(m->fd);
 	queue.msgs_open--;
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	queue_discard(queue.incomingfd, name, SPARE_MSG);
+	queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
 	free(m);
 }
 
@@ -1380,8 +1395,7 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->cb = cb;
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
-	if (!spare_take(SPARE_ENV, c->envspare, sizeof c->envspare))
-		c->envspare[0] = '\0';
+	queue_take_spare(SPARE_ENV, c->envspare, sizeof c->envspare);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
@@ -1441,15 +1455,7 @@ queue_commit_write(struct queue_commit *c, int sync)
 		return;
 	}
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	if (c->envspare[0] != '\0' &&
-	    spare_place(c->envspare, queue.incomingfd, name) == 0)
-		c->envfd = openat(queue.incomingfd, name, O_WRONLY |
-		    O_NOFOLLOW | O_CLOEXEC);
-	else {
-		c->envspare[0] = '\0';
-		c->envfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT |
-		    O_EXCL | O_CLOEXEC, 0600);
-	}
+	c->envfd = queue_create(queue.incomingfd, name, c->envspare);
 	if (c->envfd == -1 ||
 	    util_write_all(c->envfd, c->envtext, c->envlen) == -1 ||
 	    (c->envspare[0] != '\0' &&
@@ -2030,14 +2036,12 @@ queue_remove_files(const char *id, int reuse)
 {
 	struct queue_rewrite	*r;
 	char			 path[QUEUE_PATH_SIZE];
-	int			 dirfd, held, rc;
+	int			 dirfd, held;
 
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
 	queue_path(id, "env", path, sizeof path);
-	rc = reuse ? queue_discard(dirfd, path, SPARE_ENV) :
-	    unlinkat(dirfd, path, 0);
-	if (rc == -1)
+	if (queue_discard(dirfd, path, SPARE_ENV, reuse) == -1)
 		return -1;
 	queue.count--;
 	TAILQ_FOREACH(r, &queue.rewrites, entry) {
@@ -2045,9 +2049,7 @@ queue_remove_files(const char *id, int reuse)
 			r->removed = 1;
 	}
 	queue_path(id, "msg", path, sizeof path);
-	rc = reuse ? queue_discard(dirfd, path, SPARE_MSG) :
-	    unlinkat(dirfd, path, 0);
-	if (rc == -1)
+	if (queue_discard(dirfd, path, SPARE_MSG, reuse) == -1)
 		log_warn("%s: cannot remove content", id);
 	return 0;
 }
