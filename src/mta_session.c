@@ -56,6 +56,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "direct.h"
 #include "dns.h"
 #include "log.h"
 #include "mime.h"
@@ -161,6 +162,7 @@ enum mta_after {
  * or mta_session_quit() is called, then by itself. */
 struct mta_session {
 	struct event_base	*base;
+	struct direct		 direct;	/* writes on a plain socket */
 	struct mta_session_cb	 cb;
 	void			*arg;
 	struct event		*ev;		/* deferred work */
@@ -542,6 +544,7 @@ static void
 mta_conn_drop(struct mta_session *s)
 {
 	if (s->bev != NULL) {
+		direct_detach(&s->direct);
 		tls_close(s->bev);
 		s->bev = NULL;
 	}
@@ -923,9 +926,12 @@ mta_tls_start(struct mta_session *s)
 	struct bufferevent	*bev;
 	char			*cause = NULL;
 
+	direct_detach(&s->direct);
 	bev = tls_client_start(s->bev, mta_tls_ctx,
 	    s->targets[s->cur].host, s->tls_verify ? s->name : NULL, &cause);
 	if (bev == NULL) {
+		/* Still the plain connection: written as before. */
+		direct_attach(&s->direct, s->bev);
 		mta_tls_failed(s, cause);
 		free(cause);
 		return;
@@ -1970,6 +1976,7 @@ mta_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct mta_session	*s = arg;
 
+	direct_written(&s->direct);
 	if (s->state != MTA_STATE_BODY)
 		return;
 	mta_body_fill(s);
@@ -1993,6 +2000,7 @@ mta_event_cb(struct bufferevent *bev, short what, void *arg)
 	case MTA_STATE_CONNECT:
 		if (what & BEV_EVENT_CONNECTED) {
 			log_debug("mta %s: connected", s->relay);
+			direct_attach(&s->direct, s->bev);
 			mta_enter_state(s, MTA_STATE_GREETING);
 			return;
 		}

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sessinfo.h"
+#include "direct.h"
 #include "dvauth.h"
 #include "milter.h"
 #include "pwcheck.h"
@@ -159,6 +160,7 @@ struct smtp_session {
 	char			 sid[12];	/* on each log line */
 	uint64_t		 opened;	/* ms, monotonic */
 	struct sessinfo_bytes	 bytes;		/* for ternctl sessions */
+	struct direct		 direct;	/* replies on a plain socket */
 };
 
 /* The reply table: every answer tern gives a client, one place. */
@@ -722,7 +724,10 @@ smtp_write_timeout(struct bufferevent *bev)
 	bufferevent_set_timeouts(bev, NULL, &wtv);
 }
 
-/* Callbacks, watermark, byte counts and write timeout of a new bev. */
+/*
+ * Callbacks, watermark, byte counts and write timeout of a new bev;
+ * replies on a plain socket are written by direct.c.
+ */
 static void
 smtp_bev_setup(struct smtp_session *s)
 {
@@ -731,6 +736,8 @@ smtp_bev_setup(struct smtp_session *s)
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIWAT);
 	smtp_write_timeout(s->bev);
+	if (!tls_is_tls(s->bev))
+		direct_attach(&s->direct, s->bev);
 }
 
 /*
@@ -765,6 +772,7 @@ smtp_park(struct smtp_session *s)
 	event_assign(s->timer, smtp_base, fd, EV_READ | EV_PERSIST,
 	    smtp_parked_cb, s);
 	event_add(s->timer, smtp_deadline_tv(s, &tv));
+	direct_detach(&s->direct);
 	bufferevent_setfd(s->bev, -1);
 	bufferevent_free(s->bev);
 	s->bev = NULL;
@@ -1970,6 +1978,7 @@ smtp_tls_begin(struct smtp_session *s)
 	char			*cause;
 
 	s->flags &= ~SMTP_F_STARTTLS;
+	direct_detach(&s->direct);
 	tbev = tls_server_start(smtp_base, smtp_bev(s), -1, smtp_tls_ctx,
 	    &cause);
 	if (tbev == NULL) {
@@ -2887,12 +2896,16 @@ smtp_read_cb(struct bufferevent *bev, void *arg)
 	smtp_after(s);
 }
 
-/* Output drained: resume a paused reader, or finish closing. */
+/*
+ * Output drained, by direct.c or the bufferevent: resume a paused
+ * reader, or finish closing.
+ */
 static void
 smtp_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session	*s = arg;
 
+	direct_written(&s->direct);
 	if (s->flags & SMTP_F_QUIT) {
 		smtp_after(s);
 		return;
@@ -3474,6 +3487,7 @@ smtp_session_close(struct smtp_session *s, const char *reason)
 {
 	log_info("disconnect from [%s] commands=%u errors=%u (%s) session=%s",
 	    s->addr, s->commands, s->errors, reason, s->sid);
+	direct_detach(&s->direct);
 	smtp_tx_free(s);
 	smtp_auth_free(s);
 	milter_chain_free(s->milter);
