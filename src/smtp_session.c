@@ -755,11 +755,28 @@ static void
 smtp_parked_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session	*s = arg;
+	struct bufferevent	*bev = smtp_bev(s);
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	int			 n;
 
-	(void)smtp_bev(s);
-	if (what & EV_TIMEOUT)
+	if (what & EV_TIMEOUT) {
 		smtp_deadline_cb(-1, EV_TIMEOUT, s);
-	/* Readable: the new bufferevent reads it on the loop's next turn. */
+		return;
+	}
+	/*
+	 * Readable: read it now, as the new bufferevent would on the loop's
+	 * next turn (its input is frozen to all but itself for the while).
+	 * Whatever is left, and an error that is no error, is its to read.
+	 */
+	evbuffer_unfreeze(in, 0);
+	n = evbuffer_read(in, fd, SMTP_INPUT_HIWAT);
+	evbuffer_freeze(in, 0);
+	if (n > 0)
+		smtp_read_cb(bev, s);
+	else if (n == 0)
+		smtp_event_cb(bev, BEV_EVENT_EOF | BEV_EVENT_READING, s);
+	else if (errno != EAGAIN && errno != EINTR)
+		smtp_event_cb(bev, BEV_EVENT_ERROR | BEV_EVENT_READING, s);
 }
 
 static void
