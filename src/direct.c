@@ -26,6 +26,15 @@ static TAILQ_HEAD(, direct)	 direct_queue =
 /* Active exactly while the queue holds something, outside direct_cb(). */
 static struct event		 direct_ev;
 static int			 direct_running;
+static unsigned			 direct_pass;
+
+/*
+ * Writes of one output in one pass: a drained callback may add more at
+ * once (the next piece of a message body) and a peer that keeps up would
+ * otherwise keep the loop to itself.  Past this the bufferevent writes,
+ * a turn of the loop each.
+ */
+#define DIRECT_WRITES		2
 
 /* Write an output queued; what the socket refuses goes the usual way. */
 static void
@@ -38,6 +47,15 @@ direct_flush(struct direct *d)
 	if ((bufferevent_get_enabled(d->bev) & EV_WRITE) ||
 	    evbuffer_get_length(out) == 0)
 		return;
+	if (d->pass != direct_pass) {
+		d->pass = direct_pass;
+		d->writes = 0;
+	}
+	if (d->writes == DIRECT_WRITES) {
+		bufferevent_enable(d->bev, EV_WRITE);
+		return;
+	}
+	d->writes++;
 	/*
 	 * Nonblocking: a full socket takes what it can, a failed one
 	 * nothing.  The bufferevent keeps its output's start frozen against
@@ -67,6 +85,7 @@ direct_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	/* A drained callback may queue more: it is written in this loop. */
 	direct_running = 1;
+	direct_pass++;
 	while ((d = TAILQ_FIRST(&direct_queue)) != NULL) {
 		TAILQ_REMOVE(&direct_queue, d, entry);
 		d->queued = 0;

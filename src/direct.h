@@ -15,7 +15,9 @@
 struct direct {
 	TAILQ_ENTRY(direct)	 entry;
 	struct bufferevent	*bev;
-	int			 queued;
+	unsigned		 pass;		/* direct_cb()'s, last written */
+	unsigned char		 writes;	/* ...and writes in that one */
+	unsigned char		 queued;
 };
 
 void	direct_attach(struct direct *, struct bufferevent *);

@@ -186,6 +186,59 @@ START_TEST(test_detached)
 }
 END_TEST
 
+/* Pieces added by the write callback, as a message body is fed. */
+static int	feed_left;
+
+static void
+feed_cb(struct bufferevent *b, void *arg)
+{
+	char	piece[1024];
+
+	write_cb(b, arg);
+	if (feed_left > 0) {
+		memset(piece, 'a' + feed_left, sizeof piece);
+		feed_left--;
+		evbuffer_add(bufferevent_get_output(b), piece, sizeof piece);
+	}
+}
+
+/*
+ * A peer that keeps up does not keep the loop: two writes of an output
+ * a turn, then the bufferevent writes the rest, a turn each, until it
+ * has drained.
+ */
+START_TEST(test_turn_bounded)
+{
+	char	piece[1024], got[16 * 1024];
+	size_t	have = 0;
+	ssize_t	n;
+	int	i, turns = 0;
+
+	bufferevent_setcb(bev, NULL, feed_cb, event_cb, NULL);
+	feed_left = 9;
+	memset(piece, 'a' + 10, sizeof piece);
+	evbuffer_add(bufferevent_get_output(bev), piece, sizeof piece);
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK),
+	    -1);
+	ck_assert_int_eq(written, 2);
+	ck_assert_int_ne(bufferevent_get_enabled(bev) & EV_WRITE, 0);
+	while (have < 10 * sizeof piece) {
+		ck_assert_int_lt(++turns, 1000);
+		turn();
+		n = peer_read(got + have, sizeof got - have);
+		ck_assert_int_ge(n, 0);
+		have += (size_t)n;
+	}
+	ck_assert_uint_eq(have, 10 * sizeof piece);
+	for (i = 0; i < 10; i++)
+		ck_assert_int_eq(got[i * 1024], 'a' + 10 - i);
+	turn();
+	ck_assert_int_eq(written, 10);
+	ck_assert_int_eq(feed_left, 0);
+	ck_assert_int_eq(bufferevent_get_enabled(bev) & EV_WRITE, 0);
+}
+END_TEST
+
 /* A peer that went away: the bufferevent reports it, as before. */
 START_TEST(test_peer_gone)
 {
@@ -213,6 +266,7 @@ main(void)
 	tcase_add_test(tc, test_written_in_turn);
 	tcase_add_test(tc, test_full_socket);
 	tcase_add_test(tc, test_detached);
+	tcase_add_test(tc, test_turn_bounded);
 	tcase_add_test(tc, test_peer_gone);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
