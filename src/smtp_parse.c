@@ -364,6 +364,19 @@ smtp_data_bare(struct smtp_data *d, enum smtp_data_error e)
 	d->state = SMTP_DATA_S_TEXT;
 }
 
+/* n more octets in the line: past the limit it is too long. */
+static void
+smtp_data_line_add(struct smtp_data *d, size_t n)
+{
+	if (d->linelen <= SMTP_PARSE_TEXT_MAX) {
+		d->linelen += n;
+		if (d->linelen > SMTP_PARSE_TEXT_MAX)
+			d->linelen = SMTP_PARSE_TEXT_MAX + 1;
+	}
+	if (d->linelen > SMTP_PARSE_TEXT_MAX)
+		smtp_data_set_error(d, SMTP_DATA_LINE_TOO_LONG);
+}
+
 /*
  * One octet inside a line, or at the start of one that cannot end.  A
  * NUL is never written (a next hop that drops NULs before it looks for
@@ -390,10 +403,7 @@ smtp_data_text(struct smtp_data *d, struct smtp_data_sink *o, char c)
 		smtp_data_bare(d, SMTP_DATA_BARE_LF);
 		return;
 	}
-	if (d->linelen <= SMTP_PARSE_TEXT_MAX)
-		d->linelen++;
-	if (d->linelen > SMTP_PARSE_TEXT_MAX)
-		smtp_data_set_error(d, SMTP_DATA_LINE_TOO_LONG);
+	smtp_data_line_add(d, 1);
 	smtp_data_put(d, o, c);
 	d->state = SMTP_DATA_S_TEXT;
 }
@@ -413,13 +423,7 @@ smtp_data_run(struct smtp_data *d, struct smtp_data_sink *o, const char *p,
 	memcpy(o->buf + o->len, p, n);
 	o->len += n;
 	d->last = (unsigned char)p[n - 1];
-	if (d->linelen <= SMTP_PARSE_TEXT_MAX) {
-		d->linelen += n;
-		if (d->linelen > SMTP_PARSE_TEXT_MAX)
-			d->linelen = SMTP_PARSE_TEXT_MAX + 1;
-	}
-	if (d->linelen > SMTP_PARSE_TEXT_MAX)
-		smtp_data_set_error(d, SMTP_DATA_LINE_TOO_LONG);
+	smtp_data_line_add(d, n);
 	d->state = SMTP_DATA_S_TEXT;
 	return 1;
 }
