@@ -102,7 +102,7 @@ direct_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	struct direct	*d = arg;
 
 	(void)buf;
-	if (info->n_added == 0 || d->queued || d->bev == NULL)
+	if (info->n_added == 0 || d->queued)
 		return;
 	if (TAILQ_EMPTY(&direct_queue) && !direct_running) {
 		event_assign(&direct_ev, bufferevent_get_base(d->bev), -1, 0,
