@@ -51,10 +51,14 @@
 /* The id alphabet: digits and capitals without I, L, O and U. */
 static const char queue_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
+struct queue_open;
+
 /* A message being received; owned by the transaction receiving it. */
 struct queue_msg {
 	char		 id[QUEUE_ID_SIZE];
-	int		 fd;
+	int		 fd;		/* incoming/ID.msg, -1 while opening */
+	int		 envfd;		/* incoming/ID.env made ahead, or -1 */
+	struct queue_open *open;	/* a worker making the files, or NULL */
 	int		 error;		/* first write errno, or 0 */
 	int		 spare;		/* overwriting a spare (spare.c) */
 	uint64_t	 size;
@@ -74,6 +78,7 @@ struct queue_commit {
 	int			 cancelled;
 	int			 error;
 	int			 envfd;		/* incoming/ID.env until synced */
+	int			 envahead;	/* made at the start, or -1 */
 	char			 envspare[SPARE_NAME_SIZE]; /* or "" */
 	unsigned		 dir;
 	struct timespec		 started;	/* for the commit metric */
@@ -1242,24 +1247,77 @@ queue_discard(int dirfd, const char *path, enum spare_kind kind, int reuse)
 	return rc;
 }
 
-/* Start receiving a message: a new id and incoming/ID.msg. */
+struct queue_open;
+static void	queue_open_run(void *);
+static void	queue_open_done(void *, int);
+
+/*
+ * A message's files made by a worker: those no spare was left for.
+ * Owned by the loop; the worker touches only the descriptors and error.
+ */
+struct queue_open {
+	struct queue_msg	*m;	/* NULL once the message was given up */
+	char			 id[QUEUE_ID_SIZE];
+	int			 want_msg;
+	int			 msgfd;
+	int			 envfd;
+	int			 error;
+	queue_ready_cb		 cb;
+	void			*arg;
+};
+
+/*
+ * Start receiving a message: a new id and incoming/ID.msg, written over
+ * a spare when there is one.  With cb and worker threads, what no spare
+ * is left for is made by a worker instead, the content and the envelope
+ * both (so that no file is created between the final dot and the 250,
+ * and no create, which can take most of a millisecond, holds up the
+ * loop): *waiting is then set, and cb(arg, error) runs from the loop
+ * once they are there, unless the message is given up first.  Until
+ * then nothing but the first buffer may be written.  Without cb the
+ * content is made here and the envelope by the commit.
+ */
 struct queue_msg *
-queue_msg_new(char *id, size_t size)
+queue_msg_start(char *id, size_t size, queue_ready_cb cb, void *arg,
+    int *waiting)
 {
 	struct queue_msg	*m;
+	struct queue_open	*o;
 	char			 name[QUEUE_ID_LEN + 8];
 	char			 spare[SPARE_NAME_SIZE];
+	int			 want_env;
 
+	if (waiting != NULL)
+		*waiting = 0;
 	m = xmalloc(sizeof *m);
 	queue_id_new(m->id, sizeof m->id);
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
+	m->envfd = -1;
+	m->open = NULL;
+	m->fd = -1;
 	queue_take_spare(SPARE_MSG, spare, sizeof spare);
-	m->fd = queue_create(queue.incomingfd, name, spare);
+	want_env = cb != NULL && workpool_threads() > 0 &&
+	    spare_count(SPARE_ENV) == 0;
+	if (spare[0] != '\0' || !want_env)
+		m->fd = queue_create(queue.incomingfd, name, spare);
 	m->spare = spare[0] != '\0';
-	if (m->fd == -1) {
+	if (m->fd == -1 && !want_env) {
 		log_warn("queue: incoming/%s", name);
 		free(m);
 		return NULL;
+	}
+	if (want_env) {
+		o = xcalloc(1, sizeof *o);
+		o->m = m;
+		memcpy(o->id, m->id, sizeof o->id);
+		o->want_msg = m->fd == -1;
+		o->msgfd = o->envfd = -1;
+		o->cb = cb;
+		o->arg = arg;
+		m->open = o;
+		*waiting = 1;
+		workpool_submit(WORKPOOL_URGENT, queue_open_run, queue_open_done,
+		    o);
 	}
 	queue.msgs_open++;
 	m->error = 0;
@@ -1267,6 +1325,75 @@ queue_msg_new(char *id, size_t size)
 	m->buflen = 0;
 	util_strlcpy(id, m->id, size);
 	return m;
+}
+
+struct queue_msg *
+queue_msg_new(char *id, size_t size)
+{
+	return queue_msg_start(id, size, NULL, NULL, NULL);
+}
+
+/* On a worker: create incoming/ID.msg (if wanted) and incoming/ID.env. */
+static void
+queue_open_run(void *arg)
+{
+	struct queue_open	*o = arg;
+	char			 name[QUEUE_ID_LEN + 8];
+
+	if (o->want_msg) {
+		util_snprintf(name, sizeof name, "%s.msg", o->id);
+		o->msgfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT |
+		    O_EXCL | O_CLOEXEC, 0600);
+		if (o->msgfd == -1) {
+			o->error = errno;
+			return;
+		}
+	}
+	util_snprintf(name, sizeof name, "%s.env", o->id);
+	o->envfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT | O_EXCL |
+	    O_CLOEXEC, 0600);
+	if (o->envfd == -1)
+		o->error = errno;
+}
+
+/*
+ * Back on the loop: the files go to the message, or, when it failed or
+ * was given up, to the spares.
+ */
+static void
+queue_open_done(void *arg, int cancelled)
+{
+	struct queue_open	*o = arg;
+	struct queue_msg	*m = o->m;
+	char			 name[QUEUE_ID_LEN + 8];
+
+	(void)cancelled;
+	if (m != NULL && o->error == 0) {
+		m->open = NULL;
+		if (o->want_msg)
+			m->fd = o->msgfd;
+		m->envfd = o->envfd;
+		o->cb(o->arg, 0);
+		free(o);
+		return;
+	}
+	if (o->msgfd != -1) {
+		close(o->msgfd);
+		util_snprintf(name, sizeof name, "%s.msg", o->id);
+		queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
+	}
+	if (o->envfd != -1) {
+		close(o->envfd);
+		util_snprintf(name, sizeof name, "%s.env", o->id);
+		queue_discard(queue.incomingfd, name, SPARE_ENV, 1);
+	}
+	if (m != NULL) {
+		m->open = NULL;
+		errno = o->error;
+		log_warn("queue: incoming/%s", o->id);
+		o->cb(o->arg, o->error);
+	}
+	free(o);
 }
 
 static int
@@ -1362,10 +1489,20 @@ queue_msg_abort(struct queue_msg *m)
 
 	if (m == NULL)
 		return;
-	close(m->fd);
+	/* Files a worker is still making are its to put away. */
+	if (m->open != NULL)
+		m->open->m = NULL;
+	if (m->envfd != -1) {
+		close(m->envfd);
+		util_snprintf(name, sizeof name, "%s.env", m->id);
+		queue_discard(queue.incomingfd, name, SPARE_ENV, 1);
+	}
 	queue.msgs_open--;
-	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
+	if (m->fd != -1) {
+		close(m->fd);
+		util_snprintf(name, sizeof name, "%s.msg", m->id);
+		queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
+	}
 	free(m);
 }
 
@@ -1395,7 +1532,13 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	c->cb = cb;
 	c->arg = arg;
 	c->dir = queue_dir_index(m->id);
-	queue_take_spare(SPARE_ENV, c->envspare, sizeof c->envspare);
+	if (m->open != NULL)
+		panic("queue: commit of %s before its files", m->id);
+	/* An envelope made ahead is new and empty: no spare needed. */
+	c->envahead = m->envfd;
+	m->envfd = -1;
+	if (c->envahead == -1)
+		queue_take_spare(SPARE_ENV, c->envspare, sizeof c->envspare);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
@@ -1445,17 +1588,28 @@ queue_commit_write(struct queue_commit *c, int sync)
 	char			 name[QUEUE_ID_LEN + 8];
 
 	c->envfd = -1;
-	if (c->error != 0)
+	if (c->error != 0) {
+		if (c->envahead != -1)
+			close(c->envahead);
+		c->envahead = -1;
 		return;
+	}
 	/* A spare overwritten is cut to what was written, before any sync. */
 	if (queue_msg_flush(m) == -1 ||
 	    (m->spare && ftruncate(m->fd, (off_t)m->size) == -1) ||
 	    (sync && queue_commit_writeback(m->fd) == -1)) {
 		c->error = errno;
+		if (c->envahead != -1)
+			close(c->envahead);
+		c->envahead = -1;
 		return;
 	}
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	c->envfd = queue_create(queue.incomingfd, name, c->envspare);
+	if (c->envahead != -1) {
+		c->envfd = c->envahead;
+		c->envahead = -1;
+	} else
+		c->envfd = queue_create(queue.incomingfd, name, c->envspare);
 	if (c->envfd == -1 ||
 	    util_write_all(c->envfd, c->envtext, c->envlen) == -1 ||
 	    (c->envspare[0] != '\0' &&

@@ -68,7 +68,12 @@ size_t		 queue_count(void);
 void		 queue_id_new(char *, size_t);
 int		 queue_is_id(const char *);
 
+/* A new message's files are there (0) or could not be made (errno). */
+typedef void	(*queue_ready_cb)(void *, int);
+
 struct queue_msg *queue_msg_new(char *, size_t);
+struct queue_msg *queue_msg_start(char *, size_t, queue_ready_cb, void *,
+		    int *);
 int		 queue_msg_write(struct queue_msg *, const void *, size_t);
 int		 queue_msg_rewind(struct queue_msg *);
 uint64_t	 queue_msg_size(const struct queue_msg *);

@@ -65,6 +65,7 @@ enum smtp_state {
 	SMTP_STATE_AUTH,	/* waiting for the client's next SASL line */
 	SMTP_STATE_AUTH_CHECK,	/* checking credentials, or slowing down */
 	SMTP_STATE_MILTER,	/* waiting for the content filters */
+	SMTP_STATE_SPOOL,	/* waiting for the message's spool files */
 };
 
 /* Session flags. */
@@ -504,6 +505,7 @@ static const struct smtp_state_entry {
 	[SMTP_STATE_AUTH] = { "auth", SMTP_TIMEOUT_AUTH },
 	[SMTP_STATE_AUTH_CHECK] = { "auth check", SMTP_TIMEOUT_NONE },
 	[SMTP_STATE_MILTER] = { "milter", SMTP_TIMEOUT_NONE },
+	[SMTP_STATE_SPOOL] = { "spool", SMTP_TIMEOUT_NONE },
 };
 
 static struct event_base	*smtp_base;
@@ -945,7 +947,8 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 		smtp_deadline_start(s);
 	}
 	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
-	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER)
+	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER ||
+	    state == SMTP_STATE_SPOOL)
 		bufferevent_disable(smtp_bev(s), EV_READ);
 	else if (!(s->flags & (SMTP_F_PAUSED | SMTP_F_QUIT)))
 		bufferevent_enable(smtp_bev(s), EV_READ);
@@ -1789,14 +1792,20 @@ smtp_write_received(struct smtp_session *s)
 }
 
 static void	smtp_data_begin(struct smtp_session *);
+static void	smtp_spool_ready_cb(void *, int);
 
 /*
  * A message begins, at DATA or at the first BDAT chunk: room for it, its
  * spool file and our Received header, and the machine that reads it.
- * Returns the refusal, if any; the caller ends the transaction.
+ * Returns the refusal, if any; the caller ends the transaction.  At DATA
+ * a worker may have to make the spool files first (*waiting set): the
+ * caller waits in SMTP_STATE_SPOOL for smtp_spool_ready_cb().  BDAT
+ * chunks come without a reply to wait for, so their files are made at
+ * once.
  */
 static enum smtp_reply
-smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked)
+smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked,
+    int *waiting)
 {
 	struct smtp_tx	*tx = s->tx;
 	int		 normalize;
@@ -1807,7 +1816,9 @@ smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked)
 		smtp_log_reject(s, verb, SMTP_R_TOO_BUSY, NULL, NULL, NULL);
 		return SMTP_R_TOO_BUSY;
 	}
-	tx->msg = queue_msg_new(tx->id, sizeof tx->id);
+	tx->msg = chunked ? queue_msg_new(tx->id, sizeof tx->id) :
+	    queue_msg_start(tx->id, sizeof tx->id, smtp_spool_ready_cb, s,
+	    waiting);
 	if (tx->msg == NULL || smtp_write_received(s) == -1)
 		return smtp_spool_reply(errno);
 	tx->size = 0;
@@ -1828,6 +1839,7 @@ static void
 smtp_cmd_data(struct smtp_session *s, const char *args)
 {
 	enum smtp_reply	 r;
+	int		 waiting = 0;
 
 	if (*args != '\0') {
 		smtp_reply(s, SMTP_R_DATA_SYNTAX, NULL);
@@ -1838,13 +1850,31 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_reply(s, SMTP_R_AFTER_BDAT, "DATA");
 		return;
 	}
-	if ((r = smtp_msg_begin(s, "DATA", 0)) != SMTP_R_OK) {
+	if ((r = smtp_msg_begin(s, "DATA", 0, &waiting)) != SMTP_R_OK) {
 		smtp_tx_free(s);
 		smtp_reply(s, r, NULL);
 		return;
 	}
-	if (!smtp_milter_data(s))
+	if (waiting)
+		smtp_enter_state(s, SMTP_STATE_SPOOL);
+	else if (!smtp_milter_data(s))
 		smtp_data_begin(s);
+}
+
+/* The spool files a worker made for DATA are there, or are not. */
+static void
+smtp_spool_ready_cb(void *arg, int error)
+{
+	struct smtp_session	*s = arg;
+
+	smtp_enter_state(s, SMTP_STATE_CMD);
+	if (error != 0) {
+		smtp_tx_free(s);
+		smtp_reply(s, smtp_spool_reply(error), NULL);
+	} else if (!smtp_milter_data(s))
+		smtp_data_begin(s);
+	smtp_process(s);
+	smtp_after(s);
 }
 
 /* DATA passed the filters: the 354, and the message may come. */
@@ -1893,7 +1923,7 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	else if (tx->env.nrcpts == 0)
 		r = SMTP_R_NEED_RCPT;
 	else if (!tx->bdat) {
-		if ((r = smtp_msg_begin(s, "BDAT", 1)) != SMTP_R_OK)
+		if ((r = smtp_msg_begin(s, "BDAT", 1, NULL)) != SMTP_R_OK)
 			smtp_tx_free(s);
 		else
 			tx->bdat = 1;

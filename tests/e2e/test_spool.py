@@ -205,22 +205,53 @@ class Spares(TernTestCase):
         self.assertEqual(rcpts, [{"rcpt": "<x@example.test>",
                                   "rcpt-state": "pending"}])
 
-        # A message given up mid-DATA leaves a spare; a restart empties
-        # spare/ and keeps the queued message as it was.
+        # A message given up mid-DATA leaves its files as spares: its
+        # content, and its envelope, made at DATA since no spare envelope
+        # was left.  A restart empties spare/ and keeps the queued
+        # message as it was.
         c = t.session()
         self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
         self.assertEqual(c.cmd("RCPT TO:<x@example.test>").code, 250)
         self.assertEqual(c.cmd("DATA").code, 354)
         c.send(b"Subject: never ends\r\n\r\n" + b"y" * 3000)
         c.close()
-        ternlib.wait_for(lambda: len(t.files("spare")) == 1,
-                         ternlib.REPLY_TIMEOUT, "a spare from the abort")
+        ternlib.wait_for(lambda: len(t.files("spare")) == 2,
+                         ternlib.REPLY_TIMEOUT, "spares from the abort")
         self.assertEqual(t.files("incoming"), [])
         t.stop()
         t.start()
         self.assertEqual(t.files("spare"), [])
         self.assertEqual(t.queued(), [qid])
         self.assertEqual(t.read_msg(qid), msg)
+
+    def test_files_made_before_354(self):
+        # With no spare envelope left (here: nothing delivered yet), the
+        # content and the envelope are both made before the 354, so that
+        # no file is created between the final dot and the 250.  With
+        # spares the envelope is taken from them at the commit.
+        t = self.tern(local=["local.test"])
+        for fresh in (True, False):
+            c = t.session()
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            names = t.files("incoming")
+            stems = {n.rsplit(".", 1)[0] for n in names}
+            self.assertEqual(len(stems), 1, names)
+            stem = stems.pop()
+            self.assertEqual(sorted(names),
+                             [stem + ".env", stem + ".msg"] if fresh
+                             else [stem + ".msg"])
+            c.send(CONTENT.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            r = c.reply()
+            self.assertEqual(r.code, 250, r)
+            self.assertEqual(queued_id(r), stem)
+            c.cmd("QUIT")
+            c.close()
+            self.assertEqual(t.files("incoming"), [])
+            t.wait_delivered(1 if fresh else 2)
+            ternlib.wait_for(lambda: len(t.files("spare")) >= 2,
+                             ternlib.REPLY_TIMEOUT, "spares kept")
 
 
 class Durability(TernTestCase):

@@ -2261,6 +2261,103 @@ START_TEST(test_spare_pool_full)
 }
 END_TEST
 
+/* Run the loop until r has been called back, or fail. */
+static void
+wait_result(struct result *r)
+{
+	int	rounds;
+
+	for (rounds = 0; rounds < 5000 && r->calls == 0; rounds++)
+		ck_assert_int_ne(event_base_loop(base, EVLOOP_ONCE), -1);
+	ck_assert_int_eq(r->calls, 1);
+}
+
+/*
+ * With worker threads and no spare envelope, queue_msg_start() has a
+ * worker make the content and the envelope and calls back once they
+ * are in incoming/; the commit writes the envelope made ahead.  A
+ * message given up while they are made leaves them as spares and is
+ * never called back.  With spares of both kinds, or without a callback,
+ * nothing waits.
+ */
+START_TEST(test_start_files_ahead)
+{
+	static const char *const rcpt = "b@example.net";
+	static const char data[] = "Subject: ahead\r\n\r\nbody\r\n";
+	struct queue_msg	*m;
+	struct envelope		 env;
+	struct result		 ready = { 0, 0 }, r = { 0, 0 };
+	struct result		 never = { 0, 0 };
+	char			 id[QUEUE_ID_SIZE], path[PATH_SIZE];
+	char			*cause = NULL;
+	int			 waiting = -1;
+
+	init_spool(NULL, NULL);
+	ck_assert_msg(workpool_start(2, &cause) == 0, "%s", cause);
+	m = queue_msg_start(id, sizeof id, commit_cb, &ready, &waiting);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(waiting, 1);
+	ck_assert_int_eq(ready.calls, 0);
+	/* The first buffer may be written meanwhile. */
+	ck_assert_int_eq(queue_msg_write(m, data, 10), 0);
+	wait_result(&ready);
+	ck_assert_int_eq(ready.error, 0);
+	ck_assert_int_eq(count_spool("incoming"), 2);
+	spath(path, sizeof path, "incoming/%s.env", id);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_int_eq(queue_msg_write(m, data + 10, strlen(data) - 10), 0);
+	make_env(&env, id, "a@example.org", &rcpt, 1, strlen(data));
+	ck_assert_ptr_nonnull(queue_msg_commit(m, &env, commit_cb, &r));
+	envelope_clear(&env);
+	wait_result(&r);
+	ck_assert_int_eq(r.error, 0);
+	check_msg_file("queue", id, data, strlen(data));
+	check_env_file("queue", id, "a@example.org", &rcpt, 1);
+	check_load(id, "a@example.org", &rcpt, 1);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+
+	/* Given up at once: its files become spares, no callback. */
+	waiting = -1;
+	m = queue_msg_start(id, sizeof id, commit_cb, &never, &waiting);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(waiting, 1);
+	queue_msg_abort(m);
+	workpool_shutdown();
+	ck_assert_int_eq(never.calls, 0);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	ck_assert_uint_eq(spare_count(SPARE_ENV), 1);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 1);
+	ck_assert_int_eq(count_spool("spare"), 2);
+
+	/* A spare of each kind: nothing to wait for. */
+	ck_assert_int_eq(workpool_init(base, NULL), 0);
+	ck_assert_msg(workpool_start(2, &cause) == 0, "%s", cause);
+	waiting = -1;
+	m = queue_msg_start(id, sizeof id, commit_cb, &never, &waiting);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(waiting, 0);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 0);
+	queue_msg_abort(m);
+
+	/* No callback: the content is made here, even with no spare. */
+	while (spare_count(SPARE_ENV) > 0)
+		ck_assert_int_eq(spare_take(SPARE_ENV, path, SPARE_NAME_SIZE),
+		    1);
+	while (spare_count(SPARE_MSG) > 0)
+		ck_assert_int_eq(spare_take(SPARE_MSG, path, SPARE_NAME_SIZE),
+		    1);
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	spath(path, sizeof path, "incoming/%s.msg", id);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	spath(path, sizeof path, "incoming/%s.env", id);
+	ck_assert_int_eq(access(path, F_OK), -1);
+	queue_msg_abort(m);
+	ck_assert_int_eq(never.calls, 0);
+	queue_shutdown();
+}
+END_TEST
+
 /* Content whose envelope went first is gone at the next start. */
 START_TEST(test_remove_then_recover)
 {
@@ -3003,6 +3100,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_remove);
 	tcase_add_test(tc, test_spare_reused);
 	tcase_add_test(tc, test_spare_pool_full);
+	tcase_add_test(tc, test_start_files_ahead);
 	tcase_add_test(tc, test_hold_release);
 	tcase_add_test(tc, test_hold_while_committing);
 	tcase_add_loop_test(tc, test_hold_crash, 0, nitems(crashes));
