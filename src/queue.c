@@ -1247,7 +1247,6 @@ queue_discard(int dirfd, const char *path, enum spare_kind kind, int reuse)
 	return rc;
 }
 
-struct queue_open;
 static void	queue_open_run(void *);
 static void	queue_open_done(void *, int);
 
