@@ -1832,13 +1832,31 @@ ternctl_word(const char *line, const char *key, char *buf, size_t size)
 	return "-";
 }
 
+/*
+ * Whether a key's value is a number in JSON: age, in and out only.  A
+ * session id is a string even when all its characters are digits (it
+ * may begin with a 0, which a JSON number may not).
+ */
+static int
+ternctl_session_number(const char *key, size_t len)
+{
+	static const char *const numbers[] = { "age", "in", "out" };
+	size_t			 i;
+
+	for (i = 0; i < nitems(numbers); i++)
+		if (strlen(numbers[i]) == len &&
+		    strncmp(key, numbers[i], len) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 {
 	struct ternctl_stats	 s;
 	const char		*val, *p;
 	char			 buf[256];
-	size_t			 i, k, len;
+	size_t			 i, k, len, len0;
 	int			 rc, json = (a->opts & TERNCTL_OPT_JSON) != 0;
 	int			 widths[nitems(ternctl_session_keys)];
 
@@ -1851,7 +1869,7 @@ ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 		for (i = 0; i < s.n; i++) {
 			printf("%s\n  {", i > 0 ? "," : "");
 			for (p = s.lines[i], k = 0; *p != '\0'; k++) {
-				len = strcspn(p, "=");
+				len0 = len = strcspn(p, "=");
 				val = p + len + (p[len] == '=');
 				printf("%s\"%.*s\": ", k > 0 ? ", " : "",
 				    (int)len, p);
@@ -1860,7 +1878,8 @@ ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 				    (int)len, val);
 				if (strcmp(buf, "-") == 0)
 					fputs("null", stdout);
-				else if (strspn(buf, "0123456789") ==
+				else if (ternctl_session_number(p, len0) &&
+				    strspn(buf, "0123456789") ==
 				    strlen(buf) && *buf != '\0')
 					fputs(buf, stdout);
 				else

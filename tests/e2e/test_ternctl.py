@@ -500,6 +500,8 @@ class Sessions(TernctlCase):
         i, o = inbound[0], outbound[0]
         self.assertEqual(i["peer"], "127.0.0.1")
         self.assertEqual(i["state"], "command")
+        # A string even when every character is a digit (04569676).
+        self.assertIsInstance(i["id"], str)
         self.assertRegex(i["id"], r"^[0-9A-F]+$")
         self.assertIn("session=%s" % i["id"], t.log())
         self.assertEqual(i["in"], len(ehlo))
