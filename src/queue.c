@@ -77,8 +77,7 @@ struct queue_commit {
 	void			*arg;
 	int			 cancelled;
 	int			 error;
-	int			 envfd;		/* incoming/ID.env until synced */
-	int			 envahead;	/* made at the start, or -1 */
+	int			 envfd;		/* incoming/ID.env, or -1 */
 	char			 envspare[SPARE_NAME_SIZE]; /* or "" */
 	unsigned		 dir;
 	struct timespec		 started;	/* for the commit metric */
@@ -569,15 +568,21 @@ queue_env_parse(const char *id, const char *buf, size_t len,
 	return 0;
 }
 
+/* Create dirfd/name, a new spool file, for writing. */
+static int
+queue_create_new(int dirfd, const char *name)
+{
+	return openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+}
+
 /* A new file holding buf, its data synced; removed again on error. */
 static int
 queue_write_synced(int dirfd, const char *name, const char *buf, size_t len)
 {
 	int	fd, saved;
 
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600);
-	if (fd == -1)
+	if ((fd = queue_create_new(dirfd, name)) == -1)
 		return -1;
 	if (util_write_all(fd, buf, len) == -1 || fdatasync(fd) == -1) {
 		saved = errno;
@@ -1217,8 +1222,7 @@ queue_create(int dirfd, const char *name, char *spare)
 		}
 		spare[0] = '\0';
 	}
-	return openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600);
+	return queue_create_new(dirfd, name);
 }
 
 /* Take a spare of a kind for queue_create(), or "" when there is none. */
@@ -1341,17 +1345,14 @@ queue_open_run(void *arg)
 
 	if (o->want_msg) {
 		util_snprintf(name, sizeof name, "%s.msg", o->id);
-		o->msgfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT |
-		    O_EXCL | O_CLOEXEC, 0600);
-		if (o->msgfd == -1) {
+		if ((o->msgfd = queue_create_new(queue.incomingfd,
+		    name)) == -1) {
 			o->error = errno;
 			return;
 		}
 	}
 	util_snprintf(name, sizeof name, "%s.env", o->id);
-	o->envfd = openat(queue.incomingfd, name, O_WRONLY | O_CREAT | O_EXCL |
-	    O_CLOEXEC, 0600);
-	if (o->envfd == -1)
+	if ((o->envfd = queue_create_new(queue.incomingfd, name)) == -1)
 		o->error = errno;
 }
 
@@ -1534,9 +1535,9 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	if (m->open != NULL)
 		panic("queue: commit of %s before its files", m->id);
 	/* An envelope made ahead is new and empty: no spare needed. */
-	c->envahead = m->envfd;
+	c->envfd = m->envfd;
 	m->envfd = -1;
-	if (c->envahead == -1)
+	if (c->envfd == -1)
 		queue_take_spare(SPARE_ENV, c->envspare, sizeof c->envspare);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
@@ -1586,34 +1587,20 @@ queue_commit_write(struct queue_commit *c, int sync)
 	struct queue_msg	*m = c->msg;
 	char			 name[QUEUE_ID_LEN + 8];
 
-	c->envfd = -1;
-	if (c->error != 0) {
-		if (c->envahead != -1)
-			close(c->envahead);
-		c->envahead = -1;
-		return;
-	}
 	/* A spare overwritten is cut to what was written, before any sync. */
-	if (queue_msg_flush(m) == -1 ||
+	if (c->error == 0 && (queue_msg_flush(m) == -1 ||
 	    (m->spare && ftruncate(m->fd, (off_t)m->size) == -1) ||
-	    (sync && queue_commit_writeback(m->fd) == -1)) {
+	    (sync && queue_commit_writeback(m->fd) == -1)))
 		c->error = errno;
-		if (c->envahead != -1)
-			close(c->envahead);
-		c->envahead = -1;
-		return;
-	}
+	/* The envelope: made when the message began, or now. */
 	util_snprintf(name, sizeof name, "%s.env", m->id);
-	if (c->envahead != -1) {
-		c->envfd = c->envahead;
-		c->envahead = -1;
-	} else
+	if (c->error == 0 && c->envfd == -1)
 		c->envfd = queue_create(queue.incomingfd, name, c->envspare);
-	if (c->envfd == -1 ||
+	if (c->error == 0 && (c->envfd == -1 ||
 	    util_write_all(c->envfd, c->envtext, c->envlen) == -1 ||
 	    (c->envspare[0] != '\0' &&
 	    ftruncate(c->envfd, (off_t)c->envlen) == -1) ||
-	    (sync && queue_commit_writeback(c->envfd) == -1))
+	    (sync && queue_commit_writeback(c->envfd) == -1)))
 		c->error = errno;
 	if (c->envfd != -1 && (!sync || c->error != 0)) {
 		close(c->envfd);
