@@ -11,8 +11,8 @@
  * Only what the socket does not take at once is left to the bufferevent,
  * with its write timeout and its error reporting, until it has drained
  * (direct_written()); either way the bufferevent's write callback runs
- * once the output is empty, as its owner expects.  TLS bufferevents are never attached: OpenSSL
- * writes their socket.
+ * once the output is empty, as its owner expects.  TLS bufferevents are
+ * never attached: OpenSSL writes their socket.
  */
 #include "autoconf.h"
 

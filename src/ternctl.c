@@ -1856,7 +1856,7 @@ ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 	struct ternctl_stats	 s;
 	const char		*val, *p;
 	char			 buf[256];
-	size_t			 i, k, len, len0;
+	size_t			 i, k, len, klen;
 	int			 rc, json = (a->opts & TERNCTL_OPT_JSON) != 0;
 	int			 widths[nitems(ternctl_session_keys)];
 
@@ -1869,7 +1869,7 @@ ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 		for (i = 0; i < s.n; i++) {
 			printf("%s\n  {", i > 0 ? "," : "");
 			for (p = s.lines[i], k = 0; *p != '\0'; k++) {
-				len0 = len = strcspn(p, "=");
+				klen = len = strcspn(p, "=");
 				val = p + len + (p[len] == '=');
 				printf("%s\"%.*s\": ", k > 0 ? ", " : "",
 				    (int)len, p);
@@ -1878,7 +1878,7 @@ ternctl_sessions(const struct ternctl_verb *v, struct ternctl_args *a)
 				    (int)len, val);
 				if (strcmp(buf, "-") == 0)
 					fputs("null", stdout);
-				else if (ternctl_session_number(p, len0) &&
+				else if (ternctl_session_number(p, klen) &&
 				    strspn(buf, "0123456789") ==
 				    strlen(buf) && *buf != '\0')
 					fputs(buf, stdout);
