@@ -20,9 +20,9 @@ build_pkgs="gcc make autoconf automake pkg-config libevent-dev libssl-dev
 libc-ares-dev libinih-dev libcrypt-dev check"
 test_pkgs="python3 mandoc dnsmasq-base openssl pflogsumm dovecot-imapd bsd-mailx
 mmdebstrap systemd-container debhelper lintian dpkg-dev fakeroot fail2ban
-curl git git-email msmtp libauthen-sasl-perl libio-socket-ssl-perl
-rspamd opendkim opendkim-tools python3-dkim python3-milter dovecot-lmtpd
-haproxy prometheus"
+curl git git-email libmailtools-perl msmtp libauthen-sasl-perl
+libio-socket-ssl-perl rspamd opendkim opendkim-tools python3-dkim
+python3-milter dovecot-lmtpd haproxy prometheus"
 # The fuzz targets (tests/fuzz/) are built with clang and its libFuzzer.
 fuzz_pkgs="clang libclang-rt-14-dev"
 
