@@ -43,6 +43,8 @@ spool_sync=${BENCH_SPOOL_SYNC:-file}
 # fsync (4 KiB writes, each synced, in the run's temporary directory).
 load=${BENCH_LOAD:-none}
 expect_header=${BENCH_EXPECT_HEADER:-}
+# yes: also time smtp-source straight to an smtp-sink, no server between.
+floor=${BENCH_FLOOR:-yes}
 
 if [ $# -gt 0 ]; then
 	echo "usage: $0 (settings in the environment, see" \
@@ -77,6 +79,7 @@ ternd_pid=
 pf_started=
 tern_sink_pid=
 postfix_sink_pid=
+floor_sink_pid=
 failed=
 scraper_pid=
 load_pid=
@@ -96,6 +99,7 @@ cleanup() {
 	pf_stop
 	[ -n "$tern_sink_pid" ] && stop_pid "$tern_sink_pid" smtp-sink
 	[ -n "$postfix_sink_pid" ] && stop_pid "$postfix_sink_pid" smtp-sink
+	[ -n "$floor_sink_pid" ] && stop_pid "$floor_sink_pid" smtp-sink
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "$keep" = yes ] || [ -n "$failed" ]; then
 			echo "bench: kept $T (logs: ternd.log, pf/maillog," \
@@ -125,12 +129,16 @@ start_sink() {
 		sink_user="-u nobody"
 		chown nobody "$T/sink-$1"
 	fi
+	# The floor's sink keeps nothing: a relay receives without a dump.
+	dump="-D $T/sink-$1/dump"
+	[ "$1" = floor ] && dump=
 	# shellcheck disable=SC2086
-	/usr/sbin/smtp-sink $sink_user -c -D "$T/sink-$1/dump" \
+	/usr/sbin/smtp-sink $sink_user -c $dump \
 	    "127.0.0.1:$sink_port" 256 >"$T/sink-$1/count.out" \
 	    2>"$T/sink-$1/stderr.out" &
 	case "$1" in
 	tern)	tern_sink_pid=$! ;;
+	floor)	floor_sink_pid=$! ;;
 	*)	postfix_sink_pid=$! ;;
 	esac
 	wait_port "$sink_port" ||
@@ -233,7 +241,7 @@ relay_run() {
 	    -s "$sessions" -m "$3" -l "$size" -M client.bench.test \
 	    -f sender@bench.test -t "$4" "127.0.0.1:$2" \
 	    >"$T/$1-run.out" 2>&1 <<'EOF' &
-import os, re, signal, subprocess, sys, time
+import os, re, resource, signal, subprocess, sys, time
 
 counter, want, limit, stall, pid, out = sys.argv[1:7]
 want, limit, stall, pid = int(want), float(limit), float(stall), int(pid)
@@ -307,8 +315,10 @@ if rc is None:
         src.kill()
         rc = src.wait()
     inject = time.monotonic() - t0
-print("RESULT status=%s elapsed=%.3f inject=%.3f got=%d rc=%d" %
-      (status, elapsed, inject, got, rc))
+# The CPU smtp-source used, the one child waited for.
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("RESULT status=%s elapsed=%.3f inject=%.3f got=%d rc=%d srccpu=%.3f" %
+      (status, elapsed, inject, got, rc, ru.ru_utime + ru.ru_stime))
 EOF
 	run_pid=$!
 	wait "$run_pid" || true
@@ -436,9 +446,16 @@ measure() {
 	lp=${5:-rcpt}
 	say "$1: $messages timed messages"
 	load_start "$1"
+	case "$1" in
+	tern)	spid=$tern_sink_pid ;;
+	floor)	spid=$floor_sink_pid ;;
+	*)	spid=$postfix_sink_pid ;;
+	esac
 	c0=$(tree_cpu "$3")
+	s0=$(tree_cpu "$spid")
 	relay_run "$1" "$2" "$messages" "$lp@relay.bench.test" "$3"
 	c1=$(tree_cpu "$3")
+	s1=$(tree_cpu "$spid")
 	load_stop "$1"
 	status=$(field "$res" status)
 	got=$(field "$res" got)
@@ -474,6 +491,10 @@ measure() {
 	    'BEGIN { printf "%.1f", n / e }')
 	cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
 	    'BEGIN { printf "%.1f", t / hz }')
+	# The sink only receives (and writes its dump): what one end of
+	# these SMTP connections costs, for comparison.
+	sink_cpu=$(awk -v t="$((s1 - s0))" -v hz="$(getconf CLK_TCK)" \
+	    'BEGIN { printf "%.1f", t / hz }')
 	# What else is on its way (duplicates) arrives within moments; and
 	# the server should let go of every message it delivered.
 	i=0
@@ -492,7 +513,9 @@ measure() {
 		    "recipients of this run ($distinct distinct)"
 	fi
 	check="injected in $(field "$res" inject) s; $total at the sink,"
-	check="$check all distinct; CPU $cpu s"
+	check="$check all distinct; CPU $cpu s; smtp-source CPU"
+	check="$check $(awk -v c="$(field "$res" srccpu)" \
+	    'BEGIN { printf "%.1f", c }') s; sink CPU $sink_cpu s"
 	# A filter that was to mark every message (a signature) did.
 	if [ -n "$expect_header" ]; then
 		n=$(grep -c "^$expect_header:" "$T/sink-$1/dump" || true)
@@ -508,6 +531,30 @@ measure() {
 		    "delivery"
 		check="$check; $queued still queued"
 	fi
+}
+
+# The floor: the same run with no server, smtp-source straight to an
+# smtp-sink of its own.  What the two ends cost is what any relay pays
+# at least (it is a server to its clients and a client to the next
+# hop).  Sets floor_line.
+measure_floor() {
+	start_sink floor
+	say "floor: $messages timed messages, no server"
+	s0=$(tree_cpu "$floor_sink_pid")
+	relay_run floor "$sink_port" "$messages" rcpt@floor.bench.test \
+	    "$floor_sink_pid"
+	s1=$(tree_cpu "$floor_sink_pid")
+	[ "$(field "$res" status)" = ok ] ||
+	    die "floor: smtp-source to smtp-sink failed ($res):" \
+	    "$(tail -n 3 "$T/floor-source.out")"
+	floor_line=$(awk -v n="$messages" -v e="$(field "$res" elapsed)" \
+	    -v src="$(field "$res" srccpu)" -v t="$((s1 - s0))" \
+	    -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		sink = t / hz
+		printf "%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (no server:" \
+		    " smtp-source CPU %.1f s, sink CPU %.1f s; %.3f ms a" \
+		    " message for the two ends)", "floor", n, e, n / e, src,
+		    sink, (src + sink) * 1000 / n }')
 }
 
 # A scraper as Prometheus is one: GET /metrics every second, the last
@@ -599,6 +646,8 @@ if has postfix; then
 	pf_check=$check
 	problems "$T/pf/maillog" postfix
 fi
+floor_line=
+[ "$floor" = yes ] && measure_floor
 
 echo
 echo "== relay: $messages messages of $size octets, $sessions parallel" \
@@ -626,6 +675,7 @@ if has tern && [ "$scrape" = yes ]; then
 fi
 has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
+[ -n "$floor_line" ] && echo "$floor_line"
 if has tern && has postfix; then
 	awk -v a="$tern_rate" -v b="$pf_rate" -v l="$load" \
 	    'BEGIN { printf "ratio tern/postfix: %.2f (BENCH_LOAD=%s)\n", a / b,
