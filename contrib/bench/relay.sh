@@ -43,6 +43,9 @@ spool_sync=${BENCH_SPOOL_SYNC:-file}
 # fsync (4 KiB writes, each synced, in the run's temporary directory).
 load=${BENCH_LOAD:-none}
 expect_header=${BENCH_EXPECT_HEADER:-}
+# Where the sinks keep their dumps: memory by default, since the next
+# hop's disk is not the relay's.
+sinkbase=${BENCH_SINK_TMPDIR:-/dev/shm}
 # yes: also time smtp-source straight to an smtp-sink, no server between.
 floor=${BENCH_FLOOR:-yes}
 
@@ -74,6 +77,7 @@ if [ "$messages" -eq 0 ] || [ "$sessions" -eq 0 ]; then
 fi
 
 T=
+SD=
 run_pid=
 ternd_pid=
 pf_started=
@@ -103,9 +107,17 @@ cleanup() {
 	if [ -n "$T" ] && [ -d "$T" ]; then
 		if [ "$keep" = yes ] || [ -n "$failed" ]; then
 			echo "bench: kept $T (logs: ternd.log, pf/maillog," \
-			    "*.out; sink dumps: sink-*/dump)" >&2
+			    "*.out)" >&2
 		else
 			rm -rf "$T"
+		fi
+	fi
+	if [ -n "$SD" ] && [ -d "$SD" ] && [ "$SD" != "$T" ]; then
+		if [ "$keep" = yes ] || [ -n "$failed" ]; then
+			echo "bench: kept $SD (sink dumps: sink-*/dump," \
+			    "sink-*/count.out)" >&2
+		else
+			rm -rf "$SD"
 		fi
 	fi
 }
@@ -123,19 +135,19 @@ tern_queued() {
 # so the recipients can be checked afterwards.  Sets sink_port.
 start_sink() {
 	sink_port=$(free_port)
-	mkdir -p "$T/sink-$1"
+	mkdir -p "$SD/sink-$1"
 	sink_user=
 	if [ "$(id -u)" -eq 0 ]; then
 		sink_user="-u nobody"
-		chown nobody "$T/sink-$1"
+		chown nobody "$SD/sink-$1"
 	fi
 	# The floor's sink keeps nothing: a relay receives without a dump.
-	dump="-D $T/sink-$1/dump"
+	dump="-D $SD/sink-$1/dump"
 	[ "$1" = floor ] && dump=
 	# shellcheck disable=SC2086
 	/usr/sbin/smtp-sink $sink_user -c $dump \
-	    "127.0.0.1:$sink_port" 256 >"$T/sink-$1/count.out" \
-	    2>"$T/sink-$1/stderr.out" &
+	    "127.0.0.1:$sink_port" 256 >"$SD/sink-$1/count.out" \
+	    2>"$SD/sink-$1/stderr.out" &
 	case "$1" in
 	tern)	tern_sink_pid=$! ;;
 	floor)	floor_sink_pid=$! ;;
@@ -143,7 +155,7 @@ start_sink() {
 	esac
 	wait_port "$sink_port" ||
 	    die "smtp-sink for $1 did not start:" \
-	    "$(cat "$T/sink-$1/stderr.out")"
+	    "$(cat "$SD/sink-$1/stderr.out")"
 }
 
 # ---------------------------------------------------------------- ternd
@@ -236,7 +248,7 @@ smtpd_milters = $milter"
 # trap); it ends smtp-source when it is told to stop.
 relay_run() {
 	# shellcheck disable=SC2086
-	python3 - "$T/sink-$1/count.out" "$3" "$run_timeout" "$stall" "$5" \
+	python3 - "$SD/sink-$1/count.out" "$3" "$run_timeout" "$stall" "$5" \
 	    "$T/$1-source.out" /usr/sbin/smtp-source $source_opts \
 	    -s "$sessions" -m "$3" -l "$size" -M client.bench.test \
 	    -f sender@bench.test -t "$4" "127.0.0.1:$2" \
@@ -330,7 +342,7 @@ EOF
 # distinct" of the recipients made from rcpt (smtp-source -N puts a
 # sequence number in front of it).
 sink_rcpts() {
-	grep '^X-Rcpt-Args: ' "$T/sink-$1/dump" 2>/dev/null | awk -v r="$2>" '
+	grep '^X-Rcpt-Args: ' "$SD/sink-$1/dump" 2>/dev/null | awk -v r="$2>" '
 	substr($2, length($2) - length(r) + 1) == r {
 		n++
 		if (!($2 in seen))
@@ -518,7 +530,7 @@ measure() {
 	    'BEGIN { printf "%.1f", c }') s; sink CPU $sink_cpu s"
 	# A filter that was to mark every message (a signature) did.
 	if [ -n "$expect_header" ]; then
-		n=$(grep -c "^$expect_header:" "$T/sink-$1/dump" || true)
+		n=$(grep -c "^$expect_header:" "$SD/sink-$1/dump" || true)
 		[ "$n" -eq $((messages + warmup)) ] ||
 		    die "$1: $n of $((messages + warmup)) messages at the" \
 		    "sink carry $expect_header"
@@ -582,9 +594,18 @@ fi
 install_pkgs
 [ -d "$tmpbase" ] || die "no directory $tmpbase (BENCH_TMPDIR)"
 T=$(mktemp -d "$tmpbase/tern-bench.XXXXXX")
-# Postfix's daemons run as the postfix user and must reach their queue;
-# smtp-sink runs as nobody and writes its dump below.
+# Postfix's daemons run as the postfix user and must reach their queue.
 chmod 755 "$T"
+# The sinks' dumps (each message they receive) go to memory: on the
+# spools' disk their writes would compete with the servers' syncs, the
+# more so the faster the server, where a real next hop is another
+# machine.  smtp-sink runs as nobody and writes below.
+if [ -d "$sinkbase" ]; then
+	SD=$(mktemp -d "$sinkbase/tern-bench-sink.XXXXXX")
+else
+	SD=$T
+fi
+chmod 755 "$SD"
 
 if [ "$reuse" = yes ]; then
 	source_opts="-N -d"
@@ -594,7 +615,8 @@ else
 	conn_desc="a new connection per message"
 fi
 
-say "$(nproc) CPUs; spools in $T ($(df -PT "$T" | awk 'NR == 2 {print $2}'))"
+say "$(nproc) CPUs; spools in $T ($(df -PT "$T" | awk 'NR == 2 {print $2}'));" \
+    "sink dumps in $SD ($(df -PT "$SD" | awk 'NR == 2 {print $2}'))"
 has tern && start_ternd
 has postfix && start_postfix
 
