@@ -1797,11 +1797,10 @@ static void	smtp_spool_ready_cb(void *, int);
 /*
  * A message begins, at DATA or at the first BDAT chunk: room for it, its
  * spool file and our Received header, and the machine that reads it.
- * Returns the refusal, if any; the caller ends the transaction.  At DATA
- * a worker may have to make the spool files first (*waiting set): the
- * caller waits in SMTP_STATE_SPOOL for smtp_spool_ready_cb().  BDAT
- * chunks come without a reply to wait for, so their files are made at
- * once.
+ * Returns the refusal, if any; the caller ends the transaction.  A
+ * worker may have to make the spool files first (*waiting set): the
+ * caller then waits in SMTP_STATE_SPOOL, reading nothing, for
+ * smtp_spool_ready_cb().
  */
 static enum smtp_reply
 smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked,
@@ -1816,9 +1815,8 @@ smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked,
 		smtp_log_reject(s, verb, SMTP_R_TOO_BUSY, NULL, NULL, NULL);
 		return SMTP_R_TOO_BUSY;
 	}
-	tx->msg = chunked ? queue_msg_new(tx->id, sizeof tx->id) :
-	    queue_msg_start(tx->id, sizeof tx->id, smtp_spool_ready_cb, s,
-	    waiting);
+	tx->msg = queue_msg_start(tx->id, sizeof tx->id, smtp_spool_ready_cb,
+	    s, waiting);
 	if (tx->msg == NULL || smtp_write_received(s) == -1)
 		return smtp_spool_reply(errno);
 	tx->size = 0;
@@ -1861,14 +1859,26 @@ smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_data_begin(s);
 }
 
-/* The spool files a worker made for DATA are there, or are not. */
+static void	smtp_bdat_chunk_start(struct smtp_session *);
+
+/*
+ * The spool files a worker made for DATA or the first BDAT chunk are
+ * there, or are not.  A chunk is read all the same, and refused when
+ * they are not.
+ */
 static void
 smtp_spool_ready_cb(void *arg, int error)
 {
 	struct smtp_session	*s = arg;
 
 	smtp_enter_state(s, SMTP_STATE_CMD);
-	if (error != 0) {
+	if (s->tx->bdat) {
+		if (error != 0) {
+			s->chunk_refuse = smtp_spool_reply(error);
+			smtp_tx_free(s);
+		}
+		smtp_bdat_chunk_start(s);
+	} else if (error != 0) {
 		smtp_tx_free(s);
 		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else if (!smtp_milter_data(s))
@@ -1906,7 +1916,7 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx	*tx = s->tx;
 	uint64_t	 size;
-	int		 last;
+	int		 last, waiting = 0;
 	enum smtp_reply	 r = SMTP_R_OK;
 
 	if (smtp_parse_bdat(args, &size, &last) == -1) {
@@ -1923,7 +1933,7 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	else if (tx->env.nrcpts == 0)
 		r = SMTP_R_NEED_RCPT;
 	else if (!tx->bdat) {
-		if ((r = smtp_msg_begin(s, "BDAT", 1, NULL)) != SMTP_R_OK)
+		if ((r = smtp_msg_begin(s, "BDAT", 1, &waiting)) != SMTP_R_OK)
 			smtp_tx_free(s);
 		else
 			tx->bdat = 1;
@@ -1937,7 +1947,18 @@ smtp_cmd_bdat(struct smtp_session *s, const char *args)
 	s->chunk_left = size;
 	s->chunk_last = last;
 	s->chunk_refuse = r;
-	if (size == 0)
+	/* Its octets stay unread until the spool files are there. */
+	if (waiting)
+		smtp_enter_state(s, SMTP_STATE_SPOOL);
+	else
+		smtp_bdat_chunk_start(s);
+}
+
+/* A chunk's octets may come (its size and refusal are set). */
+static void
+smtp_bdat_chunk_start(struct smtp_session *s)
+{
+	if (s->chunk_size == 0)
 		smtp_bdat_chunk_end(s);
 	else
 		smtp_enter_state(s, SMTP_STATE_BDAT);

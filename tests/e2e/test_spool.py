@@ -26,6 +26,7 @@ DATE_RE = (rb"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?[0-9]{1,2} "
            rb"[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}")
 
 # Content with dot-led lines (stuffed on the wire) and 8-bit octets.
+SPOOL_ERROR = "451 4.3.0 Error: queue file write error"
 CONTENT = (b"From: Sender <sender@example.org>\r\n"
            b"To: rcpt@local.test\r\n"
            b"Subject: spool test\r\n"
@@ -252,6 +253,60 @@ class Spares(TernTestCase):
             t.wait_delivered(1 if fresh else 2)
             ternlib.wait_for(lambda: len(t.files("spare")) >= 2,
                              ternlib.REPLY_TIMEOUT, "spares kept")
+
+    def test_chunk_waits_for_its_files(self):
+        # BDAT as DATA: with no spare envelope left, the first chunk's
+        # octets wait unread until a worker has made the content and the
+        # envelope; with spares the content is taken from them at once.
+        t = self.tern(local=["local.test"])
+        first, rest = CONTENT[:40], CONTENT[40:]
+        for fresh in (True, False):
+            c = t.session()
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+            c.send(b"BDAT %d\r\n%s" % (len(first), first))
+            self.assertEqual(c.reply().code, 250)
+            names = t.files("incoming")
+            stems = {n.rsplit(".", 1)[0] for n in names}
+            self.assertEqual(len(stems), 1, names)
+            stem = stems.pop()
+            self.assertEqual(sorted(names),
+                             [stem + ".env", stem + ".msg"] if fresh
+                             else [stem + ".msg"])
+            c.send(b"BDAT %d LAST\r\n%s" % (len(rest), rest))
+            r = c.reply()
+            self.assertEqual(r.code, 250, r)
+            self.assertEqual(queued_id(r), stem)
+            c.cmd("QUIT")
+            c.close()
+            self.assertEqual(t.files("incoming"), [])
+            t.wait_delivered(1 if fresh else 2)
+            ternlib.wait_for(lambda: len(t.files("spare")) >= 2,
+                             ternlib.REPLY_TIMEOUT, "spares kept")
+
+    def test_files_not_made(self):
+        # The worker cannot make the message's files (incoming/ not
+        # writable): DATA gets 451 4.3.0, and a first chunk is read all
+        # the same, then refused, so that its octets are never taken for
+        # commands; the session goes on.
+        t = self.tern(local=["local.test"])
+        incoming = t.path("incoming")
+        os.chmod(incoming, 0o555)
+        try:
+            c = t.session()
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+            self.assertEqual(c.cmd("DATA").line, SPOOL_ERROR)
+            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+            c.send(b"BDAT 6 LAST\r\nQUIT\r\n")
+            self.assertEqual(c.reply().line, SPOOL_ERROR)
+            self.assertEqual(c.cmd("NOOP").code, 250)
+            self.assertEqual(c.cmd("QUIT").code, 221)
+        finally:
+            os.chmod(incoming, 0o700)
+        self.assertEqual(t.queued(), [])
+        self.assertRegex(t.log(), r"queue: incoming/\w+: Permission denied")
 
 
 class Durability(TernTestCase):
