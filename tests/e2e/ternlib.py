@@ -10,6 +10,7 @@ signal a process it did not start, and never wait without a deadline.
 Only the Python standard library is used.
 """
 
+import json
 import os
 import random
 import re
@@ -70,6 +71,19 @@ QUEUED_RE = re.compile(r"^250 2\.0\.0 Ok: queued as (" + QID_RE + r")$")
 
 class TestTimeout(Exception):
     """A test ran past TEST_TIMEOUT."""
+
+
+def read_json_lines(path):
+    """The objects of a file another process appends JSON lines to; a
+    last line still being written (no newline yet) is left out.  []
+    when there is no file yet."""
+    try:
+        with open(path) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in data.split("\n")[:-1]
+            if line.strip()]
 
 
 def wait_for(predicate, timeout, what="condition", interval=0.02):

@@ -18,7 +18,6 @@ two filters in list order; and a hung filter not holding up another
 session.
 """
 
-import json
 import os
 import re
 import shutil
@@ -97,11 +96,7 @@ class Filter:
             return f.read().decode("utf-8", "replace")
 
     def events(self, name=None):
-        try:
-            with open(self.events_path) as f:
-                evs = [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        evs = ternlib.read_json_lines(self.events_path)
         if name is not None:
             evs = [e for e in evs if e.get("ev") == name]
         return evs

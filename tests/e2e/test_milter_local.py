@@ -95,11 +95,7 @@ class Filter:
             return ""
 
     def events(self, name=None):
-        try:
-            with open(self.events_path) as f:
-                evs = [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        evs = ternlib.read_json_lines(self.events_path)
         return [e for e in evs if name is None or e.get("ev") == name]
 
     def stop(self):
