@@ -225,17 +225,19 @@ class Spares(TernTestCase):
         self.assertEqual(t.queued(), [qid])
         self.assertEqual(t.read_msg(qid), msg)
 
-    def test_files_made_before_354(self):
-        # With no spare envelope left (here: nothing delivered yet), the
-        # content and the envelope are both made before the 354, so that
-        # no file is created between the final dot and the 250.  With
-        # spares the envelope is taken from them at the commit.
+    def check_files_made_ahead(self, begin, finish):
+        """With no spare envelope left (here: nothing delivered yet),
+        the content and the envelope are both made before begin(c), the
+        start of a message, is answered, so that no file is created
+        between its end and the 250; with spares the envelope is taken
+        from them at the commit.  finish(c) sends the rest and returns
+        the reply."""
         t = self.tern(local=["local.test"])
         for fresh in (True, False):
             c = t.session()
             self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
             self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
-            self.assertEqual(c.cmd("DATA").code, 354)
+            begin(c)
             names = t.files("incoming")
             stems = {n.rsplit(".", 1)[0] for n in names}
             self.assertEqual(len(stems), 1, names)
@@ -243,8 +245,7 @@ class Spares(TernTestCase):
             self.assertEqual(sorted(names),
                              [stem + ".env", stem + ".msg"] if fresh
                              else [stem + ".msg"])
-            c.send(CONTENT.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-            r = c.reply()
+            r = finish(c)
             self.assertEqual(r.code, 250, r)
             self.assertEqual(queued_id(r), stem)
             c.cmd("QUIT")
@@ -254,35 +255,30 @@ class Spares(TernTestCase):
             ternlib.wait_for(lambda: len(t.files("spare")) >= 2,
                              ternlib.REPLY_TIMEOUT, "spares kept")
 
+    def test_files_made_before_354(self):
+        def begin(c):
+            self.assertEqual(c.cmd("DATA").code, 354)
+
+        def finish(c):
+            c.send(CONTENT.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            return c.reply()
+
+        self.check_files_made_ahead(begin, finish)
+
     def test_chunk_waits_for_its_files(self):
-        # BDAT as DATA: with no spare envelope left, the first chunk's
-        # octets wait unread until a worker has made the content and the
-        # envelope; with spares the content is taken from them at once.
-        t = self.tern(local=["local.test"])
+        # BDAT as DATA: the first chunk's octets wait unread until the
+        # files are there, and its 250 comes after.
         first, rest = CONTENT[:40], CONTENT[40:]
-        for fresh in (True, False):
-            c = t.session()
-            self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
-            self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+
+        def begin(c):
             c.send(b"BDAT %d\r\n%s" % (len(first), first))
             self.assertEqual(c.reply().code, 250)
-            names = t.files("incoming")
-            stems = {n.rsplit(".", 1)[0] for n in names}
-            self.assertEqual(len(stems), 1, names)
-            stem = stems.pop()
-            self.assertEqual(sorted(names),
-                             [stem + ".env", stem + ".msg"] if fresh
-                             else [stem + ".msg"])
+
+        def finish(c):
             c.send(b"BDAT %d LAST\r\n%s" % (len(rest), rest))
-            r = c.reply()
-            self.assertEqual(r.code, 250, r)
-            self.assertEqual(queued_id(r), stem)
-            c.cmd("QUIT")
-            c.close()
-            self.assertEqual(t.files("incoming"), [])
-            t.wait_delivered(1 if fresh else 2)
-            ternlib.wait_for(lambda: len(t.files("spare")) >= 2,
-                             ternlib.REPLY_TIMEOUT, "spares kept")
+            return c.reply()
+
+        self.check_files_made_ahead(begin, finish)
 
     def test_files_not_made(self):
         # The worker cannot make the message's files (incoming/ not
