@@ -208,9 +208,10 @@ bare:
 
 /*
  * The next len octets of a file.  The message's among them, which are
- * to be queued as they are, are *content and *clen (a part of data;
- * *clen 0 when there is none).  -1 with the reason in why at the first
- * fault; nothing more may be fed then.
+ * to be queued as they are, are *content and *clen: the tail of data
+ * from where the message begins (*clen 0 when none of it is here, and
+ * *content then the end of data).  -1 with the reason in why at the
+ * first fault; nothing more may be fed then.
  */
 int
 maildrop_reader_feed(struct maildrop_reader *r, const char *data, size_t len,
@@ -219,7 +220,7 @@ maildrop_reader_feed(struct maildrop_reader *r, const char *data, size_t len,
 	const char	*nl;
 	size_t		 i = 0, n, room;
 
-	*content = data;
+	*content = data + len;
 	*clen = 0;
 	if (r->state == MAILDROP_FAILED)
 		return maildrop_fail(r, why, whysize, "read after a fault");

@@ -87,7 +87,8 @@ read_split(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
 		memcpy(copy, buf + from, to - from);
 		res->rc = maildrop_reader_feed(&r, copy, to - from, &c, &clen,
 		    res->why, sizeof res->why);
-		if (res->rc == 0 && clen > 0) {
+		/* The message's part is the piece's tail, empty or not. */
+		if (res->rc == 0) {
 			ck_assert(c >= copy && c + clen == copy + (to - from));
 			util_buf_add(&res->content, c, clen);
 		}
