@@ -1817,8 +1817,11 @@ smtp_msg_begin(struct smtp_session *s, const char *verb, int chunked,
 	}
 	tx->msg = queue_msg_start(tx->id, sizeof tx->id, smtp_spool_ready_cb,
 	    s, waiting);
-	if (tx->msg == NULL || smtp_write_received(s) == -1)
+	if (tx->msg == NULL || smtp_write_received(s) == -1) {
+		/* Ending the transaction gives up the worker's files too. */
+		*waiting = 0;
 		return smtp_spool_reply(errno);
+	}
 	tx->size = 0;
 	hdrscan_init(&tx->hs);
 	tx->add_hdrs = smtp_conf->add_missing_headers ==
