@@ -37,6 +37,10 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/tern-fuzz-run.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT INT TERM
+# The targets' own files go there too, so that one that crashes (and
+# never runs its cleanup) leaves nothing behind.
+TMPDIR=$scratch
+export TMPDIR
 
 # One target: its report in $scratch/NAME.out, 0 or 1 in NAME.rc.
 run_one() {
