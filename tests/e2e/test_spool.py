@@ -25,8 +25,9 @@ DATE_RE = (rb"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?[0-9]{1,2} "
            rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
            rb"[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}")
 
-# Content with dot-led lines (stuffed on the wire) and 8-bit octets.
 SPOOL_ERROR = "451 4.3.0 Error: queue file write error"
+
+# Content with dot-led lines (stuffed on the wire) and 8-bit octets.
 CONTENT = (b"From: Sender <sender@example.org>\r\n"
            b"To: rcpt@local.test\r\n"
            b"Subject: spool test\r\n"
@@ -260,7 +261,7 @@ class Spares(TernTestCase):
             self.assertEqual(c.cmd("DATA").code, 354)
 
         def finish(c):
-            c.send(CONTENT.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+            c.send(ternlib.dot_stuff(CONTENT))
             return c.reply()
 
         self.check_files_made_ahead(begin, finish)
