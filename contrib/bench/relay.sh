@@ -444,6 +444,12 @@ load_stop() {
 	    "$(tail -n 3 "$out")"
 }
 
+# Clock ticks (tree_cpu) as seconds, one decimal.
+ticks_s() {
+	awk -v t="$1" -v hz="$(getconf CLK_TCK)" \
+	    'BEGIN { printf "%.1f", t / hz }'
+}
+
 # Warm-up (untimed) and timed run for one server: name port pid
 # queued-function.  Sets elapsed, rate and check.
 measure() {
@@ -460,7 +466,6 @@ measure() {
 	load_start "$1"
 	case "$1" in
 	tern)	spid=$tern_sink_pid ;;
-	floor)	spid=$floor_sink_pid ;;
 	*)	spid=$postfix_sink_pid ;;
 	esac
 	c0=$(tree_cpu "$3")
@@ -501,12 +506,10 @@ measure() {
 	elapsed=$(field "$res" elapsed)
 	rate=$(awk -v n="$messages" -v e="$elapsed" \
 	    'BEGIN { printf "%.1f", n / e }')
-	cpu=$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" \
-	    'BEGIN { printf "%.1f", t / hz }')
+	cpu=$(ticks_s "$((c1 - c0))")
 	# The sink only receives (and writes its dump): what one end of
 	# these SMTP connections costs, for comparison.
-	sink_cpu=$(awk -v t="$((s1 - s0))" -v hz="$(getconf CLK_TCK)" \
-	    'BEGIN { printf "%.1f", t / hz }')
+	sink_cpu=$(ticks_s "$((s1 - s0))")
 	# What else is on its way (duplicates) arrives within moments; and
 	# the server should let go of every message it delivered.
 	i=0
