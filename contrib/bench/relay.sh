@@ -48,6 +48,9 @@ expect_header=${BENCH_EXPECT_HEADER:-}
 sinkbase=${BENCH_SINK_TMPDIR:-/dev/shm}
 # yes: also time smtp-source straight to an smtp-sink, no server between.
 floor=${BENCH_FLOOR:-yes}
+# N above 0: after the timed runs, N more messages through each server
+# under strace -f -c, for its system calls a message (not timed).
+syscalls=${BENCH_SYSCALLS:-0}
 
 if [ $# -gt 0 ]; then
 	echo "usage: $0 (settings in the environment, see" \
@@ -55,7 +58,7 @@ if [ $# -gt 0 ]; then
 	exit 1
 fi
 for v in "$messages" "$sessions" "$size" "$warmup" "$run_timeout" \
-    "$stall"; do
+    "$stall" "$syscalls"; do
 	case "$v" in
 	''|*[!0-9]*)
 		echo "bench: not a number: '$v'" >&2
@@ -63,9 +66,11 @@ for v in "$messages" "$sessions" "$size" "$warmup" "$run_timeout" \
 		;;
 	esac
 done
+bench_pkgs=
+[ "$syscalls" -gt 0 ] && bench_pkgs="strace:/usr/bin/strace"
 case "$load" in
 none|fsync) ;;
-cpu)	bench_pkgs="stress-ng:/usr/bin/stress-ng" ;;
+cpu)	bench_pkgs="$bench_pkgs stress-ng:/usr/bin/stress-ng" ;;
 *)
 	echo "bench: BENCH_LOAD must be none, cpu or fsync" >&2
 	exit 1
@@ -87,6 +92,7 @@ floor_sink_pid=
 failed=
 scraper_pid=
 load_pid=
+strace_pid=
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$top/contrib/bench/lib.sh"
@@ -98,6 +104,7 @@ cleanup() {
 	[ "$rc" -ne 0 ] && failed=yes
 	[ -n "$run_pid" ] && stop_pid "$run_pid" smtp-source
 	[ -n "$scraper_pid" ] && stop_pid "$scraper_pid" scraper
+	[ -n "$strace_pid" ] && stop_pid "$strace_pid" strace
 	[ -n "$load_pid" ] && stop_pid "$load_pid" "the competing load"
 	[ -n "$ternd_pid" ] && stop_pid "$ternd_pid" ternd
 	pf_stop
@@ -572,6 +579,86 @@ measure_floor() {
 		    sink, (src + sink) * 1000 / n }')
 }
 
+# System calls a message, counted (never timed): name port pid
+# queued-function.  BENCH_SYSCALLS more messages go through the server
+# while strace -f -c follows the process pid and all below it (Postfix:
+# master and its daemons, and those it starts meanwhile); the count
+# ends once the server has let go of every one.  Sets syscalls_line.
+count_syscalls() {
+	pids=$(python3 - "$3" <<'EOF'
+import os, sys
+parent = {}
+for name in os.listdir("/proc"):
+    if name.isdigit():
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                s = f.read()
+        except OSError:
+            continue
+        parent[int(name)] = int(s[s.rfind(")") + 2:].split()[1])
+out, todo = [], [int(sys.argv[1])]
+while todo:
+    pid = todo.pop()
+    out.append(pid)
+    todo.extend(p for p, pp in parent.items() if pp == pid)
+print(" ".join("-p %d" % p for p in out))
+EOF
+)
+	out="$T/$1-strace.out"
+	# shellcheck disable=SC2086
+	strace -f -c -o "$out" $pids 2>"$T/$1-strace.err" &
+	strace_pid=$!
+	i=0
+	while ! grep -q attached "$T/$1-strace.err" && [ "$i" -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	sleep 0.5
+	say "$1: $syscalls messages under strace"
+	relay_run "$1" "$2" "$syscalls" "sc@relay.bench.test" "$3"
+	[ "$(field "$res" status)" = ok ] ||
+	    die "$1: the counted run failed ($res)"
+	i=0
+	while [ "$($4)" -ne 0 ] && [ "$i" -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 0.5
+	kill -INT "$strace_pid"
+	wait "$strace_pid" || true
+	strace_pid=
+	# "% time seconds usecs/call calls [errors] syscall", then a total.
+	syscalls_line=$(awk -v n="$syscalls" -v who="$1" '
+	$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+		calls[$NF] = $4
+		if ($NF ~ /sync/)
+			sync += $4
+	}
+	$NF == "total" { total = $4 }
+	END {
+		line = sprintf("%-8s %.1f system calls a message, %.2f of them" \
+		    " syncs (", who, total / n, sync / n)
+		sep = ""
+		for (k in calls)
+			if (k ~ /sync/) {
+				line = line sprintf("%s%s %.2f", sep, k, calls[k] / n)
+				sep = ", "
+			}
+		line = line "); most:"
+		for (j = 0; j < 10; j++) {
+			best = ""
+			for (k in calls)
+				if (best == "" || calls[k] + 0 > calls[best] + 0)
+					best = k
+			if (best == "")
+				break
+			line = line sprintf(" %s %.1f", best, calls[best] / n)
+			delete calls[best]
+		}
+		print line
+	}' "$out")
+}
+
 # A scraper as Prometheus is one: GET /metrics every second, the last
 # answer kept and the good ones counted, until stopped.
 start_scraper() {
@@ -673,6 +760,18 @@ if has postfix; then
 fi
 floor_line=
 [ "$floor" = yes ] && measure_floor
+tern_sc=
+pf_sc=
+if [ "$syscalls" -gt 0 ]; then
+	if has tern; then
+		count_syscalls tern "$tern_port" "$ternd_pid" tern_queued
+		tern_sc=$syscalls_line
+	fi
+	if has postfix; then
+		count_syscalls postfix "$pf_port" "$pf_master" postfix_queued
+		pf_sc=$syscalls_line
+	fi
+fi
 
 echo
 echo "== relay: $messages messages of $size octets, $sessions parallel" \
@@ -701,6 +800,12 @@ fi
 has postfix && printf '%-8s %6d msgs in %8.3f s  %9.1f msgs/s  (%s)\n' \
     postfix "$messages" "$pf_elapsed" "$pf_rate" "$pf_check"
 [ -n "$floor_line" ] && echo "$floor_line"
+if [ "$syscalls" -gt 0 ]; then
+	echo "system calls, $syscalls more messages each under strace -f -c" \
+	    "(every process of the server, not timed):"
+	[ -n "$tern_sc" ] && echo "$tern_sc"
+	[ -n "$pf_sc" ] && echo "$pf_sc"
+fi
 if has tern && has postfix; then
 	awk -v a="$tern_rate" -v b="$pf_rate" -v l="$load" \
 	    'BEGIN { printf "ratio tern/postfix: %.2f (BENCH_LOAD=%s)\n", a / b,
