@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,15 @@ static const char	*log_ident = "ternd";
 
 /* The syslog(3) tag now in use: the ident, or "ident/sub" (log_mail). */
 static char		log_tag[64];
+
+/*
+ * What openlog(3) is given: the tag and "[pid]", as LOG_PID would put
+ * them, so that no line asks for the pid again (a system call each).
+ */
+static char		log_syslog_ident[sizeof log_tag + 24];
+
+/* This process's id: asked at the first line and again after a fork. */
+static pid_t		log_pid;
 
 /* file: the spool's log directory and the day's file, opened lazily. */
 static char		log_dir[PATH_MAX];
@@ -54,6 +64,33 @@ static const char *const log_months[] = {
 	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
 };
+
+static void
+log_syslog_open(void)
+{
+	snprintf(log_syslog_ident, sizeof log_syslog_ident, "%s[%ld]",
+	    log_tag, (long)log_pid);
+	openlog(log_syslog_ident, LOG_NDELAY, LOG_MAIL);
+}
+
+/* In the child of a fork: its own pid from now on. */
+static void
+log_forked(void)
+{
+	log_pid = getpid();
+	if (log_target == LOG_TARGET_SYSLOG)
+		log_syslog_open();
+}
+
+static long
+log_getpid(void)
+{
+	if (log_pid == 0) {
+		log_pid = getpid();
+		pthread_atfork(NULL, NULL, log_forked);
+	}
+	return (long)log_pid;
+}
 
 void
 log_init(const char *ident, enum log_target target, int debug)
@@ -79,7 +116,8 @@ log_set_target(enum log_target target)
 		closelog();
 	if (target == LOG_TARGET_SYSLOG && log_target != LOG_TARGET_SYSLOG) {
 		snprintf(log_tag, sizeof log_tag, "%s", log_ident);
-		openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		log_getpid();
+		log_syslog_open();
 	}
 	if (target != LOG_TARGET_FILE)
 		log_file_close();
@@ -218,7 +256,7 @@ log_file_write(const char *tag, const char *msg)
 		return -1;
 	len = snprintf(line, sizeof line, "%s %2d %02d:%02d:%02d %s %s[%ld]: "
 	    "%s\n", log_months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, log_host, tag, (long)getpid(), msg);
+	    tm.tm_sec, log_host, tag, log_getpid(), msg);
 	if (len < 0)
 		return -1;
 	if ((size_t)len >= sizeof line) {
@@ -249,7 +287,7 @@ log_remote_write(int pri, const char *tag, const char *msg)
 	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
 	len = snprintf(dgram, sizeof dgram, "<%d>1 %s.%06ldZ %s %s %ld - - %s",
 	    LOG_MAIL | pri, stamp, ts.tv_nsec / 1000, log_host[0] != '\0' ?
-	    log_host : "-", tag, (long)getpid(), msg);
+	    log_host : "-", tag, log_getpid(), msg);
 	if (len < 0)
 		return -1;
 	if ((size_t)len >= sizeof dgram)
@@ -273,7 +311,7 @@ log_write(int pri, const char *tag, const char *msg)
 		/* glibc keeps the connection; openlog() only swaps the tag. */
 		if (strcmp(tag, log_tag) != 0) {
 			snprintf(log_tag, sizeof log_tag, "%s", tag);
-			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+			log_syslog_open();
 		}
 		syslog(pri, "%s", msg);
 		return 0;
@@ -282,7 +320,7 @@ log_write(int pri, const char *tag, const char *msg)
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s %s[%ld]: %s\n", stamp, tag,
-		    (long)getpid(), msg);
+		    log_getpid(), msg);
 		return 0;
 	case LOG_TARGET_FILE:
 		return log_file_write(tag, msg);

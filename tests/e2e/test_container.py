@@ -14,6 +14,7 @@ and is only remade when the sources change.  Needs root; the first run
 makes the cached tree with mmdebstrap (see container.py).
 """
 
+import json
 import os
 import re
 import shutil
@@ -172,6 +173,20 @@ class MakeInstall(unittest.TestCase):
                                           r"status=sent" % (qid, DOMAIN),
                                           self.journal()),
                         "the delivery in the journal")
+        # journald took the tag and the pid apart as syslog(3) sends
+        # them: ternd names its pid itself, asking for it once.
+        pid = self.c.show("tern", "MainPID")["MainPID"]
+        out = self.c.run("journalctl", "--no-pager", "-o", "json", "-u",
+                         "tern").stdout
+        entries = [json.loads(line) for line in out.splitlines()
+                   if line.startswith("{")]
+        sent = [e for e in entries
+                if "%s: to=<postmaster@" % qid in str(e.get("MESSAGE"))]
+        self.assertTrue(sent, out[-2000:])
+        self.assertEqual(sent[0].get("SYSLOG_IDENTIFIER"),
+                         "ternd/virtual",
+                         sent[0])
+        self.assertEqual(sent[0].get("SYSLOG_PID"), pid, sent[0])
 
     def test_3_sendmail_by_an_ordinary_user(self):
         """maildrop/ as tmpfiles.d made it takes a file from anyone."""
