@@ -56,11 +56,12 @@ struct queue_open;
 /* A message being received; owned by the transaction receiving it. */
 struct queue_msg {
 	char		 id[QUEUE_ID_SIZE];
-	int		 fd;		/* incoming/ID.msg, -1 while opening */
+	int		 fd;		/* the content, -1 while opening */
 	int		 envfd;		/* incoming/ID.env made ahead, or -1 */
 	struct queue_open *open;	/* a worker making the files, or NULL */
 	int		 error;		/* first write errno, or 0 */
-	int		 spare;		/* overwriting a spare (spare.c) */
+	/* The content's spare, overwritten in spare/; "" for incoming/ID.msg */
+	char		 spare[SPARE_NAME_SIZE];
 	uint64_t	 size;
 	size_t		 buflen;
 	char		 buf[QUEUE_MSG_BUFSIZE];
@@ -77,8 +78,9 @@ struct queue_commit {
 	void			*arg;
 	int			 cancelled;
 	int			 error;
-	int			 envfd;		/* incoming/ID.env, or -1 */
-	char			 envspare[SPARE_NAME_SIZE]; /* or "" */
+	int			 envfd;		/* the envelope, or -1 */
+	/* The envelope's spare, overwritten in spare/; "" for incoming/ */
+	char			 envspare[SPARE_NAME_SIZE];
 	unsigned		 dir;
 	struct timespec		 started;	/* for the commit metric */
 };
@@ -1198,39 +1200,56 @@ queue_count(void)
 }
 
 /*
- * Open dirfd/name for writing: the spare named (from spare_take(), ""
- * for none) moved there, else a new file.  A spare that cannot be moved
- * is forgotten (spare set to ""); one that was must be truncated to
- * what is written before it is synced.  The loop or a worker: the loop
- * took the name.
+ * Open for writing a spare of a kind, taken now (loop) or before (spare
+ * already named, a worker may do it): -1 when there is none, or when it
+ * cannot be opened, which forgets it (spare set to "").  A spare opened
+ * is written in spare/, truncated to what was written before it is
+ * synced, and renamed into queue/XX/ by the commit (queue_file_move()).
  */
 static int
-queue_create(int dirfd, const char *name, char *spare)
+queue_open_spare(enum spare_kind kind, char *spare, size_t size, int take)
 {
-	int	fd, saved;
+	int	fd;
 
-	if (spare[0] != '\0') {
-		if (spare_place(spare, dirfd, name) == 0) {
-			fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW |
-			    O_CLOEXEC);
-			if (fd == -1) {
-				saved = errno;
-				unlinkat(dirfd, name, 0);
-				errno = saved;
-			}
-			return fd;
-		}
+	if (take && !spare_take(kind, spare, size))
+		spare[0] = '\0';
+	if (spare[0] == '\0')
+		return -1;
+	if ((fd = spare_open(spare)) == -1) {
+		spare_drop(spare);
 		spare[0] = '\0';
 	}
-	return queue_create_new(dirfd, name);
+	return fd;
 }
 
-/* Take a spare of a kind for queue_create(), or "" when there is none. */
-static void
-queue_take_spare(enum spare_kind kind, char *spare, size_t size)
+/*
+ * Where a file of a message not yet committed is: its spare in spare/,
+ * or incoming/ID.ext.  Moved to queue/XX/ID.ext, or removed.
+ */
+static int
+queue_file_move(const char *id, const char *ext, const char *spare)
 {
-	if (!spare_take(kind, spare, size))
-		spare[0] = '\0';
+	char	name[QUEUE_ID_LEN + 8], path[QUEUE_PATH_SIZE];
+
+	if (queue_path(id, ext, path, sizeof path) == -1)
+		return -1;
+	if (spare[0] != '\0')
+		return spare_place(spare, queue.queuefd, path);
+	util_snprintf(name, sizeof name, "%s.%s", id, ext);
+	return renameat(queue.incomingfd, name, queue.queuefd, path);
+}
+
+static void
+queue_file_unlink(const char *id, const char *ext, const char *spare)
+{
+	char	name[QUEUE_ID_LEN + 8];
+
+	if (spare[0] != '\0') {
+		spare_drop(spare);
+		return;
+	}
+	util_snprintf(name, sizeof name, "%s.%s", id, ext);
+	unlinkat(queue.incomingfd, name, 0);
 }
 
 /*
@@ -1270,8 +1289,8 @@ struct queue_open {
 };
 
 /*
- * Start receiving a message: a new id and incoming/ID.msg, written over
- * a spare when there is one.  With cb and worker threads, what no spare
+ * Start receiving a message: a new id and its content file, a spare when
+ * there is one (written in spare/), else incoming/ID.msg.  With cb and worker threads, what no spare
  * is left for is made by a worker instead, the content and the envelope
  * both (so that no file is created between the final dot and the 250,
  * and no create, which can take most of a millisecond, holds up the
@@ -1297,13 +1316,12 @@ queue_msg_start(char *id, size_t size, queue_ready_cb cb, void *arg,
 	util_snprintf(name, sizeof name, "%s.msg", m->id);
 	m->envfd = -1;
 	m->open = NULL;
-	m->fd = -1;
-	queue_take_spare(SPARE_MSG, spare, sizeof spare);
+	m->fd = queue_open_spare(SPARE_MSG, spare, sizeof spare, 1);
+	util_strlcpy(m->spare, spare, sizeof m->spare);
 	want_env = cb != NULL && workpool_threads() > 0 &&
 	    spare_count(SPARE_ENV) == 0;
-	if (spare[0] != '\0' || !want_env)
-		m->fd = queue_create(queue.incomingfd, name, spare);
-	m->spare = spare[0] != '\0';
+	if (m->fd == -1 && !want_env)
+		m->fd = queue_create_new(queue.incomingfd, name);
 	if (m->fd == -1 && !want_env) {
 		log_warn("queue: incoming/%s", name);
 		free(m);
@@ -1460,15 +1478,12 @@ queue_msg_size(const struct queue_msg *m)
 	return m->size;
 }
 
+/* A commit's files that are not (or no longer) in queue/XX/: removed. */
 static void
-queue_msg_unlink(const char *id)
+queue_commit_unlink(struct queue_commit *c)
 {
-	char	name[QUEUE_ID_LEN + 8];
-
-	util_snprintf(name, sizeof name, "%s.msg", id);
-	unlinkat(queue.incomingfd, name, 0);
-	util_snprintf(name, sizeof name, "%s.env", id);
-	unlinkat(queue.incomingfd, name, 0);
+	queue_file_unlink(c->msg->id, "msg", c->msg->spare);
+	queue_file_unlink(c->msg->id, "env", c->envspare);
 }
 
 /*
@@ -1501,7 +1516,10 @@ queue_msg_abort(struct queue_msg *m)
 	if (m->fd != -1) {
 		close(m->fd);
 		util_snprintf(name, sizeof name, "%s.msg", m->id);
-		queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
+		if (m->spare[0] != '\0')
+			spare_return(SPARE_MSG, m->spare, m->size);
+		else
+			queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
 	}
 	free(m);
 }
@@ -1537,8 +1555,9 @@ queue_msg_commit(struct queue_msg *m, const struct envelope *env,
 	/* An envelope made ahead is new and empty: no spare needed. */
 	c->envfd = m->envfd;
 	m->envfd = -1;
-	if (c->envfd == -1)
-		queue_take_spare(SPARE_ENV, c->envspare, sizeof c->envspare);
+	if (c->envfd == -1 && !spare_take(SPARE_ENV, c->envspare,
+	    sizeof c->envspare))
+		c->envspare[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	if (strcmp(env->id, m->id) != 0)
 		panic("queue: commit of %s with envelope of %s", m->id,
@@ -1577,7 +1596,7 @@ queue_commit_writeback(int fd)
 
 /*
  * First step of a commit: the content's last buffer and the envelope
- * written in incoming/.  With sync set, both are also sent on their way
+ * written (over spares, or in incoming/).  With sync set, both are also sent on their way
  * to disk and the envelope stays open for queue_commit_sync(); on
  * failure, or without sync, it is closed here.
  */
@@ -1589,13 +1608,16 @@ queue_commit_write(struct queue_commit *c, int sync)
 
 	/* A spare overwritten is cut to what was written, before any sync. */
 	if (c->error == 0 && (queue_msg_flush(m) == -1 ||
-	    (m->spare && ftruncate(m->fd, (off_t)m->size) == -1) ||
+	    (m->spare[0] != '\0' && ftruncate(m->fd, (off_t)m->size) == -1) ||
 	    (sync && queue_commit_writeback(m->fd) == -1)))
 		c->error = errno;
 	/* The envelope: made when the message began, or now. */
+	if (c->error == 0 && c->envfd == -1)
+		c->envfd = queue_open_spare(SPARE_ENV, c->envspare,
+		    sizeof c->envspare, 0);
 	util_snprintf(name, sizeof name, "%s.env", m->id);
 	if (c->error == 0 && c->envfd == -1)
-		c->envfd = queue_create(queue.incomingfd, name, c->envspare);
+		c->envfd = queue_create_new(queue.incomingfd, name);
 	if (c->error == 0 && (c->envfd == -1 ||
 	    util_write_all(c->envfd, c->envtext, c->envlen) == -1 ||
 	    (c->envspare[0] != '\0' &&
@@ -1632,19 +1654,15 @@ static void
 queue_commit_move(struct queue_commit *c)
 {
 	struct queue_msg	*m = c->msg;
-	char			 name[QUEUE_ID_LEN + 8], path[QUEUE_PATH_SIZE];
+	char			 path[QUEUE_PATH_SIZE];
 
 	if (c->error != 0)
 		return;
-	util_snprintf(name, sizeof name, "%s.msg", m->id);
-	if (queue_path(m->id, "msg", path, sizeof path) == -1 ||
-	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1) {
+	if (queue_file_move(m->id, "msg", m->spare) == -1) {
 		c->error = errno;
 		return;
 	}
-	util_snprintf(name, sizeof name, "%s.env", m->id);
-	if (queue_path(m->id, "env", path, sizeof path) == -1 ||
-	    renameat(queue.incomingfd, name, queue.queuefd, path) == -1) {
+	if (queue_file_move(m->id, "env", c->envspare) == -1) {
 		c->error = errno;
 		if (queue_path(m->id, "msg", path, sizeof path) == 0)
 			unlinkat(queue.queuefd, path, 0);
@@ -1667,7 +1685,7 @@ queue_commit_undo(struct queue_commit *c, int moved)
 		if (queue_path(c->msg->id, "msg", path, sizeof path) == 0)
 			unlinkat(queue.queuefd, path, 0);
 	}
-	queue_msg_unlink(c->msg->id);
+	queue_commit_unlink(c);
 }
 
 /* A sync of the spool's filesystem failed: every commit still open fails. */
@@ -1721,7 +1739,7 @@ queue_batch_run_files(struct queue_commits *batch)
 		queue_commit_sync(c);
 		queue_commit_move(c);
 		if (c->error != 0)
-			queue_msg_unlink(c->msg->id);
+			queue_commit_unlink(c);
 	}
 	TAILQ_FOREACH(c, batch, entry) {
 		if (c->error != 0 || synced[c->dir / 8] & (1u << (c->dir % 8)))
@@ -1769,7 +1787,7 @@ queue_batch_run_fs(struct queue_commits *batch)
 		}
 		queue_commit_move(c);
 		if (c->error != 0)
-			queue_msg_unlink(c->msg->id);
+			queue_commit_unlink(c);
 	}
 	if (syncfs(queue.spoolfd) == -1)
 		queue_batch_fail(batch, errno, 1);

@@ -2,17 +2,22 @@
  * spare.c: spool files kept for reuse.  A removed message's envelope and
  * content are renamed into spare/ rather than unlinked (at most
  * SPARE_MAX of each kind, none larger than SPARE_MAX_SIZE), and a new
- * message's files are renamed out of it and overwritten rather than
- * created.  A steady flow of mail then allocates and frees no inode and,
- * messages of like sizes, no block: on ext4 without a journal every
- * inode allocation skips the inodes freed within the last minute one by
- * one, and with the discard mount option every freed block waits for
- * the device.  Whoever overwrites a spare truncates it to what it wrote
- * before the sync that commits it, so nothing older survives in a
- * queued file.  spare/ is emptied at start: nothing in it is mail.
+ * message's files are overwritten rather than created.  A steady flow
+ * of mail then allocates and frees no inode and, messages of like
+ * sizes, no block: on ext4 without a journal every inode allocation
+ * skips the inodes freed within the last minute one by one, and with
+ * the discard mount option every freed block waits for the device.
+ * Whoever overwrites a spare truncates it to what it wrote before the
+ * sync that commits it, so nothing older survives in a queued file.
  *
- * The pools and the names belong to the loop; spare_place() alone may
- * run on a worker, for a name the loop took.
+ * A taken spare is written where it is, under its spare name, and
+ * renamed once, into queue/XX/ as its message commits: a file in spare/
+ * may be a message being received, never acknowledged.  spare/ is
+ * emptied at start: nothing in it is mail.
+ *
+ * The pools and the names belong to the loop; spare_open(),
+ * spare_place() and spare_drop() alone may run on a worker, for a name
+ * the loop took.
  */
 #include "autoconf.h"
 
@@ -102,14 +107,48 @@ spare_take(enum spare_kind kind, char *buf, size_t size)
 }
 
 /*
- * Move a spare taken by spare_take() to dirfd/to, where it is opened
- * and overwritten.  -1 (errno set) if it cannot be: the caller creates
- * a file instead.
+ * Open a spare taken by spare_take() for writing, where it is: it is
+ * overwritten in spare/ and leaves it only when it becomes a queued
+ * file (spare_place()).  -1 (errno set) if it cannot be opened: the
+ * caller forgets it (spare_drop()) and creates a file instead.
  */
+int
+spare_open(const char *name)
+{
+	return openat(spare.fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Move a spare taken by spare_take() to dirfd/to: -1 (errno set) if not. */
 int
 spare_place(const char *name, int dirfd, const char *to)
 {
 	return renameat(spare.fd, name, dirfd, to);
+}
+
+/* Remove a spare taken by spare_take() and not placed. */
+void
+spare_drop(const char *name)
+{
+	if (spare.fd != -1)
+		unlinkat(spare.fd, name, 0);
+}
+
+/*
+ * Give back a spare taken by spare_take() and never placed (its message
+ * was given up), now size octets at most: kept for the next one if the
+ * pool takes it, else removed.  The loop only, as spare_take().
+ */
+void
+spare_return(enum spare_kind kind, const char *name, uint64_t size)
+{
+	if (spare.fd == -1)
+		return;
+	if (spare.n[kind] == SPARE_MAX || size > SPARE_MAX_SIZE) {
+		spare_drop(name);
+		return;
+	}
+	spare.names[kind][spare.n[kind]++] =
+	    (uint32_t)strtoul(name + 1, NULL, 16);
 }
 
 /*

@@ -21,7 +21,10 @@ enum spare_kind {
 int	spare_init(int, char **);
 void	spare_shutdown(void);
 int	spare_take(enum spare_kind, char *, size_t);
+int	spare_open(const char *);
 int	spare_place(const char *, int, const char *);
+void	spare_drop(const char *);
+void	spare_return(enum spare_kind, const char *, uint64_t);
 int	spare_keep(enum spare_kind, int, const char *, uint64_t);
 size_t	spare_count(enum spare_kind);
 

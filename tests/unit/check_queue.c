@@ -2149,7 +2149,7 @@ END_TEST
  * written over them: the same inodes, holding exactly the new message
  * and envelope (nothing left of the longer ones before).  A content
  * larger than SPARE_MAX_SIZE is removed, an aborted message's content is
- * kept, and spare/ is emptied at start.
+ * kept unless it grew larger, and spare/ is emptied at start.
  */
 START_TEST(test_spare_reused)
 {
@@ -2225,6 +2225,25 @@ START_TEST(test_spare_reused)
 	ck_assert_int_eq(count_spool("incoming"), 0);
 	ck_assert_uint_eq(spare_count(SPARE_MSG), 1);
 	ck_assert_int_eq(count_spool("spare"), 2);
+
+	/*
+	 * A message received over a spare is written where the spare is:
+	 * nothing in incoming/.  Given up once larger than a spare may be,
+	 * the file is removed rather than kept.
+	 */
+	m = queue_msg_new(id3, sizeof id3);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 0);
+	ck_assert_int_eq(count_spool("spare"), 2);
+	ck_assert_int_eq(count_spool("incoming"), 0);
+	large = xmalloc(SPARE_MAX_SIZE + 1);
+	fill(large, SPARE_MAX_SIZE + 1, 3);
+	ck_assert_int_eq(queue_msg_write(m, large, SPARE_MAX_SIZE + 1), 0);
+	free(large);
+	queue_msg_abort(m);
+	ck_assert_uint_eq(spare_count(SPARE_MSG), 0);
+	ck_assert_int_eq(count_spool("spare"), 1);
+	ck_assert_int_eq(count_spool("incoming"), 0);
 
 	/* Nothing in spare/ is mail: gone at the next start. */
 	queue_shutdown();
