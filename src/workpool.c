@@ -107,9 +107,16 @@ workpool_main(void *arg)
 			pool.background--;
 			pthread_cond_signal(&pool.cond);
 		}
+		/*
+		 * One byte wakes the loop for every job on the list: it
+		 * takes the whole list after reading the pipe, so a list
+		 * that was not empty has its byte on the way already.
+		 */
+		if (TAILQ_EMPTY(&pool.done))
+			while (write(pool.pipe[1], &byte, 1) == -1 &&
+			    errno == EINTR)
+				;
 		TAILQ_INSERT_TAIL(&pool.done, j, entry);
-		while (write(pool.pipe[1], &byte, 1) == -1 && errno == EINTR)
-			;
 	}
 	pthread_mutex_unlock(&pool.lock);
 	return NULL;
@@ -138,7 +145,8 @@ workpool_pipe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	char	buf[256];
 
-	while (read(fd, buf, sizeof buf) > 0)
+	/* A short read found the pipe empty: no second read to be told. */
+	while (read(fd, buf, sizeof buf) == (ssize_t)sizeof buf)
 		;
 	workpool_complete();
 }
