@@ -88,6 +88,23 @@ TAILQ_HEAD(queue_commits, queue_commit);
 TAILQ_HEAD(queue_live, queue_commit);
 TAILQ_HEAD(queue_rewrites, queue_rewrite);
 
+/*
+ * An envelope just committed, kept as it was written so that the attempt
+ * which follows at once need not read it back (an open, two reads and a
+ * close on the loop).  At most QUEUE_FRESH_MAX, the oldest dropped
+ * first; one is used by the first load of its message, and dropped
+ * whenever the envelope on disk may change (a rewrite, a move between
+ * the trees, a removal), so it is always what the file holds.
+ */
+#define QUEUE_FRESH_MAX		64
+struct queue_fresh {
+	TAILQ_ENTRY(queue_fresh) entry;
+	char			 id[QUEUE_ID_SIZE];
+	char			*text;
+	size_t			 len;
+};
+TAILQ_HEAD(queue_freshes, queue_fresh);
+
 static struct {
 	struct event_base	*base;
 	struct event		*commit_ev;
@@ -95,6 +112,8 @@ static struct {
 	struct queue_live	 live;		/* every commit not called back */
 	size_t			 batches;	/* with the workers */
 	struct queue_rewrites	 rewrites;	/* not called back */
+	struct queue_freshes	 fresh;		/* oldest first */
+	size_t			 nfresh;
 	int			 spoolfd;
 	int			 incomingfd;
 	int			 queuefd;
@@ -110,6 +129,56 @@ static struct {
 	char			 floor[QUEUE_ID_SIZE];	/* first id of ours */
 } queue = { .spoolfd = -1, .incomingfd = -1, .queuefd = -1,
     .holdfd = -1, .corruptfd = -1, .lockfd = -1 };
+
+static void
+queue_fresh_free(struct queue_fresh *f)
+{
+	TAILQ_REMOVE(&queue.fresh, f, entry);
+	queue.nfresh--;
+	free(f->text);
+	free(f);
+}
+
+static struct queue_fresh *
+queue_fresh_find(const char *id)
+{
+	struct queue_fresh	*f;
+
+	if (queue.nfresh == 0)
+		return NULL;	/* also a tool's queue, never initialised */
+	/* Newest first: the attempt of a message just committed. */
+	TAILQ_FOREACH_REVERSE(f, &queue.fresh, queue_freshes, entry) {
+		if (strcmp(f->id, id) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* Keep the text of a committed envelope (taken over). */
+static void
+queue_fresh_add(const char *id, char *text, size_t len)
+{
+	struct queue_fresh	*f;
+
+	if (queue.nfresh == QUEUE_FRESH_MAX)
+		queue_fresh_free(TAILQ_FIRST(&queue.fresh));
+	f = xmalloc(sizeof *f);
+	util_strlcpy(f->id, id, sizeof f->id);
+	f->text = text;
+	f->len = len;
+	TAILQ_INSERT_TAIL(&queue.fresh, f, entry);
+	queue.nfresh++;
+}
+
+/* The envelope of id may change on disk: forget its committed text. */
+static void
+queue_fresh_drop(const char *id)
+{
+	struct queue_fresh	*f;
+
+	if ((f = queue_fresh_find(id)) != NULL)
+		queue_fresh_free(f);
+}
 
 /*
  * A batch of commits handed to a worker.  While a worker has it, the
@@ -923,6 +992,8 @@ queue_init(struct event_base *base, const char *spool, queue_scan_cb cb,
 	TAILQ_INIT(&queue.pending);
 	TAILQ_INIT(&queue.live);
 	TAILQ_INIT(&queue.rewrites);
+	TAILQ_INIT(&queue.fresh);
+	queue.nfresh = 0;
 	if (queue_mkdir_parents(spool) == -1) {
 		xasprintf(cause, "%s: %s", spool, strerror(errno));
 		return -1;
@@ -1172,6 +1243,8 @@ queue_shutdown(void)
 		free(r->text);
 		free(r);
 	}
+	while (queue.nfresh > 0)
+		queue_fresh_free(TAILQ_FIRST(&queue.fresh));
 	if (queue.commit_ev != NULL)
 		event_free(queue.commit_ev);
 	queue.commit_ev = NULL;
@@ -1820,6 +1893,8 @@ queue_batch_finish(struct queue_commits *batch)
 		queue.msgs_open--;
 		if (c->error == 0) {
 			queue.count++;
+			queue_fresh_add(c->msg->id, c->envtext, c->envlen);
+			c->envtext = NULL;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			metrics_observe(METRICS_HIST_COMMIT,
 			    (double)(now.tv_sec - c->started.tv_sec) +
@@ -1973,14 +2048,25 @@ static int
 queue_env_load_held(const char *id, struct envelope *env, int *held,
     char **cause)
 {
-	char		 path[QUEUE_PATH_SIZE], *buf;
-	size_t		 len;
-	int		 fd, rc, saved;
+	struct queue_fresh	*f;
+	char			 path[QUEUE_PATH_SIZE], *buf;
+	size_t			 len;
+	int			 fd, rc, saved;
 
 	if (queue_path(id, "env", path, sizeof path) == -1) {
 		xasprintf(cause, "not a queue id");
 		errno = EINVAL;
 		return -1;
+	}
+	/* Committed a moment ago, in queue/: as written, not read back. */
+	if ((f = queue_fresh_find(id)) != NULL) {
+		if ((rc = queue_env_parse(id, f->text, f->len, env,
+		    cause)) == -1)
+			errno = EINVAL;
+		else if (held != NULL)
+			*held = 0;
+		queue_fresh_free(f);
+		return rc;
 	}
 	if ((fd = queue_open_file(id, "env")) == -1 ||
 	    util_read_fd(fd, QUEUE_ENV_MAX + 1, NULL, &buf, &len) == -1) {
@@ -2077,6 +2163,7 @@ queue_env_update(const struct envelope *env)
 		errno = EBUSY;
 		return -1;
 	}
+	queue_fresh_drop(env->id);
 	if ((dirfd = queue_find(env->id, &held)) == -1 ||
 	    envelope_write(env, &text, &len) == -1)
 		return -1;
@@ -2169,6 +2256,7 @@ queue_env_rewrite(const struct envelope *env, queue_rewrite_cb cb,
 	else if (envelope_write(env, &r->text, &r->len) == -1)
 		r->error = EINVAL;
 	busy = queue_rewrite_find(r->id) != NULL;
+	queue_fresh_drop(r->id);
 	TAILQ_INSERT_TAIL(&queue.rewrites, r, entry);
 	if (!busy)
 		queue_rewrite_start(r);
@@ -2198,6 +2286,7 @@ queue_remove_files(const char *id, int reuse)
 
 	if ((dirfd = queue_find(id, &held)) == -1)
 		return -1;
+	queue_fresh_drop(id);
 	queue_path(id, "env", path, sizeof path);
 	if (queue_discard(dirfd, path, SPARE_ENV, reuse) == -1)
 		return -1;
@@ -2301,6 +2390,7 @@ queue_set_held(const char *id, int hold)
 		errno = EBUSY;
 		return -1;
 	}
+	queue_fresh_drop(id);
 	/* Blocking: a link, a rename and a directory sync. */
 	if (hold)
 		return queue_hold_dir(id) == -1 ? -1 :

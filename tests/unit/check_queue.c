@@ -2145,6 +2145,65 @@ START_TEST(test_remove)
 END_TEST
 
 /*
+ * The first load of a message just committed takes its envelope as it
+ * was written, without reading the file (removed here behind the
+ * queue's back): once only, and not after anything that may change the
+ * file (a rewrite, a hold, a removal), when the file is what counts.
+ */
+START_TEST(test_env_fresh)
+{
+	static const char *const rcpt = "b@example.net";
+	static const char data[] = "Subject: s\r\n\r\nbody\r\n";
+	struct envelope	 env;
+	char		 id[QUEUE_ID_SIZE], path[PATH_SIZE], *cause = NULL;
+
+	init_spool(NULL, NULL);
+	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
+	qpath(path, sizeof path, "queue", id, "env");
+	ck_assert_int_eq(unlink(path), 0);
+	check_load(id, "a@example.org", &rcpt, 1);
+	envelope_init(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	envelope_clear(&env);
+	free(cause);
+	cause = NULL;
+
+	/* Rewritten: the next load reads the file. */
+	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
+	make_env(&env, id, "a@example.org", &rcpt, 1, strlen(data));
+	env.rcpts[0].state = ENVELOPE_RCPT_SENT;
+	ck_assert_int_eq(queue_env_update(&env), 0);
+	envelope_clear(&env);
+	envelope_init(&env);
+	ck_assert_msg(queue_env_load(id, &env, &cause) == 0, "%s", cause);
+	ck_assert_int_eq(env.rcpts[0].state, ENVELOPE_RCPT_SENT);
+	envelope_clear(&env);
+
+	/* Held: the envelope is read from hold/ (gone here). */
+	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
+	ck_assert_int_eq(queue_hold(id), 0);
+	qpath(path, sizeof path, "hold", id, "env");
+	ck_assert_int_eq(unlink(path), 0);
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	envelope_clear(&env);
+	free(cause);
+	cause = NULL;
+
+	/* Removed: nothing to load. */
+	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
+	ck_assert_int_eq(queue_remove(id), 0);
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	envelope_clear(&env);
+	free(cause);
+	queue_shutdown();
+}
+END_TEST
+
+/*
  * A removed message's files are kept in spare/, and the next message is
  * written over them: the same inodes, holding exactly the new message
  * and envelope (nothing left of the longer ones before).  A content
@@ -3117,6 +3176,7 @@ queue_suite(void)
 	tcase_add_loop_test(tc, test_env_rewrite, 0, 2);
 	tcase_add_loop_test(tc, test_env_rewrite_removed, 0, 2);
 	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_env_fresh);
 	tcase_add_test(tc, test_spare_reused);
 	tcase_add_test(tc, test_spare_pool_full);
 	tcase_add_test(tc, test_start_files_ahead);
