@@ -1652,6 +1652,14 @@ queue_commit_cancel(struct queue_commit *c)
 	c->cancelled = 1;
 }
 
+/* The requester went away: the commit calls back someone else. */
+void
+queue_commit_rebind(struct queue_commit *c, queue_commit_cb cb, void *arg)
+{
+	c->cb = cb;
+	c->arg = arg;
+}
+
 /*
  * Start writing a file back to disk without waiting (sync_file_range(2));
  * without the system call, the sync that follows does it all.  Any other

@@ -82,6 +82,8 @@ size_t		 queue_msgs_open(void);
 struct queue_commit *queue_msg_commit(struct queue_msg *,
 		    const struct envelope *, queue_commit_cb, void *);
 void		 queue_commit_cancel(struct queue_commit *);
+void		 queue_commit_rebind(struct queue_commit *, queue_commit_cb,
+		    void *);
 
 /* For a tool: the read functions below, without lock or recovery. */
 int		 queue_open_readonly(const char *, char **);

@@ -896,6 +896,7 @@ smtp_server_free(void)
 {
 	server.stopped = NULL;
 	smtp_server_close_all();
+	smtp_session_shutdown();
 	smtp_server_listeners_free(server.listeners, server.nlisteners);
 	server.listeners = NULL;
 	server.nlisteners = 0;

@@ -555,7 +555,16 @@ static int	smtp_milter_rcpt(struct smtp_session *, const struct addr *,
 		    const char *, const char *);
 static int	smtp_milter_data(struct smtp_session *);
 static int	smtp_milter_message(struct smtp_session *);
-static void	smtp_milter_hold(struct smtp_session *);
+
+/*
+ * Sessions are over (ternd stops): commits they left finish later, with
+ * delivery gone; their messages wait in the queue for the next start.
+ */
+void
+smtp_session_shutdown(void)
+{
+	smtp_queued = NULL;
+}
 
 void
 smtp_session_init(struct event_base *base, const struct config *conf,
@@ -946,7 +955,14 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 		s->state = state;
 		smtp_deadline_start(s);
 	}
-	if (state == SMTP_STATE_COMMIT || state == SMTP_STATE_CLOSING ||
+	/*
+	 * While a commit runs, reading goes on as it was (smtp_process()
+	 * leaves what comes in for later): no two epoll changes a message,
+	 * and a client that leaves is seen at once (smtp_orphan_cb()).
+	 */
+	if (state == SMTP_STATE_COMMIT)
+		return;
+	if (state == SMTP_STATE_CLOSING ||
 	    state == SMTP_STATE_AUTH_CHECK || state == SMTP_STATE_MILTER ||
 	    state == SMTP_STATE_SPOOL)
 		bufferevent_disable(smtp_bev(s), EV_READ);
@@ -1096,15 +1112,50 @@ smtp_anvil_auth_failed(struct smtp_session *s, const char *user)
 		    smtp_conf->auth_penalty / 1000, s->sid);
 }
 
+/*
+ * A message whose commit was under way when its session ended: the
+ * commit goes on, and once it is done the message is logged and handed
+ * to delivery all the same (its client, gone before the 250, will
+ * likely send it again: RFC 1047).
+ */
+struct smtp_orphan {
+	struct envelope	 env;
+	int		 hold;
+	char		 sid[12];
+};
+
+static void	smtp_committed(const struct envelope *, int, const char *);
+
+static void
+smtp_orphan_cb(void *arg, int error)
+{
+	struct smtp_orphan	*o = arg;
+
+	if (error == 0) {
+		smtp_committed(&o->env, o->hold, o->sid);
+		log_info("%s: queued after its client left, before the reply, "
+		    "session=%s", o->env.id, o->sid);
+	}
+	envelope_clear(&o->env);
+	free(o);
+}
+
 static void
 smtp_tx_free(struct smtp_session *s)
 {
-	struct smtp_tx	*tx = s->tx;
+	struct smtp_tx		*tx = s->tx;
+	struct smtp_orphan	*o;
 
 	if (tx == NULL)
 		return;
-	if (tx->commit != NULL)
-		queue_commit_cancel(tx->commit);
+	if (tx->commit != NULL) {
+		o = xcalloc(1, sizeof *o);
+		o->env = tx->env;
+		envelope_init(&tx->env);
+		o->hold = tx->hold;
+		util_strlcpy(o->sid, s->sid, sizeof o->sid);
+		queue_commit_rebind(tx->commit, smtp_orphan_cb, o);
+	}
 	if (s->milter != NULL)
 		milter_chain_abort(s->milter);
 	if (tx->mcopy != NULL)
@@ -2931,7 +2982,6 @@ smtp_commit_cb(void *arg, int error)
 {
 	struct smtp_session	*s = arg;
 	struct smtp_tx		*tx = s->tx;
-	char			 esc[LOG_ESCAPE_SIZE];
 
 	tx->commit = NULL;
 	if (error != 0) {
@@ -2939,23 +2989,38 @@ smtp_commit_cb(void *arg, int error)
 		smtp_enter_state(s, SMTP_STATE_CMD);
 		smtp_reply(s, smtp_spool_reply(error), NULL);
 	} else {
-		log_mail("smtpd", "%s: client=[%s], helo=%s, session=%s",
-		    tx->id, s->addr, log_escape(esc, sizeof esc, smtp_helo(s),
-		    strlen(smtp_helo(s))), s->sid);
-		log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
-		    "(queue active)", tx->id, log_escape(esc, sizeof esc,
-		    tx->env.sender, strlen(tx->env.sender)), tx->env.size,
-		    tx->env.nrcpts);
-		if (tx->hold)
-			smtp_milter_hold(s);
-		else if (smtp_queued != NULL)
-			smtp_queued(&tx->env);
+		smtp_committed(&tx->env, tx->hold, s->sid);
 		smtp_reply(s, SMTP_R_QUEUED, tx->id);
 		smtp_tx_free(s);
 		smtp_enter_state(s, SMTP_STATE_CMD);
 	}
 	smtp_process(s);
 	smtp_after(s);
+}
+
+/*
+ * A message is in the queue: logged, then held (a filter's quarantine)
+ * or handed to delivery.  Its session may be gone (smtp_orphan_cb()).
+ */
+static void
+smtp_committed(const struct envelope *env, int hold, const char *sid)
+{
+	char	esc[LOG_ESCAPE_SIZE];
+
+	log_mail("smtpd", "%s: client=[%s], helo=%s, session=%s", env->id,
+	    env->client_addr, log_escape(esc, sizeof esc, env->helo,
+	    strlen(env->helo)), sid);
+	log_mail("qmgr", "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu "
+	    "(queue active)", env->id, log_escape(esc, sizeof esc,
+	    env->sender, strlen(env->sender)), env->size, env->nrcpts);
+	if (hold) {
+		/* Blocking: two renames and a directory sync, as ternctl. */
+		if (queue_hold(env->id) == -1)
+			log_warn("%s: cannot hold", env->id);
+		else
+			log_info("%s: held", env->id);
+	} else if (smtp_queued != NULL)
+		smtp_queued(env);
 }
 
 static void
@@ -3368,16 +3433,6 @@ smtp_milter_eom(struct smtp_session *s, const struct milter_reply *r)
 }
 
 /* A quarantined message, committed: into the hold queue, as ternctl hold. */
-static void
-smtp_milter_hold(struct smtp_session *s)
-{
-	/* Blocking: two renames and a directory sync, as ternctl hold. */
-	if (queue_hold(s->tx->id) == -1)
-		log_warn("%s: cannot hold", s->tx->id);
-	else
-		log_info("%s: held", s->tx->id);
-}
-
 /* A step's verdict: the reply the command waited for. */
 static void
 smtp_milter_cb(const struct milter_reply *r, void *arg)

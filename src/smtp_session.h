@@ -28,6 +28,7 @@ typedef void	(*smtp_session_queued_cb)(const struct envelope *);
 
 void	 smtp_session_init(struct event_base *, const struct config *,
 	    smtp_session_queued_cb);
+void	 smtp_session_shutdown(void);
 /*
  * Asked by ETRN for a domain (and its subdomains when the int is 1):
  * how many messages were made due.

@@ -332,6 +332,33 @@ class Durability(TernTestCase):
         qid2 = t.send_message("s@example.org", ["rcpt@local.test"], CONTENT)
         self.assertEqual(t.queued(), sorted([qid, qid2]))
 
+    def test_client_gone_before_the_reply(self):
+        """A client that sends the final dot and leaves at once, before
+        the 250 (the commit of a 1 MB message takes longer than ternd
+        takes to see it gone): the commit goes on, and the message is
+        logged and delivered by this daemon, with no restart; the log
+        says the client was told nothing (it will likely send it
+        again, RFC 1047)."""
+        t = self.tern(local=["local.test"])
+        body = CONTENT + (b"y" * 76 + b"\r\n") * 13000
+        c = t.session()
+        self.assertEqual(c.cmd("MAIL FROM:<s@example.org>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<rcpt@local.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(ternlib.dot_stuff(body))
+        c.close()
+        m = t.wait_log(r"(\w+): queued after its client left, before the "
+                       r"reply, session=")
+        qid = m.group(1)
+        self.assertRegex(t.log(), r"%s: client=\[127\.0\.0\.1\], "
+                         r"helo=client\.example" % qid)
+        names = t.wait_delivered(1)
+        with open(os.path.join(t.sink_maildir(), "new", names[0]),
+                  "rb") as f:
+            self.assertTrue(f.read().endswith(body.replace(b"\r\n",
+                                                           b"\n")))
+        t.wait_log(r"%s: removed" % qid)
+
     def test_survives_kill9_filesystem_sync(self):
         # spool_sync = filesystem: messages committed together in one
         # batch, each acknowledged only once the batch is durable.
