@@ -483,7 +483,11 @@ mta_set_timeouts(struct mta_session *s)
 
 /*
  * Every state change goes through here: trace it, re-arm the timeouts,
- * and read only while a reply is awaited.
+ * and read only while a reply is awaited.  The body is the exception:
+ * reading goes on as it was (a reply that comes early waits for the end
+ * of data), so that a body written at once, as most are, costs no two
+ * epoll changes; mta_body_fill() stops reading while it waits for the
+ * peer to take more.
  */
 static void
 mta_enter_state(struct mta_session *s, enum mta_state state)
@@ -495,6 +499,8 @@ mta_enter_state(struct mta_session *s, enum mta_state state)
 	if (s->bev == NULL)
 		return;
 	mta_set_timeouts(s);
+	if (state == MTA_STATE_BODY)
+		return;
 	if (mta_states[state].reads)
 		bufferevent_enable(s->bev, EV_READ);
 	else
@@ -1785,6 +1791,9 @@ mta_body_fill(struct mta_session *s)
 			mta_body_stuff(s, out, mta_body_buf, (size_t)n);
 		s->body_off += (uint64_t)n;
 	}
+	/* Waiting for the peer to take more: nothing read meanwhile. */
+	if (s->state == MTA_STATE_BODY)
+		bufferevent_disable(s->bev, EV_READ);
 }
 
 /* Add one reply line to the reply being read. */
