@@ -511,7 +511,6 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct smtp_server_listener	*l = arg;
 	struct smtp_server_client	*c;
 	char				 addr[INET6_ADDRSTRLEN];
-	int				 one = 1;
 
 	if (server.stopping) {
 		close(fd);
@@ -534,7 +533,11 @@ smtp_server_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		    "from a trusted proxy");
 		return;
 	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifndef __linux__
+	/* Linux copies the listener's TCP_NODELAY to the accepted socket. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+	    sizeof(int));
+#endif
 	c = xcalloc(1, sizeof *c);
 	c->kind = l->kind;
 	c->fd = fd;
@@ -634,6 +637,8 @@ smtp_server_bind(const struct config_listen *l, int *skippable, char **cause)
 		return -1;
 	}
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* Replies go out at once; an accepted socket inherits it. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (l->ss.ss_family == AF_INET6)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
 		    sizeof one);
