@@ -101,11 +101,12 @@ field() {
 	echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-# CPU time (user + system, in clock ticks) of a process and everything
-# below it, including children that have exited and were reaped (their
-# time is in the parent's cutime and cstime).
-tree_cpu() {
-	python3 - "$1" <<'EOF'
+# A process and everything below it: pid what.  what "cpu": their CPU
+# time (user + system, in clock ticks), including children that have
+# exited and were reaped (their time is in the parent's cutime and
+# cstime); "pids": their pids, one "-p PID" each (for strace).
+proc_tree() {
+	python3 - "$1" "$2" <<'EOF'
 import os, sys
 stats = {}
 for name in os.listdir("/proc"):
@@ -120,15 +121,23 @@ for name in os.listdir("/proc"):
 children = {}
 for pid, f in stats.items():
     children.setdefault(int(f[1]), []).append(pid)
-total, todo = 0, [int(sys.argv[1])]
+total, pids, todo = 0, [], [int(sys.argv[1])]
 while todo:
     pid = todo.pop()
     if pid in stats:
         f = stats[pid]
         total += sum(int(x) for x in f[11:15])
+        pids.append(pid)
     todo.extend(children.get(pid, []))
-print(total)
+if sys.argv[2] == "cpu":
+    print(total)
+else:
+    print(" ".join("-p %d" % p for p in pids))
 EOF
+}
+
+tree_cpu() {
+	proc_tree "$1" cpu
 }
 
 # Log lines that speak of trouble, without their time stamps, counted:

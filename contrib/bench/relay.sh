@@ -451,6 +451,17 @@ load_stop() {
 	    "$(tail -n 3 "$out")"
 }
 
+# Until queued-function says 0, at most tries tenths of a second, and
+# half a second more: queued-function tries.
+wait_unqueued() {
+	i=0
+	while [ "$($1)" -ne 0 ] && [ "$i" -lt "$2" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	sleep 0.5
+}
+
 # Clock ticks (tree_cpu) as seconds, one decimal.
 ticks_s() {
 	awk -v t="$1" -v hz="$(getconf CLK_TCK)" \
@@ -519,12 +530,7 @@ measure() {
 	sink_cpu=$(ticks_s "$((s1 - s0))")
 	# What else is on its way (duplicates) arrives within moments; and
 	# the server should let go of every message it delivered.
-	i=0
-	while [ "$($4)" -ne 0 ] && [ "$i" -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	sleep 0.5
+	wait_unqueued "$4" 100
 	queued=$($4)
 	counts=$(sink_rcpts "$1" "$lp@relay.bench.test")
 	total=${counts% *}
@@ -585,25 +591,7 @@ measure_floor() {
 # master and its daemons, and those it starts meanwhile); the count
 # ends once the server has let go of every one.  Sets syscalls_line.
 count_syscalls() {
-	pids=$(python3 - "$3" <<'EOF'
-import os, sys
-parent = {}
-for name in os.listdir("/proc"):
-    if name.isdigit():
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                s = f.read()
-        except OSError:
-            continue
-        parent[int(name)] = int(s[s.rfind(")") + 2:].split()[1])
-out, todo = [], [int(sys.argv[1])]
-while todo:
-    pid = todo.pop()
-    out.append(pid)
-    todo.extend(p for p, pp in parent.items() if pp == pid)
-print(" ".join("-p %d" % p for p in out))
-EOF
-)
+	pids=$(proc_tree "$3" pids)
 	out="$T/$1-strace.out"
 	# shellcheck disable=SC2086
 	strace -f -c -o "$out" $pids 2>"$T/$1-strace.err" &
@@ -618,12 +606,7 @@ EOF
 	relay_run "$1" "$2" "$syscalls" "sc@relay.bench.test" "$3"
 	[ "$(field "$res" status)" = ok ] ||
 	    die "$1: the counted run failed ($res)"
-	i=0
-	while [ "$($4)" -ne 0 ] && [ "$i" -lt 300 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	sleep 0.5
+	wait_unqueued "$4" 300
 	kill -INT "$strace_pid"
 	wait "$strace_pid" || true
 	strace_pid=
