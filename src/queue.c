@@ -92,11 +92,13 @@ TAILQ_HEAD(queue_rewrites, queue_rewrite);
  * An envelope just committed, kept as it was written so that the attempt
  * which follows at once need not read it back (an open, two reads and a
  * close on the loop).  At most QUEUE_FRESH_MAX, the oldest dropped
- * first; one is used by the first load of its message, and dropped
+ * first, none longer than QUEUE_FRESH_TEXT (many recipients: read back
+ * as before); one is used by the first load of its message, and dropped
  * whenever the envelope on disk may change (a rewrite, a move between
  * the trees, a removal), so it is always what the file holds.
  */
 #define QUEUE_FRESH_MAX		64
+#define QUEUE_FRESH_TEXT	8192
 struct queue_fresh {
 	TAILQ_ENTRY(queue_fresh) entry;
 	char			 id[QUEUE_ID_SIZE];
@@ -160,6 +162,10 @@ queue_fresh_add(const char *id, char *text, size_t len)
 {
 	struct queue_fresh	*f;
 
+	if (len > QUEUE_FRESH_TEXT) {
+		free(text);
+		return;
+	}
 	if (queue.nfresh == QUEUE_FRESH_MAX)
 		queue_fresh_free(TAILQ_FIRST(&queue.fresh));
 	f = xmalloc(sizeof *f);
@@ -1363,14 +1369,15 @@ struct queue_open {
 
 /*
  * Start receiving a message: a new id and its content file, a spare when
- * there is one (written in spare/), else incoming/ID.msg.  With cb and worker threads, what no spare
- * is left for is made by a worker instead, the content and the envelope
- * both (so that no file is created between the final dot and the 250,
- * and no create, which can take most of a millisecond, holds up the
- * loop): *waiting is then set, and cb(arg, error) runs from the loop
- * once they are there, unless the message is given up first.  Until
- * then nothing but the first buffer may be written.  Without cb the
- * content is made here and the envelope by the commit.
+ * there is one (written in spare/), else incoming/ID.msg.  With cb and
+ * worker threads, what no spare is left for is made by a worker
+ * instead, the content and the envelope both (so that no file is
+ * created between the final dot and the 250, and no create, which can
+ * take most of a millisecond, holds up the loop): *waiting is then set,
+ * and cb(arg, error) runs from the loop once they are there, unless the
+ * message is given up first.  Until then nothing but the first buffer
+ * may be written.  Without cb the content is made here and the envelope
+ * by the commit.
  */
 struct queue_msg *
 queue_msg_start(char *id, size_t size, queue_ready_cb cb, void *arg,
@@ -1677,9 +1684,9 @@ queue_commit_writeback(int fd)
 
 /*
  * First step of a commit: the content's last buffer and the envelope
- * written (over spares, or in incoming/).  With sync set, both are also sent on their way
- * to disk and the envelope stays open for queue_commit_sync(); on
- * failure, or without sync, it is closed here.
+ * written (over spares, or in incoming/).  With sync set, both are also
+ * sent on their way to disk and the envelope stays open for
+ * queue_commit_sync(); on failure, or without sync, it is closed here.
  */
 static void
 queue_commit_write(struct queue_commit *c, int sync)

@@ -2148,14 +2148,21 @@ END_TEST
  * The first load of a message just committed takes its envelope as it
  * was written, without reading the file (removed here behind the
  * queue's back): once only, and not after anything that may change the
- * file (a rewrite, a hold, a removal), when the file is what counts.
+ * file (a rewrite, a hold, a removal), when the file is what counts; an
+ * envelope over 8 KiB is not kept.
  */
 START_TEST(test_env_fresh)
 {
 	static const char *const rcpt = "b@example.net";
 	static const char data[] = "Subject: s\r\n\r\nbody\r\n";
+	static char	 many[200][64];
+	const char	*rcpts[200];
+	struct queue_msg *m;
 	struct envelope	 env;
+	struct result	 r = { 0, 0 };
+	struct stat	 st;
 	char		 id[QUEUE_ID_SIZE], path[PATH_SIZE], *cause = NULL;
+	size_t		 i;
 
 	init_spool(NULL, NULL);
 	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
@@ -2195,6 +2202,30 @@ START_TEST(test_env_fresh)
 	/* Removed: nothing to load. */
 	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
 	ck_assert_int_eq(queue_remove(id), 0);
+	envelope_init(&env);
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	envelope_clear(&env);
+	free(cause);
+	cause = NULL;
+
+	/* Too long to keep (200 recipients): read back from the file. */
+	m = queue_msg_new(id, sizeof id);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(queue_msg_write(m, data, strlen(data)), 0);
+	for (i = 0; i < 200; i++) {
+		snprintf(many[i], sizeof many[i],
+		    "recipient-number-%03zu@example.net", i);
+		rcpts[i] = many[i];
+	}
+	make_env(&env, id, "a@example.org", rcpts, 200, strlen(data));
+	ck_assert_ptr_nonnull(queue_msg_commit(m, &env, commit_cb, &r));
+	ck_assert_int_ne(event_base_loop(base, EVLOOP_NONBLOCK), -1);
+	ck_assert_int_eq(r.error, 0);
+	envelope_clear(&env);
+	qpath(path, sizeof path, "queue", id, "env");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_gt(st.st_size, 8192);
+	ck_assert_int_eq(unlink(path), 0);
 	envelope_init(&env);
 	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
 	envelope_clear(&env);
