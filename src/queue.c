@@ -1595,11 +1595,12 @@ queue_msg_abort(struct queue_msg *m)
 	queue.msgs_open--;
 	if (m->fd != -1) {
 		close(m->fd);
-		util_snprintf(name, sizeof name, "%s.msg", m->id);
 		if (m->spare[0] != '\0')
 			spare_return(SPARE_MSG, m->spare, m->size);
-		else
+		else {
+			util_snprintf(name, sizeof name, "%s.msg", m->id);
 			queue_discard(queue.incomingfd, name, SPARE_MSG, 1);
+		}
 	}
 	free(m);
 }

@@ -3432,7 +3432,6 @@ smtp_milter_eom(struct smtp_session *s, const struct milter_reply *r)
 	smtp_tx_commit(s);
 }
 
-/* A quarantined message, committed: into the hold queue, as ternctl hold. */
 /* A step's verdict: the reply the command waited for. */
 static void
 smtp_milter_cb(const struct milter_reply *r, void *arg)

@@ -93,6 +93,14 @@ spare_shutdown(void)
 	memset(spare.n, 0, sizeof spare.n);
 }
 
+/* Whether the pool of a kind takes one more file of size octets. */
+static int
+spare_room(enum spare_kind kind, uint64_t size)
+{
+	return spare.fd != -1 && spare.n[kind] < SPARE_MAX &&
+	    size <= SPARE_MAX_SIZE;
+}
+
 /*
  * Take a spare of a kind: its name in buf, for spare_place().  0 when
  * the pool is empty: the caller creates a file.
@@ -141,9 +149,7 @@ spare_drop(const char *name)
 void
 spare_return(enum spare_kind kind, const char *name, uint64_t size)
 {
-	if (spare.fd == -1)
-		return;
-	if (spare.n[kind] == SPARE_MAX || size > SPARE_MAX_SIZE) {
+	if (!spare_room(kind, size)) {
 		spare_drop(name);
 		return;
 	}
@@ -163,8 +169,7 @@ spare_keep(enum spare_kind kind, int dirfd, const char *path,
 {
 	char	name[SPARE_NAME_SIZE];
 
-	if (spare.fd == -1 || spare.n[kind] == SPARE_MAX ||
-	    size > SPARE_MAX_SIZE)
+	if (!spare_room(kind, size))
 		return 1;
 	spare_name(kind, spare.next, name, sizeof name);
 	if (renameat(dirfd, path, spare.fd, name) == -1)

@@ -412,6 +412,22 @@ check_env_file(const char *top_dir, const char *id, const char *sender,
 	free(text);
 }
 
+/* queue_env_load() of id fails with errno err, and says why. */
+static void
+check_no_load(const char *id, int err)
+{
+	struct envelope	 env;
+	char		*cause = NULL;
+
+	envelope_init(&env);
+	errno = 0;
+	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
+	ck_assert_int_eq(errno, err);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	envelope_clear(&env);
+}
+
 /* queue_env_load() of id gives this sender and these recipients. */
 static void
 check_load(const char *id, const char *sender, const char *const *rcpts,
@@ -1223,9 +1239,8 @@ START_TEST(test_recovery)
 {
 	struct stat	 before[2 * NPREP];
 	struct scan	 sc;
-	struct envelope	 env;
 	char		 ids[NPREP][QUEUE_ID_SIZE], path[PATH_SIZE];
-	char		 body[128], *text, *got, *cause = NULL;
+	char		 body[128], *text, *got;
 	size_t		 i, j, len, found;
 
 	prepare(ids);
@@ -1372,13 +1387,7 @@ START_TEST(test_recovery)
 	/* The read functions find a held message too. */
 	check_load(ids[0], "sender0@example.org", &prep_rcpt, 1);
 	check_load(ids[1], "sender1@example.org", &prep_rcpt, 1);
-	envelope_init(&env);
-	errno = 0;
-	ck_assert_int_eq(queue_env_load(ID_ORPHAN, &env, &cause), -1);
-	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_ptr_nonnull(cause);
-	free(cause);
-	envelope_clear(&env);
+	check_no_load(ID_ORPHAN, ENOENT);
 	queue_shutdown();
 }
 END_TEST
@@ -2169,13 +2178,7 @@ START_TEST(test_env_fresh)
 	qpath(path, sizeof path, "queue", id, "env");
 	ck_assert_int_eq(unlink(path), 0);
 	check_load(id, "a@example.org", &rcpt, 1);
-	envelope_init(&env);
-	errno = 0;
-	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
-	ck_assert_int_eq(errno, ENOENT);
-	envelope_clear(&env);
-	free(cause);
-	cause = NULL;
+	check_no_load(id, ENOENT);
 
 	/* Rewritten: the next load reads the file. */
 	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
@@ -2193,20 +2196,12 @@ START_TEST(test_env_fresh)
 	ck_assert_int_eq(queue_hold(id), 0);
 	qpath(path, sizeof path, "hold", id, "env");
 	ck_assert_int_eq(unlink(path), 0);
-	envelope_init(&env);
-	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
-	envelope_clear(&env);
-	free(cause);
-	cause = NULL;
+	check_no_load(id, ENOENT);
 
 	/* Removed: nothing to load. */
 	commit_now(id, sizeof id, data, strlen(data), "a@example.org", rcpt);
 	ck_assert_int_eq(queue_remove(id), 0);
-	envelope_init(&env);
-	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
-	envelope_clear(&env);
-	free(cause);
-	cause = NULL;
+	check_no_load(id, ENOENT);
 
 	/* Too long to keep (200 recipients): read back from the file. */
 	m = queue_msg_new(id, sizeof id);
@@ -2226,10 +2221,7 @@ START_TEST(test_env_fresh)
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_gt(st.st_size, 8192);
 	ck_assert_int_eq(unlink(path), 0);
-	envelope_init(&env);
-	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
-	envelope_clear(&env);
-	free(cause);
+	check_no_load(id, ENOENT);
 	queue_shutdown();
 }
 END_TEST
@@ -2707,7 +2699,7 @@ START_TEST(test_bad_ids)
 	static const char *const rcpt = "b@example.net";
 	const char	*id = is_ids[_i].text;
 	struct envelope	 env;
-	char		 keep[QUEUE_ID_SIZE], *buf = NULL, *cause = NULL;
+	char		 keep[QUEUE_ID_SIZE], *buf = NULL;
 	char		 data[50];
 	size_t		 len;
 
@@ -2718,12 +2710,7 @@ START_TEST(test_bad_ids)
 	commit_now(keep, sizeof keep, data, sizeof data, "a@example.org",
 	    "b@example.net");
 
-	envelope_init(&env);
-	errno = 0;
-	ck_assert_int_eq(queue_env_load(id, &env, &cause), -1);
-	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_ptr_nonnull(cause);
-	free(cause);
+	check_no_load(id, EINVAL);
 	/* An envelope holds no id longer than a queue id. */
 	make_env(&env, "", "a@example.org", &rcpt, 1, 0);
 	if (strlen(id) < sizeof env.id) {
